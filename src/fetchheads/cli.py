@@ -1,0 +1,427 @@
+"""The command line: click options -> one frozen ``Config``; output chosen once; exit codes.
+
+The only module that imports click, and the only one that decides how the process ends:
+
+    0    every target gave a response head
+    1    one or more targets failed (input errors included)
+    2    usage error
+    130  interrupted (SIGINT); 143 terminated (SIGTERM)
+    141  stdout closed by its reader (``| head``): stop quietly, as a SIGPIPE'd tool would
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import os
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, BinaryIO
+
+import click
+from rich.console import Console
+
+from fetchheads import __version__
+from fetchheads.config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+    DEFAULT_USER_AGENT,
+    FORMATS,
+    LOOPS,
+    METHODS,
+    ORDERS,
+    Config,
+)
+from fetchheads.errors import InputError
+from fetchheads.fetch import FetchContext, Resolver, fetch_one, make_ssl_context
+from fetchheads.render.jsonl import format_jsonl
+from fetchheads.render.output import PrettySink, Sink, TextSink
+from fetchheads.render.plain import format_plain
+from fetchheads.render.summary import Summary
+from fetchheads.request import check_header_value, parse_header_option
+from fetchheads.runner import STDIN, Source, read_sources, run
+from fetchheads.targets import SCHEMES
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    INTERRUPTED = 130
+    BROKEN_PIPE = 141
+    TERMINATED = 143
+
+
+CONTEXT_SETTINGS: dict[str, Any] = {
+    "help_option_names": ["-h", "--help"],
+    "max_content_width": 100,
+}
+
+FETCH_EPILOG = """\b
+Examples:
+  fetchheads www.sina.com.cn www.sohu.com
+  fetchheads https://example.com:8443/health
+  fetchheads < hosts.txt | grep -i '^[^ ]* header > server:'
+  fetchheads --json -c 200 -t 5 -i hosts.txt > heads.jsonl
+  fetchheads -X HEAD -H 'Accept-Language: zh' -k https://127.0.0.1:8443
+
+Other commands: see 'fetchheads COMMAND --help'.
+"""
+
+
+class DefaultGroup(click.Group):
+    """A group whose default command is ``fetch``: ``fetchheads HOST`` means ``fetchheads fetch
+    HOST``. A target that is spelled like a command can be given as ``fetchheads fetch NAME``."""
+
+    default_command = "fetch"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        command = self.commands[self.default_command]
+        with click.Context(command, info_name=ctx.info_name, parent=None) as sub:
+            command.format_help(sub, formatter)
+
+
+@click.group(cls=DefaultGroup, context_settings=CONTEXT_SETTINGS)
+def cli() -> None:
+    """Fetch the HTTP response headers of many hosts at once."""
+
+
+def _positive_float(
+    ctx: click.Context, param: click.Parameter, value: float | None
+) -> float | None:
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be greater than 0")
+    return value
+
+
+def _headers(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    try:
+        return tuple(parse_header_option(value) for value in values)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        check_header_value("User-Agent", value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+@cli.command(
+    "fetch",
+    epilog=FETCH_EPILOG,
+    context_settings={**CONTEXT_SETTINGS, "auto_envvar_prefix": "FETCHHEADS"},
+)
+@click.argument("targets", nargs=-1, metavar="[TARGET]...")
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read targets from FILE, one per line ('-' for stdin); repeatable. "
+    "With no TARGET and no --input, stdin is read when it is not a terminal.",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1, max=100_000),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="Targets in flight at once.",
+)
+@click.option(
+    "-t",
+    "--timeout",
+    type=float,
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    callback=_positive_float,
+    help="Seconds for each target: DNS, connect, TLS and the whole head.",
+)
+@click.option(
+    "--connect-timeout",
+    type=float,
+    default=None,
+    callback=_positive_float,
+    help="Tighter bound in seconds on DNS+connect+TLS alone  [default: the timeout]",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format  [default: pretty on a terminal, plain otherwise]",
+)
+@click.option("--json", "json_flag", is_flag=True, help="Same as --format jsonl.")
+@click.option(
+    "--order",
+    type=click.Choice(ORDERS),
+    default="completion",
+    show_default=True,
+    help="Print each target as it finishes, or in input order.",
+)
+@click.option(
+    "-X",
+    "--method",
+    type=click.Choice(METHODS, case_sensitive=False),
+    default="GET",
+    show_default=True,
+    help="Request method.",
+)
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    callback=_headers,
+    help="Extra request header, repeatable. Replaces a default header of the same name; "
+    "'Name:' with no value removes it.",
+)
+@click.option(
+    "-A",
+    "--user-agent",
+    default=DEFAULT_USER_AGENT,
+    show_default=True,
+    callback=_user_agent,
+    help="User-Agent header.",
+)
+@click.option(
+    "--scheme",
+    type=click.Choice(SCHEMES),
+    default="http",
+    show_default=True,
+    help="Scheme for targets given without one (a bare host:443 is always https).",
+)
+@click.option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@click.option(
+    "--cacert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Trust the CA certificates in this PEM file instead of the system store.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar and summary on stderr  [default: on when stderr is a terminal]",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option(
+    "--loop",
+    "loop_name",
+    type=click.Choice(LOOPS),
+    default="auto",
+    show_default=True,
+    help="Event loop: uvloop where installed (auto), or the standard asyncio loop.",
+)
+@click.version_option(__version__, "--version", prog_name="fetchheads")
+def fetch_command(
+    targets: tuple[str, ...],
+    inputs: tuple[str, ...],
+    concurrency: int,
+    timeout: float,
+    connect_timeout: float | None,
+    output_format: str | None,
+    json_flag: bool,
+    order: str,
+    method: str,
+    headers: tuple[tuple[str, str], ...],
+    user_agent: str,
+    scheme: str,
+    insecure: bool,
+    cacert: str | None,
+    progress: bool | None,
+    quiet: bool,
+    loop_name: str,
+) -> None:
+    """Fetch the response headers of every TARGET at once.
+
+    A TARGET is host, host:port, [v6addr]:port, or an http:// or https:// URL with a path. Each one
+    gets one connection and an HTTP/1.0 request; the head is read up to the blank line, never the
+    body, and each target is printed the moment it finishes.
+    """
+    config = Config(
+        concurrency=concurrency,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        method=method.upper(),
+        headers=headers,
+        user_agent=user_agent,
+        default_scheme=scheme,
+        insecure=insecure,
+        cacert=cacert,
+        order=order,
+        loop=loop_name,
+    )
+    sources = _sources(targets, inputs)
+    chosen = "jsonl" if json_flag else output_format
+    if chosen is None:
+        chosen = "pretty" if _isatty(sys.stdout) else "plain"
+    show_progress = (not quiet) and (_isatty(sys.stderr) if progress is None else progress)
+    try:
+        ssl_context = make_ssl_context(config)
+    except (ssl.SSLError, OSError) as exc:
+        raise click.BadParameter(f"cannot load {cacert}: {exc}", param_hint="--cacert") from None
+    status = execute(config, sources, chosen, ssl_context, show_summary=show_progress)
+    sys.exit(int(status))
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _sources(targets: tuple[str, ...], inputs: tuple[str, ...]) -> list[Source]:
+    sources = [Source(args=targets)] if targets else []
+    sources.extend(Source(path=path) for path in inputs)
+    if not sources:
+        if _isatty(sys.stdin):
+            raise click.UsageError(
+                "no targets: give hosts as arguments, with -i FILE, or on stdin "
+                "(e.g. 'fetchheads www.example.com')"
+            )
+        sources.append(Source(path=STDIN))
+    for path in inputs:
+        if path != STDIN and not os.access(path, os.R_OK):
+            raise click.BadParameter(f"cannot read {path!r}", param_hint="-i/--input")
+    return sources
+
+
+def _make_sink(output_format: str) -> Sink:
+    stdout: BinaryIO = sys.stdout.buffer
+    if output_format == "jsonl":
+        return TextSink(stdout, format_jsonl)
+    if output_format == "plain":
+        return TextSink(stdout, format_plain)
+    console = Console(highlight=False, markup=False, emoji=False, soft_wrap=False)
+    return PrettySink(console)
+
+
+def _new_loop_factory(name: str) -> Any:
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise click.BadParameter("uvloop is not installed", param_hint="--loop") from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def execute(
+    config: Config,
+    sources: Sequence[Source],
+    output_format: str,
+    ssl_context: ssl.SSLContext,
+    *,
+    show_summary: bool,
+) -> ExitStatus:
+    """Run the fetch and turn its outcome into an exit status. Prints the summary on stderr."""
+    sink = _make_sink(output_format)
+    summary = Summary()
+    started = time.monotonic()
+    terminated = False
+
+    def emit(result: Any) -> None:
+        summary.add(result)
+        sink.emit(result)
+
+    async def main() -> None:
+        nonlocal terminated
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        def stop() -> None:
+            task.cancel()
+
+        sink.set_on_error(stop)
+        # Not in the main thread, or no signals here: Ctrl-C still works.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        ctx = FetchContext(config=config, ssl_context=ssl_context, resolver=Resolver())
+        await run(
+            read_sources(sources, config.default_scheme),
+            functools.partial(fetch_one, ctx=ctx),
+            emit,
+            concurrency=config.concurrency,
+            ordered=config.order == "input",
+        )
+
+    stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
+    status: ExitStatus
+    try:
+        with asyncio.Runner(loop_factory=_new_loop_factory(config.loop)) as runner:
+            runner.run(main())
+    except KeyboardInterrupt:
+        status = ExitStatus.INTERRUPTED
+    except asyncio.CancelledError:
+        if sink.error is None and not terminated:
+            raise
+        status = ExitStatus.TERMINATED if terminated else ExitStatus.OK
+    except OSError as exc:  # reading an input file failed mid-way
+        stderr.print(f"fetchheads: {exc}")
+        return ExitStatus.FAILED
+    else:
+        status = ExitStatus.OK if summary.failed == 0 else ExitStatus.FAILED
+    sink.close()
+    if sink.error is not None:
+        return _output_failed(sink.error, stderr)
+    if show_summary and status in (ExitStatus.OK, ExitStatus.FAILED):
+        stderr.print(summary.describe(time.monotonic() - started), style="dim")
+    if status is ExitStatus.INTERRUPTED:
+        stderr.print("fetchheads: interrupted")
+    return status
+
+
+def _output_failed(error: OSError, stderr: Console) -> ExitStatus:
+    if isinstance(error, BrokenPipeError):
+        # The reader went away (``| head``). Point stdout at /dev/null so the interpreter's
+        # final flush cannot fail again, and leave without a word, as a SIGPIPE'd tool does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(devnull)
+        return ExitStatus.BROKEN_PIPE
+    stderr.print(f"fetchheads: cannot write the output: {error.strerror or error}")
+    return ExitStatus.FAILED
+
+
+def main() -> None:
+    """The console-script entry point. A bug must not show a user a traceback: it says so in one
+    line (set ``FETCHHEADS_DEBUG=1`` for the traceback) and exits 1."""
+    try:
+        cli(prog_name="fetchheads")
+    except Exception as exc:  # the one blanket catch, at the very top
+        if os.environ.get("FETCHHEADS_DEBUG"):
+            raise
+        message = f"fetchheads: internal error: {type(exc).__name__}: {exc}"
+        print(message + " (FETCHHEADS_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(int(ExitStatus.FAILED))

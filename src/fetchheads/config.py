@@ -1,0 +1,34 @@
+"""The one frozen configuration of a run, built by ``cli.py`` and passed down. Pure.
+
+The choice tuples are the single source for click's choices and for the code that branches on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fetchheads import __version__
+
+FORMATS = ("pretty", "plain", "jsonl")
+ORDERS = ("completion", "input")
+METHODS = ("GET", "HEAD")
+LOOPS = ("auto", "asyncio", "uvloop")
+
+DEFAULT_CONCURRENCY = 100
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_USER_AGENT = f"fetchheads/{__version__}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float | None = None  # None: the whole timeout
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()  # extra request headers, from -H
+    user_agent: str = DEFAULT_USER_AGENT
+    default_scheme: str = "http"
+    insecure: bool = False
+    cacert: str | None = None
+    order: str = "completion"
+    loop: str = "auto"

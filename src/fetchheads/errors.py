@@ -1,0 +1,85 @@
+"""The one exception tree of fetchheads, and the error kinds records carry.
+
+::
+
+    FetchheadsError                 anything fetchheads raises on purpose
+     ├── InputError                 a target line that cannot become a request      kind "input"
+     ├── FetchError                 one target failed; always has a ``kind``
+     │    ├── DNSError              the name did not resolve                         kind "dns"
+     │    ├── ConnectError          refused, unreachable, reset before any byte      kind "connect"
+     │    ├── TLSError              handshake, verification, expiry, wrong host      kind "tls"
+     │    ├── FetchTimeout          the per-target deadline passed                   kind "timeout"
+     │    ├── ProtocolError         not HTTP, empty reply, head too large, ...       kind "protocol"
+     │    │    └── ParseError       raised by the sans-IO parser itself
+     │    └── RedirectError         too many redirects, or a loop                    kind "redirect"
+     └── StoreError                 the snapshot database cannot be used
+
+A failed target is data, not an exception: ``fetch.fetch_one`` catches ``FetchError`` and returns a
+``Result`` carrying ``ErrorInfo(kind, message)``. Low-level exceptions (``OSError``,
+``socket.gaierror``, ``ssl.SSLError``, ``TimeoutError``) are translated into this tree once, at the
+socket edge, with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.StrEnum):
+    """The ``error.kind`` values of a record (part of the public contract, DESIGN.md)."""
+
+    INPUT = "input"
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    PROTOCOL = "protocol"
+    REDIRECT = "redirect"
+
+
+class FetchheadsError(Exception):
+    """Base of every error fetchheads raises on purpose."""
+
+
+class InputError(FetchheadsError):
+    """A target that cannot be turned into a request (bad host, port, scheme or bytes)."""
+
+    kind = ErrorKind.INPUT
+
+
+class FetchError(FetchheadsError):
+    """One target failed. Subclasses fix the ``kind``."""
+
+    kind: ErrorKind = ErrorKind.CONNECT
+
+
+class DNSError(FetchError):
+    kind = ErrorKind.DNS
+
+
+class ConnectError(FetchError):
+    kind = ErrorKind.CONNECT
+
+
+class TLSError(FetchError):
+    kind = ErrorKind.TLS
+
+
+class FetchTimeout(FetchError):
+    kind = ErrorKind.TIMEOUT
+
+
+class ProtocolError(FetchError):
+    kind = ErrorKind.PROTOCOL
+
+
+class ParseError(ProtocolError):
+    """Raised by :mod:`fetchheads.parse` on bytes that are not an acceptable response head."""
+
+
+class RedirectError(FetchError):
+    kind = ErrorKind.REDIRECT
+
+
+class StoreError(FetchheadsError):
+    """The snapshot database cannot be opened, migrated or written."""

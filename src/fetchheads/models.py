@@ -1,0 +1,173 @@
+"""Frozen result types, and their one translation to a JSON/SQLite record (``to_record``).
+
+Pure: no I/O, no asyncio. Header names and values are ``str`` decoded by the parser (UTF-8 where the
+bytes are valid UTF-8, else Latin-1), kept in wire order with their case and duplicates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from fetchheads.errors import ErrorKind
+
+Headers = tuple[tuple[str, str], ...]
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """One validated target. ``host`` is ASCII: IDNA-encoded name, IPv4 or bare IPv6 literal."""
+
+    text: str  # what the user wrote, as shown in output and stored as ``target``
+    scheme: str  # "http" | "https"
+    host: str
+    port: int
+    path: str = "/"  # origin-form: path and query, always starts with "/"
+    line: int | None = None  # line number in the input file, when it came from one
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.host
+
+    @property
+    def authority(self) -> str:
+        """``host[:port]`` as the Host header and URLs want it (port omitted when default)."""
+        host = f"[{self.host}]" if self.is_ipv6 else self.host
+        if DEFAULT_PORTS.get(self.scheme) == self.port:
+            return host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.authority}{self.path}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """A parsed response head. ``interim`` holds the 1xx heads that came before the final one."""
+
+    http_version: str  # e.g. "HTTP/1.1"
+    status: int
+    reason: str
+    headers: Headers = ()
+    interim: tuple[ResponseHead, ...] = ()
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of header ``name`` (case-insensitive), in wire order."""
+        folded = name.lower()
+        return [v for n, v in self.headers if n.lower() == folded]
+
+    def get(self, name: str) -> str | None:
+        values = self.get_all(name)
+        return values[0] if values else None
+
+    @property
+    def status_line(self) -> str:
+        return f"{self.http_version} {self.status} {self.reason}".rstrip(" ")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    kind: ErrorKind
+    message: str
+
+    def to_record(self) -> dict[str, str]:
+        return {"kind": str(self.kind), "message": self.message}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timing:
+    """Seconds from the start of the target; ``None`` for a phase that did not happen."""
+
+    dns: float | None = None
+    connect: float | None = None
+    tls: float | None = None
+    ttfb: float | None = None
+    total: float | None = None
+
+    def to_record(self) -> dict[str, float | None]:
+        return {
+            name: (None if value is None else round(value, 6))
+            for name, value in dataclasses.asdict(self).items()
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TLSInfo:
+    version: str | None
+    cipher: str | None
+    subject: str | None
+    issuer: str | None
+    not_after: str | None  # ISO 8601, UTC
+    days_left: int | None
+    san: tuple[str, ...] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record["san"] = list(self.san)
+        return record
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Redirect:
+    url: str
+    status: int
+    location: str
+
+    def to_record(self) -> dict[str, Any]:
+        return {"url": self.url, "status": self.status, "location": self.location}
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def format_timestamp(moment: dt.datetime) -> str:
+    """``2026-11-25T19:12:17.123Z``: UTC, milliseconds, sortable as text."""
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Result:
+    """Exactly one per target: a head, an error, or (protocol errors) the part of a head received.
+
+    ``target`` is the text the user gave; ``url`` is ``None`` only for input errors.
+    """
+
+    target: str
+    url: str | None
+    head: ResponseHead | None = None
+    error: ErrorInfo | None = None
+    address: str | None = None
+    timing: Timing = Timing()
+    tls: TLSInfo | None = None
+    redirects: tuple[Redirect, ...] = ()
+    fetched_at: dt.datetime = dataclasses.field(default_factory=utc_now)
+    line: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.head is not None
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON Lines object of DESIGN.md; every key is always present."""
+        head = self.head
+        return {
+            "target": self.target,
+            "url": self.url,
+            "ok": self.ok,
+            "status": head.status if head else None,
+            "reason": head.reason if head else None,
+            "http_version": head.http_version if head else None,
+            "headers": [[n, v] for n, v in head.headers] if head else [],
+            "error": self.error.to_record() if self.error else None,
+            "address": self.address,
+            "timing": self.timing.to_record(),
+            "tls": self.tls.to_record() if self.tls else None,
+            "redirects": [r.to_record() for r in self.redirects],
+            "fetched_at": format_timestamp(self.fetched_at),
+        }

@@ -1,0 +1,21 @@
+"""The seed's greppable format: ``TARGET header > LINE``, ``TARGET error > KIND: message``."""
+
+from __future__ import annotations
+
+from fetchheads.models import Result
+from fetchheads.render.safe import terminal_safe
+
+
+def format_plain(result: Result) -> str:
+    """All lines for one result, each ending in a newline."""
+    target = terminal_safe(result.target)
+    lines: list[str] = []
+    head = result.head
+    if head is not None:
+        prefix = f"{target} header > "
+        lines.append(prefix + terminal_safe(head.status_line))
+        lines.extend(prefix + terminal_safe(f"{name}: {value}") for name, value in head.headers)
+    if result.error is not None:
+        message = terminal_safe(result.error.message)
+        lines.append(f"{target} error > {result.error.kind}: {message}")
+    return "".join(line + "\n" for line in lines)

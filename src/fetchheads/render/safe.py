@@ -1,0 +1,32 @@
+"""Making server text safe for a terminal. Pure.
+
+A server controls its header bytes, and a terminal obeys escape sequences: ``\\x1b]52;...`` can set
+the clipboard, ``\\x1b[2J`` clears the screen, a C1 ``\\x9b`` is a CSI on some terminals, and bidi
+overrides reorder what a person reads. Every such character is shown as an escape instead.
+"""
+
+from __future__ import annotations
+
+_BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_UNSAFE = [c for c in range(0x20) if c != 0x09] + [0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+_TERMINAL_TABLE = {code: _escape(code) for code in (*_UNSAFE, *_BIDI)}
+_JSON_TABLE = {
+    code: f"\\u{code:04x}" for code in (0x7F, *range(0x80, 0xA0), *_BIDI, 0x2028, 0x2029)
+}
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control, C1 and bidi-control character shown as ``\\xNN``/``\\uNNNN``."""
+    return text.translate(_TERMINAL_TABLE)
+
+
+def json_safe(encoded: str) -> str:
+    """Escape, inside encoded JSON, what ``json.dumps`` leaves raw but a terminal would obey
+    (DEL, C1, bidi controls, line separators). The JSON still decodes to the exact text."""
+    return encoded.translate(_JSON_TABLE)

@@ -1,0 +1,43 @@
+"""Counting a run's results for the summary line. Pure."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+from fetchheads.models import Result
+
+
+@dataclasses.dataclass(slots=True)
+class Summary:
+    targets: int = 0
+    ok: int = 0
+    failed_by_kind: collections.Counter[str] = dataclasses.field(
+        default_factory=collections.Counter
+    )
+    statuses: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
+
+    @property
+    def failed(self) -> int:
+        return self.targets - self.ok
+
+    def add(self, result: Result) -> None:
+        self.targets += 1
+        if result.ok:
+            self.ok += 1
+        if result.error is not None:
+            self.failed_by_kind[str(result.error.kind)] += 1
+        if result.head is not None:
+            self.statuses[result.head.status] += 1
+
+    def describe(self, elapsed: float) -> str:
+        """``12 targets, 10 ok, 2 failed (dns 1, timeout 1); 200 x8, 301 x2; 1.23 s, 9.8/s``."""
+        parts = [f"{self.targets} target{'s' if self.targets != 1 else ''}", f"{self.ok} ok"]
+        if self.failed:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.failed_by_kind.items()))
+            parts.append(f"{self.failed} failed ({kinds})")
+        text = ", ".join(parts)
+        if self.statuses:
+            text += "; " + ", ".join(f"{s} x{n}" for s, n in sorted(self.statuses.items()))
+        rate = self.targets / elapsed if elapsed > 0 else 0.0
+        return f"{text}; {elapsed:.2f} s, {rate:.1f}/s"

@@ -1,0 +1,63 @@
+"""Target + Config -> the bytes of an HTTP/1.0 request. Pure.
+
+HTTP/1.0 because it is what the seed sent and what we need: servers answer with a head and then
+close, no chunked framing to consider, no keep-alive to negotiate. ``Connection: close`` is sent
+anyway for HTTP/1.1 servers that ignore the version.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fetchheads.config import Config
+from fetchheads.errors import InputError
+from fetchheads.models import Target
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A field value may hold visible ASCII, SP, HT and obs-text; never CR, LF or NUL.
+_VALUE_RE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def parse_header_option(text: str) -> tuple[str, str]:
+    """``'Name: value'`` -> ``("Name", "value")``; raises ``InputError`` for anything unsafe."""
+    name, colon, value = text.partition(":")
+    name = name.strip()
+    if not colon or not _TOKEN_RE.fullmatch(name):
+        raise InputError(f"header must be 'Name: value', got {text!r}")
+    value = value.strip(" \t")
+    check_header_value(name, value)
+    return name, value
+
+
+def check_header_value(name: str, value: str) -> None:
+    if not _VALUE_RE.fullmatch(value):
+        raise InputError(
+            f"header {name!r} has a control character or non-Latin-1 text in its value"
+        )
+
+
+def build_request(target: Target, config: Config, *, absolute_form: bool = False) -> bytes:
+    """The request bytes for ``target``. ``absolute_form`` is for plain-http proxies."""
+    request_target = target.url if absolute_form else target.path
+    overrides = {name.lower(): (name, value) for name, value in config.headers}
+    lines = [f"{config.method} {request_target} HTTP/1.0"]
+    defaults = {
+        "host": ("Host", target.authority),
+        "user-agent": ("User-Agent", config.user_agent),
+        "accept": ("Accept", "*/*"),
+        "connection": ("Connection", "close"),
+    }
+    for key, (name, value) in defaults.items():
+        name, value = overrides.pop(key, (name, value))
+        if value:
+            lines.append(f"{name}: {value}")
+    seen = set(defaults)
+    for name, value in config.headers:
+        key = name.lower()
+        if key in seen:
+            continue
+        if value:
+            lines.append(f"{name}: {value}")
+    lines.append("")
+    lines.append("")
+    return "\r\n".join(lines).encode("latin-1")

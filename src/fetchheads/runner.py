@@ -1,0 +1,148 @@
+"""Targets in, results out: a fixed pool of workers fed from a bounded queue.
+
+Input is read while the first targets are already in flight, and never more than a bounded window
+ahead of them, so memory does not grow with the length of the list. Results are handed to ``emit``
+the moment each target finishes, or in input order with ``ordered`` (a reorder window bounded by
+the queue plus the workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import io
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+from fetchheads.errors import ErrorKind, InputError
+from fetchheads.models import ErrorInfo, Result, Target
+from fetchheads.targets import LineSplitter, parse_target
+
+READ_SIZE = 64 * 1024
+STDIN = "-"
+
+Item = Target | Result
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Source:
+    """Where targets come from: the command line (``args``) or a file (``path``, ``-`` = stdin)."""
+
+    args: tuple[str, ...] = ()
+    path: str | None = None
+
+
+def input_error(text: str, message: str, *, where: str | None = None) -> Result:
+    """The record for a target that could not become a request."""
+    shown = text if len(text) <= 200 else text[:200] + "…"
+    prefix = f"{where}: " if where else ""
+    return Result(target=shown, url=None, error=ErrorInfo(ErrorKind.INPUT, prefix + message))
+
+
+def to_item(
+    text: str, default_scheme: str, *, where: str | None = None, line: int | None = None
+) -> Item:
+    try:
+        return parse_target(text, default_scheme=default_scheme, line=line)
+    except InputError as exc:
+        return input_error(text, str(exc), where=where)
+
+
+async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncIterator[Item]:
+    """Every target of every source, in order, streamed: files are read in chunks on one thread."""
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fetchheads-input") as pool:
+        for source in sources:
+            if source.path is None:
+                for text in source.args:
+                    yield to_item(text, default_scheme)
+                continue
+            name = "stdin" if source.path == STDIN else source.path
+            stream = _open_input(source.path)
+            try:
+                splitter = LineSplitter()
+                while True:
+                    # read1: whatever is available now (at most one read), so a slow producer
+                    # upstream of a pipe still sees each of its targets fetched at once.
+                    chunk = await loop.run_in_executor(pool, stream.read1, READ_SIZE)
+                    for number, line in splitter.feed(chunk):
+                        where = f"{name}:{number}"
+                        if line is None:
+                            yield input_error("", "line too long", where=where)
+                        elif line and not line.startswith("#"):
+                            yield to_item(line, default_scheme, where=where, line=number)
+                    if not chunk:
+                        break
+            finally:
+                if stream is not sys.stdin.buffer:
+                    stream.close()
+
+
+def _open_input(path: str) -> io.BufferedReader:
+    if path == STDIN:
+        stream = sys.stdin.buffer
+        if isinstance(stream, io.BufferedReader):
+            return stream
+        return io.BufferedReader(stream)  # type: ignore[arg-type]  # CliRunner's BytesIO
+    return open(path, "rb")  # closed by read_sources
+
+
+async def run(
+    items: AsyncIterator[Item],
+    fetch: Callable[[Target], Awaitable[Result]],
+    emit: Callable[[Result], None],
+    *,
+    concurrency: int,
+    ordered: bool = False,
+) -> None:
+    """Fetch every target with ``concurrency`` workers; ``emit`` each result as it is ready."""
+    queue: asyncio.Queue[tuple[int, Item] | None] = asyncio.Queue(maxsize=concurrency * 2)
+    # In input order, one slow target holds back every later result: the window bounds how many
+    # may wait behind it, so memory stays flat however long the list.
+    window = asyncio.Semaphore(concurrency * 4)
+    reorder = _Reorder(emit, window.release)
+    deliver = reorder.deliver if ordered else (lambda _seq, result: emit(result))
+
+    async def produce() -> None:
+        seq = 0
+        async for item in items:
+            if ordered:
+                await window.acquire()
+            await queue.put((seq, item))
+            seq += 1
+        for _ in range(concurrency):
+            await queue.put(None)
+
+    async def work() -> None:
+        while (job := await queue.get()) is not None:
+            seq, item = job
+            result = item if isinstance(item, Result) else await fetch(item)
+            deliver(seq, result)
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(produce())
+        for _ in range(concurrency):
+            group.create_task(work())
+
+
+class _Reorder:
+    """Hands results to ``emit`` in sequence order, holding early ones until their turn."""
+
+    def __init__(self, emit: Callable[[Result], None], released: Callable[[], None]) -> None:
+        self._emit = emit
+        self._released = released
+        self._next = 0
+        self._held: dict[int, Result] = {}
+
+    def deliver(self, seq: int, result: Result) -> None:
+        if seq != self._next:
+            self._held[seq] = result
+            return
+        self._emit(result)
+        self._released()
+        self._next += 1
+        while self._next in self._held:
+            self._emit(self._held.pop(self._next))
+            self._released()
+            self._next += 1

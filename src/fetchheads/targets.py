@@ -1,0 +1,236 @@
+"""Raw text -> ``Target``: schemes, ports, IDNA, IPv6 literals, validation. Pure.
+
+Accepted forms (DESIGN.md "Targets")::
+
+    host   host:port   [v6addr]   [v6addr]:port   http://host[:port][/path]   https://...
+
+A bare target takes ``default_scheme``; a bare ``host:443`` means https. Hosts are IDNA-encoded
+(UTS #46 style: case-folded, then the ``idna`` codec of the standard library, which implements
+IDNA 2003; Python has no IDNA 2008 codec without a third-party package). Nothing that is not a
+valid host, port or path can leave this module, so no CR, LF, space or control byte ever reaches
+the request line or the Host header.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator
+
+from fetchheads.errors import InputError
+from fetchheads.models import DEFAULT_PORTS, Target
+
+MAX_LINE_CHARS = 4096
+"""Longest input line taken as a target. URLs in the wild stay under 2 KiB; browsers cap near 2 MB,
+but a longer line in a host list is a mistake, and bounding it bounds memory."""
+MAX_HOST_CHARS = 253  # RFC 1035 §2.3.4, as dotted text
+MAX_LABEL_CHARS = 63  # RFC 1035 §2.3.4
+
+SCHEMES = ("http", "https")
+
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# Path characters allowed on the request line: RFC 3986 pchar, "/", "?" and "%" (escapes are
+# passed through as written). Anything else is percent-encoded rather than refused, except
+# controls and whitespace, which are refused because they could split our own request.
+_PATH_SAFE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+_FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+
+
+def parse_target(text: str, *, default_scheme: str = "http", line: int | None = None) -> Target:
+    """Validate one target. Raises ``InputError`` with a message a user can act on."""
+    raw = text.strip()
+    if not raw:
+        raise InputError("empty target")
+    if len(raw) > MAX_LINE_CHARS:
+        raise InputError(f"target longer than {MAX_LINE_CHARS} characters")
+    bad = _FORBIDDEN_CHARS.search(raw)
+    if bad:
+        raise InputError(f"control or space character {bad.group()!r} in target")
+
+    match = _SCHEME_RE.match(raw)
+    if match:
+        scheme = match.group(1).lower()
+        if scheme not in SCHEMES:
+            raise InputError(f"unsupported scheme {scheme!r} (use http or https)")
+        rest = raw[match.end() :]
+        explicit_scheme = True
+    else:
+        scheme = default_scheme
+        rest = raw
+        explicit_scheme = False
+
+    authority, path = _split_path(rest)
+    if "@" in authority:
+        raise InputError("user information (user@host) is not supported in targets")
+    host, port = _split_host_port(authority)
+    if port is None:
+        port = DEFAULT_PORTS[scheme]
+    elif not explicit_scheme and port == 443:
+        scheme = "https"
+    return Target(text=raw, scheme=scheme, host=host, port=port, path=path, line=line)
+
+
+def _split_path(rest: str) -> tuple[str, str]:
+    cut = len(rest)
+    for sep in "/?#":
+        index = rest.find(sep)
+        if index != -1:
+            cut = min(cut, index)
+    authority, path = rest[:cut], rest[cut:]
+    path = path.split("#", 1)[0]  # a fragment is never sent
+    if not path:
+        path = "/"
+    elif path.startswith("?"):
+        path = "/" + path
+    if not _PATH_SAFE.fullmatch(path):
+        path = _quote_path(path)
+    return authority, path
+
+
+def _quote_path(path: str) -> str:
+    out = []
+    for char in path:
+        if _PATH_SAFE.fullmatch(char):
+            out.append(char)
+        else:
+            out.extend(f"%{byte:02X}" for byte in char.encode("utf-8"))
+    return "".join(out)
+
+
+def _split_host_port(authority: str) -> tuple[str, int | None]:
+    if not authority:
+        raise InputError("no host in target")
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close == -1:
+            raise InputError("unclosed '[' in IPv6 address")
+        literal = authority[1:close]
+        after = authority[close + 1 :]
+        if after and not after.startswith(":"):
+            raise InputError(f"unexpected {after!r} after IPv6 address")
+        try:
+            address = ipaddress.IPv6Address(literal.split("%", 1)[0])
+        except ValueError:
+            raise InputError(f"invalid IPv6 address {literal!r}") from None
+        if "%" in literal:
+            raise InputError("IPv6 zone identifiers are not supported")
+        return address.compressed, _parse_port(after[1:]) if after else None
+    if authority.count(":") > 1:
+        try:  # a bare IPv6 literal is unambiguous when it parses whole
+            return ipaddress.IPv6Address(authority).compressed, None
+        except ValueError:
+            raise InputError("IPv6 addresses must be in brackets, e.g. [::1]:8080") from None
+    host, colon, port_text = authority.partition(":")
+    port = _parse_port(port_text) if colon else None
+    return _normalise_host(host), port
+
+
+def _parse_port(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise InputError(f"invalid port {text!r}")
+    port = int(text)
+    if not 0 < port < 65536:
+        raise InputError(f"port {port} out of range (1-65535)")
+    return port
+
+
+def _normalise_host(host: str) -> str:
+    if not host:
+        raise InputError("no host in target")
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        pass
+    name = host.rstrip(".").lower() if host != "." else ""
+    if not name:
+        raise InputError(f"invalid host {host!r}")
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InputError(f"invalid international host name {host!r}: {exc}") from None
+    if len(name) > MAX_HOST_CHARS:
+        raise InputError(f"host name longer than {MAX_HOST_CHARS} characters")
+    for label in name.split("."):
+        if len(label) > MAX_LABEL_CHARS:
+            raise InputError(f"host label longer than {MAX_LABEL_CHARS} characters")
+        if not _LABEL_RE.match(label):
+            raise InputError(f"invalid host name {host!r}")
+    return name
+
+
+# --- input lines ---------------------------------------------------------------------------------
+
+
+def iter_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """Number lines from 1, dropping a UTF-8 BOM, blank lines and ``#`` comments."""
+    for number, line in enumerate(lines, start=1):
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        yield number, text
+
+
+class LineSplitter:
+    """Bytes -> numbered text lines, incrementally, with each line bounded in memory.
+
+    A line longer than ``MAX_LINE_CHARS`` bytes is not kept: it comes out as ``None`` (its text is
+    dropped as it streams past), so a 1 GB line costs nothing but the time to skip it. Bytes are
+    decoded as UTF-8 with replacement: a binary line becomes a target that fails validation, not a
+    crash. CRLF endings and a UTF-8 BOM are tolerated.
+    """
+
+    __slots__ = ("_number", "_overlong", "_pending")
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+        self._number = 0
+        self._overlong = False
+
+    def feed(self, data: bytes) -> list[tuple[int, str | None]]:
+        """Complete lines in ``data``; ``feed(b"")`` flushes the last, unterminated line."""
+        out: list[tuple[int, str | None]] = []
+        if not data:
+            if self._pending or self._overlong:
+                out.append(self._emit(bytes(self._pending)))
+                self._pending.clear()
+            return out
+        start = 0
+        while True:
+            newline = data.find(b"\n", start)
+            if newline == -1:
+                self._hold(data[start:])
+                return out
+            if self._pending:
+                self._hold(data[start:newline])
+                out.append(self._emit(bytes(self._pending)))
+                self._pending.clear()
+            elif self._overlong:
+                out.append(self._emit(b""))
+            else:
+                piece = data[start:newline]
+                if len(piece) > MAX_LINE_CHARS:
+                    self._overlong = True
+                out.append(self._emit(piece))
+            start = newline + 1
+
+    def _hold(self, piece: bytes) -> None:
+        if self._overlong:
+            return
+        if len(self._pending) + len(piece) > MAX_LINE_CHARS:
+            self._overlong = True
+            self._pending.clear()
+            return
+        self._pending += piece
+
+    def _emit(self, raw: bytes) -> tuple[int, str | None]:
+        self._number += 1
+        if self._overlong:
+            self._overlong = False
+            return self._number, None
+        if self._number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        return self._number, raw.decode("utf-8", "replace").strip()
