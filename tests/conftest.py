@@ -1,0 +1,80 @@
+"""Shared fixtures: scripted loopback servers, TLS certificates (trustme), a real nginx."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from fetchheads.config import Config
+from fetchheads.fetch import FetchContext, Resolver, make_ssl_context
+from tests.support.nginx import Nginx
+from tests.support.servers import Handler, ThreadedServer
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_cert(ca: trustme.CA) -> trustme.LeafCert:
+    return ca.issue_cert("localhost", "127.0.0.1", "::1")
+
+
+@pytest.fixture(scope="session")
+def server_ssl_context(server_cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+def make_context(config: Config | None = None) -> FetchContext:
+    config = config or Config(timeout=5.0)
+    return FetchContext(config=config, ssl_context=make_ssl_context(config), resolver=Resolver())
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[Callable[..., ThreadedServer]]:
+    """``threaded_server(handler, ssl_context=None)`` -> a started server, stopped at teardown."""
+    started: list[ThreadedServer] = []
+
+    def start(handler: Handler, *, ssl_context: ssl.SSLContext | None = None) -> ThreadedServer:
+        server = ThreadedServer(handler, ssl_context=ssl_context).start()
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx(
+    tmp_path_factory: pytest.TempPathFactory, server_cert: trustme.LeafCert
+) -> Iterator[Nginx]:
+    """A real nginx on loopback for the integration tier (http and https, trustme certificate)."""
+    workdir = tmp_path_factory.mktemp("nginx")
+    cert = workdir / "cert.pem"
+    key = workdir / "key.pem"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    for extra in server_cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(cert), append=True)
+    server_cert.private_key_pem.write_to_path(str(key))
+    server = Nginx(workdir, cert_file=cert, key_file=key).start()
+    try:
+        yield server
+    finally:
+        server.stop()

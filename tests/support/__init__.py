@@ -1,0 +1,1 @@
+"""Test helpers: scripted loopback servers, a real nginx, TLS certificates."""
