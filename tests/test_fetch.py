@@ -1,0 +1,230 @@
+"""fetch_one against scripted loopback servers: every target gives exactly one Result."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from fetchheads import __version__
+from fetchheads.config import Config
+from fetchheads.errors import ErrorKind
+from fetchheads.fetch import fetch_one
+from fetchheads.models import Result
+from fetchheads.targets import parse_target
+from tests.conftest import make_context
+from tests.support.servers import Handler, LoopbackServer, read_request_head, reply, silent
+
+
+async def fetch(handler: Handler, *, path: str = "/", **config: object) -> Result:
+    async with LoopbackServer(handler) as server:
+        target = parse_target(f"127.0.0.1:{server.port}{path}")
+        return await fetch_one(target, make_context(Config(**{"timeout": 5.0, **config})))  # type: ignore[arg-type]
+
+
+async def test_a_normal_head_keeps_wire_order_case_and_values() -> None:
+    result = await fetch(
+        reply(
+            b"HTTP/1.1 200 OK\r\n"
+            b"Server: scripted\r\n"
+            b"content-type: text/html; charset=utf-8\r\n"
+            b"X-Empty:\r\n"
+            b"\r\n"
+            b"<html>body that must not matter</html>"
+        )
+    )
+    assert result.ok
+    assert result.error is None
+    assert result.head is not None
+    assert (result.head.http_version, result.head.status, result.head.reason) == (
+        "HTTP/1.1",
+        200,
+        "OK",
+    )
+    assert result.head.headers == (
+        ("Server", "scripted"),
+        ("content-type", "text/html; charset=utf-8"),
+        ("X-Empty", ""),
+    )
+
+
+async def test_the_request_carries_path_and_default_headers() -> None:
+    async with LoopbackServer(reply(b"HTTP/1.0 204 No Content\r\n\r\n")) as server:
+        port = server.port
+        await fetch_one(parse_target(f"127.0.0.1:{port}/health?full=1"), make_context())
+    assert server.requests[0] == (
+        f"GET /health?full=1 HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n".encode()
+        + b"User-Agent: fetchheads/"
+        + __version__.encode()
+        + b"\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    )
+
+
+async def test_bare_lf_line_endings_are_tolerated() -> None:
+    result = await fetch(reply(b"HTTP/1.0 200 OK\nServer: old\nX-A: 1\n\nbody"))
+    assert result.ok
+    assert result.head is not None
+    assert result.head.headers == (("Server", "old"), ("X-A", "1"))
+
+
+async def test_obs_fold_continuations_are_unfolded() -> None:
+    result = await fetch(
+        reply(b"HTTP/1.1 200 OK\r\nX-Long: first\r\n  second\r\n\tthird\r\nServer: s\r\n\r\n")
+    )
+    assert result.head is not None
+    assert result.head.headers == (("X-Long", "first second third"), ("Server", "s"))
+
+
+async def test_duplicate_set_cookie_headers_are_all_kept_in_order() -> None:
+    result = await fetch(
+        reply(
+            b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nVary: Accept\r\n"
+            b"Set-Cookie: b=2; Path=/\r\nSet-Cookie: a=3\r\n\r\n"
+        )
+    )
+    assert result.head is not None
+    assert result.head.get_all("set-cookie") == ["a=1", "b=2; Path=/", "a=3"]
+    assert [name for name, _ in result.head.headers] == [
+        "Set-Cookie",
+        "Vary",
+        "Set-Cookie",
+        "Set-Cookie",
+    ]
+
+
+@pytest.mark.parametrize("status_line", [b"HTTP/1.1 200", b"HTTP/1.1 200 "])
+async def test_a_status_line_without_a_reason_phrase(status_line: bytes) -> None:
+    result = await fetch(reply(status_line + b"\r\nServer: terse\r\n\r\n"))
+    assert result.ok
+    assert result.head is not None
+    assert (result.head.status, result.head.reason) == (200, "")
+    assert result.head.status_line == "HTTP/1.1 200"
+
+
+async def test_interim_103_is_skipped_to_the_final_response() -> None:
+    result = await fetch(
+        reply(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nServer: final\r\n\r\n"
+        )
+    )
+    assert result.ok
+    assert result.head is not None
+    assert result.head.status == 200
+    assert result.head.headers == (("Server", "final"),)
+    assert [h.status for h in result.head.interim] == [103]
+
+
+async def test_the_body_is_never_waited_for() -> None:
+    # The server sends a head and a body and then keeps the connection open for an hour:
+    # fetchheads must take the head and leave, well inside its deadline.
+    result = await fetch(
+        reply(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000, close=False),
+        timeout=3.0,
+    )
+    assert result.ok, result.error
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound (so nobody else takes it), not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+async def test_a_refused_connection_is_kind_connect(refused_port: int) -> None:
+    result = await fetch_one(parse_target(f"127.0.0.1:{refused_port}"), make_context())
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.CONNECT
+    assert result.error.message == f"127.0.0.1:{refused_port}: connection refused"
+    assert result.head is None
+    assert result.address == "127.0.0.1"
+    assert result.timing.connect is None
+    assert result.timing.total is not None
+
+
+async def test_a_silent_server_is_kind_timeout_at_the_deadline() -> None:
+    result = await fetch(silent(), timeout=0.3)
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.TIMEOUT
+    assert (
+        result.error.message
+        == "no complete response head within 0.3s (waiting for the response head)"
+    )
+    assert result.head is None
+    assert result.timing.connect is not None
+    assert result.timing.ttfb is None
+    assert result.timing.total is not None
+    assert result.timing.total >= 0.3
+
+
+async def test_a_close_in_the_middle_of_the_head_is_kind_protocol_and_keeps_the_headers() -> None:
+    result = await fetch(reply(b"HTTP/1.1 502 Bad Gateway\r\nServer: half\r\nX-Cut: ye"))
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.PROTOCOL
+    assert "closed before the end of the head" in result.error.message
+    assert result.head is not None
+    assert result.head.status == 502
+    assert result.head.headers == (("Server", "half"),)
+    assert result.to_record()["status"] == 502
+
+
+async def test_an_empty_reply_is_kind_protocol() -> None:
+    result = await fetch(reply(b""))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.PROTOCOL
+    assert "empty reply" in result.error.message
+    assert result.head is None
+
+
+async def test_a_reset_before_any_byte_is_kind_connect() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    result = await fetch(reset)
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.CONNECT
+    assert "reset" in result.error.message
+
+
+async def test_not_http_is_kind_protocol() -> None:
+    result = await fetch(reply(b"SSH-2.0-OpenSSH_9.6\r\n"))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.PROTOCOL
+    assert result.error.message.startswith("not HTTP")
+
+
+async def test_timing_fields_are_present_and_ordered_and_the_address_is_filled() -> None:
+    result = await fetch(reply(b"HTTP/1.1 200 OK\r\n\r\n"))
+    timing = result.timing
+    assert timing.dns is None  # an IP literal needs no lookup
+    assert timing.tls is None  # plain http
+    assert timing.connect is not None
+    assert timing.ttfb is not None
+    assert timing.total is not None
+    assert 0 <= timing.connect <= timing.ttfb <= timing.total
+    assert result.address == "127.0.0.1"
+    record = result.to_record()
+    assert set(record["timing"]) == {"dns", "connect", "tls", "ttfb", "total"}
+
+
+async def test_a_name_is_resolved_and_timed() -> None:
+    async with LoopbackServer(reply(b"HTTP/1.1 200 OK\r\n\r\n")) as server:
+        result = await fetch_one(parse_target(f"localhost:{server.port}"), make_context())
+    assert result.ok, result.error
+    assert result.address == "127.0.0.1"
+    timing = result.timing
+    assert timing.dns is not None
+    assert timing.connect is not None
+    assert timing.ttfb is not None
+    assert timing.total is not None
+    assert 0 <= timing.dns <= timing.connect <= timing.ttfb <= timing.total

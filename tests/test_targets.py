@@ -1,0 +1,164 @@
+"""Targets: the forms a user types, and how input lines become targets.
+
+The exhaustive hostile-input cases (smuggling attempts, odd Unicode, limits at their edges) live in
+the input-hardening tests; these pin the everyday forms DESIGN.md promises.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fetchheads.errors import InputError
+from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, iter_lines, parse_target
+
+
+@pytest.mark.parametrize(
+    ("text", "url", "host", "port"),
+    [
+        ("www.example.com", "http://www.example.com/", "www.example.com", 80),
+        ("WWW.Example.COM.", "http://www.example.com/", "www.example.com", 80),
+        ("example.com:8080", "http://example.com:8080/", "example.com", 8080),
+        ("127.0.0.1", "http://127.0.0.1/", "127.0.0.1", 80),
+        ("127.0.0.1:8000", "http://127.0.0.1:8000/", "127.0.0.1", 8000),
+        ("[::1]", "http://[::1]/", "::1", 80),
+        ("[::1]:8080", "http://[::1]:8080/", "::1", 8080),
+        ("[2001:db8:0:0::1]:81", "http://[2001:db8::1]:81/", "2001:db8::1", 81),
+        ("::1", "http://[::1]/", "::1", 80),
+        ("2001:db8::42", "http://[2001:db8::42]/", "2001:db8::42", 80),
+        ("http://example.com", "http://example.com/", "example.com", 80),
+        ("https://example.com", "https://example.com/", "example.com", 443),
+        ("HTTPS://Example.com:8443/health", "https://example.com:8443/health", "example.com", 8443),
+        ("http://example.com/a/b?x=1&y=2", "http://example.com/a/b?x=1&y=2", "example.com", 80),
+        ("http://example.com/page#section", "http://example.com/page", "example.com", 80),
+        ("example.com/status?verbose", "http://example.com/status?verbose", "example.com", 80),
+        ("example.com?q=1", "http://example.com/?q=1", "example.com", 80),
+        ("https://[::1]:8443/x", "https://[::1]:8443/x", "::1", 8443),
+        ("  padded.example  ", "http://padded.example/", "padded.example", 80),
+    ],
+)
+def test_target_forms(text: str, url: str, host: str, port: int) -> None:
+    target = parse_target(text)
+    assert (target.url, target.host, target.port) == (url, host, port)
+    assert target.text == text.strip()  # the user's own words label the output
+
+
+def test_international_names_are_idna_encoded() -> None:
+    target = parse_target("bücher.example")
+    assert target.host == "xn--bcher-kva.example"
+    assert target.url == "http://xn--bcher-kva.example/"
+    assert target.text == "bücher.example"
+    assert parse_target("https://Bücher.example/ü").url == ("https://xn--bcher-kva.example/%C3%BC")
+
+
+def test_scheme_option_applies_to_bare_targets_only() -> None:
+    assert parse_target("example.com", default_scheme="https").url == "https://example.com/"
+    assert parse_target("example.com:8443", default_scheme="https").port == 8443
+    assert parse_target("http://example.com", default_scheme="https").url == "http://example.com/"
+
+
+def test_bare_port_443_means_https() -> None:
+    assert parse_target("example.com:443").url == "https://example.com/"
+    assert parse_target("[::1]:443").url == "https://[::1]/"
+    # ...but an explicit scheme is what the user asked for.
+    assert parse_target("http://example.com:443").url == "http://example.com:443/"
+
+
+def test_the_host_header_authority_omits_default_ports_only() -> None:
+    assert parse_target("example.com:80").authority == "example.com"
+    assert parse_target("example.com:8080").authority == "example.com:8080"
+    assert parse_target("https://example.com:443").authority == "example.com"
+    assert parse_target("https://example.com:80").authority == "example.com:80"
+
+
+def test_the_line_number_travels_with_the_target() -> None:
+    assert parse_target("example.com", line=7).line == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty target"),
+        ("ftp://example.com", "unsupported scheme 'ftp'"),
+        ("example.com:0", "port 0 out of range"),
+        ("example.com:65536", "port 65536 out of range"),
+        ("example.com:http", "invalid port 'http'"),
+        ("user@example.com", "user information"),
+        ("exa mple.com", "control or space character"),
+        ("[::1", "unclosed '['"),
+        ("fe80::1:2:3:4:5:6:7:8", "IPv6 addresses must be in brackets"),
+        ("under_score-.example", "invalid host name"),
+        ("a" * 64 + ".example", "host label longer than 63"),
+        ("http://", "no host in target"),
+    ],
+)
+def test_bad_targets_get_a_message_a_user_can_act_on(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message.replace("[", r"\[")):
+        parse_target(text)
+
+
+# --- input lines ---------------------------------------------------------------------------------
+
+
+def test_iter_lines_skips_blank_lines_and_comments_and_keeps_line_numbers() -> None:
+    lines = ["\ufeffone.example\n", "\n", "  # a comment\n", "two.example\r\n", "   \n", "three"]
+    assert list(iter_lines(lines)) == [(1, "one.example"), (4, "two.example"), (6, "three")]
+
+
+def test_line_splitter_numbers_lines_and_drops_bom_and_cr() -> None:
+    splitter = LineSplitter()
+    out = splitter.feed(b"\xef\xbb\xbfone.example\r\n\r\n# comment\r\ntwo")
+    assert out == [(1, "one.example"), (2, ""), (3, "# comment")]
+    assert splitter.feed(b".example\n") == [(4, "two.example")]
+    assert splitter.feed(b"last") == []
+    assert splitter.feed(b"") == [(5, "last")]  # the unterminated last line is not lost
+    assert splitter.feed(b"") == []
+
+
+def test_line_splitter_gives_the_same_lines_however_the_bytes_are_split() -> None:
+    data = b"\xef\xbb\xbfa.example\r\nb.example\n\n  c.example  \r\n"
+    whole = LineSplitter()
+    expected = whole.feed(data) + whole.feed(b"")
+    split = LineSplitter()
+    got = []
+    for byte in data:
+        got += split.feed(bytes([byte]))
+    got += split.feed(b"")
+    assert got == expected == [(1, "a.example"), (2, "b.example"), (3, ""), (4, "c.example")]
+
+
+def test_a_bom_is_only_dropped_at_the_start_of_the_input() -> None:
+    splitter = LineSplitter()
+    assert splitter.feed(b"a\n\xef\xbb\xbfb\n") == [(1, "a"), (2, "\ufeffb")]
+
+
+def test_an_overlong_line_is_reported_not_kept_and_the_next_line_survives() -> None:
+    splitter = LineSplitter()
+    long_line = b"x" * (MAX_LINE_CHARS * 3)
+    out: list[tuple[int, str | None]] = []
+    # Streamed in pieces: the splitter must not buffer the whole line to notice it is too long.
+    for start in range(0, len(long_line), 1000):
+        out += splitter.feed(long_line[start : start + 1000])
+        assert len(splitter._pending) <= MAX_LINE_CHARS
+    out += splitter.feed(b"\nnext.example\n")
+    assert out == [(1, None), (2, "next.example")]
+
+
+def test_an_overlong_line_in_one_chunk_is_reported() -> None:
+    splitter = LineSplitter()
+    data = b"ok.example\n" + b"y" * (MAX_LINE_CHARS + 1) + b"\nafter.example\n"
+    assert splitter.feed(data) == [(1, "ok.example"), (2, None), (3, "after.example")]
+
+
+def test_a_line_of_exactly_the_limit_is_kept() -> None:
+    splitter = LineSplitter()
+    line = b"z" * MAX_LINE_CHARS
+    assert splitter.feed(line + b"\n") == [(1, line.decode())]
+
+
+def test_undecodable_bytes_become_a_target_that_fails_validation() -> None:
+    splitter = LineSplitter()
+    [(number, text)] = splitter.feed(b"\xff\xfe.example\n")
+    assert number == 1
+    assert text is not None
+    with pytest.raises(InputError):
+        parse_target(text)
