@@ -1,0 +1,167 @@
+"""Which proxy a target goes through, decided the way curl decides it. Pure.
+
+curl's order (``lib/url.c``, ``lib/noproxy.c``), followed here step by step:
+
+1. The no-proxy list is ``--noproxy LIST`` when given (even empty), else ``no_proxy``, else
+   ``NO_PROXY``. A host it matches goes direct, even when ``--proxy`` names a proxy.
+2. ``--proxy URL`` when given; ``--proxy ''`` means no proxy, whatever the environment says.
+3. ``<scheme>_proxy`` in lower case, then in upper case: ``https_proxy`` then ``HTTPS_PROXY`` for
+   https targets, but only ``http_proxy`` for http ones. ``HTTP_PROXY`` is never read: in a CGI
+   program the client's ``Proxy:`` request header arrives as ``HTTP_PROXY`` ("httpoxy"), so curl
+   refuses to trust it and so do we.
+4. ``all_proxy``, then ``ALL_PROXY``.
+
+A variable that is set but empty counts as set (it hides the ones after it) and means no proxy.
+
+The no-proxy list: ``*`` alone matches every host. Otherwise comma-separated entries (blanks around
+them ignored). A host name matches an entry equal to it or a parent domain of it (``example.com``
+and ``.example.com`` both match ``www.example.com``, neither matches ``notexample.com``), case
+insensitively, trailing dots ignored. An IP address matches only IP entries, exactly or by CIDR
+(``10.0.0.0/8``, ``fe80::/10``): ``localhost`` does not match ``127.0.0.1``. Ports are not compared.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import ipaddress
+import urllib.parse
+from collections.abc import Mapping
+
+from fetchheads.errors import InputError
+from fetchheads.models import Target
+from fetchheads.targets import parse_target
+
+DEFAULT_PROXY_PORT = 1080  # curl's, for a proxy URL without a port
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP proxy. ``authorization`` is the ``Proxy-Authorization`` value, from user:password."""
+
+    host: str  # ASCII: IDNA name, IPv4, or bare IPv6 literal
+    port: int
+    authorization: str | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as messages show it: ``proxy 127.0.0.1:8888: connection refused``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_proxy(text: str) -> Proxy:
+    """``[http://][user:password@]host[:port][/]`` -> ``Proxy``; raises ``InputError``."""
+    raw = text.strip()
+    if "://" not in raw:
+        raw = "http://" + raw  # curl's default proxy scheme
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"invalid proxy {text!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme != "http":
+        raise InputError(
+            f"unsupported proxy scheme {scheme!r} in {text!r}: only http:// proxies are supported"
+        )
+    if not parts.hostname:
+        raise InputError(f"no host in proxy {text!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InputError(f"a proxy is host[:port], not a URL with a path: {text!r}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    try:
+        checked = parse_target(f"http://{host}/")
+    except InputError as exc:
+        raise InputError(f"invalid proxy {text!r}: {exc}") from None
+    authorization = None
+    if parts.username is not None:
+        credentials = urllib.parse.unquote(parts.username)
+        credentials += ":" + urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+        authorization = f"Basic {token}"
+    return Proxy(checked.host, DEFAULT_PROXY_PORT if port is None else port, authorization)
+
+
+def bypasses_proxy(host: str, no_proxy: str) -> bool:
+    """Whether ``host`` (as in a ``Target``) matches the no-proxy list (see the module doc)."""
+    if not host or not no_proxy:
+        return False
+    if no_proxy.strip() == "*":
+        return True
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    name = host.rstrip(".").lower()
+    for entry in no_proxy.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        if address is not None:
+            if _address_matches(address, entry):
+                return True
+            continue
+        domain = entry.rstrip(".").removeprefix(".").lower()
+        if domain and (name == domain or name.endswith("." + domain)):
+            return True
+    return False
+
+
+def _address_matches(address: ipaddress.IPv4Address | ipaddress.IPv6Address, entry: str) -> bool:
+    try:
+        network = ipaddress.ip_network(entry.strip("[]"), strict=False)
+    except ValueError:
+        return False  # a name never matches an address
+    return address in network
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProxyRules:
+    """The proxy decision of one run, read once from the options and the environment."""
+
+    http: Proxy | None = None
+    https: Proxy | None = None
+    no_proxy: str = ""
+
+    def proxy_for(self, target: Target) -> Proxy | None:
+        if bypasses_proxy(target.host, self.no_proxy):
+            return None
+        return self.https if target.scheme == "https" else self.http
+
+
+NO_PROXY_RULES = ProxyRules()
+
+
+def proxy_rules(
+    environ: Mapping[str, str], *, proxy: str | None = None, noproxy: str | None = None
+) -> ProxyRules:
+    """The rules for a run from ``--proxy``, ``--noproxy`` and ``environ`` (curl's order, see the
+    module doc). Raises ``InputError`` naming the option or variable that holds a bad proxy."""
+    no_proxy = noproxy if noproxy is not None else _first_set(environ, "no_proxy", "NO_PROXY")[1]
+    if proxy is not None:
+        chosen = _parse_named("--proxy", proxy)
+        return ProxyRules(http=chosen, https=chosen, no_proxy=no_proxy)
+    return ProxyRules(
+        http=_parse_named(*_first_set(environ, "http_proxy", "all_proxy", "ALL_PROXY")),
+        https=_parse_named(
+            *_first_set(environ, "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+        ),
+        no_proxy=no_proxy,
+    )
+
+
+def _first_set(environ: Mapping[str, str], *names: str) -> tuple[str, str]:
+    for name in names:
+        if name in environ:
+            return name, environ[name]
+    return "", ""
+
+
+def _parse_named(name: str, value: str) -> Proxy | None:
+    if not value.strip():
+        return None
+    try:
+        return parse_proxy(value)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
