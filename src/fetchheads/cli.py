@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import functools
 import os
@@ -20,7 +21,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, BinaryIO
 
 import click
@@ -29,6 +30,7 @@ from rich.console import Console
 from fetchheads import __version__
 from fetchheads.config import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_REDIRS,
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
     FORMATS,
@@ -39,6 +41,8 @@ from fetchheads.config import (
 )
 from fetchheads.errors import InputError
 from fetchheads.fetch import FetchContext, Resolver, fetch_one, make_ssl_context
+from fetchheads.models import Result, Target
+from fetchheads.redirects import following
 from fetchheads.render.jsonl import format_jsonl
 from fetchheads.render.output import PrettySink, Sink, TextSink
 from fetchheads.render.plain import format_plain
@@ -69,6 +73,7 @@ Examples:
   fetchheads < hosts.txt | grep -i '^[^ ]* header > server:'
   fetchheads --json -c 200 -t 5 -i hosts.txt > heads.jsonl
   fetchheads -X HEAD -H 'Accept-Language: zh' -k https://127.0.0.1:8443
+  fetchheads -L http://example.com           # follow redirects, show each hop
 
 Other commands: see 'fetchheads COMMAND --help'.
 """
@@ -217,6 +222,27 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Trust the CA certificates in this PEM file instead of the system store.",
 )
 @click.option(
+    "-L",
+    "--location",
+    is_flag=True,
+    help="Follow redirects (301, 302, 303, 307, 308) and show every hop. "
+    "-t covers the whole chain.",
+)
+@click.option(
+    "--max-redirs",
+    type=click.IntRange(min=0, max=1000),
+    default=DEFAULT_MAX_REDIRS,
+    show_default=True,
+    metavar="N",
+    help="With -L: fail with kind 'redirect' after N hops.",
+)
+@click.option(
+    "--waterfall/--no-waterfall",
+    default=None,
+    help="Timing bars (dns, connect, tls, first byte) in the pretty output  "
+    "[default: on for up to 3 targets given as arguments]",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar and summary on stderr  [default: on when stderr is a terminal]",
@@ -246,6 +272,9 @@ def fetch_command(
     scheme: str,
     insecure: bool,
     cacert: str | None,
+    location: bool,
+    max_redirs: int,
+    waterfall: bool | None,
     progress: bool | None,
     quiet: bool,
     loop_name: str,
@@ -268,7 +297,11 @@ def fetch_command(
         cacert=cacert,
         order=order,
         loop=loop_name,
+        location=location,
+        max_redirs=max_redirs,
     )
+    if waterfall is None:
+        waterfall = 0 < len(targets) <= WATERFALL_AUTO_TARGETS and not inputs
     sources = _sources(targets, inputs)
     chosen = "jsonl" if json_flag else output_format
     if chosen is None:
@@ -278,8 +311,13 @@ def fetch_command(
         ssl_context = make_ssl_context(config)
     except (ssl.SSLError, OSError) as exc:
         raise click.BadParameter(f"cannot load {cacert}: {exc}", param_hint="--cacert") from None
-    status = execute(config, sources, chosen, ssl_context, show_summary=show_progress)
+    status = execute(
+        config, sources, chosen, ssl_context, show_summary=show_progress, waterfall=waterfall
+    )
     sys.exit(int(status))
+
+
+WATERFALL_AUTO_TARGETS = 3
 
 
 def _isatty(stream: Any) -> bool:
@@ -305,14 +343,14 @@ def _sources(targets: tuple[str, ...], inputs: tuple[str, ...]) -> list[Source]:
     return sources
 
 
-def _make_sink(output_format: str) -> Sink:
+def _make_sink(output_format: str, *, waterfall: bool = False) -> Sink:
     stdout: BinaryIO = sys.stdout.buffer
     if output_format == "jsonl":
         return TextSink(stdout, format_jsonl)
     if output_format == "plain":
         return TextSink(stdout, format_plain)
     console = Console(highlight=False, markup=False, emoji=False, soft_wrap=False)
-    return PrettySink(console)
+    return PrettySink(console, waterfall=waterfall)
 
 
 def _new_loop_factory(name: str) -> Any:
@@ -334,9 +372,10 @@ def execute(
     ssl_context: ssl.SSLContext,
     *,
     show_summary: bool,
+    waterfall: bool = False,
 ) -> ExitStatus:
     """Run the fetch and turn its outcome into an exit status. Prints the summary on stderr."""
-    sink = _make_sink(output_format)
+    sink = _make_sink(output_format, waterfall=waterfall)
     summary = Summary()
     started = time.monotonic()
     terminated = False
@@ -366,7 +405,7 @@ def execute(
         ctx = FetchContext(config=config, ssl_context=ssl_context, resolver=Resolver())
         await run(
             read_sources(sources, config.default_scheme),
-            functools.partial(fetch_one, ctx=ctx),
+            _fetcher(ctx),
             emit,
             concurrency=config.concurrency,
             ordered=config.order == "input",
@@ -396,6 +435,17 @@ def execute(
     if status is ExitStatus.INTERRUPTED:
         stderr.print("fetchheads: interrupted")
     return status
+
+
+def _fetcher(ctx: FetchContext) -> Callable[[Target], Awaitable[Result]]:
+    """``fetch_one`` for this run; with ``-L`` wrapped so that each hop is a whole fetch."""
+    if not ctx.config.location:
+        return functools.partial(fetch_one, ctx=ctx)
+
+    async def fetch_with(target: Target, config: Config) -> Result:
+        return await fetch_one(target, dataclasses.replace(ctx, config=config))
+
+    return following(fetch_with, ctx.config)
 
 
 def _output_failed(error: OSError, stderr: Console) -> ExitStatus:

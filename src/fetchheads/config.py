@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 
 from fetchheads import __version__
+from fetchheads.connect_to import ConnectTo
+from fetchheads.proxy import NO_PROXY_RULES, ProxyRules
 
 FORMATS = ("pretty", "plain", "jsonl")
 ORDERS = ("completion", "input")
@@ -17,6 +19,8 @@ LOOPS = ("auto", "asyncio", "uvloop")
 DEFAULT_CONCURRENCY = 100
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_USER_AGENT = f"fetchheads/{__version__}"
+DEFAULT_MAX_REDIRS = 10
+"""curl allows 50 and browsers about 20; real chains (http -> https -> www -> locale) take 2-4."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,3 +36,7 @@ class Config:
     cacert: str | None = None
     order: str = "completion"
     loop: str = "auto"
+    location: bool = False  # -L: follow redirects
+    max_redirs: int = DEFAULT_MAX_REDIRS
+    proxies: ProxyRules = NO_PROXY_RULES  # from --proxy/--noproxy and the environment
+    connect_to: tuple[ConnectTo, ...] = ()

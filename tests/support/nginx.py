@@ -71,6 +71,11 @@ class Nginx:
         locations = f"""
             location / {{ add_header X-Fetchheads-Test "root" always; }}
             location = /redirect {{ return 301 /; }}
+            location = /to-https {{ return 302 https://localhost:{self.tls_port}/; }}
+            location = /to-http {{ return 301 http://127.0.0.1:{self.port}/; }}
+            location = /loop {{ return 301 /loop; }}
+            location = /ping {{ return 307 /pong; }}
+            location = /pong {{ return 308 /ping; }}
             location = /teapot {{ add_header X-Teapot "yes" always; return 418; }}
             location = /cookies {{
                 add_header Set-Cookie "a=1" always;

@@ -85,14 +85,15 @@ class TextSink(Sink):
 class PrettySink(Sink):
     """pretty: one rich block per result, printed as it arrives."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, waterfall: bool = False) -> None:
         super().__init__()
         self._console = console
+        self._waterfall = waterfall
 
     def emit(self, result: Result) -> None:
         if self.error is not None:
             return
         try:
-            self._console.print(render_result(result))
+            self._console.print(render_result(result, waterfall=self._waterfall))
         except OSError as exc:
             self._failed(exc)

@@ -1,4 +1,8 @@
-"""The seed's greppable format: ``TARGET header > LINE``, ``TARGET error > KIND: message``."""
+"""The seed's greppable format: ``TARGET header > LINE``, ``TARGET error > KIND: message``.
+
+With ``-L`` each hop followed comes first, as ``TARGET redirect > STATUS URL -> LOCATION``, so
+``grep ' redirect > '`` lists every chain and ``grep ' header > '`` still sees only final heads.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ def format_plain(result: Result) -> str:
     """All lines for one result, each ending in a newline."""
     target = terminal_safe(result.target)
     lines: list[str] = []
+    for hop in result.redirects:
+        url, location = terminal_safe(hop.url), terminal_safe(hop.location)
+        lines.append(f"{target} redirect > {hop.status} {url} -> {location}")
     head = result.head
     if head is not None:
         prefix = f"{target} header > "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from fetchheads.models import Result
+from fetchheads.models import Result, Timing, TLSInfo
 from fetchheads.render.safe import terminal_safe
 
 NAME_COLUMN_MAX = 32
@@ -23,10 +23,20 @@ def status_style(status: int) -> str:
 
 
 def _ms(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds * 1000:.0f} ms"
+    if seconds is None:
+        return ""
+    # Loopback phases take well under a millisecond: "0 ms" would hide them.
+    return f"{seconds * 1000:.1f} ms" if seconds < 0.01 else f"{seconds * 1000:.0f} ms"
 
 
-def render_result(result: Result) -> RenderableType:
+WATERFALL_WIDTH = 32
+"""Cells of the widest bar: the whole time of the target."""
+MAX_NAMES_SHOWN = 6
+"""Certificate names listed before ``+N more`` (CDN certificates carry hundreds)."""
+
+
+def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
+    """One target's block. ``waterfall`` adds the timing bars (for one or a few targets)."""
     title = Text(terminal_safe(result.target), style="bold")
     head = result.head
     if head is not None:
@@ -40,6 +50,7 @@ def render_result(result: Result) -> RenderableType:
     if result.timing.total is not None:
         title.append(f"  {_ms(result.timing.total)}", style="dim")
     parts: list[RenderableType] = [title]
+    parts.extend(_redirect_lines(result))
     if head is not None and head.headers:
         width = min(max(len(name) for name, _ in head.headers) + 1, NAME_COLUMN_MAX)
         for name, value in head.headers:
@@ -48,16 +59,10 @@ def render_result(result: Result) -> RenderableType:
             line.append("  ")
             line.append(terminal_safe(value))
             parts.append(line)
-    if result.tls is not None and result.tls.not_after is not None:
-        tls = result.tls
-        line = Text("  TLS ", style="dim")
-        line.append(f"{tls.version or ''} {tls.cipher or ''}  ".lstrip())
-        line.append(
-            f"expires {tls.not_after} ({tls.days_left} days)", style=_days_style(tls.days_left)
-        )
-        if tls.issuer:
-            line.append(f"  issuer {terminal_safe(tls.issuer)}", style="dim")
-        parts.append(line)
+    if result.tls is not None:
+        parts.extend(tls_lines(result.tls))
+    if waterfall:
+        parts.extend(waterfall_lines(result.timing))
     if result.error is not None:
         error = Text("  ✗ ", style="bold red")
         error.append(f"{result.error.kind}: ", style="bold red")
@@ -65,6 +70,99 @@ def render_result(result: Result) -> RenderableType:
         parts.append(error)
     parts.append(Text(""))
     return Group(*parts)
+
+
+def _redirect_lines(result: Result) -> list[Text]:
+    """``↪ 301 http://a/ → https://a/`` for each hop followed with ``-L``, first hop first."""
+    lines = []
+    for hop in result.redirects:
+        line = Text("  ↪ ", style="dim")
+        line.append(str(hop.status), status_style(hop.status))
+        line.append(f" {terminal_safe(hop.url)}")
+        line.append(" → ", style="dim")
+        line.append(terminal_safe(hop.location))
+        lines.append(line)
+    return lines
+
+
+def tls_lines(tls: TLSInfo) -> list[Text]:
+    """The TLS facts: protocol and cipher, expiry in days, issuer, the names the certificate
+    covers. Without verification (``-k``) the certificate is not decoded, and the block says so."""
+    first = Text("  TLS  ", style="dim")
+    first.append(" ".join(part for part in (tls.version, tls.cipher) if part) or "?")
+    lines = [first]
+    if tls.not_after is None:
+        lines.append(Text("       certificate not verified (-k): no names or dates", style="dim"))
+        return lines
+    expiry = Text("       expires ", style="dim")
+    days = "?" if tls.days_left is None else f"{tls.days_left} days"
+    if tls.days_left is not None and tls.days_left < 0:
+        days = f"EXPIRED {-tls.days_left} days ago"
+    expiry.append(f"{tls.not_after} ({days})", style=_days_style(tls.days_left))
+    lines.append(expiry)
+    for label, value in (("issuer", tls.issuer), ("subject", tls.subject)):
+        if value:
+            line = Text(f"       {label} ", style="dim")
+            line.append(terminal_safe(value))
+            lines.append(line)
+    if tls.san:
+        shown = ", ".join(terminal_safe(name) for name in tls.san[:MAX_NAMES_SHOWN])
+        more = len(tls.san) - MAX_NAMES_SHOWN
+        line = Text("       names ", style="dim")
+        line.append(shown)
+        if more > 0:
+            line.append(f" +{more} more", style="dim")
+        lines.append(line)
+    return lines
+
+
+def waterfall_phases(timing: Timing) -> list[tuple[str, float, float]]:
+    """``(name, start, end)`` in seconds from the target's start, for each phase that happened.
+
+    ``Timing`` holds the moment each phase ended; a phase starts where the one before it ended.
+    "first byte" is the server's wait: from the request (after TLS, or connect) to the first byte.
+    """
+    phases = []
+    edge = 0.0
+    for name, end in (
+        ("dns", timing.dns),
+        ("connect", timing.connect),
+        ("tls", timing.tls),
+        ("first byte", timing.ttfb),
+    ):
+        if end is None:
+            continue
+        phases.append((name, edge, end))
+        edge = end
+    return phases
+
+
+def waterfall_lines(timing: Timing, width: int = WATERFALL_WIDTH) -> list[Text]:
+    """httpstat's picture as bars: each phase one row, placed on a common time axis scaled to
+    ``total``, with its own duration; then the total."""
+    total = timing.total
+    if total is None:
+        return []
+    scale = width / total if total > 0 else 0.0
+    lines = []
+    for name, start, end in waterfall_phases(timing):
+        first = min(int(start * scale), width - 1)
+        last = max(first + 1, min(round(end * scale), width))
+        line = Text(f"  {name:<11}", style="dim")
+        line.append(" " * first)
+        line.append("█" * (last - first), style=_PHASE_STYLES[name])
+        line.append(" " * (width - last))
+        line.append(f" {_ms(end - start):>8}")
+        lines.append(line)
+    if lines:
+        line = Text(f"  {'total':<11}", style="dim")
+        line.append("─" * width, style="dim")
+        line.append(f" {_ms(total):>8}", style="bold")
+        lines.append(line)
+    return lines
+
+
+_PHASE_STYLES = {"dns": "cyan", "connect": "green", "tls": "magenta", "first byte": "yellow"}
 
 
 def _days_style(days: int | None) -> str:
