@@ -3,35 +3,56 @@
 Pure: no sockets, no asyncio. Feed it chunks as they arrive; ``feed(b"")`` means EOF. It returns
 ``None`` while it needs more bytes and the final ``ResponseHead`` once the blank line after a final
 (non-1xx) head has arrived. Bytes after that blank line are the body and are never looked at.
+Every error is a ``ParseError`` (kind ``protocol``); ``partial()`` then gives what was received.
 
 Grammar (RFC 9112 §2.1, §4, §5)::
 
-    response-head = status-line *( field-line CRLF ) CRLF
-    status-line   = HTTP-version SP status-code SP [ reason-phrase ] CRLF
-    HTTP-version  = "HTTP/" DIGIT "." DIGIT
-    status-code   = 3DIGIT
+    response-head = *( CRLF ) status-line *( field-line CRLF ) CRLF
+    status-line   = HTTP-version SP status-code [ SP reason-phrase ] CRLF
+    HTTP-version  = "HTTP/1." DIGIT                ; only HTTP/1.x is spoken here
+    status-code   = 3DIGIT                         ; 100-999
+    reason-phrase = *( HTAB / SP / VCHAR / obs-text )
     field-line    = field-name ":" OWS field-value OWS
     field-name    = token
-    obs-fold      = OWS CRLF RWS            ; continuation line, obsolete
+    obs-fold      = OWS CRLF RWS                   ; continuation line, obsolete
 
-Leniencies (each one is what curl, Go and h11 also tolerate, and none of them can change what a
-later header means):
+Leniencies, accepted and kept (each is what curl, Go, h11 or llhttp also tolerate, and none can
+make two readers disagree about a header):
 
-* bare LF ends a line as well as CRLF (RFC 9112 §2.2 allows it; old servers send it);
-* the status line may stop after the code, with or without the SP (``HTTP/1.1 200``): the reason
-  phrase is optional and many servers leave it out;
-* an obs-fold continuation is unfolded into the previous value with one SP (RFC 9112 §5.2);
-* control bytes other than NUL, CR and LF are kept in values: they are the server's text, shown
-  escaped on a terminal and exact in JSON.
+* bare LF ends a line as well as CRLF (RFC 9112 §2.2 allows it; old servers send it; curl, Go and
+  h11 accept it, llhttp only in its lenient mode);
+* empty lines before a status line are skipped (RFC 9112 §2.2 asks the same robustness of
+  servers for request lines; llhttp skips them; some servers send one after ``100 Continue``).
+  They count against ``MAX_HEAD``;
+* the reason phrase is optional (``HTTP/1.1 200`` and ``HTTP/1.1 200 `` give ``""``): many
+  servers leave it out (h11, llhttp, curl agree). It is kept exactly, leading spaces included
+  (``HTTP/1.1 200  OK`` has reason ``" OK"``, as in h11 and llhttp); trailing blanks are dropped;
+* status codes 100-999 are accepted as sent (the grammar is 3DIGIT; curl, h11 and llhttp
+  accept 600-999 too); a 1xx other than 101 is an interim head and the final head follows;
+* an obs-fold continuation is unfolded into the previous value with one SP (RFC 9112 §5.2; h11
+  does the same);
+* control bytes other than NUL, CR and LF are kept in values and reasons: they are the server's
+  exact text, shown escaped on a terminal (``render.safe``) and exact in JSON. Value bytes that
+  are not valid UTF-8 are read as Latin-1, so no byte can make decoding fail.
 
-Rejections (kind ``protocol``), because each one lets two readers of the same bytes disagree:
+Rejections, because each one lets two readers of the same bytes disagree, or is not HTTP/1.x:
 
-* a NUL or a bare CR anywhere in the head (RFC 9110 §5.5, RFC 9112 §2.2);
-* a field line without a colon, an empty or non-token field name, whitespace before the colon
-  (RFC 9112 §5.1);
-* a continuation line before the first field (RFC 9112 §2.2);
-* a status line that is not ``HTTP/d.d ddd``;
-* any of the named limits below exceeded.
+* an empty reply, or a reply that does not start with ``HTTP/`` (HTTP/0.9, another protocol,
+  binary); a reply that looks like TLS gets the hint "try https://";
+* EOF before the blank line (``partial()`` keeps the complete header lines received);
+* a status line that is not ``HTTP/1.d SP ddd``: another version (HTTP/0.9 has no status line,
+  HTTP/2 and later do not use this syntax; curl refuses them too), a tab or two spaces before
+  the code, a code of one, two or four digits, or below 100;
+* a NUL anywhere in the head (RFC 9110 §5.5: a recipient may reject it; C-string readers
+  truncate there);
+* a bare CR, i.e. a CR not followed by LF (RFC 9112 §2.2; llhttp rejects it: some readers end
+  the line there and some do not, the classic request-smuggling split);
+* a field line without a colon (h11 and llhttp reject; curl drops it. Dropping hides a line the
+  user should see, and guessing where the name ends is what smuggling exploits);
+* whitespace between the field name and the colon, or any other non-token byte in the name
+  (RFC 9112 §5.1: "MUST reject"; proxies disagree about ``Foo : x``);
+* a continuation line before the first field (RFC 9112 §2.2: it would fold into the status line);
+* any of the named limits below exceeded; the message names the limit.
 """
 
 from __future__ import annotations
@@ -44,19 +65,26 @@ from fetchheads.models import Headers, ResponseHead
 
 # --- Limits -------------------------------------------------------------------------------------
 # Real heads are small: the largest seen in the wild (long CSPs, a dozen cookies) stay under 32 KiB.
-# curl allows 300 KiB per response and 100 KiB per line, Go 10 MiB, h11 16 KiB. We sit near curl:
-# generous enough never to refuse a real server, small enough that 100 hostile servers in flight
-# cost at most 25 MiB of buffers.
+# curl allows 300 KiB per response and 100 KiB per line, Go 10 MiB (1 MiB by default), h11 16 KiB,
+# nginx as a proxy 4-8 KiB per line. We sit near curl: generous enough never to refuse a real
+# server, small enough that the default 100 hostile servers in flight cost at most 100 x
+# (MAX_HEAD + one 64 KiB read) = 32 MiB of buffers, and a parse of a full head stays under a
+# millisecond. These are the documented limits of README.md "Limits".
 MAX_STATUS_LINE = 8 * 1024
-"""Bytes in the status line, CRLF included. Real ones are under 100 bytes."""
+"""Bytes in the status line, CRLF included. Real ones are under 100 bytes; 8 KiB is the request
+line limit of nginx and Apache, so nothing legitimate comes near it."""
 MAX_LINE = 64 * 1024
-"""Bytes in one field line (folded continuations count together). A big CSP is ~10 KiB."""
+"""Bytes in one field line (folded continuations count together). A big CSP is ~10-20 KiB and a
+cookie at most 4 KiB (RFC 6265 §6.1); curl's own cap is 100 KiB."""
 MAX_HEAD = 256 * 1024
-"""Bytes in the whole response, every 1xx interim head included, up to the final blank line."""
+"""Bytes of the whole response up to the final blank line: every 1xx interim head and skipped
+empty line included. curl uses 300 KiB per response; this is the memory bound per connection."""
 MAX_HEADERS = 500
-"""Field lines in one head. Chrome's and curl's practical limits are in the hundreds."""
+"""Field lines in one head. Real heads carry 10-40; Node's default cap is 2000, Apache's 100.
+500 leaves room for long cookie lists while a flood of tiny lines is cut short."""
 MAX_INTERIM = 8
-"""1xx interim responses (100 Continue, 103 Early Hints) before the final one."""
+"""1xx interim responses (100 Continue, 103 Early Hints) before the final one. Servers send one or
+two; their bytes count against ``MAX_HEAD`` as well, so this only names the failure sooner."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,7 +100,9 @@ DEFAULT_LIMITS = Limits()
 
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _HEAD_END = re.compile(rb"\n\r?\n")
-_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?:[ \t](.*))?\Z", re.S)
+_LEADING_BLANK = re.compile(rb"(?:\r?\n)+")
+_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z", re.S)
+_PROTOCOL = b"HTTP/"
 _OWS = b" \t"
 
 
@@ -86,24 +116,32 @@ def decode_text(raw: bytes) -> str:
 
 def describe_non_http(prefix: bytes) -> str:
     """A message for a reply that does not start with ``HTTP/``, with a hint where one helps."""
-    if prefix[:1] == b"\x16" and prefix[1:2] == b"\x03":
+    if prefix[:1] == b"\x16" and prefix[1:2] in (b"", b"\x03"):
         return "not HTTP: the server answered with TLS; try https://"
-    if prefix[:1] == b"\x15" and prefix[1:2] == b"\x03":
+    if prefix[:1] == b"\x15" and prefix[1:2] in (b"", b"\x03"):
         return "not HTTP: the server sent a TLS alert; try https://"
-    shown = prefix[:16].decode("latin-1").encode("unicode_escape").decode("ascii")
-    return f"not HTTP: the reply starts {shown!r} (HTTP/0.9 or another protocol?)"
+    return f"not HTTP: the reply starts {_preview(prefix, 16)} (HTTP/0.9 or another protocol?)"
 
 
 class HeadParser:
     """Incremental response-head parser. One instance per response; not reusable."""
 
-    __slots__ = ("_buffer", "_consumed", "_done", "_interim", "_limits", "_scan_from")
+    __slots__ = (
+        "_buffer",
+        "_consumed",
+        "_done",
+        "_interim",
+        "_limits",
+        "_newlines",
+        "_scan_from",
+    )
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
-        self._buffer = bytearray()
-        self._scan_from = 0  # where the search for the blank line resumes
-        self._consumed = 0  # bytes of completed interim heads, counted against ``head``
+        self._buffer = bytearray()  # the current message, from its status line on
+        self._scan_from = 0  # where the search for LFs resumes (bytes before it were checked)
+        self._newlines = 0  # LFs before ``_scan_from`` in the current message
+        self._consumed = 0  # bytes of completed interim heads and skipped empty lines
         self._interim: list[ResponseHead] = []
         self._done = False
 
@@ -120,19 +158,24 @@ class HeadParser:
         buffer = self._buffer
         buffer += data
         while True:
-            if len(buffer) >= 5 and not buffer.startswith(b"HTTP/"):
-                raise ParseError(describe_non_http(bytes(buffer[:16])))
+            if self._scan_from == 0:
+                self._skip_leading_blank_lines()
+                if len(buffer) < len(_PROTOCOL):
+                    if not _PROTOCOL.startswith(buffer.lstrip(b"\r")):
+                        raise ParseError(describe_non_http(bytes(buffer)))
+                    return None
+                if not buffer.startswith(_PROTOCOL):
+                    raise ParseError(describe_non_http(bytes(buffer[:17])))
             match = _HEAD_END.search(buffer, max(0, self._scan_from - 2))
             if match is None:
                 self._check_incomplete()
-                self._scan_from = len(buffer)
                 return None
             end = match.end()
             if self._consumed + end > self._limits.head:
                 raise ParseError(self._head_too_large())
-            head = self._parse_head(bytes(buffer[: match.start() + 1]), complete=True)
+            head = self._parse_head(bytes(buffer[: match.start() + 1]))
             del buffer[:end]
-            self._scan_from = 0
+            self._scan_from = self._newlines = 0
             self._consumed += end
             if 100 <= head.status < 200 and head.status != 101:
                 if len(self._interim) >= self._limits.interim:
@@ -145,93 +188,142 @@ class HeadParser:
             return dataclasses.replace(head, interim=tuple(self._interim))
 
     def partial(self) -> ResponseHead | None:
-        """The head so far (status line and complete field lines), for error reports."""
+        """The head so far, for error reports: the status line and the header lines up to the
+        first incomplete or invalid one. ``None`` when no valid status line arrived."""
         data = bytes(self._buffer)
         cut = data.rfind(b"\n")
         if cut < 0:
             return None
         try:
-            return self._parse_head(data[: cut + 1], complete=False)
+            return self._parse_head(data[: cut + 1], partial=True)
         except ParseError:
             return None
 
     # --- internals ------------------------------------------------------------------------------
 
+    def _skip_leading_blank_lines(self) -> None:
+        match = _LEADING_BLANK.match(self._buffer)
+        if match is not None:
+            del self._buffer[: match.end()]
+            self._consumed += match.end()
+            if self._consumed > self._limits.head:
+                raise ParseError(self._head_too_large())
+
     def _eof(self) -> ResponseHead | None:
         self._done = True
-        if not self._buffer and not self._interim:
+        if not self._buffer and not self._consumed:
             raise ParseError("empty reply: the server closed the connection without a byte")
-        if not self._buffer:
-            raise ParseError("closed after an interim (1xx) response, before the final one")
-        if not self._buffer.startswith(b"HTTP/"):
-            raise ParseError(describe_non_http(bytes(self._buffer[:16])))
+        if not self._buffer.strip(b"\r\n"):
+            if self._interim:
+                raise ParseError("closed after an interim (1xx) response, before the final one")
+            raise ParseError("empty reply: the server sent only empty lines, then closed")
+        if not self._buffer.startswith(_PROTOCOL):
+            raise ParseError(describe_non_http(bytes(self._buffer[:17])))
         raise ParseError("closed before the end of the head (no blank line)")
 
     def _check_incomplete(self) -> None:
-        """Enforce the limits on a head whose blank line has not arrived yet."""
+        """Enforce the limits on a head whose blank line has not arrived yet, looking only at the
+        bytes that arrived since the last call (a server dripping bytes costs O(n), not O(n²))."""
         buffer = self._buffer
         limits = self._limits
         if self._consumed + len(buffer) > limits.head:
             raise ParseError(self._head_too_large())
-        first_nl = buffer.find(b"\n")
-        if first_nl < 0:
-            if len(buffer) > limits.status_line:
-                raise ParseError(f"status line longer than {limits.status_line} bytes")
-            return
-        last_nl = buffer.rfind(b"\n")
-        if len(buffer) - last_nl - 1 > limits.line:
-            raise ParseError(f"header line longer than {limits.line} bytes")
+        start = self._scan_from
+        self._scan_from = len(buffer)
+        # Each LF before ``start`` was checked already; find the start of the line in progress.
+        line_start = buffer.rfind(b"\n", 0, start) + 1
+        if line_start == 0:  # still in the status line
+            first_nl = buffer.find(b"\n", start)
+            status_end = first_nl + 1 if first_nl >= 0 else len(buffer)
+            if status_end > limits.status_line:
+                raise ParseError(self._status_line_too_long())
+            if first_nl < 0:
+                return
+            line_start = first_nl + 1
+        # Complete lines that arrived now: only look at them one by one when their span could
+        # hold an overlong line.
+        last_nl = buffer.rfind(b"\n", line_start)
+        if last_nl >= 0 and last_nl + 1 - line_start > limits.line:
+            at = line_start
+            while (nl := buffer.find(b"\n", at)) >= 0:
+                if nl + 1 - at > limits.line:
+                    raise ParseError(self._line_too_long())
+                at = nl + 1
+        if len(buffer) - (max(last_nl, line_start - 1) + 1) > limits.line:
+            raise ParseError(self._line_too_long())
+        self._newlines += buffer.count(b"\n", start)
+        if self._newlines > limits.headers + 1:  # the status line, then one LF per field line
+            raise ParseError(self._too_many_headers())
 
     def _head_too_large(self) -> str:
         return f"response head larger than {self._limits.head} bytes (MAX_HEAD)"
 
-    def _parse_head(self, data: bytes, *, complete: bool) -> ResponseHead:
-        """Parse ``data``: whole lines, each ending in LF, the blank line excluded."""
-        if b"\x00" in data:
-            raise ParseError("NUL byte in the response head")
+    def _status_line_too_long(self) -> str:
+        return f"status line longer than {self._limits.status_line} bytes (MAX_STATUS_LINE)"
+
+    def _line_too_long(self) -> str:
+        return f"header line longer than {self._limits.line} bytes (MAX_LINE)"
+
+    def _too_many_headers(self) -> str:
+        return f"more than {self._limits.headers} header lines (MAX_HEADERS)"
+
+    def _parse_head(self, data: bytes, *, partial: bool = False) -> ResponseHead:
+        """Parse ``data``: whole lines, each ending in LF, the blank line excluded. With
+        ``partial``, stop quietly at the first bad field line instead of raising."""
         lines = data.split(b"\n")
         lines.pop()  # ``data`` ends with LF: the last element is empty
         limits = self._limits
         status_raw = lines[0]
         if len(status_raw) + 1 > limits.status_line:
-            raise ParseError(f"status line longer than {limits.status_line} bytes")
-        status_raw = status_raw.removesuffix(b"\r")
-        if b"\r" in status_raw:
-            raise ParseError("bare CR in the status line")
-        version, status, reason = _parse_status_line(status_raw)
-
+            raise ParseError(self._status_line_too_long())
+        version, status, reason = _parse_status_line(_strip_cr(status_raw, "the status line"))
         headers: list[tuple[bytes, bytearray]] = []
-        for raw in lines[1:]:
-            line = raw.removesuffix(b"\r")
-            if b"\r" in line:
-                raise ParseError("bare CR in a header line")
-            if line[:1] in (b" ", b"\t"):
-                if not headers:
-                    raise ParseError("continuation line before the first header")
-                value = headers[-1][1]
-                folded = line.strip(_OWS)
-                if folded:
-                    if value:
-                        value += b" "
-                    value += folded
-                if len(headers[-1][0]) + len(value) > limits.line:
-                    raise ParseError(f"header line longer than {limits.line} bytes")
-                continue
-            if len(line) > limits.line:
-                raise ParseError(f"header line longer than {limits.line} bytes")
-            name, colon, value_raw = line.partition(b":")
-            if not colon:
-                raise ParseError(f"header line without a colon: {_preview(line)}")
-            if not name or not _TOKEN.issuperset(name):
-                raise ParseError(f"invalid header name: {_preview(name)}")
-            if len(headers) >= limits.headers:
-                raise ParseError(f"more than {limits.headers} header lines (MAX_HEADERS)")
-            headers.append((name, bytearray(value_raw.strip(_OWS))))
+        try:
+            for raw in lines[1:]:
+                self._parse_field_line(_strip_cr(raw, "a header line"), headers)
+        except ParseError:
+            if not partial:
+                raise
         decoded: Headers = tuple(
             (name.decode("ascii"), decode_text(bytes(value))) for name, value in headers
         )
-        del complete  # the same rules hold for partial heads; kept for readability at call sites
         return ResponseHead(version, status, reason, decoded)
+
+    def _parse_field_line(self, line: bytes, headers: list[tuple[bytes, bytearray]]) -> None:
+        limits = self._limits
+        if line[:1] in (b" ", b"\t"):
+            if not headers:
+                raise ParseError("continuation line before the first header")
+            value = headers[-1][1]
+            folded = line.strip(_OWS)
+            if folded:
+                if value:
+                    value += b" "
+                value += folded
+            if len(headers[-1][0]) + len(value) > limits.line:
+                raise ParseError(self._line_too_long())
+            return
+        if len(line) > limits.line:
+            raise ParseError(self._line_too_long())
+        name, colon, value_raw = line.partition(b":")
+        if not colon:
+            raise ParseError(f"header line without a colon: {_preview(line)}")
+        if name[-1:] in (b" ", b"\t"):
+            raise ParseError(f"whitespace before the colon in header {_preview(name)}")
+        if not name or not _TOKEN.issuperset(name):
+            raise ParseError(f"invalid header name: {_preview(name)}")
+        if len(headers) >= limits.headers:
+            raise ParseError(self._too_many_headers())
+        headers.append((name, bytearray(value_raw.strip(_OWS))))
+
+
+def _strip_cr(line: bytes, where: str) -> bytes:
+    line = line.removesuffix(b"\r")
+    if b"\r" in line:
+        raise ParseError(f"bare CR (not followed by LF) in {where}")
+    if b"\x00" in line:
+        raise ParseError(f"NUL byte in {where}")
+    return line
 
 
 def _parse_status_line(line: bytes) -> tuple[str, int, str]:
@@ -239,13 +331,16 @@ def _parse_status_line(line: bytes) -> tuple[str, int, str]:
     if match is None:
         raise ParseError(f"bad status line: {_preview(line)}")
     major, minor, code, reason = match.groups()
+    version = f"HTTP/{major.decode()}.{minor.decode()}"
+    if major != b"1":
+        raise ParseError(f"unsupported version {version} in the status line (HTTP/1.x expected)")
     status = int(code)
     if status < 100:
-        raise ParseError(f"bad status code {status}")
-    version = f"HTTP/{major.decode()}.{minor.decode()}"
-    return version, status, decode_text(reason.strip(_OWS)) if reason else ""
+        raise ParseError(f"bad status code {code.decode()} (below 100)")
+    return version, status, decode_text(reason.rstrip(_OWS)) if reason else ""
 
 
-def _preview(raw: bytes, limit: int = 40) -> str:
-    text = raw[:limit].decode("latin-1").encode("unicode_escape").decode("ascii")
-    return repr(text + ("..." if len(raw) > limit else ""))
+def _preview(raw: bytes | bytearray, limit: int = 40) -> str:
+    """Hostile bytes quoted for a message: ASCII only, escapes for the rest, bounded."""
+    text = bytes(raw[:limit]).decode("latin-1").encode("unicode_escape").decode("ascii")
+    return "'" + text + ("..." if len(raw) > limit else "") + "'"
