@@ -7,10 +7,12 @@ Low-level exceptions are translated into ``fetchheads.errors`` here, at the edge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import errno
 import functools
+import ipaddress
 import socket
 import ssl
 from collections import OrderedDict
@@ -270,7 +272,11 @@ def tls_info(ssl_object: ssl.SSLObject) -> TLSInfo:
         expires = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(raw_not_after), dt.UTC)
         not_after = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
         days_left = (expires - utc_now()).days
-    san = tuple(str(entry[1]) for entry in cert.get("subjectAltName", ()) if len(entry) == 2)
+    san = tuple(
+        _san_value(str(entry[0]), str(entry[1]))
+        for entry in cert.get("subjectAltName", ())
+        if len(entry) == 2
+    )
     return TLSInfo(
         version=ssl_object.version(),
         cipher=cipher[0] if cipher else None,
@@ -280,6 +286,15 @@ def tls_info(ssl_object: ssl.SSLObject) -> TLSInfo:
         days_left=days_left,
         san=san,
     )
+
+
+def _san_value(kind: str, value: str) -> str:
+    """Python spells IPv6 SAN entries in full (``0:0:0:0:0:0:0:1``, with a trailing newline on
+    some versions); records show them as every other IPv6 address is shown, compressed."""
+    if kind == "IP Address":
+        with contextlib.suppress(ValueError):
+            return ipaddress.ip_address(value.strip()).compressed
+    return value
 
 
 def _format_name(name: object) -> str | None:

@@ -1,0 +1,136 @@
+"""https: verification on by default, --cacert, -k, and the TLS facts a record carries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from pathlib import Path
+
+import trustme
+
+from fetchheads.config import Config
+from fetchheads.errors import ErrorKind
+from fetchheads.fetch import fetch_one
+from fetchheads.models import Result
+from fetchheads.targets import parse_target
+from tests.conftest import make_context
+from tests.support.servers import LoopbackServer, reply
+
+HEAD = b"HTTP/1.1 200 OK\r\nServer: tls-test\r\n\r\n"
+
+
+def server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
+async def tls_fetch(
+    context: ssl.SSLContext, config: Config, *, host: str = "localhost", scheme: str = "https://"
+) -> Result:
+    async with LoopbackServer(reply(HEAD), ssl_context=context) as server:
+        target = parse_target(f"{scheme}{host}:{server.port}/")
+        return await fetch_one(target, make_context(config))
+
+
+async def test_trusted_with_cacert_gives_the_tls_facts(
+    server_ssl_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    result = await tls_fetch(server_ssl_context, Config(timeout=5, cacert=str(ca_file)))
+    assert result.ok, result.error
+    assert result.head is not None
+    assert result.head.get("Server") == "tls-test"
+    tls = result.tls
+    assert tls is not None
+    assert tls.version in ("TLSv1.2", "TLSv1.3")
+    assert tls.cipher
+    assert tls.subject is not None
+    assert tls.subject.startswith("O=trustme")
+    assert tls.issuer is not None
+    assert "Testing CA" in tls.issuer
+    assert tls.san == ("localhost", "127.0.0.1", "::1")
+    # trustme's default certificates run to the year 3000.
+    assert tls.not_after == "3000-01-01T00:00:00Z"
+    assert tls.days_left is not None
+    assert tls.days_left > 300_000
+    timing = result.timing
+    assert timing.connect is not None
+    assert timing.tls is not None
+    assert timing.ttfb is not None
+    assert timing.connect <= timing.tls <= timing.ttfb
+    record = result.to_record()
+    assert set(record["tls"]) == {
+        "version",
+        "cipher",
+        "subject",
+        "issuer",
+        "not_after",
+        "days_left",
+        "san",
+    }
+
+
+async def test_days_left_counts_whole_days_to_expiry(ca: trustme.CA, ca_file: Path) -> None:
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30, hours=12)).replace(microsecond=0)
+    cert = ca.issue_cert("localhost", not_after=expires)
+    result = await tls_fetch(server_context(cert), Config(timeout=5, cacert=str(ca_file)))
+    assert result.ok, result.error
+    assert result.tls is not None
+    assert result.tls.days_left == 30
+    assert result.tls.not_after == expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_an_untrusted_certificate_is_kind_tls_and_says_verification(
+    server_ssl_context: ssl.SSLContext,
+) -> None:
+    result = await tls_fetch(server_ssl_context, Config(timeout=5))  # system store only
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.TLS
+    assert result.error.message.startswith("certificate verification failed")
+    assert result.head is None
+    assert result.tls is None
+    assert result.timing.connect is not None
+    assert result.timing.tls is None
+
+
+async def test_insecure_skips_verification_but_still_reports_the_protocol(
+    server_ssl_context: ssl.SSLContext,
+) -> None:
+    result = await tls_fetch(server_ssl_context, Config(timeout=5, insecure=True))
+    assert result.ok, result.error
+    assert result.tls is not None
+    assert result.tls.version in ("TLSv1.2", "TLSv1.3")
+    assert result.tls.cipher
+
+
+async def test_a_wrong_host_name_is_kind_tls(ca: trustme.CA, ca_file: Path) -> None:
+    cert = ca.issue_cert("other.example")
+    result = await tls_fetch(server_context(cert), Config(timeout=5, cacert=str(ca_file)))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.TLS
+    assert "certificate verification failed" in result.error.message
+    assert "localhost" in result.error.message  # says which name did not match
+
+
+async def test_an_expired_certificate_is_kind_tls_and_says_expired(
+    ca: trustme.CA, ca_file: Path
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    cert = ca.issue_cert(
+        "localhost", not_before=now - dt.timedelta(days=30), not_after=now - dt.timedelta(days=1)
+    )
+    result = await tls_fetch(server_context(cert), Config(timeout=5, cacert=str(ca_file)))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.TLS
+    assert "expired" in result.error.message
+
+
+async def test_an_ip_literal_verifies_against_the_ip_san_entry(
+    server_ssl_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    result = await tls_fetch(
+        server_ssl_context, Config(timeout=5, cacert=str(ca_file)), host="127.0.0.1"
+    )
+    assert result.ok, result.error
+    assert result.timing.dns is None
