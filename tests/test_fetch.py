@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import Iterator
 
 import pytest
 
@@ -126,14 +125,6 @@ async def test_the_body_is_never_waited_for() -> None:
         timeout=3.0,
     )
     assert result.ok, result.error
-
-
-@pytest.fixture
-def refused_port() -> Iterator[int]:
-    """A loopback port that refuses connections: bound (so nobody else takes it), not listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
 
 
 async def test_a_refused_connection_is_kind_connect(refused_port: int) -> None:

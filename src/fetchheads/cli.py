@@ -74,9 +74,9 @@ Examples:
   fetchheads --json -c 200 -t 5 -i hosts.txt > heads.jsonl
   fetchheads -X HEAD -H 'Accept-Language: zh' -k https://127.0.0.1:8443
   fetchheads -L http://example.com           # follow redirects, show each hop
-
-Other commands: see 'fetchheads COMMAND --help'.
 """
+ENV_PREFIX = "FETCHHEADS"
+_IMPLIED = "fetchheads.implied_command"
 
 
 class DefaultGroup(click.Group):
@@ -88,12 +88,54 @@ class DefaultGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or args[0] not in self.commands:
             args = [self.default_command, *args]
+            ctx.meta[_IMPLIED] = True
         return super().parse_args(ctx, args)
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        command = self.commands[self.default_command]
-        with click.Context(command, info_name=ctx.info_name, parent=None) as sub:
-            command.format_help(sub, formatter)
+
+class _ImpliedContext(click.Context):
+    """Usage lines and ``Try '... --help'`` hints name the command the way the user typed it:
+    ``fetchheads [OPTIONS]``, not ``fetchheads fetch [OPTIONS]``, when ``fetch`` was implied."""
+
+    @property
+    def command_path(self) -> str:
+        if self.parent is not None and self.meta.get(_IMPLIED):
+            return self.parent.command_path
+        return super().command_path
+
+
+class FetchCommand(click.Command):
+    """The default command. Every option gets an environment variable named after its long
+    option (``--timeout`` -> ``FETCHHEADS_TIMEOUT``), and the help names the other commands."""
+
+    context_class = _ImpliedContext
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, click.Option) and param.expose_value and param.envvar is None:
+                longest = max(param.opts, key=len)
+                param.envvar = f"{ENV_PREFIX}_{longest.lstrip('-').upper().replace('-', '_')}"
+                param.show_envvar = False
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        group = ctx.parent.command if ctx.parent is not None else None
+        if isinstance(group, click.Group):
+            others = [name for name in group.list_commands(ctx) if name != self.name]
+            if others:
+                formatter.write_paragraph()
+                formatter.write_text(
+                    f"Other commands: {', '.join(others)} (see 'fetchheads COMMAND --help')."
+                )
+        super().format_epilog(ctx, formatter)
+
+
+class HeaderType(click.types.StringParamType):
+    """``'Name: value'`` text; from the environment, one header per line (values hold spaces)."""
+
+    name = "header"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [line for line in rv.splitlines() if line.strip()]
 
 
 @click.group(cls=DefaultGroup, context_settings=CONTEXT_SETTINGS)
@@ -126,11 +168,7 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@cli.command(
-    "fetch",
-    epilog=FETCH_EPILOG,
-    context_settings={**CONTEXT_SETTINGS, "auto_envvar_prefix": "FETCHHEADS"},
-)
+@cli.command("fetch", cls=FetchCommand, epilog=FETCH_EPILOG, context_settings=CONTEXT_SETTINGS)
 @click.argument("targets", nargs=-1, metavar="[TARGET]...")
 @click.option(
     "-i",
@@ -194,6 +232,7 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "--header",
     "headers",
     multiple=True,
+    type=HeaderType(),
     metavar="'NAME: VALUE'",
     callback=_headers,
     help="Extra request header, repeatable. Replaces a default header of the same name; "

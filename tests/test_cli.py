@@ -1,0 +1,347 @@
+"""The command line as a user drives it: formats, inputs, order, exit codes, help."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import fetchheads.cli
+from fetchheads import __version__
+from fetchheads.cli import cli
+from tests.support.servers import ThreadedServer, reply
+
+HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nbody"
+RECORD_KEYS = {
+    "target",
+    "url",
+    "ok",
+    "status",
+    "reason",
+    "http_version",
+    "headers",
+    "error",
+    "address",
+    "timing",
+    "tls",
+    "redirects",
+    "fetched_at",
+}
+
+StartServer = Callable[..., ThreadedServer]
+
+
+def invoke(
+    args: list[str], *, input: str | bytes | None = None, env: dict[str, str] | None = None
+) -> Result:
+    return CliRunner().invoke(
+        cli, args, input=input, env=env, prog_name="fetchheads", catch_exceptions=False
+    )
+
+
+def records(result: Result) -> list[dict[str, object]]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture
+def target(threaded_server: StartServer) -> str:
+    return f"127.0.0.1:{threaded_server(reply(HEAD)).port}"
+
+
+@pytest.fixture
+def refused(refused_port: int) -> str:
+    return f"127.0.0.1:{refused_port}"
+
+
+# --- formats ---------------------------------------------------------------------------------------
+
+
+def test_plain_is_the_seed_format_for_heads_and_failures(target: str, refused: str) -> None:
+    result = invoke(["--format", "plain", "--order", "input", target, refused, "bad host"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"{target} header > HTTP/1.1 200 OK",
+        f"{target} header > Server: scripted",
+        f"{target} header > Set-Cookie: a=1",
+        f"{target} header > Set-Cookie: b=2",
+        f"{refused} error > connect: {refused}: connection refused",
+        "bad host error > input: control or space character ' ' in target",
+    ]
+    assert result.stderr == ""  # no summary when stderr is not a terminal
+
+
+def test_plain_is_the_default_when_stdout_is_not_a_terminal(target: str) -> None:
+    result = invoke([target])
+    assert result.exit_code == 0
+    assert result.stdout.startswith(f"{target} header > HTTP/1.1 200 OK\n")
+
+
+def test_jsonl_records_always_carry_every_key(target: str, refused: str) -> None:
+    result = invoke(["--format", "jsonl", "--order", "input", target, refused, "ftp://x"])
+    assert result.exit_code == 1
+    ok, failed, bad = records(result)
+    for record in (ok, failed, bad):
+        assert set(record) == RECORD_KEYS
+    assert ok["ok"] is True
+    assert (ok["status"], ok["reason"], ok["http_version"]) == (200, "OK", "HTTP/1.1")
+    assert ok["headers"] == [["Server", "scripted"], ["Set-Cookie", "a=1"], ["Set-Cookie", "b=2"]]
+    assert ok["url"] == f"http://{target}/"
+    assert ok["error"] is None
+    assert ok["address"] == "127.0.0.1"
+    assert ok["tls"] is None
+    assert ok["redirects"] == []
+    assert isinstance(ok["fetched_at"], str)
+    assert ok["fetched_at"].endswith("Z")
+    assert failed["ok"] is False
+    assert failed["status"] is None
+    assert failed["headers"] == []
+    assert failed["error"] == {"kind": "connect", "message": f"{refused}: connection refused"}
+    assert bad["url"] is None
+    assert bad["error"] == {
+        "kind": "input",
+        "message": "unsupported scheme 'ftp' (use http or https)",
+    }
+    assert set(ok["timing"]) == {"dns", "connect", "tls", "ttfb", "total"}  # type: ignore[arg-type]
+
+
+def test_json_flag_is_format_jsonl(target: str) -> None:
+    [record] = records(invoke(["--json", target]))
+    assert set(record) == RECORD_KEYS
+    assert record["status"] == 200
+
+
+def test_pretty_prints_a_readable_block_per_target(target: str, refused: str) -> None:
+    result = invoke(["--format", "pretty", "--order", "input", target, refused])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{target}  200 OK  HTTP/1.1  127.0.0.1  ")
+    assert lines[0].endswith(" ms")
+    assert lines[1:4] == [
+        "  Server:      scripted",
+        "  Set-Cookie:  a=1",
+        "  Set-Cookie:  b=2",
+    ]
+    assert lines[4] == ""
+    assert lines[5].startswith(f"{refused}  127.0.0.1  ")
+    assert lines[6] == f"  ✗ connect: {refused}: connection refused"
+    assert "\x1b[" not in result.stdout  # no colour codes when stdout is not a terminal
+
+
+def test_the_summary_goes_to_stderr_when_forced_and_quiet_silences_it(
+    target: str, refused: str
+) -> None:
+    result = invoke(["--progress", target, refused])
+    assert result.exit_code == 1
+    assert len(result.stdout.splitlines()) == 5  # stdout holds only the results
+    assert "2 targets, 1 ok, 1 failed (connect 1); 200 x1; " in result.stderr
+    quiet = invoke(["--progress", "-q", target, refused])
+    assert quiet.stderr == ""
+
+
+# --- inputs ----------------------------------------------------------------------------------------
+
+
+def test_targets_are_read_from_stdin_when_none_are_given(target: str) -> None:
+    result = invoke(["--json"], input=f"# my hosts\n\n{target}\n  {target}/x  \n")
+    assert result.exit_code == 0
+    assert sorted(r["url"] for r in records(result)) == [f"http://{target}/", f"http://{target}/x"]
+
+
+def test_empty_stdin_is_an_empty_successful_run() -> None:
+    result = invoke(["--json"], input="# nothing to do\n\n")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+
+
+def test_a_host_file_with_comments_blank_lines_and_a_bad_line(target: str, tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_bytes(
+        b"\xef\xbb\xbf# production\r\n"
+        + f"{target}\r\n".encode()
+        + b"\r\n"
+        + b"   # indented comment\n"
+        + b"exa mple.com\n"
+        + f"http://{target}/health\n".encode()
+    )
+    result = invoke(["--json", "--order", "input", "-i", str(hosts)])
+    assert result.exit_code == 1
+    first, bad, last = records(result)
+    assert first["url"] == f"http://{target}/"
+    assert bad["target"] == "exa mple.com"
+    assert bad["error"] == {
+        "kind": "input",
+        "message": f"{hosts}:5: control or space character ' ' in target",
+    }
+    assert last["url"] == f"http://{target}/health"
+    assert last["ok"] is True
+
+
+def test_several_inputs_are_read_in_order(target: str, tmp_path: Path) -> None:
+    one = tmp_path / "one.txt"
+    two = tmp_path / "two.txt"
+    one.write_text(f"{target}/one\n")
+    two.write_text(f"{target}/two-a\n{target}/two-b")  # no final newline
+    result = invoke(
+        ["--json", "--order", "input", "-i", str(one), "-i", str(two), "-i", "-", f"{target}/arg"],
+        input=f"{target}/stdin\n",
+    )
+    assert result.exit_code == 0
+    assert [r["url"] for r in records(result)] == [
+        f"http://{target}/arg",
+        f"http://{target}/one",
+        f"http://{target}/two-a",
+        f"http://{target}/two-b",
+        f"http://{target}/stdin",
+    ]
+
+
+def test_order_input_holds_fast_results_until_their_turn(threaded_server: StartServer) -> None:
+    delays = [0.4, 0.0, 0.2, 0.0]
+    targets = [f"127.0.0.1:{threaded_server(reply(HEAD, delay=d)).port}" for d in delays]
+    in_order = invoke(["--json", "--order", "input", *targets])
+    assert [r["target"] for r in records(in_order)] == targets
+    as_done = invoke(["--json", *targets])
+    assert sorted(r["target"] for r in records(as_done)) == sorted(targets)
+    assert records(as_done)[-1]["target"] == targets[0]  # the slowest prints last
+
+
+# --- request options ------------------------------------------------------------------------------
+
+
+def test_request_options_reach_the_server(threaded_server: StartServer) -> None:
+    server = threaded_server(reply(HEAD))
+    result = invoke(
+        [
+            "-X",
+            "head",
+            "-A",
+            "probe/1",
+            "-H",
+            "Accept-Language: zh",
+            "-H",
+            "Accept:",
+            f"127.0.0.1:{server.port}/p",
+        ]
+    )
+    assert result.exit_code == 0
+    assert server.requests == [
+        f"HEAD /p HTTP/1.0\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
+        + b"User-Agent: probe/1\r\nConnection: close\r\nAccept-Language: zh\r\n\r\n"
+    ]
+
+
+def test_https_with_cacert_and_insecure(
+    threaded_server: StartServer, server_ssl_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    server = threaded_server(reply(HEAD), ssl_context=server_ssl_context)
+    url = f"https://localhost:{server.port}/"
+    [trusted] = records(invoke(["--json", "--cacert", str(ca_file), url]))
+    assert trusted["ok"] is True
+    assert trusted["tls"]["san"] == ["localhost", "127.0.0.1", "::1"]  # type: ignore[index]
+    untrusted = invoke(["--json", url])
+    assert untrusted.exit_code == 1
+    assert records(untrusted)[0]["error"]["kind"] == "tls"  # type: ignore[index]
+    assert invoke(["--json", "-k", url]).exit_code == 0
+    bare = invoke(["--json", "--scheme", "https", "-k", f"localhost:{server.port}"])
+    assert records(bare)[0]["url"] == url
+
+
+# --- exit codes and usage errors ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-c", "0", "example.com"], "Invalid value for '-c' / '--concurrency'"),
+        (["-t", "-1", "example.com"], "Invalid value for '-t' / '--timeout'"),
+        (["-t", "0", "example.com"], "must be greater than 0"),
+        (["--format", "xml", "example.com"], "Invalid value for '--format'"),
+        (["-H", "X-A: 1\r\nX-B: 2", "example.com"], "Invalid value for '-H' / '--header'"),
+        (["-H", "no colon", "example.com"], "header must be 'Name: value'"),
+        (["-A", "ua\nInjected: 1", "example.com"], "Invalid value for '-A' / '--user-agent'"),
+        (["--cacert", "/no/such/ca.pem", "example.com"], "does not exist"),
+        (["-i", "/no/such/hosts.txt"], "cannot read '/no/such/hosts.txt'"),
+        (["--no-such-option"], "--no-such-option"),
+    ],
+)
+def test_usage_errors_exit_2_with_clicks_message(args: list[str], message: str) -> None:
+    result = invoke(args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Usage: fetchheads [OPTIONS] [TARGET]..." in result.stderr
+    assert "Try 'fetchheads --help' for help." in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.output
+
+
+def test_no_targets_on_a_terminal_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetchheads.cli, "_isatty", lambda stream: stream is sys.stdin)
+    result = invoke([])
+    assert result.exit_code == 2
+    assert "no targets" in result.stderr
+    assert "fetchheads www.example.com" in result.stderr
+
+
+def test_a_cacert_that_is_not_a_certificate_is_a_usage_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    result = invoke(["--cacert", str(junk), "example.com"])
+    assert result.exit_code == 2
+    assert f"cannot load {junk}" in result.stderr
+
+
+def test_exit_0_only_when_every_target_answered(target: str, refused: str) -> None:
+    assert invoke([target, target]).exit_code == 0
+    assert invoke([target, refused]).exit_code == 1
+    assert invoke([target, "exa mple"]).exit_code == 1  # an input error counts as a failure
+
+
+def test_options_can_come_from_the_environment(threaded_server: StartServer) -> None:
+    server = threaded_server(reply(HEAD))
+    env = {"FETCHHEADS_FORMAT": "jsonl", "FETCHHEADS_HEADER": "X-A: 1\nX-B: two words"}
+    result = invoke([f"127.0.0.1:{server.port}"], env=env)
+    assert records(result)[0]["status"] == 200
+    assert server.requests[0].endswith(b"X-A: 1\r\nX-B: two words\r\n\r\n")
+
+
+# --- version and help -------------------------------------------------------------------------
+
+
+def test_version() -> None:
+    result = invoke(["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"fetchheads, version {__version__}\n"
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_lists_the_options_and_ends_with_examples(flag: str) -> None:
+    result = invoke([flag])
+    assert result.exit_code == 0
+    text = result.stdout
+    assert text.startswith("Usage: fetchheads [OPTIONS] [TARGET]...")
+    for option in ("--input", "--concurrency", "--timeout", "--format", "--json", "--order"):
+        assert option in text
+    examples = text.rstrip().rsplit("Examples:", 1)[1]
+    assert "fetchheads www.sina.com.cn www.sohu.com" in examples
+    assert "fetchheads --json" in examples
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "fetchheads", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"fetchheads, version {__version__}\n"
