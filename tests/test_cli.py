@@ -120,17 +120,16 @@ def test_json_flag_is_format_jsonl(target: str) -> None:
 def test_pretty_prints_a_readable_block_per_target(target: str, refused: str) -> None:
     result = invoke(["--format", "pretty", "--order", "input", target, refused])
     assert result.exit_code == 1
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"{target}  200 OK  HTTP/1.1  127.0.0.1  ")
-    assert lines[0].endswith(" ms")
-    assert lines[1:4] == [
+    ok_block, failed_block = (block.splitlines() for block in result.stdout.split("\n\n")[:2])
+    assert ok_block[0].startswith(f"{target}  200 OK  HTTP/1.1  127.0.0.1  ")
+    assert ok_block[0].endswith(" ms")
+    assert ok_block[1:4] == [  # names aligned in a column, values after them
         "  Server:      scripted",
         "  Set-Cookie:  a=1",
         "  Set-Cookie:  b=2",
     ]
-    assert lines[4] == ""
-    assert lines[5].startswith(f"{refused}  127.0.0.1  ")
-    assert lines[6] == f"  ✗ connect: {refused}: connection refused"
+    assert failed_block[0].startswith(f"{refused}  127.0.0.1  ")
+    assert f"  ✗ connect: {refused}: connection refused" in failed_block
     assert "\x1b[" not in result.stdout  # no colour codes when stdout is not a terminal
 
 
