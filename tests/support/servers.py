@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
+import struct
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -81,6 +83,51 @@ def drip(data: bytes, interval: float) -> Handler:
         writer.close()
 
     return handler
+
+
+def never_read() -> Handler:
+    """Accept the connection, then neither read nor answer: the request sits in the socket."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(3600)
+
+    return handler
+
+
+def reset() -> Handler:
+    """Read the request, then reset the connection (RST) before sending a byte."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    return handler
+
+
+class Endless:
+    """Send ``prefix``, then ``filler`` forever, as fast as the client reads. ``sent`` counts the
+    bytes written and ``stopped`` is set once the client has gone away, so a test can see that a
+    head over the limits stops being read."""
+
+    def __init__(self, prefix: bytes, filler: bytes) -> None:
+        self.prefix = prefix
+        self.filler = filler
+        self.sent = 0
+        self.stopped = threading.Event()
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        try:
+            writer.write(self.prefix)
+            while True:
+                writer.write(self.filler)
+                self.sent += len(self.filler)
+                await writer.drain()
+                await asyncio.sleep(0)  # drain() need not yield: let the client's side run
+        except ConnectionError:
+            self.stopped.set()
 
 
 class LoopbackServer:

@@ -1,0 +1,251 @@
+"""Misbehaving scripted servers: every one ends in one honest record, bounded in time and memory.
+
+Each case runs alone (``fetch_one`` against an in-loop server), and all of them together run in a
+single CLI invocation beside a good server, which must finish normally and promptly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+from click.testing import CliRunner
+
+from fetchheads import fetch as fetch_module
+from fetchheads.cli import cli
+from fetchheads.config import Config
+from fetchheads.errors import ErrorKind
+from fetchheads.fetch import READ_CHUNK, fetch_one
+from fetchheads.models import Result
+from fetchheads.parse import MAX_HEAD, HeadParser
+from fetchheads.targets import parse_target
+from tests.conftest import make_context
+from tests.support.servers import (
+    Endless,
+    Handler,
+    LoopbackServer,
+    ThreadedServer,
+    drip,
+    never_read,
+    reply,
+    reset,
+    silent,
+)
+
+TIMEOUT = 0.5
+GOOD_HEAD = b"HTTP/1.1 200 OK\r\nServer: good\r\n\r\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A misbehaving server and the record it must produce."""
+
+    handler: Callable[[], Handler]
+    kind: ErrorKind | None  # None: the head is accepted
+    message: str  # a fragment of the error message (or of a header value when accepted)
+    headers: tuple[tuple[str, str], ...] = ()  # headers kept in the record
+    scheme: str = "http"
+
+
+CASES: dict[str, Case] = {
+    # --- stalls: each ends at the deadline, whatever phase it is in
+    "accepts and never answers": Case(silent, ErrorKind.TIMEOUT, "waiting for the response head"),
+    "accepts and never reads": Case(never_read, ErrorKind.TIMEOUT, "waiting for the response head"),
+    "drips one byte every 0.2 s": Case(
+        lambda: drip(b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n", 0.2),
+        ErrorKind.TIMEOUT,
+        "no complete response head within",
+    ),
+    "stalls the TLS handshake": Case(silent, ErrorKind.TIMEOUT, "(TLS handshake)", scheme="https"),
+    # --- malformed heads
+    "empty reply": Case(lambda: reply(b""), ErrorKind.PROTOCOL, "empty reply"),
+    "closes before the blank line": Case(
+        lambda: reply(b"HTTP/1.1 503 Busy\r\nServer: half\r\nRetry-After: 5\r\nX-Cu"),
+        ErrorKind.PROTOCOL,
+        "closed before the end of the head",
+        headers=(("Server", "half"), ("Retry-After", "5")),
+    ),
+    "HTTP/0.9 body": Case(
+        lambda: reply(b"<html>hello</html>"),
+        ErrorKind.PROTOCOL,
+        "not HTTP: the reply starts '<html>",
+    ),
+    "TLS on a plain connection": Case(
+        lambda: reply(b"\x15\x03\x01\x00\x02\x02\x46"), ErrorKind.PROTOCOL, "try https://"
+    ),
+    "binary garbage": Case(
+        lambda: reply(b"\x00\xff\xfe\x1b[2J\x9b" * 50), ErrorKind.PROTOCOL, "not HTTP"
+    ),
+    "bad status code": Case(
+        lambda: reply(b"HTTP/1.1 2000 OK\r\n\r\n"), ErrorKind.PROTOCOL, "bad status line"
+    ),
+    "line without a colon": Case(
+        lambda: reply(b"HTTP/1.1 200 OK\r\nServer: x\r\nnonsense\r\n\r\n"),
+        ErrorKind.PROTOCOL,
+        "header line without a colon",
+        headers=(("Server", "x"),),
+    ),
+    "whitespace before the colon": Case(
+        lambda: reply(b"HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n"),
+        ErrorKind.PROTOCOL,
+        "whitespace before the colon",
+    ),
+    "bare CR": Case(
+        lambda: reply(b"HTTP/1.1 200 OK\r\nA: 1\rB: 2\r\n\r\n"), ErrorKind.PROTOCOL, "bare CR"
+    ),
+    "NUL": Case(lambda: reply(b"HTTP/1.1 200 OK\r\nA: 1\x002\r\n\r\n"), ErrorKind.PROTOCOL, "NUL"),
+    "continuation first": Case(
+        lambda: reply(b"HTTP/1.1 200 OK\r\n Folded: x\r\n\r\n"),
+        ErrorKind.PROTOCOL,
+        "continuation line before the first header",
+    ),
+    # --- over the limits
+    "endless head": Case(
+        lambda: Endless(b"HTTP/1.1 200 OK\r\n", b"X-Filler: " + b"f" * 2000 + b"\r\n"),
+        ErrorKind.PROTOCOL,
+        "(MAX_HEAD)",
+    ),
+    "endless status line": Case(
+        lambda: Endless(b"HTTP/1.1 200 ", b"x" * 4096), ErrorKind.PROTOCOL, "(MAX_STATUS_LINE)"
+    ),
+    "endless header line": Case(
+        lambda: Endless(b"HTTP/1.1 200 OK\r\nX-Long: ", b"y" * 4096),
+        ErrorKind.PROTOCOL,
+        "(MAX_LINE)",
+    ),
+    "a flood of headers": Case(
+        lambda: Endless(b"HTTP/1.1 200 OK\r\n", b"A: 1\r\n"), ErrorKind.PROTOCOL, "(MAX_HEADERS)"
+    ),
+    "endless interim responses": Case(
+        lambda: Endless(b"", b"HTTP/1.1 103 Early Hints\r\n\r\n"),
+        ErrorKind.PROTOCOL,
+        "(MAX_INTERIM)",
+    ),
+    "resets before a byte": Case(reset, ErrorKind.CONNECT, "connection reset"),
+    # --- odd but acceptable: escape bytes are data, kept exactly
+    "escape sequences in values": Case(
+        lambda: reply(b"HTTP/1.1 200 OK\r\nX-Evil: \x1b]52;c;QUJD\x07\x1b[2J\r\n\r\n"),
+        None,
+        "\x1b]52;c;QUJD\x07\x1b[2J",
+        headers=(("X-Evil", "\x1b]52;c;QUJD\x07\x1b[2J"),),
+    ),
+}
+
+
+def check(case: Case, result: Result) -> None:
+    if case.kind is None:
+        assert result.ok, result.error
+        assert result.head is not None
+        assert result.head.headers == case.headers
+        return
+    assert result.error is not None, result
+    assert result.error.kind == case.kind, result.error
+    assert case.message in result.error.message
+    if case.headers:
+        assert result.head is not None
+        assert result.head.headers == case.headers
+
+
+@pytest.mark.parametrize("name", CASES)
+async def test_one_misbehaving_server(name: str) -> None:
+    case = CASES[name]
+    started = time.monotonic()
+    async with LoopbackServer(case.handler()) as server:
+        target = parse_target(f"{case.scheme}://127.0.0.1:{server.port}/")
+        result = await fetch_one(target, make_context(Config(timeout=TIMEOUT)))
+    check(case, result)
+    # One deadline covers every phase: nothing runs past it (a generous margin for a busy box).
+    assert time.monotonic() - started < TIMEOUT + 1.0
+
+
+@pytest.fixture
+def counting_parser(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes handed to each parser ``fetch`` creates."""
+    fed: list[int] = []
+
+    class CountingParser(HeadParser):
+        __slots__ = ("_index",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._index = len(fed)
+            fed.append(0)
+
+        def feed(self, data: bytes) -> object:  # type: ignore[override]
+            fed[self._index] += len(data)
+            return super().feed(data)
+
+    monkeypatch.setattr(fetch_module, "HeadParser", CountingParser)
+    return fed
+
+
+async def test_an_endless_head_stops_being_read_after_max_head(counting_parser: list[int]) -> None:
+    endless = Endless(b"HTTP/1.1 200 OK\r\n", b"X-Filler: " + b"f" * 2000 + b"\r\n")
+    async with LoopbackServer(endless) as server:
+        result = await fetch_one(
+            parse_target(f"127.0.0.1:{server.port}"), make_context(Config(timeout=10))
+        )
+        assert result.error is not None
+        assert result.error.message == "response head larger than 262144 bytes (MAX_HEAD)"
+        # The connection is dropped at once: the server's next writes fail.
+        assert await _wait_for(endless.stopped.is_set)
+    # Memory stays bounded: the parser never saw more than the limit plus one read.
+    assert counting_parser == [pytest.approx(MAX_HEAD, abs=READ_CHUNK)]
+    # The header lines that arrived complete are kept in the record.
+    assert result.head is not None
+    assert result.head.status == 200
+    assert result.head.headers[0] == ("X-Filler", "f" * 2000)
+
+
+async def _wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def test_twenty_misbehaving_servers_and_a_good_one_in_one_run(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    """The issue's "done when": one CLI run, one correct record each, within the timeout + 1 s,
+    and the good server is reported before any stall ends, not held back by them."""
+    assert len(CASES) >= 20
+    expected: dict[str, Case] = {}
+    for case in CASES.values():
+        server = threaded_server(case.handler())
+        expected[f"{case.scheme}://127.0.0.1:{server.port}/"] = case
+    good = threaded_server(reply(GOOD_HEAD))
+    good_target = f"http://127.0.0.1:{good.port}/"
+    timeout = 1.0
+    started = time.monotonic()
+    outcome = CliRunner().invoke(cli, ["--json", "-t", str(timeout), good_target, *expected])
+    elapsed = time.monotonic() - started
+    assert outcome.exit_code == 1, outcome.output
+    records = [json.loads(line) for line in outcome.output.splitlines()]
+    assert sorted(r["target"] for r in records) == sorted([good_target, *expected])
+    first_timeout = min(
+        i for i, r in enumerate(records) if r["error"] and r["error"]["kind"] == "timeout"
+    )
+    good_index = next(i for i, r in enumerate(records) if r["target"] == good_target)
+    assert good_index < first_timeout, "the good server waited for the stalled ones"
+    assert records[good_index]["ok"] is True
+    assert records[good_index]["headers"] == [["Server", "good"]]
+    for record in records:
+        if record["target"] == good_target:
+            continue
+        case = expected[record["target"]]
+        if case.kind is None:
+            assert record["ok"] is True
+            assert record["headers"] == [list(h) for h in case.headers]
+        else:
+            assert record["error"]["kind"] == str(case.kind), record
+            assert case.message in record["error"]["message"], record
+            if case.headers:
+                assert record["headers"] == [list(h) for h in case.headers]
+    assert elapsed < timeout + 1.0, f"the run took {elapsed:.2f}s"
