@@ -4,7 +4,8 @@ The only module that imports click, and the only one that decides how the proces
 
     0    every target gave a response head
     1    one or more targets failed (input errors included)
-    2    usage error
+    2    usage error (also: a --db file that is not a fetchheads database, or is from a newer one)
+    3    every target answered, but a certificate expires within --warn-days
     130  interrupted (SIGINT); 143 terminated (SIGTERM)
     141  stdout closed by its reader (``| head``): stop quietly, as a SIGPIPE'd tool would
 """
@@ -28,6 +29,7 @@ import click
 from rich.console import Console
 
 from fetchheads import __version__
+from fetchheads.changes import ignored_names
 from fetchheads.config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_REDIRS,
@@ -39,9 +41,10 @@ from fetchheads.config import (
     ORDERS,
     Config,
 )
-from fetchheads.errors import InputError
+from fetchheads.errors import InputError, StoreError
 from fetchheads.fetch import FetchContext, Resolver, fetch_one, make_ssl_context
 from fetchheads.models import Result, Target
+from fetchheads.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.redirects import following
 from fetchheads.render.jsonl import format_jsonl
 from fetchheads.render.output import PrettySink, Sink, TextSink
@@ -49,6 +52,7 @@ from fetchheads.render.plain import format_plain
 from fetchheads.render.summary import Summary
 from fetchheads.request import check_header_value, parse_header_option
 from fetchheads.runner import STDIN, Source, read_sources, run
+from fetchheads.store import Store
 from fetchheads.targets import SCHEMES
 
 
@@ -56,6 +60,7 @@ class ExitStatus(enum.IntEnum):
     OK = 0
     FAILED = 1
     USAGE = 2
+    WARNING = 3
     INTERRUPTED = 130
     BROKEN_PIPE = 141
     TERMINATED = 143
@@ -74,6 +79,7 @@ Examples:
   fetchheads --json -c 200 -t 5 -i hosts.txt > heads.jsonl
   fetchheads -X HEAD -H 'Accept-Language: zh' -k https://127.0.0.1:8443
   fetchheads -L http://example.com           # follow redirects, show each hop
+  fetchheads --db ~/heads.db --changes --warn-days 14 -i hosts.txt   # from cron
 """
 ENV_PREFIX = "FETCHHEADS"
 _IMPLIED = "fetchheads.implied_command"
@@ -166,6 +172,56 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     except InputError as exc:
         raise click.BadParameter(str(exc)) from None
     return value
+
+
+def _open_store(path: str) -> Store:
+    try:
+        return Store.open(path)
+    except StoreError as exc:
+        raise click.BadParameter(str(exc), param_hint="--db") from None
+
+
+db_option = click.option(
+    "--db",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    envvar="FETCHHEADS_DB",
+    show_envvar=True,
+    help="The snapshot database (SQLite; created if missing).",
+)
+ignore_header_option = click.option(
+    "--ignore-header",
+    "ignored",
+    multiple=True,
+    metavar="NAME",
+    help="Also ignore this header when comparing snapshots (Date, Age, request ids and the like "
+    "are ignored already); repeatable.",
+)
+
+
+def snapshot_options(command: Any) -> Any:
+    """The options of issue 6 (README "Snapshots"), applied to the fetch command."""
+    for option in reversed(
+        (
+            db_option,
+            click.option(
+                "--changes",
+                is_flag=True,
+                help="With --db: print only targets whose status or headers changed since their "
+                "last snapshot. A run into an empty database records the baseline silently.",
+            ),
+            ignore_header_option,
+            click.option(
+                "--warn-days",
+                type=click.IntRange(min=0),
+                metavar="N",
+                help="Warn about https certificates that expire in fewer than N days; the exit "
+                "status is then 3 (when nothing failed).",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
 
 
 @cli.command("fetch", cls=FetchCommand, epilog=FETCH_EPILOG, context_settings=CONTEXT_SETTINGS)
@@ -295,6 +351,7 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     show_default=True,
     help="Event loop: uvloop where installed (auto), or the standard asyncio loop.",
 )
+@snapshot_options
 @click.version_option(__version__, "--version", prog_name="fetchheads")
 def fetch_command(
     targets: tuple[str, ...],
@@ -317,6 +374,10 @@ def fetch_command(
     progress: bool | None,
     quiet: bool,
     loop_name: str,
+    db: str | None,
+    changes: bool,
+    ignored: tuple[str, ...],
+    warn_days: int | None,
 ) -> None:
     """Fetch the response headers of every TARGET at once.
 
@@ -350,8 +411,18 @@ def fetch_command(
         ssl_context = make_ssl_context(config)
     except (ssl.SSLError, OSError) as exc:
         raise click.BadParameter(f"cannot load {cacert}: {exc}", param_hint="--cacert") from None
+    if changes and db is None:
+        raise click.UsageError("--changes compares with earlier snapshots: give --db PATH")
+    watch = SnapshotOptions(changes=changes, ignored=ignored_names(ignored), warn_days=warn_days)
+    session = SnapshotSession(_open_store(db) if db else None, watch)
     status = execute(
-        config, sources, chosen, ssl_context, show_summary=show_progress, waterfall=waterfall
+        config,
+        sources,
+        chosen,
+        ssl_context,
+        show_summary=show_progress,
+        waterfall=waterfall,
+        session=session,
     )
     sys.exit(int(status))
 
@@ -412,19 +483,23 @@ def execute(
     *,
     show_summary: bool,
     waterfall: bool = False,
+    session: SnapshotSession | None = None,
 ) -> ExitStatus:
     """Run the fetch and turn its outcome into an exit status. Prints the summary on stderr."""
     sink = _make_sink(output_format, waterfall=waterfall)
     summary = Summary()
     started = time.monotonic()
     terminated = False
+    session = session or SnapshotSession()
+    output = sink.emit
 
     def emit(result: Any) -> None:
+        result = session.annotate(result)
         summary.add(result)
-        sink.emit(result)
+        output(result)
 
     async def main() -> None:
-        nonlocal terminated
+        nonlocal terminated, output
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
@@ -442,15 +517,25 @@ def execute(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         ctx = FetchContext(config=config, ssl_context=ssl_context, resolver=Resolver())
-        await run(
-            read_sources(sources, config.default_scheme),
-            _fetcher(ctx),
-            emit,
-            concurrency=config.concurrency,
-            ordered=config.order == "input",
-        )
+        output = session.attach(sink.emit, stop)
+        try:
+            await run(
+                read_sources(sources, config.default_scheme),
+                _fetcher(ctx),
+                emit,
+                concurrency=config.concurrency,
+                ordered=config.order == "input",
+            )
+        finally:
+            await session.drain()  # every result is recorded, even after Ctrl-C
 
     stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
+    try:
+        session.start(_run_options(config, session.options))
+    except StoreError as exc:
+        session.close()
+        stderr.print(f"fetchheads: {exc}")
+        return ExitStatus.FAILED
     status: ExitStatus
     try:
         with asyncio.Runner(loop_factory=_new_loop_factory(config.loop)) as runner:
@@ -458,18 +543,29 @@ def execute(
     except KeyboardInterrupt:
         status = ExitStatus.INTERRUPTED
     except asyncio.CancelledError:
-        if sink.error is None and not terminated:
+        if sink.error is None and session.error is None and not terminated:
             raise
         status = ExitStatus.TERMINATED if terminated else ExitStatus.OK
     except OSError as exc:  # reading an input file failed mid-way
         stderr.print(f"fetchheads: {exc}")
+        session.close()
         return ExitStatus.FAILED
     else:
         status = ExitStatus.OK if summary.failed == 0 else ExitStatus.FAILED
     sink.close()
+    try:
+        session.finish(summary.targets, summary.ok)
+    except StoreError as exc:
+        stderr.print(f"fetchheads: {exc}")
+        status = ExitStatus.FAILED
+    if session.error is not None:
+        stderr.print(f"fetchheads: snapshots not recorded: {session.error}")
+        status = ExitStatus.FAILED
+    if status is ExitStatus.OK and session.alerts:
+        status = ExitStatus.WARNING
     if sink.error is not None:
         return _output_failed(sink.error, stderr)
-    if show_summary and status in (ExitStatus.OK, ExitStatus.FAILED):
+    if show_summary and status in (ExitStatus.OK, ExitStatus.FAILED, ExitStatus.WARNING):
         stderr.print(summary.describe(time.monotonic() - started), style="dim")
     if status is ExitStatus.INTERRUPTED:
         stderr.print("fetchheads: interrupted")
@@ -485,6 +581,15 @@ def _fetcher(ctx: FetchContext) -> Callable[[Target], Awaitable[Result]]:
         return await fetch_one(target, dataclasses.replace(ctx, config=config))
 
     return following(fetch_with, ctx.config)
+
+
+def _run_options(config: Config, watch: SnapshotOptions) -> dict[str, Any]:
+    """What the ``runs`` row keeps of the options: -H values may hold secrets, so names only."""
+    options = dataclasses.asdict(config)
+    options["headers"] = [name for name, _ in config.headers]
+    options["changes"] = watch.changes
+    options["warn_days"] = watch.warn_days
+    return options
 
 
 def _output_failed(error: OSError, stderr: Console) -> ExitStatus:

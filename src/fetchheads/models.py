@@ -121,6 +121,31 @@ class Redirect:
         return {"url": self.url, "status": self.status, "location": self.location}
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between two snapshots of a target (``--changes``). ``before``/``after``
+    hold the values in wire order; an absent header is ``()``. Pseudo-names: ``:status`` (the
+    status code) and ``:error`` (``kind: message``)."""
+
+    name: str
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+    def to_record(self) -> dict[str, Any]:
+        return {"name": self.name, "before": list(self.before), "after": list(self.after)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Alert:
+    """Something about a successful target a person should act on (``--warn-days``)."""
+
+    kind: str  # "certificate"
+    message: str
+
+    def to_record(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message}
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -148,6 +173,8 @@ class Result:
     redirects: tuple[Redirect, ...] = ()
     fetched_at: dt.datetime = dataclasses.field(default_factory=utc_now)
     line: int | None = None
+    changes: tuple[Change, ...] | None = None  # set under --changes only
+    warnings: tuple[Alert, ...] | None = None  # set under --warn-days only
 
     @property
     def ok(self) -> bool:
@@ -156,7 +183,7 @@ class Result:
     def to_record(self) -> dict[str, Any]:
         """The JSON Lines object of DESIGN.md; every key is always present."""
         head = self.head
-        return {
+        record: dict[str, Any] = {
             "target": self.target,
             "url": self.url,
             "ok": self.ok,
@@ -171,3 +198,9 @@ class Result:
             "redirects": [r.to_record() for r in self.redirects],
             "fetched_at": format_timestamp(self.fetched_at),
         }
+        # Present only when asked for, so the record of a plain run stays as DESIGN.md shows it.
+        if self.changes is not None:
+            record["changes"] = [change.to_record() for change in self.changes]
+        if self.warnings is not None:
+            record["warnings"] = [warning.to_record() for warning in self.warnings]
+        return record

@@ -9,7 +9,8 @@ from __future__ import annotations
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from fetchheads.models import Result, Timing, TLSInfo
+from fetchheads.models import Alert, Change, Result, Timing, TLSInfo
+from fetchheads.render.changes import show_values
 from fetchheads.render.safe import terminal_safe
 
 NAME_COLUMN_MAX = 32
@@ -50,6 +51,8 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
     if result.timing.total is not None:
         title.append(f"  {_ms(result.timing.total)}", style="dim")
     parts: list[RenderableType] = [title]
+    if result.changes is not None:  # --changes: what changed, not the whole head
+        return Group(*parts, *change_lines(result.changes), *alert_lines(result.warnings), Text(""))
     parts.extend(_redirect_lines(result))
     if head is not None and head.headers:
         width = min(max(len(name) for name, _ in head.headers) + 1, NAME_COLUMN_MAX)
@@ -63,6 +66,7 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
         parts.extend(tls_lines(result.tls))
     if waterfall:
         parts.extend(waterfall_lines(result.timing))
+    parts.extend(alert_lines(result.warnings))
     if result.error is not None:
         error = Text("  ✗ ", style="bold red")
         error.append(f"{result.error.kind}: ", style="bold red")
@@ -169,3 +173,23 @@ def _days_style(days: int | None) -> str:
     if days is None or days < 0:
         return "bold red"
     return "yellow" if days < 14 else "green"
+
+
+def change_lines(changes: tuple[Change, ...]) -> list[Text]:
+    """``  X-Version:  1  →  2``: before in red, after in green, an absent side dim."""
+    lines: list[Text] = []
+    for change in changes:
+        line = Text("  ")
+        line.append(f"{terminal_safe(change.name)}:", style="cyan")
+        line.append("  ")
+        line.append(show_values(change.before), style="red" if change.before else "dim")
+        line.append("  →  ", style="dim")
+        line.append(show_values(change.after), style="green" if change.after else "dim")
+        lines.append(line)
+    return lines
+
+
+def alert_lines(alerts: tuple[Alert, ...] | None) -> list[Text]:
+    return [
+        Text("  ⚠ " + terminal_safe(alert.message), style="bold yellow") for alert in alerts or ()
+    ]

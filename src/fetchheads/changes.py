@@ -1,0 +1,226 @@
+"""What changed between two snapshots of a target, and which certificates need attention. Pure.
+
+A *snapshot* is one stored observation of a target (a row of the ``snapshots`` table, or the result
+just fetched). ``compare`` turns two of them into ``Change`` entries, the ``changes`` list of a
+record (DESIGN.md "Outputs"):
+
+* header names compare case-insensitively; the values of one name compare as a multiset, so the
+  same ``Set-Cookie``/``Vary`` lines in another order are no change, and a change shows both sides
+  in wire order;
+* ``:status`` is the status code; ``:error`` is ``kind: message``, compared by kind only (messages
+  carry addresses and phases that vary between two failures of the same kind);
+* headers are compared only when both sides have a head: a target that stops answering reports
+  ``:error`` and ``:status`` rather than every header disappearing, and one that comes back reports
+  the reverse (its record carries the full head);
+* a first snapshot is compared with nothing: ``:status`` (or ``:error``) from ``[]``;
+* volatile headers (``DEFAULT_VOLATILE`` plus ``--ignore-header``) are never compared.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from fetchheads.models import Alert, Change, Headers, Result
+
+DEFAULT_VOLATILE = frozenset(
+    name.lower()
+    for name in (
+        # Differ on every response by definition.
+        "Date",
+        "Age",
+        "Expires",
+        # Follow the body, which changes on its own schedule (news pages every minute); fetchheads
+        # watches how a site is served, not its content.
+        "Last-Modified",
+        "ETag",
+        "Content-Length",
+        # Per-response session ids.
+        "Set-Cookie",
+        # Request ids, traces and timings.
+        "X-Request-Id",
+        "Request-Id",
+        "X-Correlation-Id",
+        "X-Trace-Id",
+        "Traceparent",
+        "X-B3-TraceId",
+        "X-Cloud-Trace-Context",
+        "X-Amzn-RequestId",
+        "X-Amzn-Trace-Id",
+        "X-Amz-Request-Id",
+        "X-Amz-Id-2",
+        "X-Amz-Cf-Id",
+        "CF-Ray",
+        "X-Runtime",
+        "X-Response-Time",
+        "Server-Timing",
+        "X-Timer",
+        "X-Varnish",
+        # Which cache node answered, and whether it had the page: varies per request behind a CDN.
+        "X-Amz-Cf-Pop",
+        "X-Served-By",
+        "X-Cache",
+        "X-Cache-Hits",
+        # Cloudflare signs each Report-To value.
+        "Report-To",
+    )
+)
+"""Lower-case names ``--changes`` ignores unless told otherwise (README "Snapshots")."""
+
+STATUS = ":status"
+ERROR = ":error"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One stored observation of a target. ``key`` is what snapshots of one target share: its URL
+    before any redirect (for an input error, the text as given)."""
+
+    key: str
+    target: str
+    url: str | None
+    fetched_at: str
+    ok: bool
+    status: int | None = None
+    reason: str | None = None
+    http_version: str | None = None
+    headers: Headers = ()
+    has_head: bool = False
+    error_kind: str | None = None
+    error_message: str | None = None
+    address: str | None = None
+    timing: dict[str, Any] | None = None
+    tls: dict[str, Any] | None = None
+    redirects: tuple[dict[str, Any], ...] = ()
+    id: int | None = None
+    run_id: int | None = None
+
+    @property
+    def error(self) -> str | None:
+        if self.error_kind is None:
+            return None
+        return f"{self.error_kind}: {self.error_message}" if self.error_message else self.error_kind
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON Lines record of DESIGN.md, plus the row's ``id`` and ``run_id``."""
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "target": self.target,
+            "url": self.url,
+            "ok": self.ok,
+            "status": self.status,
+            "reason": self.reason,
+            "http_version": self.http_version,
+            "headers": [[name, value] for name, value in self.headers],
+            "error": (
+                None
+                if self.error_kind is None
+                else {"kind": self.error_kind, "message": self.error_message or ""}
+            ),
+            "address": self.address,
+            "timing": self.timing,
+            "tls": self.tls,
+            "redirects": list(self.redirects),
+            "fetched_at": self.fetched_at,
+        }
+
+
+def snapshot_key(result: Result) -> str:
+    """The target's URL before redirects: with ``-L`` the final URL may change, the target not."""
+    if result.redirects:
+        return result.redirects[0].url
+    return result.url if result.url is not None else result.target
+
+
+def snapshot_of(result: Result) -> Snapshot:
+    record = result.to_record()
+    head = result.head
+    return Snapshot(
+        key=snapshot_key(result),
+        target=result.target,
+        url=result.url,
+        fetched_at=record["fetched_at"],
+        ok=result.ok,
+        status=head.status if head else None,
+        reason=head.reason if head else None,
+        http_version=head.http_version if head else None,
+        headers=head.headers if head else (),
+        has_head=head is not None,
+        error_kind=str(result.error.kind) if result.error else None,
+        error_message=result.error.message if result.error else None,
+        address=result.address,
+        timing=record["timing"],
+        tls=record["tls"],
+        redirects=tuple(record["redirects"]),
+    )
+
+
+def ignored_names(extra: Iterable[str] = ()) -> frozenset[str]:
+    """The default volatile headers plus ``extra`` (``--ignore-header``), lower-cased."""
+    return DEFAULT_VOLATILE | {name.strip().lower() for name in extra}
+
+
+def compare(
+    before: Snapshot | None, after: Snapshot, ignored: frozenset[str] = DEFAULT_VOLATILE
+) -> tuple[Change, ...]:
+    """Every difference from ``before`` (``None``: no earlier snapshot) to ``after``."""
+    changes: list[Change] = []
+    before_kind = before.error_kind if before else None
+    if before_kind != after.error_kind:
+        changes.append(Change(ERROR, _one(before.error if before else None), _one(after.error)))
+    before_status = before.status if before else None
+    if before_status != after.status:
+        changes.append(
+            Change(
+                STATUS,
+                _one(None if before_status is None else str(before_status)),
+                _one(None if after.status is None else str(after.status)),
+            )
+        )
+    if before is not None and before.has_head and after.has_head:
+        changes.extend(_header_changes(before.headers, after.headers, ignored))
+    return tuple(changes)
+
+
+def _one(value: str | None) -> tuple[str, ...]:
+    return () if value is None else (value,)
+
+
+def _by_name(headers: Headers, ignored: frozenset[str]) -> dict[str, tuple[str, list[str]]]:
+    """lower-case name -> (name as first seen, values in wire order); insertion-ordered."""
+    grouped: dict[str, tuple[str, list[str]]] = {}
+    for name, value in headers:
+        folded = name.lower()
+        if folded in ignored:
+            continue
+        grouped.setdefault(folded, (name, []))[1].append(value)
+    return grouped
+
+
+def _header_changes(before: Headers, after: Headers, ignored: frozenset[str]) -> list[Change]:
+    old = _by_name(before, ignored)
+    new = _by_name(after, ignored)
+    changes: list[Change] = []
+    # New side's order first (what the server sends now), then the names that disappeared.
+    for folded in [*new, *(name for name in old if name not in new)]:
+        old_name, old_values = old.get(folded, ("", []))
+        new_name, new_values = new.get(folded, ("", []))
+        if collections.Counter(old_values) != collections.Counter(new_values):
+            changes.append(Change(new_name or old_name, tuple(old_values), tuple(new_values)))
+    return changes
+
+
+def certificate_alerts(result: Result, warn_days: int | None) -> tuple[Alert, ...] | None:
+    """``--warn-days N``: an alert when the certificate expires in fewer than N days (so
+    ``--warn-days 30`` flags 29 days left, not 30). ``None`` when the option is not given."""
+    if warn_days is None:
+        return None
+    tls = result.tls
+    if tls is None or tls.days_left is None or tls.days_left >= warn_days:
+        return ()
+    days = tls.days_left
+    when = "expired" if days < 0 else f"expires in {days} day{'' if days == 1 else 's'}"
+    return (Alert("certificate", f"certificate {when} ({tls.not_after})"),)

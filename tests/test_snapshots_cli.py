@@ -1,0 +1,265 @@
+"""The snapshot commands as a cron user meets them: --db, --changes, --warn-days, history, diff,
+prune, several processes on one database, and the examples' SQL against a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trustme
+from click.testing import CliRunner
+
+from fetchheads.cli import cli
+from tests.support.servers import ThreadedServer, read_request_head
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+class Site:
+    """A server whose headers the test changes between runs; its Date changes on every request."""
+
+    def __init__(self, **headers: str) -> None:
+        self.status = "200 OK"
+        self.headers = dict(headers)
+        self.served = 0
+        self.hang_up = False  # close without a word: a protocol error
+
+    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        self.served += 1
+        if self.hang_up:
+            writer.close()
+            return
+        lines = [f"HTTP/1.1 {self.status}", f"Date: request {self.served}"]
+        lines += [f"{name}: {value}" for name, value in self.headers.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+def site(threaded_server: Callable[..., ThreadedServer]) -> tuple[Site, str]:
+    site = Site(Server="test/1", **{"X-Version": "1", "X-Request-Id": "abc"})
+    server = threaded_server(site.handler)
+    return site, f"127.0.0.1:{server.port}"
+
+
+def fetchheads(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_three_cron_runs_print_nothing_nothing_then_exactly_the_change(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    server, target = site
+    db = str(tmp_path / "heads.db")
+    outputs = []
+    for run in range(3):
+        if run == 2:
+            server.headers["X-Version"] = "2"
+            server.headers["X-Request-Id"] = "def"  # volatile: never a change
+        code, out, err = fetchheads("--db", db, "--changes", "--format", "plain", target)
+        assert (code, err) == (0, "")
+        outputs.append(out)
+    assert outputs == ["", "", f"{target} changed > X-Version: 1 -> 2\n"]
+    assert server.served == 3
+    rows = sqlite3.connect(db).execute("SELECT count(*) FROM snapshots").fetchone()[0]
+    assert rows == 3
+
+
+def test_changes_in_json_and_a_new_target_in_an_existing_database(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    server, target = site
+    db = str(tmp_path / "heads.db")
+    assert fetchheads("--db", db, "--json", target)[0] == 0  # no --changes: prints everything
+    server.status = "301 Moved Permanently"
+    server.headers["Strict-Transport-Security"] = "max-age=60"
+    code, out, _ = fetchheads("--db", db, "--changes", "--json", target, f"{target}/new")
+    assert code == 0
+    records = {r["url"].rsplit("/", 1)[1]: r for r in map(json.loads, out.splitlines())}
+    assert records[""]["changes"] == [
+        {"name": ":status", "before": ["200"], "after": ["301"]},
+        {"name": "Strict-Transport-Security", "before": [], "after": ["max-age=60"]},
+    ]
+    assert records[""]["status"] == 301  # the rest of the record is all there
+    assert records["new"]["changes"] == [{"name": ":status", "before": [], "after": ["301"]}]
+
+
+def test_ignore_header_and_an_error_outcome_as_changes(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    server, target = site
+    db = str(tmp_path / "heads.db")
+    down = "127.0.0.1:9"  # discard port: nothing listens on loopback
+    assert fetchheads("--db", db, target, down)[0] == 1
+    server.headers["Server"] = "test/2"
+    code, out, _ = fetchheads(
+        "--db", db, "--changes", "--ignore-header", "server", "--format", "plain", target, down
+    )
+    assert (code, out) == (1, "")  # the down target stayed down: no change either
+    server.headers["X-Version"] = "3"
+    code, out, _ = fetchheads("--db", db, "--changes", "--format", "pretty", target)
+    assert code == 0
+    assert "X-Version:  1  →  3" in out
+    # Ignored in run 2, so absorbed there: a run compares with the snapshot before it.
+    assert "Server" not in out
+    server.hang_up = True
+    code, out, _ = fetchheads("--db", db, "--changes", "--format", "plain", target)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{target} changed > :error: (none) -> protocol: {out.split('protocol: ')[1].splitlines()[0]}",
+        f"{target} changed > :status: 200 -> (none)",
+    ]
+
+
+def test_changes_needs_a_database() -> None:
+    code, _, err = fetchheads("--changes", "127.0.0.1:9")
+    assert code == 2
+    assert "--changes" in err
+    assert "--db" in err
+
+
+def test_fetchheads_db_environment_variable(site: tuple[Site, str], tmp_path: Path) -> None:
+    _, target = site
+    db = tmp_path / "env.db"
+    assert fetchheads("-q", target, env={"FETCHHEADS_DB": str(db)})[0] == 0
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM snapshots").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("kind", ["text", "other-app", "newer"])
+def test_a_refused_database_exits_2_untouched_and_nothing_is_fetched(
+    site: tuple[Site, str], tmp_path: Path, kind: str
+) -> None:
+    server, target = site
+    path = tmp_path / "heads.db"
+    if kind == "text":
+        path.write_text("www.example.com\n")
+    else:
+        if kind == "newer":
+            assert fetchheads("--db", str(path), "-q", target)[0] == 0
+        db = sqlite3.connect(path)
+        if kind == "newer":
+            db.execute("PRAGMA user_version = 99")
+        else:
+            db.execute("CREATE TABLE notes (body TEXT)")
+        db.commit()
+        db.close()
+    before, served = digest(path), server.served
+    code, out, err = fetchheads("--db", str(path), target)
+    assert code == 2
+    assert out == ""
+    expected = {"text": "not an SQLite database", "other-app": "holds notes", "newer": "newer"}
+    assert expected[kind] in err
+    assert digest(path) == before
+    assert server.served == served
+
+
+@pytest.fixture(scope="module")
+def expiring_context(ca: trustme.CA) -> ssl.SSLContext:
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=10, hours=12)
+    cert = ca.issue_cert("127.0.0.1", not_after=soon)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
+def test_warn_days_flags_a_certificate_in_every_format_and_exits_3(
+    threaded_server: Callable[..., ThreadedServer],
+    expiring_context: ssl.SSLContext,
+    ca_file: Path,
+) -> None:
+    server = threaded_server(Site(Server="tls").handler, ssl_context=expiring_context)
+    target = f"https://127.0.0.1:{server.port}"
+    base = ("--cacert", str(ca_file), target)
+    code, out, _ = fetchheads("--warn-days", "30", "--format", "plain", *base)
+    assert code == 3
+    assert out.splitlines()[-1].startswith(f"{target} warning > certificate expires in 10 days (")
+    code, out, _ = fetchheads("--warn-days", "30", "--json", *base)
+    assert code == 3
+    record = json.loads(out)
+    assert record["warnings"] == [
+        {"kind": "certificate", "message": record["warnings"][0]["message"]}
+    ]
+    assert record["tls"]["days_left"] == 10
+    code, out, _ = fetchheads("--warn-days", "30", "--format", "pretty", *base)
+    assert code == 3
+    assert "⚠ certificate expires in 10 days" in out
+    code, out, _ = fetchheads("--warn-days", "10", "--format", "plain", *base)
+    assert code == 0
+    assert "warning" not in out
+
+
+def test_warn_days_prints_under_changes_even_when_nothing_changed(
+    threaded_server: Callable[..., ThreadedServer],
+    expiring_context: ssl.SSLContext,
+    ca_file: Path,
+    tmp_path: Path,
+) -> None:
+    server = threaded_server(Site(Server="tls").handler, ssl_context=expiring_context)
+    target = f"https://127.0.0.1:{server.port}"
+    db = str(tmp_path / "heads.db")
+    args = ("--db", db, "--changes", "--warn-days", "30", "--cacert", str(ca_file), "--format")
+    for _ in range(2):
+        code, out, _ = fetchheads(*args, "plain", target)
+        assert code == 3
+        assert out.startswith(f"{target} warning > certificate expires in 10 days")
+        assert "changed" not in out
+
+
+def run_cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fetchheads", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_six_overlapping_processes_lose_no_row_and_fail_none(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    _, target = site
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"{target}/{n}\n" for n in range(200)))
+    db = tmp_path / "heads.db"  # not created yet: the six race to create it too
+    processes = [
+        run_cli("--db", str(db), "--changes", "-q", "-c", "20", "-i", str(hosts)) for _ in range(6)
+    ]
+    outcomes = [(p.wait(timeout=60), p.stderr.read()) for p in processes if p.stderr]
+    for p in processes:
+        assert p.stdout is not None
+        p.stdout.close()
+        assert p.stderr is not None
+        p.stderr.close()
+    assert outcomes == [(0, "")] * 6
+    connection = sqlite3.connect(db)
+    try:
+        assert connection.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 6 * 200
+        runs = connection.execute(
+            "SELECT targets, ok, finished_at IS NOT NULL FROM runs"
+        ).fetchall()
+        assert runs == [(200, 200, 1)] * 6
+        per_key = connection.execute(
+            "SELECT count(DISTINCT key), min(n), max(n) FROM "
+            "(SELECT key, count(*) AS n FROM snapshots GROUP BY key)"
+        ).fetchone()
+        assert per_key == (200, 6, 6)
+    finally:
+        connection.close()

@@ -1,0 +1,209 @@
+"""store.py: the snapshot database's schema, refusals, migrations, lookups and pruning."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from fetchheads.changes import Snapshot
+from fetchheads.errors import StoreError
+from fetchheads.store import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Store
+
+
+def snap(key: str, fetched_at: str, *headers: tuple[str, str], status: int = 200) -> Snapshot:
+    return Snapshot(
+        key=key,
+        target=key.removeprefix("http://").rstrip("/"),
+        url=key,
+        fetched_at=fetched_at,
+        ok=True,
+        status=status,
+        reason="OK",
+        http_version="HTTP/1.1",
+        headers=headers,
+        has_head=True,
+        timing={"total": 0.01},
+        tls={"not_after": "2027-01-01T00:00:00Z", "days_left": 30},
+    )
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_new_database_is_created_in_wal_with_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "heads.db"
+    Store.open(str(path)).close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        columns = {row[1] for row in db.execute("PRAGMA table_info(snapshots)")}
+    finally:
+        db.close()
+    assert {
+        "id",
+        "run_id",
+        "target",
+        "url",
+        "fetched_at",
+        "ok",
+        "status",
+        "reason",
+        "http_version",
+        "headers",
+        "error_kind",
+        "error_message",
+        "timing",
+        "tls",
+    } <= columns
+
+
+def test_record_history_and_the_previous_snapshot(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "heads.db")) as store:
+        assert not store.has_snapshots()
+        run = store.begin_run("0", {"headers": []})
+        first = snap("http://a/", "2026-11-01T00:00:00.000Z", ("Server", "one"))
+        assert store.record(run, [first], previous=True) == [None]
+        second = snap("http://a/", "2026-11-02T00:00:00.000Z", ("Server", "two"))
+        other = snap("http://b/", "2026-11-02T00:00:00.000Z")
+        before = store.record(run, [second, other], previous=True)
+        assert [s.headers if s else None for s in before] == [(("Server", "one"),), None]
+        store.finish_run(run, targets=3, ok=3)
+        history = store.history(["http://a/"])
+        assert [s.headers for s in history] == [(("Server", "two"),), (("Server", "one"),)]
+        assert history[0].tls == {"not_after": "2027-01-01T00:00:00Z", "days_left": 30}
+        assert history[0].run_id == run
+        assert history[0].id is not None
+        assert len(store.history(["http://a/"], limit=1)) == 1
+        assert store.has_snapshots()
+
+
+def test_a_snapshot_without_a_head_stays_without_one(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "heads.db")) as store:
+        run = store.begin_run("0", {})
+        down = dataclasses.replace(
+            snap("http://a/", "2026-11-01T00:00:00.000Z"),
+            ok=False,
+            status=None,
+            has_head=False,
+            error_kind="dns",
+            error_message="no such host",
+        )
+        store.record(run, [down])
+        (again,) = store.history(["http://a/"])
+    assert (again.has_head, again.headers, again.error) == (False, (), "dns: no such host")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"www.example.com\nwww.sina.com.cn\n", id="text-file"),
+        pytest.param(b"SQLite format 3\x00" + b"\xff" * 200, id="corrupt-sqlite"),
+    ],
+)
+def test_a_file_that_is_not_a_database_is_refused_and_left_as_is(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "hosts.txt"
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match=r"not (an SQLite|a fetchheads) database|cannot"):
+        Store.open(str(path))
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hosts.txt"]
+
+
+def test_another_programs_sqlite_database_is_refused_and_left_as_is(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE users (name TEXT)")
+    db.execute("INSERT INTO users VALUES ('ann')")
+    db.commit()
+    db.close()
+    before = digest(path)
+    with pytest.raises(StoreError, match=r"not a fetchheads database \(it holds users\)"):
+        Store.open(str(path))
+    assert digest(path) == before
+
+
+def test_a_database_from_a_newer_fetchheads_is_refused_and_left_as_is(tmp_path: Path) -> None:
+    path = tmp_path / "heads.db"
+    Store.open(str(path)).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    before = digest(path)
+    with pytest.raises(
+        StoreError, match=rf"newer fetchheads \(schema version {SCHEMA_VERSION + 1}"
+    ):
+        Store.open(str(path))
+    assert digest(path) == before
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="is a directory"):
+        Store.open(str(tmp_path))
+
+
+def test_an_older_schema_is_migrated_forward_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "heads.db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0])
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute("PRAGMA user_version = 1")
+    db.execute("INSERT INTO runs (started_at, version, options) VALUES ('2026', '0', '{}')")
+    db.execute(
+        "INSERT INTO snapshots (run_id, key, target, url, fetched_at, ok, status, headers, "
+        "timing, redirects) VALUES (1, 'http://a/', 'a', 'http://a/', '2026', 1, 200, "
+        """'[["Server","old"]]', '{}', '[]')"""
+    )
+    db.commit()
+    db.close()
+    with Store.open(str(path)) as store:
+        assert [s.headers for s in store.history(["http://a/"])] == [(("Server", "old"),)]
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT name, value FROM headers").fetchall() == [("Server", "old")]
+    finally:
+        db.close()
+
+
+def day(n: int) -> str:
+    return f"2026-11-{n:02d}T00:00:00.000Z"
+
+
+def test_prune_by_age_keeps_the_newest_snapshot_of_every_target(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "heads.db")) as store:
+        old_run = store.begin_run("0", {})
+        store.record(old_run, [snap("http://a/", day(1)), snap("http://gone/", day(1))])
+        store.finish_run(old_run, targets=2, ok=2)
+        new_run = store.begin_run("0", {})
+        store.record(new_run, [snap("http://a/", day(20))])
+        store.finish_run(new_run, targets=1, ok=1)
+        now = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
+        assert store.prune(keep_days=7, keep=None, now=now) == (1, 0)
+        assert [s.fetched_at for s in store.history(["http://a/"])] == [day(20)]
+        # The last snapshot of a target no longer fetched stays: --changes compares with it.
+        assert [s.fetched_at for s in store.history(["http://gone/"])] == [day(1)]
+
+
+def test_prune_keep_n_per_target_and_empty_runs_go(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "heads.db")) as store:
+        runs = []
+        for n in range(1, 6):
+            run = store.begin_run("0", {})
+            store.record(run, [snap("http://a/", day(n))] + [snap("http://b/", day(n))] * (n == 5))
+            store.finish_run(run, targets=1, ok=1)
+            runs.append(run)
+        assert store.prune(keep_days=None, keep=2, now=None) == (3, 3)
+        assert [s.fetched_at for s in store.history(["http://a/"])] == [day(5), day(4)]
+        assert [s.fetched_at for s in store.history(["http://b/"])] == [day(5)]
+        assert store.prune(keep_days=None, keep=None) == (0, 0)
