@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
-from fetchheads.targets import LineSplitter, parse_target
+from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, parse_target
 
 READ_SIZE = 64 * 1024
 STDIN = "-"
@@ -69,7 +69,9 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                     for number, line in splitter.feed(chunk):
                         where = f"{name}:{number}"
                         if line is None:
-                            yield input_error("", "line too long", where=where)
+                            yield input_error(
+                                "", f"line longer than {MAX_LINE_CHARS} bytes", where=where
+                            )
                         elif line and not line.startswith("#"):
                             yield to_item(line, default_scheme, where=where, line=number)
                     if not chunk:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 
 from fetchheads.errors import InputError
@@ -35,6 +36,7 @@ _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _PATH_SAFE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp"})
 
 
 def parse_target(text: str, *, default_scheme: str = "http", line: int | None = None) -> Target:
@@ -47,6 +49,8 @@ def parse_target(text: str, *, default_scheme: str = "http", line: int | None = 
     bad = _FORBIDDEN_CHARS.search(raw)
     if bad:
         raise InputError(f"control or space character {bad.group()!r} in target")
+    if not raw.isascii():
+        _check_invisible(raw)
 
     match = _SCHEME_RE.match(raw)
     if match:
@@ -69,6 +73,14 @@ def parse_target(text: str, *, default_scheme: str = "http", line: int | None = 
     elif not explicit_scheme and port == 443:
         scheme = "https"
     return Target(text=raw, scheme=scheme, host=host, port=port, path=path, line=line)
+
+
+def _check_invisible(raw: str) -> None:
+    """Refuse invisible characters (Unicode ``Cf``: zero-width spaces, bidi controls, a stray
+    BOM): IDNA would silently drop some of them, so the host reached is not the one shown."""
+    for char in raw:
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            raise InputError(f"invisible character U+{ord(char):04X} in target")
 
 
 def _split_path(rest: str) -> tuple[str, str]:
@@ -150,13 +162,14 @@ def _normalise_host(host: str) -> str:
             name = name.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise InputError(f"invalid international host name {host!r}: {exc}") from None
+    labels = name.split(".")
+    # The most specific complaint first: one overlong label is what a user has to fix.
+    if any(len(label) > MAX_LABEL_CHARS for label in labels):
+        raise InputError(f"host label longer than {MAX_LABEL_CHARS} characters")
     if len(name) > MAX_HOST_CHARS:
         raise InputError(f"host name longer than {MAX_HOST_CHARS} characters")
-    for label in name.split("."):
-        if len(label) > MAX_LABEL_CHARS:
-            raise InputError(f"host label longer than {MAX_LABEL_CHARS} characters")
-        if not _LABEL_RE.match(label):
-            raise InputError(f"invalid host name {host!r}")
+    if not all(_LABEL_RE.match(label) for label in labels):
+        raise InputError(f"invalid host name {host!r}")
     return name
 
 

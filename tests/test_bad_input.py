@@ -1,0 +1,136 @@
+"""Bad input lines through the CLI: each becomes one ``input`` record naming its file and line, the
+valid lines around it are still fetched, nothing of it reaches a server, and the run exits 1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from fetchheads.cli import cli
+from fetchheads.targets import MAX_LINE_CHARS
+from tests.support.servers import ThreadedServer, reply
+
+HEAD = b"HTTP/1.1 200 OK\r\nServer: good\r\n\r\n"
+
+# (line bytes, a fragment of the message); each is placed between two valid lines.
+BAD_LINES: dict[str, tuple[bytes, str]] = {
+    "a 1 MB line": (b"x" * 1_000_000, f"line longer than {MAX_LINE_CHARS} bytes"),
+    "binary garbage": (b"\x00\xff\xfe\x1b[2J\x9b\x01", "control or space character '\\x00'"),
+    "invalid UTF-8": (b"caf\xe9.example", "invalid international host name"),
+    "scheme without a host": (b"http://", "no host in target"),
+    "port out of range": (b"host:99999", "port 99999 out of range (1-65535)"),
+    "unclosed IPv6 bracket": (b"[::1", "unclosed '[' in IPv6 address"),
+    "a 300-character label": (b"a" * 300 + b".example", "host label longer than 63 characters"),
+    "a path with a space": (b"http://127.0.0.1/a b", "control or space character ' '"),
+    "a path with CR (header injection)": (
+        b"http://127.0.0.1/a\rX-Injected: 1",
+        "control or space character '\\r'",
+    ),
+    "a zero-width space in the host": ("ex\u200bample.com".encode(), "invisible character U+200B"),
+    "an unsupported scheme": (b"ftp://example.com", "unsupported scheme 'ftp'"),
+}
+
+
+def run_lines(
+    lines: list[bytes], tmp_path: Path, *, stdin: bool = False
+) -> tuple[int, list[dict[str, Any]]]:
+    data = b"".join(line + b"\n" for line in lines)
+    if stdin:
+        outcome = CliRunner().invoke(cli, ["--json", "--order", "input", "-t", "5"], input=data)
+    else:
+        hosts = tmp_path / "hosts.txt"
+        hosts.write_bytes(data)
+        outcome = CliRunner().invoke(
+            cli, ["--json", "--order", "input", "-t", "5", "-i", str(hosts)]
+        )
+    return outcome.exit_code, [json.loads(line) for line in outcome.output.splitlines()]
+
+
+@pytest.mark.parametrize("name", BAD_LINES)
+def test_a_bad_line_is_an_input_record_between_fetched_ones(
+    name: str, tmp_path: Path, threaded_server: Callable[..., ThreadedServer]
+) -> None:
+    server = threaded_server(reply(HEAD))
+    good = f"127.0.0.1:{server.port}".encode()
+    bad, message = BAD_LINES[name]
+    exit_code, records = run_lines([b"# hosts", good, bad, good], tmp_path)
+    assert exit_code == 1
+    assert [r["ok"] for r in records] == [True, False, True]
+    assert records[1]["error"] == {
+        "kind": "input",
+        "message": records[1]["error"]["message"],
+    }
+    assert records[1]["error"]["message"].startswith(f"{tmp_path / 'hosts.txt'}:3: ")
+    assert message in records[1]["error"]["message"]
+    assert records[1]["url"] is None
+    assert len(records[1]["target"]) <= 201, "a huge line is echoed whole"
+    assert len(server.requests) == 2, "the bad line reached the server"
+
+
+def test_every_bad_form_in_one_file_keeps_its_own_line_number(
+    tmp_path: Path, threaded_server: Callable[..., ThreadedServer]
+) -> None:
+    server = threaded_server(reply(HEAD))
+    good = f"127.0.0.1:{server.port}".encode()
+    lines = [good]
+    for bad, _message in BAD_LINES.values():
+        lines += [bad, good]
+    exit_code, records = run_lines(lines, tmp_path)
+    assert exit_code == 1
+    assert len(records) == len(lines)
+    for number, (record, line) in enumerate(zip(records, lines, strict=True), start=1):
+        if line == good:
+            assert record["ok"] is True, record
+        else:
+            assert record["error"]["kind"] == "input"
+            assert record["error"]["message"].startswith(f"{tmp_path / 'hosts.txt'}:{number}: ")
+    assert len(server.requests) == len(BAD_LINES) + 1
+
+
+def test_bad_lines_on_stdin_are_numbered_as_stdin(
+    tmp_path: Path, threaded_server: Callable[..., ThreadedServer]
+) -> None:
+    server = threaded_server(reply(HEAD))
+    good = f"127.0.0.1:{server.port}".encode()
+    exit_code, records = run_lines([good, b"[::1", b"", b"host:99999", good], tmp_path, stdin=True)
+    assert exit_code == 1
+    assert [r["error"]["message"] if r["error"] else "ok" for r in records] == [
+        "ok",
+        "stdin:2: unclosed '[' in IPv6 address",
+        "stdin:4: port 99999 out of range (1-65535)",
+        "ok",
+    ]
+
+
+def test_an_endless_last_line_without_newline_is_bounded(
+    tmp_path: Path, threaded_server: Callable[..., ThreadedServer]
+) -> None:
+    server = threaded_server(reply(HEAD))
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_bytes(f"127.0.0.1:{server.port}\n".encode() + b"y" * 3_000_000)
+    outcome = CliRunner().invoke(cli, ["--json", "--order", "input", "-i", str(hosts)])
+    assert outcome.exit_code == 1
+    records = [json.loads(line) for line in outcome.output.splitlines()]
+    assert records[0]["ok"] is True
+    assert records[1]["error"]["message"] == f"{hosts}:2: line longer than {MAX_LINE_CHARS} bytes"
+
+
+def test_bad_arguments_are_input_records_too(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    server = threaded_server(reply(HEAD))
+    good = f"127.0.0.1:{server.port}"
+    outcome = CliRunner().invoke(
+        cli, ["--format", "plain", "--order", "input", good, "http://", "a\r\nHost: evil"]
+    )
+    assert outcome.exit_code == 1
+    assert outcome.output.splitlines()[2:] == [
+        "http:// error > input: no host in target",
+        "a\\x0d\\x0aHost: evil error > input: control or space character '\\r' in target",
+    ]
+    assert len(server.requests) == 1
