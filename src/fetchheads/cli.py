@@ -22,7 +22,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, BinaryIO
 
 import click
@@ -47,11 +47,11 @@ from fetchheads.models import Result, Target
 from fetchheads.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.redirects import following
 from fetchheads.render.jsonl import format_jsonl
-from fetchheads.render.output import PrettySink, Sink, TextSink
+from fetchheads.render.output import PrettySink, ProgressLine, Sink, TextSink
 from fetchheads.render.plain import format_plain
 from fetchheads.render.summary import Summary
 from fetchheads.request import check_header_value, parse_header_option
-from fetchheads.runner import STDIN, Source, read_sources, run
+from fetchheads.runner import STDIN, Item, Source, read_sources, run
 from fetchheads.store import Store
 from fetchheads.targets import SCHEMES
 
@@ -407,6 +407,8 @@ def fetch_command(
     if chosen is None:
         chosen = "pretty" if _isatty(sys.stdout) else "plain"
     show_progress = (not quiet) and (_isatty(sys.stderr) if progress is None else progress)
+    # The bar belongs to the terminal view; under plain or jsonl only --progress asks for it.
+    show_bar = show_progress and (chosen == "pretty" or progress is True)
     try:
         ssl_context = make_ssl_context(config)
     except (ssl.SSLError, OSError) as exc:
@@ -421,6 +423,7 @@ def fetch_command(
         chosen,
         ssl_context,
         show_summary=show_progress,
+        show_bar=show_bar,
         waterfall=waterfall,
         session=session,
     )
@@ -482,12 +485,15 @@ def execute(
     ssl_context: ssl.SSLContext,
     *,
     show_summary: bool,
+    show_bar: bool = False,
     waterfall: bool = False,
     session: SnapshotSession | None = None,
 ) -> ExitStatus:
     """Run the fetch and turn its outcome into an exit status. Prints the summary on stderr."""
     sink = _make_sink(output_format, waterfall=waterfall)
     summary = Summary()
+    stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
+    bar = ProgressLine(stderr, summary) if show_bar else None
     started = time.monotonic()
     terminated = False
     session = session or SnapshotSession()
@@ -518,18 +524,25 @@ def execute(
             loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         ctx = FetchContext(config=config, ssl_context=ssl_context, resolver=Resolver())
         output = session.attach(sink.emit, stop)
+        items = read_sources(sources, config.default_scheme)
+        if bar is not None:
+            sink.before_write = bar.clear
+            sink.after_write = bar.restore
+            items = _counted(items, bar)
+            bar.start()
         try:
             await run(
-                read_sources(sources, config.default_scheme),
+                items,
                 _fetcher(ctx),
                 emit,
                 concurrency=config.concurrency,
                 ordered=config.order == "input",
             )
         finally:
+            if bar is not None:
+                bar.stop()
             await session.drain()  # every result is recorded, even after Ctrl-C
 
-    stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
     try:
         session.start(_run_options(config, session.options))
     except StoreError as exc:
@@ -570,6 +583,13 @@ def execute(
     if status is ExitStatus.INTERRUPTED:
         stderr.print("fetchheads: interrupted")
     return status
+
+
+async def _counted(items: AsyncIterator[Item], bar: ProgressLine) -> AsyncIterator[Item]:
+    """``items``, counting each one read for the progress line (the list's length is unknown)."""
+    async for item in items:
+        bar.read += 1
+        yield item
 
 
 def _fetcher(ctx: FetchContext) -> Callable[[Target], Awaitable[Result]]:

@@ -41,3 +41,14 @@ class Summary:
             text += "; " + ", ".join(f"{s} x{n}" for s, n in sorted(self.statuses.items()))
         rate = self.targets / elapsed if elapsed > 0 else 0.0
         return f"{text}; {elapsed:.2f} s, {rate:.1f}/s"
+
+    def progress(self, read: int, elapsed: float) -> str:
+        """The live line: ``1,234/5,000 done  1,200 ok  34 failed  812/s  12 s``.
+
+        ``read`` is how many targets have been read so far: input is streamed, so the end of the
+        list is not known until it has been read."""
+        rate = self.targets / elapsed if elapsed > 0 else 0.0
+        return (
+            f"{self.targets:,}/{max(read, self.targets):,} done  {self.ok:,} ok  "
+            f"{self.failed:,} failed  {rate:,.0f}/s  {elapsed:.0f} s"
+        )
