@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
-from tests.support.servers import ThreadedServer, reply, silent
+import pytest
+
+from fetchheads.errors import ErrorKind
+from fetchheads.fetch import fetch_one
+from fetchheads.process import FDS_RESERVED, fit_concurrency
+from fetchheads.targets import parse_target
+from tests.conftest import make_context
+from tests.support.servers import LoopbackServer, ThreadedServer, reply, silent
 
 HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nX-Padding: " + b"p" * 200 + b"\r\n\r\n"
 StartServer = Callable[..., ThreadedServer]
 
 
-def spawn(*args: str, stdin: int | None = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+def spawn(
+    *args: str, stdin: int | None = subprocess.DEVNULL, stdout: Any = subprocess.PIPE, **popen: Any
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("FETCHHEADS_DEBUG", None)
     return subprocess.Popen(
         [sys.executable, "-m", "fetchheads", *args],
         stdin=stdin,
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         env=env,
+        **popen,
     )
 
 
@@ -96,3 +109,168 @@ def test_ten_thousand_targets_on_stdin_give_ten_thousand_records(
     assert sorted(int(r["url"].rsplit("/", 1)[1]) for r in records) == list(range(count))
     assert all(r["status"] == 204 for r in records), [r["error"] for r in records if r["error"]][:3]
     assert process.returncode == 0
+
+
+# --- signals while a slow producer still holds stdin open --------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_promptly_while_stdin_is_still_open(
+    threaded_server: StartServer, signum: int, status: int
+) -> None:
+    """``producer | fetchheads``: the input thread is blocked reading, and must not hold the
+    process up; the run stops well inside a second of the signal."""
+    fast = threaded_server(reply(HEAD))
+    stuck = threaded_server(silent())
+    process = spawn("--json", "-t", "60", stdin=subprocess.PIPE, bufsize=0)
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write(f"127.0.0.1:{fast.port}\n127.0.0.1:{stuck.port}\n".encode())
+    process.stdin.flush()  # ...and keep stdin open, as a producer that is still working would
+    first = process.stdout.readline()
+    wait_until(lambda: len(stuck.requests) == 1, "the request to the silent server")
+    signalled = time.monotonic()
+    process.send_signal(signum)
+    try:
+        rest, stderr = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    elapsed = time.monotonic() - signalled
+    assert process.returncode == status
+    assert elapsed < 1.0, f"took {elapsed:.2f}s to stop"
+    assert json.loads(first)["ok"] is True
+    assert rest == b""
+    assert b"Traceback" not in stderr
+
+
+def test_an_interrupt_mid_stream_leaves_only_whole_records(threaded_server: StartServer) -> None:
+    server = threaded_server(reply(HEAD))
+    # Unbuffered: what readline() does not take stays in the pipe for communicate().
+    process = spawn("--json", "-c", "50", stdin=subprocess.PIPE, bufsize=0)
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write(f"127.0.0.1:{server.port}\n".encode() * 5000)
+    process.stdin.flush()
+    process.stdout.readline()  # output is streaming now
+    process.send_signal(signal.SIGINT)
+    rest, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130
+    assert stderr.decode().strip() == "fetchheads: interrupted"
+    assert rest == b"" or rest.endswith(b"\n")
+    for line in rest.splitlines():
+        assert json.loads(line)["ok"] is True, line
+
+
+# --- stdout that cannot be written -------------------------------------------------------------
+
+
+def test_a_closed_stdout_is_a_one_line_error(threaded_server: StartServer) -> None:
+    server = threaded_server(reply(HEAD))
+    process = spawn("--format", "plain", f"127.0.0.1:{server.port}", preexec_fn=lambda: os.close(1))
+    _, stderr = process.communicate(timeout=30)
+    assert stderr == b"fetchheads: cannot write the output: standard output is closed\n"
+    assert process.returncode == 1
+
+
+@pytest.mark.parametrize("output_format", ["plain", "jsonl", "pretty"])
+def test_a_full_disk_is_a_one_line_error(threaded_server: StartServer, output_format: str) -> None:
+    server = threaded_server(reply(HEAD))
+    with open("/dev/full", "wb") as full:
+        process = spawn("--format", output_format, f"127.0.0.1:{server.port}", stdout=full)
+        _, stderr = process.communicate(timeout=30)
+    assert stderr == b"fetchheads: cannot write the output: No space left on device\n"
+    assert process.returncode == 1
+
+
+# --- the open-file limit -----------------------------------------------------------------------
+
+
+def _limit_open_files(soft: int, hard: int) -> Callable[[], None]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return limit
+
+
+def test_concurrency_is_lowered_to_fit_a_small_hard_limit(threaded_server: StartServer) -> None:
+    server = threaded_server(reply(HEAD))
+    limit = FDS_RESERVED + 16
+    process = spawn(
+        "--json",
+        "-c",
+        "100",
+        stdin=subprocess.PIPE,
+        preexec_fn=_limit_open_files(limit, limit),
+    )
+    stdout, stderr = process.communicate(f"127.0.0.1:{server.port}\n".encode() * 200, timeout=60)
+    assert stderr.decode().splitlines() == [
+        f"fetchheads: warning: concurrency lowered from 100 to 16 to fit the open-file limit "
+        f"of {limit} (raise it with 'ulimit -n')"
+    ]
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert len(records) == 200
+    assert all(r["ok"] for r in records), [r["error"] for r in records if r["error"]][:3]
+    assert process.returncode == 0
+
+
+def test_the_soft_limit_is_raised_to_the_hard_limit(threaded_server: StartServer) -> None:
+    """With a soft limit of 100 and -c 300, every connection can still be open at once."""
+    stuck = threaded_server(silent())
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 300 + FDS_RESERVED + 50:
+        raise AssertionError(
+            f"this machine's hard open-file limit ({hard}) is too low for the test"
+        )
+    process = spawn(
+        "--json",
+        "-c",
+        "300",
+        "-t",
+        "1",
+        stdin=subprocess.PIPE,
+        preexec_fn=_limit_open_files(100, hard),
+    )
+    stdout, stderr = process.communicate(f"127.0.0.1:{stuck.port}\n".encode() * 300, timeout=60)
+    assert stderr == b""  # no warning: the limit was raised, not the concurrency lowered
+    kinds = {json.loads(line)["error"]["kind"] for line in stdout.splitlines()}
+    assert kinds == {"timeout"}  # every target connected; none ran out of descriptors
+    assert len(stdout.splitlines()) == 300
+
+
+async def test_running_out_of_descriptors_is_a_local_error_not_the_hosts() -> None:
+    """EMFILE while connecting: kind connect, a message that says it is ours, and the address
+    list is not walked (every other address would fail the same way)."""
+    async with LoopbackServer(reply(HEAD)) as server:
+        target = parse_target(f"127.0.0.1:{server.port}")
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        hog: list[int] = []
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (_open_count() + 20, hard))
+            with contextlib.suppress(OSError):
+                while True:
+                    hog.append(os.open(os.devnull, os.O_RDONLY))
+            result = await fetch_one(target, make_context())
+        finally:
+            for fd in hog:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.CONNECT
+    assert result.error.message == (
+        "local: out of file descriptors (EMFILE): lower -c or raise 'ulimit -n'"
+    )
+    assert "127.0.0.1" not in result.error.message
+
+
+def _open_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_fit_concurrency() -> None:
+    assert fit_concurrency(100, None) == (100, None)
+    assert fit_concurrency(100, 1024) == (100, None)
+    lowered, warning = fit_concurrency(5000, 1024)
+    assert lowered == 1024 - FDS_RESERVED
+    assert warning is not None
+    assert "lowered from 5000 to 960" in warning
+    assert fit_concurrency(10, 10)[0] == 1

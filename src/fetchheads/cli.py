@@ -13,12 +13,10 @@ The only module that imports click, and the only one that decides how the proces
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import enum
 import functools
 import os
-import signal
 import ssl
 import sys
 import time
@@ -28,7 +26,7 @@ from typing import Any, BinaryIO
 import click
 from rich.console import Console
 
-from fetchheads import __version__
+from fetchheads import __version__, process
 from fetchheads.changes import ignored_names
 from fetchheads.config import (
     DEFAULT_CONCURRENCY,
@@ -385,6 +383,13 @@ def fetch_command(
     gets one connection and an HTTP/1.0 request; the head is read up to the blank line, never the
     body, and each target is printed the moment it finishes.
     """
+    problem = process.stdout_problem()
+    if problem is not None:
+        click.echo(f"fetchheads: cannot write the output: {problem}", err=True)
+        sys.exit(int(ExitStatus.FAILED))
+    concurrency, warning = process.fit_concurrency(concurrency, process.raise_open_file_limit())
+    if warning is not None:
+        click.echo(warning, err=True)
     config = Config(
         concurrency=concurrency,
         timeout=timeout,
@@ -519,9 +524,7 @@ def execute(
             task.cancel()
 
         sink.set_on_error(stop)
-        # Not in the main thread, or no signals here: Ctrl-C still works.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        process.on_sigterm(loop, on_sigterm)
         ctx = FetchContext(config=config, ssl_context=ssl_context, resolver=Resolver())
         output = session.attach(sink.emit, stop)
         items = read_sources(sources, config.default_scheme)

@@ -208,6 +208,8 @@ async def _connect(
         try:
             reader, writer = await asyncio.open_connection(ip, port, limit=READ_CHUNK)
         except OSError as exc:
+            if exc.errno in LOCAL_ERRNOS:  # our shortage, not the host's: no other address helps
+                raise ConnectError(describe_local_error(exc)) from exc
             last_error = exc
             continue
         break
@@ -317,6 +319,20 @@ def _format_address(ip: str | None, port: int) -> str:
     if ip is None:
         return f"port {port}"
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""Connect failures that are this machine's shortage, reported as kind ``connect`` with a message
+starting ``local:`` so that nobody blames the host (README "Limits")."""
+
+
+def describe_local_error(exc: OSError) -> str:
+    if exc.errno == errno.EMFILE:
+        return "local: out of file descriptors (EMFILE): lower -c or raise 'ulimit -n'"
+    if exc.errno == errno.ENFILE:
+        return "local: the system is out of file descriptors (ENFILE): lower -c"
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return f"local: no memory for another socket ({name}): lower -c"
 
 
 def _describe_oserror(exc: OSError) -> str:

@@ -1,0 +1,75 @@
+"""What fetchheads asks of its own process: the open-file limit, signals, a usable stdout.
+
+Called from ``cli`` only, once per run, never at import time. Each target in flight holds one
+socket, so the open-file limit (``ulimit -n``, often 1024) is what really bounds ``-c``: it is
+raised to the hard limit where the system allows, and when even that is too small the concurrency
+is lowered to fit, with a one-line warning, rather than failing targets with EMFILE mid-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+
+if sys.platform != "win32":  # Windows has no RLIMIT_NOFILE to raise
+    import resource
+
+FDS_RESERVED = 64
+"""Descriptors kept free for everything that is not a target's socket: stdio, input files, the
+snapshot database and its WAL, resolver threads' sockets, the event loop's own."""
+NOFILE_CEILING = 1 << 20
+"""Where the hard limit is "unlimited", ask for this much (Linux's default ``fs.nr_open``)."""
+
+
+def raise_open_file_limit() -> int | None:
+    """Raise the soft RLIMIT_NOFILE as far as the hard limit allows; return the soft limit now in
+    force (``None`` where the platform has none). Never fails: a refusal keeps the old limit."""
+    if sys.platform == "win32":
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = NOFILE_CEILING if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        # macOS refuses more than kern.maxfilesperproc even under an unlimited hard limit:
+        # step down until a value is accepted.
+        while wanted > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            except (ValueError, OSError):
+                wanted //= 2
+                continue
+            soft = wanted
+            break
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def fit_concurrency(concurrency: int, open_files: int | None) -> tuple[int, str | None]:
+    """``concurrency`` lowered so that one socket per target fits under ``open_files``, and the
+    warning to print when it had to be lowered."""
+    if open_files is None:
+        return concurrency, None
+    fits = max(1, open_files - FDS_RESERVED)
+    if concurrency <= fits:
+        return concurrency, None
+    return fits, (
+        f"fetchheads: warning: concurrency lowered from {concurrency} to {fits} to fit the "
+        f"open-file limit of {open_files} (raise it with 'ulimit -n')"
+    )
+
+
+def stdout_problem() -> str | None:
+    """Why results cannot be written to stdout at all (it was closed before we started)."""
+    # Python sets sys.stdout to None when descriptor 1 was closed at start (``fetchheads >&-``).
+    if sys.stdout is None or getattr(sys.stdout, "buffer", None) is None:
+        return "standard output is closed"
+    return None
+
+
+def on_sigterm(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """Call ``callback`` in ``loop`` on SIGTERM. (SIGINT is asyncio.Runner's: it cancels the main
+    task and raises KeyboardInterrupt.) Where signals cannot be handled — not the main thread, or
+    no such signal — nothing is installed and SIGTERM keeps its default."""
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, callback)
