@@ -34,6 +34,7 @@ from tests.support.servers import (
     reply,
     reset,
     silent,
+    speak_first,
 )
 
 TIMEOUT = 0.5
@@ -126,6 +127,18 @@ CASES: dict[str, Case] = {
         "(MAX_INTERIM)",
     ),
     "resets before a byte": Case(reset, ErrorKind.CONNECT, "connection reset"),
+    "plain HTTP on an https target": Case(
+        lambda: speak_first(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
+        ErrorKind.TLS,
+        "(plain HTTP on this port? try http://)",
+        scheme="https",
+    ),
+    "SSH banner on an https target": Case(
+        lambda: speak_first(b"SSH-2.0-OpenSSH_9.6\r\n"),
+        ErrorKind.TLS,
+        "try http://",
+        scheme="https",
+    ),
     # --- odd but acceptable: escape bytes are data, kept exactly
     "escape sequences in values": Case(
         lambda: reply(b"HTTP/1.1 200 OK\r\nX-Evil: \x1b]52;c;QUJD\x07\x1b[2J\r\n\r\n"),
@@ -249,3 +262,29 @@ def test_twenty_misbehaving_servers_and_a_good_one_in_one_run(
             if case.headers:
                 assert record["headers"] == [list(h) for h in case.headers]
     assert elapsed < timeout + 1.0, f"the run took {elapsed:.2f}s"
+
+
+async def test_a_server_that_speaks_before_the_tls_handshake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A banner that lands in the plain reader before start_tls is never seen by TLS: it must be
+    reported at once, not waited on until the deadline."""
+    real_open_connection = asyncio.open_connection
+
+    async def connect_then_pause(*args: object, **kwargs: object) -> object:
+        streams = await real_open_connection(*args, **kwargs)  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)  # the banner has arrived by now
+        return streams
+
+    monkeypatch.setattr(asyncio, "open_connection", connect_then_pause)
+    async with LoopbackServer(speak_first(b"SSH-2.0-OpenSSH_9.6\r\n")) as server:
+        target = parse_target(f"https://127.0.0.1:{server.port}/")
+        result = await fetch_one(target, make_context(Config(timeout=5)))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.TLS
+    assert result.error.message == (
+        "handshake failed: the server spoke first, not TLS: 'SSH-2.0-OpenSSH_9.6\\r\\n' "
+        "(plain HTTP on this port? try http://)"
+    )
+    assert result.timing.total is not None
+    assert result.timing.total < 5

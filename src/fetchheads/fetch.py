@@ -35,7 +35,7 @@ from fetchheads.models import (
     TLSInfo,
     utc_now,
 )
-from fetchheads.parse import HeadParser
+from fetchheads.parse import HeadParser, preview_bytes
 from fetchheads.request import build_request
 
 READ_CHUNK = 64 * 1024
@@ -221,6 +221,16 @@ async def _connect(
     progress.connect = loop.time() - progress.start
     if target.scheme == "https":
         progress.phase = "TLS handshake"
+        # Bytes that arrived before start_tls sit in the plain reader, where TLS never sees them:
+        # a server that speaks first (an SSH banner, plain HTTP) is not speaking TLS. Without this
+        # check the handshake would wait for them until the deadline.
+        early = bytes(getattr(reader, "_buffer", b""))
+        if early:
+            writer.transport.abort()
+            raise TLSError(
+                f"handshake failed: the server spoke first, not TLS: {preview_bytes(early)} "
+                "(plain HTTP on this port? try http://)"
+            )
         try:
             await writer.start_tls(ctx.ssl_context, server_hostname=target.host)
         except ssl.SSLCertVerificationError as exc:
@@ -228,7 +238,7 @@ async def _connect(
             raise TLSError(f"certificate verification failed: {exc.verify_message}") from exc
         except ssl.SSLError as exc:
             writer.transport.abort()
-            raise TLSError(f"handshake failed: {exc.reason or exc}") from exc
+            raise TLSError(f"handshake failed: {_describe_ssl_error(exc)}") from exc
         except OSError as exc:
             writer.transport.abort()
             raise TLSError(f"handshake failed: {_describe_oserror(exc)}") from exc
@@ -333,6 +343,13 @@ def describe_local_error(exc: OSError) -> str:
         return "local: the system is out of file descriptors (ENFILE): lower -c"
     name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     return f"local: no memory for another socket ({name}): lower -c"
+
+
+def _describe_ssl_error(exc: ssl.SSLError) -> str:
+    reason = exc.reason or str(exc)
+    if reason == "WRONG_VERSION_NUMBER":  # the reply to our ClientHello was not TLS at all
+        return f"{reason}: the server did not answer in TLS (plain HTTP on this port? try http://)"
+    return reason
 
 
 def _describe_oserror(exc: OSError) -> str:

@@ -120,7 +120,7 @@ def describe_non_http(prefix: bytes) -> str:
         return "not HTTP: the server answered with TLS; try https://"
     if prefix[:1] == b"\x15" and prefix[1:2] in (b"", b"\x03"):
         return "not HTTP: the server sent a TLS alert; try https://"
-    return f"not HTTP: the reply starts {_preview(prefix, 16)} (HTTP/0.9 or another protocol?)"
+    return f"not HTTP: the reply starts {preview_bytes(prefix, 16)} (HTTP/0.9 or another protocol?)"
 
 
 class HeadParser:
@@ -307,11 +307,11 @@ class HeadParser:
             raise ParseError(self._line_too_long())
         name, colon, value_raw = line.partition(b":")
         if not colon:
-            raise ParseError(f"header line without a colon: {_preview(line)}")
+            raise ParseError(f"header line without a colon: {preview_bytes(line)}")
         if name[-1:] in (b" ", b"\t"):
-            raise ParseError(f"whitespace before the colon in header {_preview(name)}")
+            raise ParseError(f"whitespace before the colon in header {preview_bytes(name)}")
         if not name or not _TOKEN.issuperset(name):
-            raise ParseError(f"invalid header name: {_preview(name)}")
+            raise ParseError(f"invalid header name: {preview_bytes(name)}")
         if len(headers) >= limits.headers:
             raise ParseError(self._too_many_headers())
         headers.append((name, bytearray(value_raw.strip(_OWS))))
@@ -329,7 +329,7 @@ def _strip_cr(line: bytes, where: str) -> bytes:
 def _parse_status_line(line: bytes) -> tuple[str, int, str]:
     match = _STATUS_LINE.match(line)
     if match is None:
-        raise ParseError(f"bad status line: {_preview(line)}")
+        raise ParseError(f"bad status line: {preview_bytes(line)}")
     major, minor, code, reason = match.groups()
     version = f"HTTP/{major.decode()}.{minor.decode()}"
     if major != b"1":
@@ -340,7 +340,7 @@ def _parse_status_line(line: bytes) -> tuple[str, int, str]:
     return version, status, decode_text(reason.rstrip(_OWS)) if reason else ""
 
 
-def _preview(raw: bytes | bytearray, limit: int = 40) -> str:
+def preview_bytes(raw: bytes | bytearray, limit: int = 40) -> str:
     """Hostile bytes quoted for a message: ASCII only, escapes for the rest, bounded."""
     text = bytes(raw[:limit]).decode("latin-1").encode("unicode_escape").decode("ascii")
     return "'" + text + ("..." if len(raw) > limit else "") + "'"

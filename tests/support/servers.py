@@ -85,6 +85,22 @@ def drip(data: bytes, interval: float) -> Handler:
     return handler
 
 
+def speak_first(data: bytes) -> Handler:
+    """Send ``data`` as soon as the connection is accepted, before reading anything (an SSH or
+    SMTP banner; plain HTTP where the client expects a TLS handshake), then wait for the client
+    to leave: closing with its bytes unread would send a reset that races the data."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(data)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            while await reader.read(65536):
+                pass
+        writer.close()
+
+    return handler
+
+
 def never_read() -> Handler:
     """Accept the connection, then neither read nor answer: the request sits in the socket."""
 
