@@ -372,3 +372,26 @@ def test_endless_head_stops_at_the_head_limit_with_bounded_memory() -> None:
     with pytest.raises(ParseError, match="MAX_HEAD"):
         feed_forever()
     assert MAX_HEAD < sum(map(len, fed)) <= MAX_HEAD + len(line)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "name"),
+    [(b"HTTP/1.1 200 ", "MAX_STATUS_LINE"), (b"HTTP/1.1 200 OK\r\nA: 1\r\nX-Long: ", "MAX_LINE")],
+)
+def test_limits_hold_byte_by_byte_at_the_exact_byte(prefix: bytes, name: str) -> None:
+    """Fed one byte at a time (a dripping server), a line is refused on the first byte past its
+    limit, not later, and not by the head limit."""
+    limits = Limits(status_line=300, line=200)
+    parser = HeadParser(limits)
+    line_begins = prefix.rfind(b"\n") + 1
+    allowed = (limits.status_line if name == "MAX_STATUS_LINE" else limits.line) + line_begins
+    fed = [0]
+
+    def drip() -> None:
+        for byte in prefix + b"z" * 1000:
+            fed[0] += 1
+            parser.feed(bytes([byte]))
+
+    with pytest.raises(ParseError, match=name):
+        drip()
+    assert fed[0] == allowed + 1

@@ -132,6 +132,7 @@ class HeadParser:
         "_done",
         "_interim",
         "_limits",
+        "_line_start",
         "_newlines",
         "_scan_from",
     )
@@ -141,6 +142,7 @@ class HeadParser:
         self._buffer = bytearray()  # the current message, from its status line on
         self._scan_from = 0  # where the search for LFs resumes (bytes before it were checked)
         self._newlines = 0  # LFs before ``_scan_from`` in the current message
+        self._line_start = 0  # where the line in progress starts (0: still the status line)
         self._consumed = 0  # bytes of completed interim heads and skipped empty lines
         self._interim: list[ResponseHead] = []
         self._done = False
@@ -175,7 +177,7 @@ class HeadParser:
                 raise ParseError(self._head_too_large())
             head = self._parse_head(bytes(buffer[: match.start() + 1]))
             del buffer[:end]
-            self._scan_from = self._newlines = 0
+            self._scan_from = self._newlines = self._line_start = 0
             self._consumed += end
             if 100 <= head.status < 200 and head.status != 101:
                 if len(self._interim) >= self._limits.interim:
@@ -230,8 +232,8 @@ class HeadParser:
             raise ParseError(self._head_too_large())
         start = self._scan_from
         self._scan_from = len(buffer)
-        # Each LF before ``start`` was checked already; find the start of the line in progress.
-        line_start = buffer.rfind(b"\n", 0, start) + 1
+        # Each LF before ``start`` was checked already; the line in progress began at line_start.
+        line_start = self._line_start
         if line_start == 0:  # still in the status line
             first_nl = buffer.find(b"\n", start)
             status_end = first_nl + 1 if first_nl >= 0 else len(buffer)
@@ -242,14 +244,17 @@ class HeadParser:
             line_start = first_nl + 1
         # Complete lines that arrived now: only look at them one by one when their span could
         # hold an overlong line.
-        last_nl = buffer.rfind(b"\n", line_start)
+        last_nl = buffer.rfind(b"\n", max(start, line_start))
         if last_nl >= 0 and last_nl + 1 - line_start > limits.line:
             at = line_start
             while (nl := buffer.find(b"\n", at)) >= 0:
                 if nl + 1 - at > limits.line:
                     raise ParseError(self._line_too_long())
                 at = nl + 1
-        if len(buffer) - (max(last_nl, line_start - 1) + 1) > limits.line:
+        if last_nl >= 0:
+            line_start = last_nl + 1
+        self._line_start = line_start
+        if len(buffer) - line_start > limits.line:
             raise ParseError(self._line_too_long())
         self._newlines += buffer.count(b"\n", start)
         if self._newlines > limits.headers + 1:  # the status line, then one LF per field line
