@@ -4,15 +4,21 @@ valid lines around it are still fetched, nothing of it reaches a server, and the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fetchheads.cli import cli
-from fetchheads.targets import MAX_LINE_CHARS
+from fetchheads.config import Config
+from fetchheads.errors import InputError
+from fetchheads.request import build_request
+from fetchheads.targets import MAX_LINE_CHARS, parse_target
 from tests.support.servers import ThreadedServer, reply
 
 HEAD = b"HTTP/1.1 200 OK\r\nServer: good\r\n\r\n"
@@ -134,3 +140,36 @@ def test_bad_arguments_are_input_records_too(
         "a\\x0d\\x0aHost: evil error > input: control or space character '\\r' in target",
     ]
     assert len(server.requests) == 1
+
+
+# --- no input can inject into our own request ---------------------------------------------------
+
+target_text = st.text(
+    st.characters(codec="utf-8") | st.sampled_from(list(":/[]?#@%. \r\n\t\x00\x85\u202e\u200b")),
+    max_size=40,
+) | st.builds(
+    lambda scheme, host, path: scheme + host + path,
+    st.sampled_from(["", "http://", "https://"]),
+    st.sampled_from(["example.com", "127.0.0.1:8080", "[::1]:80", "bücher.example"]),
+    st.text(max_size=20),
+)
+REQUEST_LINE = re.compile(rb"GET /[\x21-\x7e]* HTTP/1\.0")
+HOST_LINE = re.compile(rb"Host: [\x21-\x7e]+")
+
+
+@settings(max_examples=200, deadline=None)
+@given(target_text)
+def test_any_text_is_refused_or_becomes_a_clean_request(text: str) -> None:
+    """Whatever a host file holds, the request we send has one request line and one Host line
+    of visible ASCII: no CR, LF, space or control byte from the input reaches the wire."""
+    try:
+        target = parse_target(text)
+    except InputError:
+        return
+    request = build_request(target, Config())
+    head, _, rest = request.partition(b"\r\n\r\n")
+    assert rest == b""
+    lines = head.split(b"\r\n")
+    assert REQUEST_LINE.fullmatch(lines[0]), lines[0]
+    assert HOST_LINE.fullmatch(lines[1]), lines[1]
+    assert all(b"\n" not in line and b"\r" not in line for line in lines)
