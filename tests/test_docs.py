@@ -102,6 +102,11 @@ def test_every_crontab_line_is_a_valid_fetchheads_command() -> None:
         command = words[5:]
         assert command[0] == "fetchheads", job
         args = list(itertools.takewhile(lambda word: word not in ("|", "||", "&&", ";"), command))
+        if args[1] in cli.commands:  # type: ignore[attr-defined]  # e.g. fetchheads prune
+            other = cli.commands[args[1]]  # type: ignore[attr-defined]
+            with other.make_context("fetchheads", args[2:], resilient_parsing=False) as ctx:
+                assert ctx.params["db"], job
+            continue
         fetch = cli.commands["fetch"]  # type: ignore[attr-defined]
         with fetch.make_context("fetchheads", args[1:], resilient_parsing=False) as ctx:
-            assert ctx.params["inputs"], job  # every job reads a host file
+            assert ctx.params["inputs"], job  # every fetch job reads a host file

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import os
 import sqlite3
 import ssl
 import subprocess
@@ -79,8 +80,14 @@ def test_three_cron_runs_print_nothing_nothing_then_exactly_the_change(
         outputs.append(out)
     assert outputs == ["", "", f"{target} changed > X-Version: 1 -> 2\n"]
     assert server.served == 3
-    rows = sqlite3.connect(db).execute("SELECT count(*) FROM snapshots").fetchone()[0]
-    assert rows == 3
+    code, out, _ = fetchheads("history", "--db", db, target)
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 4  # three snapshots, the newest with its one change
+    assert lines[0].endswith("200 OK  (snapshot 3, run 3)")
+    assert lines[1] == "  X-Version: 1 -> 2"
+    assert lines[2].endswith("(snapshot 2, run 2)  no change")
+    assert lines[3].endswith("(snapshot 1, run 1)  first snapshot")
 
 
 def test_changes_in_json_and_a_new_target_in_an_existing_database(
@@ -223,10 +230,12 @@ def test_warn_days_prints_under_changes_even_when_nothing_changed(
         assert "changed" not in out
 
 
-def run_cli(*args: str) -> subprocess.Popen[str]:
+def run_cli(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    """A real fetchheads process (stderr piped; stdout too unless told: a long run's output
+    must go elsewhere, or the unread pipe fills and blocks it)."""
     return subprocess.Popen(
         [sys.executable, "-m", "fetchheads", *args],
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -263,3 +272,177 @@ def test_six_overlapping_processes_lose_no_row_and_fail_none(
         assert per_key == (200, 6, 6)
     finally:
         connection.close()
+
+
+def test_history_json_limit_and_the_same_target_written_another_way(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    server, target = site
+    db = str(tmp_path / "heads.db")
+    for version in ("1", "2", "3"):
+        server.headers["X-Version"] = version
+        assert fetchheads("--db", db, "-q", target)[0] == 0
+    code, out, _ = fetchheads("history", "--db", db, "--json", "-n", "2", f"http://{target}/")
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["id"] for r in records] == [3, 2]
+    assert records[0]["changes"] == [{"name": "X-Version", "before": ["2"], "after": ["3"]}]
+    assert ["X-Version", "3"] in records[0]["headers"]
+    assert {"target", "url", "status", "headers", "tls", "fetched_at", "run_id"} <= set(records[0])
+
+
+def test_diff_the_last_two_or_since_a_time(site: tuple[Site, str], tmp_path: Path) -> None:
+    server, target = site
+    db = str(tmp_path / "heads.db")
+    for version in ("1", "2", "3"):
+        server.headers["X-Version"] = version
+        assert fetchheads("--db", db, "-q", target)[0] == 0
+    code, out, _ = fetchheads("diff", "--db", db, target)
+    assert code == 0
+    assert out.splitlines()[1:] == [f"{target} changed > X-Version: 2 -> 3"]
+    code, out, _ = fetchheads("diff", "--db", db, "--since", "1w", "--json", target)
+    assert code == 0
+    record = json.loads(out)
+    assert (record["before"]["id"], record["after"]["id"]) == (1, 3)
+    assert record["changes"] == [{"name": "X-Version", "before": ["1"], "after": ["3"]}]
+    code, out, _ = fetchheads("diff", "--db", db, "--at", "2000-01-01", target)
+    assert code == 1
+    code, out, err = fetchheads("diff", "--db", db, "127.0.0.1:1")
+    assert (code, out) == (1, "")
+    assert "no snapshots of 127.0.0.1:1" in err
+    code, _, err = fetchheads("diff", "--db", db, "--since", "last tuesday", target)
+    assert code == 2
+    assert "neither an age" in err
+
+
+def test_prune_keeps_the_newest_and_says_what_it_did(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    _, target = site
+    db = str(tmp_path / "heads.db")
+    for _ in range(3):
+        assert fetchheads("--db", db, "-q", target, f"{target}/other")[0] == 0
+    assert fetchheads("prune", "--db", db)[0] == 2  # nothing said to keep
+    code, out, _ = fetchheads("prune", "--db", db, "--keep", "1")
+    assert (code, out) == (0, f"pruned 4 snapshots and 2 runs from {db}\n")
+    code, out, _ = fetchheads("prune", "--db", db, "--keep-days", "0", "-q")
+    assert (code, out) == (0, "")
+    assert len(fetchheads("history", "--db", db, target)[1].splitlines()) == 1
+
+
+def test_prune_beside_a_writing_run(site: tuple[Site, str], tmp_path: Path) -> None:
+    _, target = site
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"{target}/{n}\n" for n in range(1000)))
+    db = str(tmp_path / "heads.db")
+    assert fetchheads("--db", db, "-q", "-i", str(hosts))[0] == 0  # run 1: what prune removes
+    writer = run_cli("--db", db, "-q", "-c", "10", "-i", str(hosts), stdout=subprocess.DEVNULL)
+    prunes = []
+    while writer.poll() is None and len(prunes) < 100:
+        pruner = run_cli("prune", "--db", db, "--keep", "1", "-q")
+        prunes.append((pruner.wait(timeout=60), *pruner.communicate()))
+    _, err = writer.communicate(timeout=60)
+    assert (writer.returncode, err) == (0, "")
+    assert prunes
+    assert set(prunes) == {(0, "", "")}
+    final = run_cli("prune", "--db", db, "--keep", "1", "-q")
+    assert final.wait(timeout=60) == 0
+    final.communicate()
+    connection = sqlite3.connect(db)
+    try:
+        counts = connection.execute(
+            "SELECT run_id, count(*) FROM snapshots GROUP BY run_id"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert counts == [(2, 1000)]  # the writer lost nothing; run 1 is gone
+
+
+def sql_statements(path: Path) -> list[str]:
+    statements, pending = [], ""
+    for line in path.read_text().splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    assert not pending.strip()
+    return statements
+
+
+def test_the_examples_run_as_written_and_their_sql_answers(
+    threaded_server: Callable[..., ThreadedServer],
+    expiring_context: ssl.SSLContext,
+    ca_file: Path,
+    tmp_path: Path,
+) -> None:
+    site = Site(Server="nginx/1.22", **{"Strict-Transport-Security": "max-age=60"})
+    plain = threaded_server(site.handler)
+    tls = threaded_server(Site(Server="tls").handler, ssl_context=expiring_context)
+    http_target, tls_target = f"127.0.0.1:{plain.port}", f"https://127.0.0.1:{tls.port}"
+    (tmp_path / "hosts.txt").write_text(f"{http_target}\n{tls_target}\n127.0.0.1:9\n")
+    jobs = [
+        line.split(None, 5)[5].replace("/etc/fetchheads/hosts.txt", str(tmp_path / "hosts.txt"))
+        for line in (EXAMPLES / "crontab").read_text().splitlines()
+        if line[:1].isdigit() or line.startswith("*")
+    ]
+    cron = [
+        next(job for job in jobs if "--changes" in job),
+        next(job for job in jobs if " prune " in job),
+    ]
+    env = {
+        "HOME": str(tmp_path),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "SSL_CERT_FILE": str(ca_file),
+    }
+
+    def cron_job(number: int) -> tuple[int, str, str]:
+        done = subprocess.run(
+            ["sh", "-c", cron[number]], env=env, capture_output=True, text=True, timeout=60
+        )
+        return done.returncode, done.stdout, done.stderr
+
+    # The baseline prints no change, only the certificate warning (127.0.0.1:9 is down: exit 1).
+    code, out, err = cron_job(0)
+    assert (code, err) == (1, "")
+    assert out.startswith(f"{tls_target} warning > certificate expires in 10 days (")
+    assert len(out.splitlines()) == 1
+    site.headers["Server"] = "nginx/1.27"
+    del site.headers["Strict-Transport-Security"]
+    code, out, err = cron_job(0)
+    assert (code, err) == (1, "")
+    lines = sorted(out.splitlines())
+    assert lines[:2] == [
+        f"{http_target} changed > Server: nginx/1.22 -> nginx/1.27",
+        f"{http_target} changed > Strict-Transport-Security: max-age=60 -> (none)",
+    ]
+    assert lines[2].startswith(f"{tls_target} warning > certificate expires in 10 days (")
+    assert len(lines) == 3
+    assert cron_job(1) == (0, "", "")  # prune
+
+    database = tmp_path / "heads.db"
+    connection = sqlite3.connect(database)
+    try:
+        answers = [
+            connection.execute(query).fetchall()
+            for query in sql_statements(EXAMPLES / "queries.sql")
+        ]
+    finally:
+        connection.close()
+    server_changed, expiring, failing, hsts_dropped, runs = answers
+    assert [(row[0], row[1], row[2]) for row in server_changed] == [
+        (http_target, "nginx/1.22", "nginx/1.27")
+    ]
+    assert [(row[0], row[2]) for row in expiring] == [(tls_target, 10)]
+    assert [(row[0], row[1]) for row in failing] == [("127.0.0.1:9", "connect")]
+    assert hsts_dropped == [(http_target,)]
+    assert [row[3:6] for row in runs] == [(3, 2, 1), (3, 2, 1)]
+    # The same file through the sqlite3 shell, as the comment at its top says to run it.
+    shell = subprocess.run(
+        ["sqlite3", "-bail", str(database)],
+        input=(EXAMPLES / "queries.sql").read_text(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (shell.returncode, shell.stderr) == (0, "")
+    assert "nginx/1.27" in shell.stdout

@@ -270,14 +270,24 @@ class Store:
                 self._db.execute(_INSERT, _row(run_id, snapshot))
         return found
 
-    def history(self, keys: Sequence[str], *, limit: int | None = None) -> list[Snapshot]:
-        """Snapshots whose key is one of ``keys``, newest first."""
+    def history(
+        self,
+        keys: Sequence[str],
+        *,
+        limit: int | None = None,
+        until: str | None = None,
+        oldest_first: bool = False,
+    ) -> list[Snapshot]:
+        """Snapshots whose key is one of ``keys``, newest first (or oldest first); with
+        ``until``, only those fetched at or before that timestamp."""
         marks = ", ".join("?" for _ in keys)
-        query = (
-            f"SELECT {_COLUMNS} FROM snapshots WHERE key IN ({marks}) "
-            "ORDER BY fetched_at DESC, id DESC"
-        )
         params: list[Any] = list(keys)
+        query = f"SELECT {_COLUMNS} FROM snapshots WHERE key IN ({marks})"
+        if until is not None:
+            query += " AND fetched_at <= ?"
+            params.append(until)
+        order = "ASC" if oldest_first else "DESC"
+        query += f" ORDER BY fetched_at {order}, id {order}"
         if limit is not None:
             query += " LIMIT ?"
             params.append(limit)

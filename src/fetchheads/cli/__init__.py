@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import functools
 import os
 import ssl
@@ -28,6 +27,8 @@ from rich.console import Console
 
 from fetchheads import __version__, process
 from fetchheads.changes import ignored_names
+from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus
+from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, open_store, snapshot_options
 from fetchheads.config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_REDIRS,
@@ -50,24 +51,7 @@ from fetchheads.render.plain import format_plain
 from fetchheads.render.summary import Summary
 from fetchheads.request import check_header_value, parse_header_option
 from fetchheads.runner import STDIN, Item, Source, read_sources, run
-from fetchheads.store import Store
 from fetchheads.targets import SCHEMES
-
-
-class ExitStatus(enum.IntEnum):
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    WARNING = 3
-    INTERRUPTED = 130
-    BROKEN_PIPE = 141
-    TERMINATED = 143
-
-
-CONTEXT_SETTINGS: dict[str, Any] = {
-    "help_option_names": ["-h", "--help"],
-    "max_content_width": 100,
-}
 
 FETCH_EPILOG = """\b
 Examples:
@@ -147,6 +131,10 @@ def cli() -> None:
     """Fetch the HTTP response headers of many hosts at once."""
 
 
+for _command in SNAPSHOT_COMMANDS:
+    cli.add_command(_command)
+
+
 def _positive_float(
     ctx: click.Context, param: click.Parameter, value: float | None
 ) -> float | None:
@@ -170,56 +158,6 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     except InputError as exc:
         raise click.BadParameter(str(exc)) from None
     return value
-
-
-def _open_store(path: str) -> Store:
-    try:
-        return Store.open(path)
-    except StoreError as exc:
-        raise click.BadParameter(str(exc), param_hint="--db") from None
-
-
-db_option = click.option(
-    "--db",
-    metavar="PATH",
-    type=click.Path(dir_okay=False),
-    envvar="FETCHHEADS_DB",
-    show_envvar=True,
-    help="The snapshot database (SQLite; created if missing).",
-)
-ignore_header_option = click.option(
-    "--ignore-header",
-    "ignored",
-    multiple=True,
-    metavar="NAME",
-    help="Also ignore this header when comparing snapshots (Date, Age, request ids and the like "
-    "are ignored already); repeatable.",
-)
-
-
-def snapshot_options(command: Any) -> Any:
-    """The options of issue 6 (README "Snapshots"), applied to the fetch command."""
-    for option in reversed(
-        (
-            db_option,
-            click.option(
-                "--changes",
-                is_flag=True,
-                help="With --db: print only targets whose status or headers changed since their "
-                "last snapshot. A run into an empty database records the baseline silently.",
-            ),
-            ignore_header_option,
-            click.option(
-                "--warn-days",
-                type=click.IntRange(min=0),
-                metavar="N",
-                help="Warn about https certificates that expire in fewer than N days; the exit "
-                "status is then 3 (when nothing failed).",
-            ),
-        )
-    ):
-        command = option(command)
-    return command
 
 
 @cli.command("fetch", cls=FetchCommand, epilog=FETCH_EPILOG, context_settings=CONTEXT_SETTINGS)
@@ -421,7 +359,7 @@ def fetch_command(
     if changes and db is None:
         raise click.UsageError("--changes compares with earlier snapshots: give --db PATH")
     watch = SnapshotOptions(changes=changes, ignored=ignored_names(ignored), warn_days=warn_days)
-    session = SnapshotSession(_open_store(db) if db else None, watch)
+    session = SnapshotSession(open_store(db) if db else None, watch)
     status = execute(
         config,
         sources,

@@ -1,0 +1,22 @@
+"""What every command of the command line shares: exit statuses and click's context settings."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    WARNING = 3
+    INTERRUPTED = 130
+    BROKEN_PIPE = 141
+    TERMINATED = 143
+
+
+CONTEXT_SETTINGS: dict[str, Any] = {
+    "help_option_names": ["-h", "--help"],
+    "max_content_width": 100,
+}

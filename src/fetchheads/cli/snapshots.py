@@ -1,0 +1,210 @@
+"""The snapshot part of the command line (README "Snapshots"): the options ``--db``, ``--changes``,
+``--ignore-header`` and ``--warn-days`` of the fetch command, and the commands ``history``,
+``diff`` and ``prune``. What they do lives in ``lookback`` and ``render.history``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from fetchheads.changes import ignored_names
+from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus
+from fetchheads.errors import StoreError
+from fetchheads.lookback import history, parse_when, pick, target_keys
+from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
+from fetchheads.store import Store
+from fetchheads.targets import SCHEMES
+
+
+def open_store(path: str) -> Store:
+    """The database of ``--db``; a file that cannot be one is a bad argument (exit 2)."""
+    try:
+        return Store.open(path)
+    except StoreError as exc:
+        raise click.BadParameter(str(exc), param_hint="--db") from None
+
+
+def _db_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--db",
+        metavar="PATH",
+        required=required,
+        type=click.Path(dir_okay=False),
+        envvar="FETCHHEADS_DB",
+        show_envvar=True,
+        help="The snapshot database (SQLite; created if missing).",
+    )
+
+
+ignore_header_option = click.option(
+    "--ignore-header",
+    "ignored",
+    multiple=True,
+    metavar="NAME",
+    help="Also ignore this header when comparing snapshots (Date, Age, request ids and the like "
+    "are ignored already); repeatable.",
+)
+
+
+def snapshot_options(command: Any) -> Any:
+    """The fetch command's snapshot options."""
+    options = (
+        _db_option(required=False),
+        click.option(
+            "--changes",
+            is_flag=True,
+            help="With --db: print only targets whose status or headers changed since their "
+            "last snapshot. A run into an empty database records the baseline silently.",
+        ),
+        ignore_header_option,
+        click.option(
+            "--warn-days",
+            type=click.IntRange(min=0),
+            metavar="N",
+            help="Warn about https certificates that expire in fewer than N days; the exit "
+            "status is then 3 (when nothing failed).",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _lookback_options(command: Any) -> Any:
+    options = (
+        click.argument("target"),
+        _db_option(required=True),
+        click.option("--json", "as_json", is_flag=True, help="JSON Lines instead of text."),
+        ignore_header_option,
+        click.option(
+            "--scheme",
+            type=click.Choice(SCHEMES),
+            default="http",
+            show_default=True,
+            help="Scheme of a TARGET given without one, as it was fetched.",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_when(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+HISTORY_EPILOG = """\b
+Examples:
+  fetchheads history --db ~/heads.db www.example.com
+  fetchheads history --db ~/heads.db --limit 5 --json https://example.com/login
+"""
+
+
+@click.command("history", epilog=HISTORY_EPILOG, context_settings=CONTEXT_SETTINGS)
+@_lookback_options
+@click.option(
+    "-n", "--limit", type=click.IntRange(min=1), metavar="N", help="Only the newest N snapshots."
+)
+def history_command(
+    target: str, db: str, as_json: bool, ignored: tuple[str, ...], scheme: str, limit: int | None
+) -> None:
+    """The snapshots of TARGET, newest first, each with what changed since the one before it."""
+    with open_store(db) as store:
+        entries = history(store, target_keys(target, scheme), ignored_names(ignored), limit)
+    if not entries:
+        _no_snapshots(target, db)
+    click.echo((history_jsonl if as_json else history_text)(entries), nl=False)
+
+
+DIFF_EPILOG = """\b
+Examples:
+  fetchheads diff --db ~/heads.db www.example.com              # the last two snapshots
+  fetchheads diff --db ~/heads.db --since 7d www.example.com   # what changed this week
+  fetchheads diff --db ~/heads.db --at 2026-11-20T08:00 www.example.com
+
+WHEN is an age (90m, 12h, 3d, 2w) or a UTC date and time (2026-11-25, 2026-11-25T19:30).
+"""
+
+
+@click.command("diff", epilog=DIFF_EPILOG, context_settings=CONTEXT_SETTINGS)
+@_lookback_options
+@click.option(
+    "--at",
+    metavar="WHEN",
+    callback=_when,
+    help="Compare the snapshot of TARGET at WHEN (the latest then) instead of the newest.",
+)
+@click.option(
+    "--since",
+    metavar="WHEN",
+    callback=_when,
+    help="Compare with the snapshot at WHEN (or the oldest) instead of the one just before.",
+)
+def diff_command(
+    target: str,
+    db: str,
+    as_json: bool,
+    ignored: tuple[str, ...],
+    scheme: str,
+    at: str | None,
+    since: str | None,
+) -> None:
+    """What changed in TARGET between two snapshots: by default the last two."""
+    with open_store(db) as store:
+        entry = pick(store, target_keys(target, scheme), ignored_names(ignored), at=at, since=since)
+    if entry is None:
+        _no_snapshots(target, db)
+    click.echo((diff_jsonl if as_json else diff_text)(target, entry), nl=False)
+
+
+PRUNE_EPILOG = """\b
+Examples:
+  fetchheads prune --db ~/heads.db --keep-days 90
+  fetchheads prune --db ~/heads.db --keep 1000 -q     # from a daily cron job
+"""
+
+
+@click.command("prune", epilog=PRUNE_EPILOG, context_settings=CONTEXT_SETTINGS)
+@_db_option(required=True)
+@click.option(
+    "--keep-days",
+    type=click.FloatRange(min=0),
+    metavar="N",
+    help="Delete snapshots older than N days.",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Keep only the newest N snapshots of each target.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Say nothing when it worked.")
+def prune_command(db: str, keep_days: float | None, keep: int | None, quiet: bool) -> None:
+    """Delete old snapshots, safely beside a running fetch. The newest snapshot of every target
+    always stays (--changes compares with it); runs left without snapshots go too."""
+    if keep_days is None and keep is None:
+        raise click.UsageError("say what to keep: --keep-days N, --keep N, or both")
+    with open_store(db) as store:
+        try:
+            snapshots, runs = store.prune(keep_days=keep_days, keep=keep)
+        except StoreError as exc:
+            click.echo(f"fetchheads: {exc}", err=True)
+            sys.exit(int(ExitStatus.FAILED))
+    if not quiet:
+        click.echo(f"pruned {snapshots} snapshots and {runs} runs from {db}")
+
+
+def _no_snapshots(target: str, db: str) -> NoReturn:
+    click.echo(f"fetchheads: no snapshots of {target} in {db}", err=True)
+    sys.exit(int(ExitStatus.FAILED))
+
+
+SNAPSHOT_COMMANDS = (history_command, diff_command, prune_command)

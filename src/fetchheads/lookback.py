@@ -1,0 +1,88 @@
+"""Looking back through the snapshot database: what ``history``, ``diff`` and ``prune`` do, apart
+from their command line (``cli``) and their text (``render.history``).
+
+A TARGET is matched the way ``--changes`` keys snapshots: by its URL as requested (``example.com``
+and ``http://example.com/`` are one target), or, for a line that was not a valid target, its text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from fetchheads.changes import Snapshot, compare
+from fetchheads.errors import InputError
+from fetchheads.models import format_timestamp, utc_now
+from fetchheads.render.history import Entry
+from fetchheads.store import Store
+from fetchheads.targets import parse_target
+
+_AGE = re.compile(r"(\d+)\s*([mhdw])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def target_keys(text: str, default_scheme: str = "http") -> list[str]:
+    try:
+        url = parse_target(text, default_scheme=default_scheme).url
+    except InputError:
+        return [text]
+    return [url, text]
+
+
+def parse_when(text: str, now: dt.datetime | None = None) -> str:
+    """``--at``/``--since``: an age (``90m``, ``12h``, ``3d``, ``2w``: that long ago) or a UTC date
+    and time (``2026-11-25``, ``2026-11-25T19:30``, ``2026-11-25 19:30:00Z``) -> the timestamp
+    text snapshots sort by. Raises ValueError with a message for the user."""
+    raw = text.strip()
+    age = _AGE.fullmatch(raw)
+    if age:
+        delta = dt.timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})
+        return format_timestamp((now or utc_now()) - delta)
+    try:
+        moment = dt.datetime.fromisoformat(raw.removesuffix("Z").removesuffix("z"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither an age (90m, 12h, 3d, 2w) nor a date (2026-11-25T19:30)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    if len(raw) <= len("2026-11-25"):  # a bare date means the whole day
+        moment += dt.timedelta(days=1, microseconds=-1000)
+    return format_timestamp(moment)
+
+
+def history(
+    store: Store, keys: list[str], ignored: frozenset[str], limit: int | None
+) -> list[Entry]:
+    """Newest first, each snapshot with its predecessor and the changes since it."""
+    rows = store.history(keys, limit=None if limit is None else limit + 1)
+    shown = rows if limit is None else rows[:limit]
+    entries: list[Entry] = []
+    for index, snapshot in enumerate(shown):
+        before = rows[index + 1] if index + 1 < len(rows) else None
+        entries.append((snapshot, before, compare(before, snapshot, ignored)))
+    return entries
+
+
+def pick(
+    store: Store,
+    keys: list[str],
+    ignored: frozenset[str],
+    *,
+    at: str | None = None,
+    since: str | None = None,
+) -> Entry | None:
+    """The two snapshots ``diff`` compares: the latest at ``at`` (default: the newest) and the one
+    before it, or with ``since`` the latest at or before ``since`` (the oldest when none is that
+    old). ``None`` when the target has no snapshot (at ``at``)."""
+    latest = store.history(keys, until=at, limit=2)
+    if not latest:
+        return None
+    after = latest[0]
+    before: Snapshot | None = latest[1] if len(latest) > 1 else None
+    if since is not None:
+        found = store.history(keys, until=since, limit=1) or store.history(
+            keys, oldest_first=True, limit=1
+        )
+        before = found[0] if found and found[0].id != after.id else None
+    return after, before, compare(before, after, ignored)
