@@ -172,6 +172,33 @@ def test_a_closed_stdout_is_a_one_line_error(threaded_server: StartServer) -> No
     assert process.returncode == 1
 
 
+@pytest.mark.parametrize("closed_fd", [0, 2])
+def test_a_closed_stdin_or_stderr_does_not_crash_the_run(
+    threaded_server: StartServer, closed_fd: int
+) -> None:
+    """uvloop aborts the process (libuv asserts) when a socket lands on a closed descriptor
+    0-2 and is closed later: the standard descriptors are reserved at start."""
+    server = threaded_server(reply(HEAD))
+    process = spawn(
+        "--format",
+        "plain",
+        f"127.0.0.1:{server.port}",
+        stdin=None,
+        preexec_fn=lambda: os.close(closed_fd),
+    )
+    stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert stdout.startswith(f"127.0.0.1:{server.port} header > HTTP/1.1 200 OK\n".encode())
+
+
+def test_no_targets_and_a_closed_stdin_is_a_usage_error() -> None:
+    process = spawn(stdin=None, preexec_fn=lambda: os.close(0))
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert stdout == b""
+    assert b"Error: no targets" in stderr
+
+
 @pytest.mark.parametrize("output_format", ["plain", "jsonl", "pretty"])
 def test_a_full_disk_is_a_one_line_error(threaded_server: StartServer, output_format: str) -> None:
     server = threaded_server(reply(HEAD))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -57,6 +58,21 @@ def fit_concurrency(concurrency: int, open_files: int | None) -> tuple[int, str 
         f"fetchheads: warning: concurrency lowered from {concurrency} to {fits} to fit the "
         f"open-file limit of {open_files} (raise it with 'ulimit -n')"
     )
+
+
+def reserve_standard_fds() -> None:
+    """Point any closed descriptor 0, 1 or 2 at /dev/null. Otherwise the next file or socket
+    opened takes its number: a socket on fd 1 would receive our output, and libuv (uvloop)
+    aborts the process when it later closes a descriptor below 3. Python has already set the
+    matching ``sys.std*`` to ``None``, so ``stdout_problem`` still reports a closed stdout."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
 
 
 def stdout_problem() -> str | None:

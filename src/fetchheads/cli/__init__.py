@@ -387,13 +387,17 @@ def _sources(targets: tuple[str, ...], inputs: tuple[str, ...]) -> list[Source]:
     sources = [Source(args=targets)] if targets else []
     sources.extend(Source(path=path) for path in inputs)
     if not sources:
-        if _isatty(sys.stdin):
+        if sys.stdin is None or _isatty(sys.stdin):  # None: stdin was closed (``<&-``)
             raise click.UsageError(
                 "no targets: give hosts as arguments, with -i FILE, or on stdin "
                 "(e.g. 'fetchheads www.example.com')"
             )
         sources.append(Source(path=STDIN))
     for path in inputs:
+        if path == STDIN and sys.stdin is None:
+            raise click.BadParameter(
+                "cannot read '-': standard input is closed", param_hint="-i/--input"
+            )
         if path != STDIN and not os.access(path, os.R_OK):
             raise click.BadParameter(f"cannot read {path!r}", param_hint="-i/--input")
     return sources
@@ -572,6 +576,7 @@ def _output_failed(error: OSError, stderr: Console) -> ExitStatus:
 def main() -> None:
     """The console-script entry point. A bug must not show a user a traceback: it says so in one
     line (set ``FETCHHEADS_DEBUG=1`` for the traceback) and exits 1."""
+    process.reserve_standard_fds()
     try:
         cli(prog_name="fetchheads")
     except Exception as exc:  # the one blanket catch, at the very top
