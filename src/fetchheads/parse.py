@@ -65,11 +65,12 @@ from fetchheads.models import Headers, ResponseHead
 
 # --- Limits -------------------------------------------------------------------------------------
 # Real heads are small: the largest seen in the wild (long CSPs, a dozen cookies) stay under 32 KiB.
-# curl allows 300 KiB per response and 100 KiB per line, Go 10 MiB (1 MiB by default), h11 16 KiB,
-# nginx as a proxy 4-8 KiB per line. We sit near curl: generous enough never to refuse a real
-# server, small enough that the default 100 hostile servers in flight cost at most 100 x
-# (MAX_HEAD + one 64 KiB read) = 32 MiB of buffers, and a parse of a full head stays under a
-# millisecond. These are the documented limits of README.md "Limits".
+# curl allows 300 KiB per response and 100 KiB per line, Go's client 10 MiB, h11 16 KiB, nginx as
+# a proxy 4-8 KiB for the whole head (proxy_buffer_size). We sit near curl: generous enough never
+# to refuse a real server, small enough that a hostile one costs little. The parser holds at most
+# MAX_HEAD plus the last read (64 KiB); with the stream's own read buffer a target in flight stays
+# well under 1 MiB, so the default 100 in flight stay under 100 MiB whatever the servers send, and
+# parsing a head at the limit takes a few milliseconds. README.md "Limits" documents these values.
 MAX_STATUS_LINE = 8 * 1024
 """Bytes in the status line, CRLF included. Real ones are under 100 bytes; 8 KiB is the request
 line limit of nginx and Apache, so nothing legitimate comes near it."""
