@@ -47,7 +47,8 @@ def test_the_line_counts_done_ok_failed_and_rate() -> None:
     summary = Summary()
     for result in (ok("a"), ok("b"), failed("c")):
         summary.add(result)
-    assert summary.progress(read=10, elapsed=2.0) == "3/10 done  2 ok  1 failed  2/s  2 s"
+    assert summary.progress(read=10, elapsed=2.0) == "3/10 done  2 ok  1 failed  1.5/s  2 s"
+    assert summary.progress(read=10, elapsed=0.1).endswith("  30/s  0 s")
     # Thousands are grouped: the line is read at a glance.
     big = Summary(targets=12_345, ok=12_000)
     assert big.progress(read=20_000, elapsed=10.0).startswith("12,345/20,000 done  12,000 ok  345")

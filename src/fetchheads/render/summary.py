@@ -48,7 +48,8 @@ class Summary:
         ``read`` is how many targets have been read so far: input is streamed, so the end of the
         list is not known until it has been read."""
         rate = self.targets / elapsed if elapsed > 0 else 0.0
+        shown_rate = f"{rate:.1f}" if rate < 10 else f"{rate:,.0f}"  # slow runs are not "0/s"
         return (
             f"{self.targets:,}/{max(read, self.targets):,} done  {self.ok:,} ok  "
-            f"{self.failed:,} failed  {rate:,.0f}/s  {elapsed:.0f} s"
+            f"{self.failed:,} failed  {shown_rate}/s  {elapsed:.0f} s"
         )
