@@ -4,6 +4,7 @@ prune, several processes on one database, and the examples' SQL against a real d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -147,7 +148,8 @@ def test_fetchheads_db_environment_variable(site: tuple[Site, str], tmp_path: Pa
     _, target = site
     db = tmp_path / "env.db"
     assert fetchheads("-q", target, env={"FETCHHEADS_DB": str(db)})[0] == 0
-    assert sqlite3.connect(db).execute("SELECT count(*) FROM snapshots").fetchone()[0] == 1
+    with contextlib.closing(sqlite3.connect(db)) as connection:  # 3.13 warns on an unclosed one
+        assert connection.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 1
 
 
 @pytest.mark.parametrize("kind", ["text", "other-app", "newer"])
