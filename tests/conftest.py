@@ -11,7 +11,8 @@ import pytest
 import trustme
 
 from fetchheads.config import Config
-from fetchheads.fetch import FetchContext, Resolver, make_ssl_context
+from fetchheads.fetch import FetchContext, make_ssl_context
+from fetchheads.resolve import Resolver
 from tests.support.nginx import Nginx
 from tests.support.servers import Handler, ThreadedServer
 

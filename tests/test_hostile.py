@@ -11,6 +11,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -269,14 +270,14 @@ async def test_a_server_that_speaks_before_the_tls_handshake(
 ) -> None:
     """A banner that lands in the plain reader before start_tls is never seen by TLS: it must be
     reported at once, not waited on until the deadline."""
-    real_open_connection = asyncio.open_connection
+    real_connect = fetch_module.connect
 
-    async def connect_then_pause(*args: object, **kwargs: object) -> object:
-        streams = await real_open_connection(*args, **kwargs)  # type: ignore[arg-type]
+    async def connect_then_pause(*args: Any, **kwargs: Any) -> Any:
+        connection = await real_connect(*args, **kwargs)
         await asyncio.sleep(0.2)  # the banner has arrived by now
-        return streams
+        return connection
 
-    monkeypatch.setattr(asyncio, "open_connection", connect_then_pause)
+    monkeypatch.setattr(fetch_module, "connect", connect_then_pause)
     async with LoopbackServer(speak_first(b"SSH-2.0-OpenSSH_9.6\r\n")) as server:
         target = parse_target(f"https://127.0.0.1:{server.port}/")
         result = await fetch_one(target, make_context(Config(timeout=5)))

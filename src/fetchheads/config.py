@@ -15,6 +15,7 @@ FORMATS = ("pretty", "plain", "jsonl")
 ORDERS = ("completion", "input")
 METHODS = ("GET", "HEAD")
 LOOPS = ("auto", "asyncio", "uvloop")
+IP_VERSIONS = ("any", "4", "6")
 
 DEFAULT_CONCURRENCY = 100
 DEFAULT_TIMEOUT = 10.0
@@ -40,3 +41,9 @@ class Config:
     max_redirs: int = DEFAULT_MAX_REDIRS
     proxies: ProxyRules = NO_PROXY_RULES  # from --proxy/--noproxy and the environment
     connect_to: tuple[ConnectTo, ...] = ()
+    retries: int = 0  # --retries: extra attempts after a connect error or a timeout
+    rate: float | None = None  # --rate: new connections per second; None = unlimited
+    shard: tuple[int, int] | None = None  # --shard K/N as (K, N), K counted from 1
+    ip_version: str = "any"  # -4 / -6
+    dns_servers: tuple[str, ...] = ()  # --dns-servers, each "ip" or "ip:port"
+    resolve: tuple[str, ...] = ()  # --resolve HOST:PORT:ADDR[,ADDR], validated by the cli

@@ -2,6 +2,15 @@
 
 ``fetch_one`` never raises for a target's failure: it returns a ``Result`` with an ``ErrorInfo``.
 Low-level exceptions are translated into ``fetchheads.errors`` here, at the edge, and nowhere else.
+
+The hot path is an ``asyncio.Protocol`` (``HeadReader``) on a raw ``loop.create_connection``
+transport, not streams: bytes go straight from the transport into the sans-IO parser, with no
+StreamReader buffer, no reader/writer pair and no extra task per target. The steps are separate
+functions so other transports can be built from them (a proxy tunnel connects to the proxy, then
+calls ``start_tls`` on the tunnel; ``--connect-to`` connects elsewhere than the target):
+
+    open_connection(target)  = connect(addresses, port) [+ start_tls(host)]   -> (transport, reader)
+    exchange(transport, reader, request bytes)                                 -> ResponseHead
 """
 
 from __future__ import annotations
@@ -11,18 +20,18 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
-import functools
 import ipaddress
+import random
 import socket
 import ssl
-from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 
 from fetchheads.config import Config
 from fetchheads.errors import (
     ConnectError,
-    DNSError,
     ErrorKind,
     FetchError,
+    ParseError,
     ProtocolError,
     TLSError,
 )
@@ -37,12 +46,20 @@ from fetchheads.models import (
 )
 from fetchheads.parse import HeadParser, preview_bytes
 from fetchheads.request import build_request
+from fetchheads.resolve import Address, Resolver, literal_family
 
-READ_CHUNK = 64 * 1024
-DNS_CACHE_SIZE = 4096
-"""Names remembered per run: enough for lists that repeat hosts, bounded for lists that do not."""
-
-Address = tuple[int, tuple[str, int]]  # (family, (ip, port))
+READ_CHUNK = 256 * 1024
+"""The most bytes one ``data_received`` call delivers (the read size of both asyncio's selector
+transports and uvloop's): the parser stops at its limits, so one chunk past them at most is read."""
+HAPPY_EYEBALLS_DELAY = 0.25
+"""Seconds before the next address of a name is tried while the previous is still connecting
+(RFC 8305 recommends 250 ms)."""
+RETRY_BACKOFF = 0.2
+"""Seconds before the first retry; doubled for each further one, with jitter, up to RETRY_MAX."""
+RETRY_MAX = 5.0
+RETRY_KINDS = frozenset({ErrorKind.CONNECT, ErrorKind.TIMEOUT})
+"""Only failures where no answer came are retried: a protocol error or an HTTP status is an
+answer, and asking again would only ask the server to say it again."""
 
 
 def make_ssl_context(config: Config) -> ssl.SSLContext:
@@ -54,60 +71,21 @@ def make_ssl_context(config: Config) -> ssl.SSLContext:
     return context
 
 
-class Resolver:
-    """The system resolver with a per-run cache; concurrent lookups of one name share one query."""
-
-    def __init__(self) -> None:
-        self._cache: OrderedDict[tuple[str, int], asyncio.Future[list[Address]]] = OrderedDict()
-
-    async def resolve(self, host: str, port: int) -> list[Address]:
-        key = (host, port)
-        future = self._cache.get(key)
-        if future is None:
-            future = asyncio.ensure_future(self._lookup(host, port))
-            future.add_done_callback(functools.partial(self._settled, key))
-            self._cache[key] = future
-            if len(self._cache) > DNS_CACHE_SIZE:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
-        # shield: one waiter's deadline must not cancel a lookup that others share.
-        return await asyncio.shield(future)
-
-    def _settled(self, key: tuple[str, int], future: asyncio.Future[list[Address]]) -> None:
-        # Failures are not remembered; retrieving the exception also keeps asyncio from logging
-        # it when every waiter has already given up.
-        failed = future.cancelled() or future.exception() is not None
-        if failed and self._cache.get(key) is future:
-            del self._cache[key]
-
-    async def _lookup(self, host: str, port: int) -> list[Address]:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise DNSError(f"cannot resolve {host}: {exc.strerror}") from exc
-        except UnicodeError as exc:
-            raise DNSError(f"cannot resolve {host}: {exc}") from exc
-        addresses: list[Address] = [
-            (family, (str(sockaddr[0]), int(sockaddr[1]))) for family, _, _, _, sockaddr in infos
-        ]
-        if not addresses:
-            raise DNSError(f"cannot resolve {host}: no addresses")
-        return addresses
-
-
 @dataclasses.dataclass(slots=True)
 class FetchContext:
-    """What every fetch of one run shares; built once in ``cli.main``."""
+    """What every fetch of one run shares; built once in ``cli.main``.
+
+    ``pace`` is awaited before every new connection (``--rate``); ``None`` means no limit.
+    """
 
     config: Config
     ssl_context: ssl.SSLContext
     resolver: Resolver
+    pace: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclasses.dataclass(slots=True)
-class _Progress:
+class Progress:
     """Mutable facts about one fetch, filled in as it goes, read when it ends (even by failure)."""
 
     start: float
@@ -121,17 +99,121 @@ class _Progress:
     parser: HeadParser | None = None
 
 
+class HeadReader(asyncio.Protocol):
+    """The protocol of one connection: feeds every chunk to a ``HeadParser`` as it arrives and
+    wakes ``read_head`` once the head is complete or the connection failed. Bytes after the head
+    (the body) are ignored; the caller aborts the transport."""
+
+    __slots__ = ("_done", "_error", "_head", "_loop", "_waiter", "early", "first_byte_at", "parser")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.parser = HeadParser()
+        self.first_byte_at: float | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._head: ResponseHead | None = None
+        self._error: FetchError | None = None
+        self._done = False
+        # Before a TLS handshake, bytes from the server are kept here instead of parsed (see
+        # start_tls); ``None`` once the connection carries HTTP.
+        self.early: bytes | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._done:
+            return
+        if self.early is not None:
+            self.early = (self.early + data)[:64]
+            return
+        if self.first_byte_at is None:
+            self.first_byte_at = self._loop.time()
+        try:
+            head = self.parser.feed(data)
+        except ParseError as exc:
+            self._finish(None, exc)
+            return
+        if head is not None:
+            self._finish(head, None)
+
+    def eof_received(self) -> None:
+        self._eof()  # returning None lets the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._done:
+            return
+        if exc is None:
+            self._eof()
+            return
+        reason = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
+        error: FetchError
+        if self.first_byte_at is None:
+            error = ConnectError(f"{reason} before any response byte")
+        else:
+            error = ProtocolError(f"{reason} in the middle of the head")
+        error.__cause__ = exc
+        self._finish(None, error)
+
+    def _eof(self) -> None:
+        if self._done:
+            return
+        try:
+            self.parser.feed(b"")  # EOF before the blank line: always a ParseError
+        except ParseError as exc:
+            self._finish(None, exc)
+        else:
+            self._finish(None, ProtocolError("closed before the end of the head"))
+
+    def _finish(self, head: ResponseHead | None, error: FetchError | None) -> None:
+        self._done = True
+        self._head = head
+        self._error = error
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def read_head(self) -> ResponseHead:
+        """The complete head; raises ``ProtocolError``/``ConnectError`` as the connection failed."""
+        if not self._done:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        if self._error is not None:
+            raise self._error
+        assert self._head is not None
+        return self._head
+
+
 async def fetch_one(target: Target, ctx: FetchContext) -> Result:
-    """Fetch one target's response head. Always returns; never raises for the target's failure."""
+    """Fetch one target's response head. Always returns; never raises for the target's failure.
+
+    With ``--retries N`` a connect error or a timeout is tried again, up to N more times, after an
+    exponential backoff with jitter; each attempt has its own ``--timeout``.
+    """
+    result = await _attempt(target, ctx)
+    retries = ctx.config.retries
+    attempt = 0
+    while attempt < retries and result.error is not None and result.error.kind in RETRY_KINDS:
+        await asyncio.sleep(retry_delay(attempt))
+        attempt += 1
+        result = await _attempt(target, ctx)
+    return result
+
+
+def retry_delay(attempt: int) -> float:
+    """Backoff before retry ``attempt + 1``: 0.2 s, 0.4 s, 0.8 s ... (capped), each scaled by a
+    random factor in [0.5, 1] so that many targets failing together do not retry together."""
+    delay: float = min(RETRY_MAX, RETRY_BACKOFF * 2.0**attempt)
+    return delay * random.uniform(0.5, 1.0)
+
+
+async def _attempt(target: Target, ctx: FetchContext) -> Result:
     loop = asyncio.get_running_loop()
     fetched_at = utc_now()
-    progress = _Progress(start=loop.time())
+    progress = Progress(start=loop.time())
     timeout = ctx.config.timeout
     head: ResponseHead | None = None
     error: ErrorInfo | None = None
     try:
         async with asyncio.timeout(timeout):
-            head = await _exchange(target, ctx, progress)
+            head = await _fetch_head(target, ctx, progress)
     except TimeoutError:
         error = ErrorInfo(
             ErrorKind.TIMEOUT, f"no complete response head within {timeout:g}s ({progress.phase})"
@@ -160,116 +242,194 @@ async def fetch_one(target: Target, ctx: FetchContext) -> Result:
     )
 
 
-async def _exchange(target: Target, ctx: FetchContext, progress: _Progress) -> ResponseHead:
-    loop = asyncio.get_running_loop()
+async def _fetch_head(target: Target, ctx: FetchContext, progress: Progress) -> ResponseHead:
     config = ctx.config
-    connect_timeout = config.connect_timeout or config.timeout
+    if config.connect_timeout is None:
+        transport, reader = await open_connection(target, ctx, progress)
+    else:
+        try:
+            async with asyncio.timeout(config.connect_timeout):
+                transport, reader = await open_connection(target, ctx, progress)
+        except TimeoutError:
+            raise ConnectError(
+                f"no connection within --connect-timeout {config.connect_timeout:g}s "
+                f"({progress.phase})"
+            ) from None
+    return await exchange(transport, reader, build_request(target, config), progress)
+
+
+async def exchange(
+    transport: asyncio.Transport, reader: HeadReader, request: bytes, progress: Progress
+) -> ResponseHead:
+    """Send ``request``, read the response head, and drop the connection (always)."""
+    progress.phase = "waiting for the response head"
+    progress.parser = reader.parser
     try:
-        async with asyncio.timeout(connect_timeout):
-            reader, writer = await _connect(target, ctx, progress)
-    except TimeoutError:
-        if config.connect_timeout is None:
-            raise
-        raise ConnectError(
-            f"no connection within --connect-timeout {connect_timeout:g}s ({progress.phase})"
-        ) from None
-    try:
-        progress.phase = "waiting for the response head"
-        writer.write(build_request(target, config))
-        parser = progress.parser = HeadParser()
-        while True:
-            try:
-                chunk = await reader.read(READ_CHUNK)
-            except OSError as exc:
-                if progress.ttfb is None:
-                    raise ConnectError(
-                        f"{_describe_oserror(exc)} before any response byte"
-                    ) from exc
-                raise ProtocolError(f"{_describe_oserror(exc)} in the middle of the head") from exc
-            if progress.ttfb is None and chunk:
-                progress.ttfb = loop.time() - progress.start
-            head = parser.feed(chunk)
-            if head is not None:
-                return head
+        transport.write(request)
+        return await reader.read_head()
     finally:
         # Never read the body and never wait for a polite close: drop the connection now.
-        writer.transport.abort()
+        transport.abort()
+        if reader.first_byte_at is not None:
+            progress.ttfb = reader.first_byte_at - progress.start
 
 
-async def _connect(
-    target: Target, ctx: FetchContext, progress: _Progress
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_connection(
+    target: Target, ctx: FetchContext, progress: Progress
+) -> tuple[asyncio.Transport, HeadReader]:
+    """Resolve, connect (happy eyeballs over the addresses), and TLS for https targets."""
     loop = asyncio.get_running_loop()
-    addresses = await _resolve(target, ctx, progress)
+    addresses = await ctx.resolver.resolve(target.host, target.port)
+    if literal_family(target.host) is None:  # an IP literal needs no lookup
+        progress.dns = loop.time() - progress.start
+    if ctx.pace is not None:
+        progress.phase = "waiting for --rate"
+        await ctx.pace()
+    https = target.scheme == "https"
+    transport, reader = await connect(addresses, target.port, progress, tls=https)
+    if https:
+        try:
+            transport = await start_tls(transport, reader, target.host, ctx.ssl_context, progress)
+        except BaseException:
+            transport.abort()
+            raise
+    return transport, reader
+
+
+async def connect(
+    addresses: Sequence[Address], port: int, progress: Progress, *, tls: bool = False
+) -> tuple[asyncio.Transport, HeadReader]:
+    """A TCP connection to the first of ``addresses`` that answers, and its ``HeadReader``.
+
+    One address: a plain connect. Several (a dual-stack or multi-homed name): happy eyeballs,
+    RFC 8305 style — the next address is tried when the previous one failed or has not connected
+    within ``HAPPY_EYEBALLS_DELAY``, and the first to connect wins. With ``tls`` the reader holds
+    back what the server sends until ``start_tls``.
+    """
+    loop = asyncio.get_running_loop()
     progress.phase = "connecting"
-    last_error: OSError | None = None
-    for _family, (ip, port) in addresses:
+    reader = HeadReader(loop)
+    if tls:
+        reader.early = b""
+    if len(addresses) == 1:
+        _family, ip = addresses[0]
         progress.address = ip
         try:
-            reader, writer = await asyncio.open_connection(ip, port, limit=READ_CHUNK)
+            transport, _ = await loop.create_connection(lambda: reader, ip, port)
         except OSError as exc:
-            if exc.errno in LOCAL_ERRNOS:  # our shortage, not the host's: no other address helps
+            if exc.errno in LOCAL_ERRNOS:  # our shortage, not the host's
                 raise ConnectError(describe_local_error(exc)) from exc
-            last_error = exc
-            continue
-        break
+            raise ConnectError(f"{format_address(ip, port)}: {describe_oserror(exc)}") from exc
     else:
-        assert last_error is not None
-        raise ConnectError(
-            f"{_format_address(progress.address, target.port)}: {_describe_oserror(last_error)}"
-        ) from last_error
-    progress.connect = loop.time() - progress.start
-    if target.scheme == "https":
-        progress.phase = "TLS handshake"
-        # Bytes that arrived before start_tls sit in the plain reader, where TLS never sees them:
-        # a server that speaks first (an SSH banner, plain HTTP) is not speaking TLS. Without this
-        # check the handshake would wait for them until the deadline.
-        early = bytes(getattr(reader, "_buffer", b""))
-        if early:
-            writer.transport.abort()
-            raise TLSError(
-                f"handshake failed: the server spoke first, not TLS: {preview_bytes(early)} "
-                "(plain HTTP on this port? try http://)"
-            )
+        sock, ip = await _happy_eyeballs(loop, addresses, port, progress)
+        progress.address = ip
         try:
-            await writer.start_tls(ctx.ssl_context, server_hostname=target.host)
-        except ssl.SSLCertVerificationError as exc:
-            writer.transport.abort()
-            raise TLSError(f"certificate verification failed: {exc.verify_message}") from exc
-        except ssl.SSLError as exc:
-            writer.transport.abort()
-            raise TLSError(f"handshake failed: {_describe_ssl_error(exc)}") from exc
-        except OSError as exc:
-            writer.transport.abort()
-            raise TLSError(f"handshake failed: {_describe_oserror(exc)}") from exc
+            transport, _ = await loop.create_connection(lambda: reader, sock=sock)
         except BaseException:
-            writer.transport.abort()
+            sock.close()
             raise
-        progress.tls_time = loop.time() - progress.start
-        ssl_object = writer.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            progress.tls = tls_info(ssl_object)
-    return reader, writer
+    progress.connect = loop.time() - progress.start
+    return transport, reader
 
 
-async def _resolve(target: Target, ctx: FetchContext, progress: _Progress) -> list[Address]:
+async def _connect_socket(
+    loop: asyncio.AbstractEventLoop, address: Address, port: int
+) -> socket.socket:
+    family, ip = address
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (ip, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _happy_eyeballs(
+    loop: asyncio.AbstractEventLoop, addresses: Sequence[Address], port: int, progress: Progress
+) -> tuple[socket.socket, str]:
+    pending: dict[asyncio.Task[socket.socket], str] = {}
+    last_error: tuple[str, OSError] | None = None
+    winner: tuple[socket.socket, str] | None = None
+    remaining = list(addresses)
+    try:
+        while remaining or pending:
+            if remaining:
+                address = remaining.pop(0)
+                progress.address = address[1]
+                pending[loop.create_task(_connect_socket(loop, address, port))] = address[1]
+            # Wait for a result, but no longer than the stagger delay while addresses remain.
+            done, _ = await asyncio.wait(
+                pending,
+                timeout=HAPPY_EYEBALLS_DELAY if remaining else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                ip = pending.pop(task)
+                exc = task.exception()
+                if exc is None:
+                    if winner is None:
+                        winner = (task.result(), ip)
+                    else:
+                        task.result().close()
+                elif isinstance(exc, OSError):
+                    if exc.errno in LOCAL_ERRNOS:  # no other address helps
+                        raise ConnectError(describe_local_error(exc)) from exc
+                    last_error = (ip, exc)
+                else:
+                    raise exc
+            if winner is not None:
+                return winner
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            for item in results:
+                if isinstance(item, socket.socket):
+                    item.close()
+    assert last_error is not None
+    ip, error = last_error
+    raise ConnectError(f"{format_address(ip, port)}: {describe_oserror(error)}") from error
+
+
+async def start_tls(
+    transport: asyncio.Transport,
+    reader: HeadReader,
+    server_hostname: str,
+    ssl_context: ssl.SSLContext,
+    progress: Progress,
+) -> asyncio.Transport:
+    """The TLS handshake on an open transport; returns the TLS transport (``reader`` stays its
+    protocol). The caller aborts ``transport`` if this raises."""
     loop = asyncio.get_running_loop()
-    family = _literal_family(target.host)
-    if family is not None:
-        return [(family, (target.host, target.port))]
-    addresses = await ctx.resolver.resolve(target.host, target.port)
-    progress.dns = loop.time() - progress.start
-    return addresses
-
-
-def _literal_family(host: str) -> int | None:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return family
-    return None
+    progress.phase = "TLS handshake"
+    # A server that speaks first (an SSH banner, plain HTTP) is not speaking TLS; without this
+    # check the handshake would wait for its reply until the deadline.
+    if reader.early:
+        raise TLSError(
+            f"handshake failed: the server spoke first, not TLS: {preview_bytes(reader.early)} "
+            "(plain HTTP on this port? try http://)"
+        )
+    reader.early = None
+    try:
+        tls_transport = await loop.start_tls(
+            transport, reader, ssl_context, server_hostname=server_hostname
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise TLSError(f"certificate verification failed: {exc.verify_message}") from exc
+    except ssl.SSLError as exc:
+        raise TLSError(f"handshake failed: {_describe_ssl_error(exc)}") from exc
+    except OSError as exc:
+        raise TLSError(f"handshake failed: {describe_oserror(exc)}") from exc
+    if tls_transport is None:
+        raise TLSError("handshake failed: the connection closed")
+    progress.tls_time = loop.time() - progress.start
+    ssl_object = tls_transport.get_extra_info("ssl_object")
+    if ssl_object is not None:
+        progress.tls = tls_info(ssl_object)
+    return tls_transport
 
 
 def tls_info(ssl_object: ssl.SSLObject) -> TLSInfo:
@@ -325,7 +485,7 @@ def _format_name(name: object) -> str | None:
     return ", ".join(parts) or None
 
 
-def _format_address(ip: str | None, port: int) -> str:
+def format_address(ip: str | None, port: int) -> str:
     if ip is None:
         return f"port {port}"
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
@@ -352,7 +512,7 @@ def _describe_ssl_error(exc: ssl.SSLError) -> str:
     return reason
 
 
-def _describe_oserror(exc: OSError) -> str:
+def describe_oserror(exc: OSError) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, ConnectionResetError):

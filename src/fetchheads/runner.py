@@ -3,7 +3,10 @@
 Input is read while the first targets are already in flight, and never more than a bounded window
 ahead of them, so memory does not grow with the length of the list. Results are handed to ``emit``
 the moment each target finishes, or in input order with ``ordered`` (a reorder window bounded by
-the queue plus the workers).
+the queue plus the workers). A fixed pool of workers, not a task per target: a million targets
+cost ``concurrency`` tasks, not a million.
+
+Also here: ``in_shard`` (``--shard K/N``) and ``Pacer`` (``--rate``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import hashlib
 import io
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -79,6 +83,54 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
             finally:
                 if stream is not sys.stdin.buffer:
                     stream.close()
+
+
+def in_shard(item: Item, shard: int, shards: int) -> bool:
+    """Whether ``item`` belongs to shard ``shard`` (1..``shards``) of ``--shard K/N``.
+
+    The hash is of the normalised URL (``http://example.com/``: scheme, IDNA host, port and path
+    as fetchheads sends them), so every spelling of one target lands in the same shard, on every
+    machine, with no seed to share. A line that is not a valid target is sharded by its text, so
+    its error record, too, comes from exactly one shard. blake2b because it is in the standard
+    library, fast, and stable across Python versions and platforms (``hash()`` is salted).
+    """
+    key = item.url if isinstance(item, Target) else item.target
+    digest = hashlib.blake2b((key or "").encode("utf-8", "surrogateescape"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big") % shards == shard - 1
+
+
+async def select_shard(items: AsyncIterator[Item], shard: int, shards: int) -> AsyncIterator[Item]:
+    async for item in items:
+        if in_shard(item, shard, shards):
+            yield item
+
+
+class Pacer:
+    """``--rate N``: new connections evenly spaced 1/N s apart, never in bursts.
+
+    Each caller reserves the next free slot and sleeps until it; a slot is never earlier than now,
+    so an idle spell does not bank credit for a burst afterwards (a token bucket of size one).
+    ``clock`` and ``sleep`` are the loop's by default; tests pass their own.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next = float("-inf")
+
+    async def __call__(self) -> None:
+        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        slot = max(now, self._next)
+        self._next = slot + self._interval
+        if slot > now:
+            await self._sleep(slot - now)
 
 
 def _open_input(path: str) -> io.BufferedReader:

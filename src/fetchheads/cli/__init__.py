@@ -28,6 +28,7 @@ from rich.console import Console
 from fetchheads import __version__, process
 from fetchheads.changes import ignored_names
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus
+from fetchheads.cli.scale import make_resolver, scale_options
 from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, open_store, snapshot_options
 from fetchheads.config import (
     DEFAULT_CONCURRENCY,
@@ -41,7 +42,7 @@ from fetchheads.config import (
     Config,
 )
 from fetchheads.errors import InputError, StoreError
-from fetchheads.fetch import FetchContext, Resolver, fetch_one, make_ssl_context
+from fetchheads.fetch import FetchContext, fetch_one, make_ssl_context
 from fetchheads.models import Result, Target
 from fetchheads.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.redirects import following
@@ -50,7 +51,7 @@ from fetchheads.render.output import PrettySink, ProgressLine, Sink, TextSink
 from fetchheads.render.plain import format_plain
 from fetchheads.render.summary import Summary
 from fetchheads.request import check_header_value, parse_header_option
-from fetchheads.runner import STDIN, Item, Source, read_sources, run
+from fetchheads.runner import STDIN, Item, Pacer, Source, read_sources, run, select_shard
 from fetchheads.targets import SCHEMES
 
 FETCH_EPILOG = """\b
@@ -62,6 +63,9 @@ Examples:
   fetchheads -X HEAD -H 'Accept-Language: zh' -k https://127.0.0.1:8443
   fetchheads -L http://example.com           # follow redirects, show each hop
   fetchheads --db ~/heads.db --changes --warn-days 14 -i hosts.txt   # from cron
+  fetchheads --resolve example.com:443:127.0.0.1 https://example.com/
+  fetchheads --dns-servers 9.9.9.9,1.1.1.1 -c 500 --rate 200 --retries 2 -i hosts.txt
+  fetchheads --shard 2/4 --json -i hosts.txt > heads-2.jsonl   # one machine of four
 """
 ENV_PREFIX = "FETCHHEADS"
 _IMPLIED = "fetchheads.implied_command"
@@ -288,6 +292,7 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Event loop: uvloop where installed (auto), or the standard asyncio loop.",
 )
 @snapshot_options
+@scale_options
 @click.version_option(__version__, "--version", prog_name="fetchheads")
 def fetch_command(
     targets: tuple[str, ...],
@@ -314,6 +319,12 @@ def fetch_command(
     changes: bool,
     ignored: tuple[str, ...],
     warn_days: int | None,
+    resolve: tuple[str, ...],
+    dns_servers: tuple[str, ...],
+    ip_version: str | None,
+    rate: float | None,
+    retries: int,
+    shard: tuple[int, int] | None,
 ) -> None:
     """Fetch the response headers of every TARGET at once.
 
@@ -342,6 +353,12 @@ def fetch_command(
         loop=loop_name,
         location=location,
         max_redirs=max_redirs,
+        retries=retries,
+        rate=rate,
+        shard=shard,
+        ip_version=ip_version or "any",
+        dns_servers=dns_servers,
+        resolve=resolve,
     )
     if waterfall is None:
         waterfall = 0 < len(targets) <= WATERFALL_AUTO_TARGETS and not inputs
@@ -467,9 +484,17 @@ def execute(
 
         sink.set_on_error(stop)
         process.on_sigterm(loop, on_sigterm)
-        ctx = FetchContext(config=config, ssl_context=ssl_context, resolver=Resolver())
+        resolver = make_resolver(config)
+        ctx = FetchContext(
+            config=config,
+            ssl_context=ssl_context,
+            resolver=resolver,
+            pace=Pacer(config.rate) if config.rate else None,
+        )
         output = session.attach(sink.emit, stop)
         items = read_sources(sources, config.default_scheme)
+        if config.shard is not None:
+            items = select_shard(items, *config.shard)
         if bar is not None:
             sink.before_write = bar.clear
             sink.after_write = bar.restore
@@ -487,6 +512,7 @@ def execute(
             if bar is not None:
                 bar.stop()
             await session.drain()  # every result is recorded, even after Ctrl-C
+            resolver.close()
 
     try:
         session.start(_run_options(config, session.options))

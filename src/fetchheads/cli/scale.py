@@ -1,0 +1,128 @@
+"""The speed-and-scale part of the command line (README "Performance"): ``--resolve``,
+``--dns-servers``, ``-4``/``-6``, ``--rate``, ``--retries`` and ``--shard``, validated here into
+``Config`` fields, and the run's ``Resolver`` built from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from fetchheads.config import Config
+from fetchheads.errors import InputError
+from fetchheads.resolve import FAMILIES, Resolver, parse_dns_server, parse_resolve
+
+
+def scale_options(command: Any) -> Any:
+    """The fetch command's DNS, pacing, retry and sharding options."""
+    options = (
+        click.option(
+            "--resolve",
+            "resolve",
+            multiple=True,
+            metavar="HOST:PORT:ADDR[,ADDR]",
+            callback=_resolve_entries,
+            help="Connect to ADDR for HOST:PORT without asking DNS (curl's meaning); repeatable. "
+            "E.g. --resolve example.com:443:127.0.0.1",
+        ),
+        click.option(
+            "--dns-servers",
+            metavar="ADDR[,ADDR]",
+            default=None,
+            callback=_dns_servers,
+            help="Resolve names with these DNS servers (ip or ip:port, [v6]:port) through c-ares "
+            "instead of the system resolver. E.g. --dns-servers 9.9.9.9,1.1.1.1",
+        ),
+        click.option(
+            "-4",
+            "--ipv4",
+            "ip_version",
+            flag_value="4",
+            default=None,
+            help="Use IPv4 addresses only.",
+        ),
+        click.option("-6", "--ipv6", "ip_version", flag_value="6", help="Use IPv6 addresses only."),
+        click.option(
+            "--rate",
+            type=float,
+            default=None,
+            callback=_positive_float,
+            metavar="N",
+            help="At most N new connections per second, evenly spaced  [default: no limit]",
+        ),
+        click.option(
+            "--retries",
+            type=click.IntRange(min=0, max=100),
+            default=0,
+            show_default=True,
+            help="Try again after a connect error or a timeout (never after an answer), waiting "
+            "0.2 s, 0.4 s, 0.8 s ... with jitter; each attempt has its own --timeout.",
+        ),
+        click.option(
+            "--shard",
+            metavar="K/N",
+            default=None,
+            callback=_shard,
+            help="Only the targets of shard K of N (K from 1 to N), by a stable hash of the "
+            "target's URL: N machines each running one shard together fetch the list once. "
+            "E.g. --shard 1/4",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _positive_float(
+    ctx: click.Context, param: click.Parameter, value: float | None
+) -> float | None:
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be greater than 0")
+    return value
+
+
+def _resolve_entries(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    for value in values:
+        try:
+            parse_resolve(value)
+        except InputError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return values
+
+
+def _dns_servers(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    try:
+        servers = tuple(parse_dns_server(part) for part in value.split(",") if part.strip())
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not servers:
+        raise click.BadParameter("give at least one server address")
+    return servers
+
+
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    shard, slash, shards = value.partition("/")
+    if not (slash and shard.isdigit() and shards.isdigit()):
+        raise click.BadParameter(f"expected K/N such as 1/4, got {value!r}")
+    k, n = int(shard), int(shards)
+    if not 1 <= k <= n:
+        raise click.BadParameter(f"K must be between 1 and N, got {value!r}")
+    return k, n
+
+
+def make_resolver(config: Config) -> Resolver:
+    """The run's resolver, from the already validated DNS options."""
+    pinned = dict(parse_resolve(entry) for entry in config.resolve)
+    return Resolver(
+        concurrency=config.concurrency,
+        family=FAMILIES[config.ip_version],
+        pinned=pinned,
+        servers=config.dns_servers,
+        timeout=config.connect_timeout or config.timeout,
+    )
