@@ -27,7 +27,7 @@ from rich.console import Console
 
 from fetchheads import __version__, process
 from fetchheads.changes import ignored_names
-from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus
+from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, positive_float
 from fetchheads.cli.scale import make_resolver, scale_options
 from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, open_store, snapshot_options
 from fetchheads.config import (
@@ -139,14 +139,6 @@ for _command in SNAPSHOT_COMMANDS:
     cli.add_command(_command)
 
 
-def _positive_float(
-    ctx: click.Context, param: click.Parameter, value: float | None
-) -> float | None:
-    if value is not None and value <= 0:
-        raise click.BadParameter("must be greater than 0")
-    return value
-
-
 def _headers(
     ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 ) -> tuple[tuple[str, str], ...]:
@@ -190,14 +182,14 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     type=float,
     default=DEFAULT_TIMEOUT,
     show_default=True,
-    callback=_positive_float,
+    callback=positive_float,
     help="Seconds for each target: DNS, connect, TLS and the whole head.",
 )
 @click.option(
     "--connect-timeout",
     type=float,
     default=None,
-    callback=_positive_float,
+    callback=positive_float,
     help="Tighter bound in seconds on DNS+connect+TLS alone  [default: the timeout]",
 )
 @click.option(

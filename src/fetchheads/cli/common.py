@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+import click
+
 
 class ExitStatus(enum.IntEnum):
     OK = 0
@@ -20,3 +22,10 @@ CONTEXT_SETTINGS: dict[str, Any] = {
     "help_option_names": ["-h", "--help"],
     "max_content_width": 100,
 }
+
+
+def positive_float(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A click callback: the option, when given, must be greater than 0."""
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be greater than 0")
+    return value

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from fetchheads.cli.common import positive_float
 from fetchheads.config import Config
 from fetchheads.errors import InputError
 from fetchheads.resolve import FAMILIES, Resolver, parse_dns_server, parse_resolve
@@ -46,7 +47,7 @@ def scale_options(command: Any) -> Any:
             "--rate",
             type=float,
             default=None,
-            callback=_positive_float,
+            callback=positive_float,
             metavar="N",
             help="At most N new connections per second, evenly spaced  [default: no limit]",
         ),
@@ -71,14 +72,6 @@ def scale_options(command: Any) -> Any:
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def _positive_float(
-    ctx: click.Context, param: click.Parameter, value: float | None
-) -> float | None:
-    if value is not None and value <= 0:
-        raise click.BadParameter("must be greater than 0")
-    return value
 
 
 def _resolve_entries(
