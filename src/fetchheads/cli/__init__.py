@@ -115,9 +115,10 @@ class FetchCommand(click.Command):
             others = [name for name in group.list_commands(ctx) if name != self.name]
             if others:
                 formatter.write_paragraph()
-                formatter.write_text(
-                    f"Other commands: {', '.join(others)} (see 'fetchheads COMMAND --help')."
-                )
+                with formatter.indentation():  # in line with the examples below
+                    formatter.write_text(
+                        f"Other commands: {', '.join(others)} (see 'fetchheads COMMAND --help')."
+                    )
         super().format_epilog(ctx, formatter)
 
 
