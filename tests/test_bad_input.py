@@ -18,7 +18,13 @@ from fetchheads.cli import cli
 from fetchheads.config import Config
 from fetchheads.errors import InputError
 from fetchheads.request import build_request
-from fetchheads.targets import MAX_LINE_CHARS, parse_target
+from fetchheads.targets import (
+    MAX_LINE_CHARS,
+    OVERLONG_SHOWN,
+    LineSplitter,
+    OverlongLine,
+    parse_target,
+)
 from tests.support.servers import ThreadedServer, reply
 
 HEAD = b"HTTP/1.1 200 OK\r\nServer: good\r\n\r\n"
@@ -75,6 +81,8 @@ def test_a_bad_line_is_an_input_record_between_fetched_ones(
     assert message in records[1]["error"]["message"]
     assert records[1]["url"] is None
     assert len(records[1]["target"]) <= 201, "a huge line is echoed whole"
+    if name == "a 1 MB line":
+        assert records[1]["target"] == "x" * OVERLONG_SHOWN + "…"
     assert len(server.requests) == 2, "the bad line reached the server"
 
 
@@ -124,6 +132,7 @@ def test_an_endless_last_line_without_newline_is_bounded(
     records = [json.loads(line) for line in outcome.output.splitlines()]
     assert records[0]["ok"] is True
     assert records[1]["error"]["message"] == f"{hosts}:2: line longer than {MAX_LINE_CHARS} bytes"
+    assert records[1]["target"] == "y" * OVERLONG_SHOWN + "…"  # which line it was
 
 
 def test_bad_arguments_are_input_records_too(
@@ -173,3 +182,48 @@ def test_any_text_is_refused_or_becomes_a_clean_request(text: str) -> None:
     assert REQUEST_LINE.fullmatch(lines[0]), lines[0]
     assert HOST_LINE.fullmatch(lines[1]), lines[1]
     assert all(b"\n" not in line and b"\r" not in line for line in lines)
+
+
+# --- the line splitter: bounded, and blind to how the bytes were cut ---------------------------
+
+line_bytes = st.one_of(
+    st.binary(max_size=30).map(lambda raw: raw.replace(b"\n", b"")),
+    st.integers(min_value=MAX_LINE_CHARS - 5, max_value=MAX_LINE_CHARS * 3).map(
+        lambda size: b"\xef\xbb\xbf" + b"z" * size  # around the limit, BOM included
+    ),
+)
+
+
+def split_lines(data: bytes, cuts: list[int]) -> list[tuple[int, str | OverlongLine]]:
+    splitter = LineSplitter()
+    edges = sorted({min(cut, len(data)) for cut in cuts})
+    out = []
+    for begin, end in zip([0, *edges], [*edges, len(data)], strict=True):
+        out += splitter.feed(data[begin:end]) if end > begin else []
+    return out + splitter.feed(b"")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(line_bytes, max_size=6),
+    st.sampled_from([b"\n", b"\r\n"]),
+    st.booleans(),
+    st.lists(st.integers(min_value=0, max_value=MAX_LINE_CHARS * 20), max_size=8),
+)
+def test_lines_are_the_same_however_the_input_is_cut(
+    lines: list[bytes], eol: bytes, final_eol: bool, cuts: list[int]
+) -> None:
+    data = eol.join(lines) + (eol if final_eol and lines else b"")
+    whole = split_lines(data, [])
+    assert split_lines(data, cuts) == whole
+    assert [number for number, _ in whole] == list(range(1, len(whole) + 1))
+    for index, ((_, line), raw) in enumerate(zip(whole, lines, strict=False)):
+        terminated = index < len(lines) - 1 or final_eol
+        cr = len(eol) - 1 if terminated else 0  # a CR before LF counts until it is stripped
+        if len(raw) + cr > MAX_LINE_CHARS:
+            assert isinstance(line, OverlongLine)
+            assert len(line.start) <= OVERLONG_SHOWN
+        else:
+            if index == 0:  # a BOM is dropped at the start of the input only
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            assert line == raw.decode("utf-8", "replace").strip()

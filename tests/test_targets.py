@@ -9,7 +9,14 @@ from __future__ import annotations
 import pytest
 
 from fetchheads.errors import InputError
-from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, iter_lines, parse_target
+from fetchheads.targets import (
+    MAX_LINE_CHARS,
+    OVERLONG_SHOWN,
+    LineSplitter,
+    OverlongLine,
+    iter_lines,
+    parse_target,
+)
 
 
 @pytest.mark.parametrize(
@@ -134,19 +141,23 @@ def test_a_bom_is_only_dropped_at_the_start_of_the_input() -> None:
 def test_an_overlong_line_is_reported_not_kept_and_the_next_line_survives() -> None:
     splitter = LineSplitter()
     long_line = b"x" * (MAX_LINE_CHARS * 3)
-    out: list[tuple[int, str | None]] = []
+    out: list[tuple[int, str | OverlongLine]] = []
     # Streamed in pieces: the splitter must not buffer the whole line to notice it is too long.
     for start in range(0, len(long_line), 1000):
         out += splitter.feed(long_line[start : start + 1000])
         assert len(splitter._pending) <= MAX_LINE_CHARS
     out += splitter.feed(b"\nnext.example\n")
-    assert out == [(1, None), (2, "next.example")]
+    assert out == [(1, OverlongLine("x" * OVERLONG_SHOWN)), (2, "next.example")]
 
 
 def test_an_overlong_line_in_one_chunk_is_reported() -> None:
     splitter = LineSplitter()
     data = b"ok.example\n" + b"y" * (MAX_LINE_CHARS + 1) + b"\nafter.example\n"
-    assert splitter.feed(data) == [(1, "ok.example"), (2, None), (3, "after.example")]
+    assert splitter.feed(data) == [
+        (1, "ok.example"),
+        (2, OverlongLine("y" * OVERLONG_SHOWN)),
+        (3, "after.example"),
+    ]
 
 
 def test_a_line_of_exactly_the_limit_is_kept() -> None:

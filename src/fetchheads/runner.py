@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
-from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, parse_target
+from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, OverlongLine, parse_target
 
 READ_SIZE = 64 * 1024
 STDIN = "-"
@@ -72,9 +72,11 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                     chunk = await loop.run_in_executor(pool, stream.read1, READ_SIZE)
                     for number, line in splitter.feed(chunk):
                         where = f"{name}:{number}"
-                        if line is None:
+                        if isinstance(line, OverlongLine):
                             yield input_error(
-                                "", f"line longer than {MAX_LINE_CHARS} bytes", where=where
+                                line.start + "…",
+                                f"line longer than {MAX_LINE_CHARS} bytes",
+                                where=where,
                             )
                         elif line and not line.startswith("#"):
                             yield to_item(line, default_scheme, where=where, line=number)

@@ -13,6 +13,7 @@ the request line or the Host header.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import unicodedata
@@ -187,25 +188,38 @@ def iter_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
         yield number, text
 
 
+OVERLONG_SHOWN = 60
+"""Bytes of an overlong line kept, so that its record shows which line it was."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OverlongLine:
+    """An input line longer than ``MAX_LINE_CHARS``: only its start is kept."""
+
+    start: str
+
+
 class LineSplitter:
     """Bytes -> numbered text lines, incrementally, with each line bounded in memory.
 
-    A line longer than ``MAX_LINE_CHARS`` bytes is not kept: it comes out as ``None`` (its text is
-    dropped as it streams past), so a 1 GB line costs nothing but the time to skip it. Bytes are
-    decoded as UTF-8 with replacement: a binary line becomes a target that fails validation, not a
-    crash. CRLF endings and a UTF-8 BOM are tolerated.
+    A line longer than ``MAX_LINE_CHARS`` bytes is not kept: it comes out as an ``OverlongLine``
+    holding its first ``OVERLONG_SHOWN`` bytes (the rest is dropped as it streams past), so a 1 GB
+    line costs nothing but the time to skip it. Bytes are decoded as UTF-8 with replacement: a
+    binary line becomes a target that fails validation, not a crash. CRLF endings and a UTF-8 BOM
+    are tolerated.
     """
 
-    __slots__ = ("_number", "_overlong", "_pending")
+    __slots__ = ("_number", "_overlong", "_overlong_start", "_pending")
 
     def __init__(self) -> None:
         self._pending = bytearray()
         self._number = 0
         self._overlong = False
+        self._overlong_start = b""
 
-    def feed(self, data: bytes) -> list[tuple[int, str | None]]:
+    def feed(self, data: bytes) -> list[tuple[int, str | OverlongLine]]:
         """Complete lines in ``data``; ``feed(b"")`` flushes the last, unterminated line."""
-        out: list[tuple[int, str | None]] = []
+        out: list[tuple[int, str | OverlongLine]] = []
         if not data:
             if self._pending or self._overlong:
                 out.append(self._emit(bytes(self._pending)))
@@ -227,6 +241,7 @@ class LineSplitter:
                 piece = data[start:newline]
                 if len(piece) > MAX_LINE_CHARS:
                     self._overlong = True
+                    self._overlong_start = piece[:OVERLONG_SHOWN]
                 out.append(self._emit(piece))
             start = newline + 1
 
@@ -235,15 +250,19 @@ class LineSplitter:
             return
         if len(self._pending) + len(piece) > MAX_LINE_CHARS:
             self._overlong = True
+            self._overlong_start = bytes(self._pending[:OVERLONG_SHOWN])
+            self._overlong_start += piece[: OVERLONG_SHOWN - len(self._overlong_start)]
             self._pending.clear()
             return
         self._pending += piece
 
-    def _emit(self, raw: bytes) -> tuple[int, str | None]:
+    def _emit(self, raw: bytes) -> tuple[int, str | OverlongLine]:
         self._number += 1
-        if self._overlong:
+        overlong = self._overlong
+        if overlong:
             self._overlong = False
-            return self._number, None
+            raw, self._overlong_start = self._overlong_start, b""
         if self._number == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")
-        return self._number, raw.decode("utf-8", "replace").strip()
+        text = raw.decode("utf-8", "replace").strip()
+        return self._number, OverlongLine(text) if overlong else text
