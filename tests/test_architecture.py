@@ -1,0 +1,127 @@
+"""The house rules of STYLE.md, checked from the source: pure modules stay pure, one click importer.
+
+Imports are read from the syntax tree, inside functions too, and followed through fetchheads' own
+modules, so a pure module cannot reach asyncio by importing a helper that does.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+import fetchheads
+
+PACKAGE = Path(fetchheads.__file__).resolve().parent
+IO_MODULES = frozenset({"asyncio", "socket", "click", "rich", "sqlite3"})
+PURE = (
+    "fetchheads.targets",
+    "fetchheads.request",
+    "fetchheads.parse",
+    "fetchheads.models",
+    "fetchheads.config",
+    "fetchheads.errors",
+    "fetchheads.changes",
+    "fetchheads.proxy",
+    "fetchheads.connect_to",
+    "fetchheads.render.plain",
+    "fetchheads.render.jsonl",
+    "fetchheads.render.safe",
+    "fetchheads.render.summary",
+    "fetchheads.render.changes",
+    "fetchheads.render.history",
+)
+
+
+def source_of(module: str) -> Path | None:
+    parts = module.split(".")[1:]
+    base = PACKAGE.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def all_modules() -> list[str]:
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.append(".".join(("fetchheads", *parts)))
+    return names
+
+
+@cache
+def direct_imports(module: str) -> frozenset[str]:
+    path = source_of(module)
+    assert path is not None, module
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            # ``from fetchheads import config`` imports the submodule fetchheads.config.
+            found.update(
+                f"{base}.{alias.name}"
+                for alias in node.names
+                if source_of(f"{base}.{alias.name}") is not None
+            )
+    return frozenset(found)
+
+
+def reachable(module: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current.split(".")[0] == "fetchheads" and source_of(current) is not None:
+            todo.extend(direct_imports(current))
+    return seen
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_modules_never_reach_io(module: str) -> None:
+    assert source_of(module) is not None, f"{module} is gone: update PURE"
+    offenders = {name for name in reachable(module) if name.split(".")[0] in IO_MODULES}
+    assert not offenders, f"{module} reaches {sorted(offenders)}"
+
+
+def test_only_the_cli_package_imports_click() -> None:
+    importers = [
+        module
+        for module in all_modules()
+        if any(name.split(".")[0] == "click" for name in direct_imports(module))
+    ]
+    assert importers
+    assert all(m == "fetchheads.cli" or m.startswith("fetchheads.cli.") for m in importers), (
+        importers
+    )
+
+
+def test_nothing_imports_the_cli_but_the_entry_point() -> None:
+    importers = [
+        module
+        for module in all_modules()
+        if not module.startswith("fetchheads.cli")
+        and any(
+            n == "fetchheads.cli" or n.startswith("fetchheads.cli.") for n in direct_imports(module)
+        )
+    ]
+    assert importers == ["fetchheads.__main__"]
+
+
+def test_the_checker_sees_imports_inside_functions_and_through_helpers() -> None:
+    assert "uvloop" in direct_imports("fetchheads.cli")  # imported inside a function
+    assert "sqlite3" in reachable("fetchheads.cli")  # through the snapshot store
