@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import signal
 import sqlite3
 import ssl
 import subprocess
@@ -21,7 +22,7 @@ import trustme
 from click.testing import CliRunner
 
 from fetchheads.cli import cli
-from tests.support.servers import ThreadedServer, read_request_head
+from tests.support.servers import ThreadedServer, read_request_head, silent
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -34,10 +35,18 @@ class Site:
         self.headers = dict(headers)
         self.served = 0
         self.hang_up = False  # close without a word: a protocol error
+        self.hold = 0  # hold every answer until this many requests are waiting
+        self._released: asyncio.Event | None = None
 
     async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request_head(reader)
         self.served += 1
+        if self.served <= self.hold:
+            # Make overlap certain, not likely: nobody is answered until everyone is waiting.
+            self._released = self._released or asyncio.Event()
+            if self.served == self.hold:
+                self._released.set()
+            await asyncio.wait_for(self._released.wait(), timeout=30)
         if self.hang_up:
             writer.close()
             return
@@ -246,7 +255,8 @@ def run_cli(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
 def test_six_overlapping_processes_lose_no_row_and_fail_none(
     site: tuple[Site, str], tmp_path: Path
 ) -> None:
-    _, target = site
+    server, target = site
+    server.hold = 6 * 20  # every process has its first 20 requests in flight before any answer
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("".join(f"{target}/{n}\n" for n in range(200)))
     db = tmp_path / "heads.db"  # not created yet: the six race to create it too
@@ -448,3 +458,38 @@ def test_the_examples_run_as_written_and_their_sql_answers(
     )
     assert (shell.returncode, shell.stderr) == (0, "")
     assert "nginx/1.27" in shell.stdout
+
+
+def test_an_interrupted_run_keeps_what_finished_and_closes_its_run(
+    site: tuple[Site, str], threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    _, target = site
+    hung = threaded_server(silent())
+    db = tmp_path / "heads.db"
+    process = run_cli(
+        "--db", str(db), "--json", "-q", f"{target}/a", f"{target}/b", f"127.0.0.1:{hung.port}"
+    )
+    assert process.stdout is not None
+    finished = [process.stdout.readline(), process.stdout.readline()]
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert err == "fetchheads: interrupted\n"
+    assert all(json.loads(line)["ok"] for line in finished)
+    connection = sqlite3.connect(db)
+    try:
+        assert connection.execute("SELECT count(*) FROM snapshots").fetchone() == (2,)
+        assert connection.execute(
+            "SELECT targets, ok, finished_at IS NOT NULL FROM runs"
+        ).fetchall() == [(2, 2, 1)]
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("command", ["history", "diff", "prune"])
+def test_every_snapshot_command_has_help_with_examples(command: str) -> None:
+    code, out, _ = fetchheads(command, "--help")
+    assert code == 0
+    assert "--db PATH" in out
+    assert "FETCHHEADS_DB" in out
+    assert f"fetchheads {command} --db" in out.rsplit("Examples:", 1)[1]

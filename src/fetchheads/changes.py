@@ -18,12 +18,11 @@ record (DESIGN.md "Outputs"):
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from fetchheads.models import Alert, Change, Headers, Result
+from fetchheads.models import Alert, Change, Headers, Result, format_timestamp
 
 DEFAULT_VOLATILE = frozenset(
     name.lower()
@@ -136,13 +135,12 @@ def snapshot_key(result: Result) -> str:
 
 
 def snapshot_of(result: Result) -> Snapshot:
-    record = result.to_record()
     head = result.head
     return Snapshot(
         key=snapshot_key(result),
         target=result.target,
         url=result.url,
-        fetched_at=record["fetched_at"],
+        fetched_at=format_timestamp(result.fetched_at),
         ok=result.ok,
         status=head.status if head else None,
         reason=head.reason if head else None,
@@ -152,9 +150,9 @@ def snapshot_of(result: Result) -> Snapshot:
         error_kind=str(result.error.kind) if result.error else None,
         error_message=result.error.message if result.error else None,
         address=result.address,
-        timing=record["timing"],
-        tls=record["tls"],
-        redirects=tuple(record["redirects"]),
+        timing=result.timing.to_record(),
+        tls=result.tls.to_record() if result.tls else None,
+        redirects=tuple(hop.to_record() for hop in result.redirects),
     )
 
 
@@ -208,7 +206,8 @@ def _header_changes(before: Headers, after: Headers, ignored: frozenset[str]) ->
     for folded in [*new, *(name for name in old if name not in new)]:
         old_name, old_values = old.get(folded, ("", []))
         new_name, new_values = new.get(folded, ("", []))
-        if collections.Counter(old_values) != collections.Counter(new_values):
+        # Equal sorted lists are equal multisets; the first test settles the usual case cheaply.
+        if old_values != new_values and sorted(old_values) != sorted(new_values):
             changes.append(Change(new_name or old_name, tuple(old_values), tuple(new_values)))
     return changes
 

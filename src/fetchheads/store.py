@@ -100,9 +100,14 @@ _INSERT = (
     "http_version, headers, error_kind, error_message, address, timing, tls, redirects) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_LATEST = (
-    f"SELECT {_COLUMNS} FROM snapshots WHERE key = ? ORDER BY fetched_at DESC, id DESC LIMIT 1"
+_PREVIOUS = (
+    "SELECT id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
+    "error_kind, error_message, NULL, '{}', NULL, '[]' "
+    "FROM snapshots WHERE key = ? ORDER BY fetched_at DESC, id DESC LIMIT 1"
 )
+"""What --changes compares, and no more: decoding every JSON column of every predecessor would
+double the cost of a --changes run."""
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 class Store:
@@ -265,7 +270,7 @@ class Store:
         with self._write():
             for snapshot in snapshots:
                 if previous:
-                    row = self._db.execute(_LATEST, (snapshot.key,)).fetchone()
+                    row = self._db.execute(_PREVIOUS, (snapshot.key,)).fetchone()
                     found.append(None if row is None else _snapshot(row))
                 self._db.execute(_INSERT, _row(run_id, snapshot))
         return found
@@ -346,7 +351,12 @@ def _check_file(path: str) -> None:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _ENCODER.encode(value)
+
+
+def _headers(text: str | None) -> tuple[tuple[str, str], ...]:
+    pairs = json.loads(text) if text is not None else []
+    return tuple((str(name), str(value)) for name, value in pairs)
 
 
 def _row(run_id: int, s: Snapshot) -> tuple[Any, ...]:
@@ -373,7 +383,6 @@ def _row(run_id: int, s: Snapshot) -> tuple[Any, ...]:
 def _snapshot(row: Sequence[Any]) -> Snapshot:
     (id_, run_id, key, target, url, fetched_at, ok, status, reason, http_version) = row[:10]
     headers, error_kind, error_message, address, timing, tls, redirects = row[10:]
-    pairs = json.loads(headers) if headers is not None else []
     return Snapshot(
         key=key,
         target=target,
@@ -383,7 +392,7 @@ def _snapshot(row: Sequence[Any]) -> Snapshot:
         status=status,
         reason=reason,
         http_version=http_version,
-        headers=tuple((str(name), str(value)) for name, value in pairs),
+        headers=_headers(headers),
         has_head=headers is not None,
         error_kind=error_kind,
         error_message=error_message,
