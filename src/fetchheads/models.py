@@ -89,10 +89,18 @@ class Timing:
     total: float | None = None
 
     def to_record(self) -> dict[str, float | None]:
+        # Spelled out, not dataclasses.asdict: this runs once per target and asdict deep-copies.
         return {
-            name: (None if value is None else round(value, 6))
-            for name, value in dataclasses.asdict(self).items()
+            "dns": _seconds(self.dns),
+            "connect": _seconds(self.connect),
+            "tls": _seconds(self.tls),
+            "ttfb": _seconds(self.ttfb),
+            "total": _seconds(self.total),
         }
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,8 +160,9 @@ def utc_now() -> dt.datetime:
 
 def format_timestamp(moment: dt.datetime) -> str:
     """``2026-11-25T19:12:17.123Z``: UTC, milliseconds, sortable as text."""
-    moment = moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: a third of the cost, and this runs once per target.
+    text = moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+    return text[:23] + "Z"  # drop "+00:00"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

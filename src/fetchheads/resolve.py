@@ -23,7 +23,7 @@ import functools
 import ipaddress
 import socket
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fetchheads.errors import DNSError, InputError
@@ -33,6 +33,9 @@ DNS_CACHE_SIZE = 4096
 MAX_RESOLVER_THREADS = 512
 """Ceiling on system-resolver threads however high ``-c`` goes: each thread is a kernel task with
 its own stack, and resolvers (nscd, systemd-resolved, a router) do not answer 10,000 at once."""
+
+CARES_RECEIVE_BUFFER = 4 * 1024 * 1024
+"""Bytes of UDP receive buffer for c-ares (the kernel caps it at net.core.rmem_max)."""
 
 Address = tuple[int, str]
 """(family, ip) — ``socket.AF_INET`` or ``socket.AF_INET6`` and the address as text."""
@@ -122,7 +125,7 @@ def order_for_happy_eyeballs(addresses: Sequence[Address]) -> list[Address]:
 
 
 class Resolver:
-    """Per-run resolution with a bounded cache. Build it inside the running loop; ``close()``."""
+    """Per-run resolution with a bounded cache. Use it inside the running loop; ``aclose()``."""
 
     def __init__(
         self,
@@ -132,6 +135,7 @@ class Resolver:
         pinned: Mapping[tuple[str, int], Sequence[Address]] | None = None,
         servers: Sequence[str] = (),
         timeout: float = 5.0,
+        getaddrinfo: Callable[..., list[Any]] = socket.getaddrinfo,
     ) -> None:
         self._family = family
         self._pinned = dict(pinned or {})
@@ -141,14 +145,15 @@ class Resolver:
         self._servers = tuple(servers)
         self._timeout = timeout
         self._cares: Any = None  # aiodns.DNSResolver, made on first use inside the loop
+        self._getaddrinfo = getaddrinfo  # the system resolver (tests pass a slow one)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         if self._pool is not None:
             # Lookups still blocked in getaddrinfo cannot be interrupted; do not wait for them.
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         if self._cares is not None:
-            self._cares.close()
+            await self._cares.close()
             self._cares = None
 
     async def resolve(self, host: str, port: int) -> list[Address]:
@@ -201,7 +206,7 @@ class Resolver:
                 self._threads, thread_name_prefix="fetchheads-dns"
             )
         call = functools.partial(
-            socket.getaddrinfo, host, None, family=self._family, type=socket.SOCK_STREAM
+            self._getaddrinfo, host, None, family=self._family, type=socket.SOCK_STREAM
         )
         try:
             infos = await loop.run_in_executor(self._pool, call)
@@ -216,7 +221,11 @@ class Resolver:
 
         if self._cares is None:
             self._cares = aiodns.DNSResolver(
-                nameservers=list(self._servers), timeout=self._timeout, tries=2
+                nameservers=list(self._servers),
+                timeout=self._timeout,
+                tries=2,
+                # Replies to -c queries at once must not overflow the default ~200 KiB buffer.
+                socket_receive_buffer_size=CARES_RECEIVE_BUFFER,
             )
         try:
             result = await self._cares.getaddrinfo(

@@ -247,3 +247,30 @@ class ThreadedServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
             self._loop.close()
+
+
+class Blackhole:
+    """A loopback address and port where a TCP connect hangs, as to a host that drops SYNs.
+
+    A listener with a backlog of 0 that never accepts: once its queue is full the kernel drops
+    further SYNs, so a connect neither succeeds nor fails until the client gives up. Binds
+    ``host`` (127.0.0.2 by default, so a real server can use the same port on 127.0.0.1).
+    """
+
+    def __init__(self, host: str = "127.0.0.2", port: int = 0) -> None:
+        self._listener = socket.socket()
+        self._listener.bind((host, port))
+        self._listener.listen(0)
+        self.host = host
+        self.port = int(self._listener.getsockname()[1])
+        self._fillers: list[socket.socket] = []
+        for _ in range(3):  # fill the accept queue (backlog 0 still queues one or two)
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((host, self.port))
+            self._fillers.append(filler)
+
+    def close(self) -> None:
+        for sock in (*self._fillers, self._listener):
+            sock.close()

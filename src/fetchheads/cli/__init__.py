@@ -505,7 +505,7 @@ def execute(
             if bar is not None:
                 bar.stop()
             await session.drain()  # every result is recorded, even after Ctrl-C
-            resolver.close()
+            await resolver.aclose()
 
     try:
         session.start(_run_options(config, session.options))

@@ -29,4 +29,6 @@ def terminal_safe(text: str) -> str:
 def json_safe(encoded: str) -> str:
     """Escape, inside encoded JSON, what ``json.dumps`` leaves raw but a terminal would obey
     (DEL, C1, bidi controls, line separators). The JSON still decodes to the exact text."""
+    if encoded.isascii() and "\x7f" not in encoded:
+        return encoded  # the common case, checked in C: nothing to escape
     return encoded.translate(_JSON_TABLE)

@@ -1,0 +1,282 @@
+"""Resolution: --dns-servers through c-ares against a loopback DNS server, the system resolver's
+thread pool, the per-run cache, --resolve, -4/-6 and happy eyeballs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from fetchheads import resolve as resolve_module
+from fetchheads.cli import cli
+from fetchheads.config import Config
+from fetchheads.errors import DNSError, InputError
+from fetchheads.fetch import FetchContext, fetch_one, make_ssl_context
+from fetchheads.resolve import Resolver, order_for_happy_eyeballs, parse_dns_server, parse_resolve
+from fetchheads.targets import parse_target
+from tests.support.dns import DNSServer, ThreadedDNSServer
+from tests.support.servers import Blackhole, LoopbackServer, ThreadedServer, reply
+
+HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\n\r\n"
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DNSServer]:
+    """A DNS server on loopback answering every name under ``test.`` with 127.0.0.1."""
+    threaded = ThreadedDNSServer(DNSServer("test.", delay=0.05)).start()
+    try:
+        yield threaded.server
+    finally:
+        threaded.stop()
+
+
+def run_json(*args: str) -> tuple[int, list[dict[str, Any]]]:
+    result = CliRunner().invoke(cli, ["--json", "-t", "5", *args])
+    return result.exit_code, [json.loads(line) for line in result.output.splitlines()]
+
+
+# --- --dns-servers (c-ares) -------------------------------------------------------------------
+
+
+def test_dns_servers_resolve_names_and_each_name_is_asked_once(
+    dns_server: DNSServer, threaded_server: Callable[..., ThreadedServer]
+) -> None:
+    server = threaded_server(reply(HEAD))
+    names = [f"host{i}.bench.test" for i in range(20)]
+    targets = [f"http://{name}:{server.port}/page{j}" for name in names for j in range(3)]
+    code, records = run_json("--dns-servers", dns_server.address, "-c", "30", *targets)
+    assert code == 0, records
+    assert len(records) == 60
+    assert all(r["ok"] and r["address"] == "127.0.0.1" for r in records)
+    assert all(r["timing"]["dns"] is not None for r in records)
+    # Three URLs per host, one lookup per host (A, and AAAA for a dual-stack answer).
+    assert {dns_server.queries[(name, "A")] for name in names} == {1}
+    # The Host header is the name, not the address.
+    assert any(b"Host: host0.bench.test:" in request for request in server.requests)
+
+
+def test_a_name_the_dns_server_does_not_know_is_kind_dns(dns_server: DNSServer) -> None:
+    code, records = run_json("--dns-servers", dns_server.address, "http://nowhere.invalid/")
+    assert code == 1
+    assert records[0]["error"]["kind"] == "dns"
+    assert records[0]["error"]["message"].startswith("cannot resolve nowhere.invalid")
+
+
+def test_dns_servers_with_ipv6_only_asks_for_aaaa(dns_server: DNSServer) -> None:
+    code, records = run_json("-6", "--dns-servers", dns_server.address, "http://only4.test/")
+    assert code == 1
+    assert records[0]["error"]["kind"] == "dns"
+    assert dns_server.queries[("only4.test", "A")] == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("9.9.9.9", "9.9.9.9"),
+        ("127.0.0.1:5353", "127.0.0.1:5353"),
+        ("[::1]:5353", "[::1]:5353"),
+        ("::1", "::1"),
+    ],
+)
+def test_dns_server_forms(text: str, expected: str) -> None:
+    assert parse_dns_server(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["dns.google", "1.2.3.4:99999", "[::1]x", ","])
+def test_a_bad_dns_server_is_a_usage_error(bad: str) -> None:
+    result = CliRunner().invoke(cli, ["--dns-servers", bad, "127.0.0.1"])
+    assert result.exit_code == 2
+    assert "--dns-servers" in result.output
+
+
+# --- the system resolver ----------------------------------------------------------------------
+
+
+async def test_system_lookups_run_as_concurrently_as_the_targets() -> None:
+    """asyncio's default executor runs 6 lookups at a time here (4 in uvloop): 40 lookups that
+    each wait for all the others could never finish there. The resolver's pool fits -c."""
+    barrier = threading.Barrier(40, timeout=5)
+
+    def slow_getaddrinfo(host: str, port: object, **kwargs: Any) -> list[Any]:
+        barrier.wait()  # returns only when all 40 lookups are in progress at once
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+
+    resolver = Resolver(concurrency=40, getaddrinfo=slow_getaddrinfo)
+    try:
+        results = await asyncio.gather(*(resolver.resolve(f"h{i}.example", 80) for i in range(40)))
+    finally:
+        await resolver.aclose()
+    assert results == [[(socket.AF_INET, "127.0.0.1")]] * 40
+
+
+async def test_many_urls_on_one_host_cost_one_lookup() -> None:
+    calls: list[str] = []
+
+    def counting_getaddrinfo(host: str, port: object, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+
+    resolver = Resolver(getaddrinfo=counting_getaddrinfo)
+    try:
+        await asyncio.gather(*(resolver.resolve("same.example", 80 + i % 2) for i in range(50)))
+        await resolver.resolve("same.example", 443)
+    finally:
+        await resolver.aclose()
+    assert calls == ["same.example"]
+
+
+async def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resolve_module, "DNS_CACHE_SIZE", 3)
+    calls: list[str] = []
+
+    def counting_getaddrinfo(host: str, port: object, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+
+    resolver = Resolver(getaddrinfo=counting_getaddrinfo)
+    try:
+        for name in ["a.example", "b.example", "c.example", "d.example", "a.example"]:
+            await resolver.resolve(name, 80)
+    finally:
+        await resolver.aclose()
+    assert calls == ["a.example", "b.example", "c.example", "d.example", "a.example"]
+
+
+async def test_a_failed_lookup_is_remembered_for_the_run() -> None:
+    calls: list[str] = []
+
+    def failing_getaddrinfo(host: str, port: object, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    resolver = Resolver(getaddrinfo=failing_getaddrinfo)
+    try:
+        for _ in range(3):
+            with pytest.raises(DNSError, match=r"cannot resolve gone\.example: Name or service"):
+                await resolver.resolve("gone.example", 80)
+    finally:
+        await resolver.aclose()
+    assert calls == ["gone.example"]
+
+
+# --- --resolve, -4/-6 -------------------------------------------------------------------------
+
+
+def test_resolve_pins_an_address_and_keeps_the_name_in_the_host_header(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    server = threaded_server(reply(HEAD))
+    pin = f"pinned.example:{server.port}:127.0.0.1"
+    code, records = run_json("--resolve", pin, f"http://pinned.example:{server.port}/")
+    assert code == 0, records
+    assert records[0]["address"] == "127.0.0.1"
+    assert f"Host: pinned.example:{server.port}\r\n".encode() in server.requests[0]
+
+
+def test_resolve_is_per_port_as_in_curl(threaded_server: Callable[..., ThreadedServer]) -> None:
+    server = threaded_server(reply(HEAD))
+    pin = f"pinned.invalid:{server.port + 1}:127.0.0.1"
+    code, records = run_json("--resolve", pin, f"http://pinned.invalid:{server.port}/")
+    assert code == 1
+    assert records[0]["error"]["kind"] == "dns"  # the pin is for another port
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Example.COM.:443:127.0.0.1", (("example.com", 443), ((socket.AF_INET, "127.0.0.1"),))),
+        (
+            "h:80:[::1],127.0.0.2",
+            (("h", 80), ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.2"))),
+        ),
+    ],
+)
+def test_resolve_forms(text: str, expected: object) -> None:
+    assert parse_resolve(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("example.com:443", "expected HOST:PORT:ADDR"),
+        ("example.com:http:1.2.3.4", "invalid port"),
+        ("example.com:443:localhost", "is not an IP address"),
+    ],
+)
+def test_a_bad_resolve_is_a_usage_error(bad: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_resolve(bad)
+    result = CliRunner().invoke(cli, ["--resolve", bad, "127.0.0.1"])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_ipv4_only_refuses_an_ipv6_literal() -> None:
+    code, records = run_json("-4", "http://[::1]:9/")
+    assert code == 1
+    assert records[0]["error"] == {"kind": "dns", "message": "::1 has no IPv4 address"}
+
+
+def test_ipv6_only_skips_the_ipv4_addresses_of_a_name(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    server = threaded_server(reply(HEAD))
+    pin = f"dual.example:{server.port}:127.0.0.1,::1"
+    code, records = run_json("-6", "--resolve", pin, f"http://dual.example:{server.port}/")
+    assert code == 1  # the server listens on 127.0.0.1 only, and -6 may not use it
+    assert records[0]["error"]["kind"] == "connect"
+    assert records[0]["address"] == "::1"
+
+
+# --- happy eyeballs ---------------------------------------------------------------------------
+
+
+def test_happy_eyeballs_interleaves_the_families() -> None:
+    v4 = [(socket.AF_INET, f"192.0.2.{i}") for i in range(3)]
+    v6 = [(socket.AF_INET6, f"2001:db8::{i}") for i in range(2)]
+    assert order_for_happy_eyeballs([*v6, *v4]) == [v6[0], v4[0], v6[1], v4[1], v4[2]]
+
+
+async def test_an_address_that_hangs_does_not_hold_up_the_next_one() -> None:
+    """The first address drops SYNs; the second answers. Tried one after the other, the target
+    would time out; with happy eyeballs the second starts after 250 ms and wins."""
+    async with LoopbackServer(reply(HEAD)) as server:
+        hole = Blackhole("127.0.0.2", server.port)
+        try:
+            config = Config(timeout=3)
+            pinned = {
+                ("multi.example", server.port): [
+                    (socket.AF_INET, "127.0.0.2"),
+                    (socket.AF_INET, "127.0.0.1"),
+                ]
+            }
+            resolver = Resolver(pinned=pinned)
+            ctx = FetchContext(
+                config=config, ssl_context=make_ssl_context(config), resolver=resolver
+            )
+            target = parse_target(f"http://multi.example:{server.port}/")
+            result = await fetch_one(target, ctx)
+            await resolver.aclose()
+        finally:
+            hole.close()
+    assert result.ok, result.error
+    assert result.address == "127.0.0.1"
+
+
+async def test_when_every_address_fails_the_error_names_the_last_one() -> None:
+    # Port 9 (discard) is closed on loopback addresses: both connects are refused at once.
+    pinned = {("gone.example", 9): [(socket.AF_INET, "127.0.0.4"), (socket.AF_INET, "127.0.0.5")]}
+    resolver = Resolver(pinned=pinned)
+    config = Config(timeout=3)
+    ctx = FetchContext(config=config, ssl_context=make_ssl_context(config), resolver=resolver)
+    result = await fetch_one(parse_target("gone.example:9"), ctx)
+    await resolver.aclose()
+    assert result.error is not None
+    assert result.error.kind == "connect"
+    assert result.error.message == "127.0.0.5:9: connection refused"

@@ -1,0 +1,263 @@
+"""The runner and the politeness options: --rate, --retries, --shard, and memory that stays flat
+however long the list (the input-order window)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from click.testing import CliRunner
+
+from fetchheads.cli import cli
+from fetchheads.config import Config
+from fetchheads.errors import ErrorKind
+from fetchheads.fetch import fetch_one, retry_delay
+from fetchheads.models import Result, Target
+from fetchheads.runner import Item, Pacer, in_shard, run
+from fetchheads.targets import parse_target
+from tests.conftest import make_context
+from tests.support.servers import (
+    Handler,
+    LoopbackServer,
+    ThreadedServer,
+    reply,
+    reset,
+    silent,
+)
+
+HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\n\r\n"
+
+# --- --rate ----------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 9))
+
+
+async def test_rate_spaces_connections_evenly_instead_of_in_bursts() -> None:
+    clock = FakeClock()
+    pace = Pacer(10, clock=clock, sleep=clock.sleep)
+    for _ in range(5):  # five connections wanted at the same instant
+        await pace()
+    # The first goes at once, each next one 0.1 s after the previous: 0, 0.1, 0.2, 0.3, 0.4.
+    assert clock.sleeps == [0.1, 0.2, 0.3, 0.4]
+
+
+async def test_rate_does_not_bank_idle_time_for_a_burst_later() -> None:
+    clock = FakeClock()
+    pace = Pacer(10, clock=clock, sleep=clock.sleep)
+    await pace()
+    clock.now = 60.0  # a minute with nothing to do
+    await pace()
+    await pace()
+    await pace()
+    assert clock.sleeps == [0.1, 0.2]  # still 10/s, not a burst of 600
+
+
+def test_rate_must_be_positive() -> None:
+    result = CliRunner().invoke(cli, ["--rate", "0", "127.0.0.1"])
+    assert result.exit_code == 2
+    assert "must be greater than 0" in result.output
+
+
+# --- --retries -------------------------------------------------------------------------------------
+
+
+def fail_first(times: int, failure: Handler, then: Handler) -> tuple[Handler, list[int]]:
+    """A handler that behaves as ``failure`` for the first ``times`` connections, then ``then``."""
+    seen = [0]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen[0] += 1
+        await (failure if seen[0] <= times else then)(reader, writer)
+
+    return handler, seen
+
+
+async def test_a_connection_reset_is_retried_and_the_retry_answers() -> None:
+    handler, seen = fail_first(1, reset(), reply(HEAD))
+    async with LoopbackServer(handler) as server:
+        target = parse_target(f"127.0.0.1:{server.port}")
+        result = await fetch_one(target, make_context(Config(timeout=5, retries=1)))
+    assert result.ok, result.error
+    assert seen[0] == 2
+
+
+async def test_without_retries_the_reset_is_the_result() -> None:
+    handler, seen = fail_first(1, reset(), reply(HEAD))
+    async with LoopbackServer(handler) as server:
+        target = parse_target(f"127.0.0.1:{server.port}")
+        result = await fetch_one(target, make_context(Config(timeout=5)))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.CONNECT
+    assert seen[0] == 1
+
+
+async def test_a_timeout_is_retried_with_a_fresh_deadline() -> None:
+    handler, seen = fail_first(1, silent(), reply(HEAD))
+    async with LoopbackServer(handler) as server:
+        target = parse_target(f"127.0.0.1:{server.port}")
+        result = await fetch_one(target, make_context(Config(timeout=0.3, retries=1)))
+    assert result.ok, result.error
+    assert seen[0] == 2
+
+
+async def test_an_answer_is_never_retried_even_a_broken_one() -> None:
+    handler, seen = fail_first(1, reply(b"SSH-2.0-OpenSSH_9.6\r\n"), reply(HEAD))
+    async with LoopbackServer(handler) as server:
+        target = parse_target(f"127.0.0.1:{server.port}")
+        result = await fetch_one(target, make_context(Config(timeout=5, retries=3)))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.PROTOCOL
+    assert seen[0] == 1
+
+
+async def test_an_http_error_status_is_an_answer_and_not_retried() -> None:
+    handler, seen = fail_first(1, reply(b"HTTP/1.1 503 Busy\r\n\r\n"), reply(HEAD))
+    async with LoopbackServer(handler) as server:
+        target = parse_target(f"127.0.0.1:{server.port}")
+        result = await fetch_one(target, make_context(Config(timeout=5, retries=3)))
+    assert result.head is not None
+    assert result.head.status == 503
+    assert seen[0] == 1
+
+
+def test_retry_backoff_grows_and_is_jittered() -> None:
+    first = [retry_delay(0) for _ in range(200)]
+    third = [retry_delay(2) for _ in range(200)]
+    assert all(0.1 <= d <= 0.2 for d in first)
+    assert all(0.4 <= d <= 0.8 for d in third)
+    assert len(set(first)) > 100  # jitter: targets failing together do not retry together
+    assert max(retry_delay(30) for _ in range(50)) <= 5.0
+
+
+# --- --shard ---------------------------------------------------------------------------------------
+
+
+def test_shards_are_disjoint_and_together_are_the_whole_list() -> None:
+    items: list[Item] = [parse_target(f"host{i}.example:{8000 + i % 7}/p{i}") for i in range(3000)]
+    for shards in (1, 2, 3, 8):
+        owners = [[k for k in range(1, shards + 1) if in_shard(item, k, shards)] for item in items]
+        assert all(len(owner) == 1 for owner in owners)  # each target in exactly one shard
+        sizes = [sum(owner == [k] for owner in owners) for k in range(1, shards + 1)]
+        assert min(sizes) > len(items) / shards * 0.8  # and the shards are even
+
+
+def test_a_target_lands_in_the_same_shard_however_it_is_spelled() -> None:
+    spellings = ["Example.COM", "http://example.com/", "example.com:80", "HTTP://example.com.:80/"]
+    for shards in (2, 5, 16):
+        homes = {
+            next(k for k in range(1, shards + 1) if in_shard(parse_target(text), k, shards))
+            for text in spellings
+        }
+        assert len(homes) == 1
+
+
+def test_shards_do_not_depend_on_a_seed_or_the_python_version() -> None:
+    # Pinned: machines running different versions must agree, so the hash may never change. It is
+    # blake2b-64 of the normalised URL, big-endian, modulo N, plus one:
+    digest = hashlib.blake2b(b"https://www.example.com/", digest_size=8).digest()
+    assert int.from_bytes(digest, "big") % 7 + 1 == 3
+    target = parse_target("HTTPS://WWW.example.com:443")
+    assert [k for k in range(1, 8) if in_shard(target, k, 7)] == [3]
+
+
+def test_cli_shards_concatenate_to_the_unsharded_run(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    server = threaded_server(reply(HEAD))
+    targets = [f"http://127.0.0.1:{server.port}/item{i}" for i in range(40)] + ["bad host"]
+
+    def urls(*extra: str) -> list[str]:
+        result = CliRunner().invoke(cli, ["--json", *extra, *targets])
+        assert result.exit_code in (0, 1), result.output
+        return [json.loads(line)["target"] for line in result.output.splitlines()]
+
+    whole = urls()
+    parts = [urls("--shard", f"{k}/3") for k in (1, 2, 3)]
+    assert sorted(whole) == sorted(url for part in parts for url in part)
+    assert all(parts)  # each machine got some of the work
+
+
+@pytest.mark.parametrize("bad", ["0/3", "4/3", "1", "a/b", "1/0"])
+def test_a_bad_shard_is_a_usage_error(bad: str) -> None:
+    result = CliRunner().invoke(cli, ["--shard", bad, "127.0.0.1"])
+    assert result.exit_code == 2
+    assert "--shard" in result.output
+
+
+# --- bounded memory --------------------------------------------------------------------------------
+
+
+async def test_input_order_reads_a_bounded_window_ahead_of_a_slow_target() -> None:
+    """One slow target at the front must not make the runner read (and hold) the whole list."""
+    read = 0
+    release = asyncio.Event()
+    emitted: list[str] = []
+
+    async def items() -> AsyncIterator[Item]:
+        nonlocal read
+        for i in range(100_000):
+            read += 1
+            yield Target(text=f"t{i}", scheme="http", host="127.0.0.1", port=80)
+
+    async def fetch(target: Target) -> Result:
+        if target.text == "t0":
+            await release.wait()
+        return Result(target=target.text, url=target.url)
+
+    runner = asyncio.create_task(
+        run(items(), fetch, lambda r: emitted.append(r.target), concurrency=10, ordered=True)
+    )
+    previous = -1
+    while read != previous:  # until the producer is blocked on the window
+        previous = read
+        for _ in range(50):
+            await asyncio.sleep(0)
+    assert read <= 10 * 6 + 1  # the window (4x) plus the queue (2x) and the slow one
+    assert emitted == []  # nothing may overtake t0
+    release.set()
+    await runner
+    assert read == 100_000
+    assert emitted[:3] == ["t0", "t1", "t2"]
+    assert emitted == [f"t{i}" for i in range(100_000)]
+
+
+async def test_completion_order_reads_a_bounded_window_too() -> None:
+    read = 0
+    release = asyncio.Event()
+
+    async def items() -> AsyncIterator[Item]:
+        nonlocal read
+        for i in range(10_000):
+            read += 1
+            yield Target(text=f"t{i}", scheme="http", host="127.0.0.1", port=80)
+
+    async def fetch(target: Target) -> Result:
+        await release.wait()
+        return Result(target=target.text, url=target.url)
+
+    count = 0
+
+    def emit(result: Result) -> None:
+        nonlocal count
+        count += 1
+
+    runner = asyncio.create_task(run(items(), fetch, emit, concurrency=10))
+    for _ in range(500):
+        await asyncio.sleep(0)
+    assert read <= 10 * 3 + 1  # the workers and the queue, not the list
+    release.set()
+    await runner
+    assert count == 10_000
