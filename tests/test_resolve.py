@@ -98,6 +98,16 @@ def test_a_bad_dns_server_is_a_usage_error(bad: str) -> None:
 # --- the system resolver ----------------------------------------------------------------------
 
 
+def counting(calls: list[str]) -> Callable[..., list[Any]]:
+    """A system ``getaddrinfo`` that answers 127.0.0.1 and notes each name it was asked."""
+
+    def getaddrinfo(host: str, port: object, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+
+    return getaddrinfo
+
+
 async def test_system_lookups_run_as_concurrently_as_the_targets() -> None:
     """asyncio's default executor runs 6 lookups at a time here (4 in uvloop): 40 lookups that
     each wait for all the others could never finish there. The resolver's pool fits -c."""
@@ -117,11 +127,7 @@ async def test_system_lookups_run_as_concurrently_as_the_targets() -> None:
 
 async def test_many_urls_on_one_host_cost_one_lookup() -> None:
     calls: list[str] = []
-
-    def counting_getaddrinfo(host: str, port: object, **kwargs: Any) -> list[Any]:
-        calls.append(host)
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
-
+    counting_getaddrinfo = counting(calls)
     resolver = Resolver(getaddrinfo=counting_getaddrinfo)
     try:
         await asyncio.gather(*(resolver.resolve("same.example", 80 + i % 2) for i in range(50)))
@@ -134,11 +140,7 @@ async def test_many_urls_on_one_host_cost_one_lookup() -> None:
 async def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(resolve_module, "DNS_CACHE_SIZE", 3)
     calls: list[str] = []
-
-    def counting_getaddrinfo(host: str, port: object, **kwargs: Any) -> list[Any]:
-        calls.append(host)
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
-
+    counting_getaddrinfo = counting(calls)
     resolver = Resolver(getaddrinfo=counting_getaddrinfo)
     try:
         for name in ["a.example", "b.example", "c.example", "d.example", "a.example"]:
