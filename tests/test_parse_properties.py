@@ -148,3 +148,41 @@ def test_valid_heads_parse_as_h11_parses_them(data: bytes, body: bytes) -> None:
     head = parse_chunks([data + body])
     assert isinstance(head, ResponseHead), head
     assert _ours(head) == h11_head(data)
+
+
+@st.composite
+def responses_with_interim_heads(draw: st.DrawFn) -> tuple[bytes, bytes, int]:
+    """(all bytes, the final head alone, number of interim heads): empty lines first, 1xx heads
+    (one followed by an empty line, as aiohttp sends), then a valid final head."""
+    final = draw(valid_heads())
+    interim = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    b"HTTP/1.1 100 Continue\r\n\r\n",
+                    b"HTTP/1.1 102\n\n",
+                    b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n",
+                    b"HTTP/1.1 103 Early Hints\r\nLink: </a.js>\r\n\r\n\r\n",  # extra CRLF
+                ]
+            ),
+            max_size=3,
+        )
+    )
+    data = draw(st.sampled_from([b"", b"\r\n", b"\n\r\n"])) + b"".join(interim)
+    return data + final, final, len(interim)
+
+
+@given(
+    responses_with_interim_heads(), st.lists(st.integers(min_value=0, max_value=1500), max_size=12)
+)
+def test_interim_heads_and_empty_lines_split_anywhere(
+    response: tuple[bytes, bytes, int], points: list[int]
+) -> None:
+    data, final, interim_count = response
+    whole = parse_chunks([data])
+    assert isinstance(whole, ResponseHead), whole
+    assert len(whole.interim) == interim_count
+    alone = parse_chunks([final])
+    assert isinstance(alone, ResponseHead)
+    assert _ours(whole) == _ours(alone)
+    assert parse_chunks(_cuts(data, points)) == whole

@@ -7,10 +7,12 @@ output are rich's own SGR styles; everything else the server sent must appear as
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -26,7 +28,7 @@ from fetchheads.render.jsonl import format_jsonl
 from fetchheads.render.plain import format_plain
 from fetchheads.render.pretty import render_result
 from fetchheads.render.safe import terminal_safe
-from tests.support.servers import ThreadedServer, reply
+from tests.support.servers import ThreadedServer, read_request_head, reply
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 """rich's own styles: Select Graphic Rendition, nothing else."""
@@ -214,3 +216,34 @@ def test_cli_output_carries_no_escape_from_the_server(
         assert "café" in visible
     if output_format == "pretty":
         assert "\x1b[" in output, "FORCE_COLOR did not make rich style its output"
+
+
+def test_snapshots_history_diff_and_changes_show_server_text_escaped(
+    threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    """Server text stored in the database is as hostile on its way back out."""
+    answers = iter([b"\x1b]52;c;AAAA\x07one", b"\x1b[2J\xc2\x9b\xe2\x80\xaetwo"])
+
+    async def changing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(b"HTTP/1.1 200 \x1b[5mOK\r\nX-Evil: " + next(answers) + b"\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = threaded_server(changing)
+    target = f"127.0.0.1:{server.port}"
+    db = str(tmp_path / "heads.db")
+    runner = CliRunner()
+    outputs = []
+    for _ in range(2):
+        fetched = runner.invoke(cli, ["--format", "plain", "--db", db, "--changes", target])
+        assert fetched.exit_code == 0, fetched.output
+        outputs.append(fetched.output)
+    for command in (["history", "--db", db, target], ["diff", "--db", db, target]):
+        shown = runner.invoke(cli, command)
+        assert shown.exit_code == 0, shown.output
+        outputs.append(shown.output)
+    for output in outputs:
+        assert_terminal_safe(output)
+    assert "\\x1b]52;c;AAAA\\x07one" in outputs[2]  # history shows the change, escaped
+    assert "\\x1b[2J\\x9b\\u202etwo" in outputs[3]  # and so does diff
