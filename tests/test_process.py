@@ -301,3 +301,32 @@ def test_fit_concurrency() -> None:
     assert warning is not None
     assert "lowered from 5000 to 960" in warning
     assert fit_concurrency(10, 10)[0] == 1
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_run_while_stdin_is_open_and_idle(
+    threaded_server: StartServer, signum: int, status: int
+) -> None:
+    """Targets typed at a terminal, or a producer that is alive but quiet: the input thread is
+    blocked in a read that will not return, and must not keep the process from ending."""
+    server = threaded_server(reply(HEAD))
+    process = spawn("--json", stdin=subprocess.PIPE)
+    assert process.stdin is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdin.write(f"127.0.0.1:{server.port}\n".encode())
+    process.stdin.flush()  # and stdin stays open: nothing more comes, no EOF either
+    first = process.stdout.readline()
+    process.send_signal(signum)
+    try:
+        process.wait(timeout=10)  # not communicate(): that would close stdin and end the read
+    finally:
+        process.kill()
+        process.stdin.close()
+    stderr = process.stderr.read()
+    process.stdout.close()
+    process.stderr.close()
+    assert process.returncode == status
+    assert json.loads(first)["ok"] is True
+    assert b"Traceback" not in stderr
+    assert b"Fatal Python error" not in stderr

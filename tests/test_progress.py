@@ -138,3 +138,20 @@ def test_plain_and_jsonl_show_no_line_unless_forced(
     _, err, _ = run_cli(["--json", "-c", "1", *[f"127.0.0.1:{server.port}"] * 3])
     assert "done" not in err
     assert err.startswith("3 targets, 3 ok")
+
+
+def test_no_line_while_targets_are_typed_at_the_terminal(
+    threaded_server: Callable[..., ThreadedServer], no_delay: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Everything is a terminal, and stdin is read (-i -): the line would be drawn over the typing.
+    monkeypatch.setattr(fetchheads.cli, "_isatty", lambda stream: stream is not None)
+    server = threaded_server(reply(HEAD, delay=0.1))
+    result = CliRunner().invoke(
+        cli, ["-i", "-", "-c", "1"], input=f"127.0.0.1:{server.port}\n" * 3, catch_exceptions=False
+    )
+    assert "done" not in result.stderr
+    assert result.stderr.startswith("3 targets, 3 ok")
+    forced = CliRunner().invoke(
+        cli, ["--progress", "-i", "-", "-c", "1"], input=f"127.0.0.1:{server.port}\n" * 3
+    )
+    assert "/3 done" in forced.stderr  # --progress still means it

@@ -12,12 +12,16 @@ Also here: ``in_shard`` (``--shard K/N``) and ``Pacer`` (``--rate``).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import dataclasses
+import functools
 import hashlib
-import io
+import os
+import queue
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
@@ -54,22 +58,22 @@ def to_item(
 
 
 async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncIterator[Item]:
-    """Every target of every source, in order, streamed: files are read in chunks on one thread."""
-    loop = asyncio.get_running_loop()
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fetchheads-input") as pool:
+    """Every target of every source, in order, streamed: files are read in chunks on a thread."""
+    reader = InputThread()
+    try:
         for source in sources:
             if source.path is None:
                 for text in source.args:
                     yield to_item(text, default_scheme)
                 continue
             name = "stdin" if source.path == STDIN else source.path
-            stream = _open_input(source.path)
+            read, close = _open_input(source.path)
             try:
                 splitter = LineSplitter()
                 while True:
-                    # read1: whatever is available now (at most one read), so a slow producer
-                    # upstream of a pipe still sees each of its targets fetched at once.
-                    chunk = await loop.run_in_executor(pool, stream.read1, READ_SIZE)
+                    # Whatever is available now (at most one read), so a slow producer upstream
+                    # of a pipe, or a person typing, sees each target fetched at once.
+                    chunk = await reader.call(read)
                     for number, line in splitter.feed(chunk):
                         where = f"{name}:{number}"
                         if isinstance(line, OverlongLine):
@@ -83,8 +87,75 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                     if not chunk:
                         break
             finally:
-                if stream is not sys.stdin.buffer:
-                    stream.close()
+                reader.after_reads(close)
+    finally:
+        reader.close()
+
+
+class InputThread:
+    """One daemon thread for the blocking reads of input files and stdin.
+
+    Not a ``ThreadPoolExecutor``: leaving its ``with`` block, and the interpreter's exit, both wait
+    for a read in progress, and a read of a terminal, or of a pipe whose writer is alive but quiet,
+    may never return: Ctrl-C or SIGTERM would then hang until the user pressed Ctrl-D. A daemon
+    thread is left behind at exit instead. Reads go to the file descriptor (``os.read``), not to a
+    buffered file object, so the abandoned thread holds no lock that interpreter shutdown needs.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def call(self, read: Callable[[], bytes]) -> bytes:
+        """``read()`` on the thread; cancelling the caller does not wait for it to return."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+
+        def job() -> None:
+            try:
+                data = read()
+            except (OSError, ValueError) as exc:  # a read error, or a file closed under it
+                _hand_over(loop, future.set_exception, future, exc)
+            else:
+                _hand_over(loop, future.set_result, future, data)
+
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._serve, name="fetchheads-input", daemon=True
+            )
+            self._thread.start()
+        self._jobs.put(job)
+        return await future
+
+    def after_reads(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (closing a file) once the read in progress is over: never under it."""
+        if self._thread is None:
+            action()
+        else:
+            self._jobs.put(action)
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def close(self) -> None:
+        """The thread ends after the read in progress, if any; nobody waits for it."""
+        self._jobs.put(None)
+
+
+def _hand_over(
+    loop: asyncio.AbstractEventLoop,
+    setter: Callable[[Any], None],
+    future: asyncio.Future[bytes],
+    value: object,
+) -> None:
+    def settle() -> None:
+        if not future.done():  # the caller may have been cancelled meanwhile
+            setter(value)
+
+    # The loop is closed when the run ended while this read was blocked: nobody is waiting.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle)
 
 
 def in_shard(item: Item, shard: int, shards: int) -> bool:
@@ -135,13 +206,23 @@ class Pacer:
             await self._sleep(slot - now)
 
 
-def _open_input(path: str) -> io.BufferedReader:
+def _open_input(path: str) -> tuple[Callable[[], bytes], Callable[[], None]]:
+    """``(read, close)`` for a path, ``-`` being stdin; ``read()`` returns at most one read."""
     if path == STDIN:
         stream = sys.stdin.buffer
-        if isinstance(stream, io.BufferedReader):
-            return stream
-        return io.BufferedReader(stream)  # type: ignore[arg-type]  # CliRunner's BytesIO
-    return open(path, "rb")  # closed by read_sources
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # no descriptor: CliRunner's BytesIO
+            return functools.partial(_read_some, stream), lambda: None
+        return functools.partial(os.read, fd, READ_SIZE), lambda: None
+    # Unbuffered: every read is one os.read. Closed through the returned ``close``.
+    raw = open(path, "rb", buffering=0)  # noqa: SIM115
+    return functools.partial(raw.read, READ_SIZE), raw.close
+
+
+def _read_some(stream: Any) -> bytes:
+    read1 = getattr(stream, "read1", None)
+    return bytes(read1(READ_SIZE) if read1 is not None else stream.read(READ_SIZE))
 
 
 async def run(

@@ -361,7 +361,9 @@ def fetch_command(
         chosen = "pretty" if _isatty(sys.stdout) else "plain"
     show_progress = (not quiet) and (_isatty(sys.stderr) if progress is None else progress)
     # The bar belongs to the terminal view; under plain or jsonl only --progress asks for it.
-    show_bar = show_progress and (chosen == "pretty" or progress is True)
+    # Not while someone types targets at the terminal: it would be drawn over their typing.
+    typing = _isatty(sys.stdin) and any(source.path == STDIN for source in sources)
+    show_bar = show_progress and (progress is True or (chosen == "pretty" and not typing))
     try:
         ssl_context = make_ssl_context(config)
     except (ssl.SSLError, OSError) as exc:
