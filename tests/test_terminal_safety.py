@@ -247,3 +247,14 @@ def test_snapshots_history_diff_and_changes_show_server_text_escaped(
         assert_terminal_safe(output)
     assert "\\x1b]52;c;AAAA\\x07one" in outputs[2]  # history shows the change, escaped
     assert "\\x1b[2J\\x9b\\u202etwo" in outputs[3]  # and so does diff
+
+
+@pytest.mark.parametrize("value", ["a\x7fb", "a\x1bb", "plain", "caf\u00e9\u0085"])
+def test_jsonl_escapes_on_the_ascii_fast_path_too(value: str) -> None:
+    """DEL is ASCII and json.dumps leaves it raw: the all-ASCII shortcut must still escape it."""
+    result = Result(
+        target="t", url="http://t/", head=ResponseHead("HTTP/1.1", 200, "OK", (("X", value),))
+    )
+    line = format_jsonl(result)
+    assert_terminal_safe(line)
+    assert json.loads(line)["headers"] == [["X", value]]
