@@ -15,6 +15,26 @@ from fetchheads.fetch import FetchContext, make_ssl_context
 from fetchheads.resolve import Resolver
 from tests.support.nginx import Nginx
 from tests.support.servers import Handler, ThreadedServer
+from tests.support.tinyproxy import Tinyproxy
+
+PROXY_VARIABLES = (
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests talk to loopback servers directly unless they set a proxy themselves: a developer's
+    or CI's proxy variables must not route them elsewhere."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -88,3 +108,13 @@ def nginx(
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def tinyproxy(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Iterator[Tinyproxy]:
+    """A real HTTP proxy on loopback that may tunnel (CONNECT) to nginx's TLS port only."""
+    proxy = Tinyproxy(tmp_path_factory.mktemp("tinyproxy"), connect_ports=[nginx.tls_port]).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

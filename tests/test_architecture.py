@@ -26,6 +26,7 @@ PURE = (
     "fetchheads.changes",
     "fetchheads.proxy",
     "fetchheads.connect_to",
+    "fetchheads.redirects",
     "fetchheads.render.plain",
     "fetchheads.render.jsonl",
     "fetchheads.render.safe",

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from fetchheads.errors import InputError
+from fetchheads.cli import cli
+from fetchheads.config import Config
+from fetchheads.errors import ErrorKind, InputError
+from fetchheads.fetch import fetch_one
+from fetchheads.models import ErrorInfo, Result
 from fetchheads.proxy import Proxy, bypasses_proxy, parse_proxy, proxy_rules
+from fetchheads.request import connect_request, proxied_request
 from fetchheads.targets import parse_target
+from tests.conftest import make_context
+from tests.support.nginx import Nginx
+from tests.support.servers import Handler, LoopbackServer, reply, silent
+from tests.support.tinyproxy import Tinyproxy
 
 HTTP = parse_target("http://www.example.com/")
 HTTPS = parse_target("https://www.example.com/")
@@ -134,3 +147,202 @@ def test_a_bad_variable_is_named_in_the_error() -> None:
         proxy_rules({"https_proxy": "socks5://127.0.0.1:1"})
     with pytest.raises(InputError, match=r"^--proxy: "):
         proxy_rules({}, proxy="ftp://x")
+
+
+# --- the bytes sent to a proxy -------------------------------------------------------------------
+
+
+def test_plain_http_goes_to_the_proxy_in_absolute_form_with_its_credentials() -> None:
+    proxy = parse_proxy("http://u:p@127.0.0.1:3128")
+    request = proxied_request(parse_target("http://origin.example:8080/a?b=1"), Config(), proxy)
+    lines = request.decode().split("\r\n")
+    assert lines[0] == "GET http://origin.example:8080/a?b=1 HTTP/1.0"
+    assert "Host: origin.example:8080" in lines
+    assert f"Proxy-Authorization: {proxy.authorization}" in lines
+
+
+def test_a_proxy_authorization_given_with_H_is_not_doubled() -> None:
+    proxy = parse_proxy("http://u:p@127.0.0.1:3128")
+    config = Config(headers=(("Proxy-Authorization", "Bearer mine"),))
+    request = proxied_request(parse_target("http://origin.example/"), config, proxy).decode()
+    assert request.count("Proxy-Authorization") == 1
+    assert "Proxy-Authorization: Bearer mine" in request
+
+
+def test_the_tunnel_request_names_the_origin() -> None:
+    assert connect_request("::1", 8443, Proxy("127.0.0.1", 3128), "fetchheads/1") == (
+        b"CONNECT [::1]:8443 HTTP/1.1\r\nHost: [::1]:8443\r\nUser-Agent: fetchheads/1\r\n\r\n"
+    )
+
+
+# --- proxies that misbehave (scripted), each failure blamed on the proxy ---------------------------
+
+
+@dataclasses.dataclass
+class Proxied:
+    result: Result
+    proxy_port: int
+    requests: list[bytes]
+
+
+async def fetch_via(handler: Handler, url: str, *, seconds: float = 5.0) -> Proxied:
+    """Fetch ``url`` through a scripted proxy (with credentials user:pw)."""
+    async with LoopbackServer(handler) as proxy:
+        rules = proxy_rules({}, proxy=f"http://user:pw@127.0.0.1:{proxy.port}")
+        config = Config(timeout=seconds, proxies=rules)
+        result = await fetch_one(parse_target(url), make_context(config))
+        return Proxied(result, proxy.port, proxy.requests)
+
+
+async def test_plain_http_through_a_proxy_never_resolves_the_origin_itself() -> None:
+    proxied = await fetch_via(
+        reply(b"HTTP/1.1 200 OK\r\nVia: scripted-proxy\r\n\r\n"), "http://origin.invalid/p"
+    )
+    result = proxied.result
+    assert result.ok, result.error
+    assert result.head is not None
+    assert result.head.get("Via") == "scripted-proxy"
+    assert result.address == "127.0.0.1"  # the proxy's: the origin's is the proxy's business
+    assert proxied.requests[0].startswith(
+        b"GET http://origin.invalid/p HTTP/1.0\r\nHost: origin.invalid\r\n"
+    )
+    assert b"\r\nProxy-Authorization: Basic dXNlcjpwdw==\r\n" in proxied.requests[0]
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
+            "CONNECT answered 407 Proxy Authentication Required",
+        ),
+        (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", "CONNECT answered 502 Bad Gateway"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not an HTTP answer to CONNECT"),
+        (b"", "no answer to CONNECT"),
+    ],
+)
+async def test_a_proxy_that_will_not_tunnel_is_kind_connect_and_named(
+    answer: bytes, message: str
+) -> None:
+    proxied = await fetch_via(reply(answer), "https://origin.invalid:8443/")
+    result = proxied.result
+    assert result.error is not None
+    assert result.error.kind is ErrorKind.CONNECT
+    assert result.error.message.startswith(f"proxy 127.0.0.1:{proxied.proxy_port}: {message}"), (
+        result.error.message
+    )
+    assert result.head is None  # the proxy's answer is not the origin's head
+    assert proxied.requests[0].startswith(
+        b"CONNECT origin.invalid:8443 HTTP/1.1\r\nHost: origin.invalid:8443\r\n"
+    )
+    assert b"\r\nProxy-Authorization: Basic dXNlcjpwdw==\r\n" in proxied.requests[0]
+
+
+async def test_a_silent_proxy_times_out_in_the_proxy_phase() -> None:
+    result = (await fetch_via(silent(), "https://origin.invalid/", seconds=0.3)).result
+    assert result.error is not None
+    assert result.error.kind is ErrorKind.TIMEOUT
+    assert "(proxy CONNECT" in result.error.message
+
+
+async def test_a_proxy_that_refuses_connections_is_blamed_not_the_target(refused_port: int) -> None:
+    rules = proxy_rules({"http_proxy": f"127.0.0.1:{refused_port}"})
+    result = await fetch_one(
+        parse_target("http://origin.invalid/"), make_context(Config(proxies=rules))
+    )
+    assert result.error == ErrorInfo(
+        ErrorKind.CONNECT, f"proxy 127.0.0.1:{refused_port}: connection refused"
+    )
+
+
+async def test_a_proxy_name_that_does_not_resolve_is_a_proxy_failure() -> None:
+    rules = proxy_rules({}, proxy="http://proxy.invalid:3128")
+    result = await fetch_one(
+        parse_target("http://origin.invalid/"), make_context(Config(proxies=rules))
+    )
+    assert result.error is not None
+    assert result.error.kind is ErrorKind.CONNECT
+    assert result.error.message.startswith("proxy proxy.invalid:3128: cannot resolve proxy.invalid")
+
+
+# --- a real proxy: tinyproxy on loopback -----------------------------------------------------------
+
+
+def cli_run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    outcome = CliRunner().invoke(cli, list(args), env=env)
+    return outcome.exit_code, outcome.output
+
+
+@pytest.mark.integration
+def test_plain_http_through_tinyproxy(tinyproxy: Tinyproxy, nginx: Nginx) -> None:
+    code, output = cli_run("--json", "--proxy", tinyproxy.url, nginx.url("/"))
+    assert code == 0, output
+    record = json.loads(output)
+    assert record["status"] == 200
+    assert ["X-Fetchheads-Test", "root"] in record["headers"]
+    assert "Request (file descriptor" in tinyproxy.log_text()
+    assert f"GET {nginx.url('/')} HTTP/1.0" in tinyproxy.log_text()
+
+
+@pytest.mark.integration
+def test_https_proxy_variable_tunnels_through_tinyproxy(
+    tinyproxy: Tinyproxy, nginx: Nginx, ca_file: Path
+) -> None:
+    url = nginx.url("/", tls=True)
+    code, output = cli_run(
+        "--json", "--cacert", str(ca_file), url, env={"https_proxy": tinyproxy.url}
+    )
+    assert code == 0, output
+    record = json.loads(output)
+    assert record["status"] == 200
+    assert record["tls"]["san"][0] == "localhost"  # TLS with the origin, through the tunnel
+    assert f"CONNECT localhost:{nginx.tls_port} HTTP/1.1" in tinyproxy.log_text()
+
+
+@pytest.mark.integration
+def test_L_hops_each_go_through_the_proxy(
+    tinyproxy: Tinyproxy, nginx: Nginx, ca_file: Path
+) -> None:
+    start = nginx.url("/to-https")
+    code, output = cli_run(
+        "--format", "plain", "-L", "--cacert", str(ca_file), "--proxy", tinyproxy.url, start
+    )
+    assert code == 0, output
+    assert output.splitlines()[1] == f"{start} header > HTTP/1.1 200 OK"
+    log = tinyproxy.log_text()
+    assert f"GET {start} HTTP/1.0" in log
+    assert f"CONNECT localhost:{nginx.tls_port} HTTP/1.1" in log
+
+
+@pytest.mark.integration
+def test_tinyproxy_refusing_a_tunnel_is_reported_as_the_proxy(
+    tinyproxy: Tinyproxy, nginx: Nginx
+) -> None:
+    # tinyproxy tunnels only to nginx's TLS port (ConnectPort): a tunnel to the http port is refused.
+    code, output = cli_run(
+        "--format", "plain", "--proxy", tinyproxy.url, f"https://localhost:{nginx.port}/"
+    )
+    assert code == 1
+    assert output == (
+        f"https://localhost:{nginx.port}/ error > connect: proxy 127.0.0.1:{tinyproxy.port}: "
+        "CONNECT answered 403 Access violation\n"
+    )
+
+
+@pytest.mark.integration
+def test_no_proxy_sends_listed_hosts_direct(nginx: Nginx, refused_port: int, ca_file: Path) -> None:
+    env = {"https_proxy": f"http://127.0.0.1:{refused_port}", "no_proxy": "example.com,localhost"}
+    url = nginx.url("/", tls=True)
+    assert cli_run("--json", "--cacert", str(ca_file), url, env=env)[0] == 0
+    code, output = cli_run("--json", "--cacert", str(ca_file), "--noproxy", "", url, env=env)
+    assert code == 1
+    assert (
+        json.loads(output)["error"]["message"]
+        == f"proxy 127.0.0.1:{refused_port}: connection refused"
+    )
+
+
+def test_a_bad_proxy_variable_is_a_usage_error() -> None:
+    code, output = cli_run("http://127.0.0.1:9/", env={"http_proxy": "socks5://127.0.0.1:1080"})
+    assert code == 2
+    assert "http_proxy: unsupported proxy scheme 'socks5'" in output

@@ -11,6 +11,10 @@ calls ``start_tls`` on the tunnel; ``--connect-to`` connects elsewhere than the 
 
     open_connection(target)  = connect(addresses, port) [+ start_tls(host)]   -> (transport, reader)
     exchange(transport, reader, request bytes)                                 -> ResponseHead
+
+Through a proxy (``open_via_proxy``): connect to the proxy; for https, ``CONNECT`` a tunnel and
+``start_tls`` inside it with the origin's name. Every failure before the tunnel is open is the
+proxy's, and says so (``proxy 127.0.0.1:3128: ...``), kind ``connect``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 from fetchheads.config import Config
+from fetchheads.connect_to import connect_address
 from fetchheads.errors import (
     ConnectError,
     ErrorKind,
@@ -45,7 +50,8 @@ from fetchheads.models import (
     utc_now,
 )
 from fetchheads.parse import HeadParser, preview_bytes
-from fetchheads.request import build_request
+from fetchheads.proxy import Proxy, tunnel_refusal
+from fetchheads.request import build_request, connect_request, proxied_request
 from fetchheads.resolve import Address, Resolver, literal_family
 
 READ_CHUNK = 256 * 1024
@@ -244,18 +250,28 @@ async def _attempt(target: Target, ctx: FetchContext) -> Result:
 
 async def _fetch_head(target: Target, ctx: FetchContext, progress: Progress) -> ResponseHead:
     config = ctx.config
+    proxy = config.proxies.proxy_for(target)
+    opening = (
+        open_connection(target, ctx, progress)
+        if proxy is None
+        else open_via_proxy(target, proxy, ctx, progress)
+    )
     if config.connect_timeout is None:
-        transport, reader = await open_connection(target, ctx, progress)
+        transport, reader = await opening
     else:
         try:
             async with asyncio.timeout(config.connect_timeout):
-                transport, reader = await open_connection(target, ctx, progress)
+                transport, reader = await opening
         except TimeoutError:
             raise ConnectError(
                 f"no connection within --connect-timeout {config.connect_timeout:g}s "
                 f"({progress.phase})"
             ) from None
-    return await exchange(transport, reader, build_request(target, config), progress)
+    if proxy is not None and target.scheme == "http":
+        request = proxied_request(target, config, proxy)
+    else:
+        request = build_request(target, config)
+    return await exchange(transport, reader, request, progress)
 
 
 async def exchange(
@@ -277,16 +293,13 @@ async def exchange(
 async def open_connection(
     target: Target, ctx: FetchContext, progress: Progress
 ) -> tuple[asyncio.Transport, HeadReader]:
-    """Resolve, connect (happy eyeballs over the addresses), and TLS for https targets."""
-    loop = asyncio.get_running_loop()
-    addresses = await ctx.resolver.resolve(target.host, target.port)
-    if literal_family(target.host) is None:  # an IP literal needs no lookup
-        progress.dns = loop.time() - progress.start
-    if ctx.pace is not None:
-        progress.phase = "waiting for --rate"
-        await ctx.pace()
+    """Resolve, connect (happy eyeballs over the addresses), and TLS for https targets.
+
+    ``--connect-to`` changes where the connection goes, never the name: SNI and the certificate
+    check (and the Host header) keep the target's host."""
+    host, port = connect_address(ctx.config.connect_to, target.host, target.port)
     https = target.scheme == "https"
-    transport, reader = await connect(addresses, target.port, progress, tls=https)
+    transport, reader = await _open_tcp(host, port, ctx, progress, tls=https)
     if https:
         try:
             transport = await start_tls(transport, reader, target.host, ctx.ssl_context, progress)
@@ -294,6 +307,53 @@ async def open_connection(
             transport.abort()
             raise
     return transport, reader
+
+
+async def _open_tcp(
+    host: str, port: int, ctx: FetchContext, progress: Progress, *, tls: bool = False
+) -> tuple[asyncio.Transport, HeadReader]:
+    loop = asyncio.get_running_loop()
+    addresses = await ctx.resolver.resolve(host, port)
+    if literal_family(host) is None:  # an IP literal needs no lookup
+        progress.dns = loop.time() - progress.start
+    if ctx.pace is not None:
+        progress.phase = "waiting for --rate"
+        await ctx.pace()
+    return await connect(addresses, port, progress, tls=tls)
+
+
+async def open_via_proxy(
+    target: Target, proxy: Proxy, ctx: FetchContext, progress: Progress
+) -> tuple[asyncio.Transport, HeadReader]:
+    """A connection to ``proxy``, ready for a plain-http request in absolute form; for https, a
+    ``CONNECT`` tunnel to the origin (or its ``--connect-to`` address) with TLS inside it."""
+    https = target.scheme == "https"
+    try:
+        transport, reader = await _open_tcp(proxy.host, proxy.port, ctx, progress)
+    except FetchError as exc:  # DNSError or ConnectError: either way the proxy's
+        detail = str(exc).removeprefix(f"{format_address(progress.address, proxy.port)}: ")
+        raise ConnectError(f"proxy {proxy.address}: {detail}") from exc
+    if not https:
+        return transport, reader
+    try:
+        host, port = connect_address(ctx.config.connect_to, target.host, target.port)
+        progress.phase = f"proxy CONNECT to {proxy.address}"
+        transport.write(connect_request(host, port, proxy, ctx.config.user_agent))
+        try:
+            answer = await reader.read_head()
+        except FetchError as exc:
+            said = "no answer" if reader.first_byte_at is None else "not an HTTP answer"
+            raise ConnectError(f"proxy {proxy.address}: {said} to CONNECT: {exc}") from exc
+        refusal = tunnel_refusal(answer)
+        if refusal is not None:
+            raise ConnectError(f"proxy {proxy.address}: {refusal}")
+        # The proxy's answer is done; the origin's bytes go to a reader of their own.
+        tunnel = HeadReader(asyncio.get_running_loop())
+        transport = await start_tls(transport, tunnel, target.host, ctx.ssl_context, progress)
+    except BaseException:
+        transport.abort()
+        raise
+    return transport, tunnel
 
 
 async def connect(

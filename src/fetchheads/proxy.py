@@ -18,6 +18,11 @@ them ignored). A host name matches an entry equal to it or a parent domain of it
 and ``.example.com`` both match ``www.example.com``, neither matches ``notexample.com``), case
 insensitively, trailing dots ignored. An IP address matches only IP entries, exactly or by CIDR
 (``10.0.0.0/8``, ``fe80::/10``): ``localhost`` does not match ``127.0.0.1``. Ports are not compared.
+
+Talking to the proxy (the bytes are ``request.py``'s, the sockets ``fetch.py``'s): plain http is
+sent to the proxy in absolute form (``GET http://host/path HTTP/1.0``); https asks for a tunnel with
+``CONNECT host:port HTTP/1.1``, and on a 2xx answer TLS starts inside it with the origin's name as
+SNI.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import urllib.parse
 from collections.abc import Mapping
 
 from fetchheads.errors import InputError
-from fetchheads.models import Target
+from fetchheads.models import ResponseHead, Target
 from fetchheads.targets import parse_target
 
 DEFAULT_PROXY_PORT = 1080  # curl's, for a proxy URL without a port
@@ -165,3 +170,10 @@ def _parse_named(name: str, value: str) -> Proxy | None:
         return parse_proxy(value)
     except InputError as exc:
         raise InputError(f"{name}: {exc}") from None
+
+
+def tunnel_refusal(head: ResponseHead) -> str | None:
+    """Why the proxy did not open the tunnel (``None``: it did, any 2xx)."""
+    if 200 <= head.status < 300:
+        return None
+    return f"CONNECT answered {head.status} {head.reason}".rstrip()

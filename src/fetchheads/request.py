@@ -7,11 +7,13 @@ anyway for HTTP/1.1 servers that ignore the version.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from fetchheads.config import Config
 from fetchheads.errors import InputError
 from fetchheads.models import Target
+from fetchheads.proxy import Proxy
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A field value may hold visible ASCII, SP, HT and obs-text; never CR, LF or NUL.
@@ -61,3 +63,24 @@ def build_request(target: Target, config: Config, *, absolute_form: bool = False
     lines.append("")
     lines.append("")
     return "\r\n".join(lines).encode("latin-1")
+
+
+def proxied_request(target: Target, config: Config, proxy: Proxy) -> bytes:
+    """The request for a plain-http ``target`` sent through ``proxy``: absolute form, and the
+    proxy's credentials unless ``-H`` gave a ``Proxy-Authorization`` of its own."""
+    headers = config.headers
+    given = any(name.lower() == "proxy-authorization" for name, _ in headers)
+    if proxy.authorization and not given:
+        headers = (*headers, ("Proxy-Authorization", proxy.authorization))
+    return build_request(target, dataclasses.replace(config, headers=headers), absolute_form=True)
+
+
+def connect_request(host: str, port: int, proxy: Proxy, user_agent: str) -> bytes:
+    """``CONNECT host:port`` (RFC 9110 §9.3.6): the request for a tunnel to the origin."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if user_agent:
+        lines.append(f"User-Agent: {user_agent}")
+    if proxy.authorization:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -41,9 +41,11 @@ from fetchheads.config import (
     ORDERS,
     Config,
 )
+from fetchheads.connect_to import ConnectTo, parse_connect_to
 from fetchheads.errors import InputError, StoreError
 from fetchheads.fetch import FetchContext, fetch_one, make_ssl_context
 from fetchheads.models import Result, Target
+from fetchheads.proxy import ProxyRules, proxy_rules
 from fetchheads.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.redirects import following
 from fetchheads.render.jsonl import format_jsonl
@@ -66,6 +68,8 @@ Examples:
   fetchheads --resolve example.com:443:127.0.0.1 https://example.com/
   fetchheads --dns-servers 9.9.9.9,1.1.1.1 -c 500 --rate 200 --retries 2 -i hosts.txt
   fetchheads --shard 2/4 --json -i hosts.txt > heads-2.jsonl   # one machine of four
+  fetchheads --proxy http://127.0.0.1:3128 https://example.com
+  fetchheads --connect-to example.com:443:203.0.113.7:443 https://example.com
 """
 ENV_PREFIX = "FETCHHEADS"
 _IMPLIED = "fetchheads.implied_command"
@@ -155,6 +159,15 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     except InputError as exc:
         raise click.BadParameter(str(exc)) from None
     return value
+
+
+def _connect_to(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[ConnectTo, ...]:
+    try:
+        return tuple(parse_connect_to(value) for value in values)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @cli.command("fetch", cls=FetchCommand, epilog=FETCH_EPILOG, context_settings=CONTEXT_SETTINGS)
@@ -265,6 +278,31 @@ def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="With -L: fail with kind 'redirect' after N hops.",
 )
 @click.option(
+    "--proxy",
+    metavar="URL",
+    default=None,
+    help="Use this HTTP proxy, e.g. http://user:pass@127.0.0.1:3128 (port 1080 if none); "
+    "https goes through a CONNECT tunnel. '' disables the proxy environment variables  "
+    "[default: https_proxy, http_proxy, all_proxy as curl reads them]",
+)
+@click.option(
+    "--noproxy",
+    metavar="LIST",
+    default=None,
+    help="Hosts that go direct, e.g. 'localhost,.internal,10.0.0.0/8' ('*' for all); "
+    "replaces no_proxy/NO_PROXY.",
+)
+@click.option(
+    "--connect-to",
+    "connect_to",
+    multiple=True,
+    metavar="HOST:PORT:CHOST:CPORT",
+    callback=_connect_to,
+    help="Connect to CHOST:CPORT for requests to HOST:PORT, still sending HOST as Host and SNI "
+    "(curl's meaning; empty fields match any / keep the same). Repeatable. "
+    "Example: --connect-to example.com:443:127.0.0.1:8443",
+)
+@click.option(
     "--waterfall/--no-waterfall",
     default=None,
     help="Timing bars (dns, connect, tls, first byte) in the pretty output  "
@@ -304,6 +342,9 @@ def fetch_command(
     cacert: str | None,
     location: bool,
     max_redirs: int,
+    proxy: str | None,
+    noproxy: str | None,
+    connect_to: tuple[ConnectTo, ...],
     waterfall: bool | None,
     progress: bool | None,
     quiet: bool,
@@ -352,6 +393,8 @@ def fetch_command(
         ip_version=ip_version or "any",
         dns_servers=dns_servers,
         resolve=resolve,
+        proxies=_proxy_rules(proxy, noproxy),
+        connect_to=connect_to,
     )
     if waterfall is None:
         waterfall = 0 < len(targets) <= WATERFALL_AUTO_TARGETS and not inputs
@@ -386,6 +429,13 @@ def fetch_command(
 
 
 WATERFALL_AUTO_TARGETS = 3
+
+
+def _proxy_rules(proxy: str | None, noproxy: str | None) -> ProxyRules:
+    try:
+        return proxy_rules(os.environ, proxy=proxy, noproxy=noproxy)
+    except InputError as exc:
+        raise click.UsageError(f"{exc} (--proxy '' ignores the proxy environment)") from None
 
 
 def _isatty(stream: Any) -> bool:
