@@ -18,12 +18,30 @@ from pathlib import Path
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx")
 
 
-def find_nginx() -> str:
-    for candidate in NGINX_CANDIDATES:
+def find_program(candidates: tuple[str, ...], package: str) -> str:
+    """The first of ``candidates`` on PATH or executable; fails with the install command."""
+    for candidate in candidates:
         path = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
         if path:
             return path
-    raise RuntimeError("nginx not found: apt-get install nginx-light (bash .ci/run does this)")
+    raise RuntimeError(
+        f"{candidates[0]} not found: apt-get install {package} (bash .ci/run does this)"
+    )
+
+
+def find_nginx() -> str:
+    return find_program(NGINX_CANDIDATES, "nginx-light")
+
+
+def stop_process(process: subprocess.Popen[bytes], stop_signal: signal.Signals) -> None:
+    """Ask ``process`` to stop with ``stop_signal``; kill it if it has not stopped within 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(stop_signal)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:
@@ -154,13 +172,7 @@ http {{
     def stop(self) -> None:
         if self._process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            self._process.send_signal(signal.SIGQUIT)
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process, signal.SIGQUIT)
         if self._process.stderr is not None:
             self._process.stderr.close()
         self._process = None

@@ -6,25 +6,18 @@ without it the fixture fails with the install command instead of skipping.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from tests.support.nginx import free_port, wait_for_port
+from tests.support.nginx import find_program, free_port, stop_process, wait_for_port
 
 TINYPROXY_CANDIDATES = ("tinyproxy", "/usr/bin/tinyproxy", "/usr/sbin/tinyproxy")
 
 
 def find_tinyproxy() -> str:
-    for candidate in TINYPROXY_CANDIDATES:
-        path = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
-        if path:
-            return path
-    raise RuntimeError("tinyproxy not found: apt-get install tinyproxy (bash .ci/run does this)")
+    return find_program(TINYPROXY_CANDIDATES, "tinyproxy")
 
 
 class Tinyproxy:
@@ -75,13 +68,7 @@ DisableViaHeader Yes
     def stop(self) -> None:
         if self._process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process, signal.SIGTERM)
         self._process = None
 
     @property
