@@ -22,6 +22,11 @@ import trustme
 from click.testing import CliRunner
 
 from fetchheads.cli import cli
+from fetchheads.config import Config
+from fetchheads.errors import StoreError
+from fetchheads.proxy import proxy_rules
+from fetchheads.recorder import SnapshotOptions, run_options
+from fetchheads.store import Store
 from tests.support.servers import ThreadedServer, read_request_head, silent
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -493,3 +498,46 @@ def test_every_snapshot_command_has_help_with_examples(command: str) -> None:
     assert "--db PATH" in out
     assert "FETCHHEADS_DB" in out
     assert f"fetchheads {command} --db" in out.rsplit("Examples:", 1)[1]
+
+
+def test_the_runs_row_keeps_options_but_no_secret(site: tuple[Site, str], tmp_path: Path) -> None:
+    _, target = site
+    db = tmp_path / "heads.db"
+    code, _, _ = fetchheads(
+        "--db", str(db), "-q", "-c", "7", "-H", "Authorization: Bearer s3cret-token", target
+    )
+    assert code == 0
+    connection = sqlite3.connect(db)
+    try:
+        (options,) = connection.execute("SELECT options FROM runs").fetchone()
+    finally:
+        connection.close()
+    recorded = json.loads(options)
+    assert (recorded["concurrency"], recorded["headers"]) == (7, ["Authorization"])
+    everything = b"".join(path.read_bytes() for path in tmp_path.glob("heads.db*"))
+    assert b"s3cret-token" not in everything
+
+
+def test_run_options_name_a_proxy_without_its_password() -> None:
+    config = Config(proxies=proxy_rules({}, proxy="http://ann:pr0xy-pass@127.0.0.1:3128"))
+    recorded = run_options(config, SnapshotOptions(changes=True))
+    assert recorded["http_proxy"] == recorded["https_proxy"] == "127.0.0.1:3128"
+    text = json.dumps(recorded)
+    assert "pr0xy-pass" not in text
+    assert "YW5uOnByMHh5LXBhc3M=" not in text  # base64 of ann:pr0xy-pass
+
+
+def test_a_database_failing_mid_run_stops_it_with_exit_1(
+    site: tuple[Site, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, target = site
+
+    def broken(self: Store, run_id: int, snapshots: object, *, previous: bool = False) -> None:
+        raise StoreError(f"{self.path}: cannot write: disk I/O error")
+
+    monkeypatch.setattr(Store, "record", broken)
+    code, _, err = fetchheads("--db", str(tmp_path / "heads.db"), "-q", "--changes", target)
+    assert code == 1
+    assert "fetchheads: snapshots not recorded:" in err
+    assert "disk I/O error" in err
+    assert "Traceback" not in err

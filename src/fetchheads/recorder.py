@@ -23,6 +23,7 @@ from typing import Any
 
 from fetchheads import __version__
 from fetchheads.changes import Snapshot, certificate_alerts, compare, snapshot_of
+from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.models import Change, Result
 from fetchheads.store import Store
@@ -40,6 +41,46 @@ class SnapshotOptions:
     changes: bool = False
     ignored: frozenset[str] = frozenset()
     warn_days: int | None = None
+
+
+RECORDED_OPTIONS = (
+    "concurrency",
+    "timeout",
+    "connect_timeout",
+    "method",
+    "user_agent",
+    "default_scheme",
+    "insecure",
+    "cacert",
+    "order",
+    "location",
+    "max_redirs",
+    "retries",
+    "rate",
+    "shard",
+    "ip_version",
+    "dns_servers",
+    "resolve",
+)
+"""What the ``runs`` row keeps of a run's options: a list of what is known to be harmless, so an
+option added later that carries a secret is not written to a file people share."""
+
+
+def run_options(config: Config, options: SnapshotOptions) -> dict[str, Any]:
+    """The ``runs.options`` JSON. ``-H`` values and proxy credentials may be secrets: header
+    names and proxy addresses only."""
+    recorded: dict[str, Any] = {
+        name: getattr(config, name) for name in RECORDED_OPTIONS if hasattr(config, name)
+    }
+    recorded["headers"] = [name for name, _ in config.headers]
+    proxies = getattr(config, "proxies", None)
+    for scheme in ("http", "https"):
+        proxy = getattr(proxies, scheme, None)
+        if proxy is not None:
+            recorded[f"{scheme}_proxy"] = f"{proxy.host}:{proxy.port}"
+    recorded["changes"] = options.changes
+    recorded["warn_days"] = options.warn_days
+    return recorded
 
 
 class Recorder:
@@ -176,10 +217,10 @@ class SnapshotSession:
         """This ``--changes`` run found no snapshot at all and printed none."""
         return self._baseline
 
-    def start(self, run_options: dict[str, Any]) -> None:
+    def start(self, config: Config) -> None:
         if self.store is not None:
             self._baseline = self.options.changes and not self.store.has_snapshots()
-            self._run_id = self.store.begin_run(__version__, run_options)
+            self._run_id = self.store.begin_run(__version__, run_options(config, self.options))
 
     def annotate(self, result: Result) -> Result:
         if self.options.warn_days is None:

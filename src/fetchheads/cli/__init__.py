@@ -560,7 +560,7 @@ def execute(
             await resolver.aclose()
 
     try:
-        session.start(_run_options(config, session.options))
+        session.start(config)
     except StoreError as exc:
         session.close()
         stderr.print(f"fetchheads: {exc}")
@@ -617,15 +617,6 @@ def _fetcher(ctx: FetchContext) -> Callable[[Target], Awaitable[Result]]:
         return await fetch_one(target, dataclasses.replace(ctx, config=config))
 
     return following(fetch_with, ctx.config)
-
-
-def _run_options(config: Config, watch: SnapshotOptions) -> dict[str, Any]:
-    """What the ``runs`` row keeps of the options: -H values may hold secrets, so names only."""
-    options = dataclasses.asdict(config)
-    options["headers"] = [name for name, _ in config.headers]
-    options["changes"] = watch.changes
-    options["warn_days"] = watch.warn_days
-    return options
 
 
 def _output_failed(error: OSError, stderr: Console) -> ExitStatus:
