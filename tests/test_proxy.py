@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from fetchheads.cli import cli
 from fetchheads.config import Config
+from fetchheads.connect_to import ConnectTo, parse_connect_to
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.fetch import fetch_one
 from fetchheads.models import ErrorInfo, Result
@@ -185,11 +186,13 @@ class Proxied:
     requests: list[bytes]
 
 
-async def fetch_via(handler: Handler, url: str, *, seconds: float = 5.0) -> Proxied:
+async def fetch_via(
+    handler: Handler, url: str, *, seconds: float = 5.0, connect_to: tuple[ConnectTo, ...] = ()
+) -> Proxied:
     """Fetch ``url`` through a scripted proxy (with credentials user:pw)."""
     async with LoopbackServer(handler) as proxy:
         rules = proxy_rules({}, proxy=f"http://user:pw@127.0.0.1:{proxy.port}")
-        config = Config(timeout=seconds, proxies=rules)
+        config = Config(timeout=seconds, proxies=rules, connect_to=connect_to)
         result = await fetch_one(parse_target(url), make_context(config))
         return Proxied(result, proxy.port, proxy.requests)
 
@@ -236,6 +239,18 @@ async def test_a_proxy_that_will_not_tunnel_is_kind_connect_and_named(
         b"CONNECT origin.invalid:8443 HTTP/1.1\r\nHost: origin.invalid:8443\r\n"
     )
     assert b"\r\nProxy-Authorization: Basic dXNlcjpwdw==\r\n" in proxied.requests[0]
+
+
+async def test_connect_to_changes_what_the_tunnel_asks_for_not_the_request() -> None:
+    rules = (parse_connect_to("origin.invalid:443:10.9.8.7:8443"),)
+    proxied = await fetch_via(
+        reply(b"HTTP/1.1 403 Forbidden\r\n\r\n"), "https://origin.invalid/", connect_to=rules
+    )
+    assert proxied.requests[0].startswith(b"CONNECT 10.9.8.7:8443 HTTP/1.1\r\n")
+    plain = await fetch_via(
+        reply(b"HTTP/1.1 200 OK\r\n\r\n"), "http://origin.invalid/", connect_to=rules
+    )
+    assert plain.requests[0].startswith(b"GET http://origin.invalid/ HTTP/1.0\r\n")
 
 
 async def test_a_silent_proxy_times_out_in_the_proxy_phase() -> None:

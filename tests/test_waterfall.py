@@ -137,6 +137,14 @@ def test_the_redirect_chain_comes_before_the_headers_and_hostile_text_is_escaped
     assert lines[3].startswith("  Server:")
 
 
+def test_after_redirects_the_waterfall_says_it_is_the_last_hops() -> None:
+    hops = (Redirect("http://example.com/", 301, "https://example.com/"),)
+    lines = render(result(redirects=hops, timing=FULL))
+    label = lines.index("  timing of the last hop:")
+    assert lines[label + 1].startswith("  dns ")
+    assert "  timing of the last hop:" not in render(result(timing=FULL))
+
+
 RAW = b"HTTP/1.1 200 OK\r\nServer: scripted\r\n\r\n"
 
 

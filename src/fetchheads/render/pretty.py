@@ -65,7 +65,10 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
     if result.tls is not None:
         parts.extend(tls_lines(result.tls))
     if waterfall:
-        parts.extend(waterfall_lines(result.timing))
+        bars = waterfall_lines(result.timing)
+        if bars and result.redirects:
+            bars.insert(0, Text("  timing of the last hop:", style="dim"))
+        parts.extend(bars)
     parts.extend(alert_lines(result.warnings))
     if result.error is not None:
         error = Text("  ✗ ", style="bold red")
