@@ -82,12 +82,24 @@ class FetchContext:
     """What every fetch of one run shares; built once in ``cli.main``.
 
     ``pace`` is awaited before every new connection (``--rate``); ``None`` means no limit.
+    TLS targets use ``tls_context()``.
     """
 
     config: Config
-    ssl_context: ssl.SSLContext
     resolver: Resolver
+    ssl_context: ssl.SSLContext | None = None
     pace: Callable[[], Awaitable[None]] | None = None
+    make_ssl_context: Callable[[], ssl.SSLContext] | None = None
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The run's TLS context, built on the first https target when ``make_ssl_context`` is
+        given: loading the system CA store costs ~50-100 ms that a run of http targets need not
+        pay. (Pass a ``functools.cache``-d function so copies of the context share one.)"""
+        if self.ssl_context is None:
+            if self.make_ssl_context is None:
+                raise RuntimeError("FetchContext needs ssl_context or make_ssl_context")
+            self.ssl_context = self.make_ssl_context()
+        return self.ssl_context
 
 
 @dataclasses.dataclass(slots=True)
@@ -302,7 +314,7 @@ async def open_connection(
     transport, reader = await _open_tcp(host, port, ctx, progress, tls=https)
     if https:
         try:
-            transport = await start_tls(transport, reader, target.host, ctx.ssl_context, progress)
+            transport = await start_tls(transport, reader, target.host, ctx.tls_context(), progress)
         except BaseException:
             transport.abort()
             raise

@@ -188,6 +188,8 @@ class HeadParser:
                 self._interim.append(head)
                 continue
             self._done = True
+            if not self._interim:
+                return head  # the common case: no copy
             return dataclasses.replace(head, interim=tuple(self._interim))
 
     def partial(self) -> ResponseHead | None:

@@ -128,3 +128,21 @@ class ThreadedDNSServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
             self._loop.close()
+
+
+def main() -> None:
+    """``python -m tests.support.dns ZONE DELAY``: serve until killed; prints the port first."""
+    import sys
+
+    zone, delay = sys.argv[1], float(sys.argv[2])
+
+    async def serve() -> None:
+        async with DNSServer(zone, delay=delay) as server:
+            print(server.port, flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

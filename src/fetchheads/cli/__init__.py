@@ -407,10 +407,16 @@ def fetch_command(
     # Not while someone types targets at the terminal: it would be drawn over their typing.
     typing = _isatty(sys.stdin) and any(source.path == STDIN for source in sources)
     show_bar = show_progress and (progress is True or (chosen == "pretty" and not typing))
-    try:
-        ssl_context = make_ssl_context(config)
-    except (ssl.SSLError, OSError) as exc:
-        raise click.BadParameter(f"cannot load {cacert}: {exc}", param_hint="--cacert") from None
+    # Built on the first https target (loading the CA store is slow), but a bad --cacert is a
+    # usage error before anything is fetched.
+    tls = functools.cache(functools.partial(make_ssl_context, config))
+    if cacert is not None:
+        try:
+            tls()
+        except (ssl.SSLError, OSError) as exc:
+            raise click.BadParameter(
+                f"cannot load {cacert}: {exc}", param_hint="--cacert"
+            ) from None
     if changes and db is None:
         raise click.UsageError("--changes compares with earlier snapshots: give --db PATH")
     watch = SnapshotOptions(changes=changes, ignored=ignored_names(ignored), warn_days=warn_days)
@@ -419,7 +425,7 @@ def fetch_command(
         config,
         sources,
         chosen,
-        ssl_context,
+        tls,
         show_summary=show_progress,
         show_bar=show_bar,
         waterfall=waterfall,
@@ -491,7 +497,7 @@ def execute(
     config: Config,
     sources: Sequence[Source],
     output_format: str,
-    ssl_context: ssl.SSLContext,
+    make_tls: Callable[[], ssl.SSLContext],
     *,
     show_summary: bool,
     show_bar: bool = False,
@@ -532,7 +538,7 @@ def execute(
         resolver = make_resolver(config)
         ctx = FetchContext(
             config=config,
-            ssl_context=ssl_context,
+            make_ssl_context=make_tls,
             resolver=resolver,
             pace=Pacer(config.rate) if config.rate else None,
         )

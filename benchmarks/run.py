@@ -1,0 +1,306 @@
+"""fetchheads against its peers on one loopback nginx: ``python benchmarks/run.py --targets 10000``.
+
+Starts nginx on 127.0.0.1 (``apt-get install nginx-light`` when it is missing), writes N distinct
+URLs, and runs on that same list, alternating, ``--rounds`` times each:
+
+* fetchheads   ``fetchheads --json -q -c C -i urls.txt > out``
+* curl         ``curl --parallel --parallel-max C --http1.0 -sS -D - -K urls.curl`` (bodies to
+               /dev/null): one connection per URL as fetchheads makes, not keep-alive reuse
+* aiohttp      benchmarks/peer_aiohttp.py (a task per URL, connector limit C, force_close)
+* streams      benchmarks/peer_streams.py (the naive task-per-URL asyncio streams script), on
+               the asyncio loop and on uvloop
+
+and prints, per tool, the median wall time, targets/s, peak RSS (``os.wait4``) and CPU time, and
+the ratio fetchheads/curl. Every tool's output is checked to hold N response heads.
+
+``--dns`` adds the DNS case: N_DNS names through a loopback DNS server that answers after 100 ms,
+``--dns-servers`` at ``-c 200``. ``--memory N`` adds a run of N targets streamed on stdin, for
+peak RSS. Loopback only: nothing here leaves 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.nginx import find_nginx, free_port, wait_for_port  # noqa: E402
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+error_log {w}/error.log crit;
+pid {w}/nginx.pid;
+events {{ worker_connections 16384; multi_accept on; }}
+http {{
+    access_log off;
+    client_body_temp_path {w}/tmp;
+    proxy_temp_path {w}/tmp;
+    fastcgi_temp_path {w}/tmp;
+    uwsgi_temp_path {w}/tmp;
+    scgi_temp_path {w}/tmp;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {w}/www;
+    }}
+}}
+"""
+
+
+def ensure_nginx() -> str:
+    try:
+        return find_nginx()
+    except RuntimeError:
+        print("nginx missing: apt-get install nginx-light", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx-light"],
+            check=True,
+            env=env,
+        )
+        return find_nginx()
+
+
+def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    (workdir / "tmp").mkdir()
+    (workdir / "www").mkdir()
+    (workdir / "www" / "index.html").write_text("hello from nginx\n")
+    port = free_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(w=workdir, port=port))
+    process = subprocess.Popen(
+        [ensure_nginx(), "-c", str(conf), "-p", str(workdir), "-e", str(workdir / "error.log")]
+    )
+    wait_for_port(port)
+    return process, port
+
+
+def measure(argv: list[str], *, stdin: object = None, stdout: Path) -> tuple[float, float, float]:
+    """Run ``argv``; return (wall seconds, peak RSS MiB, CPU seconds) of that process alone."""
+    with open(stdout, "wb") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL)  # type: ignore[arg-type]
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"{argv[0]} exited {process.returncode}")
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def count_heads(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.startswith((b"HTTP/", b'{"target"')) and b"200" in line)
+
+
+def machine() -> str:
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = os.getloadavg()[0]
+    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split()
+    return (
+        f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, Python "
+        f"{platform.python_version()}, curl {curl[1]}, load average {load:.2f} at start"
+    )
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < min(hard, 65536):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--targets", type=int, default=10_000)
+    parser.add_argument("--concurrency", "-c", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tools", default="fetchheads,curl,aiohttp,streams,streams-uvloop")
+    parser.add_argument("--dns", type=int, default=0, metavar="N_DNS", help="names, e.g. 1000")
+    parser.add_argument("--memory", type=int, default=0, metavar="N", help="e.g. 1000000")
+    args = parser.parse_args()
+    raise_nofile()
+    python = sys.executable
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory(prefix="fetchheads-bench-") as tmp:
+        work = Path(tmp)
+        nginx, port = start_nginx(work)
+        try:
+            print(f"machine: {machine()}")
+            print(
+                f"nginx: 1 worker, worker_connections 16384, access_log off, backlog 4096; "
+                f"RLIMIT_NOFILE {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}"
+            )
+            urls = work / "urls.txt"
+            urls.write_text(
+                "".join(f"http://127.0.0.1:{port}/?i={i}\n" for i in range(args.targets))
+            )
+            curl_cfg = work / "urls.curl"
+            curl_cfg.write_text(
+                "".join(
+                    f'url = "http://127.0.0.1:{port}/?i={i}"\noutput = "/dev/null"\n'
+                    for i in range(args.targets)
+                )
+            )
+            c = str(args.concurrency)
+            commands = {
+                "fetchheads": [
+                    python,
+                    "-m",
+                    "fetchheads",
+                    "--json",
+                    "-q",
+                    "-c",
+                    c,
+                    "-i",
+                    str(urls),
+                ],
+                "curl": [
+                    "curl",
+                    "--parallel",
+                    "--parallel-max",
+                    c,
+                    "--http1.0",
+                    "-sS",
+                    "-D",
+                    "-",
+                    "-K",
+                    str(curl_cfg),
+                ],
+                "aiohttp": [python, str(here / "peer_aiohttp.py"), str(urls), c],
+                "streams": [python, str(here / "peer_streams.py"), str(urls), c, "asyncio"],
+                "streams-uvloop": [python, str(here / "peer_streams.py"), str(urls), c, "uvloop"],
+            }
+            tools = [t for t in args.tools.split(",") if t]
+            samples: dict[str, list[tuple[float, float, float]]] = {t: [] for t in tools}
+            for round_ in range(args.rounds):
+                order = tools[round_ % len(tools) :] + tools[: round_ % len(tools)]
+                for tool in order:
+                    out = work / f"{tool}.out"
+                    sample = measure(commands[tool], stdout=out)
+                    got = count_heads(out)
+                    if got != args.targets:  # a tool that skipped work would look fast
+                        print(f"warning: {tool} got {got} of {args.targets} heads", flush=True)
+                    samples[tool].append(sample)
+                print(
+                    f"round {round_ + 1}/{args.rounds}: "
+                    + ", ".join(f"{t} {samples[t][-1][0]:.2f}s" for t in tools),
+                    flush=True,
+                )
+            print()
+            print(f"{args.targets} targets, -c {args.concurrency}, median of {args.rounds} rounds")
+            print("| tool | wall s | targets/s | peak RSS MiB | CPU s |")
+            print("|---|---:|---:|---:|---:|")
+            medians = {}
+            for tool in tools:
+                wall = statistics.median(s[0] for s in samples[tool])
+                rss = max(s[1] for s in samples[tool])
+                cpu = statistics.median(s[2] for s in samples[tool])
+                medians[tool] = wall
+                print(
+                    f"| {tool} | {wall:.2f} | {args.targets / wall:,.0f} | {rss:.1f} | {cpu:.2f} |"
+                )
+            if "fetchheads" in medians and "curl" in medians:
+                ratios = [
+                    f[0] / k[0] for f, k in zip(samples["fetchheads"], samples["curl"], strict=True)
+                ]
+                print(
+                    f"\nfetchheads/curl: {medians['fetchheads'] / medians['curl']:.2f} "
+                    f"(medians); per round: {', '.join(f'{r:.2f}' for r in ratios)}"
+                )
+            if args.dns:
+                dns_case(work, port, args.dns)
+            if args.memory:
+                memory_case(port, args.memory, args.concurrency)
+        finally:
+            nginx.terminate()
+            nginx.wait()
+
+
+def dns_case(work: Path, port: int, names: int) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.dns", "bench.test", "0.1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        dns_port = int(server.stdout.readline())
+        urls = work / "dns-urls.txt"
+        urls.write_text("".join(f"http://h{i}.bench.test:{port}/\n" for i in range(names)))
+        out = work / "dns.out"
+        wall, rss, cpu = measure(
+            [
+                sys.executable,
+                "-m",
+                "fetchheads",
+                "--json",
+                "-q",
+                "-c",
+                "200",
+                "--dns-servers",
+                f"127.0.0.1:{dns_port}",
+                "-i",
+                str(urls),
+            ],
+            stdout=out,
+        )
+        got = count_heads(out)
+        print(
+            f"\nDNS: {names} names, every answer 100 ms late, --dns-servers, -c 200: "
+            f"{wall:.2f} s ({got} ok), peak RSS {rss:.1f} MiB, CPU {cpu:.2f} s"
+        )
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def memory_case(port: int, count: int, concurrency: int) -> None:
+    """``count`` targets generated on the fly into fetchheads' stdin; output to /dev/null."""
+    feeder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nw = sys.stdout.write\n"
+            f"for i in range({count}): w('http://127.0.0.1:{port}/?m=%d\\n' % i)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    devnull = Path(os.devnull)
+    wall, rss, cpu = measure(
+        [sys.executable, "-m", "fetchheads", "--json", "-q", "-c", str(concurrency)],
+        stdin=feeder.stdout,
+        stdout=devnull,
+    )
+    assert feeder.stdout is not None
+    feeder.stdout.close()
+    feeder.wait()
+    print(
+        f"\nmemory: {count:,} targets on stdin, -c {concurrency}: {wall:.1f} s "
+        f"({count / wall:,.0f}/s), peak RSS {rss:.1f} MiB, CPU {cpu:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    if shutil.which("curl") is None:
+        raise SystemExit("curl is needed: apt-get install curl")
+    main()
