@@ -361,7 +361,7 @@ async def open_via_proxy(
             raise ConnectError(f"proxy {proxy.address}: {refusal}")
         # The proxy's answer is done; the origin's bytes go to a reader of their own.
         tunnel = HeadReader(asyncio.get_running_loop())
-        transport = await start_tls(transport, tunnel, target.host, ctx.ssl_context, progress)
+        transport = await start_tls(transport, tunnel, target.host, ctx.tls_context(), progress)
     except BaseException:
         transport.abort()
         raise
