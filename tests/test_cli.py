@@ -201,6 +201,20 @@ def test_several_inputs_are_read_in_order(target: str, tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc/self/mem fails to read on Linux only")
+def test_an_input_that_fails_to_read_is_a_record_and_the_run_goes_on(target: str) -> None:
+    result = invoke(["--json", "--order", "input", "-i", "/proc/self/mem", target])
+    assert result.exit_code == 1
+    fetched, unreadable = records(result)  # arguments come before -i files
+    assert unreadable["target"] == "/proc/self/mem"
+    assert unreadable["error"] == {
+        "kind": "input",
+        "message": "cannot read /proc/self/mem: Input/output error",
+    }
+    assert fetched["ok"] is True
+    assert result.stderr == ""  # not an internal error
+
+
 def test_order_input_holds_fast_results_until_their_turn(threaded_server: StartServer) -> None:
     delays = [0.4, 0.0, 0.2, 0.0]
     targets = [f"127.0.0.1:{threaded_server(reply(HEAD, delay=d)).port}" for d in delays]

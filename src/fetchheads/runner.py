@@ -67,13 +67,21 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                     yield to_item(text, default_scheme)
                 continue
             name = "stdin" if source.path == STDIN else source.path
-            read, close = _open_input(source.path)
+            try:
+                read, close = _open_input(source.path)
+            except OSError as exc:
+                yield _unreadable(name, exc)
+                continue
             try:
                 splitter = LineSplitter()
                 while True:
                     # Whatever is available now (at most one read), so a slow producer upstream
                     # of a pipe, or a person typing, sees each target fetched at once.
-                    chunk = await reader.call(read)
+                    try:
+                        chunk = await reader.call(read)
+                    except OSError as exc:  # the rest of this input is lost; the run goes on
+                        yield _unreadable(name, exc)
+                        break
                     for number, line in splitter.feed(chunk):
                         where = f"{name}:{number}"
                         if isinstance(line, OverlongLine):
@@ -90,6 +98,11 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                 reader.after_reads(close)
     finally:
         reader.close()
+
+
+def _unreadable(name: str, exc: OSError) -> Result:
+    """A failed read of an input is one record, like a bad line: the run goes on without it."""
+    return input_error(name, f"cannot read {name}: {exc.strerror or exc}")
 
 
 class InputThread:
