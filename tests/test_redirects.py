@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from fetchheads.models import ErrorInfo, ResponseHead, Result, Target, Timing
 from fetchheads.redirects import follow, hop_config, redirect_location, resolve_location
 from fetchheads.targets import parse_target
 from tests.support.nginx import Nginx
+from tests.support.servers import ThreadedServer, reply, silent
 
 BASE = parse_target("http://example.com/a/b?q=1")
 
@@ -325,3 +327,43 @@ def test_max_redirs_zero_refuses_the_first_hop(nginx: Nginx) -> None:
     assert output.splitlines()[-1] == (
         f"{nginx.url('/redirect')} error > redirect: more than 0 redirects (--max-redirs 0)"
     )
+
+
+def test_credentials_given_with_H_do_not_follow_a_redirect_to_another_origin(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    elsewhere = threaded_server(reply(b"HTTP/1.1 200 OK\r\n\r\n"))
+    location = f"http://127.0.0.1:{elsewhere.port}/landing"
+    origin = threaded_server(reply(f"HTTP/1.1 302 Found\r\nLocation: {location}\r\n\r\n".encode()))
+    code, output = run_cli(
+        "--json",
+        "-L",
+        "-H",
+        "Authorization: Bearer s3cret",
+        "-H",
+        "X-Trace: 7",
+        f"127.0.0.1:{origin.port}",
+    )
+    assert code == 0, output
+    assert json.loads(output)["url"] == location
+    assert b"\r\nAuthorization: Bearer s3cret\r\n" in origin.requests[0]
+    assert b"Authorization" not in elsewhere.requests[0]
+    assert b"\r\nX-Trace: 7\r\n" in elsewhere.requests[0]
+
+
+def test_a_hop_that_never_answers_times_out_within_the_one_deadline(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    stuck = threaded_server(silent())
+    origin = threaded_server(
+        reply(f"HTTP/1.1 301 Moved\r\nLocation: http://127.0.0.1:{stuck.port}/\r\n\r\n".encode())
+    )
+    code, output = run_cli("--json", "-L", "-t", "0.5", f"127.0.0.1:{origin.port}")
+    assert code == 1
+    record = json.loads(output)
+    assert record["error"]["kind"] == "timeout"
+    assert record["error"]["message"].endswith(
+        "(waiting for the response head): the rest of -t 0.5s after 1 redirect"
+    )
+    assert [hop["status"] for hop in record["redirects"]] == [301]
+    assert record["url"] == f"http://127.0.0.1:{stuck.port}/"
