@@ -395,3 +395,20 @@ def test_limits_hold_byte_by_byte_at_the_exact_byte(prefix: bytes, name: str) ->
     with pytest.raises(ParseError, match=name):
         drip()
     assert fed[0] == allowed + 1
+
+
+def test_the_buffer_never_grows_past_the_head_limit_whatever_the_read_size() -> None:
+    """One huge read (a fast server, a big socket buffer) is cut at MAX_HEAD + 1 bytes."""
+    parser = HeadParser()
+    with pytest.raises(ParseError, match="MAX_HEAD"):
+        parser.feed(b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * (MAX_HEAD // 4))
+    assert len(parser._buffer) == MAX_HEAD + 1
+
+
+def test_a_head_ending_just_under_the_limit_in_a_big_read_is_accepted() -> None:
+    head = b"HTTP/1.1 200 OK\r\nX: " + b"v" * (MAX_HEAD - 24) + b"\r\n\r\n"
+    limits = Limits(line=MAX_HEAD)
+    assert len(head) == MAX_HEAD
+    parsed = HeadParser(limits).feed(head + b"body" * 100_000)
+    assert parsed is not None
+    assert parsed.headers == (("X", "v" * (MAX_HEAD - 24)),)

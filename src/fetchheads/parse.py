@@ -67,9 +67,8 @@ from fetchheads.models import Headers, ResponseHead
 # Real heads are small: the largest seen in the wild (long CSPs, a dozen cookies) stay under 32 KiB.
 # curl allows 300 KiB per response and 100 KiB per line, Go's client 10 MiB, h11 16 KiB, nginx as
 # a proxy 4-8 KiB for the whole head (proxy_buffer_size). We sit near curl: generous enough never
-# to refuse a real server, small enough that a hostile one costs little. The parser holds at most
-# MAX_HEAD plus the last read (64 KiB); with the stream's own read buffer a target in flight stays
-# well under 1 MiB, so the default 100 in flight stay under 100 MiB whatever the servers send, and
+# to refuse a real server, small enough that a hostile one costs little: the parser never buffers
+# more than MAX_HEAD + 1 bytes whatever the size of the reads (feed drops what lies past it), and
 # parsing a head at the limit takes a few milliseconds. README.md "Limits" documents these values.
 MAX_STATUS_LINE = 8 * 1024
 """Bytes in the status line, CRLF included. Real ones are under 100 bytes; 8 KiB is the request
@@ -107,7 +106,7 @@ _PROTOCOL = b"HTTP/"
 _OWS = b" \t"
 
 
-def decode_text(raw: bytes) -> str:
+def decode_text(raw: bytes | bytearray) -> str:
     """Header bytes as text: UTF-8 where valid, else Latin-1 (which maps every byte)."""
     try:
         return raw.decode("utf-8")
@@ -159,6 +158,12 @@ class HeadParser:
         if not data:
             return self._eof()
         buffer = self._buffer
+        room = self._limits.head - self._consumed - len(buffer)
+        if len(data) > room:
+            # Nothing past MAX_HEAD can belong to an acceptable head: keep one byte beyond it, so
+            # the limit is noticed, and the buffer never grows by more than that, however large
+            # the reads are.
+            data = data[: max(room, 0) + 1]
         buffer += data
         while True:
             if self._scan_from == 0:
@@ -195,12 +200,11 @@ class HeadParser:
     def partial(self) -> ResponseHead | None:
         """The head so far, for error reports: the status line and the header lines up to the
         first incomplete or invalid one. ``None`` when no valid status line arrived."""
-        data = bytes(self._buffer)
-        cut = data.rfind(b"\n")
+        cut = self._buffer.rfind(b"\n")
         if cut < 0:
             return None
         try:
-            return self._parse_head(data[: cut + 1], partial=True)
+            return self._parse_head(bytes(self._buffer[: cut + 1]), partial=True)
         except ParseError:
             return None
 
@@ -216,6 +220,8 @@ class HeadParser:
 
     def _eof(self) -> ResponseHead | None:
         self._done = True
+        if self._consumed + len(self._buffer) > self._limits.head:
+            raise ParseError(self._head_too_large())
         if not self._buffer and not self._consumed:
             raise ParseError("empty reply: the server closed the connection without a byte")
         if not self._buffer.strip(b"\r\n"):
@@ -285,7 +291,7 @@ class HeadParser:
         if len(status_raw) + 1 > limits.status_line:
             raise ParseError(self._status_line_too_long())
         version, status, reason = _parse_status_line(_strip_cr(status_raw, "the status line"))
-        headers: list[tuple[bytes, bytearray]] = []
+        headers: list[tuple[bytes, bytes | bytearray]] = []
         try:
             for raw in lines[1:]:
                 self._parse_field_line(_strip_cr(raw, "a header line"), headers)
@@ -293,22 +299,27 @@ class HeadParser:
             if not partial:
                 raise
         decoded: Headers = tuple(
-            (name.decode("ascii"), decode_text(bytes(value))) for name, value in headers
+            (name.decode("ascii"), decode_text(value)) for name, value in headers
         )
         return ResponseHead(version, status, reason, decoded)
 
-    def _parse_field_line(self, line: bytes, headers: list[tuple[bytes, bytearray]]) -> None:
+    def _parse_field_line(
+        self, line: bytes, headers: list[tuple[bytes, bytes | bytearray]]
+    ) -> None:
         limits = self._limits
         if line[:1] in (b" ", b"\t"):
             if not headers:
                 raise ParseError("continuation line before the first header")
-            value = headers[-1][1]
+            name, value = headers[-1]
             folded = line.strip(_OWS)
             if folded:
+                if not isinstance(value, bytearray):  # folds are rare: copy only then, once
+                    value = bytearray(value)
+                    headers[-1] = (name, value)
                 if value:
                     value += b" "
                 value += folded
-            if len(headers[-1][0]) + len(value) > limits.line:
+            if len(name) + len(value) > limits.line:
                 raise ParseError(self._line_too_long())
             return
         if len(line) > limits.line:
@@ -322,7 +333,7 @@ class HeadParser:
             raise ParseError(f"invalid header name: {preview_bytes(name)}")
         if len(headers) >= limits.headers:
             raise ParseError(self._too_many_headers())
-        headers.append((name, bytearray(value_raw.strip(_OWS))))
+        headers.append((name, value_raw.strip(_OWS)))
 
 
 def _strip_cr(line: bytes, where: str) -> bytes:
