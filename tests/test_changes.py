@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 
 import pytest
 
@@ -187,13 +185,3 @@ def test_records_carry_changes_and_warnings_only_when_asked() -> None:
 def test_plain_change_lines_are_terminal_safe() -> None:
     lines = change_lines("a", [Change("X-Evil", ("\x1b[2J",), ())])
     assert lines == ["a changed > X-Evil: \\x1b[2J -> (none)"]
-
-
-def test_pure_modules_import_no_io() -> None:
-    code = (
-        "import sys, fetchheads.changes, fetchheads.render.changes; "
-        "print(sorted(m for m in ('sqlite3', 'asyncio', 'socket', 'click', 'rich') "
-        "if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
