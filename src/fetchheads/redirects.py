@@ -15,6 +15,7 @@ without ``--location-trusted``): a redirect must not carry credentials to anothe
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -93,7 +94,9 @@ async def follow(
     current = target
     first: Result | None = None
     while True:
-        remaining = config.timeout - (clock() - start)
+        # Whole milliseconds, rounded down: the chain never exceeds -t, and a timeout message
+        # reads "within 2.5s", not "within 2.49987s".
+        remaining = math.floor((config.timeout - (clock() - start)) * 1000) / 1000
         if remaining <= 0:
             # Only reachable between hops: the last hop finished just as the budget ran out.
             return _chain(
