@@ -541,3 +541,12 @@ def test_a_database_failing_mid_run_stops_it_with_exit_1(
     assert "fetchheads: snapshots not recorded:" in err
     assert "disk I/O error" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["history", "x"], ["diff", "x"], ["prune", "--keep", "1"]])
+def test_looking_into_a_missing_database_creates_none(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "typo.db"
+    code, _, err = fetchheads(command[0], "--db", str(missing), *command[1:])
+    assert code == 2
+    assert "does not exist" in err
+    assert list(tmp_path.iterdir()) == []

@@ -28,11 +28,13 @@ def open_store(path: str) -> Store:
 
 
 def _db_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``required``: the commands that look into a database, which must then exist already (a
+    mistyped path must not leave a new empty database behind)."""
     return click.option(
         "--db",
         metavar="PATH",
         required=required,
-        type=click.Path(dir_okay=False),
+        type=click.Path(dir_okay=False, exists=required),
         envvar="FETCHHEADS_DB",
         show_envvar=True,
         help="The snapshot database (SQLite; created if missing).",
