@@ -155,6 +155,7 @@ class LoopbackServer:
         self._server: asyncio.Server | None = None
         self.requests: list[bytes] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @property
     def port(self) -> int:
@@ -169,6 +170,11 @@ class LoopbackServer:
             await self._handler(_Recording(reader, self.requests), writer)  # type: ignore[arg-type]
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Our own shutdown: end quietly. Python 3.11's streams log "Exception in callback"
+            # for a connection task that ends cancelled; any other cancellation goes on up.
+            if not self._closing:
+                raise
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
             writer.transport.abort()
@@ -180,6 +186,7 @@ class LoopbackServer:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
