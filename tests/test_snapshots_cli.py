@@ -550,3 +550,19 @@ def test_looking_into_a_missing_database_creates_none(tmp_path: Path, command: l
     assert code == 2
     assert "does not exist" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_summary_says_why_a_changes_run_printed_nothing(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    server, target = site
+    db = str(tmp_path / "heads.db")
+    args = ("--db", db, "--changes", "--progress", "--format", "plain", target, f"{target}/b")
+    code, out, err = fetchheads(*args)
+    assert (code, out) == (0, "")
+    assert "; baseline: 2 snapshots recorded, none shown" in " ".join(err.split())
+    server.headers["X-Version"] = "9"
+    code, out, err = fetchheads(*args)
+    assert code == 0
+    assert len(out.splitlines()) == 2
+    assert "; 2 changed" in " ".join(err.split())

@@ -241,6 +241,16 @@ class SnapshotSession:
         self._recorder.set_on_error(stop)
         return self._recorder.add
 
+    def describe(self) -> str:
+        """The summary line's tail under ``--changes``, so a person at a terminal sees why a
+        run printed nothing: ``; 2 changed`` or ``; baseline: 3 snapshots recorded, none shown``."""
+        recorder = self._recorder
+        if recorder is None or not self.options.changes:
+            return ""
+        if self._baseline:
+            return f"; baseline: {recorder.recorded} snapshots recorded, none shown"
+        return f"; {recorder.changed} changed"
+
     async def drain(self) -> None:
         if self._recorder is not None:
             await self._recorder.drain()

@@ -43,6 +43,8 @@ PRUNE_BATCH = 2000
 """Rows deleted per transaction, so ``prune`` never holds the lock long beside a writing run."""
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
+# Each entry takes the schema from version i to i + 1, in one transaction with the version bump.
+# Statements are split on ";", so no trigger bodies: append new entries, never edit old ones.
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: the tables.
     """

@@ -601,7 +601,7 @@ def execute(
     if sink.error is not None:
         return _output_failed(sink.error, stderr)
     if show_summary and status in (ExitStatus.OK, ExitStatus.FAILED, ExitStatus.WARNING):
-        stderr.print(summary.describe(time.monotonic() - started), style="dim")
+        stderr.print(summary.describe(time.monotonic() - started) + session.describe(), style="dim")
     if status is ExitStatus.INTERRUPTED:
         stderr.print("fetchheads: interrupted")
     return status
