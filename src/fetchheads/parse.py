@@ -104,6 +104,7 @@ _LEADING_BLANK = re.compile(rb"(?:\r?\n)+")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z", re.S)
 _PROTOCOL = b"HTTP/"
 _OWS = b" \t"
+_TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # the characters of _TOKEN
 
 
 def decode_text(raw: bytes | bytearray) -> str:
@@ -157,6 +158,11 @@ class HeadParser:
             raise ParseError("parser already finished")
         if not data:
             return self._eof()
+        if not self._buffer and not self._consumed and data.startswith(b"HTTP/1."):
+            head = self._parse_whole(data)
+            if head is not None:
+                self._done = True
+                return head
         buffer = self._buffer
         room = self._limits.head - self._consumed - len(buffer)
         if len(data) > room:
@@ -302,6 +308,36 @@ class HeadParser:
             (name.decode("ascii"), decode_text(value)) for name, value in headers
         )
         return ResponseHead(version, status, reason, decoded)
+
+    def _parse_whole(self, data: bytes) -> ResponseHead | None:
+        """The common case in one step, without buffering: the first chunk holds a whole final
+        head with CRLF line ends, no folding and nothing the rules below would refuse. ``None``
+        for anything else, which then takes the general path (that also words every error); so
+        this path accepts exactly what the general one accepts, and parses it the same."""
+        limits = self._limits
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or end + 4 > limits.head:
+            return None
+        block = data[:end]
+        crlf = block.count(b"\r\n")
+        if block.count(b"\r") != crlf or block.count(b"\n") != crlf or b"\x00" in block:
+            return None  # a bare CR or LF, or a NUL
+        lines = block.split(b"\r\n")
+        if len(lines[0]) + 2 > limits.status_line or len(lines) - 1 > limits.headers:
+            return None
+        try:
+            version, status, reason = _parse_status_line(lines[0])
+        except ParseError:
+            return None
+        if 100 <= status < 200 and status != 101:
+            return None  # an interim head: the general path keeps it and reads on
+        headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or len(line) > limits.line or _TOKEN_RE.fullmatch(name) is None:
+                return None  # also a continuation line: it starts with SP or HT, not a token
+            headers.append((name.decode("ascii"), decode_text(value.strip(_OWS))))
+        return ResponseHead(version, status, reason, tuple(headers))
 
     def _parse_field_line(
         self, line: bytes, headers: list[tuple[bytes, bytes | bytearray]]

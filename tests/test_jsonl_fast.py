@@ -1,0 +1,51 @@
+"""The JSON Lines fast path writes exactly what ``to_record`` through the json module writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fetchheads.errors import ErrorKind
+from fetchheads.models import ErrorInfo, ResponseHead, Result, Timing
+from fetchheads.render.jsonl import format_jsonl, format_record
+
+text = st.text(max_size=20)
+seconds = st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False)
+heads = st.none() | st.builds(
+    ResponseHead,
+    http_version=st.sampled_from(["HTTP/1.0", "HTTP/1.1"]),
+    status=st.integers(100, 999),
+    reason=text,
+    headers=st.lists(st.tuples(text, text), max_size=5).map(tuple),
+)
+errors = st.none() | st.builds(ErrorInfo, kind=st.sampled_from(list(ErrorKind)), message=text)
+results = st.builds(
+    Result,
+    target=text,
+    url=st.none() | text,
+    head=heads,
+    error=errors,
+    address=st.none() | st.sampled_from(["127.0.0.1", "::1"]),
+    timing=st.builds(
+        Timing, dns=seconds, connect=seconds, tls=seconds, ttfb=seconds, total=seconds
+    ),
+    fetched_at=st.datetimes(timezones=st.just(dt.UTC)),
+)
+
+
+@given(results)
+def test_the_fast_path_writes_the_same_bytes_as_the_encoder(result: Result) -> None:
+    fast = format_jsonl(result)
+    assert fast == format_record(result.to_record())
+    assert json.loads(fast) == result.to_record()
+
+
+def test_hostile_text_is_escaped_on_the_fast_path_too() -> None:
+    head = ResponseHead("HTTP/1.1", 200, "OK", (("X-Evil", '\x1b[2J\x7f\u202e\u2028"\\'),))
+    line = format_jsonl(Result(target="t", url="http://t/", head=head))
+    for raw in ("\x1b", "\x7f", "\u202e", "\u2028"):
+        assert raw not in line
+    assert json.loads(line)["headers"] == [["X-Evil", '\x1b[2J\x7f\u202e\u2028"\\']]

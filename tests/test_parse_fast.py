@@ -1,0 +1,80 @@
+"""The parser's one-step path for a whole head in the first chunk agrees with the general path."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fetchheads.errors import ParseError
+from fetchheads.models import ResponseHead
+from fetchheads.parse import HeadParser
+
+lines = st.lists(
+    st.sampled_from(
+        [
+            b"Server: nginx",
+            b"X-A:b",
+            b"X-Sp:  padded  ",
+            b" folded",
+            b"\tfolded",
+            b"No colon",
+            b"Bad Name: x",
+            b"Bad :x",
+            b"X-Nul: a\x00b",
+            b"X-CR: a\rb",
+            b"X-Utf8: \xc3\xa9",
+            b"X-Latin: \xe9",
+            b"",
+            b"X-Empty:",
+        ]
+    ),
+    max_size=6,
+)
+status_lines = st.sampled_from(
+    [
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.0 404",
+        b"HTTP/1.1 103 Early Hints",
+        b"HTTP/2.0 200 OK",
+        b"HTTP/1.1 99 Low",
+        b"HTTP/1.1 200 OK\n",
+        b"HTTP/1.1 301 Moved Permanently",
+    ]
+)
+ends = st.sampled_from([b"\r\n", b"\n"])
+
+
+class GeneralOnly(HeadParser):
+    """The parser without its one-step path."""
+
+    __slots__ = ()
+
+    def _parse_whole(self, data: bytes) -> ResponseHead | None:
+        return None
+
+
+def general(data: bytes) -> ResponseHead | str | None:
+    try:
+        return GeneralOnly().feed(data)
+    except ParseError as exc:
+        return f"error: {exc}"
+
+
+def whole(data: bytes) -> ResponseHead | str | None:
+    try:
+        return HeadParser().feed(data)
+    except ParseError as exc:
+        return f"error: {exc}"
+
+
+@given(status_lines, lines, ends, st.binary(max_size=8))
+def test_the_one_step_path_parses_as_the_general_path(
+    status: bytes, fields: list[bytes], end: bytes, body: bytes
+) -> None:
+    data = end.join([status, *fields]) + end + end + body
+    assert whole(data) == general(data)
+
+
+def test_an_ordinary_head_takes_the_one_step_path() -> None:
+    head = HeadParser()._parse_whole(b"HTTP/1.1 200 OK\r\nServer: nginx\r\nX-A:  b \r\n\r\nbody")
+    assert head == ResponseHead("HTTP/1.1", 200, "OK", (("Server", "nginx"), ("X-A", "b")))
