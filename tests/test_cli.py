@@ -341,6 +341,7 @@ def test_help_lists_the_options_and_ends_with_examples(flag: str) -> None:
     assert text.startswith("Usage: fetchheads [OPTIONS] [TARGET]...")
     for option in ("--input", "--concurrency", "--timeout", "--format", "--json", "--order"):
         assert option in text
+    assert "-X, --method [GET|HEAD]" in text  # as they are sent, not click's lower case
     before, examples = text.rstrip().rsplit("Examples:", 1)
     # The other commands are named just above the examples, indented like them.
     assert "\n  Other commands: diff, history, prune (see 'fetchheads COMMAND --help').\n" in before

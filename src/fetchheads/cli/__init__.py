@@ -225,6 +225,7 @@ def _connect_to(
     "-X",
     "--method",
     type=click.Choice(METHODS, case_sensitive=False),
+    metavar=f"[{'|'.join(METHODS)}]",  # click would show the choices in lower case
     default="GET",
     show_default=True,
     help="Request method.",
