@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,3 +208,50 @@ def test_prune_keep_n_per_target_and_empty_runs_go(tmp_path: Path) -> None:
         assert [s.fetched_at for s in store.history(["http://a/"])] == [day(5), day(4)]
         assert [s.fetched_at for s in store.history(["http://b/"])] == [day(5)]
         assert store.prune(keep_days=None, keep=None) == (0, 0)
+
+
+class _Interleaved(sqlite3.Connection):
+    """A connection that lets another process's work happen right after one chosen statement."""
+
+    after: str = ""
+    hook: Any = None
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        cursor = super().execute(sql, *args)
+        hook, type(self).hook = type(self).hook, None
+        if hook is not None and sql.startswith(self.after):
+            hook()
+        else:
+            type(self).hook = hook
+        return cursor
+
+
+@pytest.mark.parametrize("after", ["PRAGMA application_id", "PRAGMA user_version"])
+def test_a_database_created_by_another_process_while_this_one_looks_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: str
+) -> None:
+    # Two cron runs open a new --db together: the other one (already past switching the empty
+    # file to WAL) creates the schema between this one's looks at the file. This one must see
+    # the file either before or after, never half of each ("not a fetchheads database").
+    path = tmp_path / "heads.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.close()
+    connect = sqlite3.connect
+
+    def other_process() -> None:
+        monkeypatch.setattr(sqlite3, "connect", connect)
+        Store.open(str(path)).close()
+
+    def interleaved(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        _Interleaved.after, _Interleaved.hook = after, other_process
+        return connect(*args, **kwargs, factory=_Interleaved)
+
+    monkeypatch.setattr(sqlite3, "connect", interleaved)
+    with Store.open(str(path)) as store:
+        run = store.begin_run("1", {})
+        store.record(run, [snap("http://a/", "2026-11-25T10:00:00.000Z")])
+    check = connect(path)
+    assert check.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert check.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 1
+    check.close()

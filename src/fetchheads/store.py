@@ -152,8 +152,12 @@ class Store:
     # -- opening -------------------------------------------------------------------------------
 
     def _check_identity(self) -> int:
-        """The schema version of a database we may use (0: a new, empty file); else StoreError."""
-        with self._translate("read"):
+        """The schema version of a database we may use (0: a new, empty file); else StoreError.
+
+        The three looks share one read transaction: another process creating the schema between
+        them (one transaction of its own) would otherwise show an application id of 0 beside its
+        tables, and a new database would be refused as foreign."""
+        with self._translate("read"), self._read():
             app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             objects = [
@@ -217,6 +221,18 @@ class Store:
             yield
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot {doing}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[None]:
+        """One snapshot for several reads; nested inside ``_write``, the write's own."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
