@@ -274,7 +274,12 @@ def test_https_with_cacert_and_insecure(
     [
         (["-c", "0", "example.com"], "Invalid value for '-c' / '--concurrency'"),
         (["-t", "-1", "example.com"], "Invalid value for '-t' / '--timeout'"),
-        (["-t", "0", "example.com"], "must be greater than 0"),
+        (["-t", "0", "example.com"], "must be a finite number greater than 0"),
+        (["-t", "nan", "example.com"], "must be a finite number greater than 0"),
+        (["-t", "inf", "example.com"], "must be a finite number greater than 0"),
+        (["--connect-timeout", "nan", "example.com"], "must be a finite number greater than 0"),
+        (["--connect-timeout", "-1", "example.com"], "must be a finite number greater than 0"),
+        (["--rate", "inf", "example.com"], "must be a finite number greater than 0"),
         (["--format", "xml", "example.com"], "Invalid value for '--format'"),
         (["-H", "X-A: 1\r\nX-B: 2", "example.com"], "Invalid value for '-H' / '--header'"),
         (["-H", "no colon", "example.com"], "header must be 'Name: value'"),
@@ -292,6 +297,24 @@ def test_usage_errors_exit_2_with_clicks_message(args: list[str], message: str) 
     assert "Try 'fetchheads --help' for help." in result.stderr
     assert result.stdout == ""
     assert "Traceback" not in result.output
+
+
+def test_a_bug_inside_the_run_is_one_line_naming_the_exception(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug in the fetcher")
+
+    monkeypatch.setattr(fetchheads.cli, "fetch_one", broken)
+    monkeypatch.setattr(sys, "argv", ["fetchheads", "--loop", "asyncio", target])
+    monkeypatch.delenv("FETCHHEADS_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit:
+        fetchheads.cli.main()
+    assert exit.value.code == 1
+    assert capsys.readouterr().err == (
+        "fetchheads: internal error: ZeroDivisionError: a bug in the fetcher "
+        "(FETCHHEADS_DEBUG=1 shows the traceback)\n"
+    )
 
 
 def test_no_targets_on_a_terminal_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -68,7 +68,7 @@ async def test_rate_does_not_bank_idle_time_for_a_burst_later() -> None:
 def test_rate_must_be_positive() -> None:
     result = CliRunner().invoke(cli, ["--rate", "0", "127.0.0.1"])
     assert result.exit_code == 2
-    assert "must be greater than 0" in result.output
+    assert "must be a finite number greater than 0" in result.output
 
 
 # --- --retries -------------------------------------------------------------------------------------

@@ -651,6 +651,15 @@ def main() -> None:
     except Exception as exc:  # the one blanket catch, at the very top
         if os.environ.get("FETCHHEADS_DEBUG"):
             raise
-        message = f"fetchheads: internal error: {type(exc).__name__}: {exc}"
+        leaves = "; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in _leaves(exc))
+        message = f"fetchheads: internal error: {leaves}"
         print(message + " (FETCHHEADS_DEBUG=1 shows the traceback)", file=sys.stderr)
         sys.exit(int(ExitStatus.FAILED))
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions a TaskGroup's ``ExceptionGroup`` wraps (nested ones flattened): they, not
+    'unhandled errors in a TaskGroup', say what went wrong."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any
 
 import click
@@ -25,7 +26,15 @@ CONTEXT_SETTINGS: dict[str, Any] = {
 
 
 def positive_float(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """A click callback: the option, when given, must be greater than 0."""
-    if value is not None and value <= 0:
-        raise click.BadParameter("must be greater than 0")
+    """A click callback: the option, when given, must be a finite number greater than 0 (click's
+    float takes 'nan' and 'inf', which no deadline or rate can use)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter("must be a finite number greater than 0")
+    return value
+
+
+def finite_float(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A click callback for a ``FloatRange``, which lets 'nan' and 'inf' through."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter("must be a finite number")
     return value

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 import click
 
 from fetchheads.changes import ignored_names
-from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus
+from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float
 from fetchheads.errors import StoreError
 from fetchheads.lookback import history, parse_when, pick, target_keys
 from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
@@ -179,6 +179,7 @@ Examples:
 @click.option(
     "--keep-days",
     type=click.FloatRange(min=0),
+    callback=finite_float,
     metavar="N",
     help="Delete snapshots older than N days.",
 )
