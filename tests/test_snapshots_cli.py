@@ -500,7 +500,15 @@ def test_every_snapshot_command_has_help_with_examples(command: str) -> None:
     assert code == 0
     assert "--db PATH" in out
     assert "FETCHHEADS_DB" in out
+    assert "it must exist" in " ".join(out.split())  # they refuse a missing file
+    assert "created if missing" not in " ".join(out.split())
     assert f"fetchheads {command} --db" in out.rsplit("Examples:", 1)[1]
+
+
+def test_fetch_help_says_db_is_created_if_missing() -> None:
+    code, out, _ = fetchheads("--help")
+    assert code == 0
+    assert "(SQLite; created if missing)" in " ".join(out.split())
 
 
 def test_the_runs_row_keeps_options_but_no_secret(site: tuple[Site, str], tmp_path: Path) -> None:

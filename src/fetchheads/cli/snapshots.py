@@ -37,7 +37,9 @@ def _db_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., A
         type=click.Path(dir_okay=False, exists=required),
         envvar="FETCHHEADS_DB",
         show_envvar=True,
-        help="The snapshot database (SQLite; created if missing).",
+        help="The snapshot database that fetch --db wrote (SQLite; it must exist)."
+        if required
+        else "The snapshot database (SQLite; created if missing).",
     )
 
 
