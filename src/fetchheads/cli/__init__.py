@@ -582,10 +582,6 @@ def execute(
         if sink.error is None and session.error is None and not terminated:
             raise
         status = ExitStatus.TERMINATED if terminated else ExitStatus.OK
-    except OSError as exc:  # reading an input file failed mid-way
-        stderr.print(f"fetchheads: {exc}")
-        session.close()
-        return ExitStatus.FAILED
     else:
         status = ExitStatus.OK if summary.failed == 0 else ExitStatus.FAILED
     sink.close()
