@@ -287,6 +287,8 @@ def test_https_with_cacert_and_insecure(
         (["--cacert", "/no/such/ca.pem", "example.com"], "does not exist"),
         (["-i", "/no/such/hosts.txt"], "cannot read '/no/such/hosts.txt'"),
         (["--no-such-option"], "--no-such-option"),
+        (["--json", "--format", "plain", "example.com"], "contradicts --format plain"),
+        (["--format", "pretty", "--json", "example.com"], "contradicts --format pretty"),
     ],
 )
 def test_usage_errors_exit_2_with_clicks_message(args: list[str], message: str) -> None:
@@ -297,6 +299,16 @@ def test_usage_errors_exit_2_with_clicks_message(args: list[str], message: str) 
     assert "Try 'fetchheads --help' for help." in result.stderr
     assert result.stdout == ""
     assert "Traceback" not in result.output
+
+
+def test_json_agrees_with_format_jsonl_and_overrides_the_environment(target: str) -> None:
+    for args, env in (
+        (["--json", "--format", "jsonl"], None),
+        (["--json"], {"FETCHHEADS_FORMAT": "plain"}),
+    ):
+        result = invoke([*args, target], env=env)
+        assert result.exit_code == 0
+        assert records(result)[0]["status"] == 200
 
 
 def test_a_bug_inside_the_run_is_one_line_naming_the_exception(

@@ -400,7 +400,7 @@ def fetch_command(
     if waterfall is None:
         waterfall = 0 < len(targets) <= WATERFALL_AUTO_TARGETS and not inputs
     sources = _sources(targets, inputs)
-    chosen = "jsonl" if json_flag else output_format
+    chosen = _output_format(output_format, json_flag)
     if chosen is None:
         chosen = "pretty" if _isatty(sys.stdout) else "plain"
     show_progress = (not quiet) and (_isatty(sys.stderr) if progress is None else progress)
@@ -436,6 +436,19 @@ def fetch_command(
 
 
 WATERFALL_AUTO_TARGETS = 3
+
+
+def _output_format(output_format: str | None, json_flag: bool) -> str | None:
+    """--json is --format jsonl: with another --format on the command line it is a usage error
+    (a FETCHHEADS_FORMAT in the environment yields to it)."""
+    if not json_flag:
+        return output_format
+    source = click.get_current_context().get_parameter_source("output_format")
+    if output_format not in (None, "jsonl") and source is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError(
+            f"--json means --format jsonl; it contradicts --format {output_format}"
+        )
+    return "jsonl"
 
 
 def _proxy_rules(proxy: str | None, noproxy: str | None) -> ProxyRules:
