@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -285,7 +287,7 @@ def test_https_with_cacert_and_insecure(
         (["-H", "no colon", "example.com"], "header must be 'Name: value'"),
         (["-A", "ua\nInjected: 1", "example.com"], "Invalid value for '-A' / '--user-agent'"),
         (["--cacert", "/no/such/ca.pem", "example.com"], "does not exist"),
-        (["-i", "/no/such/hosts.txt"], "cannot read '/no/such/hosts.txt'"),
+        (["-i", "/no/such/hosts.txt"], "cannot read /no/such/hosts.txt: No such file or"),
         (["--no-such-option"], "--no-such-option"),
         (["--json", "--format", "plain", "example.com"], "contradicts --format plain"),
         (["--format", "pretty", "--json", "example.com"], "contradicts --format pretty"),
@@ -382,6 +384,21 @@ def test_help_lists_the_options_and_ends_with_examples(flag: str) -> None:
     assert "\n  Other commands: diff, history, prune (see 'fetchheads COMMAND --help').\n" in before
     assert "fetchheads www.sina.com.cn www.sohu.com" in examples
     assert "fetchheads --json" in examples
+
+
+@pytest.mark.parametrize("command", ["fetch", "history", "diff", "prune"])
+def test_every_option_help_is_sentences_and_every_metavar_plain(command: str) -> None:
+    # One voice in --help: each option's text ends with a full stop (before click's "[default:
+    # ...]"), or with an example to copy; no click type names such as 'INTEGER RANGE'.
+    for param in cli.commands[command].params:
+        if not isinstance(param, click.Option) or param.help is None:
+            continue
+        text = param.help.split("  [default:")[0]
+        example = re.search(r"(E\.g\.|Example:) --[\w-]+ \S+$", text)
+        assert text.endswith(".") or example, param.opts
+    out = invoke([command, "--help"]).stdout
+    assert "INTEGER" not in out
+    assert "RANGE" not in out
 
 
 def test_python_dash_m_runs_the_cli() -> None:

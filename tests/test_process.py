@@ -84,6 +84,24 @@ def test_ctrl_c_exits_130_promptly_without_a_traceback(threaded_server: StartSer
     assert rest == b""
 
 
+def test_ctrl_c_still_prints_the_summary_of_what_finished(threaded_server: StartServer) -> None:
+    fast = threaded_server(reply(HEAD))
+    stuck = threaded_server(silent())
+    process = spawn(
+        "--json", "--progress", "-t", "60", f"127.0.0.1:{fast.port}", f"127.0.0.1:{stuck.port}"
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    wait_until(lambda: len(stuck.requests) == 1, "the request to the silent server")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130
+    after_the_bar = stderr.decode().rsplit("\x1b[2K", 1)[-1]
+    summary, interrupted = after_the_bar.splitlines()
+    assert summary.startswith("1 target, 1 ok; 200 x1; ")
+    assert interrupted == "fetchheads: interrupted"
+
+
 def test_sigterm_exits_143_without_a_traceback(threaded_server: StartServer) -> None:
     stuck = threaded_server(silent())
     process = spawn("--json", "-t", "60", f"127.0.0.1:{stuck.port}")

@@ -342,6 +342,9 @@ def test_prune_keeps_the_newest_and_says_what_it_did(
     assert fetchheads("prune", "--db", db)[0] == 2  # nothing said to keep
     code, out, _ = fetchheads("prune", "--db", db, "--keep", "1")
     assert (code, out) == (0, f"pruned 4 snapshots and 2 runs from {db}\n")
+    assert fetchheads("--db", db, "-q", target, f"{target}/other")[0] == 0
+    code, out, _ = fetchheads("prune", "--db", db, "--keep", "1")
+    assert (code, out) == (0, f"pruned 2 snapshots and 1 run from {db}\n")
     for bad in ("nan", "inf"):
         code, _, err = fetchheads("prune", "--db", db, "--keep-days", bad)
         assert (code, "must be a finite number" in err) == (2, True)

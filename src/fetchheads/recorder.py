@@ -26,6 +26,7 @@ from fetchheads.changes import Snapshot, certificate_alerts, compare, snapshot_o
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.models import Change, Result
+from fetchheads.render.summary import counted
 from fetchheads.store import Store
 
 BATCH_ROWS = 500
@@ -248,7 +249,7 @@ class SnapshotSession:
         if recorder is None or not self.options.changes:
             return ""
         if self._baseline:
-            return f"; baseline: {recorder.recorded} snapshots recorded, none shown"
+            return f"; baseline: {counted(recorder.recorded, 'snapshot')} recorded, none shown"
         return f"; {recorder.changed} changed"
 
     async def drain(self) -> None:

@@ -188,6 +188,7 @@ def _connect_to(
     type=click.IntRange(min=1, max=100_000),
     default=DEFAULT_CONCURRENCY,
     show_default=True,
+    metavar="N",
     help="Targets in flight at once.",
 )
 @click.option(
@@ -204,14 +205,14 @@ def _connect_to(
     type=float,
     default=None,
     callback=positive_float,
-    help="Tighter bound in seconds on DNS+connect+TLS alone  [default: the timeout]",
+    help="Tighter bound in seconds on DNS+connect+TLS alone.  [default: the timeout]",
 )
 @click.option(
     "--format",
     "output_format",
     type=click.Choice(FORMATS),
     default=None,
-    help="Output format  [default: pretty on a terminal, plain otherwise]",
+    help="Output format.  [default: pretty on a terminal, plain otherwise]",
 )
 @click.option("--json", "json_flag", is_flag=True, help="Same as --format jsonl.")
 @click.option(
@@ -283,7 +284,7 @@ def _connect_to(
     metavar="URL",
     default=None,
     help="Use this HTTP proxy, e.g. http://user:pass@127.0.0.1:3128 (port 1080 if none); "
-    "https goes through a CONNECT tunnel. '' disables the proxy environment variables  "
+    "https goes through a CONNECT tunnel. '' disables the proxy environment variables.  "
     "[default: https_proxy, http_proxy, all_proxy as curl reads them]",
 )
 @click.option(
@@ -306,13 +307,13 @@ def _connect_to(
 @click.option(
     "--waterfall/--no-waterfall",
     default=None,
-    help="Timing bars (dns, connect, tls, first byte) in the pretty output  "
+    help="Timing bars (dns, connect, tls, first byte) in the pretty output.  "
     "[default: on for up to 3 targets given as arguments]",
 )
 @click.option(
     "--progress/--no-progress",
     default=None,
-    help="Progress bar and summary on stderr  [default: on when stderr is a terminal]",
+    help="Progress bar and summary on stderr.  [default: on when stderr is a terminal]",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option(
@@ -476,13 +477,23 @@ def _sources(targets: tuple[str, ...], inputs: tuple[str, ...]) -> list[Source]:
             )
         sources.append(Source(path=STDIN))
     for path in inputs:
-        if path == STDIN and sys.stdin is None:
-            raise click.BadParameter(
-                "cannot read '-': standard input is closed", param_hint="-i/--input"
-            )
-        if path != STDIN and not os.access(path, os.R_OK):
-            raise click.BadParameter(f"cannot read {path!r}", param_hint="-i/--input")
+        problem = _unreadable(path)
+        if problem is not None:
+            # Worded as the record of a file that fails later, mid-way: "cannot read NAME: why".
+            raise click.BadParameter(f"cannot read {problem}", param_hint="-i/--input")
     return sources
+
+
+def _unreadable(path: str) -> str | None:
+    """Why ``path`` (``-`` for stdin) cannot be read, or None. Non-blocking: a FIFO with no
+    writer yet is not waited for here."""
+    if path == STDIN:
+        return "stdin: standard input is closed" if sys.stdin is None else None
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return None
 
 
 def _make_sink(output_format: str, *, waterfall: bool = False) -> Sink:
@@ -610,7 +621,12 @@ def execute(
         status = ExitStatus.WARNING
     if sink.error is not None:
         return _output_failed(sink.error, stderr)
-    if show_summary and status in (ExitStatus.OK, ExitStatus.FAILED, ExitStatus.WARNING):
+    if show_summary and status in (
+        ExitStatus.OK,
+        ExitStatus.FAILED,
+        ExitStatus.WARNING,
+        ExitStatus.INTERRUPTED,  # what finished before Ctrl-C, as counted
+    ):
         stderr.print(summary.describe(time.monotonic() - started) + session.describe(), style="dim")
     if status is ExitStatus.INTERRUPTED:
         stderr.print("fetchheads: interrupted")

@@ -49,13 +49,14 @@ def scale_options(command: Any) -> Any:
             default=None,
             callback=positive_float,
             metavar="N",
-            help="At most N new connections per second, evenly spaced  [default: no limit]",
+            help="At most N new connections per second, evenly spaced.  [default: no limit]",
         ),
         click.option(
             "--retries",
             type=click.IntRange(min=0, max=100),
             default=0,
             show_default=True,
+            metavar="N",
             help="Try again after a connect error or a timeout (never after an answer), waiting "
             "0.2 s, 0.4 s, 0.8 s ... with jitter; each attempt has its own --timeout.",
         ),

@@ -15,6 +15,7 @@ from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float
 from fetchheads.errors import StoreError
 from fetchheads.lookback import history, parse_when, pick, target_keys
 from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
+from fetchheads.render.summary import counted
 from fetchheads.store import Store
 from fetchheads.targets import SCHEMES
 
@@ -204,7 +205,7 @@ def prune_command(db: str, keep_days: float | None, keep: int | None, quiet: boo
             click.echo(f"fetchheads: {exc}", err=True)
             sys.exit(int(ExitStatus.FAILED))
     if not quiet:
-        click.echo(f"pruned {snapshots} snapshots and {runs} runs from {db}")
+        click.echo(f"pruned {counted(snapshots, 'snapshot')} and {counted(runs, 'run')} from {db}")
 
 
 def _no_snapshots(target: str, db: str) -> NoReturn:

@@ -8,6 +8,11 @@ import dataclasses
 from fetchheads.models import Result
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 run``, ``2 runs``: the summary lines count in English."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 @dataclasses.dataclass(slots=True)
 class Summary:
     targets: int = 0
@@ -32,7 +37,7 @@ class Summary:
 
     def describe(self, elapsed: float) -> str:
         """``12 targets, 10 ok, 2 failed (dns 1, timeout 1); 200 x8, 301 x2; 1.23 s, 9.8/s``."""
-        parts = [f"{self.targets} target{'s' if self.targets != 1 else ''}", f"{self.ok} ok"]
+        parts = [counted(self.targets, "target"), f"{self.ok} ok"]
         if self.failed:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.failed_by_kind.items()))
             parts.append(f"{self.failed} failed ({kinds})")
