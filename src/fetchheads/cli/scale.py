@@ -54,6 +54,7 @@ def scale_options(command: Any) -> Any:
         click.option(
             "--retries",
             type=click.IntRange(min=0, max=100),
+            metavar="N",
             default=0,
             show_default=True,
             metavar="N",
