@@ -57,7 +57,6 @@ def scale_options(command: Any) -> Any:
             metavar="N",
             default=0,
             show_default=True,
-            metavar="N",
             help="Try again after a connect error or a timeout (never after an answer), waiting "
             "0.2 s, 0.4 s, 0.8 s ... with jitter; each attempt has its own --timeout.",
         ),
