@@ -169,11 +169,12 @@ def test_a_host_file_with_comments_blank_lines_and_a_bad_line(target: str, tmp_p
         + b"\r\n"
         + b"   # indented comment\n"
         + b"exa mple.com\n"
-        + f"http://{target}/health\n".encode()
+        + f"http://{target}/health  # behind the balancer\n".encode()
+        + f"http://{target}/app#fragment\n".encode()
     )
     result = invoke(["--json", "--order", "input", "-i", str(hosts)])
     assert result.exit_code == 1
-    first, bad, last = records(result)
+    first, bad, last, fragment = records(result)
     assert first["url"] == f"http://{target}/"
     assert bad["target"] == "exa mple.com"
     assert bad["error"] == {
@@ -182,6 +183,7 @@ def test_a_host_file_with_comments_blank_lines_and_a_bad_line(target: str, tmp_p
     }
     assert last["url"] == f"http://{target}/health"
     assert last["ok"] is True
+    assert (fragment["url"], fragment["ok"]) == (f"http://{target}/app", True)
 
 
 def test_several_inputs_are_read_in_order(target: str, tmp_path: Path) -> None:

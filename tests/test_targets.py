@@ -133,6 +133,26 @@ def test_line_splitter_gives_the_same_lines_however_the_bytes_are_split() -> Non
     assert got == expected == [(1, "a.example"), (2, "b.example"), (3, ""), (4, "c.example")]
 
 
+def test_a_comment_after_whitespace_ends_the_line_but_a_fragment_stays() -> None:
+    data = (
+        b"127.0.0.1:8080 # trailing comment\n"
+        b"host.example\t#tab then comment\n"
+        b"http://a.example/p#frag\n"
+        b"http://b.example/p#frag   # both\n"
+        b"   # only a comment\n"
+    )
+    splitter = LineSplitter()
+    assert splitter.feed(data) == [
+        (1, "127.0.0.1:8080"),
+        (2, "host.example"),
+        (3, "http://a.example/p#frag"),
+        (4, "http://b.example/p#frag"),
+        (5, "# only a comment"),  # skipped by the reader, as before
+    ]
+    lines = data.decode().splitlines()
+    assert [text for _, text in iter_lines(lines)] == [text for _, text in splitter.feed(data)][:4]
+
+
 def test_a_bom_is_only_dropped_at_the_start_of_the_input() -> None:
     splitter = LineSplitter()
     assert splitter.feed(b"a\n\xef\xbb\xbfb\n") == [(1, "a"), (2, "\ufeffb")]

@@ -182,10 +182,23 @@ def iter_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
     for number, line in enumerate(lines, start=1):
         if number == 1:
             line = line.removeprefix("\ufeff")
-        text = line.strip()
+        text = without_comment(line.strip())
         if not text or text.startswith("#"):
             continue
         yield number, text
+
+
+def without_comment(text: str) -> str:
+    """``text`` (stripped) up to a ``#`` that follows whitespace: ``host:8080  # staging`` is
+    ``host:8080``, as in /etc/hosts. A ``#`` right after other text is a URL's fragment and stays:
+    no valid target holds whitespace, so nothing a target could be is cut."""
+    if "#" not in text:
+        return text
+    match = _INLINE_COMMENT.search(text)
+    return text if match is None else text[: match.start()].rstrip()
+
+
+_INLINE_COMMENT = re.compile(r"\s#")
 
 
 OVERLONG_SHOWN = 60
@@ -265,4 +278,4 @@ class LineSplitter:
         if self._number == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")
         text = raw.decode("utf-8", "replace").strip()
-        return self._number, OverlongLine(text) if overlong else text
+        return self._number, OverlongLine(text) if overlong else without_comment(text)
