@@ -13,6 +13,7 @@ import trustme
 from fetchheads.config import Config
 from fetchheads.fetch import FetchContext, make_ssl_context
 from fetchheads.resolve import Resolver
+from tests.support import processes
 from tests.support.nginx import Nginx
 from tests.support.servers import Handler, ThreadedServer
 from tests.support.tinyproxy import Tinyproxy
@@ -27,6 +28,14 @@ PROXY_VARIABLES = (
     "no_proxy",
     "NO_PROXY",
 )
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        processes.reap()
 
 
 @pytest.fixture(autouse=True)

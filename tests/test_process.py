@@ -20,6 +20,7 @@ from fetchheads.fetch import fetch_one
 from fetchheads.process import FDS_RESERVED, fit_concurrency
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
+from tests.support import processes
 from tests.support.servers import LoopbackServer, ThreadedServer, reply, silent
 
 HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nX-Padding: " + b"p" * 200 + b"\r\n\r\n"
@@ -31,7 +32,7 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("FETCHHEADS_DEBUG", None)
-    return subprocess.Popen(
+    return processes.start(
         [sys.executable, "-m", "fetchheads", *args],
         stdin=stdin,
         stdout=stdout,
@@ -348,3 +349,21 @@ def test_a_signal_stops_the_run_while_stdin_is_open_and_idle(
     assert json.loads(first)["ok"] is True
     assert b"Traceback" not in stderr
     assert b"Fatal Python error" not in stderr
+
+
+def test_children_take_ctrl_c_even_when_pytest_ignores_it() -> None:
+    # pytest from a background job or nohup: SIGINT ignored, and children inherit that.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child = processes.start(
+            [
+                sys.executable,
+                "-c",
+                "import signal; print(signal.getsignal(signal.SIGINT).__name__)",
+            ],
+            stdout=subprocess.PIPE,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    out, _ = child.communicate(timeout=30)
+    assert out == b"default_int_handler\n"  # Python's KeyboardInterrupt, not SIG_IGN

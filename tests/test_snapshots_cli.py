@@ -27,6 +27,7 @@ from fetchheads.errors import StoreError
 from fetchheads.proxy import proxy_rules
 from fetchheads.recorder import SnapshotOptions, run_options
 from fetchheads.store import Store
+from tests.support import processes
 from tests.support.servers import ThreadedServer, read_request_head, silent
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -249,7 +250,7 @@ def test_warn_days_prints_under_changes_even_when_nothing_changed(
 def run_cli(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
     """A real fetchheads process (stderr piped; stdout too unless told: a long run's output
     must go elsewhere, or the unread pipe fills and blocks it)."""
-    return subprocess.Popen(
+    return processes.start(
         [sys.executable, "-m", "fetchheads", *args],
         stdout=stdout,
         stderr=subprocess.PIPE,
