@@ -6,7 +6,10 @@ Server text reaches rich only inside ``Text`` objects (never markup), after ``te
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
+from collections.abc import Iterator
+
+from rich.cells import cell_len, get_character_cell_size
+from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.text import Text
 
 from fetchheads.models import Alert, Change, Result, Timing, TLSInfo
@@ -14,7 +17,66 @@ from fetchheads.render.changes import show_values
 from fetchheads.render.safe import terminal_safe
 
 NAME_COLUMN_MAX = 32
-"""Names longer than this do not widen the column for every other header."""
+"""Names longer than this do not widen the column for every other header: such a name has a line
+of its own, and its value starts on the next line, in the column."""
+MIN_WRAP_WIDTH = 20
+"""On a terminal narrower than indent + this, continuation lines give up the indent."""
+
+
+class Hanging:
+    """``text`` wrapped to the terminal with continuation lines indented by ``indent`` cells, so a
+    long URL, header value or message stays inside its block instead of running back to column
+    0. Long words (cookies, tokens) are folded; nothing is cut off."""
+
+    def __init__(self, text: Text, indent: int) -> None:
+        self.text = text
+        self.indent = indent
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        indent = self.indent if options.max_width - self.indent >= MIN_WRAP_WIDTH else 0
+        lines = self.text.divide(line_breaks(self.text.plain, max(options.max_width - indent, 1)))
+        for line in lines:
+            line.rstrip()
+        joined = Text("\n" + " " * indent).join(lines)
+        joined.no_wrap = True  # already wrapped: every line fits
+        yield joined
+
+
+def line_breaks(text: str, width: int) -> list[int]:
+    """Where to start new lines so that no line of ``text`` is wider than ``width`` cells: at
+    spaces where possible; a word too long for the room left is folded where it stands (rich would
+    first move it to a line of its own, leaving a header name alone beside a blank)."""
+    breaks: list[int] = []
+    column = 0
+    start = 0
+    while start < len(text):
+        end = start
+        if text[start] == " ":
+            while end < len(text) and text[end] == " ":
+                end += 1
+            column += end - start
+            if column > width:  # the spaces end the line (rstrip drops them)
+                breaks.append(end)
+                column = 0
+            start = end
+            continue
+        while end < len(text) and text[end] != " ":
+            end += 1
+        cells = cell_len(text[start:end])
+        if column + cells <= width:
+            column += cells
+        elif cells <= width - MIN_WRAP_WIDTH // 2 or (cells <= width and column == 0):
+            breaks.append(start)  # a short word moves down whole
+            column = cells
+        else:
+            for at in range(start, end):
+                size = get_character_cell_size(text[at])
+                if column + size > width and column > 0:
+                    breaks.append(at)
+                    column = 0
+                column += size
+        start = end
+    return breaks
 
 
 def status_style(status: int) -> str:
@@ -42,26 +104,26 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
     head = result.head
     if head is not None:
         title.append("  ")
+        # A head cut short by an error is no success, whatever its status line said.
+        failure = result.error
         title.append(
-            f"{head.status} {terminal_safe(head.reason)}".rstrip(), status_style(head.status)
+            f"{head.status} {terminal_safe(head.reason)}".rstrip(),
+            status_style(head.status) if failure is None else "bold red",
         )
+        if failure is not None:
+            cut = failure.kind == "protocol"  # the head ended before its blank line
+            title.append("  (incomplete)" if cut else "  (failed)", style="bold red")
         title.append(f"  {head.http_version}", style="dim")
     if result.address:
         title.append(f"  {result.address}", style="dim")
     if result.timing.total is not None:
         title.append(f"  {_ms(result.timing.total)}", style="dim")
-    parts: list[RenderableType] = [title]
+    parts: list[RenderableType] = [Hanging(title, 2)]
     if result.changes is not None:  # --changes: what changed, not the whole head
         return Group(*parts, *change_lines(result.changes), *alert_lines(result.warnings), Text(""))
     parts.extend(_redirect_lines(result))
     if head is not None and head.headers:
-        width = min(max(len(name) for name, _ in head.headers) + 1, NAME_COLUMN_MAX)
-        for name, value in head.headers:
-            line = Text("  ")
-            line.append(f"{terminal_safe(name) + ':':<{width}}", style="cyan")
-            line.append("  ")
-            line.append(terminal_safe(value))
-            parts.append(line)
+        parts.extend(header_lines(head.headers))
     if result.tls is not None:
         parts.extend(tls_lines(result.tls))
     if waterfall:
@@ -74,30 +136,51 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
         error = Text("  ✗ ", style="bold red")
         error.append(f"{result.error.kind}: ", style="bold red")
         error.append(terminal_safe(result.error.message))
-        parts.append(error)
+        parts.append(Hanging(error, 4))
     parts.append(Text(""))
     return Group(*parts)
 
 
-def _redirect_lines(result: Result) -> list[Text]:
+def header_lines(headers: tuple[tuple[str, str], ...]) -> list[RenderableType]:
+    """``  Name:  value``, the values in one column (continuation lines too). A name too long
+    for the column gets a line of its own, its value below in the column."""
+    names = [terminal_safe(name) + ":" for name, _ in headers]
+    fitting = [cell_len(name) for name in names if cell_len(name) <= NAME_COLUMN_MAX]
+    width = max(fitting, default=0)
+    lines: list[RenderableType] = []
+    for name, (_, value) in zip(names, headers, strict=True):
+        line = Text("  ")
+        if cell_len(name) > width:
+            line.append(name, style="cyan")
+            lines.append(Hanging(line, 4))
+            line = Text(" " * (width + 4))
+        else:
+            line.append(name + " " * (width - cell_len(name)), style="cyan")
+            line.append("  ")
+        line.append(terminal_safe(value))
+        lines.append(Hanging(line, width + 4))
+    return lines
+
+
+def _redirect_lines(result: Result) -> list[RenderableType]:
     """``↪ 301 http://a/ → https://a/`` for each hop followed with ``-L``, first hop first."""
-    lines = []
+    lines: list[RenderableType] = []
     for hop in result.redirects:
         line = Text("  ↪ ", style="dim")
         line.append(str(hop.status), status_style(hop.status))
         line.append(f" {terminal_safe(hop.url)}")
         line.append(" → ", style="dim")
         line.append(terminal_safe(hop.location))
-        lines.append(line)
+        lines.append(Hanging(line, 4))
     return lines
 
 
-def tls_lines(tls: TLSInfo) -> list[Text]:
+def tls_lines(tls: TLSInfo) -> list[RenderableType]:
     """The TLS facts: protocol and cipher, expiry in days, issuer, the names the certificate
     covers. Without verification (``-k``) the certificate is not decoded, and the block says so."""
     first = Text("  TLS  ", style="dim")
     first.append(" ".join(part for part in (tls.version, tls.cipher) if part) or "?")
-    lines = [first]
+    lines: list[RenderableType] = [first]
     if tls.not_after is None:
         lines.append(Text("       certificate not verified (-k): no names or dates", style="dim"))
         return lines
@@ -111,7 +194,7 @@ def tls_lines(tls: TLSInfo) -> list[Text]:
         if value:
             line = Text(f"       {label} ", style="dim")
             line.append(terminal_safe(value))
-            lines.append(line)
+            lines.append(Hanging(line, 7))
     if tls.san:
         shown = ", ".join(terminal_safe(name) for name in tls.san[:MAX_NAMES_SHOWN])
         more = len(tls.san) - MAX_NAMES_SHOWN
@@ -119,7 +202,7 @@ def tls_lines(tls: TLSInfo) -> list[Text]:
         line.append(shown)
         if more > 0:
             line.append(f" +{more} more", style="dim")
-        lines.append(line)
+        lines.append(Hanging(line, 7))
     return lines
 
 
@@ -178,9 +261,9 @@ def _days_style(days: int | None) -> str:
     return "yellow" if days < 14 else "green"
 
 
-def change_lines(changes: tuple[Change, ...]) -> list[Text]:
+def change_lines(changes: tuple[Change, ...]) -> list[RenderableType]:
     """``  X-Version:  1  →  2``: before in red, after in green, an absent side dim."""
-    lines: list[Text] = []
+    lines: list[RenderableType] = []
     for change in changes:
         line = Text("  ")
         line.append(f"{terminal_safe(change.name)}:", style="cyan")
@@ -188,11 +271,12 @@ def change_lines(changes: tuple[Change, ...]) -> list[Text]:
         line.append(show_values(change.before), style="red" if change.before else "dim")
         line.append("  →  ", style="dim")
         line.append(show_values(change.after), style="green" if change.after else "dim")
-        lines.append(line)
+        lines.append(Hanging(line, 4))
     return lines
 
 
-def alert_lines(alerts: tuple[Alert, ...] | None) -> list[Text]:
+def alert_lines(alerts: tuple[Alert, ...] | None) -> list[RenderableType]:
     return [
-        Text("  ⚠ " + terminal_safe(alert.message), style="bold yellow") for alert in alerts or ()
+        Hanging(Text("  ⚠ " + terminal_safe(alert.message), style="bold yellow"), 4)
+        for alert in alerts or ()
     ]
