@@ -10,7 +10,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from fetchheads.errors import ErrorKind
-from fetchheads.models import ErrorInfo, ResponseHead, Result, Timing
+from fetchheads.models import ErrorInfo, ResponseHead, Result, Timing, TLSInfo
 from fetchheads.render.pretty import line_breaks, render_result
 
 COOKIE = "session=" + "a" * 150 + "; Path=/; HttpOnly"
@@ -112,3 +112,9 @@ def test_line_breaks_fit_every_width_and_keep_short_words_whole() -> None:
         if width >= 40:
             assert "char" + "\n" not in "\n".join(lines)  # "charset" not split at 40+
             assert all(not line.startswith("ore") for line in lines)
+
+
+def test_a_certificate_expiring_tomorrow_says_1_day() -> None:
+    tls = TLSInfo("TLSv1.3", "AES", "CN=h", "CN=ca", not_after="2027-01-01T00:00:00Z", days_left=1)
+    lines = render(Result(target="h", url="https://h/", head=HEAD, tls=tls))
+    assert any(line.strip() == "expires 2027-01-01T00:00:00Z (1 day)" for line in lines)

@@ -15,6 +15,7 @@ from rich.text import Text
 from fetchheads.models import Alert, Change, Result, Timing, TLSInfo
 from fetchheads.render.changes import show_values
 from fetchheads.render.safe import terminal_safe
+from fetchheads.render.summary import counted
 
 NAME_COLUMN_MAX = 32
 """Names longer than this do not widen the column for every other header: such a name has a line
@@ -185,9 +186,9 @@ def tls_lines(tls: TLSInfo) -> list[RenderableType]:
         lines.append(Text("       certificate not verified (-k): no names or dates", style="dim"))
         return lines
     expiry = Text("       expires ", style="dim")
-    days = "?" if tls.days_left is None else f"{tls.days_left} days"
+    days = "?" if tls.days_left is None else counted(tls.days_left, "day")
     if tls.days_left is not None and tls.days_left < 0:
-        days = f"EXPIRED {-tls.days_left} days ago"
+        days = f"EXPIRED {counted(-tls.days_left, 'day')} ago"
     expiry.append(f"{tls.not_after} ({days})", style=_days_style(tls.days_left))
     lines.append(expiry)
     for label, value in (("issuer", tls.issuer), ("subject", tls.subject)):
