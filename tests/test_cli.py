@@ -313,6 +313,9 @@ def test_json_agrees_with_format_jsonl_and_overrides_the_environment(target: str
         result = invoke([*args, target], env=env)
         assert result.exit_code == 0
         assert records(result)[0]["status"] == 200
+    plain = invoke(["--format", "plain", target], env={"FETCHHEADS_JSON": "1"})
+    assert plain.exit_code == 0
+    assert plain.stdout.startswith(f"{target} header > HTTP/1.1 200 OK\n")
 
 
 def test_a_bug_inside_the_run_is_one_line_naming_the_exception(

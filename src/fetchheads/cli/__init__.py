@@ -440,16 +440,19 @@ WATERFALL_AUTO_TARGETS = 3
 
 
 def _output_format(output_format: str | None, json_flag: bool) -> str | None:
-    """--json is --format jsonl: with another --format on the command line it is a usage error
-    (a FETCHHEADS_FORMAT in the environment yields to it)."""
-    if not json_flag:
+    """--json is --format jsonl. Both on the command line and disagreeing is a usage error; when
+    one of them comes from the environment (FETCHHEADS_JSON, FETCHHEADS_FORMAT) the command line
+    wins."""
+    if not json_flag or output_format in (None, "jsonl"):
+        return "jsonl" if json_flag else output_format
+    ctx = click.get_current_context()
+    given = click.core.ParameterSource.COMMANDLINE
+    json_given = ctx.get_parameter_source("json_flag") is given
+    if ctx.get_parameter_source("output_format") is not given:
+        return "jsonl"
+    if not json_given:
         return output_format
-    source = click.get_current_context().get_parameter_source("output_format")
-    if output_format not in (None, "jsonl") and source is click.core.ParameterSource.COMMANDLINE:
-        raise click.UsageError(
-            f"--json means --format jsonl; it contradicts --format {output_format}"
-        )
-    return "jsonl"
+    raise click.UsageError(f"--json means --format jsonl; it contradicts --format {output_format}")
 
 
 def _proxy_rules(proxy: str | None, noproxy: str | None) -> ProxyRules:
