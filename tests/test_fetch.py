@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import Callable
 
 import pytest
 
@@ -15,7 +16,14 @@ from fetchheads.fetch import fetch_one
 from fetchheads.models import Result
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
-from tests.support.servers import Handler, LoopbackServer, read_request_head, reply, silent
+from tests.support.servers import (
+    Handler,
+    LoopbackServer,
+    ThreadedServer,
+    read_request_head,
+    reply,
+    silent,
+)
 
 
 async def fetch(handler: Handler, *, path: str = "/", **config: object) -> Result:
@@ -219,3 +227,49 @@ async def test_a_name_is_resolved_and_timed() -> None:
     assert timing.ttfb is not None
     assert timing.total is not None
     assert 0 <= timing.dns <= timing.connect <= timing.ttfb <= timing.total
+
+
+def test_timings_under_uvloop_are_finer_than_its_millisecond_clock(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    # uvloop's loop.time() ticks in whole milliseconds: timings taken from it read "connect
+    # 0.0 ms" on loopback. Twenty fetches whose every timing is a whole millisecond would be it.
+    import uvloop
+
+    server = threaded_server(reply(b"HTTP/1.0 204 No Content\r\n\r\n"))
+    target = parse_target(f"127.0.0.1:{server.port}/")
+
+    async def twenty() -> list[Result]:
+        return [await fetch_one(target, make_context()) for _ in range(20)]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        results = runner.run(twenty())
+    assert all(result.ok for result in results)
+    values = [
+        value
+        for result in results
+        for value in (result.timing.connect, result.timing.ttfb, result.timing.total)
+    ]
+    assert all(value is not None and value > 0 for value in values)
+    assert any(round(value * 1000, 6) % 1 != 0 for value in values if value is not None)
+
+
+async def test_connect_timeout_bounds_the_tls_handshake_with_its_own_message() -> None:
+    async with LoopbackServer(silent()) as server:
+        target = parse_target(f"https://127.0.0.1:{server.port}/")
+        config = Config(timeout=5.0, connect_timeout=0.3)
+        result = await fetch_one(target, make_context(config))
+    assert result.error is not None
+    assert result.error.kind is ErrorKind.CONNECT
+    assert result.error.message == "no connection within --connect-timeout 0.3s (TLS handshake)"
+
+
+async def test_a_cancellation_from_outside_is_not_turned_into_a_timeout() -> None:
+    # Ctrl-C cancels the run's tasks: a fetch must let that through, not record a timeout.
+    async with LoopbackServer(silent()) as server:
+        target = parse_target(f"127.0.0.1:{server.port}/")
+        task = asyncio.create_task(fetch_one(target, make_context(Config(timeout=0.5))))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
