@@ -38,10 +38,42 @@ _PATH_SAFE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 _INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp"})
+# The common spellings, in one match: a lower-case ASCII name or IPv4 address whose labels are
+# valid as they stand, an optional port and a path of request-line-safe characters. Whatever this
+# accepts, the full validator accepts and normalises to the same Target (tests/test_targets_fast.py
+# holds them to it); anything else takes the full path, which also words every error.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_SIMPLE = re.compile(
+    rf"(?:(https?)://)?({_LABEL}(?:\.{_LABEL})*)(?::([0-9]{{1,5}}))?"
+    r"([/?][A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*)?"
+)
 
 
 def parse_target(text: str, *, default_scheme: str = "http", line: int | None = None) -> Target:
     """Validate one target. Raises ``InputError`` with a message a user can act on."""
+    match = _SIMPLE.fullmatch(text) if len(text) <= MAX_HOST_CHARS else None
+    if match is not None:
+        scheme, host, port_text, path = match.groups()
+        port = int(port_text) if port_text else None
+        if port is None or 0 < port < 65536:
+            if scheme is None:
+                scheme = default_scheme
+                if port == 443:
+                    scheme = "https"
+            if port is None:
+                port = DEFAULT_PORTS[scheme]
+            if path is None:
+                path = "/"
+            elif path[0] == "?":
+                path = "/" + path
+            return Target(text=text, scheme=scheme, host=host, port=port, path=path, line=line)
+    return parse_target_full(text, default_scheme=default_scheme, line=line)
+
+
+def parse_target_full(
+    text: str, *, default_scheme: str = "http", line: int | None = None
+) -> Target:
+    """``parse_target`` for every form: strips, validates, normalises and words each error."""
     raw = text.strip()
     if not raw:
         raise InputError("empty target")

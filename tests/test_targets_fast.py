@@ -1,0 +1,54 @@
+"""parse_target's one-match path for the common spellings agrees with the full validator."""
+
+from __future__ import annotations
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from fetchheads.errors import InputError
+from fetchheads.models import Target
+from fetchheads.targets import parse_target, parse_target_full
+
+schemes = st.sampled_from(["", "http://", "https://", "HTTP://", "ftp://", "http:/"])
+labels = st.text(alphabet="abcXYZ019-_é", min_size=0, max_size=8)
+hosts = st.one_of(
+    st.lists(labels, min_size=1, max_size=4).map(".".join),
+    st.tuples(*[st.integers(0, 300)] * 4).map(lambda parts: ".".join(map(str, parts))),
+    st.sampled_from(["127.0.0.1", "01.2.3.4", "a" * 63 + ".com", "a" * 64 + ".com", "[::1]"]),
+)
+ports = st.one_of(st.just(""), st.integers(0, 99999).map(lambda n: f":{n}"), st.just(":"))
+paths = st.one_of(
+    st.just(""), st.text(alphabet="/?#%az:@ é\x00~", max_size=10).map(lambda p: "/" + p)
+)
+spellings = st.one_of(
+    st.tuples(schemes, hosts, ports, paths).map("".join),
+    st.text(max_size=30),
+)
+
+
+def outcome(parse: object, text: str, scheme: str) -> Target | str:
+    try:
+        return parse(text, default_scheme=scheme, line=7)  # type: ignore[operator]
+    except InputError as exc:
+        return f"InputError: {exc}"
+
+
+@given(spellings, st.sampled_from(["http", "https"]))
+@example("example.com", "http")
+@example("127.0.0.1:8080/health?full=1", "http")
+@example("host:443", "http")
+@example("http://host:443/", "https")
+@example("x.com:0", "http")
+@example("x.com:65536", "http")
+@example("Example.COM", "http")
+@example(" example.com ", "http")
+@example("example.com.", "http")
+@example("example.com?q", "http")
+def test_the_fast_path_gives_what_the_full_validator_gives(text: str, scheme: str) -> None:
+    assert outcome(parse_target, text, scheme) == outcome(parse_target_full, text, scheme)
+
+
+def test_a_long_or_unusual_target_still_parses() -> None:
+    long_path = "http://example.com/" + "a" * 300
+    assert parse_target(long_path).path == "/" + "a" * 300
+    assert parse_target("HTTP://Example.com./").host == "example.com"
