@@ -124,5 +124,5 @@ def test_nothing_imports_the_cli_but_the_entry_point() -> None:
 
 
 def test_the_checker_sees_imports_inside_functions_and_through_helpers() -> None:
-    assert "uvloop" in direct_imports("fetchheads.cli")  # imported inside a function
+    assert "uvloop" in direct_imports("fetchheads.cli.run")  # imported inside a function
     assert "sqlite3" in reachable("fetchheads.cli")  # through the snapshot store

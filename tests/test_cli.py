@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -16,8 +17,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 import fetchheads.cli
+import fetchheads.cli.run
 from fetchheads import __version__
 from fetchheads.cli import cli
+from fetchheads.cli.options import make_config
+from fetchheads.config import Config
 from tests.support.servers import ThreadedServer, reply
 
 HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nbody"
@@ -324,7 +328,7 @@ def test_a_bug_inside_the_run_is_one_line_naming_the_exception(
     async def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug in the fetcher")
 
-    monkeypatch.setattr(fetchheads.cli, "fetch_one", broken)
+    monkeypatch.setattr(fetchheads.cli.run, "fetch_one", broken)
     monkeypatch.setattr(sys, "argv", ["fetchheads", "--loop", "asyncio", target])
     monkeypatch.delenv("FETCHHEADS_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exit:
@@ -418,3 +422,26 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"fetchheads, version {__version__}\n"
+
+
+def test_every_config_field_is_set_by_some_option(tmp_path: Path) -> None:
+    # make_config is the one place options become a Config: a field no option reaches (or an
+    # option that never reaches its field) would keep the default here.
+    cacert = tmp_path / "ca.pem"
+    cacert.write_text("")
+    args = [
+        *("-c", "7", "-t", "3", "--connect-timeout", "1", "-X", "HEAD", "-H", "X-A: 1"),
+        *("-A", "ua/1", "--scheme", "https", "-k", "--cacert", str(cacert), "--order", "input"),
+        *("--loop", "asyncio", "-L", "--max-redirs", "3", "--proxy", "http://127.0.0.1:3128"),
+        *("--connect-to", "a:80:b:81", "--retries", "2", "--rate", "5", "--shard", "1/2", "-4"),
+        *("--dns-servers", "127.0.0.1", "--resolve", "a:80:127.0.0.1", "example.com"),
+    ]
+    ctx = cli.commands["fetch"].make_context("fetch", args)
+    config = make_config(ctx.params, concurrency=ctx.params["concurrency"])
+    default = Config()
+    unset = [
+        field.name
+        for field in dataclasses.fields(Config)
+        if getattr(config, field.name) == getattr(default, field.name)
+    ]
+    assert unset == []

@@ -1,4 +1,4 @@
-"""The one frozen configuration of a run, built by ``cli.py`` and passed down. Pure.
+"""The one frozen configuration of a run, built by ``cli.options.make_config``. Pure.
 
 The choice tuples are the single source for click's choices and for the code that branches on them.
 """

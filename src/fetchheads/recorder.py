@@ -198,7 +198,7 @@ class Recorder:
 
 class SnapshotSession:
     """Everything ``--db``, ``--changes`` and ``--warn-days`` add to one fetch run, as the hooks
-    ``cli.execute`` calls: ``start`` and ``finish`` around the event loop (the ``runs`` row),
+    ``cli.run.execute`` calls: ``start`` and ``finish`` around the event loop (the ``runs`` row),
     ``annotate`` and ``attach`` on it. Without a store only the alerts remain."""
 
     def __init__(self, store: Store | None = None, options: SnapshotOptions | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -38,3 +39,17 @@ def finite_float(ctx: click.Context, param: click.Parameter, value: float | None
     if value is not None and not math.isfinite(value):
         raise click.BadParameter("must be a finite number")
     return value
+
+
+Decorator = Callable[[Any], Any]
+
+
+def option_group(*decorators: Decorator) -> Decorator:
+    """One decorator applying ``decorators`` so that they appear in ``--help`` in this order."""
+
+    def apply(command: Any) -> Any:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply

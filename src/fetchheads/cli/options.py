@@ -1,0 +1,313 @@
+"""The fetch command's options, grouped by concern, and the one place they become a ``Config``.
+
+``fetch_options`` stacks every group in the order ``--help`` shows them; the command receives the
+values as keyword arguments and hands them to ``make_config`` whole, so each option is spelled
+twice (its decorator and its ``Config`` field), never a third time in a signature.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from fetchheads import __version__
+from fetchheads.cli.common import option_group, positive_float
+from fetchheads.cli.scale import scale_options
+from fetchheads.cli.snapshots import snapshot_options
+from fetchheads.config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_REDIRS,
+    DEFAULT_TIMEOUT,
+    DEFAULT_USER_AGENT,
+    FORMATS,
+    LOOPS,
+    METHODS,
+    ORDERS,
+    Config,
+)
+from fetchheads.connect_to import ConnectTo, parse_connect_to
+from fetchheads.errors import InputError
+from fetchheads.proxy import ProxyRules, proxy_rules
+from fetchheads.request import check_header_value, parse_header_option
+from fetchheads.targets import SCHEMES
+
+
+class HeaderType(click.types.StringParamType):
+    """``'Name: value'`` text; from the environment, one header per line (values hold spaces)."""
+
+    name = "header"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [line for line in rv.splitlines() if line.strip()]
+
+
+def _headers(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    try:
+        return tuple(parse_header_option(value) for value in values)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _user_agent(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        check_header_value("User-Agent", value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _connect_to(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[ConnectTo, ...]:
+    try:
+        return tuple(parse_connect_to(value) for value in values)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+input_options = option_group(
+    # Where targets come from besides the arguments.
+    click.option(
+        "-i",
+        "--input",
+        "inputs",
+        multiple=True,
+        metavar="FILE",
+        type=click.Path(dir_okay=False, allow_dash=True),
+        help="Read targets from FILE, one per line ('-' for stdin); repeatable. "
+        "With no TARGET and no --input, stdin is read when it is not a terminal.",
+    ),
+)
+
+
+limit_options = option_group(
+    # How many targets at once, and how long each may take.
+    click.option(
+        "-c",
+        "--concurrency",
+        type=click.IntRange(min=1, max=100_000),
+        default=DEFAULT_CONCURRENCY,
+        show_default=True,
+        metavar="N",
+        help="Targets in flight at once.",
+    ),
+    click.option(
+        "-t",
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        show_default=True,
+        callback=positive_float,
+        help="Seconds for each target: DNS, connect, TLS and the whole head.",
+    ),
+    click.option(
+        "--connect-timeout",
+        type=float,
+        default=None,
+        callback=positive_float,
+        help="Tighter bound in seconds on DNS+connect+TLS alone.  [default: the timeout]",
+    ),
+)
+
+
+output_options = option_group(
+    # What the output looks like and in which order it comes.
+    click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(FORMATS),
+        default=None,
+        help="Output format.  [default: pretty on a terminal, plain otherwise]",
+    ),
+    click.option("--json", "json_flag", is_flag=True, help="Same as --format jsonl."),
+    click.option(
+        "--order",
+        type=click.Choice(ORDERS),
+        default="completion",
+        show_default=True,
+        help="Print each target as it finishes, or in input order.",
+    ),
+)
+
+
+request_options = option_group(
+    # What is sent.
+    click.option(
+        "-X",
+        "--method",
+        type=click.Choice(METHODS, case_sensitive=False),
+        metavar=f"[{'|'.join(METHODS)}]",  # click would show the choices in lower case
+        default="GET",
+        show_default=True,
+        help="Request method.",
+    ),
+    click.option(
+        "-H",
+        "--header",
+        "headers",
+        multiple=True,
+        type=HeaderType(),
+        metavar="'NAME: VALUE'",
+        callback=_headers,
+        help="Extra request header, repeatable. Replaces a default header of the same name; "
+        "'Name:' with no value removes it.",
+    ),
+    click.option(
+        "-A",
+        "--user-agent",
+        default=DEFAULT_USER_AGENT,
+        show_default=True,
+        callback=_user_agent,
+        help="User-Agent header.",
+    ),
+    click.option(
+        "--scheme",
+        type=click.Choice(SCHEMES),
+        default="http",
+        show_default=True,
+        help="Scheme for targets given without one (a bare host:443 is always https).",
+    ),
+)
+
+
+tls_options = option_group(
+    # How certificates are checked.
+    click.option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates."),
+    click.option(
+        "--cacert",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Trust the CA certificates in this PEM file instead of the system store.",
+    ),
+)
+
+
+redirect_options = option_group(
+    # Following redirects.
+    click.option(
+        "-L",
+        "--location",
+        is_flag=True,
+        help="Follow redirects (301, 302, 303, 307, 308) and show every hop. "
+        "-t covers the whole chain.",
+    ),
+    click.option(
+        "--max-redirs",
+        type=click.IntRange(min=0, max=1000),
+        default=DEFAULT_MAX_REDIRS,
+        show_default=True,
+        metavar="N",
+        help="With -L: fail with kind 'redirect' after N hops.",
+    ),
+)
+
+
+route_options = option_group(
+    # Which way connections go: proxies and --connect-to.
+    click.option(
+        "--proxy",
+        metavar="URL",
+        default=None,
+        help="Use this HTTP proxy, e.g. http://user:pass@127.0.0.1:3128 (port 1080 if none); "
+        "https goes through a CONNECT tunnel. '' disables the proxy environment variables.  "
+        "[default: https_proxy, http_proxy, all_proxy as curl reads them]",
+    ),
+    click.option(
+        "--noproxy",
+        metavar="LIST",
+        default=None,
+        help="Hosts that go direct, e.g. 'localhost,.internal,10.0.0.0/8' ('*' for all); "
+        "replaces no_proxy/NO_PROXY.",
+    ),
+    click.option(
+        "--connect-to",
+        "connect_to",
+        multiple=True,
+        metavar="HOST:PORT:CHOST:CPORT",
+        callback=_connect_to,
+        help="Connect to CHOST:CPORT for requests to HOST:PORT, still sending HOST as Host and SNI "
+        "(curl's meaning; empty fields match any / keep the same). Repeatable. "
+        "Example: --connect-to example.com:443:127.0.0.1:8443",
+    ),
+)
+
+
+terminal_options = option_group(
+    # The terminal view and the event loop.
+    click.option(
+        "--waterfall/--no-waterfall",
+        default=None,
+        help="Timing bars (dns, connect, tls, first byte) in the pretty output.  "
+        "[default: on for up to 3 targets given as arguments]",
+    ),
+    click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Progress bar and summary on stderr.  [default: on when stderr is a terminal]",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary."),
+    click.option(
+        "--loop",
+        "loop_name",
+        type=click.Choice(LOOPS),
+        default="auto",
+        show_default=True,
+        help="Event loop: uvloop where installed (auto), or the standard asyncio loop.",
+    ),
+)
+
+
+fetch_options = option_group(
+    input_options,
+    limit_options,
+    output_options,
+    request_options,
+    tls_options,
+    redirect_options,
+    route_options,
+    terminal_options,
+    snapshot_options,
+    scale_options,
+    click.version_option(__version__, "--version", prog_name="fetchheads"),
+)
+"""Every option of the fetch command, in the order of its --help."""
+
+
+def make_config(options: Mapping[str, Any], *, concurrency: int) -> Config:
+    """The run's ``Config`` from the fetch command's option values (``concurrency`` as lowered
+    to fit the open-file limit). Options that only steer the command line stay out of it."""
+    return Config(
+        concurrency=concurrency,
+        timeout=options["timeout"],
+        connect_timeout=options["connect_timeout"],
+        method=options["method"].upper(),
+        headers=options["headers"],
+        user_agent=options["user_agent"],
+        default_scheme=options["scheme"],
+        insecure=options["insecure"],
+        cacert=options["cacert"],
+        order=options["order"],
+        loop=options["loop_name"],
+        location=options["location"],
+        max_redirs=options["max_redirs"],
+        retries=options["retries"],
+        rate=options["rate"],
+        shard=options["shard"],
+        ip_version=options["ip_version"] or "any",
+        dns_servers=options["dns_servers"],
+        resolve=options["resolve"],
+        proxies=_proxy_rules(options["proxy"], options["noproxy"]),
+        connect_to=options["connect_to"],
+    )
+
+
+def _proxy_rules(proxy: str | None, noproxy: str | None) -> ProxyRules:
+    try:
+        return proxy_rules(os.environ, proxy=proxy, noproxy=noproxy)
+    except InputError as exc:
+        raise click.UsageError(f"{exc} (--proxy '' ignores the proxy environment)") from None

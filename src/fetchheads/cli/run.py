@@ -1,0 +1,202 @@
+"""Running a fetch: the event loop, the output sink, the summary, and the run's exit status."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import os
+import ssl
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, BinaryIO
+
+import click
+from rich.console import Console
+
+from fetchheads import process
+from fetchheads.cli.common import ExitStatus
+from fetchheads.cli.scale import make_resolver
+from fetchheads.config import Config
+from fetchheads.errors import StoreError
+from fetchheads.fetch import FetchContext, fetch_one
+from fetchheads.models import Result, Target
+from fetchheads.recorder import SnapshotSession
+from fetchheads.redirects import following
+from fetchheads.render.jsonl import format_jsonl
+from fetchheads.render.output import PrettySink, ProgressLine, Sink, TextSink
+from fetchheads.render.plain import format_plain
+from fetchheads.render.summary import Summary
+from fetchheads.runner import Item, Pacer, Source, read_sources, run, select_shard
+
+
+def _make_sink(output_format: str, *, waterfall: bool = False) -> Sink:
+    stdout: BinaryIO = sys.stdout.buffer
+    if output_format == "jsonl":
+        return TextSink(stdout, format_jsonl)
+    if output_format == "plain":
+        return TextSink(stdout, format_plain)
+    console = Console(highlight=False, markup=False, emoji=False, soft_wrap=False)
+    return PrettySink(console, waterfall=waterfall)
+
+
+def _new_loop_factory(name: str) -> Any:
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise click.BadParameter("uvloop is not installed", param_hint="--loop") from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def execute(
+    config: Config,
+    sources: Sequence[Source],
+    output_format: str,
+    make_tls: Callable[[], ssl.SSLContext],
+    *,
+    show_summary: bool,
+    show_bar: bool = False,
+    waterfall: bool = False,
+    session: SnapshotSession | None = None,
+) -> ExitStatus:
+    """Run the fetch and turn its outcome into an exit status. Prints the summary on stderr."""
+    sink = _make_sink(output_format, waterfall=waterfall)
+    summary = Summary()
+    stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
+    bar = ProgressLine(stderr, summary) if show_bar else None
+    started = time.monotonic()
+    terminated = False
+    session = session or SnapshotSession()
+    output = sink.emit
+
+    def emit(result: Any) -> None:
+        result = session.annotate(result)
+        summary.add(result)
+        output(result)
+
+    async def main() -> None:
+        nonlocal terminated, output
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        def stop() -> None:
+            task.cancel()
+
+        sink.set_on_error(stop)
+        process.on_sigterm(loop, on_sigterm)
+        resolver = make_resolver(config)
+        ctx = FetchContext(
+            config=config,
+            make_ssl_context=make_tls,
+            resolver=resolver,
+            pace=Pacer(config.rate) if config.rate else None,
+        )
+        output = session.attach(sink.emit, stop)
+        items = read_sources(sources, config.default_scheme)
+        if config.shard is not None:
+            items = select_shard(items, *config.shard)
+        if bar is not None:
+            sink.before_write = bar.clear
+            sink.after_write = bar.restore
+            items = _counted(items, bar)
+            bar.start()
+        try:
+            await run(
+                items,
+                _fetcher(ctx),
+                emit,
+                concurrency=config.concurrency,
+                ordered=config.order == "input",
+            )
+        finally:
+            if bar is not None:
+                bar.stop()
+            await session.drain()  # every result is recorded, even after Ctrl-C
+            await resolver.aclose()
+
+    try:
+        session.start(config)
+    except StoreError as exc:
+        session.close()
+        stderr.print(f"fetchheads: {exc}")
+        return ExitStatus.FAILED
+    status: ExitStatus
+    try:
+        with asyncio.Runner(loop_factory=_new_loop_factory(config.loop)) as runner:
+            runner.run(main())
+    except KeyboardInterrupt:
+        status = ExitStatus.INTERRUPTED
+    except asyncio.CancelledError:
+        if sink.error is None and session.error is None and not terminated:
+            raise
+        status = ExitStatus.TERMINATED if terminated else ExitStatus.OK
+    else:
+        status = ExitStatus.OK if summary.failed == 0 else ExitStatus.FAILED
+    sink.close()
+    try:
+        session.finish(summary.targets, summary.ok)
+    except StoreError as exc:
+        stderr.print(f"fetchheads: {exc}")
+        status = ExitStatus.FAILED
+    if session.error is not None:
+        stderr.print(f"fetchheads: snapshots not recorded: {session.error}")
+        status = ExitStatus.FAILED
+    if status is ExitStatus.OK and session.alerts:
+        status = ExitStatus.WARNING
+    if sink.error is not None:
+        return _output_failed(sink.error, stderr)
+    if show_summary and status in (
+        ExitStatus.OK,
+        ExitStatus.FAILED,
+        ExitStatus.WARNING,
+        ExitStatus.INTERRUPTED,  # what finished before Ctrl-C, as counted
+    ):
+        stderr.print(summary.describe(time.monotonic() - started) + session.describe(), style="dim")
+    if status is ExitStatus.INTERRUPTED:
+        stderr.print("fetchheads: interrupted")
+    return status
+
+
+async def _counted(items: AsyncIterator[Item], bar: ProgressLine) -> AsyncIterator[Item]:
+    """``items``, counting each one read for the progress line (the list's length is unknown)."""
+    async for item in items:
+        bar.read += 1
+        yield item
+
+
+def _fetcher(ctx: FetchContext) -> Callable[[Target], Awaitable[Result]]:
+    """``fetch_one`` for this run; with ``-L`` wrapped so that each hop is a whole fetch."""
+    if not ctx.config.location:
+        return functools.partial(fetch_one, ctx=ctx)
+
+    async def fetch_with(target: Target, config: Config) -> Result:
+        return await fetch_one(target, dataclasses.replace(ctx, config=config))
+
+    return following(fetch_with, ctx.config)
+
+
+def _output_failed(error: OSError, stderr: Console) -> ExitStatus:
+    if isinstance(error, BrokenPipeError):
+        # The reader went away (``| head``). Point stdout at /dev/null so the interpreter's
+        # final flush cannot fail again, and leave without a word, as a SIGPIPE'd tool does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(devnull)
+        return ExitStatus.BROKEN_PIPE
+    stderr.print(f"fetchheads: cannot write the output: {error.strerror or error}")
+    return ExitStatus.FAILED
