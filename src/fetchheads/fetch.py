@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import errno
-import ipaddress
 import random
 import socket
 import ssl
@@ -576,6 +575,8 @@ def _san_value(kind: str, value: str) -> str:
     """Python spells IPv6 SAN entries in full (``0:0:0:0:0:0:0:1``, with a trailing newline on
     some versions); records show them as every other IPv6 address is shown, compressed."""
     if kind == "IP Address":
+        import ipaddress  # only a certificate with an IP address in its names needs it
+
         with contextlib.suppress(ValueError):
             return ipaddress.ip_address(value.strip()).compressed
     return value

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import TYPE_CHECKING
 
 from fetchheads.changes import Snapshot, compare
 from fetchheads.errors import InputError
 from fetchheads.models import format_timestamp, utc_now
 from fetchheads.render.history import Entry
-from fetchheads.store import Store
 from fetchheads.targets import parse_target
+
+if TYPE_CHECKING:
+    from fetchheads.store import Store
 
 _AGE = re.compile(r"(\d+)\s*([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

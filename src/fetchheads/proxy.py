@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import ipaddress
-import urllib.parse
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from fetchheads.errors import InputError
 from fetchheads.models import ResponseHead, Target
 from fetchheads.targets import parse_target
+
+if TYPE_CHECKING:
+    import ipaddress
 
 DEFAULT_PROXY_PORT = 1080  # curl's, for a proxy URL without a port
 
@@ -57,11 +59,13 @@ class Proxy:
 
 def parse_proxy(text: str) -> Proxy:
     """``[http://][user:password@]host[:port][/]`` -> ``Proxy``; raises ``InputError``."""
+    from urllib.parse import unquote, urlsplit  # only runs with a proxy pay for the import
+
     raw = text.strip()
     if "://" not in raw:
         raw = "http://" + raw  # curl's default proxy scheme
     try:
-        parts = urllib.parse.urlsplit(raw)
+        parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
         raise InputError(f"invalid proxy {text!r}: {exc}") from None
@@ -81,8 +85,8 @@ def parse_proxy(text: str) -> Proxy:
         raise InputError(f"invalid proxy {text!r}: {exc}") from None
     authorization = None
     if parts.username is not None:
-        credentials = urllib.parse.unquote(parts.username)
-        credentials += ":" + urllib.parse.unquote(parts.password or "")
+        credentials = unquote(parts.username)
+        credentials += ":" + unquote(parts.password or "")
         token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
         authorization = f"Basic {token}"
     return Proxy(checked.host, DEFAULT_PROXY_PORT if port is None else port, authorization)
@@ -94,6 +98,8 @@ def bypasses_proxy(host: str, no_proxy: str) -> bool:
         return False
     if no_proxy.strip() == "*":
         return True
+    import ipaddress  # only runs with a no-proxy list pay for it
+
     try:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
     except ValueError:
@@ -114,6 +120,8 @@ def bypasses_proxy(host: str, no_proxy: str) -> bool:
 
 
 def _address_matches(address: ipaddress.IPv4Address | ipaddress.IPv6Address, entry: str) -> bool:
+    import ipaddress
+
     try:
         network = ipaddress.ip_network(entry.strip("[]"), strict=False)
     except ValueError:

@@ -19,7 +19,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fetchheads import __version__
 from fetchheads.changes import Snapshot, certificate_alerts, compare, snapshot_of
@@ -27,7 +27,9 @@ from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.models import Change, Result
 from fetchheads.render.summary import counted
-from fetchheads.store import Store
+
+if TYPE_CHECKING:  # sqlite3 is loaded only by runs with --db (cli opens the store)
+    from fetchheads.store import Store
 
 BATCH_ROWS = 500
 BATCH_SECONDS = 0.5

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable
 
 from fetchheads.config import Config
@@ -53,6 +52,8 @@ def resolve_location(current: Target, location: str) -> Target:
     Raises ``InputError`` when the new URL is not one fetchheads can fetch (another scheme, a bad
     host, control characters). Spaces are percent-encoded first, as browsers do.
     """
+    import urllib.parse  # only -L pays for the import
+
     absolute = urllib.parse.urljoin(current.url, location.replace(" ", "%20"))
     if not absolute.lower().startswith(("http://", "https://")):
         scheme = absolute.split(":", 1)[0] if ":" in absolute else absolute

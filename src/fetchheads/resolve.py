@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import ipaddress
 import socket
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +67,8 @@ def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[Address, ...]]:
         raise InputError(f"expected HOST:PORT:ADDR, got {text!r}")
     if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise InputError(f"invalid port {port_text!r} in {text!r}")
+    import ipaddress  # only --resolve pays for it
+
     addresses: list[Address] = []
     for raw in addr_text.split(","):
         literal = raw.strip().removeprefix("[").removesuffix("]")
@@ -100,6 +101,8 @@ def parse_dns_server(text: str) -> str:
         literal, _, port = raw.partition(":")
     else:
         literal = raw
+    import ipaddress  # only --dns-servers pays for it
+
     try:
         ip = ipaddress.ip_address(literal)
     except ValueError:

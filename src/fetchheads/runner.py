@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import os
 import queue
 import sys
@@ -180,6 +179,8 @@ def in_shard(item: Item, shard: int, shards: int) -> bool:
     its error record, too, comes from exactly one shard. blake2b because it is in the standard
     library, fast, and stable across Python versions and platforms (``hash()`` is salted).
     """
+    import hashlib  # only --shard pays for the import
+
     key = item.url if isinstance(item, Target) else item.target
     digest = hashlib.blake2b((key or "").encode("utf-8", "surrogateescape"), digest_size=8)
     return int.from_bytes(digest.digest(), "big") % shards == shard - 1

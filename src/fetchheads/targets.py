@@ -14,9 +14,7 @@ the request line or the Host header.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 
 from fetchheads.errors import InputError
@@ -111,6 +109,8 @@ def parse_target_full(
 def _check_invisible(raw: str) -> None:
     """Refuse invisible characters (Unicode ``Cf``: zero-width spaces, bidi controls, a stray
     BOM): IDNA would silently drop some of them, so the host reached is not the one shown."""
+    import unicodedata  # only non-ASCII targets pay for the import
+
     for char in raw:
         if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
             raise InputError(f"invisible character U+{ord(char):04X} in target")
@@ -144,6 +144,8 @@ def _quote_path(path: str) -> str:
 
 
 def _split_host_port(authority: str) -> tuple[str, int | None]:
+    import ipaddress  # here, not at the top: the common spellings never get this far
+
     if not authority:
         raise InputError("no host in target")
     if authority.startswith("["):
@@ -181,6 +183,8 @@ def _parse_port(text: str) -> int:
 
 
 def _normalise_host(host: str) -> str:
+    import ipaddress
+
     if not host:
         raise InputError("no host in target")
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -16,12 +16,16 @@ from fetchheads.errors import StoreError
 from fetchheads.lookback import history, parse_when, pick, target_keys
 from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
 from fetchheads.render.summary import counted
-from fetchheads.store import Store
 from fetchheads.targets import SCHEMES
+
+if TYPE_CHECKING:  # sqlite3 is loaded by runs that use a database, not by every run
+    from fetchheads.store import Store
 
 
 def open_store(path: str) -> Store:
     """The database of ``--db``; a file that cannot be one is a bad argument (exit 2)."""
+    from fetchheads.store import Store
+
     try:
         return Store.open(path)
     except StoreError as exc:

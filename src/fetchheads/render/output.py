@@ -10,16 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import BinaryIO
-
-from rich.console import Console
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, BinaryIO
 
 from fetchheads.models import Result
-from fetchheads.render.pretty import render_result
 from fetchheads.render.summary import Summary
+
+if TYPE_CHECKING:  # rich is imported where it is used: plain and jsonl runs never load it
+    from rich.console import Console
+    from rich.table import Table
 
 FLUSH_BYTES = 64 * 1024
 PROGRESS_DELAY = 1.0
@@ -103,16 +101,19 @@ class PrettySink(Sink):
     """pretty: one rich block per result, printed as it arrives."""
 
     def __init__(self, console: Console, *, waterfall: bool = False) -> None:
+        from fetchheads.render.pretty import render_result
+
         super().__init__()
         self._console = console
         self._waterfall = waterfall
+        self._render = render_result
 
     def emit(self, result: Result) -> None:
         if self.error is not None:
             return
         self.before_write()
         try:
-            self._console.print(render_result(result, waterfall=self._waterfall))
+            self._console.print(self._render(result, waterfall=self._waterfall))
             self._console.file.flush()
         except OSError as exc:
             self._failed(exc)
@@ -153,6 +154,10 @@ class ProgressLine:
             self._timer = asyncio.get_running_loop().call_later(PROGRESS_REFRESH, self._tick)
 
     def render(self) -> Table:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
         summary = self._summary
         read = max(self.read, summary.targets)
         line = Table.grid(padding=(0, 1))
