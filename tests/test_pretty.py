@@ -118,3 +118,22 @@ def test_a_certificate_expiring_tomorrow_says_1_day() -> None:
     tls = TLSInfo("TLSv1.3", "AES", "CN=h", "CN=ca", not_after="2027-01-01T00:00:00Z", days_left=1)
     lines = render(Result(target="h", url="https://h/", head=HEAD, tls=tls))
     assert any(line.strip() == "expires 2027-01-01T00:00:00Z (1 day)" for line in lines)
+
+
+def test_a_value_that_fits_beside_its_name_stays_on_one_line() -> None:
+    # The name column takes the first line's left part, not a share of the value's room: a Date
+    # of 29 characters beside a 26-character name fits 80 columns whole.
+    date = "Wed, 25 Nov 2026 21:11:41 GMT"
+    head = ResponseHead("HTTP/1.1", 200, "OK", (("Strict-Transport-Security", "x"), ("Date", date)))
+    lines = render(Result(target="h", url="http://h/", head=head))
+    assert any(line.rstrip().endswith(date) and "Date:" in line for line in lines)
+    assert len(lines) == 4  # title, two headers, the blank line after the block
+
+
+def test_line_breaks_give_the_first_line_its_own_width() -> None:
+    text = "Date:        Wed, 25 Nov 2026 21:11:41 GMT"
+    assert line_breaks(text, 20, first=80) == []
+    starts = [0, *line_breaks(text, 20, first=30), len(text)]
+    lines = [text[a:b].rstrip() for a, b in itertools.pairwise(starts)]
+    assert cell_len(lines[0]) <= 30
+    assert all(cell_len(line) <= 20 for line in lines[1:])

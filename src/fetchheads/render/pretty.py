@@ -35,7 +35,11 @@ class Hanging:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
         indent = self.indent if options.max_width - self.indent >= MIN_WRAP_WIDTH else 0
-        lines = self.text.divide(line_breaks(self.text.plain, max(options.max_width - indent, 1)))
+        # The first line has the whole width; only the continuation lines give up the indent.
+        breaks = line_breaks(
+            self.text.plain, max(options.max_width - indent, 1), first=max(options.max_width, 1)
+        )
+        lines = self.text.divide(breaks)
         for line in lines:
             line.rstrip()
         joined = Text("\n" + " " * indent).join(lines)
@@ -43,14 +47,19 @@ class Hanging:
         yield joined
 
 
-def line_breaks(text: str, width: int) -> list[int]:
-    """Where to start new lines so that no line of ``text`` is wider than ``width`` cells: at
-    spaces where possible; a word too long for the room left is folded where it stands (rich would
-    first move it to a line of its own, leaving a header name alone beside a blank)."""
+def line_breaks(text: str, width: int, *, first: int | None = None) -> list[int]:
+    """Where to start new lines so that no line of ``text`` is wider than ``width`` cells (the
+    first line: ``first`` cells, default ``width``): at spaces where possible; a word too long for
+    the room left is folded where it stands (rich would first move it to a line of its own,
+    leaving a header name alone beside a blank)."""
+    rest = width
+    width = rest if first is None else first
     breaks: list[int] = []
     column = 0
     start = 0
     while start < len(text):
+        if breaks:
+            width = rest
         end = start
         if text[start] == " ":
             while end < len(text) and text[end] == " ":
@@ -66,7 +75,7 @@ def line_breaks(text: str, width: int) -> list[int]:
         cells = cell_len(text[start:end])
         if column + cells <= width:
             column += cells
-        elif cells <= width - MIN_WRAP_WIDTH // 2 or (cells <= width and column == 0):
+        elif cells <= rest - MIN_WRAP_WIDTH // 2 or (cells <= rest and column == 0):
             breaks.append(start)  # a short word moves down whole
             column = cells
         else:
@@ -75,6 +84,7 @@ def line_breaks(text: str, width: int) -> list[int]:
                 if column + size > width and column > 0:
                     breaks.append(at)
                     column = 0
+                    width = rest
                 column += size
         start = end
     return breaks
