@@ -187,12 +187,17 @@ class Proxied:
 
 
 async def fetch_via(
-    handler: Handler, url: str, *, seconds: float = 5.0, connect_to: tuple[ConnectTo, ...] = ()
+    handler: Handler,
+    url: str,
+    *,
+    seconds: float = 5.0,
+    connect_to: tuple[ConnectTo, ...] = (),
+    retries: int = 0,
 ) -> Proxied:
     """Fetch ``url`` through a scripted proxy (with credentials user:pw)."""
     async with LoopbackServer(handler) as proxy:
         rules = proxy_rules({}, proxy=f"http://user:pw@127.0.0.1:{proxy.port}")
-        config = Config(timeout=seconds, proxies=rules, connect_to=connect_to)
+        config = Config(timeout=seconds, proxies=rules, connect_to=connect_to, retries=retries)
         result = await fetch_one(parse_target(url), make_context(config))
         return Proxied(result, proxy.port, proxy.requests)
 
@@ -239,6 +244,23 @@ async def test_a_proxy_that_will_not_tunnel_is_kind_connect_and_named(
         b"CONNECT origin.invalid:8443 HTTP/1.1\r\nHost: origin.invalid:8443\r\n"
     )
     assert b"\r\nProxy-Authorization: Basic dXNlcjpwdw==\r\n" in proxied.requests[0]
+
+
+@pytest.mark.parametrize(
+    ("answer", "attempts"),
+    [
+        (b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", 1),
+        (b"HTTP/1.1 403 Forbidden\r\n\r\n", 1),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", 1),
+        (b"", 3),  # no answer at all: that one is worth asking again
+    ],
+)
+async def test_a_proxy_refusal_is_an_answer_and_never_retried(answer: bytes, attempts: int) -> None:
+    proxied = await fetch_via(reply(answer), "https://origin.invalid/", retries=2)
+    assert len(proxied.requests) == attempts
+    assert proxied.result.error is not None
+    assert proxied.result.error.kind is ErrorKind.CONNECT
+    assert proxied.result.error.message.endswith(" (after 3 attempts)") == (attempts > 1)
 
 
 async def test_connect_to_changes_what_the_tunnel_asks_for_not_the_request() -> None:

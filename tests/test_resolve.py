@@ -36,8 +36,8 @@ def dns_server() -> Iterator[DNSServer]:
         threaded.stop()
 
 
-def run_json(*args: str) -> tuple[int, list[dict[str, Any]]]:
-    result = CliRunner().invoke(cli, ["--json", "-t", "5", *args])
+def run_json(*args: str, env: dict[str, str] | None = None) -> tuple[int, list[dict[str, Any]]]:
+    result = CliRunner().invoke(cli, ["--json", "-t", "5", *args], env=env)
     return result.exit_code, [json.loads(line) for line in result.output.splitlines()]
 
 
@@ -234,6 +234,19 @@ def test_ipv6_only_skips_the_ipv4_addresses_of_a_name(
     assert code == 1  # the server listens on 127.0.0.1 only, and -6 may not use it
     assert records[0]["error"]["kind"] == "connect"
     assert records[0]["address"] == "::1"
+
+
+@pytest.mark.parametrize("flags", [("-4", "-6"), ("-6", "-4"), ("--ipv4", "--ipv6")])
+def test_ipv4_only_and_ipv6_only_together_are_a_usage_error(flags: tuple[str, str]) -> None:
+    result = CliRunner().invoke(cli, [*flags, "127.0.0.1"])
+    assert result.exit_code == 2
+    assert "-4/--ipv4 and -6/--ipv6 contradict each other" in result.output
+
+
+def test_a_family_on_the_command_line_wins_over_the_other_in_the_environment() -> None:
+    code, records = run_json("-4", "http://[::1]:9/", env={"FETCHHEADS_IPV6": "1"})
+    assert code == 1
+    assert records[0]["error"] == {"kind": "dns", "message": "::1 has no IPv4 address"}
 
 
 # --- happy eyeballs ---------------------------------------------------------------------------

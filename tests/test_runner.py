@@ -94,6 +94,17 @@ async def test_a_connection_reset_is_retried_and_the_retry_answers() -> None:
     assert seen[0] == 2
 
 
+async def test_a_failure_after_retries_says_how_many_attempts_it_took() -> None:
+    handler, seen = fail_first(99, reset(), reply(HEAD))
+    async with LoopbackServer(handler) as server:
+        target = parse_target(f"127.0.0.1:{server.port}")
+        result = await fetch_one(target, make_context(Config(timeout=5, retries=2)))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.CONNECT
+    assert result.error.message.endswith(" (after 3 attempts)"), result.error.message
+    assert seen[0] == 3
+
+
 async def test_without_retries_the_reset_is_the_result() -> None:
     handler, seen = fail_first(1, reset(), reply(HEAD))
     async with LoopbackServer(handler) as server:

@@ -7,6 +7,7 @@
      ├── FetchError                 one target failed; always has a ``kind``
      │    ├── DNSError              the name did not resolve                         kind "dns"
      │    ├── ConnectError          refused, unreachable, reset before any byte      kind "connect"
+     │    │    └── ProxyRefusal     the proxy answered CONNECT with a refusal        kind "connect"
      │    ├── TLSError              handshake, verification, expiry, wrong host      kind "tls"
      │    ├── FetchTimeout          the per-target deadline passed                   kind "timeout"
      │    ├── ProtocolError         not HTTP, empty reply, head too large, ...       kind "protocol"
@@ -48,9 +49,11 @@ class InputError(FetchheadsError):
 
 
 class FetchError(FetchheadsError):
-    """One target failed. Subclasses fix the ``kind``."""
+    """One target failed. Subclasses fix the ``kind``. ``retryable``: no answer came, so
+    ``--retries`` may ask again (an answer, even a refusal, would only be given again)."""
 
     kind: ErrorKind = ErrorKind.CONNECT
+    retryable = False
 
 
 class DNSError(FetchError):
@@ -59,6 +62,14 @@ class DNSError(FetchError):
 
 class ConnectError(FetchError):
     kind = ErrorKind.CONNECT
+    retryable = True
+
+
+class ProxyRefusal(ConnectError):
+    """The proxy answered (403, 407, 502 ... to CONNECT, or not in HTTP): kind ``connect`` like
+    every failure before the tunnel is open, but an answer, so never retried."""
+
+    retryable = False
 
 
 class TLSError(FetchError):
@@ -67,6 +78,7 @@ class TLSError(FetchError):
 
 class FetchTimeout(FetchError):
     kind = ErrorKind.TIMEOUT
+    retryable = True
 
 
 class ProtocolError(FetchError):

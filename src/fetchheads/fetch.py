@@ -38,6 +38,7 @@ from fetchheads.errors import (
     FetchError,
     ParseError,
     ProtocolError,
+    ProxyRefusal,
     TLSError,
 )
 from fetchheads.models import (
@@ -63,9 +64,6 @@ HAPPY_EYEBALLS_DELAY = 0.25
 RETRY_BACKOFF = 0.2
 """Seconds before the first retry; doubled for each further one, with jitter, up to RETRY_MAX."""
 RETRY_MAX = 5.0
-RETRY_KINDS = frozenset({ErrorKind.CONNECT, ErrorKind.TIMEOUT})
-"""Only failures where no answer came are retried: a protocol error or an HTTP status is an
-answer, and asking again would only ask the server to say it again."""
 
 
 def make_ssl_context(config: Config) -> ssl.SSLContext:
@@ -203,15 +201,23 @@ async def fetch_one(target: Target, ctx: FetchContext) -> Result:
     """Fetch one target's response head. Always returns; never raises for the target's failure.
 
     With ``--retries N`` a connect error or a timeout is tried again, up to N more times, after an
-    exponential backoff with jitter; each attempt has its own ``--timeout``.
+    exponential backoff with jitter; each attempt has its own ``--timeout``. Only failures where
+    no answer came are retried (``FetchError.retryable``): a protocol error, an HTTP status or a
+    proxy's refusal is an answer, and asking again would only ask to be told again. The record
+    of a target that failed after retries says so: ``... (after 3 attempts)``.
     """
-    result = await _attempt(target, ctx)
+    result, retryable = await _attempt(target, ctx)
     retries = ctx.config.retries
     attempt = 0
-    while attempt < retries and result.error is not None and result.error.kind in RETRY_KINDS:
+    while attempt < retries and retryable:
         await asyncio.sleep(retry_delay(attempt))
         attempt += 1
-        result = await _attempt(target, ctx)
+        result, retryable = await _attempt(target, ctx)
+    if attempt and result.error is not None:
+        error = ErrorInfo(
+            result.error.kind, f"{result.error.message} (after {attempt + 1} attempts)"
+        )
+        result = dataclasses.replace(result, error=error)
     return result
 
 
@@ -222,7 +228,8 @@ def retry_delay(attempt: int) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
-async def _attempt(target: Target, ctx: FetchContext) -> Result:
+async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
+    """One try: the result, and whether its failure may be retried."""
     loop = asyncio.get_running_loop()
     fetched_at = utc_now()
     # Timing fields use perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
@@ -230,6 +237,7 @@ async def _attempt(target: Target, ctx: FetchContext) -> Result:
     timeout = ctx.config.timeout
     head: ResponseHead | None = None
     error: ErrorInfo | None = None
+    retryable = False
     deadline = Deadline(loop, timeout)
     try:
         head = await _fetch_head(target, ctx, progress, loop)
@@ -239,8 +247,10 @@ async def _attempt(target: Target, ctx: FetchContext) -> Result:
         error = ErrorInfo(
             ErrorKind.TIMEOUT, f"no complete response head within {timeout:g}s ({progress.phase})"
         )
+        retryable = True
     except FetchError as exc:
         error = ErrorInfo(exc.kind, str(exc))
+        retryable = exc.retryable
     finally:
         deadline.cancel()
     if error is not None and progress.parser is not None:
@@ -262,7 +272,7 @@ async def _attempt(target: Target, ctx: FetchContext) -> Result:
         tls=progress.tls,
         fetched_at=fetched_at,
         line=target.line,
-    )
+    ), retryable
 
 
 class Deadline:
@@ -393,11 +403,13 @@ async def open_via_proxy(
         try:
             answer = await reader.read_head()
         except FetchError as exc:
-            said = "no answer" if reader.first_byte_at is None else "not an HTTP answer"
-            raise ConnectError(f"proxy {proxy.address}: {said} to CONNECT: {exc}") from exc
+            if reader.first_byte_at is None:
+                raise ConnectError(f"proxy {proxy.address}: no answer to CONNECT: {exc}") from exc
+            message = f"proxy {proxy.address}: not an HTTP answer to CONNECT: {exc}"
+            raise ProxyRefusal(message) from exc
         refusal = tunnel_refusal(answer)
         if refusal is not None:
-            raise ConnectError(f"proxy {proxy.address}: {refusal}")
+            raise ProxyRefusal(f"proxy {proxy.address}: {refusal}")
         # The proxy's answer is done; the origin's bytes go to a reader of their own.
         tunnel = HeadReader(asyncio.get_running_loop())
         transport = await start_tls(transport, tunnel, target.host, ctx.tls_context(), progress)

@@ -37,12 +37,21 @@ def scale_options(command: Any) -> Any:
         click.option(
             "-4",
             "--ipv4",
-            "ip_version",
-            flag_value="4",
-            default=None,
+            is_flag=True,
+            expose_value=False,
+            callback=_family("4"),
+            envvar="FETCHHEADS_IPV4",  # as every other option has (expose_value=False skips it)
             help="Use IPv4 addresses only.",
         ),
-        click.option("-6", "--ipv6", "ip_version", flag_value="6", help="Use IPv6 addresses only."),
+        click.option(
+            "-6",
+            "--ipv6",
+            is_flag=True,
+            expose_value=False,
+            callback=_family("6"),
+            envvar="FETCHHEADS_IPV6",  # as every other option has (expose_value=False skips it)
+            help="Use IPv6 addresses only.",
+        ),
         click.option(
             "--rate",
             type=float,
@@ -73,6 +82,28 @@ def scale_options(command: Any) -> Any:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _family(version: str) -> Any:
+    """The callback of -4 or -6, which both set ``ip_version``. Both on the command line (or
+    both in the environment) contradict each other: a usage error, not "the last one wins". One on
+    the command line and the other in the environment: the command line wins."""
+
+    def callback(ctx: click.Context, param: click.Parameter, given: bool) -> None:
+        ctx.params.setdefault("ip_version", None)
+        if not given:
+            return
+        assert param.name is not None
+        source = ctx.get_parameter_source(param.name)
+        chosen = ctx.meta.get("fetchheads.ip_version")
+        if chosen is not None and chosen[0] != version:
+            if chosen[1] == source:
+                raise click.UsageError("-4/--ipv4 and -6/--ipv6 contradict each other: give one")
+            return  # command-line parameters are handled first: the earlier one stands
+        ctx.meta["fetchheads.ip_version"] = (version, source)
+        ctx.params["ip_version"] = version
+
+    return callback
 
 
 def _resolve_entries(
