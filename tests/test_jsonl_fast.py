@@ -9,7 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fetchheads.errors import ErrorKind
-from fetchheads.models import ErrorInfo, ResponseHead, Result, Timing
+from fetchheads.models import (
+    Alert,
+    Change,
+    ErrorInfo,
+    Redirect,
+    ResponseHead,
+    Result,
+    Timing,
+    TLSInfo,
+)
 from fetchheads.render.jsonl import format_jsonl, format_record
 
 text = st.text(max_size=20)
@@ -33,7 +42,51 @@ results = st.builds(
         Timing, dns=seconds, connect=seconds, tls=seconds, ttfb=seconds, total=seconds
     ),
     fetched_at=st.datetimes(timezones=st.just(dt.UTC)),
+    line=st.none() | st.integers(1, 10**6),
+    # Results with these take the encoder path: drawn too, so both paths stay in the test.
+    tls=st.none()
+    | st.builds(
+        TLSInfo,
+        version=st.none() | text,
+        cipher=st.none() | text,
+        subject=st.none() | text,
+        issuer=st.none() | text,
+        not_after=st.none() | text,
+        days_left=st.none() | st.integers(-10, 1000),
+        san=st.lists(text, max_size=3).map(tuple),
+    ),
+    redirects=st.lists(
+        st.builds(Redirect, url=text, status=st.integers(300, 399), location=text), max_size=2
+    ).map(tuple),
+    changes=st.none()
+    | st.lists(
+        st.builds(
+            Change,
+            name=text,
+            before=st.lists(text, max_size=2).map(tuple),
+            after=st.lists(text, max_size=2).map(tuple),
+        ),
+        max_size=2,
+    ).map(tuple),
+    warnings=st.none()
+    | st.lists(st.builds(Alert, kind=st.just("certificate"), message=text), max_size=2).map(tuple),
 )
+
+RECORD_KEYS = [
+    "target",
+    "url",
+    "ok",
+    "status",
+    "reason",
+    "http_version",
+    "headers",
+    "error",
+    "address",
+    "timing",
+    "tls",
+    "redirects",
+    "fetched_at",
+]
 
 
 @given(results)
@@ -41,6 +94,8 @@ def test_the_fast_path_writes_the_same_bytes_as_the_encoder(result: Result) -> N
     fast = format_jsonl(result)
     assert fast == format_record(result.to_record())
     assert json.loads(fast) == result.to_record()
+    optional = [key for key in ("changes", "warnings") if getattr(result, key) is not None]
+    assert list(json.loads(fast)) == RECORD_KEYS + optional
 
 
 def test_hostile_text_is_escaped_on_the_fast_path_too() -> None:

@@ -91,15 +91,17 @@ class Timing:
     def to_record(self) -> dict[str, float | None]:
         # Spelled out, not dataclasses.asdict: this runs once per target and asdict deep-copies.
         return {
-            "dns": _seconds(self.dns),
-            "connect": _seconds(self.connect),
-            "tls": _seconds(self.tls),
-            "ttfb": _seconds(self.ttfb),
-            "total": _seconds(self.total),
+            "dns": seconds(self.dns),
+            "connect": seconds(self.connect),
+            "tls": seconds(self.tls),
+            "ttfb": seconds(self.ttfb),
+            "total": seconds(self.total),
         }
 
 
-def _seconds(value: float | None) -> float | None:
+def seconds(value: float | None) -> float | None:
+    """A timing as records hold it: seconds, rounded to the microsecond (render.jsonl writes it
+    through this too)."""
     return None if value is None else round(value, 6)
 
 

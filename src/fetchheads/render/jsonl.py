@@ -13,7 +13,7 @@ import json
 from json.encoder import encode_basestring
 from typing import Any
 
-from fetchheads.models import Result, Timing, format_timestamp
+from fetchheads.models import Result, Timing, format_timestamp, seconds
 from fetchheads.render.safe import json_safe
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
@@ -68,4 +68,5 @@ def _timing(timing: Timing) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    return "null" if value is None else _float(round(value, 6))
+    rounded = seconds(value)
+    return "null" if rounded is None else _float(rounded)
