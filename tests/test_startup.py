@@ -10,7 +10,8 @@ LOADED_ON_DEMAND = (
     "fetchheads.store",
     "aiodns",  # --dns-servers
     "ipaddress",  # --resolve, --noproxy, IPv6 or unusual targets
-    "rich.table",  # the pretty view and the progress line
+    "rich",  # the pretty view, the progress line and the summary
+    "rich.table",
     "fetchheads.render.pretty",
     "hashlib",  # --shard
     "urllib.parse",  # --proxy, -L

@@ -374,7 +374,9 @@ async def open_connection(
 async def _open_tcp(
     host: str, port: int, ctx: FetchContext, progress: Progress, *, tls: bool = False
 ) -> tuple[asyncio.Transport, HeadReader]:
-    addresses = await ctx.resolver.resolve(host, port)
+    addresses = ctx.resolver.known(host, port)
+    if addresses is None:
+        addresses = await ctx.resolver.resolve(host, port)
     if literal_family(host) is None:  # an IP literal needs no lookup
         progress.dns = time.perf_counter() - progress.start
     if ctx.pace is not None:

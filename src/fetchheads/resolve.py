@@ -164,12 +164,9 @@ class Resolver:
 
         Raises ``DNSError``.
         """
-        pinned = self._pinned.get((host, port))
-        if pinned is not None:
-            return self._filter(host, list(pinned))
-        family = literal_family(host)
-        if family is not None:
-            return self._filter(host, [(family, host)])
+        known = self.known(host, port)
+        if known is not None:
+            return known
         future = self._cache.get(host)
         if future is None or future.cancelled():
             future = asyncio.ensure_future(self._lookup(host))
@@ -184,6 +181,17 @@ class Resolver:
             return future.result()  # raises the cached DNSError, as the first lookup did
         # shield: one waiter's deadline must not cancel a lookup that others share.
         return await asyncio.shield(future)
+
+    def known(self, host: str, port: int) -> list[Address] | None:
+        """The addresses that need no lookup (pinned by ``--resolve``, or an IP literal), without
+        a coroutine: most targets of a big list are one of those. ``None``: call ``resolve``."""
+        pinned = self._pinned.get((host, port))
+        if pinned is not None:
+            return self._filter(host, list(pinned))
+        family = literal_family(host)
+        if family is not None:
+            return self._filter(host, [(family, host)])
+        return None
 
     def _filter(self, host: str, addresses: list[Address]) -> list[Address]:
         if self._family != socket.AF_UNSPEC:

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, BinaryIO
 
 import click
-from rich.console import Console
 
 from fetchheads import process
 from fetchheads.cli.common import ExitStatus
@@ -25,7 +24,7 @@ from fetchheads.models import Result, Target
 from fetchheads.recorder import SnapshotSession
 from fetchheads.redirects import following
 from fetchheads.render.jsonl import format_jsonl
-from fetchheads.render.output import PrettySink, ProgressLine, Sink, TextSink
+from fetchheads.render.output import PrettySink, ProgressLine, Sink, StderrConsole, TextSink
 from fetchheads.render.plain import format_plain
 from fetchheads.render.summary import Summary
 from fetchheads.runner import Item, Pacer, Source, read_sources, run, select_shard
@@ -37,6 +36,8 @@ def _make_sink(output_format: str, *, waterfall: bool = False) -> Sink:
         return TextSink(stdout, format_jsonl)
     if output_format == "plain":
         return TextSink(stdout, format_plain)
+    from rich.console import Console  # the pretty view only
+
     console = Console(highlight=False, markup=False, emoji=False, soft_wrap=False)
     return PrettySink(console, waterfall=waterfall)
 
@@ -67,8 +68,8 @@ def execute(
     """Run the fetch and turn its outcome into an exit status. Prints the summary on stderr."""
     sink = _make_sink(output_format, waterfall=waterfall)
     summary = Summary()
-    stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
-    bar = ProgressLine(stderr, summary) if show_bar else None
+    stderr = StderrConsole()
+    bar = ProgressLine(stderr.console, summary) if show_bar else None
     started = time.monotonic()
     terminated = False
     session = session or SnapshotSession()
@@ -186,7 +187,7 @@ def _fetcher(ctx: FetchContext) -> Callable[[Target], Awaitable[Result]]:
     return following(fetch_with, ctx.config)
 
 
-def _output_failed(error: OSError, stderr: Console) -> ExitStatus:
+def _output_failed(error: OSError, stderr: StderrConsole) -> ExitStatus:
     if isinstance(error, BrokenPipeError):
         # The reader went away (``| head``). Point stdout at /dev/null so the interpreter's
         # final flush cannot fail again, and leave without a word, as a SIGPIPE'd tool does.
