@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from fetchheads import connection as connection_module
 from fetchheads import fetch as fetch_module
 from fetchheads.cli import cli
 from fetchheads.config import Config
+from fetchheads.connection import READ_CHUNK
 from fetchheads.errors import ErrorKind
-from fetchheads.fetch import READ_CHUNK, fetch_one
+from fetchheads.fetch import fetch_one
 from fetchheads.models import Result
 from fetchheads.parse import MAX_HEAD, HeadParser
 from fetchheads.targets import parse_target
@@ -193,7 +195,7 @@ def counting_parser(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             fed[self._index] += len(data)
             return super().feed(data)
 
-    monkeypatch.setattr(fetch_module, "HeadParser", CountingParser)
+    monkeypatch.setattr(connection_module, "HeadParser", CountingParser)
     return fed
 
 

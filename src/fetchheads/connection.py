@@ -1,0 +1,364 @@
+"""Connection set-up, the socket edge below ``fetch``: TCP connect (happy eyeballs over several
+addresses), the TLS handshake and its facts, the ``HeadReader`` protocol that feeds the parser, and
+the wording of low-level errors. Each failure is translated here, once, into
+``fetchheads.errors`` (kind ``connect`` or ``tls``); ``fetch`` adds the deadline and the exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import errno
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+
+from fetchheads.config import Config
+from fetchheads.errors import ConnectError, FetchError, ParseError, ProtocolError, TLSError
+from fetchheads.models import ResponseHead, TLSInfo, utc_now
+from fetchheads.parse import HeadParser, preview_bytes
+from fetchheads.resolve import Address
+
+READ_CHUNK = 256 * 1024
+"""The most bytes one ``data_received`` call delivers (the read size of both asyncio's selector
+transports and uvloop's): the parser stops at its limits, so one chunk past them at most is read."""
+HAPPY_EYEBALLS_DELAY = 0.25
+"""Seconds before the next address of a name is tried while the previous is still connecting
+(RFC 8305 recommends 250 ms)."""
+
+
+def make_ssl_context(config: Config) -> ssl.SSLContext:
+    """Verification on by default (system store, or ``--cacert``); ``-k`` turns it off."""
+    context = ssl.create_default_context(cafile=config.cacert)
+    if config.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@dataclasses.dataclass(slots=True)
+class Progress:
+    """Mutable facts about one fetch, filled in as it goes, read when it ends (even by failure)."""
+
+    start: float
+    phase: str = "resolving"
+    dns: float | None = None
+    connect: float | None = None
+    tls_time: float | None = None
+    ttfb: float | None = None
+    address: str | None = None
+    tls: TLSInfo | None = None
+    parser: HeadParser | None = None
+
+
+class HeadReader(asyncio.Protocol):
+    """The protocol of one connection: feeds every chunk to a ``HeadParser`` as it arrives and
+    wakes ``read_head`` once the head is complete or the connection failed. Bytes after the head
+    (the body) are ignored; the caller aborts the transport."""
+
+    __slots__ = ("_done", "_error", "_head", "_loop", "_waiter", "early", "first_byte_at", "parser")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.parser = HeadParser()
+        self.first_byte_at: float | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._head: ResponseHead | None = None
+        self._error: FetchError | None = None
+        self._done = False
+        # Before a TLS handshake, bytes from the server are kept here instead of parsed (see
+        # start_tls); ``None`` once the connection carries HTTP.
+        self.early: bytes | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._done:
+            return
+        if self.early is not None:
+            self.early = (self.early + data)[:64]
+            return
+        if self.first_byte_at is None:
+            self.first_byte_at = time.perf_counter()
+        try:
+            head = self.parser.feed(data)
+        except ParseError as exc:
+            self._finish(None, exc)
+            return
+        if head is not None:
+            self._finish(head, None)
+
+    def eof_received(self) -> None:
+        self._eof()  # returning None lets the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._done:
+            return
+        if exc is None:
+            self._eof()
+            return
+        reason = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
+        error: FetchError
+        if self.first_byte_at is None:
+            error = ConnectError(f"{reason} before any response byte")
+        else:
+            error = ProtocolError(f"{reason} in the middle of the head")
+        error.__cause__ = exc
+        self._finish(None, error)
+
+    def _eof(self) -> None:
+        if self._done:
+            return
+        try:
+            self.parser.feed(b"")  # EOF before the blank line: always a ParseError
+        except ParseError as exc:
+            self._finish(None, exc)
+        else:
+            self._finish(None, ProtocolError("closed before the end of the head"))
+
+    def _finish(self, head: ResponseHead | None, error: FetchError | None) -> None:
+        self._done = True
+        self._head = head
+        self._error = error
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def read_head(self) -> ResponseHead:
+        """The complete head; raises ``ProtocolError``/``ConnectError`` as the connection failed."""
+        if not self._done:
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        if self._error is not None:
+            raise self._error
+        assert self._head is not None
+        return self._head
+
+
+async def connect(
+    addresses: Sequence[Address], port: int, progress: Progress, *, tls: bool = False
+) -> tuple[asyncio.Transport, HeadReader]:
+    """A TCP connection to the first of ``addresses`` that answers, and its ``HeadReader``.
+
+    One address: a plain connect. Several (a dual-stack or multi-homed name): happy eyeballs,
+    RFC 8305 style — the next address is tried when the previous one failed or has not connected
+    within ``HAPPY_EYEBALLS_DELAY``, and the first to connect wins. With ``tls`` the reader holds
+    back what the server sends until ``start_tls``.
+    """
+    loop = asyncio.get_running_loop()
+    progress.phase = "connecting"
+    reader = HeadReader(loop)
+    if tls:
+        reader.early = b""
+    if len(addresses) == 1:
+        _family, ip = addresses[0]
+        progress.address = ip
+        try:
+            transport, _ = await loop.create_connection(lambda: reader, ip, port)
+        except OSError as exc:
+            if exc.errno in LOCAL_ERRNOS:  # our shortage, not the host's
+                raise ConnectError(describe_local_error(exc)) from exc
+            raise ConnectError(f"{format_address(ip, port)}: {describe_oserror(exc)}") from exc
+    else:
+        sock, ip = await _happy_eyeballs(loop, addresses, port, progress)
+        progress.address = ip
+        try:
+            transport, _ = await loop.create_connection(lambda: reader, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+    progress.connect = time.perf_counter() - progress.start
+    return transport, reader
+
+
+async def _connect_socket(
+    loop: asyncio.AbstractEventLoop, address: Address, port: int
+) -> socket.socket:
+    family, ip = address
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (ip, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _happy_eyeballs(
+    loop: asyncio.AbstractEventLoop, addresses: Sequence[Address], port: int, progress: Progress
+) -> tuple[socket.socket, str]:
+    pending: dict[asyncio.Task[socket.socket], str] = {}
+    last_error: tuple[str, OSError] | None = None
+    winner: tuple[socket.socket, str] | None = None
+    remaining = list(addresses)
+    try:
+        while remaining or pending:
+            if remaining:
+                address = remaining.pop(0)
+                progress.address = address[1]
+                pending[loop.create_task(_connect_socket(loop, address, port))] = address[1]
+            # Wait for a result, but no longer than the stagger delay while addresses remain.
+            done, _ = await asyncio.wait(
+                pending,
+                timeout=HAPPY_EYEBALLS_DELAY if remaining else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                ip = pending.pop(task)
+                exc = task.exception()
+                if exc is None:
+                    if winner is None:
+                        winner = (task.result(), ip)
+                    else:
+                        task.result().close()
+                elif isinstance(exc, OSError):
+                    if exc.errno in LOCAL_ERRNOS:  # no other address helps
+                        raise ConnectError(describe_local_error(exc)) from exc
+                    last_error = (ip, exc)
+                else:
+                    raise exc
+            if winner is not None:
+                return winner
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            for item in results:
+                if isinstance(item, socket.socket):
+                    item.close()
+    assert last_error is not None
+    ip, error = last_error
+    raise ConnectError(f"{format_address(ip, port)}: {describe_oserror(error)}") from error
+
+
+async def start_tls(
+    transport: asyncio.Transport,
+    reader: HeadReader,
+    server_hostname: str,
+    ssl_context: ssl.SSLContext,
+    progress: Progress,
+) -> asyncio.Transport:
+    """The TLS handshake on an open transport; returns the TLS transport (``reader`` stays its
+    protocol). The caller aborts ``transport`` if this raises."""
+    loop = asyncio.get_running_loop()
+    progress.phase = "TLS handshake"
+    # A server that speaks first (an SSH banner, plain HTTP) is not speaking TLS; without this
+    # check the handshake would wait for its reply until the deadline.
+    if reader.early:
+        raise TLSError(
+            f"handshake failed: the server spoke first, not TLS: {preview_bytes(reader.early)} "
+            "(plain HTTP on this port? try http://)"
+        )
+    reader.early = None
+    try:
+        tls_transport = await loop.start_tls(
+            transport, reader, ssl_context, server_hostname=server_hostname
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise TLSError(f"certificate verification failed: {exc.verify_message}") from exc
+    except ssl.SSLError as exc:
+        raise TLSError(f"handshake failed: {_describe_ssl_error(exc)}") from exc
+    except OSError as exc:
+        raise TLSError(f"handshake failed: {describe_oserror(exc)}") from exc
+    if tls_transport is None:
+        raise TLSError("handshake failed: the connection closed")
+    progress.tls_time = time.perf_counter() - progress.start
+    ssl_object = tls_transport.get_extra_info("ssl_object")
+    if ssl_object is not None:
+        progress.tls = tls_info(ssl_object)
+    return tls_transport
+
+
+def tls_info(ssl_object: ssl.SSLObject) -> TLSInfo:
+    """The TLS facts of a record. Without verification (``-k``) the peer certificate is not
+    decoded by Python, so subject, issuer, dates and names are then ``None``."""
+    cipher = ssl_object.cipher()
+    cert = ssl_object.getpeercert() or {}
+    not_after: str | None = None
+    days_left: int | None = None
+    raw_not_after = cert.get("notAfter")
+    if isinstance(raw_not_after, str):
+        expires = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(raw_not_after), dt.UTC)
+        not_after = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+        days_left = (expires - utc_now()).days
+    san = tuple(
+        _san_value(str(entry[0]), str(entry[1]))
+        for entry in cert.get("subjectAltName", ())
+        if len(entry) == 2
+    )
+    return TLSInfo(
+        version=ssl_object.version(),
+        cipher=cipher[0] if cipher else None,
+        subject=_format_name(cert.get("subject")),
+        issuer=_format_name(cert.get("issuer")),
+        not_after=not_after,
+        days_left=days_left,
+        san=san,
+    )
+
+
+def _san_value(kind: str, value: str) -> str:
+    """Python spells IPv6 SAN entries in full (``0:0:0:0:0:0:0:1``, with a trailing newline on
+    some versions); records show them as every other IPv6 address is shown, compressed."""
+    if kind == "IP Address":
+        import ipaddress  # only a certificate with an IP address in its names needs it
+
+        with contextlib.suppress(ValueError):
+            return ipaddress.ip_address(value.strip()).compressed
+    return value
+
+
+def _format_name(name: object) -> str | None:
+    """``((('commonName', 'x'),), ...)`` -> ``CN=x, O=...``."""
+    if not isinstance(name, tuple):
+        return None
+    short = {
+        "commonName": "CN",
+        "organizationName": "O",
+        "countryName": "C",
+        "organizationalUnitName": "OU",
+        "localityName": "L",
+        "stateOrProvinceName": "ST",
+    }
+    parts = [f"{short.get(key, key)}={value}" for rdn in name for key, value in rdn]
+    return ", ".join(parts) or None
+
+
+def format_address(ip: str | None, port: int) -> str:
+    if ip is None:
+        return f"port {port}"
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""Connect failures that are this machine's shortage, reported as kind ``connect`` with a message
+starting ``local:`` so that nobody blames the host (README "Limits")."""
+
+
+def describe_local_error(exc: OSError) -> str:
+    if exc.errno == errno.EMFILE:
+        return "local: out of file descriptors (EMFILE): lower -c or raise 'ulimit -n'"
+    if exc.errno == errno.ENFILE:
+        return "local: the system is out of file descriptors (ENFILE): lower -c"
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return f"local: no memory for another socket ({name}): lower -c"
+
+
+def _describe_ssl_error(exc: ssl.SSLError) -> str:
+    reason = exc.reason or str(exc)
+    if reason == "WRONG_VERSION_NUMBER":  # the reply to our ClientHello was not TLS at all
+        return f"{reason}: the server did not answer in TLS (plain HTTP on this port? try http://)"
+    return reason
+
+
+def describe_oserror(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return "network unreachable" if exc.errno == errno.ENETUNREACH else "host unreachable"
+    return exc.strerror or str(exc) or type(exc).__name__
