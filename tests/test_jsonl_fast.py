@@ -20,6 +20,7 @@ from fetchheads.models import (
     TLSInfo,
 )
 from fetchheads.render.jsonl import format_jsonl, format_record
+from tests.support.records import RECORD_KEYS
 
 text = st.text(max_size=20)
 seconds = st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False)
@@ -72,22 +73,6 @@ results = st.builds(
     | st.lists(st.builds(Alert, kind=st.just("certificate"), message=text), max_size=2).map(tuple),
 )
 
-RECORD_KEYS = [
-    "target",
-    "url",
-    "ok",
-    "status",
-    "reason",
-    "http_version",
-    "headers",
-    "error",
-    "address",
-    "timing",
-    "tls",
-    "redirects",
-    "fetched_at",
-]
-
 
 @given(results)
 def test_the_fast_path_writes_the_same_bytes_as_the_encoder(result: Result) -> None:
@@ -95,7 +80,7 @@ def test_the_fast_path_writes_the_same_bytes_as_the_encoder(result: Result) -> N
     assert fast == format_record(result.to_record())
     assert json.loads(fast) == result.to_record()
     optional = [key for key in ("changes", "warnings") if getattr(result, key) is not None]
-    assert list(json.loads(fast)) == RECORD_KEYS + optional
+    assert list(json.loads(fast)) == [*RECORD_KEYS, *optional]
 
 
 def test_hostile_text_is_escaped_on_the_fast_path_too() -> None:
