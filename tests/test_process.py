@@ -367,3 +367,18 @@ def test_children_take_ctrl_c_even_when_pytest_ignores_it() -> None:
         signal.signal(signal.SIGINT, previous)
     out, _ = child.communicate(timeout=30)
     assert out == b"default_int_handler\n"  # Python's KeyboardInterrupt, not SIG_IGN
+
+
+def test_the_collector_tuning_is_undone_after_a_run() -> None:
+    # The run collects the young generation less often (a measured ~5% of CPU at 10,000 targets);
+    # a caller that goes on living after it (tests, an embedding program) gets its settings back.
+    import gc
+
+    from fetchheads import process
+
+    before = gc.get_threshold()
+    with process.tuned_gc():
+        assert gc.get_threshold()[0] == process.GC_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 if sys.platform != "win32":  # Windows has no RLIMIT_NOFILE to raise
     import resource
@@ -73,6 +74,29 @@ def reserve_standard_fds() -> None:
             if devnull != fd:
                 os.dup2(devnull, fd)
                 os.close(devnull)
+
+
+GC_THRESHOLD = 50_000
+"""Allocations between young-generation collections (CPython's default is 700). A run allocates a
+few hundred short-lived objects per target, nearly all freed by reference counting, so the default
+starts a collection every couple of targets for almost nothing to find: ~5% of a 10,000-target
+loopback run's CPU. Cycles (an exception and its traceback) are still collected, every 50,000
+allocations; peak RSS at 1,000,000 targets is unchanged (benchmarks/run.py --memory)."""
+
+
+@contextlib.contextmanager
+def tuned_gc() -> Iterator[None]:
+    """During the run: everything loaded at start-up out of the collector's way (``gc.freeze``),
+    and the young generation collected less often. Both are undone afterwards, for callers that
+    go on living (tests run the CLI in-process)."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def stdout_problem() -> str | None:

@@ -134,7 +134,10 @@ def execute(
         return ExitStatus.FAILED
     status: ExitStatus
     try:
-        with asyncio.Runner(loop_factory=_new_loop_factory(config.loop)) as runner:
+        with (
+            process.tuned_gc(),
+            asyncio.Runner(loop_factory=_new_loop_factory(config.loop)) as runner,
+        ):
             runner.run(main())
     except KeyboardInterrupt:
         status = ExitStatus.INTERRUPTED
