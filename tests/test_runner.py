@@ -65,6 +65,21 @@ async def test_rate_does_not_bank_idle_time_for_a_burst_later() -> None:
     assert clock.sleeps == [0.1, 0.2]  # still 10/s, not a burst of 600
 
 
+def test_waiting_for_a_rate_turn_is_not_charged_to_the_timeout(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    # 8 targets at --rate 10 take ~0.7 s to start; with -t 0.3 the later ones used to time out
+    # "(waiting for --rate)" although the server answers at once.
+    server = threaded_server(reply(HEAD))
+    targets = [f"127.0.0.1:{server.port}/?{n}" for n in range(8)]
+    result = CliRunner().invoke(cli, ["--json", "-q", "--rate", "10", "-t", "0.3", *targets])
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["error"] for r in records] == [None] * 8
+    assert result.exit_code == 0
+    # Nor is the wait in the timings: each connect is a loopback connect, not a turn in line.
+    assert all(r["timing"]["connect"] < 0.09 for r in records)
+
+
 def test_rate_must_be_positive() -> None:
     result = CliRunner().invoke(cli, ["--rate", "0", "127.0.0.1"])
     assert result.exit_code == 2

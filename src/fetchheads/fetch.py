@@ -67,7 +67,8 @@ RETRY_MAX = 5.0
 class FetchContext:
     """What every fetch of one run shares; built once in ``cli.main``.
 
-    ``pace`` is awaited before every new connection (``--rate``); ``None`` means no limit.
+    ``pace`` is awaited before every attempt, outside its deadline (``--rate``); ``None`` means no
+    limit.
     TLS targets use ``tls_context()``.
     """
 
@@ -121,6 +122,11 @@ def retry_delay(attempt: int) -> float:
 
 async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
     """One try: the result, and whether its failure may be retried."""
+    if ctx.pace is not None:
+        # --rate: the wait for a turn comes before the attempt, so it is not charged to -t (which
+        # covers DNS, connect, TLS and the head) nor to the timings, and fetched_at is when the
+        # attempt really began.
+        await ctx.pace()
     loop = asyncio.get_running_loop()
     fetched_at = utc_now()
     # Timing fields use perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
@@ -270,9 +276,6 @@ async def _open_tcp(
         addresses = await ctx.resolver.resolve(host, port)
     if literal_family(host) is None:  # an IP literal needs no lookup
         progress.dns = time.perf_counter() - progress.start
-    if ctx.pace is not None:
-        progress.phase = "waiting for --rate"
-        await ctx.pace()
     return await connect(addresses, port, progress, tls=tls)
 
 
