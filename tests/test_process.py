@@ -382,3 +382,30 @@ def test_the_collector_tuning_is_undone_after_a_run() -> None:
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_ctrl_c_in_input_order_keeps_what_finished_behind_a_slow_target(
+    threaded_server: StartServer, tmp_path: Any
+) -> None:
+    # --order input holds a finished result until the targets before it finish. Ctrl-C while the
+    # first one is stuck used to drop the finished one: not printed, not recorded in --db.
+    import sqlite3
+
+    stuck = threaded_server(silent())
+    fast = threaded_server(reply(HEAD))
+    db = tmp_path / "heads.db"
+    process = spawn(
+        "--json", "--order", "input", "--db", str(db), "-t", "60",
+        f"127.0.0.1:{stuck.port}", f"127.0.0.1:{fast.port}",
+    )  # fmt: skip
+    wait_until(lambda: len(stuck.requests) == 1 and len(fast.requests) == 1, "both requests")
+    time.sleep(0.3)  # the fast answer is read and held behind the stuck target
+    process.send_signal(signal.SIGINT)
+    out, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130, stderr
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["target"] for r in records] == [f"127.0.0.1:{fast.port}"]
+    assert records[0]["status"] == 200
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        stored = connection.execute("SELECT target, status FROM snapshots").fetchall()
+    assert stored == [(f"127.0.0.1:{fast.port}", 200)]

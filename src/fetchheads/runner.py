@@ -271,10 +271,16 @@ async def run(
             result = item if isinstance(item, Result) else await fetch(item)
             deliver(seq, result)
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for _ in range(concurrency):
-            group.create_task(work())
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(produce())
+            for _ in range(concurrency):
+                group.create_task(work())
+    finally:
+        # Interrupted (Ctrl-C, SIGTERM): results that finished but were waiting for an earlier,
+        # unfinished one are still handed on (printed, recorded), in input order, the unfinished
+        # ones' places skipped. After a complete run nothing is held.
+        reorder.drain()
 
 
 class _Reorder:
@@ -297,3 +303,8 @@ class _Reorder:
             self._emit(self._held.pop(self._next))
             self._released()
             self._next += 1
+
+    def drain(self) -> None:
+        """Hand on every held result, in sequence order, gaps and all."""
+        for seq in sorted(self._held):
+            self._emit(self._held.pop(seq))
