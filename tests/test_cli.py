@@ -431,3 +431,10 @@ def test_every_config_field_is_set_by_some_option(tmp_path: Path) -> None:
         if getattr(config, field.name) == getattr(default, field.name)
     ]
     assert unset == []
+
+
+def test_an_unsupported_method_is_named_against_the_choices_as_sent() -> None:
+    result = CliRunner().invoke(cli, ["-X", "POST", "127.0.0.1"])
+    assert result.exit_code == 2
+    assert "'POST' is not one of GET, HEAD." in result.output
+    assert CliRunner().invoke(cli, ["-X", "head", "--help"]).exit_code == 0

@@ -35,6 +35,19 @@ from fetchheads.request import check_header_value, parse_header_option
 from fetchheads.targets import SCHEMES
 
 
+class MethodType(click.ParamType):
+    """A request method, any case in, upper case out; the choices named as they are sent (click's
+    case-insensitive Choice names them in lower case)."""
+
+    name = "method"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        method = str(value).upper()
+        if method not in METHODS:
+            self.fail(f"{value!r} is not one of {', '.join(METHODS)}.", param, ctx)
+        return method
+
+
 class HeaderType(click.types.StringParamType):
     """``'Name: value'`` text; from the environment, one header per line (values hold spaces)."""
 
@@ -140,8 +153,8 @@ request_options = option_group(
     click.option(
         "-X",
         "--method",
-        type=click.Choice(METHODS, case_sensitive=False),
-        metavar=f"[{'|'.join(METHODS)}]",  # click would show the choices in lower case
+        type=MethodType(),
+        metavar=f"[{'|'.join(METHODS)}]",
         default="GET",
         show_default=True,
         help="Request method.",
