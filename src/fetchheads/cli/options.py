@@ -35,7 +35,7 @@ from fetchheads.request import check_header_value, parse_header_option
 from fetchheads.targets import SCHEMES
 
 
-class MethodType(click.ParamType):
+class MethodType(click.types.StringParamType):
     """A request method, any case in, upper case out; the choices named as they are sent (click's
     case-insensitive Choice names them in lower case)."""
 
