@@ -298,7 +298,7 @@ def make_config(options: Mapping[str, Any], *, concurrency: int) -> Config:
         concurrency=concurrency,
         timeout=options["timeout"],
         connect_timeout=options["connect_timeout"],
-        method=options["method"].upper(),
+        method=options["method"],  # MethodType gives it in upper case
         headers=options["headers"],
         user_agent=options["user_agent"],
         default_scheme=options["scheme"],
