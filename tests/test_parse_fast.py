@@ -26,6 +26,11 @@ lines = st.lists(
             b"X-Latin: \xe9",
             b"",
             b"X-Empty:",
+            b"X!#$%&'*+.^_`|~: token",
+            b"N\xc3\xa4me: x",
+            b"-: dash",
+            b"X-Tab:\tv\t",
+            b"X-Colon: a: b",
         ]
     ),
     max_size=6,
@@ -39,6 +44,11 @@ status_lines = st.sampled_from(
         b"HTTP/1.1 99 Low",
         b"HTTP/1.1 200 OK\n",
         b"HTTP/1.1 301 Moved Permanently",
+        b"HTTP/1.1 101 Switching Protocols",
+        b"HTTP/1.1 2\xd9\xa30 Arabic-Indic digit",
+        b"HTTP/1.1 200 \xc3\x89t\xc3\xa9 ",
+        b"HTTP/1.1 200 \xe9t\xe9",
+        b"HTTP/1.1 200\t OK",
     ]
 )
 ends = st.sampled_from([b"\r\n", b"\n"])

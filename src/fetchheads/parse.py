@@ -105,6 +105,9 @@ _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z", re.S)
 _PROTOCOL = b"HTTP/"
 _OWS = b" \t"
 _TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # the characters of _TOKEN
+# _parse_whole's status line, on decoded text: [0-9], not \d, which would match any Unicode digit.
+_FAST_STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: (.*))?\Z", re.S)
+_VERSIONS = {str(minor): f"HTTP/1.{minor}" for minor in range(10)}
 
 
 def decode_text(raw: bytes | bytearray) -> str:
@@ -311,9 +314,11 @@ class HeadParser:
 
     def _parse_whole(self, data: bytes) -> ResponseHead | None:
         """The common case in one step, without buffering: the first chunk holds a whole final
-        head with CRLF line ends, no folding and nothing the rules below would refuse. ``None``
-        for anything else, which then takes the general path (that also words every error); so
-        this path accepts exactly what the general one accepts, and parses it the same."""
+        head with CRLF line ends, valid UTF-8, no folding and nothing the rules below would
+        refuse. ``None`` for anything else, which then takes the general path (that also words
+        every error); so this path accepts exactly what the general one accepts, and parses it
+        the same (``tests/test_parse_fast.py`` holds the two to it). It decodes the block once and
+        works on ``str``: per line, that is one ``partition`` and one ``strip``."""
         limits = self._limits
         end = data.find(b"\r\n\r\n")
         if end < 0 or end + 4 > limits.head:
@@ -322,22 +327,43 @@ class HeadParser:
         crlf = block.count(b"\r\n")
         if block.count(b"\r") != crlf or block.count(b"\n") != crlf or b"\x00" in block:
             return None  # a bare CR or LF, or a NUL
-        lines = block.split(b"\r\n")
-        if len(lines[0]) + 2 > limits.status_line or len(lines) - 1 > limits.headers:
+        if crlf > limits.headers:
             return None
         try:
-            version, status, reason = _parse_status_line(lines[0])
-        except ParseError:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # Latin-1 somewhere: the general path decodes value by value
+        # Limits are in bytes; a character is 1 byte in an ASCII block, else at most 4.
+        scale = 1 if len(text) == end else 4
+        lines = text.split("\r\n")
+        status_line = lines[0]
+        match = _FAST_STATUS_LINE.match(status_line)
+        if match is None or len(status_line) * scale + 2 > limits.status_line:
             return None
-        if 100 <= status < 200 and status != 101:
+        minor, code, reason = match.groups()
+        status = int(code)
+        if status < 200 and status != 101:
             return None  # an interim head: the general path keeps it and reads on
         headers: list[tuple[str, str]] = []
+        append = headers.append
+        line_limit = limits.line // scale
         for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or len(line) > limits.line or _TOKEN_RE.fullmatch(name) is None:
+            name, colon, value = line.partition(":")
+            if (
+                not colon
+                or len(line) > line_limit
+                or not name.isascii()
+                or not (
+                    name.isalnum()
+                    or name.replace("-", "").isalnum()
+                    or _TOKEN_RE.fullmatch(name.encode())
+                )
+            ):
                 return None  # also a continuation line: it starts with SP or HT, not a token
-            headers.append((name.decode("ascii"), decode_text(value.strip(_OWS))))
-        return ResponseHead(version, status, reason, tuple(headers))
+            append((name, value.strip(" \t")))
+        return ResponseHead(
+            _VERSIONS[minor], status, reason.rstrip(" \t") if reason else "", tuple(headers)
+        )
 
     def _parse_field_line(
         self, line: bytes, headers: list[tuple[bytes, bytes | bytearray]]

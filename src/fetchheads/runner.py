@@ -12,6 +12,7 @@ Also here: ``in_shard`` (``--shard K/N``) and ``Pacer`` (``--rate``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -248,7 +249,7 @@ async def run(
     ordered: bool = False,
 ) -> None:
     """Fetch every target with ``concurrency`` workers; ``emit`` each result as it is ready."""
-    queue: asyncio.Queue[tuple[int, Item] | None] = asyncio.Queue(maxsize=concurrency * 2)
+    feed = _Feed(concurrency * 2)
     # In input order, one slow target holds back every later result: the window bounds how many
     # may wait behind it, so memory stays flat however long the list.
     window = asyncio.Semaphore(concurrency * 4)
@@ -256,20 +257,30 @@ async def run(
     deliver = reorder.deliver if ordered else (lambda _seq, result: emit(result))
 
     async def produce() -> None:
-        seq = 0
-        async for item in items:
-            if ordered:
-                await window.acquire()
-            await queue.put((seq, item))
-            seq += 1
-        for _ in range(concurrency):
-            await queue.put(None)
+        try:
+            seq = 0
+            async for item in items:
+                if ordered:
+                    await window.acquire()
+                if feed.full():
+                    await feed.space()
+                feed.put((seq, item))
+                seq += 1
+        finally:
+            feed.close()
 
     async def work() -> None:
-        while (job := await queue.get()) is not None:
-            seq, item = job
-            result = item if isinstance(item, Result) else await fetch(item)
-            deliver(seq, result)
+        jobs = feed.jobs
+        while True:
+            if jobs:
+                seq, item = jobs.popleft()
+                feed.taken()
+            elif feed.closed:
+                return
+            else:
+                await feed.wait()
+                continue
+            deliver(seq, item if isinstance(item, Result) else await fetch(item))
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -281,6 +292,60 @@ async def run(
         # unfinished one are still handed on (printed, recorded), in input order, the unfinished
         # ones' places skipped. After a complete run nothing is held.
         reorder.drain()
+
+
+class _Feed:
+    """The bounded hand-off from the reader to the workers: a deque and two kinds of wake-up.
+
+    Not an ``asyncio.Queue``: its ``get`` and ``put`` are coroutines with a future and a wake-up
+    per item, which at thousands of targets a second cost more than the rest of the hand-off. A
+    worker here takes a job with a ``popleft``; only an idle worker waits (on a future of its
+    own), and the reader sleeps while the deque is full and wakes once it has drained to half.
+    """
+
+    __slots__ = ("_idle", "_limit", "_space", "closed", "jobs")
+
+    def __init__(self, limit: int) -> None:
+        self.jobs: collections.deque[tuple[int, Item]] = collections.deque()
+        self.closed = False
+        self._limit = limit
+        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._space: asyncio.Future[None] | None = None
+
+    def full(self) -> bool:
+        return len(self.jobs) >= self._limit
+
+    def put(self, job: tuple[int, Item]) -> None:
+        self.jobs.append(job)
+        self._wake_one()
+
+    def close(self) -> None:
+        self.closed = True
+        while self._idle:
+            self._wake_one()
+
+    def taken(self) -> None:
+        space = self._space
+        if space is not None and len(self.jobs) <= self._limit // 2:
+            self._space = None
+            if not space.done():
+                space.set_result(None)
+
+    async def space(self) -> None:
+        self._space = asyncio.get_running_loop().create_future()
+        await self._space
+
+    async def wait(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        await waiter
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
 class _Reorder:
