@@ -13,7 +13,7 @@ import json
 from json.encoder import encode_basestring
 from typing import Any
 
-from fetchheads.models import Result, Timing, format_timestamp, seconds
+from fetchheads.models import TIMING_DIGITS, Result, Timing, format_timestamp
 from fetchheads.render.safe import json_safe
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
@@ -60,13 +60,19 @@ def format_jsonl(result: Result) -> str:
 
 
 def _timing(timing: Timing) -> str:
-    return (
-        f'{{"dns": {_seconds(timing.dns)}, "connect": {_seconds(timing.connect)}, '
-        f'"tls": {_seconds(timing.tls)}, "ttfb": {_seconds(timing.ttfb)}, '
-        f'"total": {_seconds(timing.total)}}}'
+    # models.seconds() by hand, five times over: a call per field cost more than the rounding.
+    dns, connect, tls, ttfb, total = (
+        timing.dns,
+        timing.connect,
+        timing.tls,
+        timing.ttfb,
+        timing.total,
     )
-
-
-def _seconds(value: float | None) -> str:
-    rounded = seconds(value)
-    return "null" if rounded is None else _float(rounded)
+    digits = TIMING_DIGITS
+    return (
+        f'{{"dns": {"null" if dns is None else _float(round(dns, digits))}, '
+        f'"connect": {"null" if connect is None else _float(round(connect, digits))}, '
+        f'"tls": {"null" if tls is None else _float(round(tls, digits))}, '
+        f'"ttfb": {"null" if ttfb is None else _float(round(ttfb, digits))}, '
+        f'"total": {"null" if total is None else _float(round(total, digits))}}}'
+    )
