@@ -28,6 +28,7 @@ from fetchheads.changes import ignored_names
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus
 from fetchheads.cli.options import fetch_options, make_config
 from fetchheads.cli.run import execute
+from fetchheads.cli.scale import usable_cores
 from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, open_store
 from fetchheads.fetch import make_ssl_context
 from fetchheads.recorder import SnapshotOptions, SnapshotSession
@@ -167,6 +168,19 @@ def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
         warn_days=options["warn_days"],
     )
     session = SnapshotSession(open_store(db) if db else None, watch)
+    parallel = (
+        chosen in ("plain", "jsonl")
+        and db is None
+        and watch.warn_days is None
+        and config.order == "completion"
+        and not show_bar
+        and _has_descriptors(sources)
+    )
+    workers = options["workers"]
+    if workers is None:  # auto: a list that may be long, not a few targets typed or given
+        long_list = any(source.path is not None for source in sources) and not typing
+        workers = usable_cores() if long_list else 1
+    workers = min(workers, config.concurrency)  # every worker has at least one connection
     status = execute(
         config,
         sources,
@@ -176,6 +190,7 @@ def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
         show_bar=show_bar,
         waterfall=waterfall,
         session=session,
+        workers=workers if parallel else 1,
     )
     sys.exit(int(status))
 
@@ -222,6 +237,18 @@ def _sources(targets: tuple[str, ...], inputs: tuple[str, ...]) -> list[Source]:
             # Worded as the record of a file that fails later, mid-way: "cannot read NAME: why".
             raise click.BadParameter(f"cannot read {problem}", param_hint="-i/--input")
     return sources
+
+
+def _has_descriptors(sources: list[Source]) -> bool:
+    """Workers are forked processes that inherit stdout (and stdin, when it is read): both must
+    be real files, not the in-memory streams of a test harness."""
+    streams = [sys.stdout]
+    if any(source.path == STDIN for source in sources):
+        streams.append(sys.stdin)
+    try:
+        return all(stream is not None and stream.fileno() >= 0 for stream in streams)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _unreadable(path: str) -> str | None:

@@ -64,10 +64,33 @@ def execute(
     show_bar: bool = False,
     waterfall: bool = False,
     session: SnapshotSession | None = None,
+    workers: int = 1,
+    summary: Summary | None = None,
+    worker: bool = False,
 ) -> ExitStatus:
-    """Run the fetch and turn its outcome into an exit status. Prints the summary on stderr."""
+    """Run the fetch and turn its outcome into an exit status. Prints the summary on stderr.
+
+    ``workers`` > 1 spreads the run over that many processes (``cli.parallel``), each of which
+    calls this with ``worker`` set: no summary and no "interrupted" of its own, its counts added
+    to ``summary``."""
     sink = _make_sink(output_format, waterfall=waterfall)
-    summary = Summary()
+    if workers > 1:
+        from fetchheads.cli.parallel import execute_parallel
+
+        assert isinstance(sink, TextSink)
+        return execute_parallel(
+            config,
+            sources,
+            output_format,
+            make_tls,
+            workers=workers,
+            show_summary=show_summary,
+            execute=execute,
+            sink=sink,
+            output_failed=output_failed,
+            loop_factory=_new_loop_factory(config.loop),
+        )
+    summary = summary if summary is not None else Summary()
     stderr = StderrConsole()
     bar = ProgressLine(stderr.console, summary) if show_bar else None
     started = time.monotonic()
@@ -159,7 +182,7 @@ def execute(
     if status is ExitStatus.OK and session.alerts:
         status = ExitStatus.WARNING
     if sink.error is not None:
-        return _output_failed(sink.error, stderr)
+        return output_failed(sink.error, stderr)
     if show_summary and status in (
         ExitStatus.OK,
         ExitStatus.FAILED,
@@ -167,7 +190,7 @@ def execute(
         ExitStatus.INTERRUPTED,  # what finished before Ctrl-C, as counted
     ):
         stderr.print(summary.describe(time.monotonic() - started) + session.describe(), style="dim")
-    if status is ExitStatus.INTERRUPTED:
+    if status is ExitStatus.INTERRUPTED and not worker:
         stderr.print("fetchheads: interrupted")
     return status
 
@@ -190,7 +213,7 @@ def _fetcher(ctx: FetchContext) -> Callable[[Target], Awaitable[Result]]:
     return following(fetch_with, ctx.config)
 
 
-def _output_failed(error: OSError, stderr: StderrConsole) -> ExitStatus:
+def output_failed(error: OSError, stderr: StderrConsole) -> ExitStatus:
     if isinstance(error, BrokenPipeError):
         # The reader went away (``| head``). Point stdout at /dev/null so the interpreter's
         # final flush cannot fail again, and leave without a word, as a SIGPIPE'd tool does.

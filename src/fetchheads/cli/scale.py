@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -78,6 +79,16 @@ def scale_options(command: Any) -> Any:
             "target's URL: N machines each running one shard together fetch the list once. "
             "E.g. --shard 1/4",
         ),
+        click.option(
+            "--workers",
+            metavar="N|auto",
+            default="auto",
+            show_default=True,
+            callback=_workers,
+            help="Processes (one event loop each) to spread the run over. auto: one per CPU core "
+            "when targets come from a file or stdin and the output is plain or jsonl; other runs "
+            "(pretty, --db, --order input, --progress, --warn-days) use one.",
+        ),
     )
     for option in reversed(options):
         command = option(command)
@@ -139,6 +150,25 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     if not 1 <= k <= n:
         raise click.BadParameter(f"K must be between 1 and N, got {value!r}")
     return k, n
+
+
+MAX_WORKERS = 64
+
+
+def _workers(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    """``auto`` -> None (decided once the output is known); else a count from 1 to 64."""
+    if value.strip().lower() == "auto":
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        raise click.BadParameter(f"expected 1 to {MAX_WORKERS} or auto, got {value!r}")
+    return int(value)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def make_resolver(config: Config) -> Resolver:

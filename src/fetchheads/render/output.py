@@ -68,7 +68,12 @@ class TextSink(Sink):
     def emit(self, result: Result) -> None:
         if self.error is not None:
             return
-        data = self._formatter(result).encode("utf-8", "surrogateescape")
+        self.emit_bytes(self._formatter(result).encode("utf-8", "surrogateescape"))
+
+    def emit_bytes(self, data: bytes) -> None:
+        """Output already formatted (a worker's lines, ``cli.parallel``), batched the same way."""
+        if self.error is not None:
+            return
         self._pending.append(data)
         self._size += len(data)
         if self._size >= FLUSH_BYTES:

@@ -1,0 +1,404 @@
+"""``--workers``: one fetch spread over several processes, one event loop per CPU core.
+
+A Python event loop runs on one core; at thousands of targets a second, parsing heads and writing
+records keeps that core busy while the others idle. With ``--workers N`` (``auto``: one per usable
+core) the command forks N workers after start-up, each an ordinary fetchheads run on its share of
+the list, and the first process becomes the coordinator:
+
+* it reads the sources (files, stdin, arguments), validates and shards every line, and writes each
+  valid target to the stdin pipe of a worker that has room: the pipes are one page (4 KiB), so a
+  busy worker fills up and the next one gets the work, and no worker sits on a long backlog while
+  another idles at the end of the list. A line that is not a target is reported by the coordinator;
+* each worker fetches with ``-c``/N connections and ``--rate``/N, and writes its records to a pipe
+  that the coordinator copies to stdout line by line (never a line cut by another's), in
+  completion order, as they finish;
+* at the end each worker sends its counts; the summary and the exit status are the whole run's.
+
+Workers are their own process group: Ctrl-C reaches the coordinator, which passes one SIGINT on
+(SIGTERM likewise) so that each worker prints what it finished, as a single process does. Only the
+machine formats (plain, jsonl) in completion order, without --db, --warn-days or the progress bar,
+use workers; everything else runs in one process, as does ``--workers 1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import signal
+import ssl
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+
+from fetchheads import process
+from fetchheads.cli.common import ExitStatus
+from fetchheads.config import Config
+from fetchheads.models import Result
+from fetchheads.render.output import StderrConsole, TextSink
+from fetchheads.render.summary import Summary
+from fetchheads.runner import STDIN, Source, read_sources, select_shard
+
+PIPE_BYTES = 4096
+"""Capacity of each worker's input pipe (F_SETPIPE_SZ; the kernel's minimum is one page): about a
+hundred URLs, so work goes to whichever worker has room, and none ends the run with a backlog."""
+PR_SET_PDEATHSIG = 1
+STAGE_BYTES = 1024
+"""Targets for one worker gathered before one write to its pipe."""
+
+
+@dataclasses.dataclass
+class _Worker:
+    pid: int
+    feed: int  # write end of its stdin
+    output: int  # read end of its stdout
+    counts: int  # read end of the pipe its counts arrive on
+    transport: asyncio.WriteTransport | None = None
+    room: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    stage: list[bytes] = dataclasses.field(default_factory=list)
+    staged: int = 0
+    done: asyncio.Future[None] | None = None
+
+
+class _Feed(asyncio.Protocol):
+    """A worker's stdin pipe: ``room`` is set while the pipe (and the transport) can take more."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self._worker = worker
+        worker.room.set()
+
+    def pause_writing(self) -> None:
+        self._worker.room.clear()
+
+    def resume_writing(self) -> None:
+        self._worker.room.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._worker.room.set()  # a worker that died takes nothing more: see _pick
+
+
+class _Merge(asyncio.Protocol):
+    """A worker's stdout: complete lines go to the coordinator's output as they arrive."""
+
+    def __init__(self, worker: _Worker, write: Callable[[bytes], None]) -> None:
+        self._worker = worker
+        self._write = write
+        self._rest = b""
+
+    def data_received(self, data: bytes) -> None:
+        data = self._rest + data
+        cut = data.rfind(b"\n") + 1
+        self._rest = data[cut:]
+        if cut:
+            self._write(data[:cut])
+
+    def eof_received(self) -> None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._rest:  # a worker that died mid-line: what it wrote, on a line of its own
+            self._write(self._rest + b"\n")
+            self._rest = b""
+        done = self._worker.done
+        if done is not None and not done.done():
+            done.set_result(None)
+
+
+Execute = Callable[..., ExitStatus]
+
+
+def execute_parallel(
+    config: Config,
+    sources: Sequence[Source],
+    output_format: str,
+    make_tls: Callable[[], ssl.SSLContext],
+    *,
+    workers: int,
+    show_summary: bool,
+    execute: Execute,
+    sink: TextSink,
+    output_failed: Callable[[OSError, StderrConsole], ExitStatus],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> ExitStatus:
+    """The run over ``workers`` forked processes; ``execute`` is the single-process run each
+    worker performs on its stdin and stdout."""
+    started = time.monotonic()
+    stderr = StderrConsole()
+    shares = _split(config, workers)
+    children: list[_Worker] = []
+    for share in shares:
+        children.append(_fork(share, output_format, make_tls, execute, children))
+    summary = Summary()
+    state = {"terminated": False, "interrupted": False}
+
+    def emit(result: Result) -> None:
+        summary.add(result)
+        sink.emit(result)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigterm() -> None:
+            state["terminated"] = True
+            task.cancel()
+
+        process.on_sigterm(loop, on_sigterm)
+
+        def stop() -> None:
+            task.cancel()
+
+        sink.set_on_error(stop)
+        for child in children:
+            child.done = loop.create_future()
+            child.transport, _ = await loop.connect_write_pipe(
+                lambda child=child: _Feed(child),  # type: ignore[misc]
+                os.fdopen(child.feed, "wb", buffering=0),
+            )
+            child.transport.set_write_buffer_limits(high=STAGE_BYTES)
+            await loop.connect_read_pipe(
+                lambda child=child: _Merge(child, sink.emit_bytes),  # type: ignore[misc]
+                os.fdopen(child.output, "rb", buffering=0),
+            )
+        try:
+            await _distribute(config, sources, children, emit)
+            for child in children:
+                _flush(child)
+                assert child.transport is not None
+                child.transport.close()  # EOF: the worker finishes what it has, then exits
+            await _ended(children)
+        except asyncio.CancelledError:
+            if not state["terminated"] and sink.error is None:
+                state["interrupted"] = True
+            signum = signal.SIGINT if state["interrupted"] else signal.SIGTERM
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signum)
+                if child.transport is not None:
+                    child.transport.abort()
+            # Each worker now prints what it finished and exits: copy that out before ending.
+            task.uncancel()
+            await _ended(children)
+        finally:
+            sink.flush()
+
+    try:
+        with process.tuned_gc(), asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main())
+    except KeyboardInterrupt:  # a second Ctrl-C while the workers finished
+        state["interrupted"] = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
+    sink.close()
+    failures = _collect(children, summary)
+    status = _status(summary, state, failures, stderr)
+    if sink.error is not None:
+        return output_failed(sink.error, stderr)
+    if show_summary and status in (ExitStatus.OK, ExitStatus.FAILED, ExitStatus.INTERRUPTED):
+        workers_note = f"; {workers} workers"
+        stderr.print(summary.describe(time.monotonic() - started) + workers_note, style="dim")
+    if status is ExitStatus.INTERRUPTED:
+        stderr.print("fetchheads: interrupted")
+    return status
+
+
+async def _ended(children: list[_Worker]) -> None:
+    """Until every worker has closed its stdout. ``asyncio.wait``, not ``gather``: cancelling
+    this wait (a signal) must leave the futures pending, to be waited for again."""
+    await asyncio.wait([c.done for c in children if c.done is not None])
+
+
+def _split(config: Config, workers: int) -> list[Config]:
+    """Each worker's share of ``-c`` and ``--rate``; the coordinator has already sharded."""
+    base, extra = divmod(config.concurrency, workers)
+    rate = config.rate / workers if config.rate else None
+    return [
+        dataclasses.replace(
+            config, concurrency=base + (1 if n < extra else 0), rate=rate, shard=None
+        )
+        for n in range(workers)
+    ]
+
+
+def _fork(
+    config: Config,
+    output_format: str,
+    make_tls: Callable[[], ssl.SSLContext],
+    execute: Execute,
+    siblings: list[_Worker],
+) -> _Worker:
+    feed_r, feed_w = os.pipe()
+    out_r, out_w = os.pipe()
+    counts_r, counts_w = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):  # Linux only; a bigger pipe still works
+        fcntl.fcntl(feed_w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    coordinator = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        status = ExitStatus.FAILED
+        try:
+            os.setpgid(0, 0)  # Ctrl-C goes to the coordinator, which passes it on once
+            _end_with(coordinator)
+            for sibling in siblings:  # their pipes must see EOF when the coordinator closes them
+                for fd in (sibling.feed, sibling.output, sibling.counts):
+                    os.close(fd)
+            os.dup2(feed_r, 0)
+            os.dup2(out_w, 1)
+            for fd in (feed_r, feed_w, out_r, out_w, counts_r):
+                os.close(fd)
+            # New objects on the new descriptors (the old ones may be None, or buffer for a tty).
+            sys.stdin = open(0, closefd=False)  # noqa: SIM115
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+            summary = Summary()
+            status = execute(
+                config,
+                [Source(path=STDIN)],
+                output_format,
+                make_tls,
+                show_summary=False,
+                summary=summary,
+                worker=True,
+            )
+            sys.stdout.flush()
+            counts = {
+                "targets": summary.targets,
+                "ok": summary.ok,
+                "failed_by_kind": dict(summary.failed_by_kind),
+                "statuses": {str(k): v for k, v in summary.statuses.items()},
+                "status": int(status),
+            }
+            os.write(counts_w, json.dumps(counts).encode())
+        except BaseException:  # a bug in a worker: say so once, as main() would
+            with contextlib.suppress(Exception):
+                if os.environ.get("FETCHHEADS_DEBUG"):
+                    traceback.print_exc()
+                exc = sys.exc_info()[1]
+                print(f"fetchheads: internal error in a worker: {exc!r}", file=sys.stderr)
+        finally:
+            os._exit(int(status))
+    for fd in (feed_r, out_w, counts_w):
+        os.close(fd)
+    return _Worker(pid=pid, feed=feed_w, output=out_r, counts=counts_r)
+
+
+def _end_with(coordinator: int) -> None:
+    """SIGTERM this worker when the coordinator dies, however it dies (even SIGKILL), so that no
+    worker outlives the run (Linux's PR_SET_PDEATHSIG; elsewhere a worker still ends once its
+    input is closed and its in-flight targets are done)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != coordinator:  # it died before the line above
+        os._exit(int(ExitStatus.TERMINATED))
+
+
+async def _distribute(
+    config: Config,
+    sources: Sequence[Source],
+    children: list[_Worker],
+    emit: Callable[[Result], None],
+) -> None:
+    """Every line of every source, validated here: a target goes to a worker with room, a line
+    that is not one is reported at once."""
+    loop = asyncio.get_running_loop()
+    items = read_sources(sources, config.default_scheme)
+    if config.shard is not None:
+        items = select_shard(items, *config.shard)
+    scheduled = False
+
+    def flush_all() -> None:
+        nonlocal scheduled
+        scheduled = False
+        for child in children:
+            _flush(child)
+
+    turn = 0
+    async for item in items:
+        if isinstance(item, Result):
+            emit(item)
+            continue
+        child = children[turn % len(children)]
+        turn += 1
+        if not child.room.is_set() or _gone(child):
+            child = await _pick(children, turn)
+        line = item.text.encode("utf-8", "surrogateescape") + b"\n"
+        child.stage.append(line)
+        child.staged += len(line)
+        if child.staged >= STAGE_BYTES:
+            _flush(child)
+        elif not scheduled:
+            scheduled = True  # whatever this burst of input leaves staged goes out with it
+            loop.call_soon(flush_all)
+    flush_all()
+
+
+async def _pick(children: list[_Worker], turn: int) -> _Worker:
+    """The next worker, in turn, whose pipe has room; waits while none has."""
+    while True:
+        for n in range(len(children)):
+            child = children[(turn + n) % len(children)]
+            if child.room.is_set() and not _gone(child):
+                return child
+        if all(_gone(c) for c in children):
+            raise RuntimeError("every worker has ended before the input did")
+        waiters = [asyncio.ensure_future(c.room.wait()) for c in children if not _gone(c)]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+
+def _gone(child: _Worker) -> bool:
+    """Whether the worker's stdin is closed (it died): it is given nothing more."""
+    return child.transport is None or child.transport.is_closing()
+
+
+def _flush(child: _Worker) -> None:
+    if child.stage and child.transport is not None and not child.transport.is_closing():
+        child.transport.write(b"".join(child.stage))
+    child.stage.clear()
+    child.staged = 0
+
+
+def _collect(children: list[_Worker], summary: Summary) -> list[str]:
+    """Wait for every worker; add its counts to ``summary``; what went wrong, worded."""
+    failures = []
+    for n, child in enumerate(children, 1):
+        _, wait_status = os.waitpid(child.pid, 0)
+        with os.fdopen(child.counts, "rb") as counts_pipe:
+            raw = counts_pipe.read()
+        code = os.waitstatus_to_exitcode(wait_status)
+        if not raw:
+            how = f"signal {-code}" if code < 0 else f"exit status {code}"
+            failures.append(f"worker {n} ended ({how}) before it counted its targets")
+            continue
+        counts = json.loads(raw)
+        summary.targets += counts["targets"]
+        summary.ok += counts["ok"]
+        summary.failed_by_kind.update(counts["failed_by_kind"])
+        summary.statuses.update({int(k): v for k, v in counts["statuses"].items()})
+    return failures
+
+
+def _status(
+    summary: Summary, state: dict[str, bool], failures: list[str], stderr: StderrConsole
+) -> ExitStatus:
+    for failure in failures:
+        stderr.print(f"fetchheads: {failure}; its unfinished targets have no record")
+    if state["terminated"]:
+        return ExitStatus.TERMINATED
+    if state["interrupted"]:
+        return ExitStatus.INTERRUPTED
+    if failures or summary.failed:
+        return ExitStatus.FAILED
+    return ExitStatus.OK

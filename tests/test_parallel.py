@@ -1,0 +1,180 @@
+"""--workers: one run over several processes, as a user sees it — every target once, the whole
+run's summary and exit status, signals passed on, and no worker left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support import processes
+from tests.support.servers import ThreadedServer, reply, silent
+from tests.test_process import spawn, wait_until
+
+HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\n\r\n"
+StartServer = Callable[..., ThreadedServer]
+
+
+def children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_fetch_every_target_once_and_count_the_whole_run(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    server = threaded_server(reply(HEAD))
+    lines = []
+    for n in range(600):
+        if n % 100 == 7:
+            lines.append(f"bad host {n}")  # reported by the coordinator, with FILE:LINE
+        elif n % 100 == 9:
+            lines.append("127.0.0.1:1")  # refused
+        else:
+            lines.append(f"127.0.0.1:{server.port}/{n}")
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("\n".join(lines) + "\n")
+    master, terminal = os.openpty()  # a terminal on stderr: the summary is shown
+    process = processes.start(
+        [
+            sys.executable,
+            "-m",
+            "fetchheads",
+            "--json",
+            "-c",
+            "8",
+            "--workers",
+            "2",
+            "-i",
+            str(hosts),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    os.close(terminal)
+    stdout, _ = process.communicate(timeout=60)
+    summary = _read_all(master)
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert len(records) == 600
+    fetched = sorted(int(r["url"].rsplit("/", 1)[1]) for r in records if r["status"] == 200)
+    assert fetched == [n for n in range(600) if n % 100 not in (7, 9)]
+    inputs = sorted(
+        r["error"]["message"] for r in records if r["error"] and r["error"]["kind"] == "input"
+    )
+    assert len(inputs) == 6
+    assert inputs[0].startswith(f"{hosts}:108: ")
+    assert sum(1 for r in records if r["error"] and r["error"]["kind"] == "connect") == 6
+    assert process.returncode == 1
+    # One summary for the whole run, not one per worker.
+    assert summary.count("600 targets, 588 ok, 12 failed (connect 6, input 6); 200 x588") == 1
+    assert "2 workers" in summary
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode()
+
+
+def test_ctrl_c_reaches_every_worker_and_what_finished_is_printed(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    fast = threaded_server(reply(HEAD))
+    stuck = threaded_server(silent())
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text(
+        "".join(f"127.0.0.1:{stuck.port}/{n}\n" for n in range(4))
+        + "".join(f"127.0.0.1:{fast.port}/{n}\n" for n in range(20))
+    )
+    process = spawn("--json", "-t", "60", "-c", "8", "--workers", "2", "-i", str(hosts))
+    assert process.stdout is not None
+    finished = [process.stdout.readline() for _ in range(20)]
+    wait_until(lambda: len(stuck.requests) == 4, "the four requests to the silent server")
+    workers = children_of(process.pid)
+    assert len(workers) == 2  # two processes, each with its share of the list
+    process.send_signal(signal.SIGINT)
+    rest, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130
+    assert rest == b""
+    records = [json.loads(line) for line in finished]
+    # The twenty fast ones finished and are printed; the silent ones were still waiting: no
+    # record, as in a single process.
+    assert sorted(r["url"] for r in records) == sorted(
+        f"http://127.0.0.1:{fast.port}/{n}" for n in range(20)
+    )
+    assert stderr.decode().count("fetchheads: interrupted") == 1
+    assert b"Traceback" not in stderr
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_no_worker_outlives_a_killed_coordinator(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    stuck = threaded_server(silent())
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{stuck.port}/{n}\n" for n in range(4)))
+    process = spawn("--json", "-t", "60", "--workers", "2", "-i", str(hosts))
+    wait_until(lambda: len(stuck.requests) == 4, "the four requests to the silent server")
+    workers = children_of(process.pid)
+    assert len(workers) == 2
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(alive(pid) for pid in workers)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--workers", "1"],  # asked for
+        ["--workers", "2", "--order", "input"],  # one process keeps the input order
+        ["--workers", "2", "--format", "pretty"],
+    ],
+)
+def test_runs_that_need_one_process_get_one(
+    threaded_server: StartServer, tmp_path: Path, args: list[str]
+) -> None:
+    stuck = threaded_server(silent())
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text(f"127.0.0.1:{stuck.port}/\n")
+    process = spawn("-t", "60", "-i", str(hosts), *args)
+    wait_until(lambda: len(stuck.requests) == 1, "the request to the silent server")
+    assert children_of(process.pid) == []
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=10)
+    assert process.returncode == 130
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two", "-1"])
+def test_a_bad_worker_count_is_a_usage_error(value: str) -> None:
+    process = spawn("--workers", value, "127.0.0.1:1", stdin=subprocess.DEVNULL)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert b"--workers" in stderr
