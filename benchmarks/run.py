@@ -3,7 +3,8 @@
 Starts nginx on 127.0.0.1 (``apt-get install nginx-light`` when it is missing), writes N distinct
 URLs, and runs on that same list, alternating, ``--rounds`` times each:
 
-* fetchheads   ``fetchheads --json -q -c C -i urls.txt > out``
+* fetchheads   ``fetchheads --json -q -c C -i urls.txt > out`` (``--workers auto``: one process
+               per core), and ``fetchheads-1``, the same with ``--workers 1`` (one process)
 * curl         ``curl --parallel --parallel-max C --http1.0 -sS -D - -K urls.curl`` (bodies to
                /dev/null): one connection per URL as fetchheads makes, not keep-alive reuse
 * aiohttp      benchmarks/peer_aiohttp.py (a task per URL, connector limit C, force_close)
@@ -14,8 +15,9 @@ and prints, per tool, the median wall time, targets/s, peak RSS (``os.wait4``) a
 the ratio fetchheads/curl. Every tool's output is checked to hold N response heads.
 
 ``--dns`` adds the DNS case: N_DNS names through a loopback DNS server that answers after 100 ms,
-``--dns-servers`` at ``-c 200``. ``--memory N`` adds a run of N targets streamed on stdin, for
-peak RSS. Loopback only: nothing here leaves 127.0.0.0/8.
+``--dns-servers`` at ``-c 200``. ``--memory N`` adds two runs of N targets streamed on stdin
+(with workers and with one process): the peak RSS of the largest process and the peak summed
+PSS of them all. Loopback only: nothing here leaves 127.0.0.0/8.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -89,17 +92,59 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def measure(argv: list[str], *, stdin: object = None, stdout: Path) -> tuple[float, float, float]:
-    """Run ``argv``; return (wall seconds, peak RSS MiB, CPU seconds) of that process alone."""
+def measure(
+    argv: list[str], *, stdin: object = None, stdout: Path, tree: list[float] | None = None
+) -> tuple[float, float, float]:
+    """Run ``argv``; return (wall seconds, peak RSS MiB, CPU seconds). CPU counts the process and
+    the workers it forked and waited for; peak RSS is ``wait4``'s: the largest single process.
+    With ``tree``, the peak of the whole process tree's summed PSS (sampled every 50 ms) is
+    appended to it: fetchheads with workers is several processes."""
     with open(stdout, "wb") as out:
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL)  # type: ignore[arg-type]
+        sampler = None
+        if tree is not None:
+            peak = [0.0]
+            sampler = threading.Thread(target=_sample_tree, args=(process, peak), daemon=True)
+            sampler.start()
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
+        if sampler is not None and tree is not None:
+            sampler.join()
+            tree.append(peak[0])
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode not in (0, 1):
         raise SystemExit(f"{argv[0]} exited {process.returncode}")
     return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def _tree_rss(pid: int) -> int:
+    """Proportional set size, kB, of ``pid`` and its descendants: each page shared between them
+    (the copy-on-write pages of forked workers) counted once in all, not once in each."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return total
+    return total + sum(_tree_rss(child) for child in children)
+
+
+def _sample_tree(process: subprocess.Popen[bytes], peak: list[float]) -> None:
+    while process.returncode is None:
+        peak[0] = max(peak[0], _tree_rss(process.pid) / 1024)
+        time.sleep(0.05)
+        try:  # the main thread reaps with wait4; this only notices the end
+            os.kill(process.pid, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{process.pid}/stat") as f:
+            if f.read().split(") ", 1)[1].startswith("Z"):
+                return
 
 
 def count_heads(path: Path) -> int:
@@ -133,7 +178,9 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--concurrency", "-c", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--tools", default="fetchheads,curl,aiohttp,streams,streams-uvloop")
+    parser.add_argument(
+        "--tools", default="fetchheads,fetchheads-1,curl,aiohttp,streams,streams-uvloop"
+    )
     parser.add_argument("--dns", type=int, default=0, metavar="N_DNS", help="names, e.g. 1000")
     parser.add_argument("--memory", type=int, default=0, metavar="N", help="e.g. 1000000")
     args = parser.parse_args()
@@ -168,6 +215,19 @@ def main() -> None:
                     "fetchheads",
                     "--json",
                     "-q",
+                    "-c",
+                    c,
+                    "-i",
+                    str(urls),
+                ],
+                "fetchheads-1": [
+                    python,
+                    "-m",
+                    "fetchheads",
+                    "--json",
+                    "-q",
+                    "--workers",
+                    "1",
                     "-c",
                     c,
                     "-i",
@@ -226,10 +286,16 @@ def main() -> None:
                     f"\nfetchheads/curl: {medians['fetchheads'] / medians['curl']:.2f} "
                     f"(medians); per round: {', '.join(f'{r:.2f}' for r in ratios)}"
                 )
+            if "fetchheads-1" in medians and "curl" in medians:
+                print(
+                    "fetchheads-1/curl (one process): "
+                    f"{medians['fetchheads-1'] / medians['curl']:.2f} (medians)"
+                )
             if args.dns:
                 dns_case(work, port, args.dns)
             if args.memory:
-                memory_case(port, args.memory, args.concurrency)
+                for workers in (["--workers", "auto"], ["--workers", "1"]):
+                    memory_case(port, args.memory, args.concurrency, workers)
         finally:
             nginx.terminate()
             nginx.wait()
@@ -274,7 +340,7 @@ def dns_case(work: Path, port: int, names: int) -> None:
         server.wait()
 
 
-def memory_case(port: int, count: int, concurrency: int) -> None:
+def memory_case(port: int, count: int, concurrency: int, workers: list[str]) -> None:
     """``count`` targets generated on the fly into fetchheads' stdin; output to /dev/null."""
     feeder = subprocess.Popen(
         [
@@ -286,17 +352,20 @@ def memory_case(port: int, count: int, concurrency: int) -> None:
         stdout=subprocess.PIPE,
     )
     devnull = Path(os.devnull)
+    tree: list[float] = []
     wall, rss, cpu = measure(
-        [sys.executable, "-m", "fetchheads", "--json", "-q", "-c", str(concurrency)],
+        [sys.executable, "-m", "fetchheads", "--json", "-q", "-c", str(concurrency), *workers],
         stdin=feeder.stdout,
         stdout=devnull,
+        tree=tree,
     )
     assert feeder.stdout is not None
     feeder.stdout.close()
     feeder.wait()
     print(
-        f"\nmemory: {count:,} targets on stdin, -c {concurrency}: {wall:.1f} s "
-        f"({count / wall:,.0f}/s), peak RSS {rss:.1f} MiB, CPU {cpu:.1f} s"
+        f"\nmemory: {count:,} targets on stdin, -c {concurrency} {' '.join(workers)}: "
+        f"{wall:.1f} s ({count / wall:,.0f}/s), peak RSS {rss:.1f} MiB (largest process), "
+        f"{tree[0]:.1f} MiB (PSS of all processes, summed), CPU {cpu:.1f} s"
     )
 
 
