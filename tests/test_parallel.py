@@ -155,6 +155,7 @@ def test_no_worker_outlives_a_killed_coordinator(
     [
         ["--workers", "1"],  # asked for
         ["--workers", "2", "--order", "input"],  # one process keeps the input order
+        ["--workers", "2", "--rate", "1000"],  # one clock spaces the connections evenly
         ["--workers", "2", "--format", "pretty"],
     ],
 )

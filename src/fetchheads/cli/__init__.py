@@ -173,6 +173,7 @@ def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
         and db is None
         and watch.warn_days is None
         and config.order == "completion"
+        and config.rate is None  # one --rate clock keeps connections evenly spaced
         and not show_bar
         and _has_descriptors(sources)
     )

@@ -9,15 +9,16 @@ the list, and the first process becomes the coordinator:
   valid target to the stdin pipe of a worker that has room: the pipes are one page (4 KiB), so a
   busy worker fills up and the next one gets the work, and no worker sits on a long backlog while
   another idles at the end of the list. A line that is not a target is reported by the coordinator;
-* each worker fetches with ``-c``/N connections and ``--rate``/N, and writes its records to a pipe
+* each worker fetches with ``-c``/N connections, and writes its records to a pipe
   that the coordinator copies to stdout line by line (never a line cut by another's), in
   completion order, as they finish;
 * at the end each worker sends its counts; the summary and the exit status are the whole run's.
 
 Workers are their own process group: Ctrl-C reaches the coordinator, which passes one SIGINT on
 (SIGTERM likewise) so that each worker prints what it finished, as a single process does. Only the
-machine formats (plain, jsonl) in completion order, without --db, --warn-days or the progress bar,
-use workers; everything else runs in one process, as does ``--workers 1``.
+machine formats (plain, jsonl) in completion order, without --db, --warn-days, --rate (one clock
+keeps connections evenly spaced) or the progress bar, use workers; everything else runs in one
+process, as does ``--workers 1``.
 """
 
 from __future__ import annotations
@@ -215,13 +216,10 @@ async def _ended(children: list[_Worker]) -> None:
 
 
 def _split(config: Config, workers: int) -> list[Config]:
-    """Each worker's share of ``-c`` and ``--rate``; the coordinator has already sharded."""
+    """Each worker's share of ``-c``; the coordinator has already sharded."""
     base, extra = divmod(config.concurrency, workers)
-    rate = config.rate / workers if config.rate else None
     return [
-        dataclasses.replace(
-            config, concurrency=base + (1 if n < extra else 0), rate=rate, shard=None
-        )
+        dataclasses.replace(config, concurrency=base + (1 if n < extra else 0), shard=None)
         for n in range(workers)
     ]
 

@@ -87,7 +87,7 @@ def scale_options(command: Any) -> Any:
             callback=_workers,
             help="Processes (one event loop each) to spread the run over. auto: one per CPU core "
             "when targets come from a file or stdin and the output is plain or jsonl; other runs "
-            "(pretty, --db, --order input, --progress, --warn-days) use one.",
+            "(pretty, --db, --order input, --rate, --progress, --warn-days) use one.",
         ),
     )
     for option in reversed(options):
