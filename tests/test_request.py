@@ -109,3 +109,13 @@ def test_header_option_parsing(text: str, parsed: tuple[str, str]) -> None:
 def test_header_injection_and_unsendable_headers_are_refused(text: str) -> None:
     with pytest.raises(InputError):
         parse_header_option(text)
+
+
+def test_an_empty_host_option_sends_no_host_header_for_any_target() -> None:
+    config = Config(headers=(("Host", ""), ("X-A", "1")))
+    for text in ("example.com", "http://[::1]:8080/x"):
+        path = parse_target(text).path
+        expected = f"GET {path} HTTP/1.0\r\n".encode() + UA + b"\r\nAccept: */*\r\n"
+        assert build_request(parse_target(text), config) == (
+            expected + b"Connection: close\r\nX-A: 1\r\n\r\n"
+        )

@@ -26,7 +26,8 @@ import dataclasses
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from fetchheads.config import Config
 from fetchheads.connect_to import connect_address
@@ -53,7 +54,7 @@ from fetchheads.models import (
     utc_now,
 )
 from fetchheads.proxy import Proxy, tunnel_refusal
-from fetchheads.request import build_request, connect_request, proxied_request
+from fetchheads.request import RequestTemplate, connect_request, proxied_request, request_template
 from fetchheads.resolve import Resolver, literal_family
 
 __all__ = ["Deadline", "FetchContext", "exchange", "fetch_one", "make_ssl_context", "retry_delay"]
@@ -77,6 +78,9 @@ class FetchContext:
     ssl_context: ssl.SSLContext | None = None
     pace: Callable[[], Awaitable[None]] | None = None
     make_ssl_context: Callable[[], ssl.SSLContext] | None = None
+    _request: tuple[Config, RequestTemplate] | None = dataclasses.field(
+        default=None, init=False, repr=False
+    )
 
     def tls_context(self) -> ssl.SSLContext:
         """The run's TLS context, built on the first https target when ``make_ssl_context`` is
@@ -87,6 +91,13 @@ class FetchContext:
                 raise RuntimeError("FetchContext needs ssl_context or make_ssl_context")
             self.ssl_context = self.make_ssl_context()
         return self.ssl_context
+
+    def request(self, target: Target) -> bytes:
+        """``request.build_request(target, config)``, from a template built once per config."""
+        built = self._request
+        if built is None or built[0] is not self.config:
+            built = self._request = (self.config, request_template(self.config))
+        return built[1].render(target.path, target.authority)
 
 
 async def fetch_one(target: Target, ctx: FetchContext) -> Result:
@@ -229,7 +240,7 @@ async def _fetch_head(
     if proxy is not None and target.scheme == "http":
         request = proxied_request(target, config, proxy)
     else:
-        request = build_request(target, config)
+        request = ctx.request(target)
     return await exchange(transport, reader, request, progress)
 
 
@@ -249,33 +260,52 @@ async def exchange(
             progress.ttfb = reader.first_byte_at - progress.start
 
 
-async def open_connection(
-    target: Target, ctx: FetchContext, progress: Progress
-) -> tuple[asyncio.Transport, HeadReader]:
+Opening = Coroutine[Any, Any, tuple[asyncio.Transport, HeadReader]]
+
+
+def open_connection(target: Target, ctx: FetchContext, progress: Progress) -> Opening:
     """Resolve, connect (happy eyeballs over the addresses), and TLS for https targets.
 
     ``--connect-to`` changes where the connection goes, never the name: SNI and the certificate
-    check (and the Host header) keep the target's host."""
+    check (and the Host header) keep the target's host.
+
+    Not a coroutine itself, nor is ``_open_tcp``: each returns the coroutine that does the work,
+    so a plain-http target to an address that needs no lookup awaits ``connection.connect``
+    directly, without two more coroutine frames to create and to resume through."""
     host, port = connect_address(ctx.config.connect_to, target.host, target.port)
-    https = target.scheme == "https"
-    transport, reader = await _open_tcp(host, port, ctx, progress, tls=https)
-    if https:
-        try:
-            transport = await start_tls(transport, reader, target.host, ctx.tls_context(), progress)
-        except BaseException:
-            transport.abort()
-            raise
+    if target.scheme == "https":
+        return _open_tls(host, port, target.host, ctx, progress)
+    return _open_tcp(host, port, ctx, progress)
+
+
+async def _open_tls(
+    host: str, port: int, server_hostname: str, ctx: FetchContext, progress: Progress
+) -> tuple[asyncio.Transport, HeadReader]:
+    transport, reader = await _open_tcp(host, port, ctx, progress, tls=True)
+    try:
+        transport = await start_tls(transport, reader, server_hostname, ctx.tls_context(), progress)
+    except BaseException:
+        transport.abort()
+        raise
     return transport, reader
 
 
-async def _open_tcp(
+def _open_tcp(
     host: str, port: int, ctx: FetchContext, progress: Progress, *, tls: bool = False
-) -> tuple[asyncio.Transport, HeadReader]:
+) -> Opening:
     addresses = ctx.resolver.known(host, port)
     if addresses is None:
-        addresses = await ctx.resolver.resolve(host, port)
-    if literal_family(host) is None:  # an IP literal needs no lookup
+        return _resolve_and_connect(host, port, ctx, progress, tls=tls)
+    if literal_family(host) is None:  # pinned by --resolve: a lookup of no time
         progress.dns = time.perf_counter() - progress.start
+    return connect(addresses, port, progress, tls=tls)
+
+
+async def _resolve_and_connect(
+    host: str, port: int, ctx: FetchContext, progress: Progress, *, tls: bool
+) -> tuple[asyncio.Transport, HeadReader]:
+    addresses = await ctx.resolver.resolve(host, port)
+    progress.dns = time.perf_counter() - progress.start
     return await connect(addresses, port, progress, tls=tls)
 
 

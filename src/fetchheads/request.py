@@ -41,10 +41,36 @@ def check_header_value(name: str, value: str) -> None:
 def build_request(target: Target, config: Config, *, absolute_form: bool = False) -> bytes:
     """The request bytes for ``target``. ``absolute_form`` is for plain-http proxies."""
     request_target = target.url if absolute_form else target.path
+    return request_template(config).render(request_target, target.authority)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestTemplate:
+    """The request of one configuration with the parts that vary by target left open: the request
+    target and the Host header's value. A run builds it once (``fetch.FetchContext``), not the
+    header lines of every target again."""
+
+    method: str
+    target_host: bool  # a Host header with the target's authority (no -H 'Host: ...' replaced it)
+    tail: bytes  # the header lines after the request line and Host, then the blank line
+
+    def render(self, request_target: str, authority: str) -> bytes:
+        if self.target_host:
+            start = f"{self.method} {request_target} HTTP/1.0\r\nHost: {authority}\r\n"
+        else:
+            start = f"{self.method} {request_target} HTTP/1.0\r\n"
+        return start.encode("latin-1") + self.tail
+
+
+def request_template(config: Config) -> RequestTemplate:
+    """The default headers (Host first) with ``-H`` replacing or, given empty, removing them,
+    then the other ``-H`` headers in the order given."""
     overrides = {name.lower(): (name, value) for name, value in config.headers}
-    lines = [f"{config.method} {request_target} HTTP/1.0"]
+    lines = []
+    host = overrides.pop("host", None)
+    if host is not None and host[1]:
+        lines.append(f"{host[0]}: {host[1]}")
     defaults = {
-        "host": ("Host", target.authority),
         "user-agent": ("User-Agent", config.user_agent),
         "accept": ("Accept", "*/*"),
         "connection": ("Connection", "close"),
@@ -53,16 +79,15 @@ def build_request(target: Target, config: Config, *, absolute_form: bool = False
         name, value = overrides.pop(key, (name, value))
         if value:
             lines.append(f"{name}: {value}")
-    seen = set(defaults)
+    seen = {"host", *defaults}
     for name, value in config.headers:
         key = name.lower()
         if key in seen:
             continue
         if value:
             lines.append(f"{name}: {value}")
-    lines.append("")
-    lines.append("")
-    return "\r\n".join(lines).encode("latin-1")
+    tail = "".join(f"{line}\r\n" for line in lines) + "\r\n"
+    return RequestTemplate(config.method, host is None, tail.encode("latin-1"))
 
 
 def proxied_request(target: Target, config: Config, proxy: Proxy) -> bytes:
