@@ -47,9 +47,9 @@ from fetchheads.runner import STDIN, Source, read_sources, select_shard
 PIPE_BYTES = 4096
 """Capacity of each worker's input pipe (F_SETPIPE_SZ; the kernel's minimum is one page): about a
 hundred URLs, so work goes to whichever worker has room, and none ends the run with a backlog."""
-PR_SET_PDEATHSIG = 1
 STAGE_BYTES = 1024
 """Targets for one worker gathered before one write to its pipe."""
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclasses.dataclass
@@ -101,9 +101,9 @@ class _Merge(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._rest:  # a worker that died mid-line: what it wrote, on a line of its own
-            self._write(self._rest + b"\n")
-            self._rest = b""
+        # A line cut short (a worker killed mid-write) is dropped, not passed on as a broken
+        # record; the worker's death is reported when its counts are found missing.
+        self._rest = b""
         done = self._worker.done
         if done is not None and not done.done():
             done.set_result(None)
