@@ -39,6 +39,7 @@ from fetchheads.connection import (
     make_ssl_context,
     start_tls,
 )
+from fetchheads.deadline import Deadline, Deadlines
 from fetchheads.errors import (
     ConnectError,
     ErrorKind,
@@ -57,7 +58,7 @@ from fetchheads.proxy import Proxy, tunnel_refusal
 from fetchheads.request import RequestTemplate, connect_request, proxied_request, request_template
 from fetchheads.resolve import Resolver, literal_family
 
-__all__ = ["Deadline", "FetchContext", "exchange", "fetch_one", "make_ssl_context", "retry_delay"]
+__all__ = ["FetchContext", "exchange", "fetch_one", "make_ssl_context", "retry_delay"]
 
 RETRY_BACKOFF = 0.2
 """Seconds before the first retry; doubled for each further one, with jitter, up to RETRY_MAX."""
@@ -78,6 +79,11 @@ class FetchContext:
     ssl_context: ssl.SSLContext | None = None
     pace: Callable[[], Awaitable[None]] | None = None
     make_ssl_context: Callable[[], ssl.SSLContext] | None = None
+    deadlines: dict[asyncio.AbstractEventLoop, Deadlines] = dataclasses.field(
+        default_factory=dict, repr=False
+    )
+    """The run's deadlines (one timer for them all), by loop; shared by the copies of this
+    context that ``-L`` makes for each hop."""
     _request: tuple[Config, RequestTemplate] | None = dataclasses.field(
         default=None, init=False, repr=False
     )
@@ -91,6 +97,13 @@ class FetchContext:
                 raise RuntimeError("FetchContext needs ssl_context or make_ssl_context")
             self.ssl_context = self.make_ssl_context()
         return self.ssl_context
+
+    def deadline(self, loop: asyncio.AbstractEventLoop, delay: float) -> Deadline:
+        """A deadline for the current task, ``delay`` seconds from now (see ``deadline.py``)."""
+        deadlines = self.deadlines.get(loop)
+        if deadlines is None:
+            deadlines = self.deadlines[loop] = Deadlines(loop)
+        return deadlines.start(delay)
 
     def request(self, target: Target) -> bytes:
         """``request.build_request(target, config)``, from a template built once per config."""
@@ -146,7 +159,7 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
     head: ResponseHead | None = None
     error: ErrorInfo | None = None
     retryable = False
-    deadline = Deadline(loop, timeout)
+    deadline = ctx.deadline(loop, timeout)
     try:
         head = await _fetch_head(target, ctx, progress, loop)
     except asyncio.CancelledError:
@@ -183,35 +196,6 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
     ), retryable
 
 
-class Deadline:
-    """What ``asyncio.timeout(delay)`` does, without its context-manager machinery (at thousands
-    of targets a second that machinery cost ~5 µs each): one timer that cancels the current task
-    when it fires. The owner catches ``CancelledError``, asks ``timed_out()`` (which, like
-    ``asyncio.timeout``, tells this deadline's cancellation from one from outside, e.g. Ctrl-C,
-    and un-counts it), and calls ``cancel()`` in a ``finally``."""
-
-    __slots__ = ("_cancelling", "_handle", "_task", "expired")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
-        task = asyncio.current_task(loop)
-        assert task is not None
-        self._task = task
-        self._cancelling = task.cancelling()
-        self.expired = False
-        self._handle = loop.call_at(loop.time() + delay, self._fire)
-
-    def _fire(self) -> None:
-        self.expired = True
-        self._task.cancel()
-
-    def timed_out(self) -> bool:
-        """On ``CancelledError``: whether it came from this deadline (and only from it)."""
-        return self.expired and self._task.uncancel() <= self._cancelling
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
 async def _fetch_head(
     target: Target, ctx: FetchContext, progress: Progress, loop: asyncio.AbstractEventLoop
 ) -> ResponseHead:
@@ -225,7 +209,7 @@ async def _fetch_head(
     if config.connect_timeout is None:
         transport, reader = await opening
     else:
-        deadline = Deadline(loop, config.connect_timeout)
+        deadline = ctx.deadline(loop, config.connect_timeout)
         try:
             transport, reader = await opening
         except asyncio.CancelledError:
