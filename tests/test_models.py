@@ -1,13 +1,15 @@
-"""Record fields computed in models: the ``fetched_at`` text."""
+"""models: the ``fetched_at`` text, and the frozen types' cheaper ``__init__``."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fetchheads.models import format_timestamp
+from fetchheads.models import Result, Timing, format_timestamp, quick_init
 
 offsets = st.timedeltas(min_value=dt.timedelta(hours=-23), max_value=dt.timedelta(hours=23))
 zones = st.none() | st.just(dt.UTC) | st.builds(dt.timezone, offsets)
@@ -27,3 +29,58 @@ def test_milliseconds_are_cut_not_rounded_into_the_next_second() -> None:
     assert format_timestamp(moment) == "2026-11-25T19:12:17.999Z"
     east = dt.datetime(2026, 1, 1, 1, 0, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     assert format_timestamp(east) == "2025-12-31T23:00:00.000Z"
+
+
+def test_quick_init_builds_what_the_dataclass_init_builds() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Plain:
+        a: int
+        b: str = "b"
+        c: list[int] = dataclasses.field(default_factory=list)
+
+    @quick_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Quick:
+        a: int
+        b: str = "b"
+        c: list[int] = dataclasses.field(default_factory=list)
+
+    for args, kwargs in [((1,), {}), ((1, "x"), {}), ((), {"a": 1, "c": [2]}), ((1,), {"b": "y"})]:
+        plain, quick = Plain(*args, **kwargs), Quick(*args, **kwargs)
+        assert dataclasses.astuple(plain) == dataclasses.astuple(quick)
+    first, second = Quick(1), Quick(1)
+    assert first == second
+    assert first.c is not second.c  # a fresh default per instance
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.a = 2  # type: ignore[misc]
+    assert dataclasses.replace(first, b="z") == Quick(1, "z")
+    with pytest.raises(TypeError):
+        Quick()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Quick(1, a=1)  # type: ignore[misc]
+
+
+def test_the_per_target_types_stay_frozen() -> None:
+    result = Result(target="t", url=None, timing=Timing(total=1.0))
+    assert result.fetched_at.tzinfo is dt.UTC
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.target = "u"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.timing.total = 2.0  # type: ignore[misc]
+
+
+def test_quick_init_refuses_a_class_it_could_get_wrong() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            raise AssertionError
+
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class KeywordOnly:
+        a: int
+
+    for cls in (Checked, KeywordOnly):
+        with pytest.raises(TypeError):
+            quick_init(cls)
