@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fetchheads.errors import ErrorKind
@@ -89,3 +89,20 @@ def test_hostile_text_is_escaped_on_the_fast_path_too() -> None:
     for raw in ("\x1b", "\x7f", "\u202e", "\u2028"):
         assert raw not in line
     assert json.loads(line)["headers"] == [["X-Evil", '\x1b[2J\x7f\u202e\u2028"\\']]
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+@example(0.0)
+@example(-0.0)
+@example(1e-4)
+@example(0.00009999995)
+@example(0.0000999999)
+@example(0.0160384999)
+@example(999999999.9999996)
+@example(1e9)
+@example(5e-324)
+def test_timings_are_written_as_the_encoder_writes_them(value: float) -> None:
+    # The fast path formats timings its own way (see render.jsonl._seconds): any float at all
+    # must come out as json.dumps(round(value, 6)).
+    result = Result(target="t", url=None, timing=Timing(connect=value, ttfb=-value, total=value))
+    assert format_jsonl(result) == format_record(result.to_record())

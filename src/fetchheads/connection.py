@@ -137,16 +137,23 @@ class HeadReader(asyncio.Protocol):
 
 
 async def connect(
-    addresses: Sequence[Address], port: int, progress: Progress, *, tls: bool = False
+    addresses: Sequence[Address],
+    port: int,
+    progress: Progress,
+    *,
+    tls: bool = False,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> tuple[asyncio.Transport, HeadReader]:
     """A TCP connection to the first of ``addresses`` that answers, and its ``HeadReader``.
 
     One address: a plain connect. Several (a dual-stack or multi-homed name): happy eyeballs,
     RFC 8305 style — the next address is tried when the previous one failed or has not connected
     within ``HAPPY_EYEBALLS_DELAY``, and the first to connect wins. With ``tls`` the reader holds
-    back what the server sends until ``start_tls``.
+    back what the server sends until ``start_tls``. ``loop`` is the running loop, when the
+    caller has it at hand (asking for it is a system call, ``getpid``, every time).
     """
-    loop = asyncio.get_running_loop()
+    if loop is None:
+        loop = asyncio.get_running_loop()
     progress.phase = "connecting"
     reader = HeadReader(loop)
     if tls:

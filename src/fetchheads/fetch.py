@@ -202,7 +202,7 @@ async def _fetch_head(
     config = ctx.config
     proxy = config.proxies.proxy_for(target)
     opening = (
-        open_connection(target, ctx, progress)
+        open_connection(target, ctx, progress, loop)
         if proxy is None
         else open_via_proxy(target, proxy, ctx, progress)
     )
@@ -247,7 +247,12 @@ async def exchange(
 Opening = Coroutine[Any, Any, tuple[asyncio.Transport, HeadReader]]
 
 
-def open_connection(target: Target, ctx: FetchContext, progress: Progress) -> Opening:
+def open_connection(
+    target: Target,
+    ctx: FetchContext,
+    progress: Progress,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Opening:
     """Resolve, connect (happy eyeballs over the addresses), and TLS for https targets.
 
     ``--connect-to`` changes where the connection goes, never the name: SNI and the certificate
@@ -259,7 +264,7 @@ def open_connection(target: Target, ctx: FetchContext, progress: Progress) -> Op
     host, port = connect_address(ctx.config.connect_to, target.host, target.port)
     if target.scheme == "https":
         return _open_tls(host, port, target.host, ctx, progress)
-    return _open_tcp(host, port, ctx, progress)
+    return _open_tcp(host, port, ctx, progress, loop=loop)
 
 
 async def _open_tls(
@@ -275,14 +280,23 @@ async def _open_tls(
 
 
 def _open_tcp(
-    host: str, port: int, ctx: FetchContext, progress: Progress, *, tls: bool = False
+    host: str,
+    port: int,
+    ctx: FetchContext,
+    progress: Progress,
+    *,
+    tls: bool = False,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> Opening:
-    addresses = ctx.resolver.known(host, port)
-    if addresses is None:
-        return _resolve_and_connect(host, port, ctx, progress, tls=tls)
-    if literal_family(host) is None:  # pinned by --resolve: a lookup of no time
-        progress.dns = time.perf_counter() - progress.start
-    return connect(addresses, port, progress, tls=tls)
+    addresses = ctx.resolver.pinned(host, port)
+    if addresses is not None:
+        if literal_family(host) is None:  # a name pinned by --resolve: a lookup of no time
+            progress.dns = time.perf_counter() - progress.start
+    else:
+        addresses = ctx.resolver.literal(host)  # an IP literal needs no lookup (dns stays None)
+        if addresses is None:
+            return _resolve_and_connect(host, port, ctx, progress, tls=tls)
+    return connect(addresses, port, progress, tls=tls, loop=loop)
 
 
 async def _resolve_and_connect(

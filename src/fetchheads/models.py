@@ -76,7 +76,9 @@ class Target:
     @property
     def authority(self) -> str:
         """``host[:port]`` as the Host header and URLs want it (port omitted when default)."""
-        host = f"[{self.host}]" if self.is_ipv6 else self.host
+        host = self.host
+        if ":" in host:  # is_ipv6, spelled out: this runs twice per target
+            host = f"[{host}]"
         if DEFAULT_PORTS.get(self.scheme) == self.port:
             return host
         return f"{host}:{self.port}"

@@ -185,13 +185,20 @@ class Resolver:
     def known(self, host: str, port: int) -> list[Address] | None:
         """The addresses that need no lookup (pinned by ``--resolve``, or an IP literal), without
         a coroutine: most targets of a big list are one of those. ``None``: call ``resolve``."""
+        pinned = self.pinned(host, port)
+        return self.literal(host) if pinned is None else pinned
+
+    def pinned(self, host: str, port: int) -> list[Address] | None:
+        """The addresses ``--resolve`` gave for ``host:port``, if it gave any."""
+        if not self._pinned:
+            return None
         pinned = self._pinned.get((host, port))
-        if pinned is not None:
-            return self._filter(host, list(pinned))
+        return None if pinned is None else self._filter(host, list(pinned))
+
+    def literal(self, host: str) -> list[Address] | None:
+        """``host`` itself when it is an IP literal; ``None`` for a name."""
         family = literal_family(host)
-        if family is not None:
-            return self._filter(host, [(family, host)])
-        return None
+        return None if family is None else self._filter(host, [(family, host)])
 
     def _filter(self, host: str, addresses: list[Address]) -> list[Address]:
         if self._family != socket.AF_UNSPEC:
