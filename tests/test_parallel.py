@@ -179,3 +179,33 @@ def test_a_bad_worker_count_is_a_usage_error(value: str) -> None:
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2
     assert b"--workers" in stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_workers_start_stops_the_run_cleanly(
+    threaded_server: StartServer, tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Ctrl-C pressed just as the workers are forked: neither lost (the run would go on to the
+    end of -t) nor a traceback, nor a worker's "internal error"."""
+    stuck = threaded_server(silent())
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{stuck.port}/{n}\n" for n in range(4)))
+    expected = {signal.SIGINT: (130, "fetchheads: interrupted\n"), signal.SIGTERM: (143, "")}
+    for _ in range(3):  # the window is a few milliseconds: aim at it more than once
+        process = spawn("--json", "-t", "60", "--workers", "2", "-i", str(hosts))
+        wait_until(lambda pid=process.pid: bool(_children_or_none(pid)), "the first worker")
+        workers = _children_or_none(process.pid)
+        process.send_signal(signum)
+        try:
+            _, stderr = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{signum.name} as the workers started was lost: the run went on")
+        assert (process.returncode, stderr.decode()) == expected[signum]
+        assert not any(alive(pid) for pid in workers)
+
+
+def _children_or_none(pid: int) -> list[int]:
+    try:
+        return children_of(pid)
+    except FileNotFoundError:  # it has ended
+        return []

@@ -113,3 +113,22 @@ def on_sigterm(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) ->
     no such signal — nothing is installed and SIGTERM keeps its default."""
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGTERM, callback)
+
+
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def hold_stop_signals() -> None:
+    """Keep SIGINT and SIGTERM pending, not acted on, until ``accept_stop_signals``: while
+    ``--workers`` forks, a Ctrl-C would otherwise land in a fork hook (lost), between two forks
+    (a KeyboardInterrupt with half the workers started) or in a worker not yet listening. The
+    held mask is inherited by each worker; a held signal is not."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def accept_stop_signals() -> None:
+    """Act on SIGINT and SIGTERM again (a held one now): call once the event loop's handlers
+    are in place. A no-op when nothing was held."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

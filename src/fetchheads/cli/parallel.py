@@ -131,6 +131,7 @@ def execute_parallel(
     stderr = StderrConsole()
     shares = _split(config, workers)
     children: list[_Worker] = []
+    process.hold_stop_signals()  # until main() handles them; each worker likewise
     for share in shares:
         children.append(_fork(share, output_format, make_tls, execute, children))
     summary = Summary()
@@ -166,6 +167,7 @@ def execute_parallel(
                 lambda child=child: _Merge(child, sink.emit_bytes),  # type: ignore[misc]
                 os.fdopen(child.output, "rb", buffering=0),
             )
+        process.accept_stop_signals()  # a Ctrl-C held since the forks cancels this task now
         try:
             await _distribute(config, sources, children, emit)
             for child in children:
@@ -196,6 +198,8 @@ def execute_parallel(
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGKILL)
+    finally:
+        process.accept_stop_signals()
     sink.close()
     failures = _collect(children, summary)
     status = _status(summary, state, failures, stderr)

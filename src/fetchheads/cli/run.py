@@ -119,6 +119,7 @@ def execute(
 
         sink.set_on_error(stop)
         process.on_sigterm(loop, on_sigterm)
+        process.accept_stop_signals()  # held while a --workers worker started
         resolver = make_resolver(config)
         ctx = FetchContext(
             config=config,
