@@ -148,6 +148,9 @@ def test_no_worker_outlives_a_killed_coordinator(
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not any(alive(pid) for pid in workers)
+    assert process.stderr is not None
+    # Nobody is left to count for: a worker ends quietly, not with an "internal error".
+    assert process.stderr.read() == b""
 
 
 @pytest.mark.parametrize(

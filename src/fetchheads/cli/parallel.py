@@ -278,6 +278,8 @@ def _fork(
                 "status": int(status),
             }
             os.write(counts_w, json.dumps(counts).encode())
+        except BrokenPipeError:
+            pass  # the coordinator is gone (killed): there is no one left to tell
         except BaseException:  # a bug in a worker: say so once, as main() would
             with contextlib.suppress(Exception):
                 if os.environ.get("FETCHHEADS_DEBUG"):
