@@ -3,6 +3,7 @@ run's summary and exit status, signals passed on, and no worker left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -212,3 +213,34 @@ def _children_or_none(pid: int) -> list[int]:
         return children_of(pid)
     except FileNotFoundError:  # it has ended
         return []
+
+
+def test_when_every_worker_is_killed_the_run_says_so_and_fails(
+    threaded_server: StartServer,
+) -> None:
+    """Both workers SIGKILLed while the input still flows: each one's end is reported, exit 1,
+    not an internal error."""
+    server = threaded_server(reply(HEAD))
+    process = spawn("--json", "--workers", "2", stdin=subprocess.PIPE)
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write(f"127.0.0.1:{server.port}/first\n".encode())
+    process.stdin.flush()
+    assert json.loads(process.stdout.readline())["status"] == 200
+    workers = children_of(process.pid)
+    assert len(workers) == 2
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not any(alive(pid) for pid in workers), "the workers' end")
+    with contextlib.suppress(BrokenPipeError):  # the coordinator may have stopped reading
+        for n in range(400):  # more than the pipes to the workers hold
+            process.stdin.write(f"127.0.0.1:{server.port}/{n}\n".encode())
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.close()
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    assert process.wait(timeout=20) == 1
+    message = " ".join(stderr.decode().split())
+    assert "internal error" not in message
+    for n in (1, 2):
+        assert f"fetchheads: worker {n} ended (signal 9) before it counted its targets" in message

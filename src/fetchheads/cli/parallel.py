@@ -333,7 +333,10 @@ async def _distribute(
         child = children[turn % len(children)]
         turn += 1
         if not child.room.is_set() or _gone(child):
-            child = await _pick(children, turn)
+            picked = await _pick(children, turn)
+            if picked is None:  # every worker has died: _collect says so; stop reading
+                return
+            child = picked
         line = item.text.encode("utf-8", "surrogateescape") + b"\n"
         child.stage.append(line)
         child.staged += len(line)
@@ -345,15 +348,16 @@ async def _distribute(
     flush_all()
 
 
-async def _pick(children: list[_Worker], turn: int) -> _Worker:
-    """The next worker, in turn, whose pipe has room; waits while none has."""
+async def _pick(children: list[_Worker], turn: int) -> _Worker | None:
+    """The next worker, in turn, whose pipe has room; waits while none has. None once every
+    worker is gone."""
     while True:
         for n in range(len(children)):
             child = children[(turn + n) % len(children)]
             if child.room.is_set() and not _gone(child):
                 return child
         if all(_gone(c) for c in children):
-            raise RuntimeError("every worker has ended before the input did")
+            return None
         waiters = [asyncio.ensure_future(c.room.wait()) for c in children if not _gone(c)]
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
