@@ -240,7 +240,10 @@ def test_when_every_worker_is_killed_the_run_says_so_and_fails(
     assert process.stderr is not None
     stderr = process.stderr.read()
     assert process.wait(timeout=20) == 1
-    message = " ".join(stderr.decode().split())
-    assert "internal error" not in message
-    for n in (1, 2):
-        assert f"fetchheads: worker {n} ended (signal 9) before it counted its targets" in message
+    lines = stderr.decode().splitlines()
+    assert not [line for line in lines if "internal error" in line]
+    for n in (1, 2):  # each on one line, whole, for a log to be grepped
+        assert (
+            f"fetchheads: worker {n} ended (signal 9) before it counted its targets; "
+            "its unfinished targets have no record"
+        ) in lines

@@ -402,7 +402,9 @@ def _status(
     summary: Summary, state: dict[str, bool], failures: list[str], stderr: StderrConsole
 ) -> ExitStatus:
     for failure in failures:
-        stderr.print(f"fetchheads: {failure}; its unfinished targets have no record")
+        stderr.print(
+            f"fetchheads: {failure}; its unfinished targets have no record", soft_wrap=True
+        )
     if state["terminated"]:
         return ExitStatus.TERMINATED
     if state["interrupted"]:
