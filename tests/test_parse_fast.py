@@ -88,3 +88,33 @@ def test_the_one_step_path_parses_as_the_general_path(
 def test_an_ordinary_head_takes_the_one_step_path() -> None:
     head = HeadParser()._parse_whole(b"HTTP/1.1 200 OK\r\nServer: nginx\r\nX-A:  b \r\n\r\nbody")
     assert head == ResponseHead("HTTP/1.1", 200, "OK", (("Server", "nginx"), ("X-A", "b")))
+
+
+valid_lines = st.lists(
+    st.sampled_from(
+        [
+            b"Server: nginx",
+            b"X-A:b",
+            b"X-Sp:  padded  ",
+            b"X-Tab:\tv\t",
+            b"X-Empty:",
+            b"X-Blank: \t ",
+            b"X!#$%&'*+.^_`|~: token",
+            b"X-Colon: a: b",
+            b"X-Utf8: \xc3\xa9",
+            b"X-Ctl: a\x01\x7fb",
+        ]
+    ),
+    max_size=6,
+)
+valid_status_lines = st.sampled_from(
+    [b"HTTP/1.1 200 OK", b"HTTP/1.0 404", b"HTTP/1.1 301 Moved ", b"HTTP/1.1 200 \xc3\x89t\xc3\xa9"]
+)
+
+
+@given(valid_status_lines, valid_lines)
+def test_every_valid_crlf_head_takes_the_one_step_path(status: bytes, fields: list[bytes]) -> None:
+    # Not only the same answer as the general path: the one-step path must not quietly hand
+    # ordinary heads (blanks around values, control bytes, UTF-8) over to the slow path.
+    data = b"\r\n".join([status, *fields]) + b"\r\n\r\nbody"
+    assert HeadParser()._parse_whole(data) == general(data)

@@ -104,10 +104,13 @@ _LEADING_BLANK = re.compile(rb"(?:\r?\n)+")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z", re.S)
 _PROTOCOL = b"HTTP/"
 _OWS = b" \t"
-_TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # the characters of _TOKEN
 # _parse_whole's status line, on decoded text: [0-9], not \d, which would match any Unicode digit.
 _FAST_STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: (.*))?\Z", re.S)
 _VERSIONS = {str(minor): f"HTTP/1.{minor}" for minor in range(10)}
+# _parse_whole's field lines, on decoded text: CRLF, a token (the characters of _TOKEN), the colon,
+# blanks, and the value up to the next CR (the caller has checked that every CR is part of a CRLF
+# and that there is no NUL).
+_FAST_FIELD_LINE = re.compile(r"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r]*)")
 
 
 def decode_text(raw: bytes | bytearray) -> str:
@@ -318,7 +321,7 @@ class HeadParser:
         refuse. ``None`` for anything else, which then takes the general path (that also words
         every error); so this path accepts exactly what the general one accepts, and parses it
         the same (``tests/test_parse_fast.py`` holds the two to it). It decodes the block once and
-        works on ``str``: per line, that is one ``partition`` and one ``strip``."""
+        works on ``str``, and one regex pass picks out every field line: no Python per line."""
         limits = self._limits
         end = data.find(b"\r\n\r\n")
         if end < 0 or end + 4 > limits.head:
@@ -335,8 +338,8 @@ class HeadParser:
             return None  # Latin-1 somewhere: the general path decodes value by value
         # Limits are in bytes; a character is 1 byte in an ASCII block, else at most 4.
         scale = 1 if len(text) == end else 4
-        lines = text.split("\r\n")
-        status_line = lines[0]
+        status_end = text.find("\r\n")
+        status_line = text if status_end < 0 else text[:status_end]
         match = _FAST_STATUS_LINE.match(status_line)
         if match is None or len(status_line) * scale + 2 > limits.status_line:
             return None
@@ -344,25 +347,22 @@ class HeadParser:
         status = int(code)
         if status < 200 and status != 101:
             return None  # an interim head: the general path keeps it and reads on
-        headers: list[tuple[str, str]] = []
-        append = headers.append
+        # One match per valid field line (a line that is not one is skipped, so fewer matches
+        # than lines means "take the general path"); a continuation line starts with SP or HT,
+        # not a token, so it is one of those.
+        fields = _FAST_FIELD_LINE.findall(text, len(status_line))
+        if len(fields) != crlf:
+            return None
         line_limit = limits.line // scale
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if (
-                not colon
-                or len(line) > line_limit
-                or not name.isascii()
-                or not (
-                    name.isalnum()
-                    or name.replace("-", "").isalnum()
-                    or _TOKEN_RE.fullmatch(name.encode())
-                )
-            ):
-                return None  # also a continuation line: it starts with SP or HT, not a token
-            append((name, value.strip(" \t")))
+        if len(text) > line_limit and any(
+            len(line) > line_limit for line in text.split("\r\n")[1:]
+        ):
+            return None
+        if " \r" in text or "\t\r" in text or text[-1] in " \t":
+            # Blanks after a value (rare): the regex took the leading ones only.
+            fields = [(name, value.rstrip(" \t")) for name, value in fields]
         return ResponseHead(
-            _VERSIONS[minor], status, reason.rstrip(" \t") if reason else "", tuple(headers)
+            _VERSIONS[minor], status, reason.rstrip(" \t") if reason else "", tuple(fields)
         )
 
     def _parse_field_line(
