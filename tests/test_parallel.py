@@ -247,3 +247,25 @@ def test_when_every_worker_is_killed_the_run_says_so_and_fails(
             f"fetchheads: worker {n} ended (signal 9) before it counted its targets; "
             "its unfinished targets have no record"
         ) in lines
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_twice_is_still_an_interrupt(
+    threaded_server: StartServer, tmp_path: Path, workers: str
+) -> None:
+    """A user presses Ctrl-C twice in quick succession: exit 130, not click's "Aborted!" and 1."""
+    stuck = threaded_server(silent())
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{stuck.port}/{n}\n" for n in range(4)))
+    for gap in (0.0, 0.001, 0.005, 0.01, 0.02):  # the second lands while the run is ending
+        requests = len(stuck.requests)
+        process = spawn("--json", "-t", "60", "--workers", workers, "-i", str(hosts))
+        wait_until(lambda n=requests: len(stuck.requests) == n + 4, "the four requests")
+        process.send_signal(signal.SIGINT)
+        time.sleep(gap)
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+        assert process.returncode in (130, -signal.SIGINT), stderr  # the shell shows 130
+        assert b"Aborted" not in stderr
+        assert b"Traceback" not in stderr

@@ -115,6 +115,15 @@ def on_sigterm(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) ->
         loop.add_signal_handler(signal.SIGTERM, callback)
 
 
+def on_sigint(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """Call ``callback`` in ``loop`` on every SIGINT, in place of asyncio.Runner's handler: on a
+    second Ctrl-C that one raises KeyboardInterrupt inside whatever callback is running, which
+    uvloop logs as a "Fatal error on transport" with a traceback, or swallows, leaving the run
+    hung. Where signals cannot be handled, Runner's stays."""
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, callback)
+
+
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
@@ -132,3 +141,26 @@ def accept_stop_signals() -> None:
     are in place. A no-op when nothing was held."""
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def ignore_interrupts() -> None:
+    """The run is over (a Ctrl-C, if any, already taken): one more while the summary is printed
+    and rich imported must not end the process halfway ("Aborted!" and exit 1, or an "Exception
+    ignored" traceback). Undone by ``interrupts_restored`` around the whole command."""
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to do
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def interrupts_restored() -> Iterator[None]:
+    """SIGINT's handler as it was before, once the block is done (tests run the CLI in-process)."""
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except ValueError:
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGINT, previous)

@@ -182,17 +182,18 @@ def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
         long_list = any(source.path is not None for source in sources) and not typing
         workers = usable_cores() if long_list else 1
     workers = min(workers, config.concurrency)  # every worker has at least one connection
-    status = execute(
-        config,
-        sources,
-        chosen,
-        tls,
-        show_summary=show_progress,
-        show_bar=show_bar,
-        waterfall=waterfall,
-        session=session,
-        workers=workers if parallel else 1,
-    )
+    with process.interrupts_restored():  # execute ignores them once the run is over
+        status = execute(
+            config,
+            sources,
+            chosen,
+            tls,
+            show_summary=show_progress,
+            show_bar=show_bar,
+            waterfall=waterfall,
+            session=session,
+            workers=workers if parallel else 1,
+        )
     sys.exit(int(status))
 
 

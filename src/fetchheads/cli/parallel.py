@@ -135,7 +135,7 @@ def execute_parallel(
     for share in shares:
         children.append(_fork(share, output_format, make_tls, execute, children))
     summary = Summary()
-    state = {"terminated": False, "interrupted": False}
+    state = {"terminated": False, "interrupted": False, "killed": False}
 
     def emit(result: Result) -> None:
         summary.add(result)
@@ -151,6 +151,17 @@ def execute_parallel(
             task.cancel()
 
         process.on_sigterm(loop, on_sigterm)
+
+        def on_sigint() -> None:
+            # The first asks the workers to finish, the second ends them.
+            if state["interrupted"]:
+                state["killed"] = True
+                _kill(children, signal.SIGKILL)
+                return
+            state["interrupted"] = True
+            task.cancel()
+
+        process.on_sigint(loop, on_sigint)
 
         def stop() -> None:
             task.cancel()
@@ -178,10 +189,8 @@ def execute_parallel(
         except asyncio.CancelledError:
             if not state["terminated"] and sink.error is None:
                 state["interrupted"] = True
-            signum = signal.SIGINT if state["interrupted"] else signal.SIGTERM
+            _kill(children, signal.SIGINT if state["interrupted"] else signal.SIGTERM)
             for child in children:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signum)
                 if child.transport is not None:
                     child.transport.abort()
             # Each worker now prints what it finished and exits: copy that out before ending.
@@ -193,13 +202,12 @@ def execute_parallel(
     try:
         with process.tuned_gc(), asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(main())
-    except KeyboardInterrupt:  # a second Ctrl-C while the workers finished
-        state["interrupted"] = True
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGKILL)
+    except KeyboardInterrupt:  # a second Ctrl-C where the loop cannot handle signals
+        state["interrupted"] = state["killed"] = True
+        _kill(children, signal.SIGKILL)
     finally:
         process.accept_stop_signals()
+        process.ignore_interrupts()
     sink.close()
     failures = _collect(children, summary)
     status = _status(summary, state, failures, stderr)
@@ -211,6 +219,12 @@ def execute_parallel(
     if status is ExitStatus.INTERRUPTED:
         stderr.print("fetchheads: interrupted")
     return status
+
+
+def _kill(children: list[_Worker], signum: int) -> None:
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signum)
 
 
 async def _ended(children: list[_Worker]) -> None:
@@ -401,7 +415,7 @@ def _collect(children: list[_Worker], summary: Summary) -> list[str]:
 def _status(
     summary: Summary, state: dict[str, bool], failures: list[str], stderr: StderrConsole
 ) -> ExitStatus:
-    for failure in failures:
+    for failure in failures if not state["killed"] else []:  # not those Ctrl-C twice ended
         stderr.print(
             f"fetchheads: {failure}; its unfinished targets have no record", soft_wrap=True
         )

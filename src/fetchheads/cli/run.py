@@ -94,7 +94,7 @@ def execute(
     stderr = StderrConsole()
     bar = ProgressLine(stderr.console, summary) if show_bar else None
     started = time.monotonic()
-    terminated = False
+    terminated = interrupted = False
     session = session or SnapshotSession()
     output = sink.emit
 
@@ -104,7 +104,7 @@ def execute(
         output(result)
 
     async def main() -> None:
-        nonlocal terminated, output
+        nonlocal terminated, interrupted, output
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
@@ -114,11 +114,17 @@ def execute(
             terminated = True
             task.cancel()
 
+        def on_sigint() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()  # a second one cuts short what the first left to finish
+
         def stop() -> None:
             task.cancel()
 
         sink.set_on_error(stop)
         process.on_sigterm(loop, on_sigterm)
+        process.on_sigint(loop, on_sigint)
         process.accept_stop_signals()  # held while a --workers worker started
         resolver = make_resolver(config)
         ctx = FetchContext(
@@ -166,11 +172,15 @@ def execute(
     except KeyboardInterrupt:
         status = ExitStatus.INTERRUPTED
     except asyncio.CancelledError:
-        if sink.error is None and session.error is None and not terminated:
+        if sink.error is None and session.error is None and not (terminated or interrupted):
             raise
-        status = ExitStatus.TERMINATED if terminated else ExitStatus.OK
+        if terminated:
+            status = ExitStatus.TERMINATED
+        else:
+            status = ExitStatus.INTERRUPTED if interrupted else ExitStatus.OK
     else:
         status = ExitStatus.OK if summary.failed == 0 else ExitStatus.FAILED
+    process.ignore_interrupts()
     sink.close()
     try:
         session.finish(summary.targets, summary.ok)
