@@ -102,8 +102,9 @@ def _read_all(fd: int) -> str:
     return b"".join(chunks).decode()
 
 
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
 def test_ctrl_c_reaches_every_worker_and_what_finished_is_printed(
-    threaded_server: StartServer, tmp_path: Path
+    threaded_server: StartServer, tmp_path: Path, loop: str
 ) -> None:
     fast = threaded_server(reply(HEAD))
     stuck = threaded_server(silent())
@@ -112,7 +113,9 @@ def test_ctrl_c_reaches_every_worker_and_what_finished_is_printed(
         "".join(f"127.0.0.1:{stuck.port}/{n}\n" for n in range(4))
         + "".join(f"127.0.0.1:{fast.port}/{n}\n" for n in range(20))
     )
-    process = spawn("--json", "-t", "60", "-c", "8", "--workers", "2", "-i", str(hosts))
+    process = spawn(
+        "--json", "-t", "60", "-c", "8", "--workers", "2", "--loop", loop, "-i", str(hosts)
+    )
     assert process.stdout is not None
     finished = [process.stdout.readline() for _ in range(20)]
     wait_until(lambda: len(stuck.requests) == 4, "the four requests to the silent server")

@@ -79,7 +79,11 @@ class _Feed(asyncio.Protocol):
         self._worker.room.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._worker.room.set()  # a worker that died takes nothing more: see _pick
+        # Closed (at the end of the input) or broken (the worker died): it takes nothing more
+        # (see _pick), and it is not closed again: the asyncio loop's abort() of a pipe
+        # transport already closed raises AttributeError.
+        self._worker.transport = None
+        self._worker.room.set()
 
 
 class _Merge(asyncio.Protocol):
@@ -183,8 +187,8 @@ def execute_parallel(
             await _distribute(config, sources, children, emit)
             for child in children:
                 _flush(child)
-                assert child.transport is not None
-                child.transport.close()  # EOF: the worker finishes what it has, then exits
+                if child.transport is not None:
+                    child.transport.close()  # EOF: the worker finishes what it has, then exits
             await _ended(children)
         except asyncio.CancelledError:
             if not state["terminated"] and sink.error is None:
