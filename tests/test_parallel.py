@@ -284,3 +284,20 @@ def test_a_worker_that_dies_mid_record_leaves_no_broken_line() -> None:
     merge.data_received(b'{"url": "http://a/"}\n{"url": "http://b/", "hea')
     merge.connection_lost(None)
     assert b"".join(written) == b'{"url": "http://a/"}\n'
+
+
+def test_workers_with_stderr_closed_still_print_every_record(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    """``fetchheads -i hosts.txt 2>&-``: as with one process, every record and exit 0 (the
+    coordinator has no sys.stderr to flush before forking)."""
+    server = threaded_server(reply(HEAD))
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{server.port}/{n}\n" for n in range(50)))
+    process = spawn("--json", "--workers", "2", "-i", str(hosts), preexec_fn=lambda: os.close(2))
+    stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert sorted(r["url"] for r in records) == sorted(
+        f"http://127.0.0.1:{server.port}/{n}" for n in range(50)
+    )

@@ -258,8 +258,9 @@ def _fork(
     counts_r, counts_w = os.pipe()
     with contextlib.suppress(OSError, AttributeError):  # Linux only; a bigger pipe still works
         fcntl.fcntl(feed_w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # None when closed (``2>&-``)
+        if stream is not None:
+            stream.flush()
     coordinator = os.getpid()
     pid = os.fork()
     if pid == 0:  # the worker
@@ -303,7 +304,8 @@ def _fork(
                 if os.environ.get("FETCHHEADS_DEBUG"):
                     traceback.print_exc()
                 exc = sys.exc_info()[1]
-                print(f"fetchheads: internal error in a worker: {exc!r}", file=sys.stderr)
+                if sys.stderr is not None:  # else print() would write it among the records
+                    print(f"fetchheads: internal error in a worker: {exc!r}", file=sys.stderr)
         finally:
             os._exit(int(status))
     for fd in (feed_r, out_w, counts_w):
