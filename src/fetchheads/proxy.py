@@ -138,9 +138,12 @@ class ProxyRules:
     no_proxy: str = ""
 
     def proxy_for(self, target: Target) -> Proxy | None:
-        if bypasses_proxy(target.host, self.no_proxy):
+        proxy = self.https if target.scheme == "https" else self.http
+        # The proxy first: a no_proxy list is often set where no proxy is (no_proxy=localhost,...),
+        # and matching it costs an IP address parse per target.
+        if proxy is None or bypasses_proxy(target.host, self.no_proxy):
             return None
-        return self.https if target.scheme == "https" else self.http
+        return proxy
 
 
 NO_PROXY_RULES = ProxyRules()
