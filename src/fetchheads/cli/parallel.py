@@ -8,7 +8,9 @@ the list, and the first process becomes the coordinator:
 * it reads the sources (files, stdin, arguments), validates and shards every line, and writes each
   valid target to the stdin pipe of a worker that has room: the pipes are one page (4 KiB), so a
   busy worker fills up and the next one gets the work, and no worker sits on a long backlog while
-  another idles at the end of the list. A line that is not a target is reported by the coordinator;
+  another idles at the end of the list. (Room is not a free connection: a worker whose every
+  connection waits on a slow target still takes its turn, and its read-ahead waits too.) A line
+  that is not a target is reported by the coordinator;
 * each worker fetches with ``-c``/N connections, and writes its records to a pipe
   that the coordinator copies to stdout line by line (never a line cut by another's), in
   completion order, as they finish;
