@@ -108,6 +108,16 @@ def counting(calls: list[str]) -> Callable[..., list[Any]]:
     return getaddrinfo
 
 
+def failing(calls: list[str]) -> Callable[..., list[Any]]:
+    """A system ``getaddrinfo`` that knows no name, and notes each name it was asked."""
+
+    def getaddrinfo(host: str, port: object, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    return getaddrinfo
+
+
 async def test_system_lookups_run_as_concurrently_as_the_targets() -> None:
     """asyncio's default executor runs 6 lookups at a time here (4 in uvloop): 40 lookups that
     each wait for all the others could never finish there. The resolver's pool fits -c."""
@@ -152,12 +162,7 @@ async def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_a_failed_lookup_is_remembered_for_the_run() -> None:
     calls: list[str] = []
-
-    def failing_getaddrinfo(host: str, port: object, **kwargs: Any) -> list[Any]:
-        calls.append(host)
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    resolver = Resolver(getaddrinfo=failing_getaddrinfo)
+    resolver = Resolver(getaddrinfo=failing(calls))
     try:
         for _ in range(3):
             with pytest.raises(DNSError, match=r"cannot resolve gone\.example: Name or service"):
@@ -165,6 +170,38 @@ async def test_a_failed_lookup_is_remembered_for_the_run() -> None:
     finally:
         await resolver.aclose()
     assert calls == ["gone.example"]
+
+
+async def test_targets_on_a_name_looked_up_before_are_timed_and_not_looked_up_again() -> None:
+    calls: list[str] = []
+    resolver = Resolver(getaddrinfo=counting(calls))
+    ctx = FetchContext(config=Config(timeout=5.0), resolver=resolver)
+    try:
+        async with LoopbackServer(reply(b"HTTP/1.1 204 No Content\r\n\r\n")) as server:
+            target = parse_target(f"http://cached.example:{server.port}/")
+            results = [await fetch_one(target, ctx) for _ in range(3)]
+    finally:
+        await resolver.aclose()
+    assert calls == ["cached.example"]
+    for result in results:
+        assert result.ok
+        assert result.address == "127.0.0.1"
+        assert result.timing.dns is not None  # a cached answer is still a name that was resolved
+
+
+async def test_a_name_that_failed_fails_the_same_way_for_every_later_target() -> None:
+    calls: list[str] = []
+    resolver = Resolver(getaddrinfo=failing(calls))
+    ctx = FetchContext(config=Config(timeout=5.0), resolver=resolver)
+    try:
+        results = [await fetch_one(parse_target("gone.example"), ctx) for _ in range(3)]
+    finally:
+        await resolver.aclose()
+    assert calls == ["gone.example"]
+    assert {(r.error.kind, r.error.message) for r in results if r.error} == {
+        ("dns", "cannot resolve gone.example: Name or service not known")
+    }
+    assert all(not r.ok for r in results)
 
 
 # --- --resolve, -4/-6 -------------------------------------------------------------------------

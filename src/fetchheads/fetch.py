@@ -295,7 +295,10 @@ def _open_tcp(
     else:
         addresses = ctx.resolver.literal(host)  # an IP literal needs no lookup (dns stays None)
         if addresses is None:
-            return _resolve_and_connect(host, port, ctx, progress, tls=tls)
+            addresses = ctx.resolver.cached(host)
+            if addresses is None:
+                return _resolve_and_connect(host, port, ctx, progress, tls=tls)
+            progress.dns = time.perf_counter() - progress.start
     return connect(addresses, port, progress, tls=tls, loop=loop)
 
 

@@ -182,6 +182,16 @@ class Resolver:
         # shield: one waiter's deadline must not cancel a lookup that others share.
         return await asyncio.shield(future)
 
+    def cached(self, host: str) -> list[Address] | None:
+        """The answer of an earlier lookup of ``host`` that succeeded, without a coroutine (a list
+        that repeats its hosts mostly asks for those); ``None``: call ``resolve``, which also
+        raises a cached failure."""
+        future = self._cache.get(host)
+        if future is None or not future.done() or future.cancelled() or future.exception():
+            return None
+        self._cache.move_to_end(host)
+        return future.result()
+
     def known(self, host: str, port: int) -> list[Address] | None:
         """The addresses that need no lookup (pinned by ``--resolve``, or an IP literal), without
         a coroutine: most targets of a big list are one of those. ``None``: call ``resolve``."""
