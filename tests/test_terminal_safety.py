@@ -27,7 +27,7 @@ from fetchheads.parse import HeadParser
 from fetchheads.render.jsonl import format_jsonl
 from fetchheads.render.plain import format_plain
 from fetchheads.render.pretty import render_result
-from fetchheads.render.safe import terminal_safe
+from fetchheads.render.safe import _TERMINAL_TABLE, terminal_safe
 from tests.support.servers import ThreadedServer, read_request_head, reply
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
@@ -147,6 +147,13 @@ def test_terminal_safe_escapes_exactly_the_listed_characters() -> None:
     assert terminal_safe("\u202e") == "\\u202e"
     kept = "tab\there, café, 日本, emoji 😄, [markup], backslash \\"
     assert terminal_safe(kept) == kept
+
+
+@given(st.text())
+def test_terminal_safe_leaves_text_alone_only_when_nothing_in_it_is_escaped(text: str) -> None:
+    # terminal_safe skips its translation for printable text: that must never skip an escape.
+    assert terminal_safe(text) == text.translate(_TERMINAL_TABLE)
+    assert all(not chr(code).isprintable() for code in _TERMINAL_TABLE)
 
 
 # --- any header bytes: decoded, never a crash, never a control on the terminal ------------------

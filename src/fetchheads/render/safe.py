@@ -23,6 +23,10 @@ _JSON_TABLE = {
 
 def terminal_safe(text: str) -> str:
     """``text`` with every control, C1 and bidi-control character shown as ``\\xNN``/``\\uNNNN``."""
+    if text.isprintable():
+        # The common case, checked in C: every character escaped here is one that Python counts
+        # as not printable (Cc, Cf, Zl, Zp), while translate() looks each character up in a dict.
+        return text
     return text.translate(_TERMINAL_TABLE)
 
 
