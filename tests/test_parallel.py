@@ -301,3 +301,35 @@ def test_workers_with_stderr_closed_still_print_every_record(
     assert sorted(r["url"] for r in records) == sorted(
         f"http://127.0.0.1:{server.port}/{n}" for n in range(50)
     )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_ctrl_c_gets_out_of_a_stdout_nobody_reads(
+    threaded_server: StartServer, tmp_path: Path, workers: str
+) -> None:
+    """Output into a pipe that is not being read: the process sits in write(), where the event
+    loop cannot see a signal. The first Ctrl-C waits for it; a second one must still end the
+    run, with 130."""
+    server = threaded_server(reply(HEAD))
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{server.port}/{n}\n" for n in range(3000)))
+    unread, stdout = os.pipe()
+    try:
+        process = spawn("--json", "--workers", workers, "-i", str(hosts), stdout=stdout)
+        os.close(stdout)
+        wait_until(lambda: "pipe_write" in _waits_in(process.pid), "a write to the full pipe")
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)  # not a timing assertion: the first one is still waiting, as a user's
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("two Ctrl-Cs did not end a run whose output was not being read")
+        assert process.returncode == 130
+    finally:
+        os.close(unread)
+
+
+def _waits_in(pid: int) -> str:
+    with open(f"/proc/{pid}/wchan") as f:
+        return f.read()

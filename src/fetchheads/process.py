@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 if sys.platform != "win32":  # Windows has no RLIMIT_NOFILE to raise
     import resource
@@ -115,13 +116,27 @@ def on_sigterm(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) ->
         loop.add_signal_handler(signal.SIGTERM, callback)
 
 
-def on_sigint(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    """Call ``callback`` in ``loop`` on every SIGINT, in place of asyncio.Runner's handler: on a
-    second Ctrl-C that one raises KeyboardInterrupt inside whatever callback is running, which
-    uvloop logs as a "Fatal error on transport" with a traceback, or swallows, leaving the run
-    hung. Where signals cannot be handled, Runner's stays."""
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGINT, callback)
+def on_sigint(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], None], force: Callable[[], NoReturn]
+) -> None:
+    """On the first SIGINT call ``callback`` in ``loop``; on the next, ``force()`` at once (it
+    ends the process). In place of asyncio.Runner's handler, whose KeyboardInterrupt on a second
+    Ctrl-C, raised inside whatever callback is running, uvloop logs as a "Fatal error on
+    transport" with a traceback, or swallows, leaving the run hung; and which, like any loop
+    callback, is never reached while the process sits in a write to a pipe nobody reads. A
+    Ctrl-C after the loop has closed (the last write) forces too, until ``ignore_interrupts``.
+    Where signals cannot be handled, Runner's handler stays."""
+    seen = False
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal seen
+        if seen or loop.is_closed():
+            force()
+        seen = True
+        loop.call_soon_threadsafe(callback)
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, handler)
 
 
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})

@@ -37,6 +37,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from fetchheads import process
 from fetchheads.cli.common import ExitStatus
@@ -159,15 +160,14 @@ def execute_parallel(
         process.on_sigterm(loop, on_sigterm)
 
         def on_sigint() -> None:
-            # The first asks the workers to finish, the second ends them.
-            if state["interrupted"]:
-                state["killed"] = True
-                _kill(children, signal.SIGKILL)
-                return
             state["interrupted"] = True
             task.cancel()
 
-        process.on_sigint(loop, on_sigint)
+        def force() -> NoReturn:  # a second Ctrl-C: end the workers and go, even mid-write
+            _kill(children, signal.SIGKILL)
+            os._exit(int(ExitStatus.INTERRUPTED))
+
+        process.on_sigint(loop, on_sigint, force)
 
         def stop() -> None:
             task.cancel()
@@ -213,8 +213,8 @@ def execute_parallel(
         _kill(children, signal.SIGKILL)
     finally:
         process.accept_stop_signals()
-        process.ignore_interrupts()
-    sink.close()
+    sink.close()  # a last write, which may block: Ctrl-C still gets out (force)
+    process.ignore_interrupts()
     failures = _collect(children, summary)
     status = _status(summary, state, failures, stderr)
     if sink.error is not None:

@@ -10,7 +10,7 @@ import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import click
 
@@ -117,14 +117,14 @@ def execute(
         def on_sigint() -> None:
             nonlocal interrupted
             interrupted = True
-            task.cancel()  # a second one cuts short what the first left to finish
+            task.cancel()
 
         def stop() -> None:
             task.cancel()
 
         sink.set_on_error(stop)
         process.on_sigterm(loop, on_sigterm)
-        process.on_sigint(loop, on_sigint)
+        process.on_sigint(loop, on_sigint, _quit)
         process.accept_stop_signals()  # held while a --workers worker started
         resolver = make_resolver(config)
         ctx = FetchContext(
@@ -180,8 +180,8 @@ def execute(
             status = ExitStatus.INTERRUPTED if interrupted else ExitStatus.OK
     else:
         status = ExitStatus.OK if summary.failed == 0 else ExitStatus.FAILED
+    sink.close()  # a last write, which may block: Ctrl-C still gets out (_quit)
     process.ignore_interrupts()
-    sink.close()
     try:
         session.finish(summary.targets, summary.ok)
     except StoreError as exc:
@@ -204,6 +204,11 @@ def execute(
     if status is ExitStatus.INTERRUPTED and not worker:
         stderr.print("fetchheads: interrupted")
     return status
+
+
+def _quit() -> NoReturn:
+    """Ctrl-C twice: go now, even from a write to a stdout nobody reads."""
+    os._exit(int(ExitStatus.INTERRUPTED))
 
 
 async def _counted(items: AsyncIterator[Item], bar: ProgressLine) -> AsyncIterator[Item]:
