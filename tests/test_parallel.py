@@ -280,7 +280,7 @@ def test_a_worker_that_dies_mid_record_leaves_no_broken_line() -> None:
     from fetchheads.cli.parallel import _Merge, _Worker
 
     written: list[bytes] = []
-    merge = _Merge(_Worker(pid=0, feed=-1, output=-1, counts=-1), written.append)
+    merge = _Merge(_Worker(pid=0, feed=-1, output=-1, counts=-1, limit=1), written.append)
     merge.data_received(b'{"url": "http://a/"}\n{"url": "http://b/", "hea')
     merge.connection_lost(None)
     assert b"".join(written) == b'{"url": "http://a/"}\n'
@@ -333,3 +333,25 @@ def test_a_second_ctrl_c_gets_out_of_a_stdout_nobody_reads(
 def _waits_in(pid: int) -> str:
     with open(f"/proc/{pid}/wchan") as f:
         return f.read()
+
+
+def test_a_worker_held_up_by_slow_targets_is_given_only_a_few_more(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    """Two silent targets take both connections of one worker (-c 4, 2 workers): the fast ones
+    go to the other worker, not into a backlog that waits out -t behind the silent ones. Only
+    the worker's read-ahead (2 here) waits, where one process would have made none wait."""
+    fast = threaded_server(reply(HEAD))
+    stuck = threaded_server(silent())
+    lines = [f"127.0.0.1:{fast.port}/{n}" for n in range(200)]
+    lines[0] = f"127.0.0.1:{stuck.port}/a"
+    lines[2] = f"127.0.0.1:{stuck.port}/b"  # the first and the third go to the same worker
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("\n".join(lines) + "\n")
+    process = spawn("--json", "-t", "2", "-c", "4", "--workers", "2", "-i", str(hosts))
+    stdout, _ = process.communicate(timeout=30)
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert len(records) == 200
+    first_timeout = next(n for n, r in enumerate(records) if r["error"])
+    late = [r for r in records[first_timeout:] if r["ok"]]
+    assert len(late) <= 2, f"{len(late)} fast targets waited for the silent ones"

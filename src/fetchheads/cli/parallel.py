@@ -6,15 +6,16 @@ core) the command forks N workers after start-up, each an ordinary fetchheads ru
 the list, and the first process becomes the coordinator:
 
 * it reads the sources (files, stdin, arguments), validates and shards every line, and writes each
-  valid target to the stdin pipe of a worker that has room: the pipes are one page (4 KiB), so a
-  busy worker fills up and the next one gets the work, and no worker sits on a long backlog while
-  another idles at the end of the list. (Room is not a free connection: a worker whose every
-  connection waits on a slow target still takes its turn, and its read-ahead waits too.) A line
+  valid target to the stdin pipe of the worker with the fewest targets in hand. Each worker tells
+  it, once per pass of its event loop, how many it has finished, and is never given more than
+  its connections plus a small read-ahead (``read_ahead``): a worker whose every connection waits
+  on a slow target is given a handful more, not hundreds, and the others take the rest. A line
   that is not a target is reported by the coordinator;
 * each worker fetches with ``-c``/N connections, and writes its records to a pipe
   that the coordinator copies to stdout line by line (never a line cut by another's), in
   completion order, as they finish;
-* at the end each worker sends its counts; the summary and the exit status are the whole run's.
+* at the end each worker sends its counts (on the pipe that carried its progress); the summary and
+  the exit status are the whole run's.
 
 Workers are their own process group: Ctrl-C reaches the coordinator, which passes one SIGINT on
 (SIGTERM likewise) so that each worker prints what it finished, as a single process does. Only the
@@ -28,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import signal
@@ -37,7 +37,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from fetchheads import process
 from fetchheads.cli.common import ExitStatus
@@ -47,12 +47,16 @@ from fetchheads.render.output import StderrConsole, TextSink
 from fetchheads.render.summary import Summary
 from fetchheads.runner import STDIN, Source, read_sources, select_shard
 
-PIPE_BYTES = 4096
-"""Capacity of each worker's input pipe (F_SETPIPE_SZ; the kernel's minimum is one page): about a
-hundred URLs, so work goes to whichever worker has room, and none ends the run with a backlog."""
 STAGE_BYTES = 1024
 """Targets for one worker gathered before one write to its pipe."""
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def read_ahead(concurrency: int) -> int:
+    """Targets a worker is given beyond its connections: enough that a connection that frees up
+    finds the next target already there while the coordinator hears of it, few enough that what
+    waits behind a worker whose connections are all held by slow targets is a handful."""
+    return max(2, concurrency // 4)
 
 
 @dataclasses.dataclass
@@ -60,33 +64,83 @@ class _Worker:
     pid: int
     feed: int  # write end of its stdin
     output: int  # read end of its stdout
-    counts: int  # read end of the pipe its counts arrive on
+    counts: int  # read end of the pipe its progress and final counts arrive on
+    limit: int  # targets it may hold at once: its connections and a read-ahead
     transport: asyncio.WriteTransport | None = None
-    room: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     stage: list[bytes] = dataclasses.field(default_factory=list)
     staged: int = 0
-    done: asyncio.Future[None] | None = None
+    sent: int = 0  # targets handed to it
+    finished: int = 0  # targets it has reported done
+    final: dict[str, Any] | None = None  # its counts at the end
+    done: asyncio.Future[None] | None = None  # its stdout is closed
+    counted: asyncio.Future[None] | None = None  # its counts pipe is closed
+
+
+class _Credits:
+    """Worker side: tells the coordinator how many targets are done, once per pass of the event
+    loop (a short line of digits on the counts pipe), so that it hands out more."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._count = 0
+        self._scheduled = False
+
+    def add(self) -> None:
+        self._count += 1
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.send)
+
+    def send(self) -> None:
+        self._scheduled = False
+        if self._count:
+            with contextlib.suppress(OSError):  # the coordinator is gone: nobody to tell
+                os.write(self._fd, b"%d\n" % self._count)
+            self._count = 0
 
 
 class _Feed(asyncio.Protocol):
-    """A worker's stdin pipe: ``room`` is set while the pipe (and the transport) can take more."""
+    """A worker's stdin pipe. Closed (at the end of the input) or broken (the worker died), it
+    takes nothing more (``_gone``), and its transport is forgotten rather than closed again: the
+    asyncio loop's abort() of a pipe transport already closed raises AttributeError."""
 
-    def __init__(self, worker: _Worker) -> None:
+    def __init__(self, worker: _Worker, credit: asyncio.Event) -> None:
         self._worker = worker
-        worker.room.set()
-
-    def pause_writing(self) -> None:
-        self._worker.room.clear()
-
-    def resume_writing(self) -> None:
-        self._worker.room.set()
+        self._credit = credit
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # Closed (at the end of the input) or broken (the worker died): it takes nothing more
-        # (see _pick), and it is not closed again: the asyncio loop's abort() of a pipe
-        # transport already closed raises AttributeError.
         self._worker.transport = None
-        self._worker.room.set()
+        self._credit.set()  # the distributor stops waiting on this one
+
+
+class _Counts(asyncio.Protocol):
+    """Coordinator side of a worker's counts pipe: lines of digits (targets done) wake the
+    distributor; the last line, a JSON object, is the worker's counts."""
+
+    def __init__(self, worker: _Worker, credit: asyncio.Event) -> None:
+        self._worker = worker
+        self._credit = credit
+        self._rest = b""
+
+    def data_received(self, data: bytes) -> None:
+        lines = (self._rest + data).split(b"\n")
+        self._rest = lines.pop()
+        for line in lines:
+            if line.isdigit():
+                self._worker.finished += int(line)
+                self._credit.set()
+
+    def eof_received(self) -> None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._rest.startswith(b"{"):  # the counts: the worker's last write
+            with contextlib.suppress(ValueError):
+                self._worker.final = json.loads(self._rest)
+        counted = self._worker.counted
+        if counted is not None and not counted.done():
+            counted.set_result(None)
+        self._credit.set()  # a worker that died frees nothing, but stop waiting on it
 
 
 class _Merge(asyncio.Protocol):
@@ -173,20 +227,25 @@ def execute_parallel(
             task.cancel()
 
         sink.set_on_error(stop)
+        credit = asyncio.Event()
         for child in children:
             child.done = loop.create_future()
+            child.counted = loop.create_future()
             child.transport, _ = await loop.connect_write_pipe(
-                lambda child=child: _Feed(child),  # type: ignore[misc]
+                lambda child=child: _Feed(child, credit),  # type: ignore[misc]
                 os.fdopen(child.feed, "wb", buffering=0),
             )
-            child.transport.set_write_buffer_limits(high=STAGE_BYTES)
             await loop.connect_read_pipe(
                 lambda child=child: _Merge(child, sink.emit_bytes),  # type: ignore[misc]
                 os.fdopen(child.output, "rb", buffering=0),
             )
+            await loop.connect_read_pipe(
+                lambda child=child: _Counts(child, credit),  # type: ignore[misc]
+                os.fdopen(child.counts, "rb", buffering=0),
+            )
         process.accept_stop_signals()  # a Ctrl-C held since the forks cancels this task now
         try:
-            await _distribute(config, sources, children, emit)
+            await _distribute(config, sources, children, emit, credit)
             for child in children:
                 _flush(child)
                 if child.transport is not None:
@@ -234,9 +293,11 @@ def _kill(children: list[_Worker], signum: int) -> None:
 
 
 async def _ended(children: list[_Worker]) -> None:
-    """Until every worker has closed its stdout. ``asyncio.wait``, not ``gather``: cancelling
-    this wait (a signal) must leave the futures pending, to be waited for again."""
-    await asyncio.wait([c.done for c in children if c.done is not None])
+    """Until every worker has closed its stdout and its counts pipe. ``asyncio.wait``, not
+    ``gather``: cancelling this wait (a signal) must leave the futures pending, to be waited for
+    again."""
+    ends = [end for c in children for end in (c.done, c.counted) if end is not None]
+    await asyncio.wait(ends)
 
 
 def _split(config: Config, workers: int) -> list[Config]:
@@ -258,8 +319,6 @@ def _fork(
     feed_r, feed_w = os.pipe()
     out_r, out_w = os.pipe()
     counts_r, counts_w = os.pipe()
-    with contextlib.suppress(OSError, AttributeError):  # Linux only; a bigger pipe still works
-        fcntl.fcntl(feed_w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     for stream in (sys.stdout, sys.stderr):  # None when closed (``2>&-``)
         if stream is not None:
             stream.flush()
@@ -289,6 +348,7 @@ def _fork(
                 show_summary=False,
                 summary=summary,
                 worker=True,
+                on_result=_Credits(counts_w).add,
             )
             sys.stdout.flush()
             counts = {
@@ -312,7 +372,8 @@ def _fork(
             os._exit(int(status))
     for fd in (feed_r, out_w, counts_w):
         os.close(fd)
-    return _Worker(pid=pid, feed=feed_w, output=out_r, counts=counts_r)
+    limit = config.concurrency + read_ahead(config.concurrency)
+    return _Worker(pid=pid, feed=feed_w, output=out_r, counts=counts_r, limit=limit)
 
 
 def _end_with(coordinator: int) -> None:
@@ -332,9 +393,11 @@ async def _distribute(
     sources: Sequence[Source],
     children: list[_Worker],
     emit: Callable[[Result], None],
+    credit: asyncio.Event,
 ) -> None:
-    """Every line of every source, validated here: a target goes to a worker with room, a line
-    that is not one is reported at once."""
+    """Every line of every source, validated here: a target goes to the worker with the fewest
+    in hand (below its connections plus a small read-ahead), a line that is not one is reported
+    at once."""
     loop = asyncio.get_running_loop()
     items = read_sources(sources, config.default_scheme)
     if config.shard is not None:
@@ -347,45 +410,42 @@ async def _distribute(
         for child in children:
             _flush(child)
 
-    turn = 0
     async for item in items:
         if isinstance(item, Result):
             emit(item)
             continue
-        child = children[turn % len(children)]
-        turn += 1
-        if not child.room.is_set() or _gone(child):
-            picked = await _pick(children, turn)
-            if picked is None:  # every worker has died: _collect says so; stop reading
-                return
-            child = picked
+        picked = _pick(children)
+        while picked is None:
+            if all(_gone(c) for c in children):
+                return  # every worker has died: _collect says so; stop reading
+            flush_all()  # what is staged may be what a worker waits for
+            credit.clear()
+            await credit.wait()
+            picked = _pick(children)
         line = item.text.encode("utf-8", "surrogateescape") + b"\n"
-        child.stage.append(line)
-        child.staged += len(line)
-        if child.staged >= STAGE_BYTES:
-            _flush(child)
+        picked.stage.append(line)
+        picked.staged += len(line)
+        picked.sent += 1
+        if picked.staged >= STAGE_BYTES:
+            _flush(picked)
         elif not scheduled:
             scheduled = True  # whatever this burst of input leaves staged goes out with it
             loop.call_soon(flush_all)
     flush_all()
 
 
-async def _pick(children: list[_Worker], turn: int) -> _Worker | None:
-    """The next worker, in turn, whose pipe has room; waits while none has. None once every
-    worker is gone."""
-    while True:
-        for n in range(len(children)):
-            child = children[(turn + n) % len(children)]
-            if child.room.is_set() and not _gone(child):
-                return child
-        if all(_gone(c) for c in children):
-            return None
-        waiters = [asyncio.ensure_future(c.room.wait()) for c in children if not _gone(c)]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+def _pick(children: list[_Worker]) -> _Worker | None:
+    """The live worker with the fewest targets in hand, if it has room for one more."""
+    best: _Worker | None = None
+    for child in children:
+        held = child.sent - child.finished
+        if (
+            held < child.limit
+            and not _gone(child)
+            and (best is None or held < best.sent - best.finished)
+        ):
+            best = child
+    return best
 
 
 def _gone(child: _Worker) -> bool:
@@ -405,14 +465,12 @@ def _collect(children: list[_Worker], summary: Summary) -> list[str]:
     failures = []
     for n, child in enumerate(children, 1):
         _, wait_status = os.waitpid(child.pid, 0)
-        with os.fdopen(child.counts, "rb") as counts_pipe:
-            raw = counts_pipe.read()
         code = os.waitstatus_to_exitcode(wait_status)
-        if not raw:
+        counts = child.final
+        if counts is None:
             how = f"signal {-code}" if code < 0 else f"exit status {code}"
             failures.append(f"worker {n} ended ({how}) before it counted its targets")
             continue
-        counts = json.loads(raw)
         summary.targets += counts["targets"]
         summary.ok += counts["ok"]
         summary.failed_by_kind.update(counts["failed_by_kind"])

@@ -67,12 +67,13 @@ def execute(
     workers: int = 1,
     summary: Summary | None = None,
     worker: bool = False,
+    on_result: Callable[[], None] | None = None,
 ) -> ExitStatus:
     """Run the fetch and turn its outcome into an exit status. Prints the summary on stderr.
 
     ``workers`` > 1 spreads the run over that many processes (``cli.parallel``), each of which
     calls this with ``worker`` set: no summary and no "interrupted" of its own, its counts added
-    to ``summary``."""
+    to ``summary``, and ``on_result`` called for each target done."""
     sink = _make_sink(output_format, waterfall=waterfall)
     if workers > 1:
         from fetchheads.cli.parallel import execute_parallel
@@ -102,6 +103,8 @@ def execute(
         result = session.annotate(result)
         summary.add(result)
         output(result)
+        if on_result is not None:
+            on_result()
 
     async def main() -> None:
         nonlocal terminated, interrupted, output
