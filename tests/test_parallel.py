@@ -277,10 +277,11 @@ def test_ctrl_c_twice_is_still_an_interrupt(
 def test_a_worker_that_dies_mid_record_leaves_no_broken_line() -> None:
     """Whatever a killed worker wrote of its last record is not a record: stdout keeps only
     whole lines (one bad JSON line would stop ``jq`` reading the rest)."""
-    from fetchheads.cli.parallel import _Merge, _Worker
+    from fetchheads.cli.parallel import _Merge
+    from fetchheads.cli.worker import Worker
 
     written: list[bytes] = []
-    merge = _Merge(_Worker(pid=0, feed=-1, output=-1, counts=-1, limit=1), written.append)
+    merge = _Merge(Worker(pid=0, feed=-1, output=-1, counts=-1, limit=1), written.append)
     merge.data_received(b'{"url": "http://a/"}\n{"url": "http://b/", "hea')
     merge.connection_lost(None)
     assert b"".join(written) == b'{"url": "http://a/"}\n'

@@ -33,70 +33,21 @@ import json
 import os
 import signal
 import ssl
-import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from fetchheads import process
 from fetchheads.cli.common import ExitStatus
+from fetchheads.cli.worker import Execute, Worker, fork_worker
 from fetchheads.config import Config
 from fetchheads.models import Result
 from fetchheads.render.output import StderrConsole, TextSink
 from fetchheads.render.summary import Summary
-from fetchheads.runner import STDIN, Source, read_sources, select_shard
+from fetchheads.runner import Source, read_sources, select_shard
 
 STAGE_BYTES = 1024
 """Targets for one worker gathered before one write to its pipe."""
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def read_ahead(concurrency: int) -> int:
-    """Targets a worker is given beyond its connections: enough that a connection that frees up
-    finds the next target already there while the coordinator hears of it, few enough that what
-    waits behind a worker whose connections are all held by slow targets is a handful."""
-    return max(2, concurrency // 4)
-
-
-@dataclasses.dataclass
-class _Worker:
-    pid: int
-    feed: int  # write end of its stdin
-    output: int  # read end of its stdout
-    counts: int  # read end of the pipe its progress and final counts arrive on
-    limit: int  # targets it may hold at once: its connections and a read-ahead
-    transport: asyncio.WriteTransport | None = None
-    stage: list[bytes] = dataclasses.field(default_factory=list)
-    staged: int = 0
-    sent: int = 0  # targets handed to it
-    finished: int = 0  # targets it has reported done
-    final: dict[str, Any] | None = None  # its counts at the end
-    done: asyncio.Future[None] | None = None  # its stdout is closed
-    counted: asyncio.Future[None] | None = None  # its counts pipe is closed
-
-
-class _Credits:
-    """Worker side: tells the coordinator how many targets are done, once per pass of the event
-    loop (a short line of digits on the counts pipe), so that it hands out more."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._count = 0
-        self._scheduled = False
-
-    def add(self) -> None:
-        self._count += 1
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.send)
-
-    def send(self) -> None:
-        self._scheduled = False
-        if self._count:
-            with contextlib.suppress(OSError):  # the coordinator is gone: nobody to tell
-                os.write(self._fd, b"%d\n" % self._count)
-            self._count = 0
 
 
 class _Feed(asyncio.Protocol):
@@ -104,7 +55,7 @@ class _Feed(asyncio.Protocol):
     takes nothing more (``_gone``), and its transport is forgotten rather than closed again: the
     asyncio loop's abort() of a pipe transport already closed raises AttributeError."""
 
-    def __init__(self, worker: _Worker, credit: asyncio.Event) -> None:
+    def __init__(self, worker: Worker, credit: asyncio.Event) -> None:
         self._worker = worker
         self._credit = credit
 
@@ -117,7 +68,7 @@ class _Counts(asyncio.Protocol):
     """Coordinator side of a worker's counts pipe: lines of digits (targets done) wake the
     distributor; the last line, a JSON object, is the worker's counts."""
 
-    def __init__(self, worker: _Worker, credit: asyncio.Event) -> None:
+    def __init__(self, worker: Worker, credit: asyncio.Event) -> None:
         self._worker = worker
         self._credit = credit
         self._rest = b""
@@ -146,7 +97,7 @@ class _Counts(asyncio.Protocol):
 class _Merge(asyncio.Protocol):
     """A worker's stdout: complete lines go to the coordinator's output as they arrive."""
 
-    def __init__(self, worker: _Worker, write: Callable[[bytes], None]) -> None:
+    def __init__(self, worker: Worker, write: Callable[[bytes], None]) -> None:
         self._worker = worker
         self._write = write
         self._rest = b""
@@ -170,9 +121,6 @@ class _Merge(asyncio.Protocol):
             done.set_result(None)
 
 
-Execute = Callable[..., ExitStatus]
-
-
 def execute_parallel(
     config: Config,
     sources: Sequence[Source],
@@ -191,10 +139,10 @@ def execute_parallel(
     started = time.monotonic()
     stderr = StderrConsole()
     shares = _split(config, workers)
-    children: list[_Worker] = []
+    children: list[Worker] = []
     process.hold_stop_signals()  # until main() handles them; each worker likewise
     for share in shares:
-        children.append(_fork(share, output_format, make_tls, execute, children))
+        children.append(fork_worker(share, output_format, make_tls, execute, children))
     summary = Summary()
     state = {"terminated": False, "interrupted": False, "killed": False}
 
@@ -286,13 +234,13 @@ def execute_parallel(
     return status
 
 
-def _kill(children: list[_Worker], signum: int) -> None:
+def _kill(children: list[Worker], signum: int) -> None:
     for child in children:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signum)
 
 
-async def _ended(children: list[_Worker]) -> None:
+async def _ended(children: list[Worker]) -> None:
     """Until every worker has closed its stdout and its counts pipe. ``asyncio.wait``, not
     ``gather``: cancelling this wait (a signal) must leave the futures pending, to be waited for
     again."""
@@ -309,89 +257,10 @@ def _split(config: Config, workers: int) -> list[Config]:
     ]
 
 
-def _fork(
-    config: Config,
-    output_format: str,
-    make_tls: Callable[[], ssl.SSLContext],
-    execute: Execute,
-    siblings: list[_Worker],
-) -> _Worker:
-    feed_r, feed_w = os.pipe()
-    out_r, out_w = os.pipe()
-    counts_r, counts_w = os.pipe()
-    for stream in (sys.stdout, sys.stderr):  # None when closed (``2>&-``)
-        if stream is not None:
-            stream.flush()
-    coordinator = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # the worker
-        status = ExitStatus.FAILED
-        try:
-            os.setpgid(0, 0)  # Ctrl-C goes to the coordinator, which passes it on once
-            _end_with(coordinator)
-            for sibling in siblings:  # their pipes must see EOF when the coordinator closes them
-                for fd in (sibling.feed, sibling.output, sibling.counts):
-                    os.close(fd)
-            os.dup2(feed_r, 0)
-            os.dup2(out_w, 1)
-            for fd in (feed_r, feed_w, out_r, out_w, counts_r):
-                os.close(fd)
-            # New objects on the new descriptors (the old ones may be None, or buffer for a tty).
-            sys.stdin = open(0, closefd=False)  # noqa: SIM115
-            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-            summary = Summary()
-            status = execute(
-                config,
-                [Source(path=STDIN)],
-                output_format,
-                make_tls,
-                show_summary=False,
-                summary=summary,
-                worker=True,
-                on_result=_Credits(counts_w).add,
-            )
-            sys.stdout.flush()
-            counts = {
-                "targets": summary.targets,
-                "ok": summary.ok,
-                "failed_by_kind": dict(summary.failed_by_kind),
-                "statuses": {str(k): v for k, v in summary.statuses.items()},
-                "status": int(status),
-            }
-            os.write(counts_w, json.dumps(counts).encode())
-        except BrokenPipeError:
-            pass  # the coordinator is gone (killed): there is no one left to tell
-        except BaseException:  # a bug in a worker: say so once, as main() would
-            with contextlib.suppress(Exception):
-                if os.environ.get("FETCHHEADS_DEBUG"):
-                    traceback.print_exc()
-                exc = sys.exc_info()[1]
-                if sys.stderr is not None:  # else print() would write it among the records
-                    print(f"fetchheads: internal error in a worker: {exc!r}", file=sys.stderr)
-        finally:
-            os._exit(int(status))
-    for fd in (feed_r, out_w, counts_w):
-        os.close(fd)
-    limit = config.concurrency + read_ahead(config.concurrency)
-    return _Worker(pid=pid, feed=feed_w, output=out_r, counts=counts_r, limit=limit)
-
-
-def _end_with(coordinator: int) -> None:
-    """SIGTERM this worker when the coordinator dies, however it dies (even SIGKILL), so that no
-    worker outlives the run (Linux's PR_SET_PDEATHSIG; elsewhere a worker still ends once its
-    input is closed and its in-flight targets are done)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != coordinator:  # it died before the line above
-        os._exit(int(ExitStatus.TERMINATED))
-
-
 async def _distribute(
     config: Config,
     sources: Sequence[Source],
-    children: list[_Worker],
+    children: list[Worker],
     emit: Callable[[Result], None],
     credit: asyncio.Event,
 ) -> None:
@@ -434,9 +303,9 @@ async def _distribute(
     flush_all()
 
 
-def _pick(children: list[_Worker]) -> _Worker | None:
+def _pick(children: list[Worker]) -> Worker | None:
     """The live worker with the fewest targets in hand, if it has room for one more."""
-    best: _Worker | None = None
+    best: Worker | None = None
     for child in children:
         held = child.sent - child.finished
         if (
@@ -448,19 +317,19 @@ def _pick(children: list[_Worker]) -> _Worker | None:
     return best
 
 
-def _gone(child: _Worker) -> bool:
+def _gone(child: Worker) -> bool:
     """Whether the worker's stdin is closed (it died): it is given nothing more."""
     return child.transport is None or child.transport.is_closing()
 
 
-def _flush(child: _Worker) -> None:
+def _flush(child: Worker) -> None:
     if child.stage and child.transport is not None and not child.transport.is_closing():
         child.transport.write(b"".join(child.stage))
     child.stage.clear()
     child.staged = 0
 
 
-def _collect(children: list[_Worker], summary: Summary) -> list[str]:
+def _collect(children: list[Worker], summary: Summary) -> list[str]:
     """Wait for every worker; add its counts to ``summary``; what went wrong, worded."""
     failures = []
     for n, child in enumerate(children, 1):
