@@ -1,0 +1,116 @@
+"""The scale-out examples run as a user would run them: examples/parallel.sh through GNU parallel
+(with ``ssh`` standing in for the machines), and the Kubernetes Job's command once per completion
+index. Either way the shards' JSON Lines must add up to the whole list, each target once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.support.servers import ThreadedServer, reply
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\n\r\n"
+StartServer = Callable[..., ThreadedServer]
+
+FAKE_SSH = """#!/usr/bin/env bash
+# ssh HOST COMMAND run here: the options are dropped, the host is logged, stdin passes through.
+while [ "${1:-}" = "-o" ]; do shift 2; done
+echo "$1" >> "$SSH_LOG"
+shift
+exec bash -c "$*"
+"""
+
+
+def _bin_dir(tmp_path: Path, scripts: dict[str, str]) -> str:
+    """A PATH with ``scripts`` first, then this interpreter's bin (where ``fetchheads`` is)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in scripts.items():
+        script = bin_dir / name
+        script.write_text(text)
+        script.chmod(0o755)
+    fetchheads = shutil.which("fetchheads", path=str(Path(sys.executable).parent))
+    assert fetchheads is not None, "fetchheads is not installed next to this Python"
+    return os.pathsep.join([str(bin_dir), str(Path(fetchheads).parent), os.environ["PATH"]])
+
+
+def _hosts(tmp_path: Path, port: int, count: int) -> tuple[Path, list[str]]:
+    urls = [f"http://127.0.0.1:{port}/{n}" for n in range(count)]
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("\n".join(urls) + "\n")
+    return hosts, urls
+
+
+def test_parallel_sh_runs_one_shard_per_machine_and_they_add_up(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    assert shutil.which("parallel") is not None, "GNU parallel is needed (.ci/run installs it)"
+    server = threaded_server(reply(HEAD))
+    hosts, urls = _hosts(tmp_path, server.port, 90)
+    log = tmp_path / "ssh.log"
+    env = {
+        **os.environ,
+        "PATH": _bin_dir(tmp_path, {"ssh": FAKE_SSH}),
+        "SSH_LOG": str(log),
+        "FETCHHEADS_OPTS": "-c 10",
+        "HOME": str(tmp_path),  # GNU parallel keeps its state under ~/.parallel
+    }
+    result = subprocess.run(
+        ["bash", str(EXAMPLES / "parallel.sh"), str(hosts), "web1", "web2", "web3"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(r["url"] for r in records) == sorted(urls)  # each target once, none lost
+    assert all(r["ok"] for r in records)
+    assert sorted(log.read_text().split()) == ["web1", "web2", "web3"]
+
+
+def test_the_kubernetes_job_command_shards_by_completion_index(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    text = (EXAMPLES / "kubernetes-job.yaml").read_text()
+
+    def number(pattern: str) -> int:
+        match = re.search(pattern, text)
+        assert match is not None, pattern
+        return int(match.group(1))
+
+    completions = number(r"completions: (\d+)")
+    shards = number(r'name: SHARDS\s+value: "(\d+)"')
+    assert completions == number(r"parallelism: (\d+)") == shards
+    # The container's command: the folded (>-) block under args, joined as YAML joins it.
+    block = text.split("- >-\n", 1)[1].split("volumeMounts:", 1)[0]
+    command = " ".join(line.strip() for line in block.splitlines() if line.strip())
+    assert "JOB_COMPLETION_INDEX" in command
+
+    server = threaded_server(reply(HEAD))
+    hosts, urls = _hosts(tmp_path, server.port, 80)
+    command = command.replace("/targets/hosts.txt", str(hosts))
+    path = _bin_dir(tmp_path, {"pip": "#!/bin/sh\nexit 0\n"})  # the image's pip install
+    records = []
+    for index in range(completions):
+        env = {
+            **os.environ,
+            "PATH": path,
+            "SHARDS": str(shards),
+            "JOB_COMPLETION_INDEX": str(index),
+        }
+        pod = subprocess.run(
+            ["sh", "-c", command], env=env, capture_output=True, timeout=120, check=False
+        )
+        assert pod.returncode == 0, pod.stderr.decode()
+        shard = [json.loads(line) for line in pod.stdout.splitlines()]
+        assert shard, f"pod {index} fetched nothing"
+        records.extend(shard)
+    assert sorted(r["url"] for r in records) == sorted(urls)
