@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+from tests.support import processes
 
 LOADED_ON_DEMAND = (
     "sqlite3",  # --db
@@ -28,3 +32,37 @@ def test_importing_the_command_line_leaves_the_optional_parts_unloaded() -> None
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
     assert loaded == []
+
+
+INTERRUPT_DURING_IMPORT = """
+import os, signal, sys
+
+
+class Interrupt:
+    # Ctrl-C lands while click is being imported, i.e. while fetchheads is still starting
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, Interrupt())
+"""
+
+
+def test_ctrl_c_while_still_starting_ends_quietly(tmp_path: Path) -> None:
+    """The ``fetchheads`` command (``__main__.run``) and ``python -m fetchheads``: a Ctrl-C in
+    the middle of the start-up imports is exit 130 and no traceback, as a moment later."""
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_DURING_IMPORT)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]),
+    }
+    for argv in (
+        [sys.executable, "-m", "fetchheads", "127.0.0.1:1"],
+        [sys.executable, "-c", "from fetchheads.__main__ import run; run()", "127.0.0.1:1"],
+    ):
+        done = processes.start(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = done.communicate(timeout=30)
+        assert (done.returncode, out, err) == (130, b"", b"")
