@@ -304,13 +304,14 @@ def test_workers_with_stderr_closed_still_print_every_record(
     )
 
 
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_second_ctrl_c_gets_out_of_a_stdout_nobody_reads(
-    threaded_server: StartServer, tmp_path: Path, workers: str
+def test_a_second_ctrl_c_or_kill_gets_out_of_a_stdout_nobody_reads(
+    threaded_server: StartServer, tmp_path: Path, workers: str, signum: int, status: int
 ) -> None:
     """Output into a pipe that is not being read: the process sits in write(), where the event
-    loop cannot see a signal. The first Ctrl-C waits for it; a second one must still end the
-    run, with 130."""
+    loop cannot see a signal. The first Ctrl-C (or ``kill``) waits for it; a second one must
+    still end the run, with 130 (143)."""
     server = threaded_server(reply(HEAD))
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("".join(f"127.0.0.1:{server.port}/{n}\n" for n in range(3000)))
@@ -319,14 +320,14 @@ def test_a_second_ctrl_c_gets_out_of_a_stdout_nobody_reads(
         process = spawn("--json", "--workers", workers, "-i", str(hosts), stdout=stdout)
         os.close(stdout)
         wait_until(lambda: "pipe_write" in _waits_in(process.pid), "a write to the full pipe")
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         time.sleep(0.2)  # not a timing assertion: the first one is still waiting, as a user's
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            pytest.fail("two Ctrl-Cs did not end a run whose output was not being read")
-        assert process.returncode == 130
+            pytest.fail("two signals did not end a run whose output was not being read")
+        assert process.returncode == status
     finally:
         os.close(unread)
 

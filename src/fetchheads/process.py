@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 if sys.platform != "win32":  # Windows has no RLIMIT_NOFILE to raise
     import resource
@@ -108,12 +108,15 @@ def stdout_problem() -> str | None:
     return None
 
 
-def on_sigterm(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    """Call ``callback`` in ``loop`` on SIGTERM. (SIGINT is asyncio.Runner's: it cancels the main
-    task and raises KeyboardInterrupt.) Where signals cannot be handled — not the main thread, or
-    no such signal — nothing is installed and SIGTERM keeps its default."""
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGTERM, callback)
+def on_sigterm(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], None], force: Callable[[], NoReturn]
+) -> None:
+    """As ``on_sigint``, for SIGTERM: the first calls ``callback`` in ``loop``, the next (or one
+    once the loop has closed) ``force()`` at once. A loop's own signal handler is never reached
+    while the process sits in a write to a pipe nobody reads (``fetchheads ... | less``, paused):
+    ``kill`` then did nothing at all; a second ``kill`` now ends the process, as Ctrl-C twice
+    does. Where signals cannot be handled, SIGTERM keeps its default."""
+    _on_stop_signal(loop, signal.SIGTERM, callback, force)
 
 
 def on_sigint(
@@ -126,6 +129,15 @@ def on_sigint(
     callback, is never reached while the process sits in a write to a pipe nobody reads. A
     Ctrl-C after the loop has closed (the last write) forces too, until ``ignore_interrupts``.
     Where signals cannot be handled, Runner's handler stays."""
+    _on_stop_signal(loop, signal.SIGINT, callback, force)
+
+
+def _on_stop_signal(
+    loop: asyncio.AbstractEventLoop,
+    signum: int,
+    callback: Callable[[], None],
+    force: Callable[[], NoReturn],
+) -> None:
     seen = False
 
     def handler(signum: int, frame: object) -> None:
@@ -136,7 +148,7 @@ def on_sigint(
         loop.call_soon_threadsafe(callback)
 
     with contextlib.suppress(ValueError):  # not the main thread
-        signal.signal(signal.SIGINT, handler)
+        signal.signal(signum, handler)
 
 
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -168,14 +180,16 @@ def ignore_interrupts() -> None:
 
 @contextlib.contextmanager
 def interrupts_restored() -> Iterator[None]:
-    """SIGINT's handler as it was before, once the block is done (tests run the CLI in-process)."""
-    try:
-        previous = signal.getsignal(signal.SIGINT)
-    except ValueError:
-        previous = None
+    """SIGINT's and SIGTERM's handlers as they were before, once the block is done (tests run
+    the CLI in-process)."""
+    previous: dict[signal.Signals, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):
+            previous[signum] = signal.getsignal(signum)
     try:
         yield
     finally:
-        if previous is not None:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            if handler is not None:
+                with contextlib.suppress(ValueError):
+                    signal.signal(signum, handler)

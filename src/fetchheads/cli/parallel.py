@@ -159,7 +159,11 @@ def execute_parallel(
             state["terminated"] = True
             task.cancel()
 
-        process.on_sigterm(loop, on_sigterm)
+        def terminate() -> NoReturn:  # a second SIGTERM: likewise (see force below)
+            _kill(children, signal.SIGKILL)
+            os._exit(int(ExitStatus.TERMINATED))
+
+        process.on_sigterm(loop, on_sigterm, terminate)
 
         def on_sigint() -> None:
             state["interrupted"] = True

@@ -126,7 +126,7 @@ def execute(
             task.cancel()
 
         sink.set_on_error(stop)
-        process.on_sigterm(loop, on_sigterm)
+        process.on_sigterm(loop, on_sigterm, _terminate)
         process.on_sigint(loop, on_sigint, _quit)
         process.accept_stop_signals()  # held while a --workers worker started
         resolver = make_resolver(config)
@@ -212,6 +212,11 @@ def execute(
 def _quit() -> NoReturn:
     """Ctrl-C twice: go now, even from a write to a stdout nobody reads."""
     os._exit(int(ExitStatus.INTERRUPTED))
+
+
+def _terminate() -> NoReturn:
+    """SIGTERM twice: likewise."""
+    os._exit(int(ExitStatus.TERMINATED))
 
 
 async def _counted(items: AsyncIterator[Item], bar: ProgressLine) -> AsyncIterator[Item]:
