@@ -164,6 +164,7 @@ def test_no_worker_outlives_a_killed_coordinator(
         ["--workers", "2", "--order", "input"],  # one process keeps the input order
         ["--workers", "2", "--rate", "1000"],  # one clock spaces the connections evenly
         ["--workers", "2", "--format", "pretty"],
+        ["--json", "-c", "20"],  # auto: fewer than 25 connections a worker is not worth one
     ],
 )
 def test_runs_that_need_one_process_get_one(
@@ -175,6 +176,22 @@ def test_runs_that_need_one_process_get_one(
     process = spawn("-t", "60", "-i", str(hosts), *args)
     wait_until(lambda: len(stuck.requests) == 1, "the request to the silent server")
     assert children_of(process.pid) == []
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=10)
+    assert process.returncode == 130
+
+
+@pytest.mark.parametrize(("concurrency", "most"), [("100", 4), ("50", 2)])
+def test_auto_forks_one_worker_per_core_and_per_25_connections(
+    threaded_server: StartServer, tmp_path: Path, concurrency: str, most: int
+) -> None:
+    stuck = threaded_server(silent())
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{stuck.port}/{n}\n" for n in range(8)))
+    process = spawn("--json", "-t", "60", "-c", concurrency, "-i", str(hosts))
+    wait_until(lambda: len(stuck.requests) == 8, "the requests to the silent server")
+    expected = min(len(os.sched_getaffinity(0)), most)
+    assert len(children_of(process.pid)) == (expected if expected > 1 else 0)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=10)
     assert process.returncode == 130

@@ -180,7 +180,10 @@ def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
     workers = options["workers"]
     if workers is None:  # auto: a list that may be long, not a few targets typed or given
         long_list = any(source.path is not None for source in sources) and not typing
-        workers = usable_cores() if long_list else 1
+        # At most one per AUTO_CONNECTIONS_PER_WORKER of -c: a low -c waits on the network, not
+        # on a core, and a worker with a handful of connections only adds a process.
+        fair_share = max(1, config.concurrency // AUTO_CONNECTIONS_PER_WORKER)
+        workers = min(usable_cores(), fair_share) if long_list else 1
     workers = min(workers, config.concurrency)  # every worker has at least one connection
     with process.interrupts_restored():  # execute ignores them once the run is over
         status = execute(
@@ -198,6 +201,8 @@ def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
 
 
 WATERFALL_AUTO_TARGETS = 3
+AUTO_CONNECTIONS_PER_WORKER = 25
+"""``--workers auto`` forks no more workers than ``-c`` has 25s (``-c 100``: up to 4)."""
 
 
 def _output_format(output_format: str | None, json_flag: bool) -> str | None:

@@ -86,7 +86,8 @@ def scale_options(command: Any) -> Any:
             show_default=True,
             callback=_workers,
             help="Processes (one event loop each) to spread the run over. auto: one per CPU core "
-            "when targets come from a file or stdin and the output is plain or jsonl; other runs "
+            "(at most one per 25 of -c) when targets come from a file or stdin and the output is "
+            "plain or jsonl; other runs "
             "(pretty, --db, --order input, --rate, --progress, --warn-days) use one.",
         ),
     )
