@@ -197,7 +197,7 @@ def test_auto_forks_one_worker_per_core_and_per_25_connections(
     assert process.returncode == 130
 
 
-@pytest.mark.parametrize("value", ["0", "65", "two", "-1"])
+@pytest.mark.parametrize("value", ["0", "65", "two", "-1", "\u00b2"])  # a digit to isdigit()
 def test_a_bad_worker_count_is_a_usage_error(value: str) -> None:
     process = spawn("--workers", value, "127.0.0.1:1", stdin=subprocess.DEVNULL)
     _, stderr = process.communicate(timeout=30)

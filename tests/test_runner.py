@@ -216,7 +216,7 @@ def test_cli_shards_concatenate_to_the_unsharded_run(
     assert all(parts)  # each machine got some of the work
 
 
-@pytest.mark.parametrize("bad", ["0/3", "4/3", "1", "a/b", "1/0"])
+@pytest.mark.parametrize("bad", ["0/3", "4/3", "1", "a/b", "1/0", "\u00b2/3", "1/\u00b2"])
 def test_a_bad_shard_is_a_usage_error(bad: str) -> None:
     result = CliRunner().invoke(cli, ["--shard", bad, "127.0.0.1"])
     assert result.exit_code == 2

@@ -107,7 +107,7 @@ def parse_dns_server(text: str) -> str:
         ip = ipaddress.ip_address(literal)
     except ValueError:
         raise InputError(f"invalid DNS server {text!r}: give an IP address[:port]") from None
-    if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise InputError(f"invalid port in DNS server {text!r}")
     if port is None:
         return ip.compressed

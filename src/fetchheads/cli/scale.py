@@ -145,7 +145,7 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     if value is None:
         return None
     shard, slash, shards = value.partition("/")
-    if not (slash and shard.isdigit() and shards.isdigit()):
+    if not (slash and value.isascii() and shard.isdigit() and shards.isdigit()):
         raise click.BadParameter(f"expected K/N such as 1/4, got {value!r}")
     k, n = int(shard), int(shards)
     if not 1 <= k <= n:
@@ -158,9 +158,11 @@ MAX_WORKERS = 64
 
 def _workers(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
     """``auto`` -> None (decided once the output is known); else a count from 1 to 64."""
-    if value.strip().lower() == "auto":
+    value = value.strip()
+    if value.lower() == "auto":
         return None
-    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+    # isascii: "²" is a digit to isdigit() but not to int()
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_WORKERS:
         raise click.BadParameter(f"expected 1 to {MAX_WORKERS} or auto, got {value!r}")
     return int(value)
 
