@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from fetchheads.models import ResponseHead, Result
+from fetchheads.render.plain import format_plain
 from tests.support import processes
 from tests.support.servers import ThreadedServer, reply, silent
 from tests.test_process import spawn, wait_until
@@ -293,15 +295,75 @@ def test_ctrl_c_twice_is_still_an_interrupt(
 
 def test_a_worker_that_dies_mid_record_leaves_no_broken_line() -> None:
     """Whatever a killed worker wrote of its last record is not a record: stdout keeps only
-    whole lines (one bad JSON line would stop ``jq`` reading the rest)."""
+    whole records (one bad JSON line would stop ``jq`` reading the rest)."""
     from fetchheads.cli.parallel import _Merge
-    from fetchheads.cli.worker import Worker
+    from fetchheads.cli.worker import Worker, framed
+
+    def record(url: str) -> str:
+        return framed(lambda _: f'{{"url": "{url}"}}\n')(_result(url))
 
     written: list[bytes] = []
     merge = _Merge(Worker(pid=0, feed=-1, output=-1, counts=-1, limit=1), written.append)
-    merge.data_received(b'{"url": "http://a/"}\n{"url": "http://b/", "hea')
+    merge.data_received((record("http://a/") + record("http://b/")[:15]).encode())
     merge.connection_lost(None)
     assert b"".join(written) == b'{"url": "http://a/"}\n'
+
+
+def test_each_targets_plain_lines_stay_together_when_the_output_backs_up(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    """Big heads and a reader that pauses: the workers' pipes fill and are read in pieces. As
+    with one process, each target's plain lines come out together."""
+    headers = b"".join(b"X-H%d: %s\r\n" % (n, b"v" * 100) for n in range(200))
+    server = threaded_server(reply(b"HTTP/1.1 200 OK\r\n" + headers + b"\r\n"))
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{server.port}/{n}\n" for n in range(300)))
+    process = spawn("--format", "plain", "-c", "8", "--workers", "2", "-i", str(hosts))
+    assert process.stdout is not None
+    wait_until(lambda: "pipe_write" in _waits_in(process.pid), "the coordinator's full stdout")
+    workers = children_of(process.pid)
+    wait_until(lambda: any("pipe_write" in _waits_in(pid) for pid in workers), "a full pipe")
+    stdout, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    runs: list[bytes] = []
+    for line in stdout.splitlines():
+        target = line.split(b" ", 1)[0]
+        if not runs or runs[-1] != target:
+            runs.append(target)
+    assert len(runs) == len(set(runs)) == 300
+
+
+def _result(url: str) -> Result:
+    head = ResponseHead(
+        status=200,
+        reason="OK",
+        http_version="HTTP/1.1",
+        headers=tuple((f"X-{n}", "v") for n in range(3)),
+    )
+    return Result(target=url, url=url, head=head)
+
+
+def test_a_plain_record_is_never_split_by_another_workers_lines() -> None:
+    """A worker's pipe read can end between two lines of one target's plain record (a big head,
+    a busy coordinator). The other worker's record must not land in between: one process never
+    splits a target's lines, and two responses of one target could not be told apart."""
+    from fetchheads.cli.parallel import _Merge
+    from fetchheads.cli.worker import Worker, framed
+
+    worker_output = framed(format_plain)
+    first = worker_output(_result("http://a/")).encode()
+    second = worker_output(_result("http://b/")).encode()
+    cut = first.index(b"\n") + 1  # after the status line, before the headers
+    written: list[bytes] = []
+    merges = [
+        _Merge(Worker(pid=0, feed=-1, output=-1, counts=-1, limit=1), written.append)
+        for _ in range(2)
+    ]
+    merges[0].data_received(first[:cut])
+    merges[1].data_received(second)
+    merges[0].data_received(first[cut:])
+    targets = [line.split(b" ", 1)[0] for line in b"".join(written).splitlines()]
+    assert targets == [b"http://b/"] * 4 + [b"http://a/"] * 4
 
 
 def test_workers_with_stderr_closed_still_print_every_record(

@@ -12,8 +12,8 @@ the list, and the first process becomes the coordinator:
   on a slow target is given a handful more, not hundreds, and the others take the rest. A line
   that is not a target is reported by the coordinator;
 * each worker fetches with ``-c``/N connections, and writes its records to a pipe
-  that the coordinator copies to stdout line by line (never a line cut by another's), in
-  completion order, as they finish;
+  that the coordinator copies to stdout record by record (never a record cut by another's:
+  a plain record is several lines), in completion order, as they finish;
 * at the end each worker sends its counts (on the pipe that carried its progress); the summary and
   the exit status are the whole run's.
 
@@ -39,13 +39,14 @@ from typing import NoReturn
 
 from fetchheads import process
 from fetchheads.cli.common import ExitStatus
-from fetchheads.cli.worker import Execute, Worker, fork_worker
+from fetchheads.cli.worker import RECORD_END, Execute, Worker, fork_worker
 from fetchheads.config import Config
 from fetchheads.models import Result
 from fetchheads.render.output import StderrConsole, TextSink
 from fetchheads.render.summary import Summary
 from fetchheads.runner import Source, read_sources, select_shard
 
+_RECORD_END = RECORD_END.encode()
 STAGE_BYTES = 1024
 """Targets for one worker gathered before one write to its pipe."""
 
@@ -95,7 +96,8 @@ class _Counts(asyncio.Protocol):
 
 
 class _Merge(asyncio.Protocol):
-    """A worker's stdout: complete lines go to the coordinator's output as they arrive."""
+    """A worker's stdout: complete records (each ends with ``RECORD_END``) go to the
+    coordinator's output as they arrive, without their ``RECORD_END``."""
 
     def __init__(self, worker: Worker, write: Callable[[bytes], None]) -> None:
         self._worker = worker
@@ -104,17 +106,17 @@ class _Merge(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         data = self._rest + data
-        cut = data.rfind(b"\n") + 1
+        cut = data.rfind(_RECORD_END) + 1
         self._rest = data[cut:]
         if cut:
-            self._write(data[:cut])
+            self._write(data[:cut].replace(_RECORD_END, b""))
 
     def eof_received(self) -> None:
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # A line cut short (a worker killed mid-write) is dropped, not passed on as a broken
-        # record; the worker's death is reported when its counts are found missing.
+        # A record cut short (a worker killed mid-write) is dropped, not passed on broken; the
+        # worker's death is reported when its counts are found missing.
         self._rest = b""
         done = self._worker.done
         if done is not None and not done.done():

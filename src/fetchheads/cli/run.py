@@ -17,6 +17,7 @@ import click
 from fetchheads import process
 from fetchheads.cli.common import ExitStatus
 from fetchheads.cli.scale import make_resolver
+from fetchheads.cli.worker import framed
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.fetch import FetchContext, fetch_one
@@ -30,12 +31,11 @@ from fetchheads.render.summary import Summary
 from fetchheads.runner import Item, Pacer, Source, read_sources, run, select_shard
 
 
-def _make_sink(output_format: str, *, waterfall: bool = False) -> Sink:
+def _make_sink(output_format: str, *, waterfall: bool = False, worker: bool = False) -> Sink:
     stdout: BinaryIO = sys.stdout.buffer
-    if output_format == "jsonl":
-        return TextSink(stdout, format_jsonl)
-    if output_format == "plain":
-        return TextSink(stdout, format_plain)
+    if output_format in ("jsonl", "plain"):
+        formatter = format_jsonl if output_format == "jsonl" else format_plain
+        return TextSink(stdout, framed(formatter) if worker else formatter)
     from rich.console import Console  # the pretty view only
 
     console = Console(highlight=False, markup=False, emoji=False, soft_wrap=False)
@@ -74,7 +74,7 @@ def execute(
     ``workers`` > 1 spreads the run over that many processes (``cli.parallel``), each of which
     calls this with ``worker`` set: no summary and no "interrupted" of its own, its counts added
     to ``summary``, and ``on_result`` called for each target done."""
-    sink = _make_sink(output_format, waterfall=waterfall)
+    sink = _make_sink(output_format, waterfall=waterfall, worker=worker)
     if workers > 1:
         from fetchheads.cli.parallel import execute_parallel
 

@@ -2,7 +2,8 @@
 the coordinator keeps of it, and the credits a worker sends back as it finishes targets.
 
 A worker is an ordinary single-process run (``cli.run.execute``) on new descriptors: stdin is a
-pipe from the coordinator (one target per line), stdout a pipe back to it, and a third pipe
+pipe from the coordinator (one target per line), stdout a pipe back to it (each record followed
+by ``RECORD_END``), and a third pipe
 carries, as it goes, how many targets it has finished (a line of digits) and, last, its counts
 (a JSON object). It is its own process group, and it ends with the coordinator.
 """
@@ -23,12 +24,28 @@ from typing import Any
 
 from fetchheads.cli.common import ExitStatus
 from fetchheads.config import Config
+from fetchheads.models import Result
 from fetchheads.render.summary import Summary
 from fetchheads.runner import STDIN, Source
 
 Execute = Callable[..., ExitStatus]
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+RECORD_END = "\x1e"
+"""Written by a worker after each record: ASCII RS, which neither plain nor jsonl ever writes raw
+(plain shows every control character escaped, JSON escapes all below 0x20). The coordinator
+passes on whole records only: a plain record is several lines, and a pipe read that ends between
+two of them must not let another worker's record in between."""
+
+
+def framed(formatter: Callable[[Result], str]) -> Callable[[Result], str]:
+    """A worker's ``formatter``: each record followed by ``RECORD_END``."""
+
+    def frame(result: Result) -> str:
+        return formatter(result) + RECORD_END
+
+    return frame
 
 
 def read_ahead(concurrency: int) -> int:
