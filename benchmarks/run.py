@@ -138,13 +138,14 @@ def _sample_tree(process: subprocess.Popen[bytes], peak: list[float]) -> None:
     while process.returncode is None:
         peak[0] = max(peak[0], _tree_rss(process.pid) / 1024)
         time.sleep(0.05)
-        try:  # the main thread reaps with wait4; this only notices the end
-            os.kill(process.pid, 0)
-        except ProcessLookupError:
+        # The main thread reaps with wait4; this only notices the end: a zombie, or gone (reaped
+        # at any moment, even between two looks, so one look, its absence caught).
+        try:
+            with open(f"/proc/{process.pid}/stat") as f:
+                if f.read().split(") ", 1)[1].startswith("Z"):
+                    return
+        except FileNotFoundError:
             return
-        with open(f"/proc/{process.pid}/stat") as f:
-            if f.read().split(") ", 1)[1].startswith("Z"):
-                return
 
 
 def count_heads(path: Path) -> int:
