@@ -83,6 +83,18 @@ def test_the_fast_path_writes_the_same_bytes_as_the_encoder(result: Result) -> N
     assert list(json.loads(fast)) == [*RECORD_KEYS, *optional]
 
 
+@given(results)
+@example(Result(target="\x1e", url=None, error=ErrorInfo(ErrorKind.INPUT, "bad \x1e")))
+def test_the_separator_of_a_workers_records_is_never_in_a_record(result: Result) -> None:
+    # --workers frames each record with RECORD_END and passes on whole records: a raw one in a
+    # record would cut it in two.
+    from fetchheads.cli.worker import RECORD_END
+    from fetchheads.render.plain import format_plain
+
+    assert RECORD_END not in format_jsonl(result)
+    assert RECORD_END not in format_plain(result)
+
+
 def test_hostile_text_is_escaped_on_the_fast_path_too() -> None:
     head = ResponseHead("HTTP/1.1", 200, "OK", (("X-Evil", '\x1b[2J\x7f\u202e\u2028"\\'),))
     line = format_jsonl(Result(target="t", url="http://t/", head=head))
