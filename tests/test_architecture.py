@@ -20,6 +20,7 @@ PURE = (
     "fetchheads.targets",
     "fetchheads.request",
     "fetchheads.parse",
+    "fetchheads.parse_whole",
     "fetchheads.models",
     "fetchheads.config",
     "fetchheads.errors",

@@ -62,6 +62,7 @@ import re
 
 from fetchheads.errors import ParseError
 from fetchheads.models import Headers, ResponseHead
+from fetchheads.parse_whole import parse_whole
 
 # --- Limits -------------------------------------------------------------------------------------
 # Real heads are small: the largest seen in the wild (long CSPs, a dozen cookies) stay under 32 KiB.
@@ -104,13 +105,6 @@ _LEADING_BLANK = re.compile(rb"(?:\r?\n)+")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z", re.S)
 _PROTOCOL = b"HTTP/"
 _OWS = b" \t"
-# _parse_whole's status line, on decoded text: [0-9], not \d, which would match any Unicode digit.
-_FAST_STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: (.*))?\Z", re.S)
-_VERSIONS = {str(minor): f"HTTP/1.{minor}" for minor in range(10)}
-# _parse_whole's field lines, on decoded text: CRLF, a token (the characters of _TOKEN), the colon,
-# blanks, and the value up to the next CR (the caller has checked that every CR is part of a CRLF
-# and that there is no NUL).
-_FAST_FIELD_LINE = re.compile(r"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r]*)")
 
 
 def decode_text(raw: bytes | bytearray) -> str:
@@ -316,54 +310,8 @@ class HeadParser:
         return ResponseHead(version, status, reason, decoded)
 
     def _parse_whole(self, data: bytes) -> ResponseHead | None:
-        """The common case in one step, without buffering: the first chunk holds a whole final
-        head with CRLF line ends, valid UTF-8, no folding and nothing the rules below would
-        refuse. ``None`` for anything else, which then takes the general path (that also words
-        every error); so this path accepts exactly what the general one accepts, and parses it
-        the same (``tests/test_parse_fast.py`` holds the two to it). It decodes the block once and
-        works on ``str``, and one regex pass picks out every field line: no Python per line."""
-        limits = self._limits
-        end = data.find(b"\r\n\r\n")
-        if end < 0 or end + 4 > limits.head:
-            return None
-        block = data[:end]
-        crlf = block.count(b"\r\n")
-        if block.count(b"\r") != crlf or block.count(b"\n") != crlf or b"\x00" in block:
-            return None  # a bare CR or LF, or a NUL
-        if crlf > limits.headers:
-            return None
-        try:
-            text = block.decode("utf-8")
-        except UnicodeDecodeError:
-            return None  # Latin-1 somewhere: the general path decodes value by value
-        # Limits are in bytes; a character is 1 byte in an ASCII block, else at most 4.
-        scale = 1 if len(text) == end else 4
-        status_end = text.find("\r\n")
-        status_line = text if status_end < 0 else text[:status_end]
-        match = _FAST_STATUS_LINE.match(status_line)
-        if match is None or len(status_line) * scale + 2 > limits.status_line:
-            return None
-        minor, code, reason = match.groups()
-        status = int(code)
-        if status < 200 and status != 101:
-            return None  # an interim head: the general path keeps it and reads on
-        # One match per valid field line (a line that is not one is skipped, so fewer matches
-        # than lines means "take the general path"); a continuation line starts with SP or HT,
-        # not a token, so it is one of those.
-        fields = _FAST_FIELD_LINE.findall(text, len(status_line))
-        if len(fields) != crlf:
-            return None
-        line_limit = limits.line // scale
-        if len(text) > line_limit and any(
-            len(line) > line_limit for line in text.split("\r\n")[1:]
-        ):
-            return None
-        if " \r" in text or "\t\r" in text or text[-1] in " \t":
-            # Blanks after a value (rare): the regex took the leading ones only.
-            fields = [(name, value.rstrip(" \t")) for name, value in fields]
-        return ResponseHead(
-            _VERSIONS[minor], status, reason.rstrip(" \t") if reason else "", tuple(fields)
-        )
+        """The common case in one step (``parse_whole``); ``None``: take the general path."""
+        return parse_whole(data, self._limits)
 
     def _parse_field_line(
         self, line: bytes, headers: list[tuple[bytes, bytes | bytearray]]
