@@ -8,12 +8,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.servers import ThreadedServer, reply
+import pytest
+
+from tests.support import processes
+from tests.support.servers import ThreadedServer, reply, silent
+from tests.test_process import wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\n\r\n"
@@ -31,7 +36,7 @@ exec bash -c "$*"
 def _bin_dir(tmp_path: Path, scripts: dict[str, str]) -> str:
     """A PATH with ``scripts`` first, then this interpreter's bin (where ``fetchheads`` is)."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     for name, text in scripts.items():
         script = bin_dir / name
         script.write_text(text)
@@ -76,9 +81,8 @@ def test_parallel_sh_runs_one_shard_per_machine_and_they_add_up(
     assert sorted(log.read_text().split()) == ["web1", "web2", "web3"]
 
 
-def test_the_kubernetes_job_command_shards_by_completion_index(
-    threaded_server: StartServer, tmp_path: Path
-) -> None:
+def _job_command(tmp_path: Path) -> tuple[str, int]:
+    """The container's command of examples/kubernetes-job.yaml, and its shard count."""
     text = (EXAMPLES / "kubernetes-job.yaml").read_text()
 
     def number(pattern: str) -> int:
@@ -93,24 +97,72 @@ def test_the_kubernetes_job_command_shards_by_completion_index(
     block = text.split("- >-\n", 1)[1].split("volumeMounts:", 1)[0]
     command = " ".join(line.strip() for line in block.splitlines() if line.strip())
     assert "JOB_COMPLETION_INDEX" in command
+    return command, shards
 
+
+def _pod_env(tmp_path: Path, index: int, shards: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": _bin_dir(tmp_path, {"pip": "#!/bin/sh\nexit 0\n"}),  # the image's pip install
+        "SHARDS": str(shards),
+        "JOB_COMPLETION_INDEX": str(index),
+    }
+
+
+def test_the_kubernetes_job_command_shards_by_completion_index(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    command, shards = _job_command(tmp_path)
     server = threaded_server(reply(HEAD))
     hosts, urls = _hosts(tmp_path, server.port, 80)
+    # A target that fails is a record like any other, not a failed pod: Kubernetes would run
+    # the pod again (backoffLimit), fetching its shard twice into the logs, and fail the Job.
+    refused = "http://127.0.0.1:1/"
+    with hosts.open("a") as f:
+        f.write(refused + "\n")
     command = command.replace("/targets/hosts.txt", str(hosts))
-    path = _bin_dir(tmp_path, {"pip": "#!/bin/sh\nexit 0\n"})  # the image's pip install
     records = []
-    for index in range(completions):
-        env = {
-            **os.environ,
-            "PATH": path,
-            "SHARDS": str(shards),
-            "JOB_COMPLETION_INDEX": str(index),
-        }
+    for index in range(shards):
         pod = subprocess.run(
-            ["sh", "-c", command], env=env, capture_output=True, timeout=120, check=False
+            ["sh", "-c", command],
+            env=_pod_env(tmp_path, index, shards),
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
         assert pod.returncode == 0, pod.stderr.decode()
         shard = [json.loads(line) for line in pod.stdout.splitlines()]
         assert shard, f"pod {index} fetched nothing"
         records.extend(shard)
-    assert sorted(r["url"] for r in records) == sorted(urls)
+    assert sorted(r["url"] for r in records) == sorted([*urls, refused])
+    assert [r["url"] for r in records if not r["ok"]] == [refused]
+    # A run that could not do its job still fails the pod (here a usage error: shard 1 of 0).
+    pod = subprocess.run(
+        ["sh", "-c", command], env=_pod_env(tmp_path, 0, 0), capture_output=True, check=False
+    )
+    assert pod.returncode == 2, pod.stderr.decode()
+
+
+def test_the_kubernetes_job_command_passes_sigterm_on(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    """Deleting the Job sends SIGTERM to the container's first process, the shell: fetchheads
+    must get it (and print what it finished), not be left running until SIGKILL."""
+    command, _ = _job_command(tmp_path)
+    stuck = threaded_server(silent())
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text(f"http://127.0.0.1:{stuck.port}/\n")
+    command = command.replace("/targets/hosts.txt", str(hosts)).replace("-c 500", "-c 1 -t 60")
+    pod = processes.start(
+        ["sh", "-c", command],
+        env=_pod_env(tmp_path, 0, 1),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_until(lambda: len(stuck.requests) == 1, "the request to the silent server")
+    pod.send_signal(signal.SIGTERM)
+    try:
+        pod.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("SIGTERM to the pod's shell did not end fetchheads")
+    assert pod.returncode == 143
