@@ -436,3 +436,47 @@ def test_a_worker_held_up_by_slow_targets_is_given_only_a_few_more(
     first_timeout = next(n for n, r in enumerate(records) if r["error"])
     late = [r for r in records[first_timeout:] if r["ok"]]
     assert len(late) <= 2, f"{len(late)} fast targets waited for the silent ones"
+
+
+FORK_FAILS_SECOND_TIME = """
+import errno, os
+
+_fork = os.fork
+_calls = []
+
+
+def fork():
+    _calls.append(1)
+    if len(_calls) == 2:
+        raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+    return _fork()
+
+
+os.fork = fork
+"""
+
+
+def test_a_worker_that_cannot_be_started_is_a_clear_error_not_an_internal_one(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    """fork() refused (the process limit, memory): say so and suggest one process; no
+    "internal error", and the worker already started does not linger."""
+    server = threaded_server(reply(HEAD))
+    (tmp_path / "sitecustomize.py").write_text(FORK_FAILS_SECOND_TIME)
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text(f"127.0.0.1:{server.port}/\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    process = processes.start(
+        [sys.executable, "-m", "fetchheads", "--json", "--workers", "2", "-i", str(hosts)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert stdout == b""
+    message = stderr.decode()
+    assert "internal error" not in message
+    assert "cannot start worker 2 of 2" in message
+    assert "--workers 1" in message

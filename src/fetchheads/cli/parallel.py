@@ -143,8 +143,18 @@ def execute_parallel(
     shares = _split(config, workers)
     children: list[Worker] = []
     process.hold_stop_signals()  # until main() handles them; each worker likewise
-    for share in shares:
-        children.append(fork_worker(share, output_format, make_tls, execute, children))
+    try:
+        for share in shares:
+            children.append(fork_worker(share, output_format, make_tls, execute, children))
+    except OSError as exc:  # fork() or pipe() refused: the process or descriptor limit, memory
+        _abandon(children)
+        process.accept_stop_signals()
+        stderr.print(
+            f"fetchheads: cannot start worker {len(children) + 1} of {workers}: "
+            f"{exc.strerror or exc}; --workers 1 runs in one process",
+            soft_wrap=True,
+        )
+        return ExitStatus.FAILED
     summary = Summary()
     state = {"terminated": False, "interrupted": False, "killed": False}
 
@@ -238,6 +248,15 @@ def execute_parallel(
     if status is ExitStatus.INTERRUPTED:
         stderr.print("fetchheads: interrupted")
     return status
+
+
+def _abandon(children: list[Worker]) -> None:
+    """End the workers already started, before they were given anything."""
+    _kill(children, signal.SIGKILL)
+    for child in children:
+        for fd in (child.feed, child.output, child.counts):
+            os.close(fd)
+        os.waitpid(child.pid, 0)
 
 
 def _kill(children: list[Worker], signum: int) -> None:
