@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fetchheads.cli import cli
@@ -24,6 +24,7 @@ from fetchheads.targets import (
     LineSplitter,
     OverlongLine,
     parse_target,
+    without_comment,
 )
 from tests.support.servers import ThreadedServer, reply
 
@@ -210,6 +211,7 @@ def split_lines(data: bytes, cuts: list[int]) -> list[tuple[int, str | OverlongL
     st.booleans(),
     st.lists(st.integers(min_value=0, max_value=MAX_LINE_CHARS * 20), max_size=8),
 )
+@example(lines=[b"\x00\t#", b"h:80 # staging"], eol=b"\n", final_eol=False, cuts=[])
 def test_lines_are_the_same_however_the_input_is_cut(
     lines: list[bytes], eol: bytes, final_eol: bool, cuts: list[int]
 ) -> None:
@@ -226,4 +228,5 @@ def test_lines_are_the_same_however_the_input_is_cut(
         else:
             if index == 0:  # a BOM is dropped at the start of the input only
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
-            assert line == raw.decode("utf-8", "replace").strip()
+            # An inline comment (whitespace, then '#') is cut, as in /etc/hosts.
+            assert line == without_comment(raw.decode("utf-8", "replace").strip())
