@@ -7,6 +7,9 @@
 # password prompt. The list is sent to every machine on stdin; each keeps only its own shard (a
 # stable hash of every target's URL, so no seed is shared), and the shards' JSON Lines are
 # disjoint and together cover the whole list: they concatenate into one file as they arrive.
+# Exit status (GNU parallel's): 0 when every machine's run had every target fetched, else the
+# number of machines whose run did not (fetchheads exits 1 when any target failed, and that
+# machine's records are all there all the same).
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
