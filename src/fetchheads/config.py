@@ -15,7 +15,6 @@ FORMATS = ("pretty", "plain", "jsonl")
 ORDERS = ("completion", "input")
 METHODS = ("GET", "HEAD")
 LOOPS = ("auto", "asyncio", "uvloop")
-IP_VERSIONS = ("any", "4", "6")
 
 DEFAULT_CONCURRENCY = 100
 DEFAULT_TIMEOUT = 10.0

@@ -318,19 +318,22 @@ def _san_value(kind: str, value: str) -> str:
     return value
 
 
+_SHORT_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "countryName": "C",
+    "organizationalUnitName": "OU",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+}
+"""Certificate name attributes as OpenSSL abbreviates them."""
+
+
 def _format_name(name: object) -> str | None:
     """``((('commonName', 'x'),), ...)`` -> ``CN=x, O=...``."""
     if not isinstance(name, tuple):
         return None
-    short = {
-        "commonName": "CN",
-        "organizationName": "O",
-        "countryName": "C",
-        "organizationalUnitName": "OU",
-        "localityName": "L",
-        "stateOrProvinceName": "ST",
-    }
-    parts = [f"{short.get(key, key)}={value}" for rdn in name for key, value in rdn]
+    parts = [f"{_SHORT_NAMES.get(key, key)}={value}" for rdn in name for key, value in rdn]
     return ", ".join(parts) or None
 
 

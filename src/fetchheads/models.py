@@ -70,14 +70,10 @@ class Target:
     line: int | None = None  # line number in the input file, when it came from one
 
     @property
-    def is_ipv6(self) -> bool:
-        return ":" in self.host
-
-    @property
     def authority(self) -> str:
         """``host[:port]`` as the Host header and URLs want it (port omitted when default)."""
         host = self.host
-        if ":" in host:  # is_ipv6, spelled out: this runs twice per target
+        if ":" in host:  # an IPv6 literal
             host = f"[{host}]"
         if DEFAULT_PORTS.get(self.scheme) == self.port:
             return host

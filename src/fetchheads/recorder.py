@@ -215,11 +215,6 @@ class SnapshotSession:
     def error(self) -> StoreError | None:
         return self._recorder.error if self._recorder is not None else None
 
-    @property
-    def baseline(self) -> bool:
-        """This ``--changes`` run found no snapshot at all and printed none."""
-        return self._baseline
-
     def start(self, config: Config) -> None:
         if self.store is not None:
             self._baseline = self.options.changes and not self.store.has_snapshots()

@@ -171,21 +171,13 @@ def execute_parallel(
             state["terminated"] = True
             task.cancel()
 
-        def terminate() -> NoReturn:  # a second SIGTERM: likewise (see force below)
-            _kill(children, signal.SIGKILL)
-            os._exit(int(ExitStatus.TERMINATED))
-
-        process.on_sigterm(loop, on_sigterm, terminate)
-
         def on_sigint() -> None:
             state["interrupted"] = True
             task.cancel()
 
-        def force() -> NoReturn:  # a second Ctrl-C: end the workers and go, even mid-write
-            _kill(children, signal.SIGKILL)
-            os._exit(int(ExitStatus.INTERRUPTED))
-
-        process.on_sigint(loop, on_sigint, force)
+        # A second SIGTERM or Ctrl-C: end the workers and go, even from a write that is stuck.
+        process.on_sigterm(loop, on_sigterm, lambda: _go_now(children, ExitStatus.TERMINATED))
+        process.on_sigint(loop, on_sigint, lambda: _go_now(children, ExitStatus.INTERRUPTED))
 
         def stop() -> None:
             task.cancel()
@@ -236,7 +228,7 @@ def execute_parallel(
         _kill(children, signal.SIGKILL)
     finally:
         process.accept_stop_signals()
-    sink.close()  # a last write, which may block: Ctrl-C still gets out (force)
+    sink.close()  # a last write, which may block: Ctrl-C still gets out (_go_now)
     process.ignore_interrupts()
     failures = _collect(children, summary)
     status = _status(summary, state, failures, stderr)
@@ -257,6 +249,11 @@ def _abandon(children: list[Worker]) -> None:
         for fd in (child.feed, child.output, child.counts):
             os.close(fd)
         os.waitpid(child.pid, 0)
+
+
+def _go_now(children: list[Worker], status: ExitStatus) -> NoReturn:
+    _kill(children, signal.SIGKILL)
+    os._exit(int(status))
 
 
 def _kill(children: list[Worker], signum: int) -> None:
@@ -348,7 +345,8 @@ def _gone(child: Worker) -> bool:
 
 
 def _flush(child: Worker) -> None:
-    if child.stage and child.transport is not None and not child.transport.is_closing():
+    if child.stage and not _gone(child):
+        assert child.transport is not None
         child.transport.write(b"".join(child.stage))
     child.stage.clear()
     child.staged = 0
@@ -365,10 +363,7 @@ def _collect(children: list[Worker], summary: Summary) -> list[str]:
             how = f"signal {-code}" if code < 0 else f"exit status {code}"
             failures.append(f"worker {n} ended ({how}) before it counted its targets")
             continue
-        summary.targets += counts["targets"]
-        summary.ok += counts["ok"]
-        summary.failed_by_kind.update(counts["failed_by_kind"])
-        summary.statuses.update({int(k): v for k, v in counts["statuses"].items()})
+        summary.add_counts(counts)
     return failures
 
 

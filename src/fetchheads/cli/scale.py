@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from fetchheads.cli.common import positive_float
+from fetchheads.cli.common import option_group, positive_float
 from fetchheads.config import Config
 from fetchheads.errors import InputError
 from fetchheads.resolve import FAMILIES, Resolver, parse_dns_server, parse_resolve
@@ -91,9 +91,7 @@ def scale_options(command: Any) -> Any:
             "(pretty, --db, --order input, --rate, --progress, --warn-days) use one.",
         ),
     )
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return option_group(*options)(command)
 
 
 def _family(version: str) -> Any:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from fetchheads.changes import ignored_names
-from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float
+from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float, option_group
 from fetchheads.errors import StoreError
 from fetchheads.lookback import history, parse_when, pick, target_keys
 from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
@@ -77,9 +77,7 @@ def snapshot_options(command: Any) -> Any:
             "status is then 3 (when nothing failed).",
         ),
     )
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return option_group(*options)(command)
 
 
 def _lookback_options(command: Any) -> Any:
@@ -96,9 +94,7 @@ def _lookback_options(command: Any) -> Any:
             help="Scheme of a TARGET given without one, as it was fetched.",
         ),
     )
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return option_group(*options)(command)
 
 
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -137,14 +137,7 @@ def fork_worker(
                 on_result=Credits(counts_w).add,
             )
             sys.stdout.flush()
-            counts = {
-                "targets": summary.targets,
-                "ok": summary.ok,
-                "failed_by_kind": dict(summary.failed_by_kind),
-                "statuses": {str(k): v for k, v in summary.statuses.items()},
-                "status": int(status),
-            }
-            os.write(counts_w, json.dumps(counts).encode())
+            os.write(counts_w, json.dumps(summary.to_counts()).encode())
         except BrokenPipeError:
             pass  # the coordinator is gone (killed): there is no one left to tell
         except BaseException:  # a bug in a worker: say so once, as main() would

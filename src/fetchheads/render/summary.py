@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from typing import Any
 
 from fetchheads.models import Result
 
@@ -25,6 +26,22 @@ class Summary:
     @property
     def failed(self) -> int:
         return self.targets - self.ok
+
+    def to_counts(self) -> dict[str, Any]:
+        """The counts as JSON can carry them (a ``--workers`` worker sends them this way)."""
+        return {
+            "targets": self.targets,
+            "ok": self.ok,
+            "failed_by_kind": dict(self.failed_by_kind),
+            "statuses": {str(status): n for status, n in self.statuses.items()},
+        }
+
+    def add_counts(self, counts: dict[str, Any]) -> None:
+        """Add another run's ``to_counts()`` to these."""
+        self.targets += counts["targets"]
+        self.ok += counts["ok"]
+        self.failed_by_kind.update(counts["failed_by_kind"])
+        self.statuses.update({int(status): n for status, n in counts["statuses"].items()})
 
     def add(self, result: Result) -> None:
         self.targets += 1
