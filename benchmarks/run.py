@@ -70,11 +70,10 @@ def ensure_nginx() -> str:
         print("nginx missing: apt-get install nginx-light", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx-light"],
-            check=True,
-            env=env,
-        )
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends"]
+        # nginx-light is gone from the newest releases (Debian 13): nginx there, as .ci/run does.
+        if subprocess.run([*install, "nginx-light"], check=False, env=env).returncode != 0:
+            subprocess.run([*install, "nginx"], check=True, env=env)
         return find_nginx()
 
 
@@ -109,7 +108,8 @@ def measure(
             sampler.start()
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
-        if sampler is not None and tree is not None:
+        if sampler is not None:
+            assert tree is not None
             sampler.join()
             tree.append(peak[0])
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -135,7 +135,7 @@ def _tree_rss(pid: int) -> int:
 
 
 def _sample_tree(process: subprocess.Popen[bytes], peak: list[float]) -> None:
-    while process.returncode is None:
+    while True:  # until the process has ended (the main thread reaps it)
         peak[0] = max(peak[0], _tree_rss(process.pid) / 1024)
         time.sleep(0.05)
         # The main thread reaps with wait4; this only notices the end: a zombie, or gone (reaped
@@ -149,8 +149,15 @@ def _sample_tree(process: subprocess.Popen[bytes], peak: list[float]) -> None:
 
 
 def count_heads(path: Path) -> int:
+    """200 responses in a tool's output: JSON records with status 200, or ``HTTP/x 200`` lines
+    (not any line with "200" somewhere in it: a port, a URL or a timing would count a failure)."""
     with open(path, "rb") as f:
-        return sum(1 for line in f if line.startswith((b"HTTP/", b'{"target"')) and b"200" in line)
+        return sum(
+            1
+            for line in f
+            if (line.startswith(b'{"target"') and b'"status": 200,' in line)
+            or (line.startswith(b"HTTP/") and line.split(b" ", 2)[1:2] == [b"200"])
+        )
 
 
 def machine() -> str:

@@ -81,7 +81,7 @@ def test_parallel_sh_runs_one_shard_per_machine_and_they_add_up(
     assert sorted(log.read_text().split()) == ["web1", "web2", "web3"]
 
 
-def _job_command(tmp_path: Path) -> tuple[str, int]:
+def _job_command() -> tuple[str, int]:
     """The container's command of examples/kubernetes-job.yaml, and its shard count."""
     text = (EXAMPLES / "kubernetes-job.yaml").read_text()
 
@@ -112,7 +112,7 @@ def _pod_env(tmp_path: Path, index: int, shards: int) -> dict[str, str]:
 def test_the_kubernetes_job_command_shards_by_completion_index(
     threaded_server: StartServer, tmp_path: Path
 ) -> None:
-    command, shards = _job_command(tmp_path)
+    command, shards = _job_command()
     server = threaded_server(reply(HEAD))
     hosts, urls = _hosts(tmp_path, server.port, 80)
     # A target that fails is a record like any other, not a failed pod: Kubernetes would run
@@ -148,7 +148,7 @@ def test_the_kubernetes_job_command_passes_sigterm_on(
 ) -> None:
     """Deleting the Job sends SIGTERM to the container's first process, the shell: fetchheads
     must get it (and print what it finished), not be left running until SIGKILL."""
-    command, _ = _job_command(tmp_path)
+    command, _ = _job_command()
     stuck = threaded_server(silent())
     hosts = tmp_path / "hosts.txt"
     hosts.write_text(f"http://127.0.0.1:{stuck.port}/\n")

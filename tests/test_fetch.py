@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 from collections.abc import Callable
 
 import pytest
@@ -20,8 +18,8 @@ from tests.support.servers import (
     Handler,
     LoopbackServer,
     ThreadedServer,
-    read_request_head,
     reply,
+    reset,
     silent,
 )
 
@@ -183,13 +181,7 @@ async def test_an_empty_reply_is_kind_protocol() -> None:
 
 
 async def test_a_reset_before_any_byte_is_kind_connect() -> None:
-    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request_head(reader)
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
-
-    result = await fetch(reset)
+    result = await fetch(reset())
     assert result.error is not None
     assert result.error.kind == ErrorKind.CONNECT
     assert "reset" in result.error.message

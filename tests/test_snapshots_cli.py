@@ -266,11 +266,11 @@ def test_six_overlapping_processes_lose_no_row_and_fail_none(
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("".join(f"{target}/{n}\n" for n in range(200)))
     db = tmp_path / "heads.db"  # not created yet: the six race to create it too
-    processes = [
+    writers = [
         run_cli("--db", str(db), "--changes", "-q", "-c", "20", "-i", str(hosts)) for _ in range(6)
     ]
-    outcomes = [(p.wait(timeout=60), p.stderr.read()) for p in processes if p.stderr]
-    for p in processes:
+    outcomes = [(p.wait(timeout=60), p.stderr.read()) for p in writers if p.stderr]
+    for p in writers:
         assert p.stdout is not None
         p.stdout.close()
         assert p.stderr is not None
