@@ -1,7 +1,19 @@
-"""fetchheads against its peers on one loopback nginx: ``python benchmarks/run.py --targets 10000``.
+"""fetchheads against its peers on loopback: ``python benchmarks/run.py --regimes all``.
 
-Starts nginx on 127.0.0.1 (``apt-get install nginx-light`` when it is missing), writes N distinct
-URLs, and runs on that same list, alternating, ``--rounds`` times each:
+Starts nginx on 127.0.0.1 (``apt-get install nginx-light`` when it is missing; http, and https
+with a test CA's certificate), writes N distinct URLs, and runs every tool on that same list,
+alternating the order each round, ``--rounds`` times. Regimes (``--regimes http,https,latency``):
+
+* http      10,000 URLs (``--targets``) at ``-c 100``: every peer below.
+* https     3,000 URLs (``--https-targets``), certificates verified against the test CA
+            (``--cacert``): fetchheads, fetchheads-1 and curl.
+* latency   5,000 URLs (``--latency-targets``) to benchmarks/delay_server.py, which answers every
+            request ``--delay`` (200 ms) late from several processes on one port, at ``-c 1000``
+            and ``-c 5000`` (``--latency-concurrency``): what counts is how many targets stay in
+            flight. Each tool's ideal, ceil(N / in flight) x delay, is printed beside it (start-up
+            not included); curl keeps at most 300 in flight whatever ``--parallel-max`` says.
+
+The tools:
 
 * fetchheads   ``fetchheads --json -q -c C -i urls.txt > out`` (``--workers auto``: one process
                per core), and ``fetchheads-1``, the same with ``--workers 1`` (one process)
@@ -12,7 +24,7 @@ URLs, and runs on that same list, alternating, ``--rounds`` times each:
                the asyncio loop and on uvloop
 
 and prints, per tool, the median wall time, targets/s, peak RSS (``os.wait4``) and CPU time, and
-the ratio fetchheads/curl. Every tool's output is checked to hold N response heads.
+fetchheads/curl in wall time and CPU. Every tool's output is checked to hold N response heads.
 
 ``--dns`` adds the DNS case: N_DNS names through a loopback DNS server that answers after 100 ms,
 ``--dns-servers`` at ``-c 200``. ``--memory N`` adds two runs of N targets streamed on stdin
@@ -23,6 +35,7 @@ PSS of them all. Loopback only: nothing here leaves 127.0.0.0/8.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import resource
@@ -59,6 +72,12 @@ http {{
         listen 127.0.0.1:{port} backlog=4096;
         root {w}/www;
     }}
+    server {{
+        listen 127.0.0.1:{tls_port} ssl backlog=4096;
+        ssl_certificate {w}/cert.pem;
+        ssl_certificate_key {w}/key.pem;
+        root {w}/www;
+    }}
 }}
 """
 
@@ -77,18 +96,28 @@ def ensure_nginx() -> str:
         return find_nginx()
 
 
-def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    """nginx on 127.0.0.1: http on the first port, https (a trustme CA's certificate for
+    127.0.0.1, the CA in ``workdir/ca.pem``) on the second."""
+    import trustme  # the test extra; only the benchmark's https server needs it
+
     (workdir / "tmp").mkdir()
     (workdir / "www").mkdir()
     (workdir / "www" / "index.html").write_text("hello from nginx\n")
-    port = free_port()
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(workdir / "ca.pem"))
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.private_key_pem.write_to_path(str(workdir / "key.pem"))
+    leaf.cert_chain_pems[0].write_to_path(str(workdir / "cert.pem"))
+    port, tls_port = free_port(), free_port()
     conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(w=workdir, port=port))
+    conf.write_text(NGINX_CONF.format(w=workdir, port=port, tls_port=tls_port))
     process = subprocess.Popen(
         [ensure_nginx(), "-c", str(conf), "-p", str(workdir), "-e", str(workdir / "error.log")]
     )
     wait_for_port(port)
-    return process, port
+    wait_for_port(tls_port)
+    return process, port, tls_port
 
 
 def measure(
@@ -181,124 +210,151 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
 
+PEERS = "fetchheads,fetchheads-1,curl,aiohttp,streams,streams-uvloop"
+REGIMES = ("http", "https", "latency")
+CURL_PARALLEL_MAX = 300
+"""curl clamps ``--parallel-max`` to 300: above that it keeps 300 transfers in flight."""
+
+
+def fetchheads_argv(python: str, c: int, urls: Path, *extra: str) -> list[str]:
+    return [python, "-m", "fetchheads", "--json", "-q", "-c", str(c), *extra, "-i", str(urls)]
+
+
+def curl_argv(c: int, config: Path, *extra: str) -> list[str]:
+    parallel = str(min(c, CURL_PARALLEL_MAX))
+    return ["curl", "--parallel", "--parallel-max", parallel, "--http1.0", "-sS", "-D", "-",
+            *extra, "-K", str(config)]  # fmt: skip
+
+
+def write_lists(work: Path, name: str, urls: list[str]) -> tuple[Path, Path]:
+    """The same URLs as a fetchheads input file and a curl config (bodies to /dev/null)."""
+    listing = work / f"{name}.txt"
+    listing.write_text("".join(f"{url}\n" for url in urls))
+    config = work / f"{name}.curl"
+    config.write_text("".join(f'url = "{url}"\noutput = "/dev/null"\n' for url in urls))
+    return listing, config
+
+
+def compare(
+    title: str,
+    commands: dict[str, list[str]],
+    *,
+    targets: int,
+    rounds: int,
+    work: Path,
+    ideal: dict[str, float] | None = None,
+) -> None:
+    """Run every command ``rounds`` times, alternating the order each round; print the medians
+    (and, for a latency-bound regime, each tool's ideal time and how far it is from it) and
+    fetchheads/curl per round."""
+    tools = list(commands)
+    samples: dict[str, list[tuple[float, float, float]]] = {t: [] for t in tools}
+    print(f"\n## {title}", flush=True)
+    for round_ in range(rounds):
+        order = tools[round_ % len(tools) :] + tools[: round_ % len(tools)]
+        for tool in order:
+            out = work / f"{tool}.out"
+            sample = measure(commands[tool], stdout=out)
+            got = count_heads(out)
+            if got != targets:  # a tool that skipped work would look fast
+                print(f"warning: {tool} got {got} of {targets} heads", flush=True)
+            samples[tool].append(sample)
+        print(
+            f"round {round_ + 1}/{rounds}: "
+            + ", ".join(f"{t} {samples[t][-1][0]:.2f}s" for t in tools),
+            flush=True,
+        )
+    head = "| tool | wall s | targets/s | peak RSS MiB | CPU s |"
+    rule = "|---|---:|---:|---:|---:|"
+    if ideal is not None:
+        head += " ideal s | wall/ideal |"
+        rule += "---:|---:|"
+    print(f"\n{targets} targets, median of {rounds} rounds\n{head}\n{rule}")
+    medians = {}
+    for tool in tools:
+        wall = statistics.median(s[0] for s in samples[tool])
+        rss = max(s[1] for s in samples[tool])
+        cpu = statistics.median(s[2] for s in samples[tool])
+        medians[tool] = (wall, cpu)
+        row = f"| {tool} | {wall:.2f} | {targets / wall:,.0f} | {rss:.1f} | {cpu:.2f} |"
+        if ideal is not None:
+            row += f" {ideal[tool]:.2f} | {wall / ideal[tool]:.2f} |"
+        print(row)
+    for name in ("fetchheads", "fetchheads-1"):
+        if name in medians and "curl" in medians:
+            ratios = [f[0] / k[0] for f, k in zip(samples[name], samples["curl"], strict=True)]
+            print(
+                f"{name}/curl: wall {medians[name][0] / medians['curl'][0]:.2f}, "
+                f"CPU {medians[name][1] / medians['curl'][1]:.2f} (medians); wall per round: "
+                + ", ".join(f"{r:.2f}" for r in ratios)
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--concurrency", "-c", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tools", default=PEERS, help="for the http regime")
     parser.add_argument(
-        "--tools", default="fetchheads,fetchheads-1,curl,aiohttp,streams,streams-uvloop"
+        "--regimes",
+        default="http",
+        help=f"comma-separated, of {', '.join(REGIMES)}; 'all' for every one (default: http)",
     )
+    parser.add_argument("--https-targets", type=int, default=3_000)
+    parser.add_argument("--latency-targets", type=int, default=5_000)
+    parser.add_argument("--latency-concurrency", default="1000,5000", metavar="C[,C]")
+    parser.add_argument("--delay", type=float, default=0.2, help="latency regime, seconds")
     parser.add_argument("--dns", type=int, default=0, metavar="N_DNS", help="names, e.g. 1000")
     parser.add_argument("--memory", type=int, default=0, metavar="N", help="e.g. 1000000")
     args = parser.parse_args()
+    regimes = REGIMES if args.regimes == "all" else tuple(args.regimes.split(","))
+    unknown = set(regimes) - set(REGIMES)
+    if unknown:
+        parser.error(f"unknown regime {', '.join(sorted(unknown))}: choose from {REGIMES}")
     raise_nofile()
     python = sys.executable
     here = Path(__file__).resolve().parent
     with tempfile.TemporaryDirectory(prefix="fetchheads-bench-") as tmp:
         work = Path(tmp)
-        nginx, port = start_nginx(work)
+        nginx, port, tls_port = start_nginx(work)
         try:
             print(f"machine: {machine()}")
             print(
                 f"nginx: 1 worker, worker_connections 16384, access_log off, backlog 4096; "
                 f"RLIMIT_NOFILE {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}"
             )
-            urls = work / "urls.txt"
-            urls.write_text(
-                "".join(f"http://127.0.0.1:{port}/?i={i}\n" for i in range(args.targets))
-            )
-            curl_cfg = work / "urls.curl"
-            curl_cfg.write_text(
-                "".join(
-                    f'url = "http://127.0.0.1:{port}/?i={i}"\noutput = "/dev/null"\n'
-                    for i in range(args.targets)
+            if "http" in regimes:
+                urls, curl_cfg = write_lists(
+                    work, "http", [f"http://127.0.0.1:{port}/?i={i}" for i in range(args.targets)]
                 )
-            )
-            c = str(args.concurrency)
-            commands = {
-                "fetchheads": [
-                    python,
-                    "-m",
-                    "fetchheads",
-                    "--json",
-                    "-q",
-                    "-c",
-                    c,
-                    "-i",
-                    str(urls),
-                ],
-                "fetchheads-1": [
-                    python,
-                    "-m",
-                    "fetchheads",
-                    "--json",
-                    "-q",
-                    "--workers",
-                    "1",
-                    "-c",
-                    c,
-                    "-i",
-                    str(urls),
-                ],
-                "curl": [
-                    "curl",
-                    "--parallel",
-                    "--parallel-max",
-                    c,
-                    "--http1.0",
-                    "-sS",
-                    "-D",
-                    "-",
-                    "-K",
-                    str(curl_cfg),
-                ],
-                "aiohttp": [python, str(here / "peer_aiohttp.py"), str(urls), c],
-                "streams": [python, str(here / "peer_streams.py"), str(urls), c, "asyncio"],
-                "streams-uvloop": [python, str(here / "peer_streams.py"), str(urls), c, "uvloop"],
-            }
-            tools = [t for t in args.tools.split(",") if t]
-            samples: dict[str, list[tuple[float, float, float]]] = {t: [] for t in tools}
-            for round_ in range(args.rounds):
-                order = tools[round_ % len(tools) :] + tools[: round_ % len(tools)]
-                for tool in order:
-                    out = work / f"{tool}.out"
-                    sample = measure(commands[tool], stdout=out)
-                    got = count_heads(out)
-                    if got != args.targets:  # a tool that skipped work would look fast
-                        print(f"warning: {tool} got {got} of {args.targets} heads", flush=True)
-                    samples[tool].append(sample)
-                print(
-                    f"round {round_ + 1}/{args.rounds}: "
-                    + ", ".join(f"{t} {samples[t][-1][0]:.2f}s" for t in tools),
-                    flush=True,
+                c = args.concurrency
+                every = {
+                    "fetchheads": fetchheads_argv(python, c, urls),
+                    "fetchheads-1": fetchheads_argv(python, c, urls, "--workers", "1"),
+                    "curl": curl_argv(c, curl_cfg),
+                    "aiohttp": [python, str(here / "peer_aiohttp.py"), str(urls), str(c)],
+                    "streams": [python, str(here / "peer_streams.py"), str(urls), str(c)],
+                    "streams-uvloop": [
+                        python,
+                        str(here / "peer_streams.py"),
+                        str(urls),
+                        str(c),
+                        "uvloop",
+                    ],
+                }
+                chosen = {t: every[t] for t in args.tools.split(",") if t}
+                compare(
+                    f"http: nginx on loopback, -c {c}",
+                    chosen,
+                    targets=args.targets,
+                    rounds=args.rounds,
+                    work=work,
                 )
-            print()
-            print(f"{args.targets} targets, -c {args.concurrency}, median of {args.rounds} rounds")
-            print("| tool | wall s | targets/s | peak RSS MiB | CPU s |")
-            print("|---|---:|---:|---:|---:|")
-            medians = {}
-            for tool in tools:
-                wall = statistics.median(s[0] for s in samples[tool])
-                rss = max(s[1] for s in samples[tool])
-                cpu = statistics.median(s[2] for s in samples[tool])
-                medians[tool] = wall
-                print(
-                    f"| {tool} | {wall:.2f} | {args.targets / wall:,.0f} | {rss:.1f} | {cpu:.2f} |"
-                )
-            if "fetchheads" in medians and "curl" in medians:
-                ratios = [
-                    f[0] / k[0] for f, k in zip(samples["fetchheads"], samples["curl"], strict=True)
-                ]
-                print(
-                    f"\nfetchheads/curl: {medians['fetchheads'] / medians['curl']:.2f} "
-                    f"(medians); per round: {', '.join(f'{r:.2f}' for r in ratios)}"
-                )
-            if "fetchheads-1" in medians and "curl" in medians:
-                print(
-                    "fetchheads-1/curl (one process): "
-                    f"{medians['fetchheads-1'] / medians['curl']:.2f} (medians)"
-                )
+            if "https" in regimes:
+                https_case(work, tls_port, args)
+            if "latency" in regimes:
+                latency_case(work, args)
             if args.dns:
                 dns_case(work, port, args.dns)
             if args.memory:
@@ -307,6 +363,75 @@ def main() -> None:
         finally:
             nginx.terminate()
             nginx.wait()
+
+
+def https_case(work: Path, tls_port: int, args: argparse.Namespace) -> None:
+    """https to the same nginx, certificate verified against the test CA by every tool."""
+    n, c = args.https_targets, args.concurrency
+    urls, curl_cfg = write_lists(
+        work, "https", [f"https://127.0.0.1:{tls_port}/?i={i}" for i in range(n)]
+    )
+    ca = str(work / "ca.pem")
+    python = sys.executable
+    commands = {
+        "fetchheads": fetchheads_argv(python, c, urls, "--cacert", ca),
+        "fetchheads-1": fetchheads_argv(python, c, urls, "--cacert", ca, "--workers", "1"),
+        "curl": curl_argv(c, curl_cfg, "--cacert", ca),
+    }
+    compare(
+        f"https: nginx on loopback, test CA, -c {c}",
+        commands,
+        targets=n,
+        rounds=args.rounds,
+        work=work,
+    )
+
+
+def latency_case(work: Path, args: argparse.Namespace) -> None:
+    """Every answer ``--delay`` late, from a server of several processes on one port: what counts
+    is how many targets a tool keeps in flight. The ideal is ceil(N / in-flight) x delay."""
+    port = free_port()
+    processes = max(2, os.cpu_count() or 2)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("delay_server.py")),
+            str(port),
+            str(args.delay),
+            str(processes),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise SystemExit("the delay server did not start")
+        n = args.latency_targets
+        urls, curl_cfg = write_lists(
+            work, "latency", [f"http://127.0.0.1:{port}/?i={i}" for i in range(n)]
+        )
+        python = sys.executable
+        for c in (int(value) for value in args.latency_concurrency.split(",")):
+            commands = {
+                "fetchheads": fetchheads_argv(python, c, urls),
+                "fetchheads-1": fetchheads_argv(python, c, urls, "--workers", "1"),
+                "curl": curl_argv(c, curl_cfg),
+            }
+            in_flight = {"curl": min(c, CURL_PARALLEL_MAX)}
+            ideal = {t: math.ceil(n / in_flight.get(t, c)) * args.delay for t in commands}
+            compare(
+                f"latency: every answer {args.delay * 1000:.0f} ms late ({processes} server "
+                f"processes), -c {c} (curl: --parallel-max {in_flight['curl']})",
+                commands,
+                targets=n,
+                rounds=args.rounds,
+                work=work,
+                ideal=ideal,
+            )
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def dns_case(work: Path, port: int, names: int) -> None:

@@ -1,0 +1,106 @@
+"""A loopback HTTP server that answers every request after a fixed delay: the latency-bound regime.
+
+``python benchmarks/delay_server.py PORT DELAY PROCESSES`` forks PROCESSES processes that all
+listen on 127.0.0.1:PORT (``SO_REUSEPORT``: the kernel spreads connections over them), each an
+event loop (uvloop where installed) that reads a request head, waits DELAY seconds on a timer —
+no thread, no task per connection — writes a small HTTP/1.0 response and closes. Thousands of
+connections wait at once at little CPU cost, so the server is not what limits a client at
+``-c 5000``. Prints ``ready`` once every process listens; ends on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: delay\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+    b"Connection: close\r\n\r\nok\n"
+)
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+class Delayed(asyncio.Protocol):
+    def __init__(self, delay: float) -> None:
+        self._delay = delay
+        self._seen = b""
+        self._transport: asyncio.WriteTransport | None = None
+        self._answered = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # a stream transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._answered:
+            return
+        self._seen = (self._seen + data)[-4:]
+        if b"\r\n\r\n" in self._seen or b"\n\n" in self._seen:
+            self._answered = True
+            asyncio.get_running_loop().call_later(self._delay, self._answer)
+
+    def _answer(self) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(RESPONSE)
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+
+def listening_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(8192)
+    return sock
+
+
+def serve(sock: socket.socket, delay: float) -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: Delayed(delay), sock=sock, backlog=8192)
+        stop = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
+        async with server:
+            await stop
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    port, delay, processes = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+    sockets = [listening_socket(port) for _ in range(processes)]  # all bound before any accepts
+    children = []
+    for sock in sockets:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+                serve(sock, delay)
+            finally:
+                os._exit(0)
+        children.append(pid)
+        sock.close()
+    print("ready", flush=True)
+    signal.sigwait(STOP_SIGNALS)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # taken by sigwait, not by a handler
+    main()
