@@ -34,6 +34,8 @@ PURE = (
     "fetchheads.render.summary",
     "fetchheads.render.changes",
     "fetchheads.render.history",
+    "fetchheads.render.fields",
+    "fetchheads.render.tabular",
 )
 
 
