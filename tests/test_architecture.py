@@ -36,6 +36,7 @@ PURE = (
     "fetchheads.render.history",
     "fetchheads.render.fields",
     "fetchheads.render.tabular",
+    "fetchheads.render.writeout",
 )
 
 

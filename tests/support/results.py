@@ -31,7 +31,7 @@ HEAD = (
     b"Content-Length: 0\r\n"
     b"\r\n"
 )
-BARE = b"HTTP/1.0 404 Not Found\r\nContent-Length: 9\r\n\r\n"
+BARE = b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 
 
 async def fetch_head(data: bytes, *, path: str = "/", **config: object) -> Result:
