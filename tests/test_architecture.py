@@ -37,6 +37,7 @@ PURE = (
     "fetchheads.render.fields",
     "fetchheads.render.tabular",
     "fetchheads.render.writeout",
+    "fetchheads.render.prometheus",
 )
 
 
