@@ -38,6 +38,7 @@ PURE = (
     "fetchheads.render.tabular",
     "fetchheads.render.writeout",
     "fetchheads.render.prometheus",
+    "fetchheads.render.filters",
 )
 
 
