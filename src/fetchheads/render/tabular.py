@@ -86,6 +86,8 @@ def tsv_cell(value: Value) -> str:
     if isinstance(value, tuple):
         value = "\n".join(value)
     if isinstance(value, str):
+        if value.isprintable() and "\\" not in value:  # the common case: nothing to escape
+            return spreadsheet_safe(value)
         # Escape backslashes first so that the \xNN of terminal_safe stays unambiguous.
         return spreadsheet_safe(terminal_safe(value.translate(_TSV_ESCAPES)))
     return value_text(value)
@@ -128,6 +130,10 @@ def cell_width(text: str) -> int:
 
 def fit(text: str, width: int, *, right: bool = False) -> str:
     """``text`` padded to exactly ``width`` cells, or cut to ``width - 1`` and ``…`` added."""
+    if text.isascii():  # the common case, one cell a character
+        if len(text) > width:
+            return text[: width - 1] + ELLIPSIS if width > 0 else ""
+        return text.rjust(width) if right else text.ljust(width)
     cells = cell_width(text)
     if cells > width:
         if width <= 0:
@@ -172,8 +178,12 @@ class TableLayout:
         share = max(MIN_FLEXIBLE, (width - used) // flexible) if flexible else 0
         self.widths = tuple(share if w is None else w for w in fixed)
         self._right = tuple(field.kind in _NUMERIC for field in self.fields)
-        self._getters = tuple(field.get for field in self.fields)
-        self._kinds = tuple(field.kind for field in self.fields)
+        self._columns = tuple(
+            (field.get, field.kind, w, r)
+            for field, w, r in zip(self.fields, self.widths, self._right, strict=True)
+        )
+        # Every cell is fitted to its column, so when the columns fit, so does every row.
+        self._fits = sum(self.widths) + COLUMN_GAP * (len(self.widths) - 1) <= width
 
     def header(self) -> list[Cell]:
         return self._cut(
@@ -185,15 +195,15 @@ class TableLayout:
 
     def row(self, result: Result) -> list[Cell]:
         cells = []
-        for get, kind, w, right in zip(
-            self._getters, self._kinds, self.widths, self._right, strict=True
-        ):
+        for get, kind, w, right in self._columns:
             value = get(result)
             cells.append(Cell(fit(_table_text(value), w, right=right), _style(kind, value)))
         return self._cut(cells)
 
     def _cut(self, cells: list[Cell]) -> list[Cell]:
         """Drop or shorten the cells that would run past the width: a row never wraps."""
+        if self._fits:
+            return cells
         kept: list[Cell] = []
         room = self.width
         for index, cell in enumerate(cells):
@@ -214,7 +224,7 @@ class TableLayout:
 
 
 def join_cells(cells: list[Cell]) -> str:
-    return (" " * COLUMN_GAP).join(cell.text for cell in cells).rstrip()
+    return (" " * COLUMN_GAP).join([cell.text for cell in cells]).rstrip()
 
 
 _NUMERIC = frozenset({"int", "seconds"})  # right-aligned; a status reads best at the left
