@@ -34,6 +34,11 @@ PURE = (
     "fetchheads.render.summary",
     "fetchheads.render.changes",
     "fetchheads.render.history",
+    "fetchheads.render.fields",
+    "fetchheads.render.tabular",
+    "fetchheads.render.writeout",
+    "fetchheads.render.prometheus",
+    "fetchheads.render.filters",
 )
 
 

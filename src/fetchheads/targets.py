@@ -210,6 +210,46 @@ def _normalise_host(host: str) -> str:
     return name
 
 
+# --- identity: --unique and --shard --------------------------------------------------------------
+
+
+def canonical_key(text: str, *, default_scheme: str = "http") -> str:
+    """The identity of a target: its URL as fetchheads sends it (scheme, IDNA host in lower case,
+    port only when not the scheme's default, path), the key ``--shard`` hashes; so
+    ``HTTP://Example.COM:80``, ``example.com.`` and ``http://example.com/`` are one target. The
+    path keeps its case and query (a server may tell them apart). Text that is not a valid target
+    is its own key, stripped: its error record is reported once too.
+    """
+    try:
+        return parse_target(text.strip(), default_scheme=default_scheme).url
+    except InputError:
+        return text.strip()
+
+
+class FirstSeen:
+    """``first_seen(key)`` is True the first time a key is given, False every time after (for
+    ``--unique``). Memory is bounded per key whatever its length: a 64-bit BLAKE2b digest is kept,
+    not the key; the chance that two of ten million distinct targets collide is about 3 in a
+    million, and a collision only drops a target as a repeat."""
+
+    def __init__(self) -> None:
+        import hashlib  # only --unique pays for the import
+
+        self._seen: set[int] = set()
+        self._blake2b = hashlib.blake2b
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def __call__(self, key: str) -> bool:
+        digest = self._blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+        number = int.from_bytes(digest, "big")
+        if number in self._seen:
+            return False
+        self._seen.add(number)
+        return True
+
+
 # --- input lines ---------------------------------------------------------------------------------
 
 

@@ -1,0 +1,298 @@
+"""``-w/--write-out TEMPLATE``: curl's templates, one per target. Pure.
+
+The template is compiled once (``compile_write_out``) into literal text and accessors; each
+result is then one join. What a template may hold:
+
+* curl's variables, printed exactly as curl 7.88+ prints them (checked against curl itself in
+  ``tests/test_writeout.py``): ``%{url}``, ``%{url_effective}``, ``%{http_code}`` and
+  ``%{response_code}`` (three digits, ``000`` when no response came), ``%{http_version}`` (``1``,
+  ``1.1``, ``2``; ``0`` without a response), ``%{remote_ip}``, ``%{remote_port}``, the times
+  ``%{time_namelookup}``, ``%{time_connect}``, ``%{time_appconnect}``,
+  ``%{time_starttransfer}``, ``%{time_total}`` (seconds from the start, six decimals, ``0.000000``
+  for a phase that did not happen), ``%{num_headers}``, ``%{num_redirects}``, ``%{content_type}``,
+  ``%{errormsg}``, ``%{exitcode}`` (curl's exit code for the same failure: 6 DNS, 7 connect, 28
+  timeout, 35/60 TLS, 8 protocol, 47 redirects, 3 a bad URL), ``%{json}``, ``%{header_json}``,
+  ``%header{NAME}`` (the *first* value, as curl), and ``%{onerror}``: the rest of the template is
+  printed only for a target that failed.
+* every field of ``render.fields`` as ``%{field}``: ``%{status}``, ``%{header:server}`` (all
+  values, joined), ``%{cert.days_left}`` ... Where a name is both, curl's meaning wins
+  (``%{http_version}`` is ``1.1``, the field ``http_version`` is ``HTTP/1.1`` elsewhere).
+* ``%%`` for ``%``, and ``\\n``, ``\\r``, ``\\t``. Any other ``%`` or ``\\`` is printed as it
+  stands, as curl does (so ``\\\\`` prints two backslashes, as in curl).
+
+Unlike curl, which prints nothing for an unknown variable and warns, an unknown name is refused
+when the template is compiled (``SpecError``, naming the known ones): a typo should not cost a
+whole run. Values are made safe for a terminal (``render.safe``): control characters from the
+server are shown escaped; the template's own text (its ``\\n``) is printed as written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+
+from fetchheads.errors import ErrorKind
+from fetchheads.models import DEFAULT_PORTS, Result
+from fetchheads.render.fields import BUILTIN, SpecError, Value, Vocabulary, value_text
+from fetchheads.render.safe import json_safe, terminal_safe
+
+Part = str | Callable[[Result], str]
+
+LIST_SEPARATOR = " | "
+"""How ``%{field}`` shows a list (``cert.san``, ``header:set-cookie``): one line per target."""
+
+
+# --- curl's variables ----------------------------------------------------------------------------
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value or 0.0:.6f}"
+
+
+def _code(result: Result) -> int:
+    return result.head.status if result.head is not None and result.error is None else 0
+
+
+def _http_version(result: Result) -> str:
+    if result.head is None:
+        return "0"
+    return _CURL_VERSIONS.get(result.head.http_version, "0")
+
+
+_CURL_VERSIONS = {"HTTP/1.0": "1", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/3": "3"}
+
+
+def _remote_ip(result: Result) -> str:
+    return result.address or ""
+
+
+def _remote_port(result: Result) -> int:
+    """The port connected to: the answering URL's (curl prints 0 without a connection)."""
+    if not result.address or not result.url:
+        return 0
+    scheme, _, rest = result.url.partition("://")
+    authority = rest.split("/", 1)[0]
+    host_end = authority.rfind("]") + 1  # past an IPv6 literal's brackets, if any
+    _, colon, port = authority[host_end:].rpartition(":")
+    return int(port) if colon and port.isdigit() else DEFAULT_PORTS.get(scheme, 0)
+
+
+def _first_url(result: Result) -> str:
+    return (result.redirects[0].url if result.redirects else result.url) or ""
+
+
+def _num_headers(result: Result) -> int:
+    return len(result.head.headers) if result.head is not None else 0
+
+
+def _content_type(result: Result) -> str | None:
+    return result.head.get("Content-Type") if result.head is not None else None
+
+
+def _errormsg(result: Result) -> str | None:
+    return result.error.message if result.error is not None else None
+
+
+_CURL_EXIT_CODES = {
+    ErrorKind.INPUT: 3,  # CURLE_URL_MALFORMAT
+    ErrorKind.DNS: 6,  # CURLE_COULDNT_RESOLVE_HOST
+    ErrorKind.CONNECT: 7,  # CURLE_COULDNT_CONNECT
+    ErrorKind.TLS: 35,  # CURLE_SSL_CONNECT_ERROR
+    ErrorKind.TIMEOUT: 28,  # CURLE_OPERATION_TIMEDOUT
+    ErrorKind.PROTOCOL: 8,  # CURLE_WEIRD_SERVER_REPLY
+    ErrorKind.REDIRECT: 47,  # CURLE_TOO_MANY_REDIRECTS
+}
+_CURL_VERIFY_FAILED = 60  # CURLE_PEER_FAILED_VERIFICATION
+
+
+def _exitcode(result: Result) -> int:
+    error = result.error
+    if error is None:
+        return 0
+    if error.kind is ErrorKind.TLS and error.message.startswith("certificate"):
+        return _CURL_VERIFY_FAILED
+    return _CURL_EXIT_CODES.get(error.kind, 1)
+
+
+# name -> (text, json value). Kept in curl's (alphabetical) order: %{json} lists them so.
+_CURL: dict[str, tuple[Callable[[Result], str], Callable[[Result], object]]] = {
+    "content_type": (lambda r: _content_type(r) or "", _content_type),
+    "errormsg": (lambda r: _errormsg(r) or "", _errormsg),
+    "exitcode": (lambda r: str(_exitcode(r)), _exitcode),
+    "http_code": (lambda r: f"{_code(r):03d}", _code),
+    "http_version": (_http_version, _http_version),
+    "num_headers": (lambda r: str(_num_headers(r)), _num_headers),
+    "num_redirects": (lambda r: str(len(r.redirects)), lambda r: len(r.redirects)),
+    "remote_ip": (_remote_ip, _remote_ip),
+    "remote_port": (lambda r: str(_remote_port(r)), _remote_port),
+    "response_code": (lambda r: f"{_code(r):03d}", _code),
+    "time_appconnect": (lambda r: _seconds(r.timing.tls), lambda r: _Seconds(r.timing.tls)),
+    "time_connect": (lambda r: _seconds(r.timing.connect), lambda r: _Seconds(r.timing.connect)),
+    "time_namelookup": (lambda r: _seconds(r.timing.dns), lambda r: _Seconds(r.timing.dns)),
+    "time_starttransfer": (lambda r: _seconds(r.timing.ttfb), lambda r: _Seconds(r.timing.ttfb)),
+    "time_total": (lambda r: _seconds(r.timing.total), lambda r: _Seconds(r.timing.total)),
+    "url": (_first_url, _first_url),
+    "url_effective": (lambda r: r.url or "", lambda r: r.url or ""),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Seconds:
+    """A time in ``%{json}``: a number with six decimals, as curl writes it (``0.000088``)."""
+
+    value: float | None
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, _Seconds):
+        return _seconds(value.value)
+    return _compact(value)
+
+
+def _json(result: Result) -> str:
+    items = [f'"{name}":{_json_value(as_json(result))}' for name, (_, as_json) in _CURL.items()]
+    return json_safe("{" + ",".join(items) + "}")
+
+
+def _header_json(result: Result) -> str:
+    """curl's layout: names lower-cased in order of first appearance, each with every value."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in result.head.headers if result.head is not None else ():
+        grouped.setdefault(name.lower(), []).append(value)
+    items = [f"{_compact(name)}:{_compact(values)}" for name, values in grouped.items()]
+    return json_safe("{" + ",\n".join(items) + "\n}")
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(get: Callable[[Result], str]) -> Callable[[Result], str]:
+    return lambda result: terminal_safe(get(result))
+
+
+_SPECIAL = {"json": _json, "header_json": _header_json}
+ONERROR = "onerror"
+
+
+def _header_first(name: str) -> Callable[[Result], str]:
+    def get(result: Result) -> str:
+        value = result.head.get(name) if result.head is not None else None
+        return terminal_safe(value.strip()) if value is not None else ""
+
+    return get
+
+
+def _field(get: Callable[[Result], Value]) -> Callable[[Result], str]:
+    return lambda result: terminal_safe(value_text(get(result), list_separator=LIST_SEPARATOR))
+
+
+# --- the template --------------------------------------------------------------------------------
+
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t"}  # only these: curl prints "\\" as two backslashes
+_WORD_BRACE = re.compile(r"([a-z]+)\{")  # curl's %output{...}, %time{...}: not ours
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteOut:
+    """A compiled template: ``render(result)`` is the text for one target."""
+
+    parts: tuple[Part, ...]
+    on_error: tuple[Part, ...] = ()  # what follows %{onerror}: printed for failures only
+
+    def render(self, result: Result) -> str:
+        text = "".join([p if isinstance(p, str) else p(result) for p in self.parts])
+        if self.on_error and result.error is not None:
+            text += "".join([p if isinstance(p, str) else p(result) for p in self.on_error])
+        return text
+
+
+def known_variables(vocabulary: Vocabulary = BUILTIN) -> list[str]:
+    return [
+        *sorted([*_CURL, *_SPECIAL, ONERROR]),
+        "header{NAME}",
+        *(name for name in vocabulary.names() if name not in _CURL),
+    ]
+
+
+def compile_write_out(template: str, vocabulary: Vocabulary = BUILTIN) -> WriteOut:
+    """Compile ``template`` once. Raises ``SpecError`` for an unknown or unclosed variable."""
+    parts: list[Part] = []
+    before_error: list[Part] | None = None
+    literal: list[str] = []
+    i = 0
+    end = len(template)
+    while i < end:
+        char = template[i]
+        if char == "\\" and i + 1 < end and template[i + 1] in _ESCAPES:
+            literal.append(_ESCAPES[template[i + 1]])
+            i += 2
+            continue
+        if char != "%" or i + 1 == end:
+            literal.append(char)
+            i += 1
+            continue
+        following = template[i + 1]
+        if following == "%":
+            literal.append("%")
+            i += 2
+            continue
+        if following == "{":
+            name, i = _braced(template, i + 1)
+        elif template.startswith("header{", i + 1):
+            name, i = _braced(template, i + 7)
+            name = "header{" + name
+        elif (word := _WORD_BRACE.match(template, i + 1)) is not None:
+            raise SpecError(
+                f"%{word.group(1)}{{}} is not supported in -w; known: "
+                + ", ".join(known_variables(vocabulary))
+            )
+        else:  # "%" before anything else is printed as it is, as in curl
+            literal.append("%")
+            i += 1
+            continue
+        if literal:
+            parts.append("".join(literal))
+            literal = []
+        if name == ONERROR:
+            if before_error is None:
+                before_error = parts
+                parts = []
+            continue
+        parts.append(_variable(name, vocabulary))
+    if literal:
+        parts.append("".join(literal))
+    if before_error is None:
+        return WriteOut(tuple(parts))
+    return WriteOut(tuple(before_error), tuple(parts))
+
+
+def _braced(template: str, brace: int) -> tuple[str, int]:
+    """The name in the braces opening at ``brace``, and the index after the closing one."""
+    close = template.find("}", brace)
+    if close == -1:
+        raise SpecError(
+            f"unclosed {{ in write-out template at {template[brace - 1 : brace + 20]!r}"
+        )
+    return template[brace + 1 : close], close + 1
+
+
+def _variable(name: str, vocabulary: Vocabulary) -> Callable[[Result], str]:
+    if name.startswith("header{"):
+        header = name[len("header{") :]
+        if not header:
+            raise SpecError("empty header name in %header{} (e.g. %header{server})")
+        return _header_first(header)
+    if name in _CURL:
+        return _text(_CURL[name][0])
+    if name in _SPECIAL:
+        return _SPECIAL[name]
+    field = vocabulary.lookup(name)
+    if field is None:
+        raise SpecError(
+            f"unknown write-out variable %{{{name}}}; known: "
+            + ", ".join(known_variables(vocabulary))
+        )
+    return _field(field.get)

@@ -1,0 +1,165 @@
+"""The textfile for node_exporter, read back by prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fetchheads.models import Result
+from fetchheads.render.prometheus import PHASES, PrometheusTextfile
+from tests.support.results import BARE, HEAD, fetch_head, fetch_refused, fetch_tls, input_error
+
+LENGTH_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nServer: x\r\n\r\n"
+
+
+def parsed(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """family name -> {sorted labels: value}, with every family checked to be a gauge."""
+    families: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        assert family.type == "gauge", family.name
+        assert family.documentation, family.name
+        samples = families.setdefault(family.name, {})
+        for sample in family.samples:
+            assert sample.name == family.name
+            samples[tuple(sorted(sample.labels.items()))] = sample.value
+    return families
+
+
+def of(
+    families: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str, target: str
+) -> float:
+    (value,) = [v for labels, v in families[name].items() if ("target", target) in labels]
+    return value
+
+
+async def test_blackbox_names_types_and_values_for_every_kind_of_result(
+    refused_port: int, server_ssl_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    ok = await fetch_head(LENGTH_HEAD)
+    missing = await fetch_head(BARE)
+    failed = await fetch_refused(refused_port)
+    secure = await fetch_tls(server_ssl_context, str(ca_file))
+    textfile = PrometheusTextfile()
+    for result in (ok, missing, failed, secure):
+        textfile.add(result)
+    text = textfile.render()
+    families = parsed(text)
+    assert set(families) == {
+        "probe_duration_seconds",
+        "probe_http_content_length",
+        "probe_http_duration_seconds",
+        "probe_http_redirects",
+        "probe_http_ssl",
+        "probe_http_status_code",
+        "probe_http_version",
+        "probe_ssl_earliest_cert_expiry",
+        "probe_success",
+        "probe_tls_version_info",
+    }
+    for name in families:  # HELP and TYPE once per family, as the textfile collector wants
+        assert text.count(f"# TYPE {name} gauge\n") == 1
+    assert [of(families, "probe_success", r.target) for r in (ok, missing, failed, secure)] == [
+        1,
+        0,
+        0,
+        1,
+    ]
+    assert [
+        of(families, "probe_http_status_code", r.target) for r in (ok, missing, failed, secure)
+    ] == [200, 404, 0, 200]
+    assert [of(families, "probe_http_version", r.target) for r in (ok, missing, failed)] == [
+        1.1,
+        1.0,
+        0,
+    ]
+    assert of(families, "probe_http_content_length", ok.target) == 1234
+    assert of(families, "probe_http_content_length", missing.target) == 0
+    assert all(("target", failed.target) not in k for k in families["probe_http_content_length"])
+    assert of(families, "probe_http_ssl", secure.target) == 1
+    assert of(families, "probe_http_ssl", ok.target) == 0
+    assert of(families, "probe_duration_seconds", ok.target) == pytest.approx(ok.timing.total)
+
+
+async def test_phases_split_the_time_as_blackbox_does(
+    server_ssl_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    plain = await fetch_head(HEAD)
+    secure = await fetch_tls(server_ssl_context, str(ca_file))
+    textfile = PrometheusTextfile()
+    textfile.add(plain)
+    textfile.add(secure)
+    phases = parsed(textfile.render())["probe_http_duration_seconds"]
+
+    def phase(result: Result, name: str) -> float:
+        return phases[tuple(sorted({"target": result.target, "phase": name}.items()))]
+
+    assert len(phases) == 2 * len(PHASES)  # every phase of every target, 0 when not reached
+    assert phase(plain, "tls") == 0
+    # Without TLS the phases follow each other: together they are the whole fetch.
+    assert sum(phase(plain, p) for p in PHASES) == pytest.approx(plain.timing.total)
+    # blackbox's tls phase runs from the end of DNS, so it holds the TCP connect too.
+    assert phase(secure, "tls") >= phase(secure, "connect") > 0
+    assert secure.timing.tls is not None
+    assert phase(secure, "tls") == pytest.approx(secure.timing.tls - (secure.timing.dns or 0))
+
+
+async def test_certificate_expiry_and_tls_version_are_blackboxs(
+    server_ssl_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    secure = await fetch_tls(server_ssl_context, str(ca_file))
+    textfile = PrometheusTextfile()
+    textfile.add(secure)
+    families = parsed(textfile.render())
+    assert secure.tls is not None
+    assert secure.tls.not_after is not None
+    expiry = dt.datetime.fromisoformat(secure.tls.not_after)
+    assert of(families, "probe_ssl_earliest_cert_expiry", secure.target) == expiry.timestamp()
+    ((labels, value),) = families["probe_tls_version_info"].items()
+    assert value == 1
+    assert dict(labels)["version"] in {"TLS 1.2", "TLS 1.3"}
+
+
+async def test_label_values_are_escaped_and_no_header_becomes_a_label(refused_port: int) -> None:
+    hostile = input_error('a\\b"c')  # what a hostile input line becomes: its text is the label
+    newline = Result(target="x\ny", url=None, error=hostile.error)
+    textfile = PrometheusTextfile()
+    for result in (hostile, newline, await fetch_head(HEAD)):
+        textfile.add(result)
+    text = textfile.render()
+    assert 'target="a\\\\b\\"c"' in text
+    assert 'target="x\\ny"' in text
+    families = parsed(text)
+    targets = {dict(labels)["target"] for labels in families["probe_success"]}
+    assert {'a\\b"c', "x\ny"} <= targets
+    for samples in families.values():
+        for labels in samples:
+            assert {name for name, _ in labels} <= {"target", "phase", "version"}
+    assert "scripted" not in text  # the Server header's value
+    assert "HYPERLINK" not in text
+
+
+async def test_a_target_given_twice_is_one_series_the_later_result(refused_port: int) -> None:
+    first = await fetch_refused(refused_port)
+    later = await fetch_head(HEAD)
+    later = Result(target=first.target, url=later.url, head=later.head, timing=later.timing)
+    textfile = PrometheusTextfile()
+    textfile.add(first)
+    textfile.add(later)
+    assert len(textfile) == 1
+    families = parsed(textfile.render())
+    assert families["probe_success"] == {(("target", first.target),): 1.0}
+
+
+def test_no_results_is_an_empty_file_not_families_without_samples() -> None:
+    assert PrometheusTextfile().render() == ""
+
+
+async def test_success_can_be_the_users_own_rule() -> None:
+    missing = await fetch_head(BARE)
+    textfile = PrometheusTextfile(success=lambda result: result.ok)
+    textfile.add(missing)
+    assert of(parsed(textfile.render()), "probe_success", missing.target) == 1

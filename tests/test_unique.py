@@ -1,0 +1,64 @@
+"""--unique: one key per target however it is spelled, the same key --shard hashes."""
+
+from __future__ import annotations
+
+import pytest
+
+from fetchheads.runner import in_shard, to_item
+from fetchheads.targets import FirstSeen, canonical_key
+
+
+@pytest.mark.parametrize(
+    "spellings",
+    [
+        [
+            "example.com",
+            "EXAMPLE.com",
+            "http://example.com/",
+            "HTTP://Example.COM:80",
+            "example.com.",
+        ],
+        ["https://example.com", "example.com:443", "https://example.com:443/"],
+        ["bücher.example", "xn--bcher-kva.example", "http://BÜCHER.example/"],
+        ["[::1]:8080", "http://[0:0:0:0:0:0:0:1]:8080/"],
+        ["example.com/a?b=1", "http://example.com:80/a?b=1", "example.com/a?b=1#frag"],
+    ],
+)
+def test_every_spelling_of_one_target_has_one_key(spellings: list[str]) -> None:
+    keys = {canonical_key(text) for text in spellings}
+    assert len(keys) == 1, keys
+    # ... and it is the key --shard hashes, so --unique and --shard agree on what a target is.
+    for shards in (2, 3, 7):
+        homes = {
+            next(k for k in range(1, shards + 1) if in_shard(to_item(t, "http"), k, shards))
+            for t in spellings
+        }
+        assert len(homes) == 1
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("example.com", "https://example.com"),
+        ("example.com", "example.com:8080"),
+        ("example.com/A", "example.com/a"),  # paths keep their case
+        ("example.com/?a=1", "example.com/?a=2"),
+    ],
+)
+def test_different_targets_keep_different_keys(one: str, other: str) -> None:
+    assert canonical_key(one) != canonical_key(other)
+
+
+def test_the_default_scheme_decides_a_bare_host() -> None:
+    assert canonical_key("example.com", default_scheme="https") == "https://example.com/"
+
+
+def test_an_invalid_line_is_its_own_key() -> None:
+    assert canonical_key("  http://exa mple.com ") == "http://exa mple.com"
+
+
+def test_first_seen_says_yes_once_per_key() -> None:
+    first_seen = FirstSeen()
+    texts = ["a.example", "A.EXAMPLE", "b.example", "http://a.example/", "b.example."]
+    assert [first_seen(canonical_key(t)) for t in texts] == [True, False, True, False, False]
+    assert len(first_seen) == 2

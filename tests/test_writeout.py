@@ -1,0 +1,151 @@
+"""``-w`` templates, compared with what curl itself prints for the same server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+
+import pytest
+
+from fetchheads.render.writeout import compile_write_out
+from tests.support.results import BARE, HEAD, fetch_head, fetch_refused, input_error
+from tests.support.servers import LoopbackServer, reply
+from tests.support.spec import refusal
+
+CURL = shutil.which("curl")
+if CURL is None:  # installed on every machine the project runs on; say so rather than skip
+    raise RuntimeError("curl is needed for tests/test_writeout.py")
+
+SAME = (
+    "[%{url}] [%{url_effective}] [%{http_code}] [%{response_code}] [%{http_version}] "
+    "[%{remote_ip}] [%{remote_port}] [%{num_headers}] [%{num_redirects}] [%{errormsg}] "
+    "[%{exitcode}] [%{content_type}] [%header{server}] [%header{X-MULTI}] [%header{set-cookie}] "
+    "[%header{missing}] 100%% \\t|\\\\|\\q|%foo|\\n"
+)
+TIMES = "%{time_namelookup} %{time_connect} %{time_appconnect} %{time_starttransfer} %{time_total}"
+CLEAN_HEAD = HEAD.replace(b"X-Evil: a\x1b]52;c;cHduZWQ=\x07b\x1b[2Jc\r\n", b"")
+# (curl prints control bytes raw; that difference is tested on its own below)
+
+
+async def curl(template: str, url: str) -> str:
+    """What ``curl -w template url`` prints (an HTTP/1.0 request, as fetchheads sends)."""
+    process = await asyncio.create_subprocess_exec(
+        CURL,  # type: ignore[arg-type]
+        *("-s", "--http1.0", "-o", "/dev/null", "-w", template, url),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    return out.decode()
+
+
+async def curl_and_fetchheads(data: bytes, template: str) -> tuple[str, str]:
+    """curl's -w output and ours, for the same answer from the same kind of loopback server.
+    The two servers listen on different ports: in both outputs the port reads ``PORT``."""
+    async with LoopbackServer(reply(data)) as server:
+        port = str(server.port)
+        url = f"http://127.0.0.1:{port}/"
+        out = await curl(template, url)
+    result = await fetch_head(data)
+    ours = compile_write_out(template).render(result)
+    assert result.url is not None
+    our_port = result.url.rsplit(":", 1)[1].rstrip("/")
+    return out.replace(port, "PORT"), ours.replace(our_port, "PORT")
+
+
+@pytest.mark.parametrize("data", [CLEAN_HEAD, BARE], ids=["full", "http10-404"])
+async def test_curls_variables_print_exactly_as_curl_prints_them(data: bytes) -> None:
+    curl, ours = await curl_and_fetchheads(data, SAME)
+    assert "[PORT]" in curl  # %{remote_port}
+    assert ours == curl
+
+
+async def test_times_have_curls_format_and_order() -> None:
+    curl, ours = await curl_and_fetchheads(CLEAN_HEAD, TIMES)
+    pattern = re.compile(r"\d+\.\d{6}( \d+\.\d{6}){4}")
+    assert pattern.fullmatch(curl)
+    assert pattern.fullmatch(ours)
+    _dns, connect, appconnect, start, total = map(float, ours.split())
+    assert appconnect == 0.0  # no TLS: curl prints 0.000000 too
+    assert connect <= start <= total
+
+
+async def test_header_json_matches_curls_layout() -> None:
+    curl, ours = await curl_and_fetchheads(CLEAN_HEAD, "%{header_json}")
+    assert ours == curl
+    assert json.loads(ours)["set-cookie"] == [
+        "id=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT",
+        "theme=dark",
+    ]
+
+
+async def test_json_has_curls_keys_values_and_number_format() -> None:
+    curl, ours = await curl_and_fetchheads(BARE, "%{json}")
+    theirs, mine = json.loads(curl.replace("PORT", "0")), json.loads(ours.replace("PORT", "0"))
+    assert set(mine) <= set(theirs)
+    for key in mine:
+        if key.startswith("time_"):
+            assert re.search(rf'"{key}":\d+\.\d{{6}}[,}}]', ours), key
+        else:
+            assert mine[key] == theirs[key], key
+
+
+async def test_a_failure_prints_curls_zeros_and_the_onerror_part(refused_port: int) -> None:
+    template = "%{http_code} %{http_version} %{exitcode} %{num_headers} %{time_connect}%{onerror} ERR %{errormsg}"
+    out = await curl(template, f"http://127.0.0.1:{refused_port}/")
+    ours = compile_write_out(template).render(await fetch_refused(refused_port))
+    curl_head, _curl_error = out.split(" ERR ")
+    our_head, our_error = ours.split(" ERR ")
+    assert our_head == curl_head == "000 0 7 0 0.000000"
+    assert "refused" in our_error
+    ok = compile_write_out(template).render(await fetch_head(BARE))
+    assert ok.startswith("404 1 0 1 ")
+    assert "ERR" not in ok  # %{onerror}: the rest only for failures, as in curl
+
+
+async def test_server_text_is_escaped_but_the_templates_own_text_is_not() -> None:
+    result = await fetch_head(HEAD)
+    out = compile_write_out("%header{x-evil}\\t%{header:x-evil}\\n%{header_json}%{json}").render(
+        result
+    )
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert out.startswith("a\\x1b]52;c;cHduZWQ=\\x07b\\x1b[2Jc\ta\\x1b]52")
+    assert json.loads(out[out.index("\n") + 1 : out.index("}{") + 1])["x-evil"] == [
+        "a\x1b]52;c;cHduZWQ=\x07b\x1b[2Jc"
+    ]
+
+
+async def test_every_field_is_a_variable_and_curls_names_win() -> None:
+    result = await fetch_head(HEAD)
+    template = (
+        "%{status} %{http_version} %{header:x-multi}|%{header:set-cookie}|%{ok} %{time.tls}|"
+        "%{cert.days_left}|%{error.kind}"
+    )
+    assert compile_write_out(template).render(result) == (
+        "200 1.1 a, b|id=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT | theme=dark|true ||"
+    )
+    bad = compile_write_out("%{target} %{error.kind} %{url}").render(input_error("a b"))
+    assert bad == "a b input "
+
+
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [
+        ("%{http_cod}", "unknown write-out variable %{http_cod}; known: content_type, errormsg"),
+        ("%{time_total", "unclosed {"),
+        ("%header{}", "empty header name"),
+        ("%{header:a b}", "invalid header name"),
+        ("%output{x}", "%output{} is not supported"),
+        ("%time{%H}", "%time{} is not supported"),
+    ],
+)
+def test_bad_templates_are_refused_before_the_run(template: str, says: str) -> None:
+    assert says in refusal(lambda: compile_write_out(template))
+
+
+def test_onerror_given_twice_starts_the_error_part_once() -> None:
+    compiled = compile_write_out("a%{onerror}b%{onerror}c")
+    assert compiled.parts == ("a",)
+    assert compiled.on_error == ("b", "c")
