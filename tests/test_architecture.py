@@ -34,6 +34,14 @@ PURE = (
     "fetchheads.render.summary",
     "fetchheads.render.changes",
     "fetchheads.render.history",
+    "fetchheads.audit",
+    "fetchheads.audit.model",
+    "fetchheads.audit.rules",
+    "fetchheads.audit.csp",
+    "fetchheads.audit.cookies",
+    "fetchheads.audit.checks",
+    "fetchheads.audit.findings",
+    "fetchheads.audit.grader",
 )
 
 
