@@ -93,18 +93,12 @@ def hsts_check(exchange: Exchange, headers: HeaderView) -> Outcome:
     return "hsts-implemented-max-age-at-least-six-months", f"{said}: at least six months{note}"
 
 
-def hsts_protects(exchange: Exchange, headers: HeaderView) -> bool:
-    """The Observatory's "protected by HSTS" for cookies: the HSTS test passes."""
-    return hsts_check(exchange, headers)[0] == "hsts-implemented-max-age-at-least-six-months"
-
-
 def redirection_check(exchange: Exchange, headers: HeaderView) -> Outcome:
     """``src/analyzer/tests/redirection.js``. The Observatory always fetches ``http://HOST/`` and
     follows it; fetchheads grades the chain it was given: the target must be an http URL and its
     redirects followed (``-L``). Nothing is graded as preloaded (no preload list offline)."""
     route = [hop.url for hop in exchange.redirects] + [exchange.url]
-    first = urlsplit(route[0])
-    if first.scheme != "http":
+    if route[0][:7].lower() != "http://":
         return "redirection-not-tested", (
             "the target is https: audit its http:// URL with -L to grade the redirect to https"
         )
@@ -115,7 +109,7 @@ def redirection_check(exchange: Exchange, headers: HeaderView) -> Outcome:
                 " run with -L to grade where it leads"
             )
         return "redirection-missing", "the http target does not redirect to https"
-    last = urlsplit(route[-1])
+    first, last = urlsplit(route[0]), urlsplit(route[-1])
     if last.scheme == "https" and exchange.tls_verified is not True:
         why = "failed verification" if exchange.tls_verified is False else "was not verified (-k)"
         return "redirection-invalid-cert", f"the certificate of {route[-1]} {why}"

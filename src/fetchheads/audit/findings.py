@@ -26,15 +26,17 @@ DEPRECATED = {
     "feature-policy": "replaced by Permissions-Policy",
 }
 
-SINGLE = (
-    "strict-transport-security",
-    "x-frame-options",
-    "x-content-type-options",
-    "cross-origin-resource-policy",
-    "cross-origin-opener-policy",
-    "cross-origin-embedder-policy",
-    "access-control-allow-origin",
-    "access-control-allow-credentials",
+SINGLE = frozenset(
+    {
+        "strict-transport-security",
+        "x-frame-options",
+        "x-content-type-options",
+        "cross-origin-resource-policy",
+        "cross-origin-opener-policy",
+        "cross-origin-embedder-policy",
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+    }
 )
 """Security headers that must be sent once: repeated, the values are joined with ", " and the
 result is invalid (or, for Access-Control-Allow-Origin, the CORS check fails)."""
@@ -48,10 +50,16 @@ def _quoted(value: str) -> str:
     return repr(value[:VALUE_SHOWN] + ("…" if len(value) > VALUE_SHOWN else ""))
 
 
-def findings(exchange: Exchange, headers: HeaderView) -> list[Finding]:
+def findings(
+    exchange: Exchange, headers: HeaderView, frame_ancestors: tuple[str, ...] | None = None
+) -> list[Finding]:
+    """Every finding for one response; ``frame_ancestors`` is the CSP directive as the CSP check
+    combined it (``None``: unset), so the policy is not parsed twice."""
     found: list[Finding] = []
     disclosing = disclosure_headers()
     for name in headers.names():
+        if name not in disclosing and name not in DEPRECATED and name not in SINGLE:
+            continue
         spelled = headers.spelled(name)
         values = headers.all(name)
         if name in disclosing and (name != "server" or any(_VERSION.search(v) for v in values)):
@@ -70,12 +78,14 @@ def findings(exchange: Exchange, headers: HeaderView) -> list[Finding]:
                     "duplicate", spelled, f"{spelled} is sent {len(values)} times: send it once"
                 )
             )
-    found += _malformed(exchange, headers)
+    found += _malformed(exchange, headers, frame_ancestors)
     found += _notes(exchange, headers)
     return found
 
 
-def _malformed(exchange: Exchange, headers: HeaderView) -> list[Finding]:
+def _malformed(
+    exchange: Exchange, headers: HeaderView, frame_ancestors: tuple[str, ...] | None
+) -> list[Finding]:
     found: list[Finding] = []
     for value in headers.all("strict-transport-security"):
         problem = parse_hsts(value).problem
@@ -128,19 +138,14 @@ def _malformed(exchange: Exchange, headers: HeaderView) -> list[Finding]:
                 " is refused by browsers",
             )
         )
-    for value in headers.all("content-security-policy"):
-        for directive in value.split(";"):
-            tokens = directive.lower().split()
-            if tokens[:1] == ["frame-ancestors"] and any(
-                t in DANGEROUSLY_BROAD for t in tokens[1:]
-            ):
-                found.append(
-                    Finding(
-                        "ineffective",
-                        headers.spelled("content-security-policy"),
-                        "CSP frame-ancestors allows any site, so it does not prevent clickjacking",
-                    )
-                )
+    if frame_ancestors is not None and any(s in DANGEROUSLY_BROAD for s in frame_ancestors):
+        found.append(
+            Finding(
+                "ineffective",
+                headers.spelled("content-security-policy"),
+                "CSP frame-ancestors allows any site, so it does not prevent clickjacking",
+            )
+        )
     return found
 
 

@@ -10,6 +10,7 @@ multiple of 5, so it is already round).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from fetchheads.audit.checks import (
@@ -18,7 +19,6 @@ from fetchheads.audit.checks import (
     corp_check,
     cors_check,
     hsts_check,
-    hsts_protects,
     policy_token_check,
     redirection_check,
     referrer_check,
@@ -27,7 +27,7 @@ from fetchheads.audit.checks import (
 )
 from fetchheads.audit.cookies import cookies_check
 from fetchheads.audit.csp import PASSING as CSP_PASSING
-from fetchheads.audit.csp import check_csp
+from fetchheads.audit.csp import CspOutcome, check_csp
 from fetchheads.audit.findings import findings
 from fetchheads.audit.model import Audit, Check, Exchange, HeaderView
 from fetchheads.audit.rules import Rules, default_rules
@@ -61,6 +61,7 @@ PASSING = CSP_PASSING | {
 ``-not-tested`` ones (passed is ``None``) and COOP/COEP, which pass unless invalid."""
 
 NOT_TESTED = frozenset({"redirection-not-tested", "sri-not-tested"})
+HSTS_PASSED = "hsts-implemented-max-age-at-least-six-months"
 
 
 def graded_status(status: int) -> bool:
@@ -103,7 +104,12 @@ def grade(
 def audit(exchange: Exchange, rules: Rules | None = None) -> Audit:
     rules = rules or default_rules()
     headers = HeaderView(exchange.headers)
-    found = tuple(findings(exchange, headers))
+    csp = check_csp(
+        headers.all("content-security-policy"),
+        headers.all("content-security-policy-report-only"),
+        exchange.https,
+    )
+    found = tuple(findings(exchange, headers, csp.frame_ancestors))
     if not graded_status(exchange.status):
         return Audit(
             graded=False,
@@ -117,7 +123,11 @@ def audit(exchange: Exchange, rules: Rules | None = None) -> Audit:
                 " 401 and 403 responses"
             ),
         )
-    checks = [_check(rules, name, *outcome) for name, outcome in _outcomes(exchange, headers)]
+    verdicts = _verdicts(rules)
+    checks = [
+        Check(name, result, *verdicts[result], reason)
+        for name, (result, reason) in _outcomes(exchange, headers, csp)
+    ]
     score = score_of((check.score_modifier for check in checks), rules)
     return Audit(
         graded=True,
@@ -130,20 +140,19 @@ def audit(exchange: Exchange, rules: Rules | None = None) -> Audit:
     )
 
 
-def _outcomes(exchange: Exchange, headers: HeaderView) -> list[tuple[str, tuple[str, str]]]:
-    csp = check_csp(
-        headers.all("content-security-policy"),
-        headers.all("content-security-policy-report-only"),
-        exchange.https,
-    )
-    cookies, _ = cookies_check(headers.all("set-cookie"), hsts_protects(exchange, headers))
+def _outcomes(
+    exchange: Exchange, headers: HeaderView, csp: CspOutcome
+) -> list[tuple[str, tuple[str, str]]]:
+    hsts = hsts_check(exchange, headers)
+    protected = hsts[0] == HSTS_PASSED  # the Observatory's "protected by HSTS" for cookies
+    cookies, _ = cookies_check(headers.all("set-cookie"), protected)
     return [
         ("content-security-policy", (csp.result, csp.reason)),
         ("cookies", cookies),
         ("cross-origin-resource-sharing", cors_check(exchange, headers)),
         ("redirection", redirection_check(exchange, headers)),
         ("referrer-policy", referrer_check(headers)),
-        ("strict-transport-security", hsts_check(exchange, headers)),
+        ("strict-transport-security", hsts),
         (
             "subresource-integrity",
             ("sri-not-tested", "needs the body: a head-only audit cannot see the scripts"),
@@ -162,14 +171,19 @@ def _outcomes(exchange: Exchange, headers: HeaderView) -> list[tuple[str, tuple[
     ]
 
 
-def _check(rules: Rules, name: str, result: str, reason: str) -> Check:
-    if result in NOT_TESTED:
-        passed: bool | None = None
-    elif result.startswith(("coop-", "coep-")):
-        passed = not result.endswith("-header-invalid")
-    else:
-        passed = result in PASSING
-    return Check(name, result, passed, rules.modifier(result), reason)
+@functools.cache
+def _verdicts(rules: Rules) -> dict[str, tuple[bool | None, int]]:
+    """Result id -> (passed, score modifier) under ``rules``, worked out once per rules."""
+    verdicts: dict[str, tuple[bool | None, int]] = {}
+    for result, modifier in rules.modifiers.items():
+        if result in NOT_TESTED:
+            passed: bool | None = None
+        elif result.startswith(("coop-", "coep-")):
+            passed = not result.endswith("-header-invalid")
+        else:
+            passed = result in PASSING
+        verdicts[result] = (passed, modifier)
+    return verdicts
 
 
 def audit_result(

@@ -107,6 +107,9 @@ class Audit:
         }
 
 
+_NONE: list[str] = []  # shared and never mutated: what ``all`` gives for an absent header
+
+
 class HeaderView:
     """The response headers as the tests read them: every value of a name, in wire order.
 
@@ -122,13 +125,17 @@ class HeaderView:
         names: dict[str, str] = {}
         for name, value in headers:
             folded = name.lower()
-            values.setdefault(folded, []).append(value)
-            names.setdefault(folded, name)
+            known = values.get(folded)
+            if known is None:
+                values[folded] = [value]
+                names[folded] = name
+            else:
+                known.append(value)
         self._values = values
         self._names = names
 
     def all(self, name: str) -> list[str]:
-        return self._values.get(name, [])
+        return self._values.get(name, _NONE)
 
     def joined(self, name: str) -> str | None:
         values = self._values.get(name)

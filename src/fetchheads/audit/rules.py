@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashed by identity
 class Rules:
     version: str
     extra_credit_minimum: int
