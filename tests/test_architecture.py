@@ -39,6 +39,14 @@ PURE = (
     "fetchheads.render.writeout",
     "fetchheads.render.prometheus",
     "fetchheads.render.filters",
+    "fetchheads.audit",
+    "fetchheads.audit.model",
+    "fetchheads.audit.rules",
+    "fetchheads.audit.csp",
+    "fetchheads.audit.cookies",
+    "fetchheads.audit.checks",
+    "fetchheads.audit.findings",
+    "fetchheads.audit.grader",
 )
 
 
