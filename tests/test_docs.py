@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 import pytest
 
-from fetchheads.cli import ExitStatus, cli
+from fetchheads.cli import cli
+from fetchheads.cli.common import ExitStatus
 from fetchheads.errors import ErrorKind
 from fetchheads.models import Result
 from fetchheads.targets import iter_lines, parse_target
@@ -108,11 +109,11 @@ def test_every_crontab_line_is_a_valid_fetchheads_command(
         command = words[5:]
         assert command[0] == "fetchheads", job
         args = list(itertools.takewhile(lambda word: word not in ("|", "||", "&&", ";"), command))
-        if args[1] in cli.commands:  # type: ignore[attr-defined]  # e.g. fetchheads prune
-            other = cli.commands[args[1]]  # type: ignore[attr-defined]
+        if args[1] in cli.commands:  # e.g. fetchheads prune
+            other = cli.commands[args[1]]
             with other.make_context("fetchheads", args[2:], resilient_parsing=False) as ctx:
                 assert ctx.params["db"], job
             continue
-        fetch = cli.commands["fetch"]  # type: ignore[attr-defined]
+        fetch = cli.commands["fetch"]
         with fetch.make_context("fetchheads", args[1:], resilient_parsing=False) as ctx:
             assert ctx.params["inputs"], job  # every fetch job reads a host file

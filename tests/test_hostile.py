@@ -279,7 +279,7 @@ async def test_a_server_that_speaks_before_the_tls_handshake(
 ) -> None:
     """A banner that lands in the plain reader before start_tls is never seen by TLS: it must be
     reported at once, not waited on until the deadline."""
-    real_connect = fetch_module.connect
+    real_connect = connection_module.connect
 
     async def connect_then_pause(*args: Any, **kwargs: Any) -> Any:
         connection = await real_connect(*args, **kwargs)

@@ -190,6 +190,6 @@ def test_undecodable_bytes_become_a_target_that_fails_validation() -> None:
     splitter = LineSplitter()
     [(number, text)] = splitter.feed(b"\xff\xfe.example\n")
     assert number == 1
-    assert text is not None
+    assert isinstance(text, str)
     with pytest.raises(InputError):
         parse_target(text)
