@@ -274,7 +274,7 @@ def test_a_finished_parser_refuses_more() -> None:
 
 
 def test_default_limits_are_the_documented_ones() -> None:
-    """README.md "Limits" states these numbers; change both together."""
+    """docs/limits.md states these numbers; change both together."""
     assert (MAX_STATUS_LINE, MAX_LINE, MAX_HEAD, MAX_HEADERS, MAX_INTERIM) == (
         8192,
         65536,

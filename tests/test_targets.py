@@ -1,7 +1,7 @@
 """Targets: the forms a user types, and how input lines become targets.
 
 The exhaustive hostile-input cases (smuggling attempts, odd Unicode, limits at their edges) live in
-the input-hardening tests; these pin the everyday forms DESIGN.md promises.
+the input-hardening tests; these pin the everyday forms docs/usage.md promises.
 """
 
 from __future__ import annotations
