@@ -90,7 +90,7 @@ def ensure_nginx() -> str:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
         install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends"]
-        # nginx-light is gone from the newest releases (Debian 13): nginx there, as .ci/run does.
+        # nginx-light is gone from the newest releases (Debian 13): nginx there, as scripts/test does.
         if subprocess.run([*install, "nginx-light"], check=False, env=env).returncode != 0:
             subprocess.run([*install, "nginx"], check=True, env=env)
         return find_nginx()

@@ -1,4 +1,4 @@
-"""The house rules of STYLE.md, checked from the source: pure modules stay pure, one click importer.
+"""The house rules of docs/architecture.md, checked from the source: pure modules stay pure, one click importer.
 
 Imports are read from the syntax tree, inside functions too, and followed through fetchheads' own
 modules, so a pure module cannot reach asyncio by importing a helper that does.

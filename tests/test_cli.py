@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -38,7 +39,7 @@ def invoke(
     )
 
 
-def records(result: Result) -> list[dict[str, object]]:
+def records(result: Result) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
@@ -100,7 +101,7 @@ def test_jsonl_records_always_carry_every_key(target: str, refused: str) -> None
         "kind": "input",
         "message": "unsupported scheme 'ftp' (use http or https)",
     }
-    assert set(ok["timing"]) == {"dns", "connect", "tls", "ttfb", "total"}  # type: ignore[arg-type]
+    assert set(ok["timing"]) == {"dns", "connect", "tls", "ttfb", "total"}
 
 
 def test_json_flag_is_format_jsonl(target: str) -> None:
@@ -251,10 +252,10 @@ def test_https_with_cacert_and_insecure(
     url = f"https://localhost:{server.port}/"
     [trusted] = records(invoke(["--json", "--cacert", str(ca_file), url]))
     assert trusted["ok"] is True
-    assert trusted["tls"]["san"] == ["localhost", "127.0.0.1", "::1"]  # type: ignore[index]
+    assert trusted["tls"]["san"] == ["localhost", "127.0.0.1", "::1"]
     untrusted = invoke(["--json", url])
     assert untrusted.exit_code == 1
-    assert records(untrusted)[0]["error"]["kind"] == "tls"  # type: ignore[index]
+    assert records(untrusted)[0]["error"]["kind"] == "tls"
     assert invoke(["--json", "-k", url]).exit_code == 0
     bare = invoke(["--json", "--scheme", "https", "-k", f"localhost:{server.port}"])
     assert records(bare)[0]["url"] == url

@@ -74,7 +74,7 @@ def sni_recording_context(server_cert: trustme.LeafCert) -> tuple[ssl.SSLContext
     names: list[str | None] = []
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_cert.configure_cert(context)
-    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,misc,return-value]
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)
     return context, names
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from fetchheads.deadline import COMPACT_SLACK, Deadlines
+from fetchheads.deadline import COMPACT_SLACK, Deadline, Deadlines
 
 
 async def _wait(deadlines: Deadlines, delay: float, work: float) -> tuple[bool, float]:
@@ -68,3 +68,43 @@ async def test_ended_deadlines_do_not_pile_up_behind_a_long_one() -> None:
     with pytest.raises(asyncio.CancelledError):
         await slow
     assert deadlines._timer is None  # nothing left to watch: no timer left armed
+
+
+async def test_a_deadline_that_fired_is_uncounted_from_its_task() -> None:
+    # As asyncio.timeout does: once the timeout is handled, the task's cancellation count is back
+    # where it was, so the next attempt (a retry) and any asyncio.timeout after it start clean.
+    deadlines = Deadlines(asyncio.get_running_loop())
+    task = asyncio.current_task()
+    assert task is not None
+    for _ in range(2):
+        timed_out, _ = await _wait(deadlines, 0.01, 5.0)
+        assert timed_out
+        assert task.cancelling() == 0
+
+
+async def test_an_outside_cancellation_in_the_same_pass_as_the_deadline_wins() -> None:
+    # The shared timer fires the deadline, and Ctrl-C cancels the task before it runs again: the
+    # task must end cancelled, not carry on as if only its deadline had passed.
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop)
+    started: asyncio.Future[Deadline] = loop.create_future()
+
+    async def work() -> str:
+        deadline = deadlines.start(5.0)
+        started.set_result(deadline)
+        try:
+            await asyncio.sleep(5.0)
+        except asyncio.CancelledError:
+            if not deadline.timed_out():
+                raise
+            return "timed out"
+        finally:
+            deadline.cancel()
+        return "finished"
+
+    task = asyncio.create_task(work())
+    deadline = await started
+    deadline.expire()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -1,28 +1,42 @@
-"""The README is the front door: it must stay in step with the code it documents."""
+"""The docs are the contract: README, docs/ and the code they describe must stay in step.
+
+docs/options.md is generated from the click definitions (``python scripts/options_doc.py``): a
+test here fails when an option is added, renamed or reworded without regenerating it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import re
 import shlex
+import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import click
 import pytest
 
-from fetchheads.cli import ExitStatus, cli
+from fetchheads.cli import cli
+from fetchheads.cli.common import ExitStatus
 from fetchheads.errors import ErrorKind
 from fetchheads.models import Result
 from fetchheads.targets import iter_lines, parse_target
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def section(title: str) -> str:
-    """The text of the ``## title`` section, up to the next ``## `` heading."""
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, re.M | re.S)
-    assert match, f"README has no '## {title}' section"
+def page(name: str) -> str:
+    return (DOCS / name).read_text(encoding="utf-8")
+
+
+def section(text: str, title: str) -> str:
+    """The text of the ``## title`` section of ``text``, up to the next ``## `` heading."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"no '## {title}' section"
     return match.group(1)
 
 
@@ -30,49 +44,158 @@ def table_first_cells(text: str) -> list[str]:
     return [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
 
 
-def test_quick_start_and_tests_commands_are_verbatim() -> None:
-    assert "```\npip install .\nfetchheads www.example.com\n```" in section("Quick start")
-    assert "```\npip install -e '.[test]' && pytest\n```" in section("Tests")
+def options_doc() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "options_doc", ROOT / "scripts" / "options_doc.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def fetch_options() -> list[click.Option]:
-    assert isinstance(cli, click.Group)
-    command = cli.commands["fetch"]
-    return [p for p in command.params if isinstance(p, click.Option)]
+# --- the README: the front door -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", fetch_options(), ids=lambda option: option.opts[-1])
-def test_every_option_has_a_row_in_the_options_table(option: click.Option) -> None:
-    rows = table_first_cells(section("Options"))
-    flags = [*option.opts, *option.secondary_opts]
-    assert any(all(f"{flag}" in row for flag in flags) for row in rows), (
-        f"README's Options table has no row for {' / '.join(flags)}"
+def test_the_readme_is_a_short_front_door() -> None:
+    assert len(README.splitlines()) <= 250
+
+
+def test_install_and_test_commands_are_verbatim() -> None:
+    install = "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/fetchheads --version"
+    assert f"```\n{install}\n```" in section(README, "Install")
+    assert "```\n./scripts/test\n```" in section(README, "Tests")
+    assert (ROOT / "scripts" / "test").stat().st_mode & 0o111, "scripts/test is not executable"
+
+
+def test_the_readme_links_every_docs_page() -> None:
+    pages = {path.name for path in DOCS.glob("*.md")} - {"index.md"}
+    linked = set(re.findall(r"\]\(docs/([\w-]+\.md)\)", README))
+    assert pages <= linked, f"README links none of {sorted(pages - linked)}"
+
+
+def test_the_docs_index_lists_every_page() -> None:
+    pages = {path.name for path in DOCS.glob("*.md")} - {"index.md"}
+    listed = set(re.findall(r"\]\(([\w-]+\.md)\)", page("index.md")))
+    assert pages <= listed, f"docs/index.md lists none of {sorted(pages - listed)}"
+
+
+MARKDOWN = sorted([*DOCS.glob("*.md"), *ROOT.glob("*.md")])
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=lambda path: path.name)
+def test_every_relative_link_leads_somewhere(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    for link in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", link) or link.startswith("#"):
+            continue
+        target = (path.parent / link.split("#")[0]).resolve()
+        assert target.exists(), f"{path.name} links {link}, which does not exist"
+
+
+def test_nothing_cites_a_contract_outside_the_repository() -> None:
+    outside = ("DESIGN" + ".md", "STYLE" + ".md")
+    skip = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        dirnames[:] = [d for d in dirnames if d not in skip and not d.endswith(".egg-info")]
+        for filename in filenames:
+            path = Path(dirpath) / filename
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            for name in outside:
+                assert name not in text, f"{path.relative_to(ROOT)} cites {name}: point to docs/"
+
+
+def test_the_license_is_the_one_pyproject_declares() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert declared["license"] == "MIT"
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License")
+    assert "fetchheads developers" in text
+
+
+# --- options.md: generated from the code --------------------------------------------------------
+
+
+def test_the_options_page_is_generated_from_the_code() -> None:
+    assert page("options.md") == options_doc().render(), (
+        "docs/options.md is out of date: run python scripts/options_doc.py"
     )
 
 
-def test_the_options_table_lists_no_option_that_does_not_exist() -> None:
-    known = {flag for option in fetch_options() for flag in (*option.opts, *option.secondary_opts)}
-    known |= {"-h", "--help"}  # click adds the help option outside the command's params
-    for row in table_first_cells(section("Options"))[1:]:
-        for flag in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", row):
-            assert flag in known, f"README documents {flag}, which fetchheads does not have"
+def all_options() -> list[tuple[str, click.Option]]:
+    assert isinstance(cli, click.Group)
+    found = []
+    for name, command in cli.commands.items():
+        with click.Context(command, info_name=name, **command.context_settings) as ctx:
+            found += [(name, p) for p in command.get_params(ctx) if isinstance(p, click.Option)]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    all_options(),
+    ids=lambda value: value.opts[-1] if isinstance(value, click.Option) else value,
+)
+def test_every_option_has_a_row_with_its_environment_variable(
+    command: str, option: click.Option
+) -> None:
+    title = "fetchheads" if command == "fetch" else f"fetchheads {command}"
+    text = section(page("options.md"), f"`{title}`")
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    flags = [*option.opts, *option.secondary_opts]
+    row = next((r for r in rows if all(flag in r.split("|")[1] for flag in flags)), None)
+    assert row is not None, f"docs/options.md has no row for {title} {' / '.join(flags)}"
+    if option.envvar:
+        assert f"`{option.envvar}`" in row, f"{flags[-1]}: {option.envvar} is not documented"
+
+
+def test_every_fetch_option_has_an_environment_variable() -> None:
+    # The promise docs/options.md makes: FETCHHEADS_ and the long option name.
+    for command, option in all_options():
+        if command != "fetch" or {"--help", "--version"} & set(option.opts):
+            continue
+        longest = max(option.opts, key=len)
+        assert option.envvar == f"FETCHHEADS_{longest.lstrip('-').upper().replace('-', '_')}"
+
+
+# --- the rest of the contract -------------------------------------------------------------------
 
 
 def test_every_error_kind_is_documented() -> None:
-    documented = {cell.strip("`") for cell in table_first_cells(section("Error kinds"))[1:]}
-    assert documented == {str(kind) for kind in ErrorKind}
+    cells = table_first_cells(section(page("errors.md"), "Error kinds"))[1:]
+    assert {cell.strip("`") for cell in cells} == {str(kind) for kind in ErrorKind}
 
 
 def test_every_exit_status_is_documented() -> None:
-    documented = set(table_first_cells(section("Exit status"))[1:])
+    documented = set(table_first_cells(section(page("errors.md"), "Exit status"))[1:])
     assert documented == {str(int(status)) for status in ExitStatus}
 
 
 def test_every_record_key_is_documented() -> None:
     keys = set(Result(target="x", url=None).to_record())
-    cells = " ".join(table_first_cells(section("Output")))
+    cells = " ".join(table_first_cells(section(page("output.md"), "jsonl: the JSON record")))
     documented = set(re.findall(r"`(\w+)`", cells))
     assert keys <= documented, f"undocumented record keys: {sorted(keys - documented)}"
+
+
+def test_the_limits_page_states_the_parser_limits() -> None:
+    from fetchheads import parse
+
+    rows = {
+        cells[1].strip().strip("`"): cells[2].strip()
+        for line in page("limits.md").splitlines()
+        if line.startswith("| `MAX_") and (cells := line.split("|"))
+    }
+    assert set(rows) == {"MAX_STATUS_LINE", "MAX_LINE", "MAX_HEAD", "MAX_HEADERS", "MAX_INTERIM"}
+    for name, value in rows.items():
+        match = re.match(r"(\d+)( KiB)?", value)
+        assert match, f"docs/limits.md: {name} has no number"
+        number = int(match.group(1)) * (1024 if match.group(2) else 1)
+        assert number == getattr(parse, name), f"docs/limits.md: {name} is {value}"
 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -108,11 +231,11 @@ def test_every_crontab_line_is_a_valid_fetchheads_command(
         command = words[5:]
         assert command[0] == "fetchheads", job
         args = list(itertools.takewhile(lambda word: word not in ("|", "||", "&&", ";"), command))
-        if args[1] in cli.commands:  # type: ignore[attr-defined]  # e.g. fetchheads prune
-            other = cli.commands[args[1]]  # type: ignore[attr-defined]
+        if args[1] in cli.commands:  # e.g. fetchheads prune
+            other = cli.commands[args[1]]
             with other.make_context("fetchheads", args[2:], resilient_parsing=False) as ctx:
                 assert ctx.params["db"], job
             continue
-        fetch = cli.commands["fetch"]  # type: ignore[attr-defined]
+        fetch = cli.commands["fetch"]
         with fetch.make_context("fetchheads", args[1:], resilient_parsing=False) as ctx:
             assert ctx.params["inputs"], job  # every fetch job reads a host file

@@ -56,7 +56,7 @@ def _hosts(tmp_path: Path, port: int, count: int) -> tuple[Path, list[str]]:
 def test_parallel_sh_runs_one_shard_per_machine_and_they_add_up(
     threaded_server: StartServer, tmp_path: Path
 ) -> None:
-    assert shutil.which("parallel") is not None, "GNU parallel is needed (.ci/run installs it)"
+    assert shutil.which("parallel") is not None, "GNU parallel is needed (scripts/test installs it)"
     server = threaded_server(reply(HEAD))
     hosts, urls = _hosts(tmp_path, server.port, 90)
     log = tmp_path / "ssh.log"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,10 +13,10 @@ from hypothesis import strategies as st
 from fetchheads.models import Result, Timing, format_timestamp, quick_init
 
 offsets = st.timedeltas(min_value=dt.timedelta(hours=-23), max_value=dt.timedelta(hours=23))
-zones = st.none() | st.just(dt.UTC) | st.builds(dt.timezone, offsets)
-moments = st.datetimes(
-    min_value=dt.datetime(1900, 1, 2), max_value=dt.datetime(2200, 1, 1), timezones=zones
-)
+aware_zones: st.SearchStrategy[dt.tzinfo] = st.just(dt.UTC) | st.builds(dt.timezone, offsets)
+earliest, latest = dt.datetime(1900, 1, 2), dt.datetime(2200, 1, 1)
+# Naive moments (taken as local time) and aware ones in any offset.
+moments = st.datetimes(earliest, latest) | st.datetimes(earliest, latest, timezones=aware_zones)
 
 
 @given(moments)
@@ -45,7 +46,13 @@ def test_quick_init_builds_what_the_dataclass_init_builds() -> None:
         b: str = "b"
         c: list[int] = dataclasses.field(default_factory=list)
 
-    for args, kwargs in [((1,), {}), ((1, "x"), {}), ((), {"a": 1, "c": [2]}), ((1,), {"b": "y"})]:
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((1,), {}),
+        ((1, "x"), {}),
+        ((), {"a": 1, "c": [2]}),
+        ((1,), {"b": "y"}),
+    ]
+    for args, kwargs in calls:
         plain, quick = Plain(*args, **kwargs), Quick(*args, **kwargs)
         assert dataclasses.astuple(plain) == dataclasses.astuple(quick)
     first, second = Quick(1), Quick(1)

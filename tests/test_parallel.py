@@ -4,6 +4,7 @@ run's summary and exit status, signals passed on, and no worker left behind."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -219,7 +220,7 @@ def test_a_signal_while_the_workers_start_stops_the_run_cleanly(
     expected = {signal.SIGINT: (130, "fetchheads: interrupted\n"), signal.SIGTERM: (143, "")}
     for _ in range(3):  # the window is a few milliseconds: aim at it more than once
         process = spawn("--json", "-t", "60", "--workers", "2", "-i", str(hosts))
-        wait_until(lambda pid=process.pid: bool(_children_or_none(pid)), "the first worker")
+        wait_until(functools.partial(_has_children, process.pid), "the first worker")
         workers = _children_or_none(process.pid)
         process.send_signal(signum)
         try:
@@ -228,6 +229,14 @@ def test_a_signal_while_the_workers_start_stops_the_run_cleanly(
             pytest.fail(f"{signum.name} as the workers started was lost: the run went on")
         assert (process.returncode, stderr.decode()) == expected[signum]
         assert not any(alive(pid) for pid in workers)
+
+
+def _has_children(pid: int) -> bool:
+    return bool(_children_or_none(pid))
+
+
+def _requests_reach(server: ThreadedServer, count: int) -> bool:
+    return len(server.requests) == count
 
 
 def _children_or_none(pid: int) -> list[int]:
@@ -282,7 +291,7 @@ def test_ctrl_c_twice_is_still_an_interrupt(
     for gap in (0.0, 0.001, 0.005, 0.01, 0.02):  # the second lands while the run is ending
         requests = len(stuck.requests)
         process = spawn("--json", "-t", "60", "--workers", workers, "-i", str(hosts))
-        wait_until(lambda n=requests: len(stuck.requests) == n + 4, "the four requests")
+        wait_until(functools.partial(_requests_reach, stuck, requests + 4), "the four requests")
         process.send_signal(signal.SIGINT)
         time.sleep(gap)
         with contextlib.suppress(ProcessLookupError):

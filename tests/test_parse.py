@@ -18,6 +18,7 @@ from fetchheads.parse import (
     HeadParser,
     Limits,
 )
+from fetchheads.parse_whole import parse_whole
 
 
 def feed_all(chunks: Iterable[bytes], parser: HeadParser | None = None) -> ResponseHead:
@@ -273,7 +274,7 @@ def test_a_finished_parser_refuses_more() -> None:
 
 
 def test_default_limits_are_the_documented_ones() -> None:
-    """README.md "Limits" states these numbers; change both together."""
+    """docs/limits.md states these numbers; change both together."""
     assert (MAX_STATUS_LINE, MAX_LINE, MAX_HEAD, MAX_HEADERS, MAX_INTERIM) == (
         8192,
         65536,
@@ -338,6 +339,36 @@ def test_header_count_limit() -> None:
 
 def test_header_count_limit_while_streaming() -> None:
     _raises_at_limit([b"HTTP/1.1 200 OK\r\n", *[b"A: 1\r\n"] * (MAX_HEADERS + 2)], "MAX_HEADERS")
+
+
+def test_header_count_limit_while_streaming_is_exact() -> None:
+    # The check on an unfinished head: exactly MAX_HEADERS lines wait for more, one more line is
+    # refused at once, before any blank line or EOF comes.
+    parser = HeadParser()
+    assert parser.feed(b"HTTP/1.1 200 OK\r\n") is None
+    for _ in range(MAX_HEADERS):
+        assert parser.feed(b"A: 1\r\n") is None
+    with pytest.raises(ParseError, match="more than 500 header lines"):
+        parser.feed(b"A: 1\r\n")
+    parser = HeadParser()
+    for chunk in [b"HTTP/1.1 200 OK\r\n", *[b"A: 1\r\n"] * MAX_HEADERS]:
+        assert parser.feed(chunk) is None
+    head = parser.feed(b"\r\n")
+    assert head is not None
+    assert len(head.headers) == MAX_HEADERS
+
+
+def test_header_count_limit_in_one_step_is_exact() -> None:
+    # A whole head in the first chunk takes the one-step path up to exactly MAX_HEADERS lines;
+    # one more is left to the general path, which refuses it.
+    at_limit = b"HTTP/1.1 200 OK\r\n" + b"A: 1\r\n" * MAX_HEADERS + b"\r\n"
+    head = parse_whole(at_limit, Limits())
+    assert head is not None
+    assert len(head.headers) == MAX_HEADERS
+    over = b"HTTP/1.1 200 OK\r\n" + b"A: 1\r\n" * (MAX_HEADERS + 1) + b"\r\n"
+    assert parse_whole(over, Limits()) is None
+    with pytest.raises(ParseError, match="more than 500 header lines"):
+        HeadParser().feed(over)
 
 
 def test_interim_limit() -> None:

@@ -361,7 +361,7 @@ def test_prune_beside_a_writing_run(site: tuple[Site, str], tmp_path: Path) -> N
     db = str(tmp_path / "heads.db")
     assert fetchheads("--db", db, "-q", "-i", str(hosts))[0] == 0  # run 1: what prune removes
     writer = run_cli("--db", db, "-q", "-c", "10", "-i", str(hosts), stdout=subprocess.DEVNULL)
-    prunes = []
+    prunes: list[tuple[int, str, str]] = []
     while writer.poll() is None and len(prunes) < 100:
         pruner = run_cli("prune", "--db", db, "--keep", "1", "-q")
         prunes.append((pruner.wait(timeout=60), *pruner.communicate()))

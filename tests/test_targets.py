@@ -1,7 +1,7 @@
 """Targets: the forms a user types, and how input lines become targets.
 
 The exhaustive hostile-input cases (smuggling attempts, odd Unicode, limits at their edges) live in
-the input-hardening tests; these pin the everyday forms DESIGN.md promises.
+the input-hardening tests; these pin the everyday forms docs/usage.md promises.
 """
 
 from __future__ import annotations
@@ -190,6 +190,6 @@ def test_undecodable_bytes_become_a_target_that_fails_validation() -> None:
     splitter = LineSplitter()
     [(number, text)] = splitter.feed(b"\xff\xfe.example\n")
     assert number == 1
-    assert text is not None
+    assert isinstance(text, str)
     with pytest.raises(InputError):
         parse_target(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -26,9 +28,9 @@ spellings = st.one_of(
 )
 
 
-def outcome(parse: object, text: str, scheme: str) -> Target | str:
+def outcome(parse: Callable[..., Target], text: str, scheme: str) -> Target | str:
     try:
-        return parse(text, default_scheme=scheme, line=7)  # type: ignore[operator]
+        return parse(text, default_scheme=scheme, line=7)
     except InputError as exc:
         return f"InputError: {exc}"
 

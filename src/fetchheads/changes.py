@@ -2,7 +2,7 @@
 
 A *snapshot* is one stored observation of a target (a row of the ``snapshots`` table, or the result
 just fetched). ``compare`` turns two of them into ``Change`` entries, the ``changes`` list of a
-record (DESIGN.md "Outputs"):
+record (docs/output.md):
 
 * header names compare case-insensitively; the values of one name compare as a multiset, so the
   same ``Set-Cookie``/``Vary`` lines in another order are no change, and a change shows both sides
@@ -66,7 +66,7 @@ DEFAULT_VOLATILE = frozenset(
         "Report-To",
     )
 )
-"""Lower-case names ``--changes`` ignores unless told otherwise (README "Snapshots")."""
+"""Lower-case names ``--changes`` ignores unless told otherwise (docs/snapshots.md)."""
 
 STATUS = ":status"
 ERROR = ":error"
@@ -103,7 +103,7 @@ class Snapshot:
         return f"{self.error_kind}: {self.error_message}" if self.error_message else self.error_kind
 
     def to_record(self) -> dict[str, Any]:
-        """The JSON Lines record of DESIGN.md, plus the row's ``id`` and ``run_id``."""
+        """The JSON Lines record of docs/output.md, plus the row's ``id`` and ``run_id``."""
         return {
             "id": self.id,
             "run_id": self.run_id,

@@ -345,7 +345,7 @@ def format_address(ip: str | None, port: int) -> str:
 
 LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 """Connect failures that are this machine's shortage, reported as kind ``connect`` with a message
-starting ``local:`` so that nobody blames the host (README "Limits")."""
+starting ``local:`` so that nobody blames the host (docs/limits.md)."""
 
 
 def describe_local_error(exc: OSError) -> str:

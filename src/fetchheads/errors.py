@@ -27,7 +27,7 @@ import enum
 
 
 class ErrorKind(enum.StrEnum):
-    """The ``error.kind`` values of a record (part of the public contract, DESIGN.md)."""
+    """The ``error.kind`` values of a record (part of the public contract, docs/errors.md)."""
 
     INPUT = "input"
     DNS = "dns"

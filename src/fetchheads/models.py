@@ -252,7 +252,7 @@ class Result:
         return self.error is None and self.head is not None
 
     def to_record(self) -> dict[str, Any]:
-        """The JSON Lines object of DESIGN.md; every key is always present."""
+        """The JSON Lines object of docs/output.md; every key is always present."""
         head = self.head
         record: dict[str, Any] = {
             "target": self.target,
@@ -269,7 +269,7 @@ class Result:
             "redirects": [r.to_record() for r in self.redirects],
             "fetched_at": format_timestamp(self.fetched_at),
         }
-        # Present only when asked for, so the record of a plain run stays as DESIGN.md shows it.
+        # Present only when asked for: a plain run's record stays as docs/output.md shows it.
         if self.changes is not None:
             record["changes"] = [change.to_record() for change in self.changes]
         if self.warnings is not None:

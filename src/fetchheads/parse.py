@@ -70,7 +70,7 @@ from fetchheads.parse_whole import parse_whole
 # a proxy 4-8 KiB for the whole head (proxy_buffer_size). We sit near curl: generous enough never
 # to refuse a real server, small enough that a hostile one costs little: the parser never buffers
 # more than MAX_HEAD + 1 bytes whatever the size of the reads (feed drops what lies past it), and
-# parsing a head at the limit takes a few milliseconds. README.md "Limits" documents these values.
+# parsing a head at the limit takes a few milliseconds. docs/limits.md documents these values.
 MAX_STATUS_LINE = 8 * 1024
 """Bytes in the status line, CRLF included. Real ones are under 100 bytes; 8 KiB is the request
 line limit of nginx and Apache, so nothing legitimate comes near it."""

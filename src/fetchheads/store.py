@@ -1,4 +1,4 @@
-"""The snapshot database (DESIGN.md "Snapshot database"): SQLite, one owned connection.
+"""The snapshot database (docs/snapshots.md "The database"): SQLite, one owned connection.
 
 A documented interface, queried by users with ``sqlite3`` or Datasette::
 

@@ -1,6 +1,6 @@
 """Raw text -> ``Target``: schemes, ports, IDNA, IPv6 literals, validation. Pure.
 
-Accepted forms (DESIGN.md "Targets")::
+Accepted forms (docs/usage.md "Targets")::
 
     host   host:port   [v6addr]   [v6addr]:port   http://host[:port][/path]   https://...
 

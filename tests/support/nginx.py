@@ -1,6 +1,6 @@
 """A real nginx on loopback, configured per test session in a temporary directory.
 
-``.ci/run`` installs nginx when it is missing, so the integration tier never skips in CI; on a
+``scripts/test`` installs nginx when it is missing, so the integration tier never skips in CI; on a
 developer machine without nginx the fixture fails with the install command instead of skipping.
 """
 
@@ -25,7 +25,7 @@ def find_program(candidates: tuple[str, ...], package: str) -> str:
         if path:
             return path
     raise RuntimeError(
-        f"{candidates[0]} not found: apt-get install {package} (bash .ci/run does this)"
+        f"{candidates[0]} not found: apt-get install {package} (scripts/test does this)"
     )
 
 

@@ -1,4 +1,4 @@
-"""The JSON record's keys as DESIGN.md gives them, in the order records carry them."""
+"""The JSON record's keys as docs/output.md gives them, in the order records carry them."""
 
 from __future__ import annotations
 

@@ -165,7 +165,7 @@ class LoopbackServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             await self._handler(_Recording(reader, self.requests), writer)  # type: ignore[arg-type]
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
@@ -176,7 +176,7 @@ class LoopbackServer:
             if not self._closing:
                 raise
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             writer.transport.abort()
 
     async def __aenter__(self) -> LoopbackServer:

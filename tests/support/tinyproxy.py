@@ -1,7 +1,7 @@
 """A real HTTP proxy (Debian's tinyproxy) on loopback, in the foreground, with a generated config.
 
-``.ci/run`` installs tinyproxy when it is missing, so the proxy tests never skip in CI; on a machine
-without it the fixture fails with the install command instead of skipping.
+``scripts/test`` installs tinyproxy when it is missing, so the proxy tests never skip in CI; on a
+machine without it the fixture fails with the install command instead of skipping.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The speed-and-scale part of the command line (README "Performance"): ``--resolve``,
+"""The speed-and-scale part of the command line (docs/scale.md): ``--resolve``,
 ``--dns-servers``, ``-4``/``-6``, ``--rate``, ``--retries`` and ``--shard``, validated here into
 ``Config`` fields, and the run's ``Resolver`` built from them."""
 

@@ -1,4 +1,4 @@
-"""The snapshot part of the command line (README "Snapshots"): the options ``--db``, ``--changes``,
+"""The snapshot part of the command line (docs/snapshots.md): the options ``--db``, ``--changes``,
 ``--ignore-header`` and ``--warn-days`` of the fetch command, and the commands ``history``,
 ``diff`` and ``prune``. What they do lives in ``lookback`` and ``render.history``."""
 

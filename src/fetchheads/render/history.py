@@ -51,8 +51,8 @@ def history_text(entries: list[Entry]) -> str:
 
 
 def history_jsonl(entries: list[Entry]) -> str:
-    """One record per snapshot: the DESIGN.md record, ``id``, ``run_id`` and ``changes`` since
-    the snapshot before it."""
+    """One record per snapshot: the JSON record of docs/output.md, ``id``, ``run_id`` and
+    ``changes`` since the snapshot before it."""
     return "".join(
         format_record({**snapshot.to_record(), "changes": [c.to_record() for c in changes]})
         for snapshot, _, changes in entries

@@ -1,4 +1,4 @@
-"""JSON Lines: one object per target, every key always present (DESIGN.md "Outputs").
+"""JSON Lines: one object per target, every key always present (docs/output.md).
 
 ``format_jsonl`` writes the record of an ordinary result (no TLS facts, redirects, changes or
 warnings) straight from the ``Result``, with the json module's own string and number encoders:
