@@ -23,6 +23,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from fetchheads.credentials import redact_url
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
 from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, OverlongLine, parse_target
@@ -42,7 +43,9 @@ class Source:
 
 
 def input_error(text: str, message: str, *, where: str | None = None) -> Result:
-    """The record for a target that could not become a request."""
+    """The record for a target that could not become a request (a password in it shown as
+    ``***``: the record is printed and stored)."""
+    text = redact_url(text)
     shown = text if len(text) <= 200 else text[:200] + "…"
     prefix = f"{where}: " if where else ""
     return Result(target=shown, url=None, error=ErrorInfo(ErrorKind.INPUT, prefix + message))
