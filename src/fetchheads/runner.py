@@ -243,6 +243,15 @@ def _read_some(stream: Any) -> bytes:
     return bytes(read1(READ_SIZE) if read1 is not None else stream.read(READ_SIZE))
 
 
+@dataclasses.dataclass(slots=True)
+class Intake:
+    """How far ``run`` got through its input, filled in when it stops reading: after Ctrl-C,
+    ``read`` less the results emitted is how many targets were not finished."""
+
+    read: int = 0
+    complete: bool = False  # every item was read
+
+
 async def run(
     items: AsyncIterator[Item],
     fetch: Callable[[Target], Awaitable[Result]],
@@ -250,6 +259,7 @@ async def run(
     *,
     concurrency: int,
     ordered: bool = False,
+    intake: Intake | None = None,
 ) -> None:
     """Fetch every target with ``concurrency`` workers; ``emit`` each result as it is ready."""
     feed = _Feed(concurrency * 2)
@@ -260,8 +270,8 @@ async def run(
     deliver = reorder.deliver if ordered else (lambda _seq, result: emit(result))
 
     async def produce() -> None:
+        seq = 0
         try:
-            seq = 0
             async for item in items:
                 if ordered:
                     await window.acquire()
@@ -269,8 +279,12 @@ async def run(
                     await feed.space()
                 feed.put((seq, item))
                 seq += 1
+            if intake is not None:
+                intake.complete = True
         finally:
             feed.close()
+            if intake is not None:
+                intake.read = seq
 
     async def work() -> None:
         jobs = feed.jobs
