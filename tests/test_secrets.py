@@ -90,7 +90,7 @@ def test_a_proxy_that_wants_credentials_gets_them_and_they_show_nowhere(
     wrong = f"http://user:{SECRET}x@127.0.0.1:{proxy.port}"
     code, stdout, stderr, stored = run([*output, "--proxy", right, "http://127.0.0.1:9/"], tmp_path)
     assert code == 0
-    assert "200" in stdout
+    assert "scripted" in stdout  # the origin's answer came through: the proxy let it pass
     assert_kept_secret(stdout, stderr, stored)
     # The tunnel refused (https goes by CONNECT), from the environment, in every spelling.
     for variable in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
@@ -103,7 +103,7 @@ def test_a_proxy_that_wants_credentials_gets_them_and_they_show_nowhere(
     code, stdout, stderr, stored = run(
         [*output, "http://127.0.0.1:9/"], tmp_path, env={"http_proxy": wrong}
     )
-    assert (code, "407" in stdout) == (0, True)
+    assert (code, "Proxy Authentication Required" in stdout) == (0, True)
     assert_kept_secret(stdout, stderr, stored)
 
 
@@ -137,7 +137,7 @@ def test_a_target_with_user_and_password_sends_basic_auth_and_shows_stars(
     code, stdout, stderr, stored = run([*output, "--order", "input", good, failing], tmp_path)
     assert code == 1  # the refused one
     assert server.requests[0].startswith(b"GET /x HTTP/1.0\r\n")  # user info is not sent as such
-    assert "401" not in stdout  # the credentials were sent and accepted
+    assert "Unauthorized" not in stdout  # the credentials were sent and accepted
     assert f"user:***@127.0.0.1:{server.port}/x" in stdout
     assert f"user:***@127.0.0.1:{refused_port}" in stdout
     assert_kept_secret(stdout, stderr, stored)
