@@ -147,7 +147,7 @@ def test_bad_arguments_are_input_records_too(
     assert outcome.exit_code == 1
     assert outcome.output.splitlines()[2:] == [
         "http:// error > input: no host in target",
-        "a\\x0d\\x0aHost: evil error > input: control or space character '\\r' in target",
+        "'a\\x0d\\x0aHost: evil' error > input: control or space character '\\r' in target",
     ]
     assert len(server.requests) == 1
 

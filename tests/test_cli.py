@@ -65,7 +65,8 @@ def test_plain_is_the_seed_format_for_heads_and_failures(target: str, refused: s
         f"{target} header > Set-Cookie: a=1",
         f"{target} header > Set-Cookie: b=2",
         f"{refused} error > connect: {refused}: connection refused",
-        "bad host error > input: control or space character ' ' in target",
+        # Quoted: the target is still the line's first field, for cut and awk.
+        "'bad host' error > input: control or space character ' ' in target",
     ]
     assert result.stderr == ""  # no summary when stderr is not a terminal
 

@@ -166,3 +166,31 @@ def test_the_kubernetes_job_command_passes_sigterm_on(
     except subprocess.TimeoutExpired:
         pytest.fail("SIGTERM to the pod's shell did not end fetchheads")
     assert pod.returncode == 143
+
+
+def test_the_systemd_unit_names_fetchheads_by_an_absolute_path_and_runs(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    """systemd does not search the PATH of the user's shell: ExecStart must name fetchheads by
+    its absolute path, and the unit says how to find it. With that path and the specifiers filled
+    in, the command runs as the timer would run it."""
+    unit = (EXAMPLES / "fetchheads-watch.service").read_text(encoding="utf-8")
+    (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    program, *args = exec_start.removeprefix("ExecStart=").split()
+    assert program.startswith("/"), exec_start
+    assert Path(program).name == "fetchheads"
+    assert "command -v fetchheads" in unit
+    server = threaded_server(reply(HEAD))
+    hosts, _ = _hosts(tmp_path, server.port, 3)
+    (tmp_path / "config" / "fetchheads").mkdir(parents=True)
+    hosts.rename(tmp_path / "config" / "fetchheads" / "hosts.txt")
+    (tmp_path / "state" / "fetchheads").mkdir(parents=True)  # StateDirectory= makes it
+    filled = [
+        arg.replace("%S", str(tmp_path / "state")).replace("%E", str(tmp_path / "config"))
+        for arg in args
+    ]
+    fetchheads = shutil.which("fetchheads", path=str(Path(sys.executable).parent))
+    assert fetchheads is not None
+    run = subprocess.run([fetchheads, *filled], capture_output=True, timeout=60, check=False)
+    assert (run.returncode, run.stdout, run.stderr) == (0, b"", b"")  # the baseline: silent
+    assert (tmp_path / "state" / "fetchheads" / "heads.db").stat().st_size > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from fetchheads.request import connect_request, proxied_request
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
 from tests.support.nginx import Nginx
-from tests.support.servers import Handler, LoopbackServer, reply, silent
+from tests.support.servers import Handler, LoopbackServer, ThreadedServer, reply, silent
 from tests.support.tinyproxy import Tinyproxy
 
 HTTP = parse_target("http://www.example.com/")
@@ -383,3 +384,16 @@ def test_a_bad_proxy_variable_is_a_usage_error() -> None:
     code, output = cli_run("http://127.0.0.1:9/", env={"http_proxy": "socks5://127.0.0.1:1080"})
     assert code == 2
     assert "http_proxy: unsupported proxy scheme 'socks5'" in output
+
+
+@pytest.mark.parametrize("spelling", ["127.1", "0x7f.1", "2130706433", "0177.0.0.1"])
+def test_noproxy_ranges_see_ipv4_however_it_is_spelled(
+    spelling: str, threaded_server: Callable[[Handler], ThreadedServer], refused_port: int
+) -> None:
+    server = threaded_server(reply(b"HTTP/1.1 200 OK\r\n\r\n"))
+    proxy = f"http://127.0.0.1:{refused_port}"
+    url = f"http://{spelling}:{server.port}/"
+    code, output = cli_run("--json", "--proxy", proxy, "--noproxy", "127.0.0.0/8", url)
+    assert code == 0, output
+    record = json.loads(output)
+    assert (record["target"], record["url"]) == (url, f"http://127.0.0.1:{server.port}/")

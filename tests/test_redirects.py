@@ -370,3 +370,30 @@ def test_a_hop_that_never_answers_times_out_within_the_one_deadline(
     ), record["error"]["message"]
     assert [hop["status"] for hop in record["redirects"]] == [301]
     assert record["url"] == f"http://127.0.0.1:{stuck.port}/"
+
+
+async def test_the_targets_own_user_and_password_stay_with_its_origin() -> None:
+    script = Script(
+        {
+            "http://a.example/": head(302, "/next"),
+            "http://a.example/next": head(302, "http://b.example/"),
+            "http://b.example/": head(302, "http://other:pw@c.example/"),
+            "http://c.example/": head(200),
+        }
+    )
+    sent: list[tuple[str, str | None]] = []
+
+    async def fetch(target: Target, config: Config) -> Result:
+        sent.append((target.url, target.authorization))
+        return await script.fetch(target, config)
+
+    first = parse_target("http://user:pw@a.example/")
+    result = await follow(first, fetch, Config(location=True), clock=script.clock)
+    assert result.ok
+    assert result.target == "http://user:***@a.example/"
+    assert sent == [
+        ("http://a.example/", first.authorization),
+        ("http://a.example/next", first.authorization),  # the same origin: as curl does
+        ("http://b.example/", None),  # another origin: never
+        ("http://c.example/", parse_target("other:pw@c.example").authorization),  # its own
+    ]

@@ -119,3 +119,17 @@ def test_an_empty_host_option_sends_no_host_header_for_any_target() -> None:
         assert build_request(parse_target(text), config) == (
             expected + b"Connection: close\r\nX-A: 1\r\n\r\n"
         )
+
+
+def test_a_targets_user_and_password_are_sent_as_basic_authorization() -> None:
+    sent = request("http://al%40ice:pw@example.com/x")
+    assert sent.startswith(
+        b"GET /x HTTP/1.0\r\nHost: example.com\r\nAuthorization: Basic YWxAaWNlOnB3\r\n"
+    )
+    # -H Authorization wins, as in curl; -H 'Authorization:' sends none at all.
+    given = request("http://u:pw@example.com/", headers=(("Authorization", "Bearer t"),))
+    assert given.count(b"Authorization") == 1
+    assert b"\r\nAuthorization: Bearer t\r\n" in given
+    assert b"Authorization" not in request(
+        "http://u:pw@example.com/", headers=(("Authorization", ""),)
+    )

@@ -486,7 +486,7 @@ def test_an_interrupted_run_keeps_what_finished_and_closes_its_run(
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130
-    assert err == "fetchheads: interrupted\n"
+    assert err == "fetchheads: interrupted: 2 done, 1 not finished\n"
     assert all(json.loads(line)["ok"] for line in finished)
     connection = sqlite3.connect(db)
     try:

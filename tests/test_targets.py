@@ -6,6 +6,8 @@ the input-hardening tests; these pin the everyday forms docs/usage.md promises.
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from fetchheads.errors import InputError
@@ -89,7 +91,10 @@ def test_the_line_number_travels_with_the_target() -> None:
         ("example.com:0", "port 0 out of range"),
         ("example.com:65536", "port 65536 out of range"),
         ("example.com:http", "invalid port 'http'"),
-        ("user@example.com", "user information"),
+        ("256.0.0.1", "invalid IPv4 address '256.0.0.1'"),
+        ("1.2.3.4.5", "invalid IPv4 address"),
+        ("127.0.0.08", "invalid IPv4 address"),  # 08 is no octal number
+        ("example.123", "invalid IPv4 address"),  # no top-level domain is a number
         ("exa mple.com", "control or space character"),
         ("[::1", "unclosed '['"),
         ("fe80::1:2:3:4:5:6:7:8", "IPv6 addresses must be in brackets"),
@@ -104,6 +109,49 @@ def test_bad_targets_get_a_message_a_user_can_act_on(text: str, message: str) ->
 
 
 # --- input lines ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "127.1",
+        "0x7f.1",
+        "0X7F.0.0.1",
+        "2130706433",
+        "0177.0.0.1",
+        "0x7f000001",
+        "127.0.1",
+        "127.1.",
+    ],
+)
+def test_ipv4_in_every_spelling_is_the_address_curl_and_browsers_reach(text: str) -> None:
+    for spelling in (text, f"http://{text}:8080/x"):
+        target = parse_target(spelling)
+        assert target.host == "127.0.0.1", spelling
+        assert target.text == spelling  # what the user typed stays what records call it
+    assert parse_target(f"http://{text}:8080/x").url == "http://127.0.0.1:8080/x"
+
+
+def test_names_that_only_look_numeric_stay_names() -> None:
+    assert parse_target("0x7f.example").host == "0x7f.example"
+    assert parse_target("1.2.3.4a").host == "1.2.3.4a"
+    assert parse_target("a.0xg").host == "a.0xg"
+
+
+def test_user_and_password_become_basic_credentials_and_never_show() -> None:
+    target = parse_target("http://al%40ice:s3cr%3At@127.0.0.1:8080/p")
+    assert target.authorization == "Basic " + base64.b64encode(b"al@ice:s3cr:t").decode()
+    assert (target.host, target.port, target.url) == ("127.0.0.1", 8080, "http://127.0.0.1:8080/p")
+    assert target.text == "http://al%40ice:***@127.0.0.1:8080/p"
+    assert "s3cr" not in repr(target)
+    bare = parse_target("token@127.0.0.1:81")
+    assert (bare.text, bare.authorization) == ("***@127.0.0.1:81", "Basic " + b64("token:"))
+    # An @ in the path is not user information (https://example.social/@name).
+    assert parse_target("http://127.0.0.1/@name").authorization is None
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def test_iter_lines_skips_blank_lines_and_comments_and_keeps_line_numbers() -> None:

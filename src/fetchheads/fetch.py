@@ -110,7 +110,7 @@ class FetchContext:
         built = self._request
         if built is None or built[0] is not self.config:
             built = self._request = (self.config, request_template(self.config))
-        return built[1].render(target.path, target.authority)
+        return built[1].render(target.path, target.authority, target.authorization)
 
 
 async def fetch_one(target: Target, ctx: FetchContext) -> Result:

@@ -68,6 +68,9 @@ class Target:
     port: int
     path: str = "/"  # origin-form: path and query, always starts with "/"
     line: int | None = None  # line number in the input file, when it came from one
+    # ``Basic ...`` from the user:password@ of the target, sent as Authorization; ``text`` shows
+    # the password as ``***`` (credentials.py), and ``url`` never holds user information.
+    authorization: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def authority(self) -> str:

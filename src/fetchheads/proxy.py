@@ -27,11 +27,11 @@ SNI.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from fetchheads.credentials import basic_authorization, redact_url
 from fetchheads.errors import InputError
 from fetchheads.models import ResponseHead, Target
 from fetchheads.targets import parse_target
@@ -58,37 +58,36 @@ class Proxy:
 
 
 def parse_proxy(text: str) -> Proxy:
-    """``[http://][user:password@]host[:port][/]`` -> ``Proxy``; raises ``InputError``."""
-    from urllib.parse import unquote, urlsplit  # only runs with a proxy pay for the import
+    """``[http://][user:password@]host[:port][/]`` -> ``Proxy``; raises ``InputError``, whose
+    message shows the password as ``***``."""
+    from urllib.parse import urlsplit  # only runs with a proxy pay for the import
 
     raw = text.strip()
+    shown = redact_url(raw)
     if "://" not in raw:
         raw = "http://" + raw  # curl's default proxy scheme
     try:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
-        raise InputError(f"invalid proxy {text!r}: {exc}") from None
+        raise InputError(f"invalid proxy {shown!r}: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme != "http":
         raise InputError(
-            f"unsupported proxy scheme {scheme!r} in {text!r}: only http:// proxies are supported"
+            f"unsupported proxy scheme {scheme!r} in {shown!r}: only http:// proxies are supported"
         )
     if not parts.hostname:
-        raise InputError(f"no host in proxy {text!r}")
+        raise InputError(f"no host in proxy {shown!r}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise InputError(f"a proxy is host[:port], not a URL with a path: {text!r}")
+        raise InputError(f"a proxy is host[:port], not a URL with a path: {shown!r}")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     try:
         checked = parse_target(f"http://{host}/")
     except InputError as exc:
-        raise InputError(f"invalid proxy {text!r}: {exc}") from None
+        raise InputError(f"invalid proxy {shown!r}: {exc}") from None
     authorization = None
     if parts.username is not None:
-        credentials = unquote(parts.username)
-        credentials += ":" + unquote(parts.password or "")
-        token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-        authorization = f"Basic {token}"
+        authorization = basic_authorization(parts.netloc.rpartition("@")[0])
     return Proxy(checked.host, DEFAULT_PROXY_PORT if port is None else port, authorization)
 
 
@@ -150,13 +149,18 @@ NO_PROXY_RULES = ProxyRules()
 
 
 def proxy_rules(
-    environ: Mapping[str, str], *, proxy: str | None = None, noproxy: str | None = None
+    environ: Mapping[str, str],
+    *,
+    proxy: str | None = None,
+    noproxy: str | None = None,
+    option: str = "--proxy",
 ) -> ProxyRules:
     """The rules for a run from ``--proxy``, ``--noproxy`` and ``environ`` (curl's order, see the
-    module doc). Raises ``InputError`` naming the option or variable that holds a bad proxy."""
+    module doc). Raises ``InputError`` naming the option (as ``option``) or variable that holds a
+    bad proxy, its password shown as ``***``."""
     no_proxy = noproxy if noproxy is not None else _first_set(environ, "no_proxy", "NO_PROXY")[1]
     if proxy is not None:
-        chosen = _parse_named("--proxy", proxy)
+        chosen = _parse_named(option, proxy)
         return ProxyRules(http=chosen, https=chosen, no_proxy=no_proxy)
     return ProxyRules(
         http=_parse_named(*_first_set(environ, "http_proxy", "all_proxy", "ALL_PROXY")),

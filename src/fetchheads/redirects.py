@@ -9,7 +9,8 @@ leaves less to the later ones. ``--connect-timeout`` still bounds each hop's con
 
 Request headers: ``-H`` headers go to every hop, except ``Authorization``, ``Cookie`` and ``Host``,
 which are sent only while the hop has the scheme, host and port the user asked for (what curl does
-without ``--location-trusted``): a redirect must not carry credentials to another origin.
+without ``--location-trusted``): a redirect must not carry credentials to another origin. The
+target's own ``user:password@`` follows the same rule.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fetchheads.config import Config
+from fetchheads.credentials import redact_url
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Redirect, ResponseHead, Result, Target
 from fetchheads.targets import parse_target
@@ -126,8 +128,11 @@ async def follow(
         try:
             following = resolve_location(current, location)
         except InputError as exc:
-            message = f"cannot follow Location {location!r}: {exc}"
+            message = f"cannot follow Location {redact_url(location)!r}: {exc}"
             return _chain(result, first, hops, ErrorInfo(ErrorKind.REDIRECT, message))
+        if following.authorization is None and _origin(following) == _origin(target):
+            # The target's user:password@ goes on to its own origin, never to another (curl).
+            following = dataclasses.replace(following, authorization=target.authorization)
         if len(hops) >= config.max_redirs:
             message = f"more than {config.max_redirs} redirects (--max-redirs {config.max_redirs})"
             return _chain(result, first, hops, ErrorInfo(ErrorKind.REDIRECT, message))

@@ -11,6 +11,7 @@ import dataclasses
 import re
 
 from fetchheads.config import Config
+from fetchheads.credentials import redact_header
 from fetchheads.errors import InputError
 from fetchheads.models import Target
 from fetchheads.proxy import Proxy
@@ -25,7 +26,7 @@ def parse_header_option(text: str) -> tuple[str, str]:
     name, colon, value = text.partition(":")
     name = name.strip()
     if not colon or not _TOKEN_RE.fullmatch(name):
-        raise InputError(f"header must be 'Name: value', got {text!r}")
+        raise InputError(f"header must be 'Name: value', got {redact_header(text)!r}")
     value = value.strip(" \t")
     check_header_value(name, value)
     return name, value
@@ -41,7 +42,7 @@ def check_header_value(name: str, value: str) -> None:
 def build_request(target: Target, config: Config, *, absolute_form: bool = False) -> bytes:
     """The request bytes for ``target``. ``absolute_form`` is for plain-http proxies."""
     request_target = target.url if absolute_form else target.path
-    return request_template(config).render(request_target, target.authority)
+    return request_template(config).render(request_target, target.authority, target.authorization)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,12 +54,18 @@ class RequestTemplate:
     method: str
     target_host: bool  # a Host header with the target's authority (no -H 'Host: ...' replaced it)
     tail: bytes  # the header lines after the request line and Host, then the blank line
+    # The target's user:password@ is sent as Authorization unless -H gave one (as in curl).
+    target_authorization: bool = True
 
-    def render(self, request_target: str, authority: str) -> bytes:
+    def render(
+        self, request_target: str, authority: str, authorization: str | None = None
+    ) -> bytes:
         if self.target_host:
             start = f"{self.method} {request_target} HTTP/1.0\r\nHost: {authority}\r\n"
         else:
             start = f"{self.method} {request_target} HTTP/1.0\r\n"
+        if authorization is not None and self.target_authorization:
+            start += f"Authorization: {authorization}\r\n"
         return start.encode("latin-1") + self.tail
 
 
@@ -87,7 +94,10 @@ def request_template(config: Config) -> RequestTemplate:
         if value:
             lines.append(f"{name}: {value}")
     tail = "".join(f"{line}\r\n" for line in lines) + "\r\n"
-    return RequestTemplate(config.method, host is None, tail.encode("latin-1"))
+    given_authorization = any(name.lower() == "authorization" for name, _ in config.headers)
+    return RequestTemplate(
+        config.method, host is None, tail.encode("latin-1"), not given_authorization
+    )
 
 
 def proxied_request(target: Target, config: Config, proxy: Proxy) -> bytes:

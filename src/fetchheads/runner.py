@@ -23,6 +23,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from fetchheads.credentials import redact_url
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
 from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, OverlongLine, parse_target
@@ -42,7 +43,9 @@ class Source:
 
 
 def input_error(text: str, message: str, *, where: str | None = None) -> Result:
-    """The record for a target that could not become a request."""
+    """The record for a target that could not become a request (a password in it shown as
+    ``***``: the record is printed and stored)."""
+    text = redact_url(text)
     shown = text if len(text) <= 200 else text[:200] + "…"
     prefix = f"{where}: " if where else ""
     return Result(target=shown, url=None, error=ErrorInfo(ErrorKind.INPUT, prefix + message))
@@ -240,6 +243,15 @@ def _read_some(stream: Any) -> bytes:
     return bytes(read1(READ_SIZE) if read1 is not None else stream.read(READ_SIZE))
 
 
+@dataclasses.dataclass(slots=True)
+class Intake:
+    """How far ``run`` got through its input, filled in when it stops reading: after Ctrl-C,
+    ``read`` less the results emitted is how many targets were not finished."""
+
+    read: int = 0
+    complete: bool = False  # every item was read
+
+
 async def run(
     items: AsyncIterator[Item],
     fetch: Callable[[Target], Awaitable[Result]],
@@ -247,6 +259,7 @@ async def run(
     *,
     concurrency: int,
     ordered: bool = False,
+    intake: Intake | None = None,
 ) -> None:
     """Fetch every target with ``concurrency`` workers; ``emit`` each result as it is ready."""
     feed = _Feed(concurrency * 2)
@@ -257,8 +270,8 @@ async def run(
     deliver = reorder.deliver if ordered else (lambda _seq, result: emit(result))
 
     async def produce() -> None:
+        seq = 0
         try:
-            seq = 0
             async for item in items:
                 if ordered:
                     await window.acquire()
@@ -266,8 +279,12 @@ async def run(
                     await feed.space()
                 feed.put((seq, item))
                 seq += 1
+            if intake is not None:
+                intake.complete = True
         finally:
             feed.close()
+            if intake is not None:
+                intake.read = seq
 
     async def work() -> None:
         jobs = feed.jobs

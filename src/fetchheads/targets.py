@@ -17,6 +17,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Iterator
 
+from fetchheads.credentials import basic_authorization, redact_url
 from fetchheads.errors import InputError
 from fetchheads.models import DEFAULT_PORTS, Target
 
@@ -64,6 +65,8 @@ def parse_target(text: str, *, default_scheme: str = "http", line: int | None = 
                 path = "/"
             elif path[0] == "?":
                 path = "/" + path
+            if host[-1].isdigit() or "0x" in host:  # may be IPv4 in another spelling: 127.1
+                host = _ipv4_host(host) or host
             return Target(text=text, scheme=scheme, host=host, port=port, path=path, line=line)
     return parse_target_full(text, default_scheme=default_scheme, line=line)
 
@@ -96,14 +99,17 @@ def parse_target_full(
         explicit_scheme = False
 
     authority, path = _split_path(rest)
-    if "@" in authority:
-        raise InputError("user information (user@host) is not supported in targets")
+    authorization = None
+    if "@" in authority:  # user:password@host, sent as Basic credentials (as curl does)
+        userinfo, _at, authority = authority.rpartition("@")
+        authorization = basic_authorization(userinfo)
+        raw = redact_url(raw)
     host, port = _split_host_port(authority)
     if port is None:
         port = DEFAULT_PORTS[scheme]
     elif not explicit_scheme and port == 443:
         scheme = "https"
-    return Target(text=raw, scheme=scheme, host=host, port=port, path=path, line=line)
+    return Target(raw, scheme, host, port, path, line, authorization)
 
 
 def _check_invisible(raw: str) -> None:
@@ -183,14 +189,8 @@ def _parse_port(text: str) -> int:
 
 
 def _normalise_host(host: str) -> str:
-    import ipaddress
-
     if not host:
         raise InputError("no host in target")
-    try:
-        return str(ipaddress.IPv4Address(host))
-    except ValueError:
-        pass
     name = host.rstrip(".").lower() if host != "." else ""
     if not name:
         raise InputError(f"invalid host {host!r}")
@@ -199,6 +199,9 @@ def _normalise_host(host: str) -> str:
             name = name.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise InputError(f"invalid international host name {host!r}: {exc}") from None
+    address = _ipv4_host(name)
+    if address is not None:
+        return address
     labels = name.split(".")
     # The most specific complaint first: one overlong label is what a user has to fix.
     if any(len(label) > MAX_LABEL_CHARS for label in labels):
@@ -208,6 +211,49 @@ def _normalise_host(host: str) -> str:
     if not all(_LABEL_RE.match(label) for label in labels):
         raise InputError(f"invalid host name {host!r}")
     return name
+
+
+def _ipv4_host(host: str) -> str | None:
+    """The dotted-quad form of a host that ends in a number, as the WHATWG URL standard's IPv4
+    parser (and curl, and browsers) read it: ``127.1``, ``0x7f.1``, ``2130706433`` and
+    ``0177.0.0.1`` are all ``127.0.0.1``. Parts are decimal, ``0x`` hex or ``0``-led octal; the
+    last part fills the bytes the others leave. ``None`` for a host name. A host that ends in a
+    number but is no IPv4 address (``256.1.1.1``, ``1.2.3.4.5``, ``example.123``) is refused,
+    as WHATWG does: a name with a numeric top-level label cannot exist, so it is a typo."""
+    parts = host.split(".")
+    if len(parts) > 1 and not parts[-1]:
+        parts.pop()  # one trailing dot: 127.0.0.1.
+    last = parts[-1]
+    if not (last.isascii() and last.isdigit()) and _ipv4_number(last) is None:
+        return None  # does not end in a number: a name
+    numbers = []
+    for part in parts:
+        number = _ipv4_number(part)
+        if number is None:
+            raise InputError(f"invalid IPv4 address {host!r}")
+        numbers.append(number)
+    *leading, final = numbers
+    if len(numbers) > 4 or any(n > 255 for n in leading) or final >= 256 ** (5 - len(numbers)):
+        raise InputError(f"invalid IPv4 address {host!r}")
+    value = final + sum(number << 8 * (3 - index) for index, number in enumerate(leading))
+    return ".".join(str(value >> shift & 0xFF) for shift in (24, 16, 8, 0))
+
+
+def _ipv4_number(part: str) -> int | None:
+    """One part of a numeric host, or ``None`` when it is not a number."""
+    if not part.isascii():
+        return None
+    digits, base = part, 10
+    if part[:2] in ("0x", "0X"):
+        digits, base = part[2:] or "0", 16
+    elif len(part) > 1 and part[0] == "0":
+        digits, base = part[1:], 8
+    if not digits or not digits.isalnum():
+        return None  # int() would take "+1", " 1" and "1_0"
+    try:
+        return int(digits, base)
+    except ValueError:
+        return None
 
 
 # --- identity: --unique and --shard --------------------------------------------------------------

@@ -25,7 +25,7 @@ import click
 
 from fetchheads import process
 from fetchheads.changes import ignored_names
-from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus
+from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, make_readable
 from fetchheads.cli.options import fetch_options, make_config
 from fetchheads.cli.run import execute
 from fetchheads.cli.scale import usable_cores
@@ -64,6 +64,13 @@ class DefaultGroup(click.Group):
             args = [self.default_command, *args]
             ctx.meta[_IMPLIED] = True
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as error:  # every command's, parsing and running
+            make_readable(error)
+            raise
 
 
 class _ImpliedContext(click.Context):

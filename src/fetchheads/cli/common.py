@@ -1,13 +1,17 @@
-"""What every command of the command line shares: exit statuses and click's context settings."""
+"""What every command of the command line shares: exit statuses, click's context settings, and
+how click's errors are worded."""
 
 from __future__ import annotations
 
 import enum
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+from fetchheads.render.safe import terminal_safe
 
 
 class ExitStatus(enum.IntEnum):
@@ -53,3 +57,26 @@ def option_group(*decorators: Decorator) -> Decorator:
         return command
 
     return apply
+
+
+def make_readable(error: click.ClickException) -> None:
+    """Word ``error`` for the person who has to act on it, before click prints it: a bad value
+    that came from the environment names its variable (``Invalid value for FETCHHEADS_TIMEOUT
+    (--timeout): 'abc' is not a valid float.``: the command line shows no ``--timeout`` to
+    fix), and control characters of a file name or target are shown escaped, as server text is."""
+    # click declares ``message`` Final, but reads it back only when the error is shown.
+    error.message = terminal_safe(error.message)  # type: ignore[misc]
+    if not isinstance(error, click.BadParameter) or error.param_hint is not None:
+        return
+    param, ctx = error.param, error.ctx
+    if not isinstance(param, click.Option) or ctx is None or param.name is None:
+        return
+    if ctx.get_parameter_source(param.name) is not click.core.ParameterSource.ENVIRONMENT:
+        return
+    error.param_hint = f"{environment_source(param)} ({max(param.opts, key=len)})"
+
+
+def environment_source(param: click.Parameter) -> str:
+    """The environment variable ``param`` took its value from (the first set one)."""
+    names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+    return next((name for name in names if os.environ.get(name)), " or ".join(names))

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from fetchheads import __version__
-from fetchheads.cli.common import option_group, positive_float
+from fetchheads.cli.common import environment_source, option_group, positive_float
 from fetchheads.cli.scale import scale_options
 from fetchheads.cli.snapshots import snapshot_options
 from fetchheads.config import (
@@ -320,7 +321,13 @@ def make_config(options: Mapping[str, Any], *, concurrency: int) -> Config:
 
 
 def _proxy_rules(proxy: str | None, noproxy: str | None) -> ProxyRules:
+    ctx = click.get_current_context(silent=True)
+    option = "--proxy"
+    if ctx is not None and ctx.get_parameter_source("proxy") is ParameterSource.ENVIRONMENT:
+        param = next(param for param in ctx.command.params if param.name == "proxy")
+        option = f"{environment_source(param)} (--proxy)"
     try:
-        return proxy_rules(os.environ, proxy=proxy, noproxy=noproxy)
+        return proxy_rules(os.environ, proxy=proxy, noproxy=noproxy, option=option)
     except InputError as exc:
-        raise click.UsageError(f"{exc} (--proxy '' ignores the proxy environment)") from None
+        hint = " (--proxy '' ignores the proxy environment)" if proxy is None else ""
+        raise click.UsageError(f"{exc}{hint}") from None

@@ -156,9 +156,11 @@ def execute_parallel(
         )
         return ExitStatus.FAILED
     summary = Summary()
-    state = {"terminated": False, "interrupted": False, "killed": False}
+    state = {"terminated": False, "interrupted": False, "killed": False, "all_read": False}
+    own = Summary()  # the records of lines that were no target, made here
 
     def emit(result: Result) -> None:
+        own.add(result)
         summary.add(result)
         sink.emit(result)
 
@@ -202,6 +204,7 @@ def execute_parallel(
         process.accept_stop_signals()  # a Ctrl-C held since the forks cancels this task now
         try:
             await _distribute(config, sources, children, emit, credit)
+            state["all_read"] = True
             for child in children:
                 _flush(child)
                 if child.transport is not None:
@@ -238,7 +241,8 @@ def execute_parallel(
         workers_note = f"; {workers} workers"
         stderr.print(summary.describe(time.monotonic() - started) + workers_note, style="dim")
     if status is ExitStatus.INTERRUPTED:
-        stderr.print("fetchheads: interrupted")
+        read = own.targets + sum(child.sent for child in children)
+        stderr.print("fetchheads: " + summary.interrupted(read, all_read=state["all_read"]))
     return status
 
 

@@ -28,7 +28,7 @@ from fetchheads.render.jsonl import format_jsonl
 from fetchheads.render.output import PrettySink, ProgressLine, Sink, StderrConsole, TextSink
 from fetchheads.render.plain import format_plain
 from fetchheads.render.summary import Summary
-from fetchheads.runner import Item, Pacer, Source, read_sources, run, select_shard
+from fetchheads.runner import Intake, Item, Pacer, Source, read_sources, run, select_shard
 
 
 def _make_sink(output_format: str, *, waterfall: bool = False, worker: bool = False) -> Sink:
@@ -96,6 +96,7 @@ def execute(
     bar = ProgressLine(stderr.console, summary) if show_bar else None
     started = time.monotonic()
     terminated = interrupted = False
+    intake = Intake()
     session = session or SnapshotSession()
     output = sink.emit
 
@@ -152,6 +153,7 @@ def execute(
                 emit,
                 concurrency=config.concurrency,
                 ordered=config.order == "input",
+                intake=intake,
             )
         finally:
             if bar is not None:
@@ -205,7 +207,7 @@ def execute(
     ):
         stderr.print(summary.describe(time.monotonic() - started) + session.describe(), style="dim")
     if status is ExitStatus.INTERRUPTED and not worker:
-        stderr.print("fetchheads: interrupted")
+        stderr.print("fetchheads: " + summary.interrupted(intake.read, all_read=intake.complete))
     return status
 
 

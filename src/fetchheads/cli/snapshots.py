@@ -15,6 +15,7 @@ from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float, op
 from fetchheads.errors import StoreError
 from fetchheads.lookback import history, parse_when, pick, target_keys
 from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
+from fetchheads.render.safe import terminal_safe
 from fetchheads.render.summary import counted
 from fetchheads.targets import SCHEMES
 
@@ -209,7 +210,8 @@ def prune_command(db: str, keep_days: float | None, keep: int | None, quiet: boo
 
 
 def _no_snapshots(target: str, db: str) -> NoReturn:
-    click.echo(f"fetchheads: no snapshots of {target} in {db}", err=True)
+    shown = f"{terminal_safe(target)} in {terminal_safe(db)}"
+    click.echo(f"fetchheads: no snapshots of {shown}", err=True)
     sys.exit(int(ExitStatus.FAILED))
 
 

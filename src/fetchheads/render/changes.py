@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fetchheads.models import Alert, Change
-from fetchheads.render.safe import terminal_safe
+from fetchheads.render.safe import shown_target, terminal_safe
 
 NONE = "(none)"
 
@@ -27,10 +27,10 @@ def describe_change(change: Change) -> str:
 
 
 def change_lines(target: str, changes: Iterable[Change]) -> list[str]:
-    shown = terminal_safe(target)
+    shown = shown_target(target)
     return [f"{shown} changed > {describe_change(change)}" for change in changes]
 
 
 def alert_lines(target: str, alerts: Iterable[Alert]) -> list[str]:
-    shown = terminal_safe(target)
+    shown = shown_target(target)
     return [f"{shown} warning > {terminal_safe(alert.message)}" for alert in alerts]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fetchheads.models import Result
+from fetchheads.render.safe import terminal_safe
 from fetchheads.render.summary import Summary
 
 if TYPE_CHECKING:  # rich is imported where it is used: plain and jsonl runs never load it
@@ -128,7 +129,12 @@ class PrettySink(Sink):
 
 class StderrConsole:
     """rich's ``Console`` on stderr, made on first use: a quiet plain or jsonl run, which prints
-    nothing there, never imports rich (~25 ms of every start-up)."""
+    nothing there, never imports rich (~25 ms of every start-up).
+
+    ``print`` writes each message as one line, never wrapped at the console's width (80 columns
+    when stderr is a file or a pipe: a cron log grepped for a message must find it whole), and
+    with control characters escaped (a file name or target may hold them, as server text does).
+    """
 
     def __init__(self) -> None:
         self._console: Console | None = None
@@ -142,7 +148,9 @@ class StderrConsole:
         return self._console
 
     def print(self, *objects: Any, **options: Any) -> None:
-        self.console.print(*objects, **options)
+        safe = [terminal_safe(item) if isinstance(item, str) else item for item in objects]
+        options.setdefault("soft_wrap", True)
+        self.console.print(*safe, **options)
 
 
 class ProgressLine:

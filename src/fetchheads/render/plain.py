@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fetchheads.models import Result
 from fetchheads.render.changes import alert_lines, change_lines
-from fetchheads.render.safe import terminal_safe
+from fetchheads.render.safe import shown_target, terminal_safe
 
 
 def format_plain(result: Result) -> str:
@@ -20,7 +20,7 @@ def format_plain(result: Result) -> str:
         lines = change_lines(result.target, result.changes)
         lines.extend(alert_lines(result.target, result.warnings or ()))
         return "".join(line + "\n" for line in lines)
-    target = terminal_safe(result.target)
+    target = shown_target(result.target)
     lines = []
     for hop in result.redirects:
         url, location = terminal_safe(hop.url), terminal_safe(hop.location)

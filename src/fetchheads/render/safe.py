@@ -30,6 +30,18 @@ def terminal_safe(text: str) -> str:
     return text.translate(_TERMINAL_TABLE)
 
 
+def shown_target(text: str) -> str:
+    """A target as the first field of a plain line: terminal-safe, and quoted (``'a b'``, ``''``)
+    when it is empty or holds whitespace, so that the line never starts with a space and
+    ``cut -d' ' -f1`` or ``awk '{print $1}'`` still finds the whole target there."""
+    safe = terminal_safe(text)
+    if safe and " " not in safe and safe.isprintable():  # the common case, checked in C
+        return safe
+    if safe and not any(char.isspace() for char in safe):
+        return safe
+    return f"'{safe}'"
+
+
 def json_safe(encoded: str) -> str:
     """Escape, inside encoded JSON, what ``json.dumps`` leaves raw but a terminal would obey
     (DEL, C1, bidi controls, line separators). The JSON still decodes to the exact text."""

@@ -49,7 +49,9 @@ class Summary:
             self.ok += 1
         if result.error is not None:
             self.failed_by_kind[str(result.error.kind)] += 1
-        if result.head is not None:
+        if result.head is not None and result.error is None:
+            # A failed chain (-L: a loop, an unfollowable Location) ends on a head, but it counts
+            # under its error kind: "302 x1" would read as one redirect answered as asked.
             self.statuses[result.head.status] += 1
 
     def describe(self, elapsed: float) -> str:
@@ -75,3 +77,11 @@ class Summary:
             f"{self.targets:,}/{max(read, self.targets):,} done  {self.ok:,} ok  "
             f"{self.failed:,} failed  {shown_rate}/s  {elapsed:.0f} s"
         )
+
+    def interrupted(self, read: int, *, all_read: bool = True) -> str:
+        """After Ctrl-C: ``interrupted: 1,234 done, 56 not finished`` (of the ``read`` targets),
+        and ``, the rest of the input not read`` unless ``all_read``."""
+        text = f"interrupted: {self.targets:,} done, {max(read - self.targets, 0):,} not finished"
+        if not all_read:
+            text += ", the rest of the input not read"
+        return text

@@ -1,0 +1,77 @@
+"""Credentials: the ``Basic`` value sent for ``user:password@``, and keeping every secret out of
+what fetchheads shows and stores. Pure.
+
+Passwords reach fetchheads in three places, and each is shown as ``***`` wherever it would
+otherwise appear (messages, every output format, the summary, the ``--db`` database):
+
+* the user information of a URL (a target, ``--proxy``, ``http_proxy`` and the other proxy
+  variables): ``http://user:pass@host`` is shown ``http://user:***@host``. A user name alone
+  (``http://token@host``) is shown ``http://***@host``: it is often a token;
+* the value of a ``-H`` header whose name says it carries credentials (``is_secret_header``):
+  ``Authorization: Basic dXNlcjpwYXNz`` is shown ``Authorization: ***``;
+* ``-H`` text that is not ``Name: value`` at all: at most its first word is shown.
+
+Only what is shown changes: the request still sends the credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+MASK = "***"
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_SECRET_NAME = re.compile(r"auth|cookie|token|secret|passw|key|session|credential|signature", re.I)
+"""A header is secret when its name holds one of these: ``Authorization``,
+``Proxy-Authorization``, ``Cookie``, ``X-Auth-Token``, ``X-API-Key``, ``X-Session-Id``,
+``X-Amz-Signature`` ... A false positive costs a hidden value in a message; a false negative, a
+leaked credential."""
+
+
+def redact_url(text: str) -> str:
+    """``text`` (a URL, or a bare ``[user[:password]@]host[:port][/path]``) with the user
+    information's secret part replaced by ``***``; text without user information is returned
+    as it is. The authority ends at the first ``/``, ``?`` or ``#``, as RFC 3986 reads it, so an
+    ``@`` in a path (``https://example.social/@name``) is left alone."""
+    if "@" not in text:
+        return text  # the common case: nothing to look for
+    scheme = _SCHEME.match(text)
+    start = scheme.end() if scheme else 0
+    end = len(text)
+    for separator in "/?#":
+        index = text.find(separator, start)
+        if index != -1:
+            end = min(end, index)
+    at = text.rfind("@", start, end)
+    if at == -1:
+        return text
+    user, colon, _password = text[start:at].partition(":")
+    shown = f"{user}:{MASK}" if colon else MASK
+    return text[:start] + shown + text[at:]
+
+
+def basic_authorization(userinfo: str) -> str:
+    """The ``Basic`` credentials (RFC 7617) for the user information of a URL, ``user:password``
+    percent-encoded as written there; a user without a password has an empty one, as in curl."""
+    from urllib.parse import unquote  # only URLs with credentials pay for the import
+
+    user, _colon, password = userinfo.partition(":")
+    credentials = f"{unquote(user)}:{unquote(password)}"
+    return "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether the value of request header ``name`` is kept out of every message."""
+    return _SECRET_NAME.search(name) is not None
+
+
+def redact_header(text: str) -> str:
+    """``-H`` text as a message may show it: ``Name: ***`` for a secret header, the text unchanged
+    for another header. Text that is not ``Name: value`` shows only its first word when it has
+    several (``Authorization ***``), else nothing: where a secret starts in it is unknown."""
+    name, colon, _value = text.partition(":")
+    if colon and len(name.split()) == 1:
+        return f"{name}: {MASK}" if is_secret_header(name) else text
+    words = text.split(None, 1)
+    return f"{words[0]} {MASK}" if len(words) == 2 else MASK

@@ -1,0 +1,86 @@
+"""Messages a person can act on: one line each however long (cron logs are grepped), the
+environment variable named when its value is bad, file names and targets shown safely, and a
+summary that counts each target under what happened to it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from click.testing import CliRunner, Result
+
+from fetchheads.cli import cli
+from tests.support.servers import Handler, ThreadedServer, read_request_head, reply
+from tests.test_process import spawn
+
+StartServer = Callable[..., ThreadedServer]
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, args, env=env, prog_name="fetchheads", catch_exceptions=False)
+
+
+def status_from_path() -> Handler:
+    """Answer ``GET /NNN`` with status NNN."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_request_head(reader)
+        status = head.split(b" ", 2)[1].lstrip(b"/").decode()
+        writer.write(f"HTTP/1.1 {status} Scripted\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    return handler
+
+
+def test_a_long_summary_is_one_line_in_a_pipe(threaded_server: StartServer) -> None:
+    server = threaded_server(status_from_path())
+    statuses = range(200, 215)  # "200 x1, 201 x1, ...": far past 80 columns
+    urls = [f"http://127.0.0.1:{server.port}/{status}" for status in statuses]
+    process = spawn("--format", "jsonl", "--progress", *urls, "--no-waterfall")
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    summary = stderr.decode().rsplit("\x1b[2K", 1)[-1]  # after the progress line, if any
+    assert len(summary.splitlines()) == 1, summary
+    assert len(summary) > 120
+    assert all(f"{status} x1" in summary for status in statuses)
+
+
+def test_a_bad_environment_value_names_its_variable() -> None:
+    outcome = invoke(["127.0.0.1:9"], env={"FETCHHEADS_TIMEOUT": "abc"})
+    assert outcome.exit_code == 2
+    assert (
+        "Invalid value for FETCHHEADS_TIMEOUT (--timeout): 'abc' is not a valid float"
+        in outcome.stderr
+    )
+    outcome = invoke(["127.0.0.1:9"], env={"FETCHHEADS_CONCURRENCY": "0"})
+    assert "Invalid value for FETCHHEADS_CONCURRENCY (--concurrency): 0 is not in the range" in (
+        outcome.stderr
+    )
+    # The same value on the command line is named as the option it was given as.
+    assert "Invalid value for '-t' / '--timeout'" in invoke(["-t", "abc", "x"]).stderr
+
+
+def test_control_characters_in_a_file_name_are_shown_escaped() -> None:
+    outcome = invoke(["-i", "bad\x1b[31mname"])
+    assert outcome.exit_code == 2
+    assert "cannot read bad\\x1b[31mname: No such file or directory" in outcome.stderr
+    assert "\x1b" not in outcome.stderr
+
+
+def test_an_empty_target_is_quoted_not_a_line_starting_with_a_space() -> None:
+    outcome = invoke(["--format", "plain", "--order", "input", "", "  "])
+    assert outcome.stdout.splitlines() == [
+        "'' error > input: empty target",
+        "'  ' error > input: empty target",
+    ]
+
+
+def test_a_failed_redirect_chain_counts_under_its_error_not_its_status(
+    threaded_server: StartServer,
+) -> None:
+    loop = threaded_server(reply(b"HTTP/1.1 302 Found\r\nLocation: /\r\n\r\n"))
+    outcome = invoke(["--json", "--progress", "-L", f"http://127.0.0.1:{loop.port}/"])
+    assert outcome.exit_code == 1
+    assert outcome.stderr.startswith("1 target, 0 ok, 1 failed (redirect 1); ")
+    assert "302" not in outcome.stderr

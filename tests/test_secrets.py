@@ -1,0 +1,242 @@
+"""No secret leaks: a password given in a proxy URL, a proxy variable, a target's
+``user:password@`` or a ``-H`` header is sent where it belongs and shown nowhere else: not in a
+message, not in any output format, the summary or progress line, and not in the ``--db`` file."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fetchheads.cli import cli
+from fetchheads.credentials import is_secret_header, redact_header, redact_url
+from tests.support.servers import Handler, ThreadedServer, read_request_head, reply
+
+SECRET = "s3cr3t-Pa55"
+StartServer = Callable[..., ThreadedServer]
+OK = b"HTTP/1.1 200 OK\r\nServer: scripted\r\n\r\n"
+
+
+def basic(user: str, password: str) -> bytes:
+    return b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+
+def gatekeeper(header: bytes, credentials: bytes, *, refusal: bytes) -> Handler:
+    """Answer 200 to a request carrying ``header: credentials``, ``refusal`` to any other."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_request_head(reader)
+        allowed = f"\r\n{header.decode()}: {credentials.decode()}\r\n".encode() in head
+        writer.write(OK if allowed else refusal)
+        await writer.drain()
+        writer.close()
+
+    return handler
+
+
+def run(
+    args: list[str], tmp_path: Path, *, env: dict[str, str] | None = None
+) -> tuple[int, str, str, bytes]:
+    """Run fetchheads with ``--db`` in ``tmp_path``: exit status, stdout, stderr, and the bytes of
+    every file the database left there (the WAL and journal included)."""
+    db = tmp_path / "heads.db"
+    outcome = CliRunner().invoke(
+        cli, ["--db", str(db), *args], env=env, prog_name="fetchheads", catch_exceptions=False
+    )
+    stored = b"".join(path.read_bytes() for path in sorted(tmp_path.glob("heads.db*")))
+    return outcome.exit_code, outcome.stdout, outcome.stderr, stored
+
+
+def assert_kept_secret(stdout: str, stderr: str, stored: bytes = b"") -> None:
+    for where, text in (("stdout", stdout), ("stderr", stderr)):
+        assert SECRET not in text, f"{where}: {text}"
+        assert base64.b64encode(f"user:{SECRET}".encode()).decode() not in text, where
+    assert SECRET.encode() not in stored
+    assert base64.b64encode(f"user:{SECRET}".encode()) not in stored
+
+
+FORMATS = (
+    ["--format", "plain", "--progress"],
+    ["--format", "jsonl", "--progress"],
+    ["--format", "pretty", "--progress"],
+)
+
+
+@pytest.mark.parametrize("output", FORMATS)
+def test_a_refusing_proxy_never_shows_its_password(
+    output: list[str], refused_port: int, tmp_path: Path
+) -> None:
+    proxy = f"http://user:{SECRET}@127.0.0.1:{refused_port}"
+    code, stdout, stderr, stored = run([*output, "--proxy", proxy, "http://127.0.0.1:9/"], tmp_path)
+    assert code == 1
+    assert f"proxy 127.0.0.1:{refused_port}: connection refused" in stdout
+    assert "1 target, 0 ok, 1 failed (connect 1)" in stderr  # the summary was printed
+    assert_kept_secret(stdout, stderr, stored)
+
+
+@pytest.mark.parametrize("output", FORMATS)
+def test_a_proxy_that_wants_credentials_gets_them_and_they_show_nowhere(
+    output: list[str], threaded_server: StartServer, tmp_path: Path
+) -> None:
+    refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"
+    proxy = threaded_server(
+        gatekeeper(b"Proxy-Authorization", basic("user", SECRET), refusal=refusal)
+    )
+    right = f"http://user:{SECRET}@127.0.0.1:{proxy.port}"
+    wrong = f"http://user:{SECRET}x@127.0.0.1:{proxy.port}"
+    code, stdout, stderr, stored = run([*output, "--proxy", right, "http://127.0.0.1:9/"], tmp_path)
+    assert code == 0
+    assert "scripted" in stdout  # the origin's answer came through: the proxy let it pass
+    assert_kept_secret(stdout, stderr, stored)
+    # The tunnel refused (https goes by CONNECT), from the environment, in every spelling.
+    for variable in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env = {variable: wrong}
+        code, stdout, stderr, stored = run([*output, "https://127.0.0.1:9/"], tmp_path, env=env)
+        assert code == 1, variable
+        assert "CONNECT answered 407" in stdout
+        assert_kept_secret(stdout, stderr, stored)
+    # Plain http goes to the proxy as it is; its 407 is the answer.
+    code, stdout, stderr, stored = run(
+        [*output, "http://127.0.0.1:9/"], tmp_path, env={"http_proxy": wrong}
+    )
+    assert (code, "Proxy Authentication Required" in stdout) == (0, True)
+    assert_kept_secret(stdout, stderr, stored)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--proxy", f"http://user:{SECRET}@127.0.0.1:99999"], {}, "--proxy: "),
+        ([], {"FETCHHEADS_PROXY": f"socks5://user:{SECRET}@127.0.0.1:1"}, "FETCHHEADS_PROXY"),
+        ([], {"http_proxy": f"http://user:{SECRET}@127.0.0.1:3128/path"}, "http_proxy: "),
+        ([], {"ALL_PROXY": f"user:{SECRET}@bad_host!:1"}, "ALL_PROXY: "),
+    ],
+)
+def test_a_bad_proxy_url_is_a_usage_error_that_hides_the_password(
+    args: list[str], env: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    code, stdout, stderr, stored = run([*args, "http://127.0.0.1:9/"], tmp_path, env=env)
+    assert code == 2
+    assert named in stderr
+    assert "user:***@" in stderr  # which proxy it was is still plain to see
+    assert_kept_secret(stdout, stderr, stored)
+
+
+@pytest.mark.parametrize("output", FORMATS)
+def test_a_target_with_user_and_password_sends_basic_auth_and_shows_stars(
+    output: list[str], threaded_server: StartServer, refused_port: int, tmp_path: Path
+) -> None:
+    refusal = b"HTTP/1.1 401 Unauthorized\r\n\r\n"
+    server = threaded_server(gatekeeper(b"Authorization", basic("user", SECRET), refusal=refusal))
+    good = f"http://user:{SECRET}@127.0.0.1:{server.port}/x"
+    failing = f"user:{SECRET}@127.0.0.1:{refused_port}"
+    code, stdout, stderr, stored = run([*output, "--order", "input", good, failing], tmp_path)
+    assert code == 1  # the refused one
+    assert server.requests[0].startswith(b"GET /x HTTP/1.0\r\n")  # user info is not sent as such
+    assert "Unauthorized" not in stdout  # the credentials were sent and accepted
+    assert f"user:***@127.0.0.1:{server.port}/x" in stdout
+    assert f"user:***@127.0.0.1:{refused_port}" in stdout
+    assert_kept_secret(stdout, stderr, stored)
+    assert f"user:***@127.0.0.1:{server.port}/x".encode() in stored  # recorded by that name
+
+
+def test_a_target_with_a_password_that_is_not_valid_is_an_input_record_without_it(
+    tmp_path: Path,
+) -> None:
+    code, stdout, stderr, stored = run(
+        ["--json", f"ftp://user:{SECRET}@127.0.0.1/", f"http://user:{SECRET}@256.0.0.1/"], tmp_path
+    )
+    assert code == 1
+    assert '"kind": "input"' in stdout
+    assert_kept_secret(stdout, stderr, stored)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"Authorization Basic {SECRET}",  # no colon: where the name ends is unknown
+        f"Auth orization: Bearer {SECRET}",
+        SECRET,
+        f"Cookie: id={SECRET}\x01",
+        f"X-Api-Key: {SECRET}\x7f",
+    ],
+)
+def test_an_invalid_header_is_refused_without_its_value(header: str, tmp_path: Path) -> None:
+    for args, env in (
+        (["-H", header], None),
+        ([], {"FETCHHEADS_HEADER": header}),
+    ):
+        code, stdout, stderr, stored = run([*args, "http://127.0.0.1:9/"], tmp_path, env=env)
+        assert code == 2
+        assert "header" in stderr
+        assert_kept_secret(stdout, stderr, stored)
+
+
+def test_the_run_options_in_the_database_keep_no_secret(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    server = threaded_server(reply(OK))
+    proxy = threaded_server(reply(OK))
+    code, stdout, stderr, stored = run(
+        [
+            "--json",
+            "-H",
+            f"Authorization: Bearer {SECRET}",
+            "-H",
+            f"Cookie: session={SECRET}",
+            "-H",
+            f"X-Auth-Token: {SECRET}",
+            "--proxy",
+            f"http://user:{SECRET}@127.0.0.1:{proxy.port}",
+            f"http://user:{SECRET}@127.0.0.1:{server.port}/",
+        ],
+        tmp_path,
+    )
+    assert code == 0, stderr
+    assert SECRET.encode() in proxy.requests[0]  # sent, as asked
+    assert_kept_secret(stdout, stderr, stored)
+    assert b"Authorization" in stored  # the header names are kept: what the run sent
+
+
+# --- the rules, one by one --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("http://user:pw@127.0.0.1:3128", "http://user:***@127.0.0.1:3128"),
+        ("user:pw@127.0.0.1", "user:***@127.0.0.1"),
+        ("http://token@127.0.0.1/", "http://***@127.0.0.1/"),  # a user alone is often a token
+        ("http://u:p@ss@127.0.0.1/a", "http://u:***@127.0.0.1/a"),
+        ("https://example.social/@name", "https://example.social/@name"),
+        ("http://127.0.0.1/?to=a@b", "http://127.0.0.1/?to=a@b"),
+        ("127.0.0.1", "127.0.0.1"),
+    ],
+)
+def test_redact_url(text: str, shown: str) -> None:
+    assert redact_url(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("Authorization", True),
+        ("proxy-authorization", True),
+        ("Cookie", True),
+        ("X-Auth-Token", True),
+        ("X-API-Key", True),
+        ("X-Client-Secret", True),
+        ("X-Session-Id", True),
+        ("Accept-Language", False),
+        ("User-Agent", False),
+        ("X-Request-Id", False),
+    ],
+)
+def test_which_headers_are_secret(name: str, secret: bool) -> None:
+    assert is_secret_header(name) is secret
+    shown = redact_header(f"{name}: value")
+    assert shown == (f"{name}: ***" if secret else f"{name}: value")
