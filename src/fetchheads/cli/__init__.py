@@ -29,9 +29,9 @@ from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus
 from fetchheads.cli.options import fetch_options, make_config
 from fetchheads.cli.run import execute
 from fetchheads.cli.scale import usable_cores
-from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, open_store
+from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, snapshot_session
 from fetchheads.fetch import make_ssl_context
-from fetchheads.recorder import SnapshotOptions, SnapshotSession
+from fetchheads.recorder import SnapshotOptions
 from fetchheads.runner import STDIN, Source
 
 FETCH_EPILOG = """\b
@@ -167,7 +167,7 @@ def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
         ignored=ignored_names(options["ignored"]),
         warn_days=options["warn_days"],
     )
-    session = SnapshotSession(open_store(db) if db else None, watch)
+    session = snapshot_session(db, watch)
     parallel = (
         chosen in ("plain", "jsonl")
         and db is None
