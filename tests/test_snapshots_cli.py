@@ -3,7 +3,6 @@ prune, several processes on one database, and the examples' SQL against a real d
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -19,62 +18,21 @@ from pathlib import Path
 
 import pytest
 import trustme
-from click.testing import CliRunner
 
-from fetchheads.cli import cli
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.proxy import proxy_rules
 from fetchheads.recorder import SnapshotOptions, run_options
 from fetchheads.store import Store
-from tests.support import processes
-from tests.support.servers import ThreadedServer, read_request_head, silent
+from tests.support.servers import ThreadedServer, silent
+from tests.support.snapshots import Site, fetchheads, run_cli, start_site
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-class Site:
-    """A server whose headers the test changes between runs; its Date changes on every request."""
-
-    def __init__(self, **headers: str) -> None:
-        self.status = "200 OK"
-        self.headers = dict(headers)
-        self.served = 0
-        self.hang_up = False  # close without a word: a protocol error
-        self.hold = 0  # hold every answer until this many requests are waiting
-        self._released: asyncio.Event | None = None
-
-    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request_head(reader)
-        self.served += 1
-        if self.served <= self.hold:
-            # Make overlap certain, not likely: nobody is answered until everyone is waiting.
-            self._released = self._released or asyncio.Event()
-            if self.served == self.hold:
-                self._released.set()
-            await asyncio.wait_for(self._released.wait(), timeout=30)
-        if self.hang_up:
-            writer.close()
-            return
-        lines = [f"HTTP/1.1 {self.status}", f"Date: request {self.served}"]
-        lines += [f"{name}: {value}" for name, value in self.headers.items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        await writer.drain()
-        writer.close()
-
-
 @pytest.fixture
 def site(threaded_server: Callable[..., ThreadedServer]) -> tuple[Site, str]:
-    site = Site(Server="test/1", **{"X-Version": "1", "X-Request-Id": "abc"})
-    server = threaded_server(site.handler)
-    return site, f"127.0.0.1:{server.port}"
-
-
-def fetchheads(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), env=env)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return start_site(threaded_server)
 
 
 def digest(path: Path) -> str:
@@ -272,17 +230,6 @@ def test_a_certificate_warning_under_changes_is_printed_when_new_or_worse_only(
         connection.close()
     assert rows == [(1,)] * 5  # the database keeps every warning, printed or not
     assert steps == [(30,), (30,), (7,), (7,), (7,)]
-
-
-def run_cli(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
-    """A real fetchheads process (stderr piped; stdout too unless told: a long run's output
-    must go elsewhere, or the unread pipe fills and blocks it)."""
-    return processes.start(
-        [sys.executable, "-m", "fetchheads", *args],
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_six_overlapping_processes_lose_no_row_and_fail_none(
