@@ -542,9 +542,20 @@ def _connect(target: str, path: str, timeout: float, *, uri: bool = False) -> sq
 
 def _error(path: str, doing: str, exc: sqlite3.Error) -> StoreError:
     reason = str(exc)
-    if getattr(exc, "sqlite_errorname", "") in _BUSY and "locked" not in reason:
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in _BUSY and "locked" not in reason:
         reason = "database is locked"
+    elif name.startswith("SQLITE_IOERR") and _no_space(path):
+        # SQLite says "disk I/O error" when the -shm file cannot grow: say why.
+        reason = f"no space left on the device ({reason})"
     return StoreError(f"{path}: cannot {doing}: {reason}", reason)
+
+
+def _no_space(path: str) -> bool:
+    try:
+        return os.statvfs(os.path.dirname(os.path.abspath(path))).f_bavail == 0
+    except OSError:
+        return False
 
 
 _FILE_KINDS = (
