@@ -37,7 +37,8 @@ def find_keys(store: Store, text: str, default_scheme: str = "http") -> tuple[li
         other = parse_target(text, default_scheme="https" if default_scheme == "http" else "http")
     except InputError:
         return keys, []
-    port = target.port if target.port == other.port else None  # None: no port was written
+    # A port written out (host:8080) is meant; a URL names its scheme, so its port is open.
+    port = target.port if target.port == other.port and "://" not in text else None
     host = f"[{target.host}]" if ":" in target.host else target.host  # as URLs write it
     stored = [
         key for key in store.keys_at(host) if _same_place(key, target.host, port, target.path)

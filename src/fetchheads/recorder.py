@@ -123,6 +123,21 @@ class Recorder:
         self.error: StoreError | None = None
         """The last reason a batch could not be recorded."""
 
+    def begin(self) -> None:
+        """Write the ``runs`` row on the writer thread, ahead of the first batch: a database
+        locked by another process delays no fetch. Failing, it is tried again with each batch."""
+        began = asyncio.get_running_loop().run_in_executor(self._thread, self._begin)
+        began.add_done_callback(self._began)
+
+    def _begin(self) -> None:
+        with contextlib.suppress(StoreError):
+            self._run_id()
+
+    def _began(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self.failure = future.exception()  # a bug: drain() raises it
+            self._on_error()
+
     def set_on_error(self, on_error: Callable[[], None]) -> None:
         """What to call when the recorder breaks (a bug, not a database problem): stop the run."""
         self._on_error = on_error
@@ -239,9 +254,10 @@ class Written:
 class SnapshotSession:
     """Everything ``--db``, ``--changes`` and ``--warn-days`` add to one fetch run, as the hooks
     ``cli.run.execute`` calls: ``start`` and ``finish`` around the event loop (the ``runs`` row),
-    ``annotate`` and ``attach`` on it. Without a store only the alerts remain; with a database
-    that could not be opened (``unavailable``), every result is printed and counted as not
-    recorded."""
+    ``annotate`` and ``attach`` on it. Without a store only the alerts remain. A database that
+    could not be opened for writing is ``unavailable``: every result is counted as not recorded,
+    and printed (under ``--changes``, compared with ``store`` opened read-only, if it could be).
+    """
 
     def __init__(
         self,
@@ -273,9 +289,9 @@ class SnapshotSession:
     @property
     def unrecorded(self) -> int:
         """How many results the database did not take."""
-        if self._unavailable is not None:
-            return self._targets
-        return self._recorder.unrecorded if self._recorder is not None else 0
+        if self._recorder is not None:
+            return self._recorder.unrecorded
+        return self._targets if self._unavailable is not None else 0
 
     @property
     def shown_alerts(self) -> int:
@@ -285,20 +301,16 @@ class SnapshotSession:
         return self.alerts
 
     def start(self, config: Config) -> None:
-        """Before the loop: the baseline question and the ``runs`` row. A database that cannot
-        answer now is asked again with the first batch."""
+        """Before the loop: the baseline question, and what the ``runs`` row will say."""
         if self.store is None:
             return
         self._run_options = run_options(config, self.options)
         self._started_at = format_timestamp(utc_now())
-        with contextlib.suppress(StoreError):
+        with contextlib.suppress(StoreError):  # a read: WAL readers wait for no writer
             self._baseline = self.options.changes and not self.store.has_snapshots()
-            self._run_id = self.store.begin_run(
-                __version__, self._run_options, started_at=self._started_at
-            )
 
     def _ensure_run(self) -> int:
-        """The ``runs`` row's id, made now if ``start`` could not (raises StoreError)."""
+        """The ``runs`` row's id, made on first use (raises StoreError)."""
         if self._run_id is None:
             assert self.store is not None
             self._run_id = self.store.begin_run(
@@ -324,6 +336,7 @@ class SnapshotSession:
             self.store, self._ensure_run, emit, options=self.options, baseline=self._baseline
         )
         self._recorder.set_on_error(stop)
+        self._recorder.begin()
         return self._recorder.add
 
     def describe(self) -> str:
@@ -343,10 +356,13 @@ class SnapshotSession:
             await self._recorder.drain()
 
     def finish(self, targets: int, ok: int, *, interrupted: bool = False) -> None:
-        """After the loop: close the ``runs`` row and the database. Raises StoreError."""
+        """After the loop: close the ``runs`` row and the database. Raises StoreError, unless
+        results were not recorded already (that says what the database did)."""
         if self.store is None:
             return
         try:
+            if self._unavailable is not None:
+                return
             recorder = self._recorder
             self.store.finish_run(
                 self._ensure_run(),
@@ -356,6 +372,9 @@ class SnapshotSession:
                 warnings=self.alerts if self.options.warn_days is not None else None,
                 interrupted=interrupted,
             )
+        except StoreError:
+            if not self.unrecorded:
+                raise
         finally:
             self.close()
 

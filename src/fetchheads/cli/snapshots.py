@@ -50,7 +50,12 @@ def snapshot_session(db: str | None, options: SnapshotOptions) -> SnapshotSessio
     except StoreRefused as exc:
         raise click.BadParameter(terminal_safe(str(exc)), param_hint="--db") from None
     except StoreError as exc:
-        return SnapshotSession(None, options, path=db, unavailable=exc)
+        unavailable = exc
+    try:  # --changes can still compare with what is there
+        store = Store.open(db, readonly=True) if options.changes else None
+    except StoreError:
+        store = None
+    return SnapshotSession(store, options, path=db, unavailable=unavailable)
 
 
 class DatabasePath(click.types.StringParamType):
