@@ -509,6 +509,25 @@ def test_the_runs_row_keeps_options_but_no_secret(site: tuple[Site, str], tmp_pa
     assert b"s3cret-token" not in everything
 
 
+def test_the_runs_row_records_insecure(
+    threaded_server: Callable[..., ThreadedServer],
+    server_ssl_context: ssl.SSLContext,
+    tmp_path: Path,
+) -> None:
+    # Whether a run verified certificates decides what its TLS facts mean: -k must be on record.
+    server = threaded_server(Site(Server="tls").handler, ssl_context=server_ssl_context)
+    target = f"https://127.0.0.1:{server.port}"
+    db = tmp_path / "heads.db"
+    assert fetchheads("--db", str(db), "-q", "-k", target)[0] == 0
+    assert fetchheads("--db", str(db), "-q", "127.0.0.1:9")[0] == 1
+    connection = sqlite3.connect(db)
+    try:
+        options = [json.loads(row[0]) for row in connection.execute("SELECT options FROM runs")]
+    finally:
+        connection.close()
+    assert [recorded["insecure"] for recorded in options] == [True, False]
+
+
 def test_run_options_name_a_proxy_without_its_password() -> None:
     config = Config(proxies=proxy_rules({}, proxy="http://ann:pr0xy-pass@127.0.0.1:3128"))
     recorded = run_options(config, SnapshotOptions(changes=True))
