@@ -26,10 +26,8 @@ only read it (another user's file in a directory they cannot write) can still lo
 ``-shm`` file beside the database; when it does not exist and cannot be created, and there is no
 ``-wal`` content it would miss, the file is read as ``immutable``.
 
-A run is *interrupted* when it ended on a signal (Ctrl-C, SIGTERM: it says so itself), or when it
-never finished and cannot be running any more: it was started on this machine since its last boot
-and its process is gone (or the pid now belongs to a younger process), or, started elsewhere, it
-has recorded nothing for ``STALE_RUN_HOURS``. Otherwise an unfinished run is *running*.
+A run's state (running, finished, interrupted: a SIGKILLed run writes no finish) is told by
+``runs.run_state`` from the row's pid, host and boot id.
 
 The only module that imports sqlite3; every ``sqlite3.Error`` is translated to ``StoreError`` here.
 SQLite specifics (PRAGMAs, URIs, WAL) stay in this module; the SQL of the tables and queries is
@@ -41,10 +39,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import json
 import os
-import platform
 import sqlite3
 import stat
 import time
@@ -55,6 +51,7 @@ from typing import Any
 from fetchheads.changes import Snapshot
 from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.models import format_timestamp, utc_now
+from fetchheads.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
 
 APPLICATION_ID = 0x46484431  # "FHD1": marks the file as fetchheads'
 BUSY_TIMEOUT = 30.0
@@ -62,10 +59,6 @@ BUSY_TIMEOUT = 30.0
 overlapping cron runs queue up instead of failing."""
 PRUNE_BATCH = 2000
 """Rows deleted per transaction, so ``prune`` never holds the lock long beside a writing run."""
-STALE_RUN_HOURS = 24
-"""An unfinished run from another machine (or one whose process cannot be checked) that has
-recorded nothing for this long is taken as interrupted: a fetch records every half second while
-results come, and a cron job runs far more often than daily."""
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # Each entry takes the schema from version i to i + 1, in one transaction with the version bump.
@@ -129,8 +122,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-RUNNING, FINISHED, INTERRUPTED = "running", "finished", "interrupted"
 
 _COLUMNS = (
     "id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
@@ -333,7 +324,7 @@ class Store:
     def begin_run(
         self, version: str, options: dict[str, Any], *, started_at: str | None = None
     ) -> int:
-        host, boot_id = _this_machine()
+        host, boot_id = this_machine()
         with self._write():
             cursor = self._db.execute(
                 "INSERT INTO runs (started_at, version, options, state, host, pid, boot_id) "
@@ -445,7 +436,7 @@ class Store:
         )
         with self._translate("read"):
             rows = self._db.execute(query, list(run_ids)).fetchall()
-        return {row[0]: _run_state(*row[1:]) for row in rows}
+        return {row[0]: run_state(*row[1:]) for row in rows}
 
     def was_pruned(self, keys: Sequence[str]) -> bool:
         """Whether prune has deleted snapshots of any of ``keys``."""
@@ -602,71 +593,6 @@ def _has_wal_content(path: str) -> bool:
         return os.path.getsize(path + "-wal") > 0
     except OSError:
         return False
-
-
-@functools.cache
-def _this_machine() -> tuple[str, str | None]:
-    """(host name, boot id): a pid means something only on its own machine and boot."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as stream:
-            boot_id: str | None = stream.read().strip() or None
-    except OSError:
-        boot_id = None
-    return platform.node(), boot_id
-
-
-def _process_start(pid: int) -> float | None:
-    """When process ``pid`` started (Unix time), or None when it cannot be told (not Linux).
-    Raises ProcessLookupError when there is no such process."""
-    if pid <= 0:  # kill() would mean a process group
-        raise ProcessLookupError(pid)
-    os.kill(pid, 0)
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stream:
-            fields = stream.read().rsplit(b")", 1)[1].split()
-        with open("/proc/stat", "rb") as stream:
-            boot = next(int(line.split()[1]) for line in stream if line.startswith(b"btime "))
-    except (OSError, StopIteration, IndexError, ValueError):
-        return None
-    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
-def _moment(text: str) -> dt.datetime:
-    """A stored timestamp; one that does not parse is taken as long ago."""
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return dt.datetime.min.replace(tzinfo=dt.UTC)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
-
-
-def _run_state(
-    state: str | None,
-    finished_at: str | None,
-    host: str | None,
-    boot_id: str | None,
-    pid: int | None,
-    started_at: str,
-    last_snapshot: str | None,
-) -> str:
-    if state in (FINISHED, INTERRUPTED):
-        return state
-    if finished_at is not None:
-        return FINISHED
-    if pid is not None and (host, boot_id) == _this_machine() and boot_id is not None:
-        try:
-            started = _process_start(pid)
-        except ProcessLookupError:
-            return INTERRUPTED
-        except PermissionError:
-            return RUNNING  # another user's live process
-        # A process younger than the run got its pid after the run's process ended. The second
-        # of slack covers clock-tick rounding.
-        begun = _moment(started_at).timestamp()
-        return INTERRUPTED if started is not None and started > begun + 1 else RUNNING
-    last = _moment(last_snapshot or started_at)
-    stale = utc_now() - last > dt.timedelta(hours=STALE_RUN_HOURS)
-    return INTERRUPTED if stale else RUNNING
 
 
 def _dumps(value: Any) -> str:
