@@ -350,3 +350,4 @@ def test_a_database_is_read_only_when_asked_and_nothing_is_written(tmp_path: Pat
         with pytest.raises(StoreError, match="readonly"):
             store.begin_run("0", {})
     assert digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heads.db"]  # no -wal, -shm left

@@ -171,7 +171,14 @@ class Store:
     @classmethod
     def _open_readonly(cls, path: str, timeout: float) -> Store:
         uri = "file:" + urllib.parse.quote(os.path.abspath(path))
-        store = cls(_connect(f"{uri}?mode=ro", path, timeout, uri=True), path)
+        # A user who may write there reads through an ordinary connection, which removes the
+        # -wal and -shm files when it closes; a read-only one would leave them behind.
+        directory = os.path.dirname(os.path.abspath(path))
+        writable = os.access(path, os.W_OK) and os.access(directory, os.W_OK)
+        mode = "rw" if writable else "ro"
+        store = cls(_connect(f"{uri}?mode={mode}", path, timeout, uri=True), path)
+        with store._translate("open"):
+            store._db.execute("PRAGMA query_only = ON")  # reads only, whatever the mode
         try:
             try:
                 version = store._check_identity()

@@ -6,9 +6,12 @@ process ends. Here: the command group, the fetch command and ``main``; the fetch
 Exit statuses:
 
     0    every target gave a response head
-    1    one or more targets failed (input errors included)
-    2    usage error (also: a --db file that is not a fetchheads database, or is from a newer one)
-    3    every target answered, but a certificate expires within --warn-days
+    1    one or more targets failed (input errors included), or results were not recorded in
+         the --db database (locked past the busy timeout, a full disk, not writable)
+    2    usage error (also: a --db that is not a fetchheads database, is from a newer one, is a
+         FIFO or device, or lies in a directory that does not exist)
+    3    every target answered, but a certificate expires within --warn-days (under --changes:
+         only when that warning is printed, i.e. new or worse since the last run)
     130  interrupted (SIGINT); 143 terminated (SIGTERM)
     141  stdout closed by its reader (``| head``): stop quietly, as a SIGPIPE'd tool would
 """

@@ -111,7 +111,8 @@ def snapshot_options(command: Any) -> Any:
             "--changes",
             is_flag=True,
             help="With --db: print only targets whose status or headers changed since their "
-            "last snapshot. A run into an empty database records the baseline silently.",
+            "last snapshot. A run into an empty database records the baseline silently, but "
+            "prints the targets that already fail.",
         ),
         ignore_header_option,
         click.option(
@@ -119,7 +120,8 @@ def snapshot_options(command: Any) -> Any:
             type=click.IntRange(min=0),
             metavar="N",
             help="Warn about https certificates that expire in fewer than N days; the exit "
-            "status is then 3 (when nothing failed).",
+            "status is then 3 (when nothing failed). Under --changes a warning is printed "
+            "(and gives 3) only when new or worse: under N, 7, 3, 1 days, expired.",
         ),
     )
     return option_group(*options)(command)
@@ -136,7 +138,8 @@ def _lookback_options(command: Any) -> Any:
             type=click.Choice(SCHEMES),
             default="http",
             show_default=True,
-            help="Scheme of a TARGET given without one, as it was fetched.",
+            help="Scheme of a TARGET given without one, as it was fetched (a host stored under "
+            "one URL only is found without it).",
         ),
     )
     return option_group(*options)(command)
