@@ -10,8 +10,10 @@ from fetchheads.changes import (
     DEFAULT_VOLATILE,
     Snapshot,
     certificate_alerts,
+    certificate_step,
     compare,
     ignored_names,
+    is_news,
     snapshot_key,
     snapshot_of,
 )
@@ -164,6 +166,41 @@ def test_certificate_alerts_flag_fewer_than_n_days(
 ) -> None:
     alerts = certificate_alerts(result(tls=tls(days_left)), warn_days)
     assert alerts == ((Alert("certificate", message),) if message else ())
+
+
+@pytest.mark.parametrize(
+    ("days_left", "warn_days", "step"),
+    [
+        (30, 30, None),  # not under --warn-days: no warning at all
+        (29, 30, 30),
+        (7, 30, 30),
+        (6, 30, 7),
+        (3, 30, 7),
+        (2, 30, 3),
+        (1, 30, 3),
+        (0, 30, 1),  # expires within the day
+        (-1, 30, 0),  # expired
+        (4, 5, 5),  # steps at or above --warn-days are skipped
+        (2, 5, 3),
+        (0, 0, None),
+        (-3, 0, 0),
+        (None, 30, None),
+    ],
+)
+def test_a_certificate_reaches_steps_of_days_left(
+    days_left: int | None, warn_days: int, step: int | None
+) -> None:
+    assert certificate_step(result(tls=tls(days_left)), warn_days) == step
+    assert certificate_step(result(tls=tls(days_left)), None) is None
+
+
+def test_a_warning_is_news_when_it_starts_or_gets_worse() -> None:
+    assert is_news(None, 30)  # starts (or the earlier run did not look)
+    assert is_news(30, 7)
+    assert is_news(1, 0)
+    assert not is_news(7, 7)  # the same step: said already
+    assert not is_news(3, 7)  # better (a longer certificate, or a larger --warn-days)
+    assert not is_news(7, None)  # renewed
 
 
 def test_no_alerts_without_the_option_or_without_tls() -> None:

@@ -95,8 +95,10 @@ def test_no_proxy_matching_follows_curl(host: str, no_proxy: str, bypass: bool) 
     assert bypasses_proxy(host, no_proxy) is bypass
 
 
-def rules_for(environ: dict[str, str], **options: str | None) -> tuple[Proxy | None, Proxy | None]:
-    rules = proxy_rules(environ, **options)
+def rules_for(
+    environ: dict[str, str], *, proxy: str | None = None, noproxy: str | None = None
+) -> tuple[Proxy | None, Proxy | None]:
+    rules = proxy_rules(environ, proxy=proxy, noproxy=noproxy)
     return rules.proxy_for(HTTP), rules.proxy_for(HTTPS)
 
 

@@ -3,7 +3,6 @@ prune, several processes on one database, and the examples' SQL against a real d
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -19,62 +18,21 @@ from pathlib import Path
 
 import pytest
 import trustme
-from click.testing import CliRunner
 
-from fetchheads.cli import cli
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.proxy import proxy_rules
 from fetchheads.recorder import SnapshotOptions, run_options
 from fetchheads.store import Store
-from tests.support import processes
-from tests.support.servers import ThreadedServer, read_request_head, silent
+from tests.support.servers import ThreadedServer, silent
+from tests.support.snapshots import Site, fetchheads, run_cli, start_site
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-class Site:
-    """A server whose headers the test changes between runs; its Date changes on every request."""
-
-    def __init__(self, **headers: str) -> None:
-        self.status = "200 OK"
-        self.headers = dict(headers)
-        self.served = 0
-        self.hang_up = False  # close without a word: a protocol error
-        self.hold = 0  # hold every answer until this many requests are waiting
-        self._released: asyncio.Event | None = None
-
-    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request_head(reader)
-        self.served += 1
-        if self.served <= self.hold:
-            # Make overlap certain, not likely: nobody is answered until everyone is waiting.
-            self._released = self._released or asyncio.Event()
-            if self.served == self.hold:
-                self._released.set()
-            await asyncio.wait_for(self._released.wait(), timeout=30)
-        if self.hang_up:
-            writer.close()
-            return
-        lines = [f"HTTP/1.1 {self.status}", f"Date: request {self.served}"]
-        lines += [f"{name}: {value}" for name, value in self.headers.items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        await writer.drain()
-        writer.close()
-
-
 @pytest.fixture
 def site(threaded_server: Callable[..., ThreadedServer]) -> tuple[Site, str]:
-    site = Site(Server="test/1", **{"X-Version": "1", "X-Request-Id": "abc"})
-    server = threaded_server(site.handler)
-    return site, f"127.0.0.1:{server.port}"
-
-
-def fetchheads(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), env=env)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return start_site(threaded_server)
 
 
 def digest(path: Path) -> str:
@@ -230,32 +188,48 @@ def test_warn_days_flags_a_certificate_in_every_format_and_exits_3(
     assert "warning" not in out
 
 
-def test_warn_days_prints_under_changes_even_when_nothing_changed(
-    threaded_server: Callable[..., ThreadedServer],
-    expiring_context: ssl.SSLContext,
-    ca_file: Path,
-    tmp_path: Path,
+def test_a_certificate_warning_under_changes_is_printed_when_new_or_worse_only(
+    threaded_server: Callable[..., ThreadedServer], ca: trustme.CA, ca_file: Path, tmp_path: Path
 ) -> None:
-    server = threaded_server(Site(Server="tls").handler, ssl_context=expiring_context)
-    target = f"https://127.0.0.1:{server.port}"
-    db = str(tmp_path / "heads.db")
-    args = ("--db", db, "--changes", "--warn-days", "30", "--cacert", str(ca_file), "--format")
-    for _ in range(2):
-        code, out, _ = fetchheads(*args, "plain", target)
-        assert code == 3
-        assert out.startswith(f"{target} warning > certificate expires in 10 days")
-        assert "changed" not in out
-
-
-def run_cli(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
-    """A real fetchheads process (stderr piped; stdout too unless told: a long run's output
-    must go elsewhere, or the unread pipe fills and blocks it)."""
-    return processes.start(
-        [sys.executable, "-m", "fetchheads", *args],
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
+    # A 15-minute cron job must not mail the same warning 96 times a day: once when it starts,
+    # again when the certificate crosses the next step (7, 3, 1 days, expired).
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    now = dt.datetime.now(dt.UTC)
+    ca.issue_cert("127.0.0.1", not_after=now + dt.timedelta(days=10, hours=12)).configure_cert(
+        context
     )
+    server = threaded_server(Site(Server="tls").handler, ssl_context=context)
+    target = f"https://127.0.0.1:{server.port}"
+    db = tmp_path / "heads.db"
+    args = ("--db", str(db), "--changes", "--warn-days", "30", "--cacert", str(ca_file))
+    code, out, _ = fetchheads(*args, "--format", "plain", target)
+    assert code == 3
+    assert out.startswith(f"{target} warning > certificate expires in 10 days")
+    assert fetchheads(*args, "--format", "plain", target)[:2] == (0, "")  # known: no mail
+    # Renewed with a certificate even closer to its end (the server's next handshakes use it).
+    ca.issue_cert("127.0.0.1", not_after=now + dt.timedelta(days=5, hours=12)).configure_cert(
+        context
+    )
+    code, out, _ = fetchheads(*args, "--format", "plain", target)
+    assert code == 3
+    assert out.startswith(f"{target} warning > certificate expires in 5 days")
+    code, out, _ = fetchheads(*args, "--json", target)
+    assert code == 0
+    assert out == ""
+    # Without --changes every run says it: nothing is compared.
+    code, out, _ = fetchheads(
+        "--db", str(db), "--warn-days", "30", "--cacert", str(ca_file), "--format", "plain", target
+    )
+    assert code == 3
+    assert "warning > certificate expires in 5 days" in out
+    connection = sqlite3.connect(db)
+    try:
+        rows = connection.execute("SELECT warnings FROM runs ORDER BY id").fetchall()
+        steps = connection.execute("SELECT cert_threshold FROM snapshots ORDER BY id").fetchall()
+    finally:
+        connection.close()
+    assert rows == [(1,)] * 5  # the database keeps every warning, printed or not
+    assert steps == [(30,), (30,), (7,), (7,), (7,)]
 
 
 def test_six_overlapping_processes_lose_no_row_and_fail_none(
@@ -425,22 +399,24 @@ def test_the_examples_run_as_written_and_their_sql_answers(
         )
         return done.returncode, done.stdout, done.stderr
 
-    # The baseline prints no change, only the certificate warning (127.0.0.1:9 is down: exit 1).
-    code, out, err = cron_job(0)
-    assert (code, err) == (1, "")
-    assert out.startswith(f"{tls_target} warning > certificate expires in 10 days (")
-    assert len(out.splitlines()) == 1
-    site.headers["Server"] = "nginx/1.27"
-    del site.headers["Strict-Transport-Security"]
+    # The baseline prints no change, only what is already wrong: the host that is down (exit 1)
+    # and the certificate warning.
     code, out, err = cron_job(0)
     assert (code, err) == (1, "")
     lines = sorted(out.splitlines())
-    assert lines[:2] == [
+    assert lines[0].startswith("127.0.0.1:9 changed > :error: (none) -> connect: ")
+    assert lines[1].startswith(f"{tls_target} warning > certificate expires in 10 days (")
+    assert len(lines) == 2
+    site.headers["Server"] = "nginx/1.27"
+    del site.headers["Strict-Transport-Security"]
+    # The host still down and the warning already given are not news; the exit status still
+    # says a host failed.
+    code, out, err = cron_job(0)
+    assert (code, err) == (1, "")
+    assert sorted(out.splitlines()) == [
         f"{http_target} changed > Server: nginx/1.22 -> nginx/1.27",
         f"{http_target} changed > Strict-Transport-Security: max-age=60 -> (none)",
     ]
-    assert lines[2].startswith(f"{tls_target} warning > certificate expires in 10 days (")
-    assert len(lines) == 3
     assert cron_job(1) == (0, "", "")  # prune
 
     database = tmp_path / "heads.db"
@@ -533,6 +509,25 @@ def test_the_runs_row_keeps_options_but_no_secret(site: tuple[Site, str], tmp_pa
     assert b"s3cret-token" not in everything
 
 
+def test_the_runs_row_records_insecure(
+    threaded_server: Callable[..., ThreadedServer],
+    server_ssl_context: ssl.SSLContext,
+    tmp_path: Path,
+) -> None:
+    # Whether a run verified certificates decides what its TLS facts mean: -k must be on record.
+    server = threaded_server(Site(Server="tls").handler, ssl_context=server_ssl_context)
+    target = f"https://127.0.0.1:{server.port}"
+    db = tmp_path / "heads.db"
+    assert fetchheads("--db", str(db), "-q", "-k", target)[0] == 0
+    assert fetchheads("--db", str(db), "-q", "127.0.0.1:9")[0] == 1
+    connection = sqlite3.connect(db)
+    try:
+        options = [json.loads(row[0]) for row in connection.execute("SELECT options FROM runs")]
+    finally:
+        connection.close()
+    assert [recorded["insecure"] for recorded in options] == [True, False]
+
+
 def test_run_options_name_a_proxy_without_its_password() -> None:
     config = Config(proxies=proxy_rules({}, proxy="http://ann:pr0xy-pass@127.0.0.1:3128"))
     recorded = run_options(config, SnapshotOptions(changes=True))
@@ -542,20 +537,23 @@ def test_run_options_name_a_proxy_without_its_password() -> None:
     assert "YW5uOnByMHh5LXBhc3M=" not in text  # base64 of ann:pr0xy-pass
 
 
-def test_a_database_failing_mid_run_stops_it_with_exit_1(
+def test_a_database_failing_every_write_still_prints_every_change_and_exits_1(
     site: tuple[Site, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, target = site
+    server, target = site
+    db = str(tmp_path / "heads.db")
+    assert fetchheads("--db", db, "-q", target)[0] == 0
+    server.headers["X-Version"] = "2"
 
     def broken(self: Store, run_id: int, snapshots: object, *, previous: bool = False) -> None:
-        raise StoreError(f"{self.path}: cannot write: disk I/O error")
+        raise StoreError(f"{self.path}: cannot write: disk I/O error", "disk I/O error")
 
     monkeypatch.setattr(Store, "record", broken)
-    code, _, err = fetchheads("--db", str(tmp_path / "heads.db"), "-q", "--changes", target)
+    code, out, err = fetchheads("--db", db, "-q", "--changes", "--format", "plain", target)
     assert code == 1
-    assert "fetchheads: snapshots not recorded:" in err
-    assert "disk I/O error" in err
-    assert "Traceback" not in err
+    # Compared with what could still be read: the change goes out although it was not recorded.
+    assert out == f"{target} changed > X-Version: 1 -> 2\n"
+    assert err == f"fetchheads: 1 result not recorded: disk I/O error (--db {db})\n"
 
 
 @pytest.mark.parametrize("command", [["history", "x"], ["diff", "x"], ["prune", "--keep", "1"]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from fetchheads.changes import Snapshot
-from fetchheads.errors import StoreError
+from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.store import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Store
 
 
@@ -255,3 +256,98 @@ def test_a_database_created_by_another_process_while_this_one_looks_is_opened(
     assert check.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert check.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 1
     check.close()
+
+
+def test_a_version_2_database_migrates_to_runs_with_states_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "heads.db"
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:2]:
+        db.executescript(script)
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute("PRAGMA user_version = 2")
+    db.execute(
+        "INSERT INTO runs (started_at, finished_at, version, options) "
+        "VALUES ('2026-11-01T00:00:00.000Z', '2026-11-01T00:01:00.000Z', '0', '{}')"
+    )
+    # Never finished, by a fetchheads that did not record its process: a day old, so over.
+    db.execute(
+        "INSERT INTO runs (started_at, version, options) "
+        "VALUES ('2026-11-02T00:00:00.000Z', '0', '{}')"
+    )
+    db.execute(
+        "INSERT INTO snapshots (run_id, key, target, url, fetched_at, ok, status, headers, "
+        "timing, redirects) VALUES (2, 'http://a/', 'a', 'http://a/', "
+        """'2026-11-02T00:00:01.000Z', 1, 200, '[["Server","old"]]', '{}', '[]')"""
+    )
+    db.commit()
+    db.close()
+    with Store.open(str(path)) as store:
+        (old,) = store.history(["http://a/"])
+        assert (old.headers, old.cert_threshold, old.run_state) == (
+            (("Server", "old"),),
+            None,
+            "interrupted",
+        )
+        assert store.run_states([1, 2]) == {1: "finished", 2: "interrupted"}
+        assert not store.was_pruned(["http://a/"])
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("SELECT id, state FROM runs").fetchall() == [(1, "finished"), (2, None)]
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        assert {"state", "host", "pid", "boot_id"} <= columns
+    finally:
+        db.close()
+
+
+def test_a_new_run_records_this_process_and_a_gone_process_means_interrupted(
+    tmp_path: Path,
+) -> None:
+    with Store.open(str(tmp_path / "heads.db")) as store:
+        mine = store.begin_run("0", {})
+        assert store.run_states([mine]) == {mine: "running"}  # this very process
+        dead = store.begin_run("0", {})
+        store._db.execute("UPDATE runs SET pid = 2147483646 WHERE id = ?", (dead,))
+        other_host = store.begin_run("0", {})
+        store._db.execute("UPDATE runs SET host = 'elsewhere' WHERE id = ?", (other_host,))
+        assert store.run_states([mine, dead, other_host]) == {
+            mine: "running",
+            dead: "interrupted",
+            other_host: "running",  # its process cannot be seen from here: recent, so running
+        }
+        store.finish_run(mine, targets=0, ok=0, interrupted=True)
+        assert store.run_states([mine]) == {mine: "interrupted"}
+        # prune removes the empty runs that are over, and only those.
+        assert store.prune(keep_days=None, keep=1) == (0, 2)
+        assert store.run_states([mine, dead, other_host]) == {other_host: "running"}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_path_that_is_no_regular_file_is_refused_before_it_is_opened(
+    tmp_path: Path, kind: str
+) -> None:
+    if kind == "fifo":
+        path = tmp_path / "heads.db"
+        os.mkfifo(path)
+    else:
+        path = Path(os.devnull)
+    with pytest.raises(StoreRefused, match="not a database file"):
+        Store.open(str(path))
+    with pytest.raises(StoreRefused, match="not a database file"):
+        Store.open(str(path), readonly=True)
+
+
+def test_a_database_is_read_only_when_asked_and_nothing_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "heads.db"
+    with Store.open(str(path)) as store:
+        run = store.begin_run("0", {})
+        store.record(run, [snap("http://a/", day(1))])
+    before = digest(path)
+    with Store.open(str(path), readonly=True) as store:
+        assert len(store.history(["http://a/"])) == 1
+        with pytest.raises(StoreError, match="readonly"):
+            store.begin_run("0", {})
+    assert digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heads.db"]  # no -wal, -shm left

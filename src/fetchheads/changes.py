@@ -14,6 +14,12 @@ record (docs/output.md):
   the reverse (its record carries the full head);
 * a first snapshot is compared with nothing: ``:status`` (or ``:error``) from ``[]``;
 * volatile headers (``DEFAULT_VOLATILE`` plus ``--ignore-header``) are never compared.
+
+Certificate warnings (``--warn-days N``) go by steps: a certificate is under N days, then under 7,
+3 and 1 day (steps at or above N are skipped), then expired (step 0). Under ``--changes`` a warning
+is news, and printed, when its certificate reaches a step it had not reached in the target's
+previous snapshot; a warning that stays on its step is not printed again (``is_news``), so a cron
+job every 15 minutes mails a certificate four or five times in its last weeks, not 96 times a day.
 """
 
 from __future__ import annotations
@@ -93,8 +99,12 @@ class Snapshot:
     timing: dict[str, Any] | None = None
     tls: dict[str, Any] | None = None
     redirects: tuple[dict[str, Any], ...] = ()
+    cert_threshold: int | None = None
+    """The ``--warn-days`` step the certificate had reached (``certificate_step``), or None."""
     id: int | None = None
     run_id: int | None = None
+    run_state: str | None = None
+    """Read from the database: its run's state (running, finished, interrupted)."""
 
     @property
     def error(self) -> str | None:
@@ -107,6 +117,7 @@ class Snapshot:
         return {
             "id": self.id,
             "run_id": self.run_id,
+            "run_state": self.run_state,
             "target": self.target,
             "url": self.url,
             "ok": self.ok,
@@ -134,7 +145,7 @@ def snapshot_key(result: Result) -> str:
     return result.url if result.url is not None else result.target
 
 
-def snapshot_of(result: Result) -> Snapshot:
+def snapshot_of(result: Result, warn_days: int | None = None) -> Snapshot:
     head = result.head
     return Snapshot(
         key=snapshot_key(result),
@@ -153,6 +164,7 @@ def snapshot_of(result: Result) -> Snapshot:
         timing=result.timing.to_record(),
         tls=result.tls.to_record() if result.tls else None,
         redirects=tuple(hop.to_record() for hop in result.redirects),
+        cert_threshold=certificate_step(result, warn_days),
     )
 
 
@@ -210,6 +222,25 @@ def _header_changes(before: Headers, after: Headers, ignored: frozenset[str]) ->
         if old_values != new_values and sorted(old_values) != sorted(new_values):
             changes.append(Change(new_name or old_name, tuple(old_values), tuple(new_values)))
     return changes
+
+
+CERTIFICATE_STEPS = (7, 3, 1, 0)
+"""Days left under which a certificate warning is news again (0: expired), below --warn-days."""
+
+
+def certificate_step(result: Result, warn_days: int | None) -> int | None:
+    """The step a certificate has reached: the smallest of ``warn_days``, 7, 3, 1 and 0 that its
+    days left are under (0: expired); None when it is not under ``warn_days`` (or no option)."""
+    tls = result.tls
+    if warn_days is None or tls is None or tls.days_left is None or tls.days_left >= warn_days:
+        return None
+    steps = (warn_days, *(step for step in CERTIFICATE_STEPS if step < warn_days))
+    return min(step for step in steps if tls.days_left < step)
+
+
+def is_news(before: int | None, after: int | None) -> bool:
+    """Whether a certificate at step ``after`` is news after step ``before`` (None: none)."""
+    return after is not None and (before is None or after < before)
 
 
 def certificate_alerts(result: Result, warn_days: int | None) -> tuple[Alert, ...] | None:

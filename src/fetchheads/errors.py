@@ -13,7 +13,9 @@
      │    ├── ProtocolError         not HTTP, empty reply, head too large, ...       kind "protocol"
      │    │    └── ParseError       raised by the sans-IO parser itself
      │    └── RedirectError         too many redirects, or a loop                    kind "redirect"
-     └── StoreError                 the snapshot database cannot be used
+     └── StoreError                 the snapshot database cannot be used now (locked, full, I/O)
+          └── StoreRefused          the path can never hold one: not a fetchheads database,
+                                    a newer schema, a FIFO or device, a missing directory
 
 A failed target is data, not an exception: ``fetch.fetch_one`` catches ``FetchError`` and returns a
 ``Result`` carrying ``ErrorInfo(kind, message)``. Low-level exceptions (``OSError``,
@@ -94,4 +96,14 @@ class RedirectError(FetchError):
 
 
 class StoreError(FetchheadsError):
-    """The snapshot database cannot be opened, migrated or written."""
+    """The snapshot database cannot be opened, migrated or written. ``reason`` is the cause
+    alone (``database is locked``), the message names the file as well."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class StoreRefused(StoreError):
+    """``--db`` names something that is not, and cannot become, a fetchheads database: a usage
+    error (exit 2), decided before anything is fetched or written."""

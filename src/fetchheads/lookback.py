@@ -3,6 +3,9 @@ from their command line (``cli``) and their text (``render.history``).
 
 A TARGET is matched the way ``--changes`` keys snapshots: by its URL as requested (``example.com``
 and ``http://example.com/`` are one target), or, for a line that was not a valid target, its text.
+When nothing is stored under that URL, the stored URLs of the same host and path under another
+scheme or port are looked up: a TARGET given without a scheme that matches exactly one of them
+means that one (``example.com`` finds ``https://example.com/``); otherwise they are named.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from fetchheads.changes import Snapshot, compare
 from fetchheads.errors import InputError
-from fetchheads.models import format_timestamp, utc_now
+from fetchheads.models import Change, format_timestamp, utc_now
 from fetchheads.render.history import Entry
 from fetchheads.targets import parse_target
 
@@ -22,6 +25,35 @@ if TYPE_CHECKING:
 
 _AGE = re.compile(r"(\d+)\s*([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def find_keys(store: Store, text: str, default_scheme: str = "http") -> tuple[list[str], list[str]]:
+    """(keys to read for TARGET ``text``, stored URLs it may have meant when those hold none)."""
+    keys = target_keys(text, default_scheme)
+    if store.history(keys, limit=1):
+        return keys, []
+    try:
+        target = parse_target(text, default_scheme=default_scheme)
+        other = parse_target(text, default_scheme="https" if default_scheme == "http" else "http")
+    except InputError:
+        return keys, []
+    # A port written out (host:8080) is meant; a URL names its scheme, so its port is open.
+    port = target.port if target.port == other.port and "://" not in text else None
+    host = f"[{target.host}]" if ":" in target.host else target.host  # as URLs write it
+    stored = [
+        key for key in store.keys_at(host) if _same_place(key, target.host, port, target.path)
+    ]
+    if len(stored) == 1 and "://" not in text:
+        return stored, []
+    return keys, stored
+
+
+def _same_place(key: str, host: str, port: int | None, path: str) -> bool:
+    try:
+        stored = parse_target(key)
+    except InputError:
+        return False
+    return (stored.host, stored.path) == (host, path) and port in (None, stored.port)
 
 
 def target_keys(text: str, default_scheme: str = "http") -> list[str]:
@@ -57,14 +89,23 @@ def parse_when(text: str, now: dt.datetime | None = None) -> str:
 def history(
     store: Store, keys: list[str], ignored: frozenset[str], limit: int | None
 ) -> list[Entry]:
-    """Newest first, each snapshot with its predecessor and the changes since it."""
+    """Newest first, each snapshot with its predecessor and the changes since it. The oldest
+    kept snapshot of a target prune has thinned has changes ``None``: not known."""
     rows = store.history(keys, limit=None if limit is None else limit + 1)
     shown = rows if limit is None else rows[:limit]
     entries: list[Entry] = []
     for index, snapshot in enumerate(shown):
         before = rows[index + 1] if index + 1 < len(rows) else None
-        entries.append((snapshot, before, compare(before, snapshot, ignored)))
+        entries.append((snapshot, before, _since(store, keys, before, snapshot, ignored)))
     return entries
+
+
+def _since(
+    store: Store, keys: list[str], before: Snapshot | None, after: Snapshot, ignored: frozenset[str]
+) -> tuple[Change, ...] | None:
+    if before is None and store.was_pruned(keys):
+        return None
+    return compare(before, after, ignored)
 
 
 def pick(
@@ -88,4 +129,4 @@ def pick(
             keys, oldest_first=True, limit=1
         )
         before = found[0] if found and found[0].id != after.id else None
-    return after, before, compare(before, after, ignored)
+    return after, before, _since(store, keys, before, after, ignored)

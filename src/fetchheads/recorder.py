@@ -9,23 +9,30 @@ next one gathers, so a slow database gets fewer, larger transactions.
 Without ``--changes`` a result is printed at once and recorded on the side. With it, the writer
 thread reads each target's previous snapshot in the same transaction that stores the new one, and
 the result comes back to the loop carrying its ``changes``; only results with changes (or alerts)
-are printed. A run into a database with no snapshots at all records the baseline and prints nothing
-for it: that first cron run would otherwise mail every target as "new".
+are printed. A run into a database with no snapshots at all records the baseline and prints only
+the targets that fail: that first cron run would otherwise mail every target as "new", but a target
+failing from the start is news. A certificate warning is printed when it is news (``is_news``).
+
+A database that cannot take a batch (locked past the busy timeout, a full disk) does not stop the
+run: the batch is counted as not recorded, ``--changes`` compares it with what can still be read
+(or, failing that, prints it whole), and the next batch tries again. The run ends with
+``N results not recorded: REASON`` and exit status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fetchheads import __version__
-from fetchheads.changes import Snapshot, certificate_alerts, compare, snapshot_of
+from fetchheads.changes import Snapshot, certificate_alerts, compare, is_news, snapshot_of
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
-from fetchheads.models import Change, Result
+from fetchheads.models import Result, format_timestamp, utc_now
 from fetchheads.render.summary import counted
 
 if TYPE_CHECKING:  # sqlite3 is loaded only by runs with --db (cli opens the store)
@@ -92,7 +99,7 @@ class Recorder:
     def __init__(
         self,
         store: Store,
-        run_id: int,
+        run_id: Callable[[], int],
         emit: Callable[[Result], None],
         *,
         options: SnapshotOptions,
@@ -105,19 +112,34 @@ class Recorder:
         self._baseline = baseline
         self._pending: list[Result] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._writing: asyncio.Future[list[Result]] | None = None
+        self._writing: asyncio.Future[Written] | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "fetchheads-db")
         self._on_error: Callable[[], None] = lambda: None
         self.failure: BaseException | None = None
         self.recorded = 0
         self.changed = 0
+        self.alerts_shown = 0
+        self.unrecorded = 0
+        self.error: StoreError | None = None
+        """The last reason a batch could not be recorded."""
 
-    @property
-    def error(self) -> StoreError | None:
-        """Why the database could not take the results (the run stops)."""
-        return self.failure if isinstance(self.failure, StoreError) else None
+    def begin(self) -> None:
+        """Write the ``runs`` row on the writer thread, ahead of the first batch: a database
+        locked by another process delays no fetch. Failing, it is tried again with each batch."""
+        began = asyncio.get_running_loop().run_in_executor(self._thread, self._begin)
+        began.add_done_callback(self._began)
+
+    def _begin(self) -> None:
+        with contextlib.suppress(StoreError):
+            self._run_id()
+
+    def _began(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self.failure = future.exception()  # a bug: drain() raises it
+            self._on_error()
 
     def set_on_error(self, on_error: Callable[[], None]) -> None:
+        """What to call when the recorder breaks (a bug, not a database problem): stop the run."""
         self._on_error = on_error
 
     def add(self, result: Result) -> None:
@@ -144,7 +166,7 @@ class Recorder:
             if self._timer is not None:
                 self._timer.cancel()
             self._thread.shutdown(wait=True)
-        if self.failure is not None and self.error is None:
+        if self.failure is not None:
             raise self.failure
 
     def _flush(self) -> None:
@@ -158,69 +180,146 @@ class Recorder:
         self._writing = loop.run_in_executor(self._thread, self._write, batch)
         self._writing.add_done_callback(self._written)
 
-    def _write(self, batch: Sequence[Result]) -> list[Result]:
+    def _write(self, batch: Sequence[Result]) -> Written:
         """On the writer thread: one transaction for the whole batch."""
-        snapshots = [snapshot_of(result) for result in batch]
+        snapshots = [snapshot_of(result, self._options.warn_days) for result in batch]
         compared = self._options.changes
-        previous = self._store.record(self._run_id, snapshots, previous=compared)
-        if not compared:
-            return list(batch)
-        return [
-            dataclasses.replace(result, changes=self._changes(before, after))
-            for result, before, after in zip(batch, previous, snapshots, strict=True)
-        ]
+        error: StoreError | None = None
+        previous: list[Snapshot | None] | None
+        try:
+            previous = self._store.record(self._run_id(), snapshots, previous=compared)
+        except StoreError as exc:
+            error, previous = exc, None
+            if compared:
+                with contextlib.suppress(StoreError):  # then there is nothing to compare with
+                    previous = self._store.previous([snapshot.key for snapshot in snapshots])
+        if not compared or previous is None:
+            return Written(list(batch), error)
+        return Written(
+            [
+                self._compared(result, before, after)
+                for result, before, after in zip(batch, previous, snapshots, strict=True)
+            ],
+            error,
+        )
 
-    def _changes(self, before: Snapshot | None, after: Snapshot) -> tuple[Change, ...]:
+    def _compared(self, result: Result, before: Snapshot | None, after: Snapshot) -> Result:
         if self._baseline:
-            return ()
-        return compare(before, after, self._options.ignored)
+            changes = () if after.ok else compare(None, after, self._options.ignored)
+        else:
+            changes = compare(before, after, self._options.ignored)
+        warnings = result.warnings
+        earlier = before.cert_threshold if before is not None else None
+        if warnings and not is_news(earlier, after.cert_threshold):
+            warnings = ()
+        return dataclasses.replace(result, changes=changes, warnings=warnings)
 
-    def _written(self, future: asyncio.Future[list[Result]]) -> None:
+    def _written(self, future: asyncio.Future[Written]) -> None:
         self._writing = None
         if future.cancelled():
             return
         exc = future.exception()
-        if exc is not None:
-            # A StoreError is reported by cli; anything else is a bug, raised again by drain().
+        if exc is not None:  # a bug: drain() raises it again
             self.failure = exc
             self._pending.clear()
             self._on_error()
             return
         done = future.result()
-        self.recorded += len(done)
+        if done.error is None:
+            self.recorded += len(done.results)
+        else:
+            self.unrecorded += len(done.results)
+            self.error = done.error
         if self._options.changes:
-            for result in done:
+            for result in done.results:
                 if result.changes:
                     self.changed += 1
-                if result.changes or result.warnings:
-                    self._emit(result)
+                if result.warnings:
+                    self.alerts_shown += 1
+                if result.changes or result.warnings or result.changes is None:
+                    self._emit(result)  # None: nothing to compare with, so all of it
         if self._pending:
             self._flush()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Written:
+    """What the writer thread did with a batch: the results (under ``--changes`` with their
+    ``changes`` and news-only ``warnings``), and why it could not be recorded, if so."""
+
+    results: list[Result]
+    error: StoreError | None = None
 
 
 class SnapshotSession:
     """Everything ``--db``, ``--changes`` and ``--warn-days`` add to one fetch run, as the hooks
     ``cli.run.execute`` calls: ``start`` and ``finish`` around the event loop (the ``runs`` row),
-    ``annotate`` and ``attach`` on it. Without a store only the alerts remain."""
+    ``annotate`` and ``attach`` on it. Without a store only the alerts remain. A database that
+    could not be opened for writing is ``unavailable``: every result is counted as not recorded,
+    and printed (under ``--changes``, compared with ``store`` opened read-only, if it could be).
+    """
 
-    def __init__(self, store: Store | None = None, options: SnapshotOptions | None = None) -> None:
+    def __init__(
+        self,
+        store: Store | None = None,
+        options: SnapshotOptions | None = None,
+        *,
+        path: str | None = None,
+        unavailable: StoreError | None = None,
+    ) -> None:
         self.store = store
         self.options = options or SnapshotOptions()
+        self.path = path if path is not None else (store.path if store is not None else None)
         self.alerts = 0
+        self._unavailable = unavailable
         self._run_id: int | None = None
+        self._run_options: dict[str, Any] = {}
+        self._started_at = ""
         self._baseline = False
         self._recorder: Recorder | None = None
+        self._targets = 0
 
     @property
     def error(self) -> StoreError | None:
+        """Why results were not recorded (the last reason), or None."""
+        if self._unavailable is not None:
+            return self._unavailable
         return self._recorder.error if self._recorder is not None else None
 
+    @property
+    def unrecorded(self) -> int:
+        """How many results the database did not take."""
+        if self._recorder is not None:
+            return self._recorder.unrecorded
+        return self._targets if self._unavailable is not None else 0
+
+    @property
+    def shown_alerts(self) -> int:
+        """Certificate warnings printed: under ``--changes`` only the news, else all of them."""
+        if self._recorder is not None and self.options.changes:
+            return self._recorder.alerts_shown
+        return self.alerts
+
     def start(self, config: Config) -> None:
-        if self.store is not None:
+        """Before the loop: the baseline question, and what the ``runs`` row will say."""
+        if self.store is None:
+            return
+        self._run_options = run_options(config, self.options)
+        self._started_at = format_timestamp(utc_now())
+        with contextlib.suppress(StoreError):  # a read: WAL readers wait for no writer
             self._baseline = self.options.changes and not self.store.has_snapshots()
-            self._run_id = self.store.begin_run(__version__, run_options(config, self.options))
+
+    def _ensure_run(self) -> int:
+        """The ``runs`` row's id, made on first use (raises StoreError)."""
+        if self._run_id is None:
+            assert self.store is not None
+            self._run_id = self.store.begin_run(
+                __version__, self._run_options, started_at=self._started_at
+            )
+        return self._run_id
 
     def annotate(self, result: Result) -> Result:
+        self._targets += 1
         if self.options.warn_days is None:
             return result
         alerts = certificate_alerts(result, self.options.warn_days)
@@ -231,42 +330,51 @@ class SnapshotSession:
         self, emit: Callable[[Result], None], stop: Callable[[], None]
     ) -> Callable[..., None]:
         """Inside the loop: the function that takes each result from now on."""
-        if self.store is None or self._run_id is None:
+        if self.store is None:
             return emit
         self._recorder = Recorder(
-            self.store, self._run_id, emit, options=self.options, baseline=self._baseline
+            self.store, self._ensure_run, emit, options=self.options, baseline=self._baseline
         )
         self._recorder.set_on_error(stop)
+        self._recorder.begin()
         return self._recorder.add
 
     def describe(self) -> str:
         """The summary line's tail under ``--changes``, so a person at a terminal sees why a
-        run printed nothing: ``; 2 changed`` or ``; baseline: 3 snapshots recorded, none shown``."""
+        run printed nothing: ``; 2 changed`` or ``; baseline: 3 snapshots recorded, none shown``
+        (failures are shown even then)."""
         recorder = self._recorder
         if recorder is None or not self.options.changes:
             return ""
         if self._baseline:
-            return f"; baseline: {counted(recorder.recorded, 'snapshot')} recorded, none shown"
+            shown = f"{recorder.changed} failing shown" if recorder.changed else "none shown"
+            return f"; baseline: {counted(recorder.recorded, 'snapshot')} recorded, {shown}"
         return f"; {recorder.changed} changed"
 
     async def drain(self) -> None:
         if self._recorder is not None:
             await self._recorder.drain()
 
-    def finish(self, targets: int, ok: int) -> None:
-        """After the loop: close the ``runs`` row and the database. Raises StoreError."""
+    def finish(self, targets: int, ok: int, *, interrupted: bool = False) -> None:
+        """After the loop: close the ``runs`` row and the database. Raises StoreError, unless
+        results were not recorded already (that says what the database did)."""
         if self.store is None:
             return
         try:
-            if self._run_id is not None:
-                recorder = self._recorder
-                self.store.finish_run(
-                    self._run_id,
-                    targets=targets,
-                    ok=ok,
-                    changed=recorder.changed if recorder and self.options.changes else None,
-                    warnings=self.alerts if self.options.warn_days is not None else None,
-                )
+            if self._unavailable is not None:
+                return
+            recorder = self._recorder
+            self.store.finish_run(
+                self._ensure_run(),
+                targets=targets,
+                ok=ok,
+                changed=recorder.changed if recorder and self.options.changes else None,
+                warnings=self.alerts if self.options.warn_days is not None else None,
+                interrupted=interrupted,
+            )
+        except StoreError:
+            if not self.unrecorded:
+                raise
         finally:
             self.close()
 

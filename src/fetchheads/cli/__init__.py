@@ -6,9 +6,12 @@ process ends. Here: the command group, the fetch command and ``main``; the fetch
 Exit statuses:
 
     0    every target gave a response head
-    1    one or more targets failed (input errors included)
-    2    usage error (also: a --db file that is not a fetchheads database, or is from a newer one)
-    3    every target answered, but a certificate expires within --warn-days
+    1    one or more targets failed (input errors included), or results were not recorded in
+         the --db database (locked past the busy timeout, a full disk, not writable)
+    2    usage error (also: a --db that is not a fetchheads database, is from a newer one, is a
+         FIFO or device, or lies in a directory that does not exist)
+    3    every target answered, but a certificate expires within --warn-days (under --changes:
+         only when that warning is printed, i.e. new or worse since the last run)
     130  interrupted (SIGINT); 143 terminated (SIGTERM)
     141  stdout closed by its reader (``| head``): stop quietly, as a SIGPIPE'd tool would
 """
@@ -29,9 +32,9 @@ from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, make_readable
 from fetchheads.cli.options import fetch_options, make_config
 from fetchheads.cli.run import execute
 from fetchheads.cli.scale import usable_cores
-from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, open_store
+from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, snapshot_session
 from fetchheads.fetch import make_ssl_context
-from fetchheads.recorder import SnapshotOptions, SnapshotSession
+from fetchheads.recorder import SnapshotOptions
 from fetchheads.runner import STDIN, Source
 
 FETCH_EPILOG = """\b
@@ -174,7 +177,7 @@ def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
         ignored=ignored_names(options["ignored"]),
         warn_days=options["warn_days"],
     )
-    session = SnapshotSession(open_store(db) if db else None, watch)
+    session = snapshot_session(db, watch)
     parallel = (
         chosen in ("plain", "jsonl")
         and db is None

@@ -27,7 +27,8 @@ from fetchheads.redirects import following
 from fetchheads.render.jsonl import format_jsonl
 from fetchheads.render.output import PrettySink, ProgressLine, Sink, StderrConsole, TextSink
 from fetchheads.render.plain import format_plain
-from fetchheads.render.summary import Summary
+from fetchheads.render.safe import terminal_safe
+from fetchheads.render.summary import Summary, not_recorded
 from fetchheads.runner import Intake, Item, Pacer, Source, read_sources, run, select_shard
 
 
@@ -161,12 +162,7 @@ def execute(
             await session.drain()  # every result is recorded, even after Ctrl-C
             await resolver.aclose()
 
-    try:
-        session.start(config)
-    except StoreError as exc:
-        session.close()
-        stderr.print(f"fetchheads: {exc}")
-        return ExitStatus.FAILED
+    session.start(config)
     status: ExitStatus
     try:
         with (
@@ -177,7 +173,7 @@ def execute(
     except KeyboardInterrupt:
         status = ExitStatus.INTERRUPTED
     except asyncio.CancelledError:
-        if sink.error is None and session.error is None and not (terminated or interrupted):
+        if sink.error is None and not (terminated or interrupted):
             raise
         if terminated:
             status = ExitStatus.TERMINATED
@@ -187,15 +183,19 @@ def execute(
         status = ExitStatus.OK if summary.failed == 0 else ExitStatus.FAILED
     sink.close()  # a last write, which may block: Ctrl-C still gets out (_quit)
     process.ignore_interrupts()
+    stopped = status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
     try:
-        session.finish(summary.targets, summary.ok)
+        session.finish(summary.targets, summary.ok, interrupted=stopped)
     except StoreError as exc:
-        stderr.print(f"fetchheads: {exc}")
+        message = f"fetchheads: the run could not be closed in the database: {safe(exc)}"
+        stderr.print(message, soft_wrap=True)
         status = ExitStatus.FAILED
-    if session.error is not None:
-        stderr.print(f"fetchheads: snapshots not recorded: {session.error}")
-        status = ExitStatus.FAILED
-    if status is ExitStatus.OK and session.alerts:
+    if session.unrecorded and session.error is not None:
+        lost = not_recorded(session.unrecorded, session.error.reason, session.path or "")
+        stderr.print(lost, soft_wrap=True)  # one line, however narrow the terminal
+        if status is ExitStatus.OK:
+            status = ExitStatus.FAILED
+    if status is ExitStatus.OK and session.shown_alerts:
         status = ExitStatus.WARNING
     if sink.error is not None:
         return output_failed(sink.error, stderr)
@@ -209,6 +209,11 @@ def execute(
     if status is ExitStatus.INTERRUPTED and not worker:
         stderr.print("fetchheads: " + summary.interrupted(intake.read, all_read=intake.complete))
     return status
+
+
+def safe(exc: BaseException) -> str:
+    """An exception's message for the terminal: database text and file names are not ours."""
+    return terminal_safe(str(exc))
 
 
 def _quit() -> NoReturn:

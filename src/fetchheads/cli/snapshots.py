@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -12,8 +13,9 @@ import click
 
 from fetchheads.changes import ignored_names
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float, option_group
-from fetchheads.errors import StoreError
-from fetchheads.lookback import history, parse_when, pick, target_keys
+from fetchheads.errors import StoreError, StoreRefused
+from fetchheads.lookback import find_keys, history, parse_when, pick
+from fetchheads.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
 from fetchheads.render.safe import terminal_safe
 from fetchheads.render.summary import counted
@@ -23,14 +25,56 @@ if TYPE_CHECKING:  # sqlite3 is loaded by runs that use a database, not by every
     from fetchheads.store import Store
 
 
-def open_store(path: str) -> Store:
-    """The database of ``--db``; a file that cannot be one is a bad argument (exit 2)."""
+def open_store(path: str, *, readonly: bool = False) -> Store:
+    """The database of ``--db``. A path that cannot be one is a bad argument (exit 2); one that
+    cannot be used now (locked, a full disk, unreadable) says so and exits 1."""
     from fetchheads.store import Store
 
     try:
-        return Store.open(path)
+        return Store.open(path, readonly=readonly)
+    except StoreRefused as exc:
+        raise click.BadParameter(terminal_safe(str(exc)), param_hint="--db") from None
     except StoreError as exc:
-        raise click.BadParameter(str(exc), param_hint="--db") from None
+        _fail(str(exc))
+
+
+def snapshot_session(db: str | None, options: SnapshotOptions) -> SnapshotSession:
+    """The fetch run's side of ``--db``. A database that cannot be used now does not stop the
+    fetch: every result is still printed, and the run says how many were not recorded."""
+    if db is None:
+        return SnapshotSession(None, options)
+    from fetchheads.store import Store
+
+    try:
+        return SnapshotSession(Store.open(db), options)
+    except StoreRefused as exc:
+        raise click.BadParameter(terminal_safe(str(exc)), param_hint="--db") from None
+    except StoreError as exc:
+        unavailable = exc
+    try:  # --changes can still compare with what is there
+        store = Store.open(db, readonly=True) if options.changes else None
+    except StoreError:
+        store = None
+    return SnapshotSession(store, options, path=db, unavailable=unavailable)
+
+
+class DatabasePath(click.types.StringParamType):
+    """``--db``: ``~`` expanded (also from ``FETCHHEADS_DB`` and crontab lines, which no shell
+    expands); with ``must_exist``, a missing file or directory is named as such."""
+
+    name = "path"
+
+    def __init__(self, must_exist: bool) -> None:
+        self.must_exist = must_exist
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        path = os.path.expanduser(str(value))
+        if self.must_exist and not os.path.lexists(path):
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                self.fail(terminal_safe(f"directory {directory} does not exist"), param, ctx)
+            self.fail(terminal_safe(f"{path} does not exist"), param, ctx)
+        return path
 
 
 def _db_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -40,7 +84,7 @@ def _db_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., A
         "--db",
         metavar="PATH",
         required=required,
-        type=click.Path(dir_okay=False, exists=required),
+        type=DatabasePath(must_exist=required),
         envvar="FETCHHEADS_DB",
         show_envvar=True,
         help="The snapshot database that fetch --db wrote (SQLite; it must exist)."
@@ -67,7 +111,8 @@ def snapshot_options(command: Any) -> Any:
             "--changes",
             is_flag=True,
             help="With --db: print only targets whose status or headers changed since their "
-            "last snapshot. A run into an empty database records the baseline silently.",
+            "last snapshot. A run into an empty database records the baseline silently, but "
+            "prints the targets that already fail.",
         ),
         ignore_header_option,
         click.option(
@@ -75,7 +120,8 @@ def snapshot_options(command: Any) -> Any:
             type=click.IntRange(min=0),
             metavar="N",
             help="Warn about https certificates that expire in fewer than N days; the exit "
-            "status is then 3 (when nothing failed).",
+            "status is then 3 (when nothing failed). Under --changes a warning is printed "
+            "(and gives 3) only when new or worse: under N, 7, 3, 1 days, expired.",
         ),
     )
     return option_group(*options)(command)
@@ -92,7 +138,8 @@ def _lookback_options(command: Any) -> Any:
             type=click.Choice(SCHEMES),
             default="http",
             show_default=True,
-            help="Scheme of a TARGET given without one, as it was fetched.",
+            help="Scheme of a TARGET given without one, as it was fetched (a host stored under "
+            "one URL only is found without it).",
         ),
     )
     return option_group(*options)(command)
@@ -123,10 +170,11 @@ def history_command(
     target: str, db: str, as_json: bool, ignored: tuple[str, ...], scheme: str, limit: int | None
 ) -> None:
     """The snapshots of TARGET, newest first, each with what changed since the one before it."""
-    with open_store(db) as store:
-        entries = history(store, target_keys(target, scheme), ignored_names(ignored), limit)
+    with open_store(db, readonly=True) as store:
+        keys, stored = _keys(store, target, scheme)
+        entries = history(store, keys, ignored_names(ignored), limit)
     if not entries:
-        _no_snapshots(target, db)
+        _no_snapshots(target, db, stored)
     click.echo((history_jsonl if as_json else history_text)(entries), nl=False)
 
 
@@ -164,10 +212,11 @@ def diff_command(
     since: str | None,
 ) -> None:
     """What changed in TARGET between two snapshots: by default the last two."""
-    with open_store(db) as store:
-        entry = pick(store, target_keys(target, scheme), ignored_names(ignored), at=at, since=since)
+    with open_store(db, readonly=True) as store:
+        keys, stored = _keys(store, target, scheme)
+        entry = pick(store, keys, ignored_names(ignored), at=at, since=since)
     if entry is None:
-        _no_snapshots(target, db)
+        _no_snapshots(target, db, stored)
     click.echo((diff_jsonl if as_json else diff_text)(target, entry), nl=False)
 
 
@@ -203,15 +252,31 @@ def prune_command(db: str, keep_days: float | None, keep: int | None, quiet: boo
         try:
             snapshots, runs = store.prune(keep_days=keep_days, keep=keep)
         except StoreError as exc:
-            click.echo(f"fetchheads: {exc}", err=True)
-            sys.exit(int(ExitStatus.FAILED))
+            _fail(str(exc))
     if not quiet:
-        click.echo(f"pruned {counted(snapshots, 'snapshot')} and {counted(runs, 'run')} from {db}")
+        where = terminal_safe(db)
+        click.echo(
+            f"pruned {counted(snapshots, 'snapshot')} and {counted(runs, 'run')} from {where}"
+        )
 
 
-def _no_snapshots(target: str, db: str) -> NoReturn:
-    shown = f"{terminal_safe(target)} in {terminal_safe(db)}"
-    click.echo(f"fetchheads: no snapshots of {shown}", err=True)
+def _keys(store: Store, target: str, scheme: str) -> tuple[list[str], list[str]]:
+    try:
+        return find_keys(store, target, scheme)
+    except StoreError as exc:
+        _fail(str(exc))
+
+
+def _no_snapshots(target: str, db: str, stored: list[str]) -> NoReturn:
+    message = f"no snapshots of {target} in {db}"
+    if stored:
+        message += "; stored: " + ", ".join(stored)
+    _fail(message)
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr, terminal-safe (file names and database text are not ours); exit 1."""
+    click.echo(f"fetchheads: {terminal_safe(message)}", err=True)
     sys.exit(int(ExitStatus.FAILED))
 
 

@@ -7,11 +7,19 @@ import dataclasses
 from typing import Any
 
 from fetchheads.models import Result
+from fetchheads.render.safe import terminal_safe
 
 
 def counted(number: int, noun: str) -> str:
     """``1 run``, ``2 runs``: the summary lines count in English."""
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def not_recorded(count: int, reason: str, path: str) -> str:
+    """``fetchheads: 3 results not recorded: database is locked (--db /var/heads.db)``: what a
+    run whose database failed it says on stderr, however quiet (its exit status is then 1)."""
+    lost = counted(count, "result")
+    return f"fetchheads: {lost} not recorded: {terminal_safe(reason)} (--db {terminal_safe(path)})"
 
 
 @dataclasses.dataclass(slots=True)

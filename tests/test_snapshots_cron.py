@@ -1,0 +1,505 @@
+"""The snapshot database in every state a cron machine meets it: a first run that already fails, a
+host that stays down, another process holding the lock, a full disk, a file the user may only
+read, a path that is no file at all, runs killed with SIGKILL, a pruned history."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from fetchheads import store as store_module
+from fetchheads.changes import Snapshot
+from fetchheads.store import Store
+from tests.support import processes
+from tests.support.servers import ThreadedServer, silent
+from tests.support.snapshots import Site, fetchheads, run_cli, start_site
+
+
+@pytest.fixture
+def site(threaded_server: Callable[..., ThreadedServer]) -> tuple[Site, str]:
+    return start_site(threaded_server)
+
+
+def rows(db: Path | str, query: str) -> list[tuple[object, ...]]:
+    connection = sqlite3.connect(db)
+    try:
+        return connection.execute(query).fetchall()
+    finally:
+        connection.close()
+
+
+# -- no silence --------------------------------------------------------------------------------
+
+
+def test_a_target_failing_from_the_first_run_is_printed_and_keeps_exit_1(
+    site: tuple[Site, str], refused_port: int, tmp_path: Path
+) -> None:
+    _, target = site
+    down = f"127.0.0.1:{refused_port}"
+    db = str(tmp_path / "heads.db")
+    args = ("--db", db, "--changes", "-q", "--format", "plain")
+    code, out, _ = fetchheads(*args, target, down)  # the baseline: an empty database
+    assert code == 1
+    assert out.startswith(f"{down} changed > :error: (none) -> connect: ")
+    assert target not in out  # a successful first snapshot stays a silent baseline
+    assert len(out.splitlines()) == 1
+    for _ in range(2):  # still down: nothing new to say, but the exit status says it every time
+        assert fetchheads(*args, target, down)[:2] == (1, "")
+    # A new target that fails on its first snapshot, in a database that has others, is news too.
+    code, out, _ = fetchheads(*args, target, "127.0.0.1:9")
+    assert code == 1
+    assert out.startswith("127.0.0.1:9 changed > :error: (none) -> connect: ")
+
+
+# -- another process holds the lock; the disk is full --------------------------------------------
+
+
+@contextlib.contextmanager
+def write_lock_held(db: Path) -> Iterator[None]:
+    """Another process inside ``BEGIN IMMEDIATE`` on ``db`` until the block ends."""
+    holder = processes.start(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys\n"
+            "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "db.execute('BEGIN IMMEDIATE')\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdin is not None
+    assert holder.stdout.readline() == "held\n"
+    try:
+        yield
+    finally:
+        holder.stdin.close()
+        assert holder.wait(timeout=30) == 0
+        holder.stdout.close()
+
+
+def test_a_lock_held_past_the_busy_timeout_loses_no_output_and_says_how_many(
+    site: tuple[Site, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, target = site
+    db = tmp_path / "heads.db"
+    assert fetchheads("--db", str(db), "-q", target, f"{target}/b")[0] == 0
+    server.headers["X-Version"] = "2"
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT", 0.2)  # 30 s in real life
+    with write_lock_held(db):
+        code, out, err = fetchheads(
+            "--db",
+            str(db),
+            "--changes",
+            "-q",
+            "--format",
+            "plain",
+            target,
+            f"{target}/b",
+            f"{target}/c",
+        )
+        assert code == 1
+        # Compared with what could still be read (WAL readers do not wait for the writer).
+        assert sorted(out.splitlines()) == [
+            f"{target} changed > X-Version: 1 -> 2",
+            f"{target}/b changed > X-Version: 1 -> 2",
+            f"{target}/c changed > :status: (none) -> 200",
+        ]
+        assert err == f"fetchheads: 3 results not recorded: database is locked (--db {db})\n"
+        code, out, err = fetchheads("--db", str(db), "-q", "--json", target)
+        assert code == 1
+        assert json.loads(out)["status"] == 200
+        assert err.endswith(f"1 result not recorded: database is locked (--db {db})\n")
+    assert server.served == 6
+    assert rows(db, "SELECT count(*) FROM snapshots") == [(2,)]  # the first run's only
+    # The lock gone, the next run records again, and still sees the change as new.
+    code, out, err = fetchheads("--db", str(db), "--changes", "-q", "--format", "plain", target)
+    assert (code, out, err) == (0, f"{target} changed > X-Version: 1 -> 2\n", "")
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 1 MiB tmpfs of its own, unmounted afterwards."""
+    mountpoint = Path(tempfile.mkdtemp(prefix="fetchheads-disk-"))
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountpoint)],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+        mountpoint.rmdir()
+
+
+def fill(disk: Path) -> None:
+    with contextlib.suppress(OSError), open(disk / "filler", "wb", buffering=0) as stream:
+        while True:
+            stream.write(b"\0" * 4096)
+    assert shutil.disk_usage(disk).free == 0
+
+
+@pytest.mark.parametrize("changes", [False, True])
+def test_a_full_disk_loses_no_output_and_says_how_many(
+    site: tuple[Site, str], small_disk: Path, changes: bool
+) -> None:
+    _, target = site
+    db = small_disk / "heads.db"
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0
+    fill(small_disk)
+    flag = ["--changes"] if changes else []
+    code, out, err = fetchheads(
+        "--db", str(db), *flag, "-q", "--format", "plain", target, f"{target}/new"
+    )
+    assert code == 1
+    if changes:
+        assert out == f"{target}/new changed > :status: (none) -> 200\n"
+    else:
+        assert out.count(" header > HTTP/1.1 200 OK\n") == 2
+    assert err.startswith("fetchheads: 2 results not recorded: ")
+    assert "no space left on the device" in err or "disk is full" in err
+    assert err.endswith(f" (--db {db})\n")
+    assert len(err.splitlines()) == 1
+    (small_disk / "filler").unlink()
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0
+    assert rows(db, "SELECT count(*) FROM snapshots") == [(2,)]  # the database survived
+
+
+# -- paths that are no database file --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-null", "char-device-link"])
+def test_a_fifo_or_a_device_is_refused_at_once_and_nothing_is_created(
+    tmp_path: Path, kind: str
+) -> None:
+    if kind == "fifo":
+        path = tmp_path / "heads.db"
+        os.mkfifo(path)  # nobody writes to it: opening it to read would wait forever
+        what = "is a FIFO"
+    elif kind == "dev-null":
+        path = Path(os.devnull)
+        what = "is a character device"
+    else:
+        path = tmp_path / "heads.db"
+        path.symlink_to("/dev/zero")
+        what = "is a character device"
+    before = set(os.listdir(path.parent))
+    for command in (["-q", "127.0.0.1:9"], ["history", "x"]):
+        process = run_cli(*command[:-1], "--db", str(path), command[-1])
+        _, err = process.communicate(timeout=60)  # a hang is the bug: fail, do not wait
+        assert process.returncode == 2
+        assert what in err
+        assert "not a database file" in err
+    assert set(os.listdir(path.parent)) == before  # no -journal, -wal or -shm beside it
+
+
+def test_a_missing_directory_is_named_as_such(tmp_path: Path) -> None:
+    db = tmp_path / "no" / "such" / "heads.db"
+    for args in (
+        ["--db", str(db), "127.0.0.1:9"],
+        ["history", "--db", str(db), "x"],
+        ["prune", "--db", str(db), "--keep", "1"],
+    ):
+        code, out, err = fetchheads(*args)
+        assert (code, out) == (2, "")
+        assert f"directory {tmp_path / 'no' / 'such'} does not exist" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetchheads_db_with_a_tilde_is_in_the_home_directory(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    _, target = site
+    # As crontab sets it: no shell expands this ~.
+    env = {"FETCHHEADS_DB": "~/heads.db", "HOME": str(tmp_path)}
+    assert fetchheads("-q", target, env=env)[0] == 0
+    assert rows(tmp_path / "heads.db", "SELECT count(*) FROM snapshots") == [(1,)]
+    code, out, _ = fetchheads("history", target, env=env)
+    assert code == 0
+    assert "first snapshot" in out
+    assert not Path("~").exists()
+
+
+def test_file_names_and_database_text_in_messages_are_terminal_safe(tmp_path: Path) -> None:
+    hostile = tmp_path / "x\x1b]52;c;aGk=\x07.db"
+    connection = sqlite3.connect(hostile)
+    connection.execute('CREATE TABLE "\x1b[2Jgotcha" (a)')
+    connection.commit()
+    connection.close()
+    for command in (["-q", "127.0.0.1:9"], ["history", "x"]):
+        code, _, err = fetchheads(*command[:-1], "--db", str(hostile), command[-1])
+        assert code == 2
+        assert "\x1b" not in err
+        assert "\x07" not in err
+        assert "\\x1b]52;c;aGk=\\x07.db" in err
+        assert "\\x1b[2Jgotcha" in err
+    empty = tmp_path / "y\x1b[31m.db"
+    assert fetchheads("--db", str(empty), "-q", "127.0.0.1:9")[0] == 1
+    code, _, err = fetchheads("history", "--db", str(empty), "127.0.0.1:1")
+    assert code == 1
+    assert err == f"fetchheads: no snapshots of 127.0.0.1:1 in {tmp_path}/y\\x1b[31m.db\n"
+
+
+# -- a database the user may only read ------------------------------------------------------------
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory under /tmp that the user nobody can reach (pytest's tmp_path is root's only)."""
+    path = Path(tempfile.mkdtemp(prefix="fetchheads-ro-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        path.chmod(0o755)
+        shutil.rmtree(path)
+
+
+def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    """fetchheads run as the user nobody: no permission of root's files but to read them."""
+    return subprocess.run(
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "fetchheads",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")},
+    )
+
+
+def test_history_and_diff_read_a_database_this_user_may_only_read(
+    site: tuple[Site, str], shared_dir: Path
+) -> None:
+    server, target = site
+    db = shared_dir / "heads.db"
+    for version in ("1", "2"):
+        server.headers["X-Version"] = version
+        assert fetchheads("--db", str(db), "-q", target)[0] == 0
+    assert sorted(os.listdir(shared_dir)) == ["heads.db"]  # no -wal, no -shm at rest
+    db.chmod(0o444)
+    shared_dir.chmod(0o555)  # nobody could create the -shm file WAL readers want
+    done = as_nobody("history", "--db", str(db), target)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines()[1] == "  X-Version: 1 -> 2"
+    done = as_nobody("diff", "--db", str(db), target)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines()[1] == f"{target} changed > X-Version: 1 -> 2"
+    assert sorted(os.listdir(shared_dir)) == ["heads.db"]
+    # A fetch into it cannot record, but the results still go out.
+    done = as_nobody("--db", str(db), "-q", "--format", "plain", target)
+    assert done.returncode == 1
+    assert f"{target} header > HTTP/1.1 200 OK" in done.stdout
+    assert done.stderr.startswith("fetchheads: 1 result not recorded: ")
+
+
+def test_a_reader_that_would_miss_unmerged_changes_says_so(
+    site: tuple[Site, str], shared_dir: Path
+) -> None:
+    _, target = site
+    db = shared_dir / "heads.db"
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0
+    # A writer that is still running: its last snapshots wait in the -wal file.
+    writer = sqlite3.connect(db)
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("UPDATE snapshots SET status = 503")
+        writer.commit()
+        copy = shared_dir / "copy"
+        copy.mkdir()
+        shutil.copy(db, copy / "heads.db")
+        shutil.copy(f"{db}-wal", copy / "heads.db-wal")  # no -shm: that writer's is in memory
+    finally:
+        writer.close()
+    copy.chmod(0o555)
+    done = as_nobody("history", "--db", str(copy / "heads.db"), target)
+    assert done.returncode == 1
+    assert "-wal" in done.stderr
+    assert "run as its owner" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+# -- runs killed with SIGKILL ---------------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    """Poll until ``condition`` holds (a bound, not a measurement)."""
+    for _ in range(600):
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition never held")
+
+
+def test_a_killed_run_is_shown_interrupted_a_live_one_running_and_prune_removes_it(
+    site: tuple[Site, str], threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    _, target = site
+    hung = f"127.0.0.1:{threaded_server(silent()).port}"
+    db = tmp_path / "heads.db"
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0  # run 1, finished
+
+    def recorded(run: int) -> bool:
+        return bool(rows(db, f"SELECT 1 FROM snapshots WHERE run_id = {run}"))
+
+    def started(run: int) -> bool:
+        return bool(rows(db, f"SELECT 1 FROM runs WHERE id = {run}"))
+
+    # Run 2 records its fast target, then hangs on the other; run 3 records nothing.
+    second = run_cli("--db", str(db), "-q", "-t", "600", target, hung, stdout=subprocess.DEVNULL)
+    wait_for(lambda: recorded(2))
+    third = run_cli("--db", str(db), "-q", "-t", "600", hung, stdout=subprocess.DEVNULL)
+    wait_for(lambda: started(3))
+    code, out, _ = fetchheads("history", "--db", str(db), target)
+    assert code == 0
+    assert out.splitlines()[0].endswith("(snapshot 2, run 2, running)  no change")
+    assert fetchheads("prune", "--db", str(db), "--keep", "5")[1].startswith(
+        "pruned 0 snapshots and 0 runs"
+    )
+    for process in (second, third):
+        process.kill()  # SIGKILL: no finish is ever written
+        process.wait(timeout=30)
+    code, out, _ = fetchheads("history", "--db", str(db), "--json", target)
+    assert [(r["run_id"], r["run_state"]) for r in map(json.loads, out.splitlines())] == [
+        (2, "interrupted"),
+        (1, "finished"),
+    ]
+    code, out, _ = fetchheads("prune", "--db", str(db), "--keep", "5")
+    assert (code, out) == (0, f"pruned 0 snapshots and 1 run from {db}\n")  # run 3: empty
+    assert rows(db, "SELECT id, state, finished_at FROM runs ORDER BY id") == [
+        (1, "finished", rows(db, "SELECT finished_at FROM runs WHERE id = 1")[0][0]),
+        (2, "interrupted", None),  # stored: the fact outlives the pid
+    ]
+
+
+def test_a_run_stopped_by_ctrl_c_is_interrupted_too(
+    site: tuple[Site, str], threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    _, target = site
+    hung = f"127.0.0.1:{threaded_server(silent()).port}"
+    db = tmp_path / "heads.db"
+    process = run_cli("--db", str(db), "--json", "-q", target, hung)
+    assert process.stdout is not None
+    process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert process.returncode == 130
+    code, out, _ = fetchheads("history", "--db", str(db), target)
+    assert code == 0
+    assert out.splitlines()[0].endswith("(snapshot 1, run 1, interrupted)  first snapshot")
+
+
+# -- a pruned history; a target stored under another scheme ---------------------------------------
+
+
+def stored(db: Path, *snapshots: tuple[str, str, int]) -> None:
+    """Snapshots (key, fetched_at, X-Version) written straight into ``db``, one run each."""
+    with Store.open(str(db)) as store:
+        for key, fetched_at, version in snapshots:
+            run = store.begin_run("test", {})
+            snapshot = Snapshot(
+                key=key,
+                target=key,
+                url=key,
+                fetched_at=fetched_at,
+                ok=True,
+                status=200,
+                reason="OK",
+                headers=(("X-Version", str(version)),),
+                has_head=True,
+                timing={},
+            )
+            store.record(run, [snapshot])
+            store.finish_run(run, targets=1, ok=1)
+
+
+def test_history_after_prune_calls_the_oldest_kept_snapshot_so(tmp_path: Path) -> None:
+    db = tmp_path / "heads.db"
+    stored(
+        db,
+        ("http://a.test/", "2026-11-01T10:00:00.000Z", 1),
+        ("http://a.test/", "2026-11-02T10:00:00.000Z", 2),
+        ("http://a.test/", "2026-11-03T10:00:00.000Z", 2),
+        ("http://b.test/", "2026-11-01T10:00:00.000Z", 1),
+    )
+    assert fetchheads("prune", "--db", str(db), "--keep", "2", "-q")[0] == 0
+    code, out, _ = fetchheads("history", "--db", str(db), "a.test")
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "2026-11-02T10:00:00.000Z  200 OK  (snapshot 2, run 2)  oldest kept (older snapshots pruned)"
+    )
+    code, out, _ = fetchheads("history", "--db", str(db), "--json", "a.test")
+    assert json.loads(out.splitlines()[-1])["changes"] is None  # not known
+    code, out, _ = fetchheads("diff", "--db", str(db), "--at", "2026-11-02", "a.test")
+    assert out.splitlines()[1] == "no earlier snapshot kept"
+    # Nothing of b.test was pruned: its only snapshot is still its first.
+    assert fetchheads("history", "--db", str(db), "b.test")[1].endswith("first snapshot\n")
+
+
+def test_diff_at_a_date_means_the_whole_of_that_day(tmp_path: Path) -> None:
+    db = tmp_path / "heads.db"
+    stored(
+        db,
+        ("http://a.test/", "2026-11-24T10:00:00.000Z", 1),
+        ("http://a.test/", "2026-11-25T23:59:59.000Z", 2),
+        ("http://a.test/", "2026-11-26T00:00:00.000Z", 3),
+    )
+    code, out, _ = fetchheads("diff", "--db", str(db), "--at", "2026-11-25", "--json", "a.test")
+    assert code == 0
+    record = json.loads(out)
+    assert (record["before"]["id"], record["after"]["id"]) == (1, 2)
+    assert record["changes"] == [{"name": "X-Version", "before": ["1"], "after": ["2"]}]
+    code, out, _ = fetchheads(
+        "diff", "--db", str(db), "--at", "2026-11-25T12:00", "--json", "a.test"
+    )
+    assert json.loads(out)["after"]["id"] == 1  # a time, not a day: up to that moment
+
+
+def test_a_bare_host_finds_its_one_stored_url_or_names_them_all(tmp_path: Path) -> None:
+    db = tmp_path / "heads.db"
+    stored(db, ("https://a.test/", "2026-11-24T10:00:00.000Z", 1))
+    code, out, _ = fetchheads("history", "--db", str(db), "a.test")
+    assert (code, out.count("\n")) == (0, 1)
+    assert "first snapshot" in out
+    assert fetchheads("diff", "--db", str(db), "a.test")[0] == 0
+    stored(db, ("http://a.test:8080/", "2026-11-24T10:00:00.000Z", 1))
+    stored(db, ("https://a.test/login", "2026-11-24T10:00:00.000Z", 1))  # another path
+    for command in ("history", "diff"):
+        code, out, err = fetchheads(command, "--db", str(db), "a.test")
+        assert (code, out) == (1, "")
+        assert err == (
+            f"fetchheads: no snapshots of a.test in {db}; "
+            "stored: http://a.test:8080/, https://a.test/\n"
+        )
+    # A port or a scheme written out is taken as meant.
+    code, _, err = fetchheads("history", "--db", str(db), "a.test:9090")
+    assert code == 1
+    assert "stored" not in err
+    code, _, err = fetchheads("history", "--db", str(db), "http://a.test/")
+    assert (code, err.endswith("stored: http://a.test:8080/, https://a.test/\n")) == (1, True)
