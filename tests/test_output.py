@@ -1,0 +1,83 @@
+"""Writing results, as a user sees it: a reader that falls behind (a paused ``less``, a slow log
+shipper, a terminal held with Ctrl-S) slows the run down and never fails a target that answered."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import ThreadedServer, reply
+from tests.test_process import spawn
+
+StartServer = Callable[..., ThreadedServer]
+
+PADDED_HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nX-Padding: " + b"p" * 600 + b"\r\n\r\n"
+"""About 900 bytes of JSON per target: 700 targets are two pauses of the reader below, and what
+a worker finishes with `-c 200` overfills the 64 KiB pipe to the coordinator."""
+TARGETS = 700
+READ_BEFORE_PAUSE = 300_000
+PAUSE = 1.5
+"""Longer than ``-t 1``: before output stopped blocking the event loop, every pause timed out
+the targets in flight, though their answers had arrived."""
+
+
+def read_with_pauses(process: subprocess.Popen[bytes]) -> bytes:
+    """All of ``process``'s stdout, read as a slow reader does: 300 KB, a pause, and again."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    out = bytearray()
+    since_pause = 0
+    while chunk := os.read(fd, 65536):
+        out += chunk
+        since_pause += len(chunk)
+        if since_pause >= READ_BEFORE_PAUSE:
+            since_pause = 0
+            time.sleep(PAUSE)
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(["--workers", "1"], id="one-process"),
+        pytest.param(["--workers", "2"], id="two-workers"),
+        pytest.param(["--workers", "1", "--order", "input"], id="input-order"),
+        pytest.param(["--workers", "2", "--db"], id="db"),
+    ],
+)
+def test_a_reader_that_pauses_never_turns_an_answer_into_a_timeout(
+    threaded_server: StartServer, tmp_path: Path, options: list[str]
+) -> None:
+    server = threaded_server(reply(PADDED_HEAD))
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{server.port}/{n}\n" for n in range(TARGETS)))
+    db = tmp_path / "heads.db"
+    if options[-1] == "--db":
+        options = [*options, str(db)]
+    process = spawn("--json", "-t", "1", "-c", "200", *options, "-i", str(hosts))
+    stdout = read_with_pauses(process)
+    _, stderr = process.communicate(timeout=60)
+    records = [json.loads(line) for line in stdout.splitlines()]
+    failed = [r["error"] for r in records if not r["ok"]]
+    assert failed == [], f"{len(failed)} of {len(records)} failed, e.g. {failed[:2]}"
+    assert sorted(r["url"] for r in records) == sorted(
+        f"http://127.0.0.1:{server.port}/{n}" for n in range(TARGETS)
+    )
+    if "--order" in options:
+        assert [r["url"] for r in records] == [
+            f"http://127.0.0.1:{server.port}/{n}" for n in range(TARGETS)
+        ]
+    if db.exists():
+        with contextlib.closing(sqlite3.connect(db)) as connection:
+            stored = connection.execute("SELECT count(*), sum(ok) FROM snapshots").fetchone()
+        assert stored == (TARGETS, TARGETS)
+    assert stderr == b""
+    assert process.returncode == 0
