@@ -19,10 +19,10 @@ from tests.test_process import spawn
 
 StartServer = Callable[..., ThreadedServer]
 
-PADDED_HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nX-Padding: " + b"p" * 600 + b"\r\n\r\n"
-"""About 900 bytes of JSON per target: 700 targets are two pauses of the reader below, and what
-a worker finishes with `-c 200` overfills the 64 KiB pipe to the coordinator."""
-TARGETS = 700
+PADDED_HEAD = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nX-Padding: " + b"p" * 2500 + b"\r\n\r\n"
+"""About 2.7 KB of JSON per target: 250 targets are two pauses of the reader below, and what a
+worker of two finishes with ``-c 50`` overfills its 64 KiB pipe to the coordinator."""
+TARGETS = 250
 READ_BEFORE_PAUSE = 300_000
 PAUSE = 1.5
 """Longer than ``-t 1``: before output stopped blocking the event loop, every pause timed out
@@ -62,7 +62,7 @@ def test_a_reader_that_pauses_never_turns_an_answer_into_a_timeout(
     db = tmp_path / "heads.db"
     if options[-1] == "--db":
         options = [*options, str(db)]
-    process = spawn("--json", "-t", "1", "-c", "200", *options, "-i", str(hosts))
+    process = spawn("--json", "-t", "1", "-c", "50", *options, "-i", str(hosts))
     stdout = read_with_pauses(process)
     _, stderr = process.communicate(timeout=60)
     records = [json.loads(line) for line in stdout.splitlines()]
