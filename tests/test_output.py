@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,13 +28,17 @@ PAUSE = 1.5
 the targets in flight, though their answers had arrived."""
 
 
-def read_with_pauses(process: subprocess.Popen[bytes]) -> bytes:
-    """All of ``process``'s stdout, read as a slow reader does: 300 KB, a pause, and again."""
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
+def read_with_pauses(fd: int) -> bytes:
+    """All that comes out of ``fd``, read as a slow reader does: 300 KB, a pause, and again."""
     out = bytearray()
     since_pause = 0
-    while chunk := os.read(fd, 65536):
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: a terminal whose other side is closed
+            break
+        if not chunk:
+            break
         out += chunk
         since_pause += len(chunk)
         if since_pause >= READ_BEFORE_PAUSE:
@@ -63,7 +66,8 @@ def test_a_reader_that_pauses_never_turns_an_answer_into_a_timeout(
     if options[-1] == "--db":
         options = [*options, str(db)]
     process = spawn("--json", "-t", "1", "-c", "50", *options, "-i", str(hosts))
-    stdout = read_with_pauses(process)
+    assert process.stdout is not None
+    stdout = read_with_pauses(process.stdout.fileno())
     _, stderr = process.communicate(timeout=60)
     records = [json.loads(line) for line in stdout.splitlines()]
     failed = [r["error"] for r in records if not r["ok"]]
@@ -80,4 +84,30 @@ def test_a_reader_that_pauses_never_turns_an_answer_into_a_timeout(
             stored = connection.execute("SELECT count(*), sum(ok) FROM snapshots").fetchone()
         assert stored == (TARGETS, TARGETS)
     assert stderr == b""
+    assert process.returncode == 0
+
+
+def test_a_terminal_that_is_not_read_holds_up_neither_results_nor_the_progress_line(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    """The pretty view on a terminal held with Ctrl-S (or in tmux's copy mode), which stops
+    taking output as a paused pipe does; the progress line and the summary on stderr."""
+    server = threaded_server(reply(PADDED_HEAD))
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{server.port}/{n}\n" for n in range(TARGETS)))
+    master, terminal = os.openpty()
+    try:
+        process = spawn(
+            "--format", "pretty", "--progress", "-t", "1", "-c", "50", "-i", str(hosts),
+            stdout=terminal,
+        )  # fmt: skip
+        os.close(terminal)
+        shown = read_with_pauses(master).decode()
+    finally:
+        os.close(master)
+    _, stderr = process.communicate(timeout=60)
+    assert shown.count("200 OK") == TARGETS
+    assert "timeout" not in shown
+    summary = stderr.decode().rsplit("\x1b[2K", 1)[-1]
+    assert summary.startswith(f"{TARGETS} targets, {TARGETS} ok; 200 x{TARGETS}; ")
     assert process.returncode == 0

@@ -96,7 +96,7 @@ def execute(
         )
     summary = summary if summary is not None else Summary()
     stderr = StderrConsole()
-    bar = ProgressLine(stderr.console, summary, writer=sink.throttle) if show_bar else None
+    bar = ProgressLine(stderr.console, summary, writer=sink.writer) if show_bar else None
     started = time.monotonic()
     terminated = interrupted = False
     session = session or SnapshotSession()

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from fetchheads.models import Result
 from fetchheads.render.summary import Summary
-from fetchheads.render.writer import Writer
+from fetchheads.render.writer import Writer, may_wait
 
 if TYPE_CHECKING:  # rich is imported where it is used: plain and jsonl runs never load it
     from rich.console import Console
@@ -44,8 +44,8 @@ def descriptor(stream: IO[Any] | None) -> int | None:
 class Sink:
     """Base: remembers the first write error and tells the run to stop.
 
-    With a ``writer`` and a descriptor ``fd`` to write to, output goes through the writer, and
-    ``throttle`` is that writer: paused while the reader is behind."""
+    With a ``writer`` and a descriptor ``fd`` whose reader may keep a write waiting, output goes
+    through the writer, and ``throttle`` is that writer: paused while the reader is behind."""
 
     def __init__(
         self,
@@ -56,7 +56,9 @@ class Sink:
     ) -> None:
         self.error: OSError | None = None
         self._on_error = on_error
-        self.throttle = writer if fd is not None else None
+        self.writer = writer
+        """The run's writer, also the progress line's; closed by ``close``."""
+        self.throttle = writer if fd is not None and may_wait(fd) else None
         self._fd = fd if fd is not None else -1
         if self.throttle is not None:
             self.throttle.on_error(self._fd, self._failed)
@@ -78,7 +80,7 @@ class Sink:
 
     def close(self) -> None:
         """Write what is pending (after the run); may block until the reader has taken it."""
-        writer = self.throttle
+        writer = self.writer
         if writer is not None:
             writer.close()
             if self.error is None and self._fd in writer.errors:
@@ -235,7 +237,7 @@ class ProgressLine:
         # being read (Ctrl-S) stops the writer's thread, not the event loop.
         self._out: WriterFile | None = None
         fd = descriptor(console.file)
-        if writer is not None and fd is not None:
+        if writer is not None and fd is not None and may_wait(fd):
             self._out = WriterFile(writer, console.file)
             writer.on_error(fd, self._stderr_failed)
         self.read = 0

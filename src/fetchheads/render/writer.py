@@ -18,6 +18,10 @@ fail with EAGAIN, and a process ended by a signal could not set it back. The thr
 ``os.write`` on the descriptor, not through a buffered file object, so if it is left blocked at
 exit it holds no lock that the interpreter's shutdown needs.
 
+A regular file (and ``/dev/null``) does not wait for a reader: ``may_wait`` says so, and the
+sinks write to it directly, as fast as before. Pipes, FIFOs, sockets and terminals go through
+the writer.
+
 Errors (EPIPE, ENOSPC, EIO...) are per descriptor: the first is kept in ``errors``, reported to
 the handler given to ``on_error`` on the loop, and later bytes for that descriptor are dropped.
 """
@@ -28,6 +32,7 @@ import asyncio
 import contextlib
 import os
 import queue
+import stat
 import threading
 from collections.abc import Callable
 
@@ -38,6 +43,16 @@ LOW_WATER = 256 * 1024
 """...and once the reader has brought the backlog down to this, the run starts targets again."""
 
 _END = -1
+
+
+def may_wait(fd: int) -> bool:
+    """Whether a write to ``fd`` can wait for a reader: a pipe, a socket, a terminal (Ctrl-S).
+    Not a regular file, nor a character device that is not a terminal (``/dev/null``)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return True  # the write will say what is wrong; the writer reports it
+    return not (stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and not os.isatty(fd)))
 
 
 class Writer:
