@@ -3,6 +3,7 @@ shipper, a terminal held with Ctrl-S) slows the run down and never fails a targe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from fetchheads.render.writer import HIGH_WATER, LOW_WATER, Writer
 from tests.support.servers import ThreadedServer, reply
 from tests.test_process import spawn
 
@@ -111,3 +113,33 @@ def test_a_terminal_that_is_not_read_holds_up_neither_results_nor_the_progress_l
     summary = stderr.decode().rsplit("\x1b[2K", 1)[-1]
     assert summary.startswith(f"{TARGETS} targets, {TARGETS} ok; 200 x{TARGETS}; ")
     assert process.returncode == 0
+
+
+async def test_the_writer_pauses_above_the_high_water_mark_and_resumes_below_the_low() -> None:
+    """On a real pipe nobody reads: handing over never blocks the loop, ``paused`` turns on at
+    ``HIGH_WATER`` and off once the reader has brought the backlog down to ``LOW_WATER``."""
+    read_end, write_end = os.pipe()
+    writer = Writer()
+    try:
+        writer.write(write_end, b"x" * (HIGH_WATER - 1))
+        assert not writer.paused
+        writer.write(write_end, b"x")  # returns at once, though the pipe is full
+        assert writer.paused
+        resumed = asyncio.ensure_future(writer.resumed())
+        await asyncio.sleep(0.05)
+        assert not resumed.done()
+        taken = 0
+        while not resumed.done():
+            taken += len(await asyncio.to_thread(os.read, read_end, 65536))
+        assert not writer.paused
+        pipe = 64 * 1024  # what the writer may have put in the pipe beyond what was read
+        assert taken >= HIGH_WATER - LOW_WATER - pipe
+        while taken < HIGH_WATER:  # and every byte arrives
+            taken += len(await asyncio.to_thread(os.read, read_end, 65536))
+        writer.close()
+        assert taken == HIGH_WATER
+        assert writer.errors == {}
+    finally:
+        os.close(read_end)
+        writer.close()
+        os.close(write_end)
