@@ -112,10 +112,10 @@ def on_sigterm(
     loop: asyncio.AbstractEventLoop, callback: Callable[[], None], force: Callable[[], NoReturn]
 ) -> None:
     """As ``on_sigint``, for SIGTERM: the first calls ``callback`` in ``loop``, the next (or one
-    once the loop has closed) ``force()`` at once. A loop's own signal handler is never reached
-    while the process sits in a write to a pipe nobody reads (``fetchheads ... | less``, paused):
-    ``kill`` then did nothing at all; a second ``kill`` now ends the process, as Ctrl-C twice
-    does. Where signals cannot be handled, SIGTERM keeps its default."""
+    once the loop has closed) ``force()`` at once. After the first, the run stops and waits for
+    its reader to take the results already finished; when that reader never reads (``fetchheads
+    ... | less``, paused), a second ``kill`` ends the process, as Ctrl-C twice does. Where
+    signals cannot be handled, SIGTERM keeps its default."""
     _on_stop_signal(loop, signal.SIGTERM, callback, force)
 
 
@@ -125,9 +125,9 @@ def on_sigint(
     """On the first SIGINT call ``callback`` in ``loop``; on the next, ``force()`` at once (it
     ends the process). In place of asyncio.Runner's handler, whose KeyboardInterrupt on a second
     Ctrl-C, raised inside whatever callback is running, uvloop logs as a "Fatal error on
-    transport" with a traceback, or swallows, leaving the run hung; and which, like any loop
-    callback, is never reached while the process sits in a write to a pipe nobody reads. A
-    Ctrl-C after the loop has closed (the last write) forces too, until ``ignore_interrupts``.
+    transport" with a traceback, or swallows, leaving the run hung. A Ctrl-C after the loop has
+    closed (waiting for the reader to take the last output) forces too, until
+    ``ignore_interrupts``.
     Where signals cannot be handled, Runner's handler stays."""
     _on_stop_signal(loop, signal.SIGINT, callback, force)
 

@@ -4,7 +4,8 @@ Input is read while the first targets are already in flight, and never more than
 ahead of them, so memory does not grow with the length of the list. Results are handed to ``emit``
 the moment each target finishes, or in input order with ``ordered`` (a reorder window bounded by
 the queue plus the workers). A fixed pool of workers, not a task per target: a million targets
-cost ``concurrency`` tasks, not a million.
+cost ``concurrency`` tasks, not a million. While the output is behind its reader (``throttle``)
+no new target is started; those in flight finish as usual.
 
 Also here: ``in_shard`` (``--shard K/N``) and ``Pacer`` (``--rate``).
 """
@@ -21,7 +22,7 @@ import queue
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from fetchheads.credentials import redact_url
 from fetchheads.errors import ErrorKind, InputError
@@ -252,6 +253,14 @@ class Intake:
     complete: bool = False  # every item was read
 
 
+class Throttle(Protocol):
+    """Backpressure from the output (``render.writer.Writer``): while ``paused``, start nothing."""
+
+    paused: bool
+
+    async def resumed(self) -> None: ...
+
+
 async def run(
     items: AsyncIterator[Item],
     fetch: Callable[[Target], Awaitable[Result]],
@@ -260,8 +269,12 @@ async def run(
     concurrency: int,
     ordered: bool = False,
     intake: Intake | None = None,
+    throttle: Throttle | None = None,
 ) -> None:
-    """Fetch every target with ``concurrency`` workers; ``emit`` each result as it is ready."""
+    """Fetch every target with ``concurrency`` workers; ``emit`` each result as it is ready.
+
+    While ``throttle`` is paused a worker starts no new target: the results of those in flight
+    are still emitted, and their deadlines run as if nothing were amiss."""
     feed = _Feed(concurrency * 2)
     # In input order, one slow target holds back every later result: the window bounds how many
     # may wait behind it, so memory stays flat however long the list.
@@ -289,6 +302,9 @@ async def run(
     async def work() -> None:
         jobs = feed.jobs
         while True:
+            if throttle is not None and throttle.paused:
+                await throttle.resumed()
+                continue
             if jobs:
                 seq, item = jobs.popleft()
                 feed.taken()

@@ -13,7 +13,9 @@ the list, and the first process becomes the coordinator:
   that is not a target is reported by the coordinator;
 * each worker fetches with ``-c``/N connections, and writes its records to a pipe
   that the coordinator copies to stdout record by record (never a record cut by another's:
-  a plain record is several lines), in completion order, as they finish;
+  a plain record is several lines), in completion order, as they finish. The coordinator
+  always reads those pipes, so a worker's deadlines never wait for the coordinator's reader;
+  when its own stdout is behind, it hands out no more targets until the reader catches up;
 * at the end each worker sends its counts (on the pipe that carried its progress); the summary and
   the exit status are the whole run's.
 
@@ -44,7 +46,7 @@ from fetchheads.config import Config
 from fetchheads.models import Result
 from fetchheads.render.output import StderrConsole, TextSink
 from fetchheads.render.summary import Summary
-from fetchheads.runner import Source, read_sources, select_shard
+from fetchheads.runner import Source, Throttle, read_sources, select_shard
 
 _RECORD_END = RECORD_END.encode()
 STAGE_BYTES = 1024
@@ -203,7 +205,7 @@ def execute_parallel(
             )
         process.accept_stop_signals()  # a Ctrl-C held since the forks cancels this task now
         try:
-            await _distribute(config, sources, children, emit, credit)
+            await _distribute(config, sources, children, emit, credit, sink.throttle)
             state["all_read"] = True
             for child in children:
                 _flush(child)
@@ -289,10 +291,12 @@ async def _distribute(
     children: list[Worker],
     emit: Callable[[Result], None],
     credit: asyncio.Event,
+    throttle: Throttle | None,
 ) -> None:
     """Every line of every source, validated here: a target goes to the worker with the fewest
     in hand (below its connections plus a small read-ahead), a line that is not one is reported
-    at once."""
+    at once. While our own stdout is behind its reader (``throttle``) no worker is given more:
+    what they have in hand they finish, and their records are still read and kept."""
     loop = asyncio.get_running_loop()
     items = read_sources(sources, config.default_scheme)
     if config.shard is not None:
@@ -309,6 +313,9 @@ async def _distribute(
         if isinstance(item, Result):
             emit(item)
             continue
+        if throttle is not None and throttle.paused:
+            flush_all()
+            await throttle.resumed()
         picked = _pick(children)
         while picked is None:
             if all(_gone(c) for c in children):

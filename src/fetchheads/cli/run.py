@@ -29,18 +29,21 @@ from fetchheads.render.output import PrettySink, ProgressLine, Sink, StderrConso
 from fetchheads.render.plain import format_plain
 from fetchheads.render.safe import terminal_safe
 from fetchheads.render.summary import Summary, not_recorded
+from fetchheads.render.writer import Writer
 from fetchheads.runner import Intake, Item, Pacer, Source, read_sources, run, select_shard
 
 
 def _make_sink(output_format: str, *, waterfall: bool = False, worker: bool = False) -> Sink:
+    """The output of the run: stdout, written by a thread of its own (``render.writer``)."""
     stdout: BinaryIO = sys.stdout.buffer
+    writer = Writer()
     if output_format in ("jsonl", "plain"):
         formatter = format_jsonl if output_format == "jsonl" else format_plain
-        return TextSink(stdout, framed(formatter) if worker else formatter)
+        return TextSink(stdout, framed(formatter) if worker else formatter, writer=writer)
     from rich.console import Console  # the pretty view only
 
     console = Console(highlight=False, markup=False, emoji=False, soft_wrap=False)
-    return PrettySink(console, waterfall=waterfall)
+    return PrettySink(console, waterfall=waterfall, writer=writer)
 
 
 def _new_loop_factory(name: str) -> Any:
@@ -94,7 +97,7 @@ def execute(
         )
     summary = summary if summary is not None else Summary()
     stderr = StderrConsole()
-    bar = ProgressLine(stderr.console, summary) if show_bar else None
+    bar = ProgressLine(stderr.console, summary, writer=sink.writer) if show_bar else None
     started = time.monotonic()
     terminated = interrupted = False
     intake = Intake()
@@ -155,6 +158,7 @@ def execute(
                 concurrency=config.concurrency,
                 ordered=config.order == "input",
                 intake=intake,
+                throttle=sink.throttle,
             )
         finally:
             if bar is not None:
@@ -181,7 +185,7 @@ def execute(
             status = ExitStatus.INTERRUPTED if interrupted else ExitStatus.OK
     else:
         status = ExitStatus.OK if summary.failed == 0 else ExitStatus.FAILED
-    sink.close()  # a last write, which may block: Ctrl-C still gets out (_quit)
+    sink.close()  # waits for the reader to take the rest: Ctrl-C still gets out (_quit)
     process.ignore_interrupts()
     stopped = status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
     try:

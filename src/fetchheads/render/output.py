@@ -1,5 +1,10 @@
 """Writing results: thin wrappers around stdout that batch writes and survive a closed pipe.
 
+Where stdout is a descriptor, the bytes go through a ``Writer`` (``render.writer``): its thread
+does the writes, so a reader that stops reading never stops the event loop, and the sink's
+``throttle`` tells the run when to stop starting targets. Without one (an in-memory stream, as
+in tests), writes are direct: they cannot block.
+
 A failed write (a reader that went away, a full disk) is remembered in ``error`` and reported to
 ``on_error`` once, so the run can stop and ``cli`` can say what happened; it never surfaces as a
 traceback.
@@ -10,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from fetchheads.models import Result
 from fetchheads.render.safe import terminal_safe
 from fetchheads.render.summary import Summary
+from fetchheads.render.writer import Writer, may_wait
 
 if TYPE_CHECKING:  # rich is imported where it is used: plain and jsonl runs never load it
     from rich.console import Console
@@ -28,12 +34,35 @@ PROGRESS_REFRESH = 0.1
 _ERASE_LINE = "\r\x1b[2K"
 
 
-class Sink:
-    """Base: remembers the first write error and tells the run to stop."""
+def descriptor(stream: IO[Any] | None) -> int | None:
+    """The file descriptor under ``stream``, or None (closed, or an in-memory stream)."""
+    try:
+        return stream.fileno() if stream is not None else None
+    except (AttributeError, OSError, ValueError):
+        return None
 
-    def __init__(self, on_error: Callable[[], None] = lambda: None) -> None:
+
+class Sink:
+    """Base: remembers the first write error and tells the run to stop.
+
+    With a ``writer`` and a descriptor ``fd`` whose reader may keep a write waiting, output goes
+    through the writer, and ``throttle`` is that writer: paused while the reader is behind."""
+
+    def __init__(
+        self,
+        on_error: Callable[[], None] = lambda: None,
+        *,
+        writer: Writer | None = None,
+        fd: int | None = None,
+    ) -> None:
         self.error: OSError | None = None
         self._on_error = on_error
+        self.writer = writer
+        """The run's writer, also the progress line's; closed by ``close``."""
+        self.throttle = writer if fd is not None and may_wait(fd) else None
+        self._fd = fd if fd is not None else -1
+        if self.throttle is not None:
+            self.throttle.on_error(self._fd, self._failed)
         self.before_write: Callable[[], None] = lambda: None
         """Called before each write to stdout: the progress line erases itself there..."""
         self.after_write: Callable[[], None] = lambda: None
@@ -51,15 +80,26 @@ class Sink:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Flush what is pending (after the run)."""
+        """Write what is pending (after the run); may block until the reader has taken it."""
+        writer = self.writer
+        if writer is not None:
+            writer.close()
+            if self.error is None and self._fd in writer.errors:
+                self.error = writer.errors[self._fd]  # found by the last write
 
 
 class TextSink(Sink):
     """plain and jsonl: text from ``formatter``, encoded once, flushed when the event loop is
     idle (so a burst of results is one write) or when 64 KiB are pending."""
 
-    def __init__(self, stream: BinaryIO, formatter: Callable[[Result], str]) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        stream: BinaryIO,
+        formatter: Callable[[Result], str],
+        *,
+        writer: Writer | None = None,
+    ) -> None:
+        super().__init__(writer=writer, fd=descriptor(stream))
         self._stream = stream
         self._formatter = formatter
         self._pending: list[bytes] = []
@@ -91,25 +131,33 @@ class TextSink(Sink):
         self._pending.clear()
         self._size = 0
         self.before_write()
-        try:
-            self._stream.write(data)
-            self._stream.flush()
-        except OSError as exc:  # BrokenPipeError, ENOSPC, EIO ...
-            self._failed(exc)
+        if self.throttle is not None:
+            self.throttle.write(self._fd, data)
         else:
-            self.after_write()
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except OSError as exc:  # BrokenPipeError, ENOSPC, EIO ...
+                self._failed(exc)
+                return
+        self.after_write()
 
     def close(self) -> None:
         self.flush()
+        super().close()
 
 
 class PrettySink(Sink):
     """pretty: one rich block per result, printed as it arrives."""
 
-    def __init__(self, console: Console, *, waterfall: bool = False) -> None:
+    def __init__(
+        self, console: Console, *, waterfall: bool = False, writer: Writer | None = None
+    ) -> None:
         from fetchheads.render.pretty import render_result
 
-        super().__init__()
+        super().__init__(writer=writer, fd=descriptor(console.file))
+        if self.throttle is not None:
+            console.file = cast("IO[str]", WriterFile(self.throttle, console.file))
         self._console = console
         self._waterfall = waterfall
         self._render = render_result
@@ -125,6 +173,31 @@ class PrettySink(Sink):
             self._failed(exc)
         else:
             self.after_write()
+
+
+class WriterFile:
+    """A text file for rich's ``Console`` whose writes go to a ``Writer``: encoded as the file it
+    stands for would encode them; a terminal when that file is one."""
+
+    def __init__(self, writer: Writer, like: IO[str]) -> None:
+        self._writer = writer
+        self._like = like
+        self._fd = like.fileno()
+        self.encoding: str = getattr(like, "encoding", None) or "utf-8"
+        self.errors: str = getattr(like, "errors", None) or "strict"
+
+    def write(self, text: str) -> int:
+        self._writer.write(self._fd, text.encode(self.encoding, self.errors))
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing to do: the writer's thread writes as soon as it can."""
+
+    def isatty(self) -> bool:
+        return self._like.isatty()
+
+    def fileno(self) -> int:
+        return self._fd
 
 
 class StderrConsole:
@@ -164,9 +237,17 @@ class ProgressLine:
     ``PROGRESS_REFRESH``; in between, redraws repeat the last rendering.
     """
 
-    def __init__(self, console: Console, summary: Summary) -> None:
+    def __init__(self, console: Console, summary: Summary, *, writer: Writer | None = None) -> None:
         self._console = console
         self._summary = summary
+        # Through the writer that stdout uses, when there is one: on a shared terminal the line
+        # is erased before results are written and drawn after them, and a terminal that is not
+        # being read (Ctrl-S) stops the writer's thread, not the event loop.
+        self._out: WriterFile | None = None
+        fd = descriptor(console.file)
+        if writer is not None and fd is not None and may_wait(fd):
+            self._out = WriterFile(writer, console.file)
+            writer.on_error(fd, self._stderr_failed)
         self.read = 0
         self._started = time.monotonic()
         self._line: str | None = None  # the last rendering, once the line has appeared
@@ -228,8 +309,14 @@ class ProgressLine:
         self._line = None
 
     def _write(self, text: str) -> None:
+        if self._out is not None:
+            self._out.write(text)
+            return
         try:
             self._console.file.write(text)
             self._console.file.flush()
         except (OSError, ValueError):  # stderr gone: the progress line is not worth a failure
             self._broken = True
+
+    def _stderr_failed(self, exc: OSError) -> None:
+        self._broken = True
