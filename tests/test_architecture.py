@@ -137,6 +137,49 @@ def test_nothing_imports_the_cli_but_the_entry_point() -> None:
     assert importers == ["fetchheads.__main__"]
 
 
+LAYERS = (
+    ("fetchheads.__main__",),
+    ("fetchheads.cli",),  # click commands: parse, build the plan, hand over
+    ("fetchheads.run",),  # the plan run in one process or several
+    ("fetchheads",),  # what one run is made of
+)
+"""Top to bottom: a module imports from its own layer and the ones below, never from above."""
+
+
+def layer_of(module: str) -> int:
+    return next(
+        n
+        for n, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    )
+
+
+def test_imports_point_down_the_layers() -> None:
+    upward = [
+        f"{module} -> {name}"
+        for module in all_modules()
+        for name in direct_imports(module)
+        if name.split(".")[0] == "fetchheads"
+        and source_of(name) is not None
+        and layer_of(name) < layer_of(module)
+    ]
+    assert upward == []
+
+
+def test_only_the_run_itself_knows_of_workers() -> None:
+    # A run is one process's (run.single) whatever runs it: only the dispatcher in
+    # fetchheads.run chooses the supervisor, and nothing else imports it.
+    importers = {
+        module
+        for module in all_modules()
+        if not module.startswith("fetchheads.run.supervisor")
+        and any(name.startswith("fetchheads.run.supervisor") for name in direct_imports(module))
+    }
+    assert importers == {"fetchheads.run"}
+
+
 def test_the_checker_sees_imports_inside_functions_and_through_helpers() -> None:
-    assert "uvloop" in direct_imports("fetchheads.cli.run")  # imported inside a function
+    assert "uvloop" in direct_imports("fetchheads.run.process")  # imported inside a function
     assert "sqlite3" in reachable("fetchheads.cli")  # through the snapshot store
+    assert layer_of("fetchheads.cli.options") < layer_of("fetchheads.run.single")

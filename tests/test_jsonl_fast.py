@@ -88,8 +88,8 @@ def test_the_fast_path_writes_the_same_bytes_as_the_encoder(result: Result) -> N
 def test_the_separator_of_a_workers_records_is_never_in_a_record(result: Result) -> None:
     # --workers frames each record with RECORD_END and passes on whole records: a raw one in a
     # record would cut it in two.
-    from fetchheads.cli.worker import RECORD_END
     from fetchheads.render.plain import format_plain
+    from fetchheads.run.supervisor.worker import RECORD_END
 
     assert RECORD_END not in format_jsonl(result)
     assert RECORD_END not in format_plain(result)

@@ -253,7 +253,7 @@ class Written:
 
 class SnapshotSession:
     """Everything ``--db``, ``--changes`` and ``--warn-days`` add to one fetch run, as the hooks
-    ``cli.run.execute`` calls: ``start`` and ``finish`` around the event loop (the ``runs`` row),
+    ``run.single.execute`` calls: ``start`` and ``finish`` around the event loop (the ``runs`` row),
     ``annotate`` and ``attach`` on it. Without a store only the alerts remain. A database that
     could not be opened for writing is ``unavailable``: every result is counted as not recorded,
     and printed (under ``--changes``, compared with ``store`` opened read-only, if it could be).

@@ -112,7 +112,7 @@ class TextSink(Sink):
         self.emit_bytes(self._formatter(result).encode("utf-8", "surrogateescape"))
 
     def emit_bytes(self, data: bytes) -> None:
-        """Output already formatted (a worker's lines, ``cli.parallel``), batched the same way."""
+        """Output already formatted (a worker's records, ``run.supervisor``), batched alike."""
         if self.error is not None:
             return
         self._pending.append(data)
