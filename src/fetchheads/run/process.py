@@ -139,6 +139,7 @@ class StopSignals:
         self.interrupted = False
         self.terminated = False
         self._before_exit = before_exit
+        self._wakeup: tuple[asyncio.AbstractEventLoop, int, int] | None = None
 
     def install(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         def on_sigterm() -> None:
@@ -151,6 +152,41 @@ class StopSignals:
 
         _on_stop_signal(loop, signal.SIGTERM, on_sigterm, ExitStatus.TERMINATED, self.exit_now)
         _on_stop_signal(loop, signal.SIGINT, on_sigint, ExitStatus.INTERRUPTED, self.exit_now)
+        self._wake_on_signals(loop)
+
+    def _wake_on_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make a signal wake ``loop``. Python runs a handler between two bytecodes of the main
+        thread; a signal that lands just before asyncio's own loop goes to sleep in ``select()``
+        (with nothing to do until the next timer: a target's deadline, up to ``-t``) waited
+        there, and Ctrl-C seemed to do nothing. ``set_wakeup_fd`` has the signal write a byte to
+        a pipe the loop watches. uvloop has its own such descriptor: it is left alone."""
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
+        try:
+            previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread: signals are not ours to handle
+            previous = None
+        if previous != -1:
+            if previous is not None:
+                signal.set_wakeup_fd(previous)
+            os.close(read)
+            os.close(write)
+            return
+        loop.add_reader(read, _drain, read)
+        self._wakeup = (loop, read, write)
+
+    def close(self) -> None:
+        """Before ``install``'s loop stops: signals no longer write to it. Their handlers stay:
+        a second one still ends the process."""
+        if self._wakeup is None:
+            return
+        loop, read, write = self._wakeup
+        self._wakeup = None
+        signal.set_wakeup_fd(-1)
+        loop.remove_reader(read)
+        os.close(read)
+        os.close(write)
 
     @property
     def received(self) -> bool:
@@ -166,6 +202,12 @@ class StopSignals:
     def exit_now(self, status: ExitStatus) -> NoReturn:
         self._before_exit()
         exit_now(status)
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 4096):
+            pass
 
 
 def _on_stop_signal(

@@ -109,6 +109,8 @@ def execute(plan: RunPlan) -> Outcome:
         status = ExitStatus.OK if stop.status is None else stop.status
     else:
         status = ExitStatus.OK if summary.failed == 0 else ExitStatus.FAILED
+    finally:
+        stop.close()
     sink.close()  # waits for the reader to take the rest: Ctrl-C still gets out (StopSignals)
     process.ignore_interrupts()
     stopped = status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)

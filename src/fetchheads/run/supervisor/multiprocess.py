@@ -213,6 +213,7 @@ def supervise(plan: RunPlan) -> Outcome:
         stop.interrupted = killed = True
         _kill(children, signal.SIGKILL)
     finally:
+        stop.close()
         process.accept_stop_signals()
     sink.close()  # a last write, which may block: Ctrl-C still gets out (StopSignals)
     process.ignore_interrupts()
