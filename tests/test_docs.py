@@ -183,7 +183,7 @@ def test_every_record_key_is_documented() -> None:
 
 
 def test_the_limits_page_states_the_parser_limits() -> None:
-    from fetchheads import parse
+    from fetchheads.http import parse
 
     rows = {
         cells[1].strip().strip("`"): cells[2].strip()

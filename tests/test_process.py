@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from fetchheads.errors import ErrorKind
-from fetchheads.fetch import fetch_one
+from fetchheads.fetch.one import fetch_one
 from fetchheads.run.process import FDS_RESERVED, fit_concurrency
 from fetchheads.targets import parse_target
 from tests.conftest import make_context

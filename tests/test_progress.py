@@ -15,8 +15,8 @@ from fetchheads.cli import cli
 from fetchheads.errors import ErrorKind
 from fetchheads.models import ErrorInfo, ResponseHead, Result
 from fetchheads.render.output import ProgressLine
-from fetchheads.render.summary import Summary
 from fetchheads.run.plan import Environment
+from fetchheads.run.summary import Summary
 from tests.support.servers import ThreadedServer, reply
 
 ERASE = "\r\x1b[2K"

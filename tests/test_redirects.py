@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from fetchheads.cli import cli
 from fetchheads.config import Config
 from fetchheads.errors import ErrorKind, InputError
+from fetchheads.fetch.redirects import follow, hop_config, redirect_location, resolve_location
 from fetchheads.models import ErrorInfo, ResponseHead, Result, Target, Timing
-from fetchheads.redirects import follow, hop_config, redirect_location, resolve_location
 from fetchheads.targets import parse_target
 from tests.support.nginx import Nginx
 from tests.support.servers import ThreadedServer, reply, silent

@@ -11,7 +11,7 @@ from tests.support import processes
 
 LOADED_ON_DEMAND = (
     "sqlite3",  # --db
-    "fetchheads.store",
+    "fetchheads.snapshots.store",
     "aiodns",  # --dns-servers
     "ipaddress",  # --resolve, --noproxy, IPv6 or unusual targets
     "rich",  # the pretty view, the progress line and the summary

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from fetchheads.changes import Snapshot
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.store import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Store
+from fetchheads.snapshots.changes import Snapshot
+from fetchheads.snapshots.store import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Store
 
 
 def snap(key: str, fetched_at: str, *headers: tuple[str, str], status: int = 200) -> Snapshot:

@@ -17,8 +17,8 @@
           └── StoreRefused          the path can never hold one: not a fetchheads database,
                                     a newer schema, a FIFO or device, a missing directory
 
-A failed target is data, not an exception: ``fetch.fetch_one`` catches ``FetchError`` and returns a
-``Result`` carrying ``ErrorInfo(kind, message)``. Low-level exceptions (``OSError``,
+A failed target is data, not an exception: ``fetch.one.fetch_one`` catches ``FetchError`` and
+returns a ``Result`` carrying ``ErrorInfo(kind, message)``. Low-level exceptions (``OSError``,
 ``socket.gaierror``, ``ssl.SSLError``, ``TimeoutError``) are translated into this tree once, at the
 socket edge, with ``raise ... from``.
 """

@@ -19,7 +19,7 @@ and ``.example.com`` both match ``www.example.com``, neither matches ``notexampl
 insensitively, trailing dots ignored. An IP address matches only IP entries, exactly or by CIDR
 (``10.0.0.0/8``, ``fe80::/10``): ``localhost`` does not match ``127.0.0.1``. Ports are not compared.
 
-Talking to the proxy (the bytes are ``request.py``'s, the sockets ``fetch.py``'s): plain http is
+Talking to the proxy (the bytes are ``http.request``'s, the sockets ``fetch``'s): plain http is
 sent to the proxy in absolute form (``GET http://host/path HTTP/1.0``); https asks for a tunnel with
 ``CONNECT host:port HTTP/1.1``, and on a 2xx answer TLS starts inside it with the origin's name as
 SNI.

@@ -27,16 +27,16 @@ from typing import Any
 
 import click
 
-from fetchheads.changes import ignored_names
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, make_readable
 from fetchheads.cli.options import fetch_options, make_config
 from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, snapshot_session
 from fetchheads.config import Config
-from fetchheads.fetch import make_ssl_context
-from fetchheads.recorder import SnapshotOptions
+from fetchheads.fetch.one import make_ssl_context
 from fetchheads.run import process, run_plan
+from fetchheads.run.inputs import STDIN, Source
 from fetchheads.run.plan import Environment, RunPlan, choose_view, choose_workers
-from fetchheads.runner import STDIN, Source
+from fetchheads.snapshots.changes import ignored_names
+from fetchheads.snapshots.recorder import SnapshotOptions
 
 __all__ = ["ExitStatus", "cli", "main"]
 

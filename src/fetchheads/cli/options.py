@@ -33,8 +33,8 @@ from fetchheads.config import (
 )
 from fetchheads.connect_to import ConnectTo, parse_connect_to
 from fetchheads.errors import InputError
+from fetchheads.http.request import check_header_value, parse_header_option
 from fetchheads.proxy import ProxyRules, proxy_rules
-from fetchheads.request import check_header_value, parse_header_option
 from fetchheads.targets import SCHEMES
 
 

@@ -10,7 +10,7 @@ import click
 
 from fetchheads.cli.common import option_group, positive_float
 from fetchheads.errors import InputError
-from fetchheads.resolve import parse_dns_server, parse_resolve
+from fetchheads.fetch.resolve import parse_dns_server, parse_resolve
 
 
 def scale_options(command: Any) -> Any:

@@ -1,6 +1,6 @@
 """The snapshot part of the command line (docs/snapshots.md): the options ``--db``, ``--changes``,
 ``--ignore-header`` and ``--warn-days`` of the fetch command, and the commands ``history``,
-``diff`` and ``prune``. What they do lives in ``lookback`` and ``render.history``."""
+``diff`` and ``prune``. What they do lives in ``snapshots.lookback`` and ``render.history``."""
 
 from __future__ import annotations
 
@@ -11,24 +11,24 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from fetchheads.changes import ignored_names
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float, option_group
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.lookback import find_keys, history, parse_when, pick
-from fetchheads.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
 from fetchheads.render.safe import terminal_safe
-from fetchheads.render.summary import counted
+from fetchheads.snapshots.changes import ignored_names
+from fetchheads.snapshots.lookback import find_keys, history, parse_when, pick
+from fetchheads.snapshots.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.targets import SCHEMES
+from fetchheads.wording import counted
 
 if TYPE_CHECKING:  # sqlite3 is loaded by runs that use a database, not by every run
-    from fetchheads.store import Store
+    from fetchheads.snapshots.store import Store
 
 
 def open_store(path: str, *, readonly: bool = False) -> Store:
     """The database of ``--db``. A path that cannot be one is a bad argument (exit 2); one that
     cannot be used now (locked, a full disk, unreadable) says so and exits 1."""
-    from fetchheads.store import Store
+    from fetchheads.snapshots.store import Store
 
     try:
         return Store.open(path, readonly=readonly)
@@ -43,7 +43,7 @@ def snapshot_session(db: str | None, options: SnapshotOptions) -> SnapshotSessio
     fetch: every result is still printed, and the run says how many were not recorded."""
     if db is None:
         return SnapshotSession(None, options)
-    from fetchheads.store import Store
+    from fetchheads.snapshots.store import Store
 
     try:
         return SnapshotSession(Store.open(db), options)

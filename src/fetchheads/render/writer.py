@@ -7,7 +7,7 @@ answers that had arrived would be recorded as timeouts. So the loop hands the by
 whose thread does the blocking writes, in order, while the loop goes on.
 
 What is handed over and not yet written is the *backlog*. Above ``HIGH_WATER`` the writer is
-``paused``: the run starts no new target (``runner.run``'s ``throttle``) until the reader has
+``paused``: the run starts no new target (``run.pool.run``'s ``throttle``) until the reader has
 taken the backlog down to ``LOW_WATER``. Targets already in flight finish, and their results
 join the backlog: it is bounded by ``HIGH_WATER`` plus what the connections in flight can add.
 
@@ -60,7 +60,7 @@ class Writer:
 
     ``write`` is called from the event loop (after the loop has ended too, for a last flush);
     ``close`` waits until everything is written. The thread starts on the first ``write``: a
-    ``--workers`` coordinator forks its workers before it writes anything, and a process must
+    ``--workers`` supervisor forks its workers before it writes anything, and a process must
     not fork while it has a second thread.
     """
 

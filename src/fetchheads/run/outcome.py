@@ -9,8 +9,8 @@ import sys
 import time
 
 from fetchheads.render.output import StderrConsole
-from fetchheads.render.summary import Summary
 from fetchheads.run.process import ExitStatus
+from fetchheads.run.summary import Summary
 
 SUMMARISED = frozenset(
     {

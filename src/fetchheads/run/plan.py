@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fetchheads.config import Config
-from fetchheads.recorder import SnapshotSession
+from fetchheads.run.inputs import STDIN, Source
 from fetchheads.run.process import usable_cores
-from fetchheads.runner import STDIN, Source
+from fetchheads.snapshots.recorder import SnapshotSession
 
 if TYPE_CHECKING:
     import asyncio

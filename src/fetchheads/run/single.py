@@ -17,21 +17,22 @@ from typing import Any, BinaryIO
 
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
-from fetchheads.fetch import FetchContext, fetch_one
+from fetchheads.fetch.one import FetchContext, fetch_one
+from fetchheads.fetch.redirects import following
+from fetchheads.fetch.resolve import FAMILIES, Resolver, parse_resolve
 from fetchheads.models import Result, Target
-from fetchheads.redirects import following
 from fetchheads.render.jsonl import format_jsonl
 from fetchheads.render.output import PrettySink, ProgressLine, Sink, StderrConsole, TextSink
 from fetchheads.render.plain import format_plain
 from fetchheads.render.safe import terminal_safe
-from fetchheads.render.summary import Summary, not_recorded
 from fetchheads.render.writer import Writer
-from fetchheads.resolve import FAMILIES, Resolver, parse_resolve
 from fetchheads.run import process
+from fetchheads.run.inputs import Item, read_sources, select_shard
 from fetchheads.run.outcome import Outcome
 from fetchheads.run.plan import RunPlan
+from fetchheads.run.pool import Intake, Pacer, run
 from fetchheads.run.process import ExitStatus, StopSignals
-from fetchheads.runner import Intake, Item, Pacer, read_sources, run, select_shard
+from fetchheads.run.summary import Summary, not_recorded
 
 
 def execute(plan: RunPlan) -> Outcome:

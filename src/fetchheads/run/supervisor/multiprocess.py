@@ -38,21 +38,22 @@ from collections.abc import Callable
 
 from fetchheads.models import Result
 from fetchheads.render.output import StderrConsole, TextSink
-from fetchheads.render.summary import Summary
 from fetchheads.run import process
+from fetchheads.run.inputs import read_sources, select_shard
 from fetchheads.run.outcome import Outcome
 from fetchheads.run.plan import RunPlan
+from fetchheads.run.pool import Throttle
 from fetchheads.run.process import ExitStatus, StopSignals
 from fetchheads.run.single import make_sink
+from fetchheads.run.summary import Summary
 from fetchheads.run.supervisor.worker import RECORD_END, Worker, fork_worker, worker_plan
-from fetchheads.runner import Throttle, read_sources, select_shard
 
 _RECORD_END = RECORD_END.encode()
 STAGE_BYTES = 1024
 """Targets for one worker gathered before one write to its pipe."""
 
 
-class _Feed(asyncio.Protocol):
+class _WorkerStdin(asyncio.Protocol):
     """A worker's stdin pipe. Closed (at the end of the input) or broken (the worker died), it
     takes nothing more (``_gone``), and its transport is forgotten rather than closed again: the
     asyncio loop's abort() of a pipe transport already closed raises AttributeError."""
@@ -173,7 +174,7 @@ def supervise(plan: RunPlan) -> Outcome:
             child.done = loop.create_future()
             child.counted = loop.create_future()
             child.transport, _ = await loop.connect_write_pipe(
-                lambda child=child: _Feed(child, credit),  # type: ignore[misc]
+                lambda child=child: _WorkerStdin(child, credit),  # type: ignore[misc]
                 os.fdopen(child.feed, "wb", buffering=0),
             )
             await loop.connect_read_pipe(

@@ -20,13 +20,13 @@ import sys
 import traceback
 from typing import Any
 
-from fetchheads.recorder import SnapshotSession
 from fetchheads.render.output import StderrConsole
+from fetchheads.run.inputs import STDIN, Source
 from fetchheads.run.outcome import output_failed
 from fetchheads.run.plan import RunPlan, View
 from fetchheads.run.process import ExitStatus, exit_now
 from fetchheads.run.single import execute
-from fetchheads.runner import STDIN, Source
+from fetchheads.snapshots.recorder import SnapshotSession
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 

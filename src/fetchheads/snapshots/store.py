@@ -48,10 +48,10 @@ import urllib.parse
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from fetchheads.changes import Snapshot
 from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.models import format_timestamp, utc_now
-from fetchheads.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
+from fetchheads.snapshots.changes import Snapshot
+from fetchheads.snapshots.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
 
 APPLICATION_ID = 0x46484431  # "FHD1": marks the file as fetchheads'
 BUSY_TIMEOUT = 30.0

@@ -48,7 +48,7 @@ def build_request(target: Target, config: Config, *, absolute_form: bool = False
 @dataclasses.dataclass(frozen=True, slots=True)
 class RequestTemplate:
     """The request of one configuration with the parts that vary by target left open: the request
-    target and the Host header's value. A run builds it once (``fetch.FetchContext``), not the
+    target and the Host header's value. A run builds it once (``fetch.one.FetchContext``), not the
     header lines of every target again."""
 
     method: str

@@ -14,14 +14,17 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING
 
-from fetchheads.changes import Snapshot, compare
 from fetchheads.errors import InputError
 from fetchheads.models import Change, format_timestamp, utc_now
-from fetchheads.render.history import Entry
+from fetchheads.snapshots.changes import Snapshot, compare
 from fetchheads.targets import parse_target
 
 if TYPE_CHECKING:
-    from fetchheads.store import Store
+    from fetchheads.snapshots.store import Store
+
+Entry = tuple[Snapshot, Snapshot | None, tuple[Change, ...] | None]
+"""One step of a target's history: a snapshot, the one before it (``None``: none kept), and the
+changes between them (``None``: not known, older snapshots were pruned)."""
 
 _AGE = re.compile(r"(\d+)\s*([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

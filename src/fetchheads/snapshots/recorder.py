@@ -29,14 +29,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fetchheads import __version__
-from fetchheads.changes import Snapshot, certificate_alerts, compare, is_news, snapshot_of
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.models import Result, format_timestamp, utc_now
-from fetchheads.render.summary import counted
+from fetchheads.snapshots.changes import Snapshot, certificate_alerts, compare, is_news, snapshot_of
+from fetchheads.wording import counted
 
 if TYPE_CHECKING:  # sqlite3 is loaded only by runs with --db (cli opens the store)
-    from fetchheads.store import Store
+    from fetchheads.snapshots.store import Store
 
 BATCH_ROWS = 500
 BATCH_SECONDS = 0.5
