@@ -43,7 +43,6 @@ results = st.builds(
         Timing, dns=seconds, connect=seconds, tls=seconds, ttfb=seconds, total=seconds
     ),
     fetched_at=st.datetimes(timezones=st.just(dt.UTC)),
-    line=st.none() | st.integers(1, 10**6),
     # Results with these take the encoder path: drawn too, so both paths stay in the test.
     tls=st.none()
     | st.builds(

@@ -67,7 +67,6 @@ class Target:
     host: str
     port: int
     path: str = "/"  # origin-form: path and query, always starts with "/"
-    line: int | None = None  # line number in the input file, when it came from one
     # ``Basic ...`` from the user:password@ of the target, sent as Authorization; ``text`` shows
     # the password as ``***`` (credentials.py), and ``url`` never holds user information.
     authorization: str | None = dataclasses.field(default=None, repr=False)
@@ -246,7 +245,6 @@ class Result:
     tls: TLSInfo | None = None
     redirects: tuple[Redirect, ...] = ()
     fetched_at: dt.datetime = dataclasses.field(default_factory=utc_now)
-    line: int | None = None
     changes: tuple[Change, ...] | None = None  # set under --changes only
     warnings: tuple[Alert, ...] | None = None  # set under --warn-days only
 

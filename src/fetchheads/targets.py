@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator
 
 from fetchheads.credentials import basic_authorization, redact_url
 from fetchheads.errors import InputError
@@ -48,7 +47,7 @@ _SIMPLE = re.compile(
 )
 
 
-def parse_target(text: str, *, default_scheme: str = "http", line: int | None = None) -> Target:
+def parse_target(text: str, *, default_scheme: str = "http") -> Target:
     """Validate one target. Raises ``InputError`` with a message a user can act on."""
     match = _SIMPLE.fullmatch(text) if len(text) <= MAX_HOST_CHARS else None
     if match is not None:
@@ -67,13 +66,11 @@ def parse_target(text: str, *, default_scheme: str = "http", line: int | None = 
                 path = "/" + path
             if host[-1].isdigit() or "0x" in host:  # may be IPv4 in another spelling: 127.1
                 host = _ipv4_host(host) or host
-            return Target(text=text, scheme=scheme, host=host, port=port, path=path, line=line)
-    return parse_target_full(text, default_scheme=default_scheme, line=line)
+            return Target(text=text, scheme=scheme, host=host, port=port, path=path)
+    return parse_target_full(text, default_scheme=default_scheme)
 
 
-def parse_target_full(
-    text: str, *, default_scheme: str = "http", line: int | None = None
-) -> Target:
+def parse_target_full(text: str, *, default_scheme: str = "http") -> Target:
     """``parse_target`` for every form: strips, validates, normalises and words each error."""
     raw = text.strip()
     if not raw:
@@ -109,7 +106,7 @@ def parse_target_full(
         port = DEFAULT_PORTS[scheme]
     elif not explicit_scheme and port == 443:
         scheme = "https"
-    return Target(raw, scheme, host, port, path, line, authorization)
+    return Target(raw, scheme, host, port, path, authorization)
 
 
 def _check_invisible(raw: str) -> None:
@@ -297,17 +294,6 @@ class FirstSeen:
 
 
 # --- input lines ---------------------------------------------------------------------------------
-
-
-def iter_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
-    """Number lines from 1, dropping a UTF-8 BOM, blank lines and ``#`` comments."""
-    for number, line in enumerate(lines, start=1):
-        if number == 1:
-            line = line.removeprefix("\ufeff")
-        text = without_comment(line.strip())
-        if not text or text.startswith("#"):
-            continue
-        yield number, text
 
 
 def without_comment(text: str) -> str:

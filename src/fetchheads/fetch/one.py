@@ -197,7 +197,6 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
         ),
         tls=state.tls,
         fetched_at=fetched_at,
-        line=target.line,
     ), retryable
 
 

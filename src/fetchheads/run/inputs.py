@@ -47,11 +47,9 @@ def input_error(text: str, message: str, *, where: str | None = None) -> Result:
     return Result(target=shown, url=None, error=ErrorInfo(ErrorKind.INPUT, prefix + message))
 
 
-def to_item(
-    text: str, default_scheme: str, *, where: str | None = None, line: int | None = None
-) -> Item:
+def to_item(text: str, default_scheme: str, *, where: str | None = None) -> Item:
     try:
-        return parse_target(text, default_scheme=default_scheme, line=line)
+        return parse_target(text, default_scheme=default_scheme)
     except InputError as exc:
         return input_error(text, str(exc), where=where)
 
@@ -90,7 +88,7 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                                 where=where,
                             )
                         elif line and not line.startswith("#"):
-                            yield to_item(line, default_scheme, where=where, line=number)
+                            yield to_item(line, default_scheme, where=where)
                     if not chunk:
                         break
             finally:
