@@ -25,6 +25,7 @@ PURE = (
     "fetchheads.config",
     "fetchheads.errors",
     "fetchheads.wording",
+    "fetchheads.hostport",
     "fetchheads.snapshots.changes",
     "fetchheads.snapshots.lookback",
     "fetchheads.proxy",

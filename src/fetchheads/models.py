@@ -12,6 +12,7 @@ import functools
 from typing import Any, TypeVar
 
 from fetchheads.errors import ErrorKind
+from fetchheads.hostport import bracketed
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -74,9 +75,7 @@ class Target:
     @property
     def authority(self) -> str:
         """``host[:port]`` as the Host header and URLs want it (port omitted when default)."""
-        host = self.host
-        if ":" in host:  # an IPv6 literal
-            host = f"[{host}]"
+        host = bracketed(self.host)
         if DEFAULT_PORTS.get(self.scheme) == self.port:
             return host
         return f"{host}:{self.port}"

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from fetchheads.credentials import basic_authorization, redact_url
 from fetchheads.errors import InputError
+from fetchheads.hostport import bracketed, host_port
 from fetchheads.models import ResponseHead, Target
 from fetchheads.targets import parse_target
 
@@ -53,8 +54,7 @@ class Proxy:
     @property
     def address(self) -> str:
         """``host:port`` as messages show it: ``proxy 127.0.0.1:8888: connection refused``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 def parse_proxy(text: str) -> Proxy:
@@ -80,7 +80,7 @@ def parse_proxy(text: str) -> Proxy:
         raise InputError(f"no host in proxy {shown!r}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InputError(f"a proxy is host[:port], not a URL with a path: {shown!r}")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    host = bracketed(parts.hostname)
     try:
         checked = parse_target(f"http://{host}/")
     except InputError as exc:

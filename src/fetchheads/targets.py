@@ -18,6 +18,7 @@ import re
 
 from fetchheads.credentials import basic_authorization, redact_url
 from fetchheads.errors import InputError
+from fetchheads.hostport import port_number, split_bracket
 from fetchheads.models import DEFAULT_PORTS, Target
 
 MAX_LINE_CHARS = 4096
@@ -152,11 +153,10 @@ def _split_host_port(authority: str) -> tuple[str, int | None]:
     if not authority:
         raise InputError("no host in target")
     if authority.startswith("["):
-        close = authority.find("]")
-        if close == -1:
+        split = split_bracket(authority)
+        if split is None:
             raise InputError("unclosed '[' in IPv6 address")
-        literal = authority[1:close]
-        after = authority[close + 1 :]
+        literal, after = split
         if after and not after.startswith(":"):
             raise InputError(f"unexpected {after!r} after IPv6 address")
         try:
@@ -177,12 +177,12 @@ def _split_host_port(authority: str) -> tuple[str, int | None]:
 
 
 def _parse_port(text: str) -> int:
-    if not text.isascii() or not text.isdigit():
-        raise InputError(f"invalid port {text!r}")
-    port = int(text)
-    if not 0 < port < 65536:
-        raise InputError(f"port {port} out of range (1-65535)")
-    return port
+    port = port_number(text)
+    if port is not None:
+        return port
+    if text.isascii() and text.isdigit():
+        raise InputError(f"port {int(text)} out of range (1-65535)")
+    raise InputError(f"invalid port {text!r}")
 
 
 def _normalise_host(host: str) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from fetchheads.config import Config
 from fetchheads.errors import ConnectError, FetchError, ParseError, ProtocolError, TLSError
 from fetchheads.fetch.resolve import Address
+from fetchheads.hostport import host_port
 from fetchheads.http.parse import HeadParser, preview_bytes
 from fetchheads.models import ResponseHead, TLSInfo, utc_now
 
@@ -341,7 +342,7 @@ def _format_name(name: object) -> str | None:
 def format_address(ip: str | None, port: int) -> str:
     if ip is None:
         return f"port {port}"
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return host_port(ip, port)
 
 
 LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})

@@ -15,6 +15,7 @@ import re
 from typing import TYPE_CHECKING
 
 from fetchheads.errors import InputError
+from fetchheads.hostport import bracketed
 from fetchheads.models import Change, format_timestamp, utc_now
 from fetchheads.snapshots.changes import Snapshot, compare
 from fetchheads.targets import parse_target
@@ -42,7 +43,7 @@ def find_keys(store: Store, text: str, default_scheme: str = "http") -> tuple[li
         return keys, []
     # A port written out (host:8080) is meant; a URL names its scheme, so its port is open.
     port = target.port if target.port == other.port and "://" not in text else None
-    host = f"[{target.host}]" if ":" in target.host else target.host  # as URLs write it
+    host = bracketed(target.host)  # as URLs write it
     stored = [
         key for key in store.keys_at(host) if _same_place(key, target.host, port, target.path)
     ]
