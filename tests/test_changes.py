@@ -1,15 +1,12 @@
-"""changes.py: what --changes reports between two snapshots, and --warn-days alerts. Pure."""
+"""changes.py: what --changes reports between two snapshots. Pure."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 from fetchheads.changes import (
     DEFAULT_VOLATILE,
     Snapshot,
-    certificate_alerts,
     compare,
     ignored_names,
     snapshot_key,
@@ -23,7 +20,6 @@ from fetchheads.models import (
     Redirect,
     ResponseHead,
     Result,
-    TLSInfo,
 )
 from fetchheads.render.changes import change_lines
 
@@ -143,32 +139,6 @@ def test_the_key_is_the_url_before_redirects_or_the_text_of_a_bad_line() -> None
     assert snapshot_key(followed) == "http://a/"
     bad = Result(target="bad host", url=None, error=ErrorInfo(ErrorKind.INPUT, "space"))
     assert snapshot_key(bad) == "bad host"
-
-
-def tls(days_left: int | None) -> TLSInfo:
-    return TLSInfo("TLSv1.3", "X", "CN=a", "CN=ca", "2026-12-01T00:00:00Z", days_left)
-
-
-@pytest.mark.parametrize(
-    ("days_left", "warn_days", "message"),
-    [
-        (29, 30, "certificate expires in 29 days (2026-12-01T00:00:00Z)"),
-        (1, 30, "certificate expires in 1 day (2026-12-01T00:00:00Z)"),
-        (-2, 30, "certificate expired (2026-12-01T00:00:00Z)"),
-        (30, 30, None),
-        (None, 30, None),
-    ],
-)
-def test_certificate_alerts_flag_fewer_than_n_days(
-    days_left: int | None, warn_days: int, message: str | None
-) -> None:
-    alerts = certificate_alerts(result(tls=tls(days_left)), warn_days)
-    assert alerts == ((Alert("certificate", message),) if message else ())
-
-
-def test_no_alerts_without_the_option_or_without_tls() -> None:
-    assert certificate_alerts(result(tls=tls(3)), None) is None
-    assert certificate_alerts(result(), 30) == ()
 
 
 def test_records_carry_changes_and_warnings_only_when_asked() -> None:

@@ -59,7 +59,8 @@ async def test_trusted_with_cacert_gives_the_tls_facts(
     assert timing.ttfb is not None
     assert timing.connect <= timing.tls <= timing.ttfb
     record = result.to_record()
-    assert set(record["tls"]) == {
+    # The original keys first, in their order, then those certificate decoding added.
+    assert list(record["tls"]) == [
         "version",
         "cipher",
         "subject",
@@ -67,7 +68,19 @@ async def test_trusted_with_cacert_gives_the_tls_facts(
         "not_after",
         "days_left",
         "san",
-    }
+        "not_before",
+        "serial",
+        "fingerprint_sha256",
+        "spki_sha256",
+        "key",
+        "signature_algorithm",
+        "lifetime_days",
+        "life_left",
+        "verified",
+        "self_signed",
+        "chain",
+        "chain_earliest_expiry",
+    ]
 
 
 async def test_days_left_counts_whole_days_to_expiry(ca: trustme.CA, ca_file: Path) -> None:
@@ -89,7 +102,10 @@ async def test_an_untrusted_certificate_is_kind_tls_and_says_verification(
     assert result.error.kind == ErrorKind.TLS
     assert result.error.message.startswith("certificate verification failed")
     assert result.head is None
-    assert result.tls is None
+    # A second look without verification fills in the certificate the server presented.
+    assert result.tls is not None
+    assert result.tls.verified is False
+    assert result.tls.san == ("localhost", "127.0.0.1", "::1")
     assert result.timing.connect is not None
     assert result.timing.tls is None
 

@@ -1,4 +1,4 @@
-"""What changed between two snapshots of a target, and which certificates need attention. Pure.
+"""What changed between two snapshots of a target. Pure.
 
 A *snapshot* is one stored observation of a target (a row of the ``snapshots`` table, or the result
 just fetched). ``compare`` turns two of them into ``Change`` entries, the ``changes`` list of a
@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from fetchheads.models import Alert, Change, Headers, Result, format_timestamp
+from fetchheads.models import Change, Headers, Result, format_timestamp
 
 DEFAULT_VOLATILE = frozenset(
     name.lower()
@@ -210,16 +210,3 @@ def _header_changes(before: Headers, after: Headers, ignored: frozenset[str]) ->
         if old_values != new_values and sorted(old_values) != sorted(new_values):
             changes.append(Change(new_name or old_name, tuple(old_values), tuple(new_values)))
     return changes
-
-
-def certificate_alerts(result: Result, warn_days: int | None) -> tuple[Alert, ...] | None:
-    """``--warn-days N``: an alert when the certificate expires in fewer than N days (so
-    ``--warn-days 30`` flags 29 days left, not 30). ``None`` when the option is not given."""
-    if warn_days is None:
-        return None
-    tls = result.tls
-    if tls is None or tls.days_left is None or tls.days_left >= warn_days:
-        return ()
-    days = tls.days_left
-    when = "expired" if days < 0 else f"expires in {days} day{'' if days == 1 else 's'}"
-    return (Alert("certificate", f"certificate {when} ({tls.not_after})"),)

@@ -8,7 +8,7 @@ Exit statuses:
     0    every target gave a response head
     1    one or more targets failed (input errors included)
     2    usage error (also: a --db file that is not a fetchheads database, or is from a newer one)
-    3    every target answered, but a certificate expires within --warn-days
+    3    every target answered, but a certificate needs attention (--warn-days, --warn-fraction)
     130  interrupted (SIGINT); 143 terminated (SIGTERM)
     141  stdout closed by its reader (``| head``): stop quietly, as a SIGPIPE'd tool would
 """
@@ -166,12 +166,13 @@ def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
         changes=options["changes"],
         ignored=ignored_names(options["ignored"]),
         warn_days=options["warn_days"],
+        warn_fraction=options["warn_fraction"],
     )
     session = SnapshotSession(open_store(db) if db else None, watch)
     parallel = (
         chosen in ("plain", "jsonl")
         and db is None
-        and watch.warn_days is None
+        and not watch.warns
         and config.order == "completion"
         and config.rate is None  # one --rate clock keeps connections evenly spaced
         and not show_bar
