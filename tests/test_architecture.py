@@ -25,6 +25,7 @@ PURE = (
     "fetchheads.config",
     "fetchheads.errors",
     "fetchheads.changes",
+    "fetchheads.certificates",
     "fetchheads.proxy",
     "fetchheads.connect_to",
     "fetchheads.redirects",

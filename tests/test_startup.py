@@ -20,6 +20,7 @@ LOADED_ON_DEMAND = (
     "hashlib",  # --shard
     "urllib.parse",  # --proxy, -L
     "unicodedata",  # non-ASCII targets
+    "cryptography",  # the first https certificate
 )
 
 

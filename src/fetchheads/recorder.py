@@ -29,7 +29,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fetchheads import __version__
-from fetchheads.changes import Snapshot, certificate_alerts, compare, is_news, snapshot_of
+from fetchheads.certificates import certificate_alerts
+from fetchheads.changes import Snapshot, compare, is_news, snapshot_of
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.models import Result, format_timestamp, utc_now
@@ -51,6 +52,12 @@ class SnapshotOptions:
     changes: bool = False
     ignored: frozenset[str] = frozenset()
     warn_days: int | None = None
+    warn_fraction: float | None = None
+
+    @property
+    def warns(self) -> bool:
+        """Whether certificates are checked (``--warn-days`` or ``--warn-fraction``)."""
+        return self.warn_days is not None or self.warn_fraction is not None
 
 
 RECORDED_OPTIONS = (
@@ -90,6 +97,7 @@ def run_options(config: Config, options: SnapshotOptions) -> dict[str, Any]:
             recorded[f"{scheme}_proxy"] = f"{proxy.host}:{proxy.port}"
     recorded["changes"] = options.changes
     recorded["warn_days"] = options.warn_days
+    recorded["warn_fraction"] = options.warn_fraction
     return recorded
 
 
@@ -320,9 +328,10 @@ class SnapshotSession:
 
     def annotate(self, result: Result) -> Result:
         self._targets += 1
-        if self.options.warn_days is None:
+        options = self.options
+        if not options.warns:
             return result
-        alerts = certificate_alerts(result, self.options.warn_days)
+        alerts = certificate_alerts(result, options.warn_days, options.warn_fraction)
         self.alerts += bool(alerts)
         return dataclasses.replace(result, warnings=alerts)
 
@@ -369,7 +378,7 @@ class SnapshotSession:
                 targets=targets,
                 ok=ok,
                 changed=recorder.changed if recorder and self.options.changes else None,
-                warnings=self.alerts if self.options.warn_days is not None else None,
+                warnings=self.alerts if self.options.warns else None,
                 interrupted=interrupted,
             )
         except StoreError:

@@ -10,8 +10,8 @@ Exit statuses:
          the --db database (locked past the busy timeout, a full disk, not writable)
     2    usage error (also: a --db that is not a fetchheads database, is from a newer one, is a
          FIFO or device, or lies in a directory that does not exist)
-    3    every target answered, but a certificate expires within --warn-days (under --changes:
-         only when that warning is printed, i.e. new or worse since the last run)
+    3    every target answered, but a certificate needs attention (--warn-days, --warn-fraction;
+         under --changes: only when that warning is printed, i.e. new or worse since the last run)
     130  interrupted (SIGINT); 143 terminated (SIGTERM)
     141  stdout closed by its reader (``| head``): stop quietly, as a SIGPIPE'd tool would
 """
@@ -176,12 +176,13 @@ def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
         changes=options["changes"],
         ignored=ignored_names(options["ignored"]),
         warn_days=options["warn_days"],
+        warn_fraction=options["warn_fraction"],
     )
     session = snapshot_session(db, watch)
     parallel = (
         chosen in ("plain", "jsonl")
         and db is None
-        and watch.warn_days is None
+        and not watch.warns
         and config.order == "completion"
         and config.rate is None  # one --rate clock keeps connections evenly spaced
         and not show_bar

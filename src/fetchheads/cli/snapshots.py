@@ -1,6 +1,6 @@
 """The snapshot part of the command line (docs/snapshots.md): the options ``--db``, ``--changes``,
-``--ignore-header`` and ``--warn-days`` of the fetch command, and the commands ``history``,
-``diff`` and ``prune``. What they do lives in ``lookback`` and ``render.history``."""
+``--ignore-header``, ``--warn-days`` and ``--warn-fraction`` of the fetch command, and the commands
+``history``, ``diff`` and ``prune``. What they do lives in ``lookback`` and ``render.history``."""
 
 from __future__ import annotations
 
@@ -119,12 +119,43 @@ def snapshot_options(command: Any) -> Any:
             "--warn-days",
             type=click.IntRange(min=0),
             metavar="N",
-            help="Warn about https certificates that expire in fewer than N days; the exit "
-            "status is then 3 (when nothing failed). Under --changes a warning is printed "
-            "(and gives 3) only when new or worse: under N, 7, 3, 1 days, expired.",
+            help="Warn about https certificates that expire in fewer than N days (verified "
+            "or not, -k too); the exit status is then 3 (when nothing failed). Under --changes "
+            "a warning is printed (and gives 3) only when new or worse: under N, 7, 3, 1 days, "
+            "expired.",
+        ),
+        click.option(
+            "--warn-fraction",
+            callback=_fraction,
+            metavar="F",
+            help="Warn about https certificates with less than F of their lifetime left: 1/3 "
+            "(when ACME clients renew), 0.25, 25%. Either --warn-* option also warns when an "
+            "intermediate the server sends expires before the certificate.  [default: off]",
         ),
     )
     return option_group(*options)(command)
+
+
+def _fraction(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """``1/3``, ``0.25`` or ``25%`` -> a fraction strictly between 0 and 1."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if text.endswith("%"):
+            fraction = float(text[:-1]) / 100
+        elif "/" in text:
+            numerator, denominator = text.split("/", 1)
+            fraction = float(numerator) / float(denominator)
+        else:
+            fraction = float(text)
+    except (ValueError, ZeroDivisionError):
+        fraction = -1.0
+    if not 0 < fraction < 1:  # NaN too
+        raise click.BadParameter(
+            f"{value!r} is not a fraction of a lifetime: give one such as 1/3, 0.25 or 25%"
+        )
+    return fraction
 
 
 def _lookback_options(command: Any) -> Any:
