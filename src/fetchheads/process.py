@@ -154,6 +154,23 @@ def _on_stop_signal(
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
+@contextlib.contextmanager
+def stop_signals_kept_from_new_threads() -> Iterator[None]:
+    """Threads started inside block SIGINT and SIGTERM (a thread inherits its creator's mask), so
+    the kernel gives those signals to the main thread. The handlers above are ``signal.signal``
+    handlers: a signal that lands in a helper thread only sets a flag, and a main thread asleep in
+    the asyncio loop's epoll (which has no wakeup fd for them) would not run the handler until
+    something else woke it: with every target silent, a Ctrl-C was lost until a deadline."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def hold_stop_signals() -> None:
     """Keep SIGINT and SIGTERM pending, not acted on, until ``accept_stop_signals``: while
     ``--workers`` forks, a Ctrl-C would otherwise land in a fork hook (lost), between two forks

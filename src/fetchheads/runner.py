@@ -24,6 +24,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from fetchheads import process
 from fetchheads.credentials import redact_url
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
@@ -140,7 +141,8 @@ class InputThread:
             self._thread = threading.Thread(
                 target=self._serve, name="fetchheads-input", daemon=True
             )
-            self._thread.start()
+            with process.stop_signals_kept_from_new_threads():
+                self._thread.start()
         self._jobs.put(job)
         return await future
 

@@ -36,6 +36,8 @@ import stat
 import threading
 from collections.abc import Callable
 
+from fetchheads import process
+
 HIGH_WATER = 1024 * 1024
 """Bytes waiting for the reader before the run stops starting new targets: a few thousand
 records, enough that a reader that is merely slower than the run is never idle."""
@@ -117,7 +119,8 @@ class Writer:
             self._resumed = asyncio.Event()
             self._resumed.set()
         self._thread = threading.Thread(target=self._serve, name="fetchheads-output", daemon=True)
-        self._thread.start()
+        with process.stop_signals_kept_from_new_threads():
+            self._thread.start()
 
     def _pause(self) -> None:
         if self._resumed is None:
