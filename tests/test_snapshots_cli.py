@@ -25,7 +25,7 @@ from fetchheads.proxy import proxy_rules
 from fetchheads.recorder import SnapshotOptions, run_options
 from fetchheads.store import Store
 from tests.support.servers import ThreadedServer, silent
-from tests.support.snapshots import Site, fetchheads, run_cli, start_site
+from tests.support.snapshots import Site, fetchheads, query, run_cli, start_site
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -40,10 +40,9 @@ def digest(path: Path) -> str:
 
 
 def test_three_cron_runs_print_nothing_nothing_then_exactly_the_change(
-    site: tuple[Site, str], tmp_path: Path
+    site: tuple[Site, str], db: str
 ) -> None:
     server, target = site
-    db = str(tmp_path / "heads.db")
     outputs = []
     for run in range(3):
         if run == 2:
@@ -65,10 +64,9 @@ def test_three_cron_runs_print_nothing_nothing_then_exactly_the_change(
 
 
 def test_changes_in_json_and_a_new_target_in_an_existing_database(
-    site: tuple[Site, str], tmp_path: Path
+    site: tuple[Site, str], db: str
 ) -> None:
     server, target = site
-    db = str(tmp_path / "heads.db")
     assert fetchheads("--db", db, "--json", target)[0] == 0  # no --changes: prints everything
     server.status = "301 Moved Permanently"
     server.headers["Strict-Transport-Security"] = "max-age=60"
@@ -83,11 +81,8 @@ def test_changes_in_json_and_a_new_target_in_an_existing_database(
     assert records["new"]["changes"] == [{"name": ":status", "before": [], "after": ["301"]}]
 
 
-def test_ignore_header_and_an_error_outcome_as_changes(
-    site: tuple[Site, str], tmp_path: Path
-) -> None:
+def test_ignore_header_and_an_error_outcome_as_changes(site: tuple[Site, str], db: str) -> None:
     server, target = site
-    db = str(tmp_path / "heads.db")
     down = "127.0.0.1:9"  # discard port: nothing listens on loopback
     assert fetchheads("--db", db, target, down)[0] == 1
     server.headers["Server"] = "test/2"
@@ -233,15 +228,15 @@ def test_a_certificate_warning_under_changes_is_printed_when_new_or_worse_only(
 
 
 def test_six_overlapping_processes_lose_no_row_and_fail_none(
-    site: tuple[Site, str], tmp_path: Path
+    site: tuple[Site, str], db: str, tmp_path: Path
 ) -> None:
     server, target = site
     server.hold = 6 * 20  # every process has its first 20 requests in flight before any answer
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("".join(f"{target}/{n}\n" for n in range(200)))
-    db = tmp_path / "heads.db"  # not created yet: the six race to create it too
+    # Not created yet (no file, no tables): the six race to create it too.
     writers = [
-        run_cli("--db", str(db), "--changes", "-q", "-c", "20", "-i", str(hosts)) for _ in range(6)
+        run_cli("--db", db, "--changes", "-q", "-c", "20", "-i", str(hosts)) for _ in range(6)
     ]
     outcomes = [(p.wait(timeout=60), p.stderr.read()) for p in writers if p.stderr]
     for p in writers:
@@ -250,27 +245,21 @@ def test_six_overlapping_processes_lose_no_row_and_fail_none(
         assert p.stderr is not None
         p.stderr.close()
     assert outcomes == [(0, "")] * 6
-    connection = sqlite3.connect(db)
-    try:
-        assert connection.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 6 * 200
-        runs = connection.execute(
-            "SELECT targets, ok, finished_at IS NOT NULL FROM runs"
-        ).fetchall()
-        assert runs == [(200, 200, 1)] * 6
-        per_key = connection.execute(
-            "SELECT count(DISTINCT key), min(n), max(n) FROM "
-            "(SELECT key, count(*) AS n FROM snapshots GROUP BY key)"
-        ).fetchone()
-        assert per_key == (200, 6, 6)
-    finally:
-        connection.close()
+    assert query(db, "SELECT count(*) FROM snapshots") == [(6 * 200,)]
+    runs = query(db, "SELECT targets, ok, finished_at IS NOT NULL FROM runs")
+    assert runs == [(200, 200, 1)] * 6
+    per_key = query(
+        db,
+        "SELECT count(DISTINCT key), min(n), max(n) FROM "
+        "(SELECT key, count(*) AS n FROM snapshots GROUP BY key) AS per_key",
+    )
+    assert per_key == [(200, 6, 6)]
 
 
 def test_history_json_limit_and_the_same_target_written_another_way(
-    site: tuple[Site, str], tmp_path: Path
+    site: tuple[Site, str], db: str
 ) -> None:
     server, target = site
-    db = str(tmp_path / "heads.db")
     for version in ("1", "2", "3"):
         server.headers["X-Version"] = version
         assert fetchheads("--db", db, "-q", target)[0] == 0
@@ -283,9 +272,8 @@ def test_history_json_limit_and_the_same_target_written_another_way(
     assert {"target", "url", "status", "headers", "tls", "fetched_at", "run_id"} <= set(records[0])
 
 
-def test_diff_the_last_two_or_since_a_time(site: tuple[Site, str], tmp_path: Path) -> None:
+def test_diff_the_last_two_or_since_a_time(site: tuple[Site, str], db: str) -> None:
     server, target = site
-    db = str(tmp_path / "heads.db")
     for version in ("1", "2", "3"):
         server.headers["X-Version"] = version
         assert fetchheads("--db", db, "-q", target)[0] == 0
@@ -307,11 +295,8 @@ def test_diff_the_last_two_or_since_a_time(site: tuple[Site, str], tmp_path: Pat
     assert "neither an age" in err
 
 
-def test_prune_keeps_the_newest_and_says_what_it_did(
-    site: tuple[Site, str], tmp_path: Path
-) -> None:
+def test_prune_keeps_the_newest_and_says_what_it_did(site: tuple[Site, str], db: str) -> None:
     _, target = site
-    db = str(tmp_path / "heads.db")
     for _ in range(3):
         assert fetchheads("--db", db, "-q", target, f"{target}/other")[0] == 0
     assert fetchheads("prune", "--db", db)[0] == 2  # nothing said to keep
@@ -328,11 +313,10 @@ def test_prune_keeps_the_newest_and_says_what_it_did(
     assert len(fetchheads("history", "--db", db, target)[1].splitlines()) == 1
 
 
-def test_prune_beside_a_writing_run(site: tuple[Site, str], tmp_path: Path) -> None:
+def test_prune_beside_a_writing_run(site: tuple[Site, str], db: str, tmp_path: Path) -> None:
     _, target = site
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("".join(f"{target}/{n}\n" for n in range(1000)))
-    db = str(tmp_path / "heads.db")
     assert fetchheads("--db", db, "-q", "-i", str(hosts))[0] == 0  # run 1: what prune removes
     writer = run_cli("--db", db, "-q", "-c", "10", "-i", str(hosts), stdout=subprocess.DEVNULL)
     prunes: list[tuple[int, str, str]] = []
@@ -346,13 +330,7 @@ def test_prune_beside_a_writing_run(site: tuple[Site, str], tmp_path: Path) -> N
     final = run_cli("prune", "--db", db, "--keep", "1", "-q")
     assert final.wait(timeout=60) == 0
     final.communicate()
-    connection = sqlite3.connect(db)
-    try:
-        counts = connection.execute(
-            "SELECT run_id, count(*) FROM snapshots GROUP BY run_id"
-        ).fetchall()
-    finally:
-        connection.close()
+    counts = query(db, "SELECT run_id, count(*) FROM snapshots GROUP BY run_id")
     assert counts == [(2, 1000)]  # the writer lost nothing; run 1 is gone
 
 

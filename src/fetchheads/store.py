@@ -77,7 +77,10 @@ def shown(location: str) -> str:
     ``password`` parameter) is ``***``."""
     if not is_postgres(location):
         return location
-    return _PASSWORD_PARAMETER.sub(r"\1***", redact_url(location))
+    authority = re.split(r"[/?#]", location.split("://", 1)[1], maxsplit=1)[0]
+    if ":" in authority.rpartition("@")[0]:  # a user name alone is no secret to libpq
+        location = redact_url(location)
+    return _PASSWORD_PARAMETER.sub(r"\1***", location)
 
 
 def new_uid() -> str:

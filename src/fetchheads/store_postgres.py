@@ -353,7 +353,7 @@ def _secrets(psycopg: Any, location: str) -> list[str]:
 def _one_line(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
-    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+    return "; ".join(" ".join(part.split()) for part in text.splitlines() if part.strip())
 
 
 _PREFIX = re.compile(r"^connection failed: ")

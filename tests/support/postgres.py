@@ -118,7 +118,9 @@ class Postgres:
 
     def stop(self) -> None:
         subprocess.run(
-            _as_server_user([find_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
+            _as_server_user(
+                [find_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+            ),
             check=False,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
