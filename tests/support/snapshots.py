@@ -62,11 +62,11 @@ def query(db: str, sql: str) -> list[tuple[Any, ...]]:
 
         with psycopg.connect(db) as connection:
             return [tuple(row) for row in connection.execute(sql.encode()).fetchall()]
-    connection = sqlite3.connect(db)
+    file = sqlite3.connect(db)
     try:
-        return connection.execute(sql).fetchall()
+        return file.execute(sql).fetchall()
     finally:
-        connection.close()
+        file.close()
 
 
 def fetchheads(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
