@@ -25,7 +25,11 @@ def test_three_shards_three_runs_report_the_one_change_once(
     """The issue's "done when": three shard processes with --changes writing into one PostgreSQL
     database, three times, one header changed before the third run: that change, once."""
     watched, one = start_site(threaded_server)
-    others = [start_site(threaded_server)[1] for _ in range(2)]
+    others = []
+    for _ in range(2):
+        crowd, other = start_site(threaded_server)
+        crowd.hold = 20  # the first run's shards overlap: none finishes before all have asked
+        others.append(other)
     targets = [f"http://{one}/"] + [f"http://{o}/{n}" for o in others for n in range(20)]
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("\n".join(targets) + "\n")

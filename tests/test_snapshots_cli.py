@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -24,6 +25,7 @@ from fetchheads.errors import StoreError
 from fetchheads.proxy import proxy_rules
 from fetchheads.recorder import SnapshotOptions, run_options
 from fetchheads.store import Store
+from tests.support.postgres import Postgres
 from tests.support.servers import ThreadedServer, silent
 from tests.support.snapshots import Site, fetchheads, query, run_cli, start_site
 
@@ -345,11 +347,26 @@ def sql_statements(path: Path) -> list[str]:
     return statements
 
 
+def psql_statements(path: Path) -> list[str]:
+    """The statements of a psql file: each ends with ``;`` at the end of a line."""
+    statements, pending = [], ""
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("--") and not pending:
+            continue
+        pending += line
+        if line.rstrip().endswith(";"):
+            statements.append(pending.strip())
+            pending = ""
+    assert not pending.strip()
+    return statements
+
+
 def test_the_examples_run_as_written_and_their_sql_answers(
     threaded_server: Callable[..., ThreadedServer],
     expiring_context: ssl.SSLContext,
     ca_file: Path,
     tmp_path: Path,
+    postgres: Postgres,
 ) -> None:
     site = Site(Server="nginx/1.22", **{"Strict-Transport-Security": "max-age=60"})
     plain = threaded_server(site.handler)
@@ -406,14 +423,21 @@ def test_the_examples_run_as_written_and_their_sql_answers(
         ]
     finally:
         connection.close()
-    server_changed, expiring, failing, hsts_dropped, runs = answers
-    assert [(row[0], row[1], row[2]) for row in server_changed] == [
-        (http_target, "nginx/1.22", "nginx/1.27")
-    ]
-    assert [(row[0], row[2]) for row in expiring] == [(tls_target, 10)]
-    assert [(row[0], row[1]) for row in failing] == [("127.0.0.1:9", "connect")]
-    assert hsts_dropped == [(http_target,)]
-    assert [row[3:6] for row in runs] == [(3, 2, 1), (3, 2, 1)]
+    check_answers(answers, http_target, tls_target)
+    # The same history in PostgreSQL (db copy), and the psql versions of the queries.
+    url = postgres.new_database()
+    assert fetchheads("db", "copy", "-q", str(database), url)[:2] == (0, "")
+    answers = [query(url, sql) for sql in psql_statements(EXAMPLES / "queries-postgres.sql")]
+    check_answers(answers[:5], http_target, tls_target)
+    assert [(row[2], row[3]) for row in answers[5]] == [("finished", 3)]  # one host here
+    shell = subprocess.run(
+        ["psql", "-X", "-v", "ON_ERROR_STOP=1", url, "-f", str(EXAMPLES / "queries-postgres.sql")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (shell.returncode, shell.stderr) == (0, "")
+    assert "nginx/1.27" in shell.stdout
     # The same file through the sqlite3 shell, as the comment at its top says to run it.
     shell = subprocess.run(
         ["sqlite3", "-bail", str(database)],
@@ -424,6 +448,19 @@ def test_the_examples_run_as_written_and_their_sql_answers(
     )
     assert (shell.returncode, shell.stderr) == (0, "")
     assert "nginx/1.27" in shell.stdout
+
+
+def check_answers(answers: list[list[tuple[Any, ...]]], http_target: str, tls_target: str) -> None:
+    """What the example queries (queries.sql, queries-postgres.sql) answer after the crontab's
+    runs: the same facts from either database."""
+    server_changed, expiring, failing, hsts_dropped, runs = answers
+    assert [(row[0], row[1], row[2]) for row in server_changed] == [
+        (http_target, "nginx/1.22", "nginx/1.27")
+    ]
+    assert [(row[0], row[2]) for row in expiring] == [(tls_target, 10)]
+    assert [(row[0], row[1]) for row in failing] == [("127.0.0.1:9", "connect")]
+    assert hsts_dropped == [(http_target,)]
+    assert [row[3:6] for row in runs] == [(3, 2, 1), (3, 2, 1)]
 
 
 def test_an_interrupted_run_keeps_what_finished_and_closes_its_run(

@@ -73,9 +73,11 @@ def test_a_new_database_is_created_in_wal_with_the_current_schema(tmp_path: Path
 def test_record_history_and_the_previous_snapshot(db: str) -> None:
     with Store.open(db) as store:
         assert not store.has_snapshots()
+        assert not store.has_history()
         run = store.begin_run("0", {"headers": []})
         first = snap("http://a/", "2026-11-01T00:00:00.000Z", ("Server", "one"))
         assert store.record(run, [first], previous=True) == [None]
+        assert not store.has_history()  # a run still going is no history yet
         second = snap("http://a/", "2026-11-02T00:00:00.000Z", ("Server", "two"))
         other = snap("http://b/", "2026-11-02T00:00:00.000Z")
         before = store.record(run, [second, other], previous=True)
@@ -88,6 +90,7 @@ def test_record_history_and_the_previous_snapshot(db: str) -> None:
         assert history[0].id is not None
         assert len(store.history(["http://a/"], limit=1)) == 1
         assert store.has_snapshots()
+        assert store.has_history()  # a finished run left snapshots
 
 
 def test_a_snapshot_without_a_head_stays_without_one(db: str) -> None:

@@ -297,6 +297,17 @@ class Store:
         with self._translate("read"):
             return bool(self._rows("SELECT EXISTS (SELECT 1 FROM snapshots)")[0][0])
 
+    def has_history(self) -> bool:
+        """Whether a run that has finished left snapshots: what ``--changes`` compares with. A
+        fleet's first shards, all running at once into a new database, see none of each other's
+        and all record a silent baseline."""
+        query = (
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE finished_at IS NOT NULL "
+            "AND EXISTS (SELECT 1 FROM snapshots WHERE run_id = runs.id))"
+        )
+        with self._translate("read"):
+            return bool(self._rows(query)[0][0])
+
     def record(
         self, run_id: int, snapshots: Sequence[Snapshot], *, previous: bool = False
     ) -> list[Snapshot | None]:
