@@ -493,7 +493,7 @@ def test_an_interrupted_run_keeps_what_finished_and_closes_its_run(
 def test_every_snapshot_command_has_help_with_examples(command: str) -> None:
     code, out, _ = fetchheads(command, "--help")
     assert code == 0
-    assert "--db PATH" in out
+    assert "--db PATH|URL" in out
     assert "FETCHHEADS_DB" in out
     assert "it must exist" in " ".join(out.split())  # they refuse a missing file
     assert "created if missing" not in " ".join(out.split())
@@ -503,7 +503,7 @@ def test_every_snapshot_command_has_help_with_examples(command: str) -> None:
 def test_fetch_help_says_db_is_created_if_missing() -> None:
     code, out, _ = fetchheads("--help")
     assert code == 0
-    assert "(SQLite; created if missing)" in " ".join(out.split())
+    assert "an SQLite file (created if missing) or a postgresql:// URL" in " ".join(out.split())
 
 
 def test_the_runs_row_keeps_options_but_no_secret(site: tuple[Site, str], tmp_path: Path) -> None:
@@ -594,3 +594,16 @@ def test_the_summary_says_why_a_changes_run_printed_nothing(
     assert code == 0
     assert len(out.splitlines()) == 2
     assert "; 2 changed" in " ".join(err.split())
+
+
+def test_db_copy_has_help_with_examples_and_creates_no_source(tmp_path: Path) -> None:
+    code, out, _ = fetchheads("db", "copy", "--help")
+    assert code == 0
+    assert "fetchheads db copy " in out.rsplit("Examples:", 1)[1]
+    code, out, _ = fetchheads("db", "--help")
+    assert (code, "copy" in out) == (0, True)
+    missing, destination = tmp_path / "typo.db", tmp_path / "new.db"
+    code, _, err = fetchheads("db", "copy", str(missing), str(destination))
+    assert code == 2
+    assert f"{missing} does not exist" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

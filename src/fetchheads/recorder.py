@@ -10,8 +10,9 @@ Without ``--changes`` a result is printed at once and recorded on the side. With
 thread reads each target's previous snapshot in the same transaction that stores the new one, and
 the result comes back to the loop carrying its ``changes``; only results with changes (or alerts)
 are printed. A run into a database with no history (no run that finished with snapshots, so also
-every shard of a fleet's first schedule) records the baseline and prints only the targets that fail: that first cron run would otherwise mail every target as "new", but a target
-failing from the start is news. A certificate warning is printed when it is news (``is_news``).
+every shard of a fleet's first schedule) records the baseline and prints only the targets that
+fail: that first cron run would otherwise mail every target as "new", but a target failing from
+the start is news. A certificate warning is printed when it is news (``is_news``).
 
 A database that cannot take a batch (locked past the busy timeout, a full disk) does not stop the
 run: the batch is counted as not recorded, ``--changes`` compares it with what can still be read
