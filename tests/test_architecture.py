@@ -141,3 +141,12 @@ def test_nothing_imports_the_cli_but_the_entry_point() -> None:
 def test_the_checker_sees_imports_inside_functions_and_through_helpers() -> None:
     assert "uvloop" in direct_imports("fetchheads.cli.run")  # imported inside a function
     assert "sqlite3" in reachable("fetchheads.cli")  # through the snapshot store
+
+
+def test_only_the_postgresql_backend_imports_psycopg() -> None:
+    importers = [
+        module
+        for module in all_modules()
+        if any(name.split(".")[0] == "psycopg" for name in direct_imports(module))
+    ]
+    assert importers == ["fetchheads.store_postgres"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from fetchheads import store as store_module
+from fetchheads import store_sqlite as store_module
 from fetchheads.changes import Snapshot
 from fetchheads.store import Store
 from tests.support import processes

@@ -9,9 +9,10 @@ next one gathers, so a slow database gets fewer, larger transactions.
 Without ``--changes`` a result is printed at once and recorded on the side. With it, the writer
 thread reads each target's previous snapshot in the same transaction that stores the new one, and
 the result comes back to the loop carrying its ``changes``; only results with changes (or alerts)
-are printed. A run into a database with no snapshots at all records the baseline and prints only
-the targets that fail: that first cron run would otherwise mail every target as "new", but a target
-failing from the start is news. A certificate warning is printed when it is news (``is_news``).
+are printed. A run into a database with no history (no run that finished with snapshots, so also
+every shard of a fleet's first schedule) records the baseline and prints only the targets that
+fail: that first cron run would otherwise mail every target as "new", but a target failing from
+the start is news. A certificate warning is printed when it is news (``is_news``).
 
 A database that cannot take a batch (locked past the busy timeout, a full disk) does not stop the
 run: the batch is counted as not recorded, ``--changes`` compares it with what can still be read
@@ -315,7 +316,7 @@ class SnapshotSession:
         self._run_options = run_options(config, self.options)
         self._started_at = format_timestamp(utc_now())
         with contextlib.suppress(StoreError):  # a read: WAL readers wait for no writer
-            self._baseline = self.options.changes and not self.store.has_snapshots()
+            self._baseline = self.options.changes and not self.store.has_history()
 
     def _ensure_run(self) -> int:
         """The ``runs`` row's id, made on first use (raises StoreError)."""
