@@ -10,8 +10,9 @@ alternating the order each round, ``--rounds`` times. Regimes (``--regimes http,
 * latency   5,000 URLs (``--latency-targets``) to benchmarks/delay_server.py, which answers every
             request ``--delay`` (200 ms) late from several processes on one port, at ``-c 1000``
             and ``-c 5000`` (``--latency-concurrency``): what counts is how many targets stay in
-            flight. Each tool's ideal, ceil(N / in flight) x delay, is printed beside it (start-up
-            not included); curl keeps at most 300 in flight whatever ``--parallel-max`` says.
+            flight. Each tool's ideal, its start-up (the same command on an empty list) plus
+            ceil(N / in flight) x delay, is printed beside it; curl keeps at most 300 in flight
+            whatever ``--parallel-max`` says.
 
 The tools:
 
@@ -90,7 +91,7 @@ def ensure_nginx() -> str:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
         install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends"]
-        # nginx-light is gone from the newest releases (Debian 13): nginx there, as scripts/test does.
+        # nginx-light is gone from the newest releases (Debian 13): nginx there, as scripts/test.
         if subprocess.run([*install, "nginx-light"], check=False, env=env).returncode != 0:
             subprocess.run([*install, "nginx"], check=True, env=env)
         return find_nginx()
@@ -365,6 +366,25 @@ def main() -> None:
             nginx.wait()
 
 
+def startup(argv: list[str], urls: Path, curl_cfg: Path, work: Path) -> float:
+    """Median wall time of ``argv`` on an empty list (of five runs): the part of a run that no
+    concurrency can shorten. curl is given one URL that is refused at once, as it wants one."""
+    empty = work / "empty.txt"
+    empty.write_text("")
+    refused = work / "refused.curl"
+    refused.write_text('url = "http://127.0.0.1:1/"\noutput = "/dev/null"\n')
+    argv = [
+        str(empty) if arg == str(urls) else str(refused) if arg == str(curl_cfg) else arg
+        for arg in argv
+    ]
+    walls = []
+    for _ in range(5):
+        started = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        walls.append(time.perf_counter() - started)
+    return statistics.median(walls)
+
+
 def https_case(work: Path, tls_port: int, args: argparse.Namespace) -> None:
     """https to the same nginx, certificate verified against the test CA by every tool."""
     n, c = args.https_targets, args.concurrency
@@ -389,7 +409,8 @@ def https_case(work: Path, tls_port: int, args: argparse.Namespace) -> None:
 
 def latency_case(work: Path, args: argparse.Namespace) -> None:
     """Every answer ``--delay`` late, from a server of several processes on one port: what counts
-    is how many targets a tool keeps in flight. The ideal is ceil(N / in-flight) x delay."""
+    is how many targets a tool keeps in flight. The ideal is the tool's start-up plus
+    ceil(N / in flight) x delay."""
     port = free_port()
     processes = max(2, os.cpu_count() or 2)
     server = subprocess.Popen(
@@ -419,7 +440,11 @@ def latency_case(work: Path, args: argparse.Namespace) -> None:
                 "curl": curl_argv(c, curl_cfg),
             }
             in_flight = {"curl": min(c, CURL_PARALLEL_MAX)}
-            ideal = {t: math.ceil(n / in_flight.get(t, c)) * args.delay for t in commands}
+            ideal = {
+                t: startup(commands[t], urls, curl_cfg, work)
+                + math.ceil(n / in_flight.get(t, c)) * args.delay
+                for t in commands
+            }
             compare(
                 f"latency: every answer {args.delay * 1000:.0f} ms late ({processes} server "
                 f"processes), -c {c} (curl: --parallel-max {in_flight['curl']})",

@@ -49,10 +49,11 @@ WHERE s.id = (SELECT id FROM snapshots WHERE key = s.key ORDER BY fetched_at DES
               WHERE h.key = s.key AND lower(h.name) = 'strict-transport-security')
 ORDER BY s.target;
 
--- The last 10 runs: when, how long, how many targets answered.
+-- The last 10 runs: when, how long, how many targets answered, and how each ended (state:
+-- running, finished or interrupted; a run killed outright shows as running until a prune).
 SELECT id, started_at,
        round((julianday(finished_at) - julianday(started_at)) * 86400, 1) AS seconds,
-       targets, ok, failed, changed, warnings
+       targets, ok, failed, changed, warnings, state
 FROM runs
 ORDER BY id DESC
 LIMIT 10;

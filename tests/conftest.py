@@ -1,4 +1,5 @@
-"""Shared fixtures: scripted loopback servers, TLS certificates (trustme), a real nginx."""
+"""Shared fixtures: scripted loopback servers, TLS certificates (trustme), a real nginx, a real
+PostgreSQL, and ``db``: a new snapshot database of each backend."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fetchheads.fetch.one import FetchContext, make_ssl_context
 from fetchheads.fetch.resolve import Resolver
 from tests.support import processes
 from tests.support.nginx import Nginx
+from tests.support.postgres import Postgres, running_postgres
 from tests.support.servers import Handler, ThreadedServer
 from tests.support.tinyproxy import Tinyproxy
 
@@ -127,3 +129,20 @@ def tinyproxy(tmp_path_factory: pytest.TempPathFactory, nginx: Nginx) -> Iterato
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL on 127.0.0.1 for the whole session (initdb + pg_ctl, its own directory)."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty snapshot database: an SQLite file path, or the URL of a new PostgreSQL
+    database. Tests taking it run against both backends."""
+    if request.param == "sqlite":
+        return str(tmp_path / "heads.db")
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.new_database()

@@ -26,6 +26,7 @@ PURE = (
     "fetchheads.errors",
     "fetchheads.wording",
     "fetchheads.hostport",
+    "fetchheads.certificates",
     "fetchheads.snapshots.changes",
     "fetchheads.snapshots.lookback",
     "fetchheads.proxy",
@@ -209,3 +210,12 @@ def test_the_checker_sees_imports_inside_functions_and_through_helpers() -> None
         "fetchheads.snapshots.lookback", runtime=True
     )
     assert layer_of("fetchheads.cli.options") < layer_of("fetchheads.run.single")
+
+
+def test_only_the_postgresql_backend_imports_psycopg() -> None:
+    importers = [
+        module
+        for module in all_modules()
+        if any(name.split(".")[0] == "psycopg" for name in direct_imports(module))
+    ]
+    assert importers == ["fetchheads.snapshots.store_postgres"]

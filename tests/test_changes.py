@@ -1,4 +1,4 @@
-"""changes.py: what --changes reports between two snapshots, and --warn-days alerts. Pure."""
+"""changes.py: what --changes reports between two snapshots. Pure."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from fetchheads.models import (
 from fetchheads.render.changes import change_lines
 from fetchheads.snapshots.changes import (
     DEFAULT_VOLATILE,
+    WARNED,
     Snapshot,
-    certificate_alerts,
     certificate_step,
     compare,
     ignored_names,
@@ -152,23 +152,6 @@ def tls(days_left: int | None) -> TLSInfo:
 
 
 @pytest.mark.parametrize(
-    ("days_left", "warn_days", "message"),
-    [
-        (29, 30, "certificate expires in 29 days (2026-12-01T00:00:00Z)"),
-        (1, 30, "certificate expires in 1 day (2026-12-01T00:00:00Z)"),
-        (-2, 30, "certificate expired (2026-12-01T00:00:00Z)"),
-        (30, 30, None),
-        (None, 30, None),
-    ],
-)
-def test_certificate_alerts_flag_fewer_than_n_days(
-    days_left: int | None, warn_days: int, message: str | None
-) -> None:
-    alerts = certificate_alerts(result(tls=tls(days_left)), warn_days)
-    assert alerts == ((Alert("certificate", message),) if message else ())
-
-
-@pytest.mark.parametrize(
     ("days_left", "warn_days", "step"),
     [
         (30, 30, None),  # not under --warn-days: no warning at all
@@ -203,9 +186,17 @@ def test_a_warning_is_news_when_it_starts_or_gets_worse() -> None:
     assert not is_news(7, None)  # renewed
 
 
-def test_no_alerts_without_the_option_or_without_tls() -> None:
-    assert certificate_alerts(result(tls=tls(3)), None) is None
-    assert certificate_alerts(result(), 30) == ()
+def test_a_certificate_warned_for_its_lifetime_or_chain_is_news_once_then_by_days() -> None:
+    """--warn-fraction and the intermediate warning have no days threshold of their own: such a
+    warning is news when it starts, then again only when the days left cross 7, 3, 1, 0."""
+    warned = (Alert("certificate", "certificate expires in 20 days, 25% of its lifetime left"),)
+    assert certificate_step(result(tls=tls(20), warnings=warned), None) == WARNED
+    assert certificate_step(result(tls=tls(20), warnings=warned), 14) == WARNED
+    assert certificate_step(result(tls=tls(5), warnings=warned), None) == 7
+    assert certificate_step(result(tls=tls(20)), None) is None  # nothing warned: no step
+    assert is_news(None, WARNED)
+    assert not is_news(WARNED, WARNED)
+    assert is_news(WARNED, 7)
 
 
 def test_records_carry_changes_and_warnings_only_when_asked() -> None:

@@ -378,7 +378,10 @@ def test_help_lists_the_options_and_ends_with_examples(flag: str) -> None:
     assert "-X, --method [GET|HEAD]" in text  # as they are sent, not click's lower case
     before, examples = text.rstrip().rsplit("Examples:", 1)
     # The other commands are named just above the examples, indented like them.
-    assert "\n  Other commands: diff, history, prune (see 'fetchheads COMMAND --help').\n" in before
+    assert (
+        "\n  Other commands: db, diff, history, prune (see 'fetchheads COMMAND --help').\n"
+        in before
+    )
     assert "fetchheads www.sina.com.cn www.sohu.com" in examples
     assert "fetchheads --json" in examples
 

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import processes
+from tests.support.postgres import Postgres
 from tests.support.servers import ThreadedServer, reply, silent
+from tests.support.snapshots import Site, query
 from tests.test_process import wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -81,9 +83,10 @@ def test_parallel_sh_runs_one_shard_per_machine_and_they_add_up(
     assert sorted(log.read_text().split()) == ["web1", "web2", "web3"]
 
 
-def _job_command() -> tuple[str, int]:
-    """The container's command of examples/kubernetes-job.yaml, and its shard count."""
-    text = (EXAMPLES / "kubernetes-job.yaml").read_text()
+def _job_command(example: str = "kubernetes-job.yaml") -> tuple[str, int]:
+    """The container's command of a Kubernetes example (a Job, or a CronJob's job template), and
+    its shard count."""
+    text = (EXAMPLES / example).read_text()
 
     def number(pattern: str) -> int:
         match = re.search(pattern, text)
@@ -95,6 +98,7 @@ def _job_command() -> tuple[str, int]:
     assert completions == number(r"parallelism: (\d+)") == shards
     # The container's command: the folded (>-) block under args, joined as YAML joins it.
     block = text.split("- >-\n", 1)[1].split("volumeMounts:", 1)[0]
+    assert "name: SHARDS" in text
     command = " ".join(line.strip() for line in block.splitlines() if line.strip())
     assert "JOB_COMPLETION_INDEX" in command
     return command, shards
@@ -194,3 +198,51 @@ def test_the_systemd_unit_names_fetchheads_by_an_absolute_path_and_runs(
     run = subprocess.run([fetchheads, *filled], capture_output=True, timeout=60, check=False)
     assert (run.returncode, run.stdout, run.stderr) == (0, b"", b"")  # the baseline: silent
     assert (tmp_path / "state" / "fetchheads" / "heads.db").stat().st_size > 0
+
+
+def test_the_kubernetes_cronjob_shards_write_one_history_into_postgres(
+    threaded_server: StartServer, tmp_path: Path, postgres: Postgres
+) -> None:
+    """examples/kubernetes-cronjob.yaml: every pod starts empty, yet with FETCHHEADS_DB (from
+    the Secret) naming one PostgreSQL database, three schedules of N pods report the one header
+    changed before the third, once, in the log of the pod whose shard holds it."""
+    text = (EXAMPLES / "kubernetes-cronjob.yaml").read_text()
+    assert "kind: CronJob" in text
+    assert re.search(r"name: FETCHHEADS_DB[^\n]*\n\s+valueFrom:\n\s+secretKeyRef:", text)
+    command, shards = _job_command("kubernetes-cronjob.yaml")
+    assert "--changes" in command
+    site = Site(Server="test/1", **{"X-Version": "1"})
+    watched = threaded_server(site.handler)
+    # The first schedule's pods run at once, as Kubernetes starts them: none is answered before
+    # all have asked, so none finishes before another starts (each records a silent baseline).
+    crowd = Site(Server="test/1")
+    crowd.hold = 30
+    hosts, urls = _hosts(tmp_path, threaded_server(crowd.handler).port, 30)
+    with hosts.open("a") as f:
+        f.write(f"http://127.0.0.1:{watched.port}/\n")
+    command = command.replace("/targets/hosts.txt", str(hosts))
+    db = postgres.new_database()
+    envs = [{**_pod_env(tmp_path, index, shards), "FETCHHEADS_DB": db} for index in range(shards)]
+    logs = []
+    for schedule in range(3):
+        if schedule == 2:
+            site.headers["X-Version"] = "2"
+        pods = [
+            processes.start(
+                ["sh", "-c", command],
+                env=envs[index],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for index in range(shards)
+        ]
+        done = [(pod.wait(timeout=120), *pod.communicate()) for pod in pods]
+        assert [(code, err) for code, _, err in done] == [(0, "")] * shards
+        logs.append([out for _, out, _ in done])
+    assert logs[0] == logs[1] == [""] * shards
+    changed = [out for out in logs[2] if out]
+    assert changed == [f"http://127.0.0.1:{watched.port}/ changed > X-Version: 1 -> 2\n"]
+    assert query(db, "SELECT count(*), count(DISTINCT run_id) FROM snapshots") == [
+        (3 * (len(urls) + 1), 3 * shards)
+    ]

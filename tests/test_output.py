@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -147,4 +149,31 @@ async def test_the_writer_pauses_above_the_high_water_mark_and_resumes_below_the
     finally:
         os.close(read_end)
         writer.close()
+        os.close(write_end)
+
+
+def _blocked_signals(thread: threading.Thread) -> int:
+    """The signal mask of ``thread``, as the kernel has it."""
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        for line in status:
+            if line.startswith("SigBlk:"):
+                return int(line.split()[1], 16)
+    raise AssertionError("no SigBlk line")
+
+
+async def test_the_output_thread_never_takes_ctrl_c_or_sigterm_from_the_main_thread() -> None:
+    """A Ctrl-C delivered to the output thread only set a flag: the main thread, asleep in the
+    asyncio loop with every target silent, did not act on it (a run that ignored Ctrl-C)."""
+    read_end, write_end = os.pipe()
+    writer = Writer()
+    try:
+        writer.write(write_end, b"x")
+        thread = next(t for t in threading.enumerate() if t.name == "fetchheads-output")
+        mask = _blocked_signals(thread)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            assert mask & (1 << (signum - 1)), f"{signum!r} may land in the output thread"
+        assert not _blocked_signals(threading.main_thread()) & (1 << (signal.SIGINT - 1))
+    finally:
+        writer.close()
+        os.close(read_end)
         os.close(write_end)

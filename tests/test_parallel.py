@@ -127,7 +127,7 @@ def test_ctrl_c_reaches_every_worker_and_what_finished_is_printed(
     workers = children_of(process.pid)
     assert len(workers) == 2  # two processes, each with its share of the list
     process.send_signal(signal.SIGINT)
-    rest, stderr = process.communicate(timeout=10)
+    rest, stderr = process.communicate(timeout=30)  # well under -t 60: a lost Ctrl-C fails
     assert process.returncode == 130
     assert rest == b""
     records = [json.loads(line) for line in finished]

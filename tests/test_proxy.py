@@ -340,6 +340,24 @@ def test_https_proxy_variable_tunnels_through_tinyproxy(
 
 
 @pytest.mark.integration
+def test_a_rejected_certificate_is_looked_at_through_the_same_tunnel(
+    tinyproxy: Tinyproxy, nginx: Nginx
+) -> None:
+    url = nginx.url("/", tls=True)
+    connect = f"CONNECT localhost:{nginx.tls_port} HTTP/1.1"
+    before = tinyproxy.log_text().count(connect)
+    code, output = cli_run("--json", url, env={"https_proxy": tinyproxy.url})  # system store
+    assert code == 1
+    record = json.loads(output)
+    assert record["error"]["kind"] == "tls"
+    assert record["error"]["message"].endswith(
+        "which is not trusted: give --cacert FILE, or -k to look anyway"
+    )
+    assert record["tls"]["san"][0] == "localhost"  # the second look went through the proxy too
+    assert tinyproxy.log_text().count(connect) == before + 2  # the verified one, and the look
+
+
+@pytest.mark.integration
 def test_L_hops_each_go_through_the_proxy(
     tinyproxy: Tinyproxy, nginx: Nginx, ca_file: Path
 ) -> None:

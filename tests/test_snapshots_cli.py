@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -24,8 +25,9 @@ from fetchheads.errors import StoreError
 from fetchheads.proxy import proxy_rules
 from fetchheads.snapshots.recorder import SnapshotOptions, run_options
 from fetchheads.snapshots.store import Store
+from tests.support.postgres import Postgres
 from tests.support.servers import ThreadedServer, silent
-from tests.support.snapshots import Site, fetchheads, run_cli, start_site
+from tests.support.snapshots import Site, fetchheads, query, run_cli, start_site
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -40,10 +42,9 @@ def digest(path: Path) -> str:
 
 
 def test_three_cron_runs_print_nothing_nothing_then_exactly_the_change(
-    site: tuple[Site, str], tmp_path: Path
+    site: tuple[Site, str], db: str
 ) -> None:
     server, target = site
-    db = str(tmp_path / "heads.db")
     outputs = []
     for run in range(3):
         if run == 2:
@@ -65,10 +66,9 @@ def test_three_cron_runs_print_nothing_nothing_then_exactly_the_change(
 
 
 def test_changes_in_json_and_a_new_target_in_an_existing_database(
-    site: tuple[Site, str], tmp_path: Path
+    site: tuple[Site, str], db: str
 ) -> None:
     server, target = site
-    db = str(tmp_path / "heads.db")
     assert fetchheads("--db", db, "--json", target)[0] == 0  # no --changes: prints everything
     server.status = "301 Moved Permanently"
     server.headers["Strict-Transport-Security"] = "max-age=60"
@@ -83,11 +83,8 @@ def test_changes_in_json_and_a_new_target_in_an_existing_database(
     assert records["new"]["changes"] == [{"name": ":status", "before": [], "after": ["301"]}]
 
 
-def test_ignore_header_and_an_error_outcome_as_changes(
-    site: tuple[Site, str], tmp_path: Path
-) -> None:
+def test_ignore_header_and_an_error_outcome_as_changes(site: tuple[Site, str], db: str) -> None:
     server, target = site
-    db = str(tmp_path / "heads.db")
     down = "127.0.0.1:9"  # discard port: nothing listens on loopback
     assert fetchheads("--db", db, target, down)[0] == 1
     server.headers["Server"] = "test/2"
@@ -233,15 +230,15 @@ def test_a_certificate_warning_under_changes_is_printed_when_new_or_worse_only(
 
 
 def test_six_overlapping_processes_lose_no_row_and_fail_none(
-    site: tuple[Site, str], tmp_path: Path
+    site: tuple[Site, str], db: str, tmp_path: Path
 ) -> None:
     server, target = site
     server.hold = 6 * 20  # every process has its first 20 requests in flight before any answer
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("".join(f"{target}/{n}\n" for n in range(200)))
-    db = tmp_path / "heads.db"  # not created yet: the six race to create it too
+    # Not created yet (no file, no tables): the six race to create it too.
     writers = [
-        run_cli("--db", str(db), "--changes", "-q", "-c", "20", "-i", str(hosts)) for _ in range(6)
+        run_cli("--db", db, "--changes", "-q", "-c", "20", "-i", str(hosts)) for _ in range(6)
     ]
     outcomes = [(p.wait(timeout=60), p.stderr.read()) for p in writers if p.stderr]
     for p in writers:
@@ -250,27 +247,21 @@ def test_six_overlapping_processes_lose_no_row_and_fail_none(
         assert p.stderr is not None
         p.stderr.close()
     assert outcomes == [(0, "")] * 6
-    connection = sqlite3.connect(db)
-    try:
-        assert connection.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 6 * 200
-        runs = connection.execute(
-            "SELECT targets, ok, finished_at IS NOT NULL FROM runs"
-        ).fetchall()
-        assert runs == [(200, 200, 1)] * 6
-        per_key = connection.execute(
-            "SELECT count(DISTINCT key), min(n), max(n) FROM "
-            "(SELECT key, count(*) AS n FROM snapshots GROUP BY key)"
-        ).fetchone()
-        assert per_key == (200, 6, 6)
-    finally:
-        connection.close()
+    assert query(db, "SELECT count(*) FROM snapshots") == [(6 * 200,)]
+    runs = query(db, "SELECT targets, ok, finished_at IS NOT NULL FROM runs")
+    assert runs == [(200, 200, 1)] * 6
+    per_key = query(
+        db,
+        "SELECT count(DISTINCT key), min(n), max(n) FROM "
+        "(SELECT key, count(*) AS n FROM snapshots GROUP BY key) AS per_key",
+    )
+    assert per_key == [(200, 6, 6)]
 
 
 def test_history_json_limit_and_the_same_target_written_another_way(
-    site: tuple[Site, str], tmp_path: Path
+    site: tuple[Site, str], db: str
 ) -> None:
     server, target = site
-    db = str(tmp_path / "heads.db")
     for version in ("1", "2", "3"):
         server.headers["X-Version"] = version
         assert fetchheads("--db", db, "-q", target)[0] == 0
@@ -283,9 +274,8 @@ def test_history_json_limit_and_the_same_target_written_another_way(
     assert {"target", "url", "status", "headers", "tls", "fetched_at", "run_id"} <= set(records[0])
 
 
-def test_diff_the_last_two_or_since_a_time(site: tuple[Site, str], tmp_path: Path) -> None:
+def test_diff_the_last_two_or_since_a_time(site: tuple[Site, str], db: str) -> None:
     server, target = site
-    db = str(tmp_path / "heads.db")
     for version in ("1", "2", "3"):
         server.headers["X-Version"] = version
         assert fetchheads("--db", db, "-q", target)[0] == 0
@@ -307,11 +297,8 @@ def test_diff_the_last_two_or_since_a_time(site: tuple[Site, str], tmp_path: Pat
     assert "neither an age" in err
 
 
-def test_prune_keeps_the_newest_and_says_what_it_did(
-    site: tuple[Site, str], tmp_path: Path
-) -> None:
+def test_prune_keeps_the_newest_and_says_what_it_did(site: tuple[Site, str], db: str) -> None:
     _, target = site
-    db = str(tmp_path / "heads.db")
     for _ in range(3):
         assert fetchheads("--db", db, "-q", target, f"{target}/other")[0] == 0
     assert fetchheads("prune", "--db", db)[0] == 2  # nothing said to keep
@@ -328,11 +315,10 @@ def test_prune_keeps_the_newest_and_says_what_it_did(
     assert len(fetchheads("history", "--db", db, target)[1].splitlines()) == 1
 
 
-def test_prune_beside_a_writing_run(site: tuple[Site, str], tmp_path: Path) -> None:
+def test_prune_beside_a_writing_run(site: tuple[Site, str], db: str, tmp_path: Path) -> None:
     _, target = site
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("".join(f"{target}/{n}\n" for n in range(1000)))
-    db = str(tmp_path / "heads.db")
     assert fetchheads("--db", db, "-q", "-i", str(hosts))[0] == 0  # run 1: what prune removes
     writer = run_cli("--db", db, "-q", "-c", "10", "-i", str(hosts), stdout=subprocess.DEVNULL)
     prunes: list[tuple[int, str, str]] = []
@@ -346,13 +332,7 @@ def test_prune_beside_a_writing_run(site: tuple[Site, str], tmp_path: Path) -> N
     final = run_cli("prune", "--db", db, "--keep", "1", "-q")
     assert final.wait(timeout=60) == 0
     final.communicate()
-    connection = sqlite3.connect(db)
-    try:
-        counts = connection.execute(
-            "SELECT run_id, count(*) FROM snapshots GROUP BY run_id"
-        ).fetchall()
-    finally:
-        connection.close()
+    counts = query(db, "SELECT run_id, count(*) FROM snapshots GROUP BY run_id")
     assert counts == [(2, 1000)]  # the writer lost nothing; run 1 is gone
 
 
@@ -367,11 +347,26 @@ def sql_statements(path: Path) -> list[str]:
     return statements
 
 
+def psql_statements(path: Path) -> list[str]:
+    """The statements of a psql file: each ends with ``;`` at the end of a line."""
+    statements, pending = [], ""
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("--") and not pending:
+            continue
+        pending += line
+        if line.rstrip().endswith(";"):
+            statements.append(pending.strip())
+            pending = ""
+    assert not pending.strip()
+    return statements
+
+
 def test_the_examples_run_as_written_and_their_sql_answers(
     threaded_server: Callable[..., ThreadedServer],
     expiring_context: ssl.SSLContext,
     ca_file: Path,
     tmp_path: Path,
+    postgres: Postgres,
 ) -> None:
     site = Site(Server="nginx/1.22", **{"Strict-Transport-Security": "max-age=60"})
     plain = threaded_server(site.handler)
@@ -428,14 +423,21 @@ def test_the_examples_run_as_written_and_their_sql_answers(
         ]
     finally:
         connection.close()
-    server_changed, expiring, failing, hsts_dropped, runs = answers
-    assert [(row[0], row[1], row[2]) for row in server_changed] == [
-        (http_target, "nginx/1.22", "nginx/1.27")
-    ]
-    assert [(row[0], row[2]) for row in expiring] == [(tls_target, 10)]
-    assert [(row[0], row[1]) for row in failing] == [("127.0.0.1:9", "connect")]
-    assert hsts_dropped == [(http_target,)]
-    assert [row[3:6] for row in runs] == [(3, 2, 1), (3, 2, 1)]
+    check_answers(answers, http_target, tls_target)
+    # The same history in PostgreSQL (db copy), and the psql versions of the queries.
+    url = postgres.new_database()
+    assert fetchheads("db", "copy", "-q", str(database), url)[:2] == (0, "")
+    answers = [query(url, sql) for sql in psql_statements(EXAMPLES / "queries-postgres.sql")]
+    check_answers(answers[:5], http_target, tls_target)
+    assert [(row[2], row[3]) for row in answers[5]] == [("finished", 3)]  # one host here
+    shell = subprocess.run(
+        ["psql", "-X", "-v", "ON_ERROR_STOP=1", url, "-f", str(EXAMPLES / "queries-postgres.sql")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (shell.returncode, shell.stderr) == (0, "")
+    assert "nginx/1.27" in shell.stdout
     # The same file through the sqlite3 shell, as the comment at its top says to run it.
     shell = subprocess.run(
         ["sqlite3", "-bail", str(database)],
@@ -446,6 +448,19 @@ def test_the_examples_run_as_written_and_their_sql_answers(
     )
     assert (shell.returncode, shell.stderr) == (0, "")
     assert "nginx/1.27" in shell.stdout
+
+
+def check_answers(answers: list[list[tuple[Any, ...]]], http_target: str, tls_target: str) -> None:
+    """What the example queries (queries.sql, queries-postgres.sql) answer after the crontab's
+    runs: the same facts from either database."""
+    server_changed, expiring, failing, hsts_dropped, runs = answers
+    assert [(row[0], row[1], row[2]) for row in server_changed] == [
+        (http_target, "nginx/1.22", "nginx/1.27")
+    ]
+    assert [(row[0], row[2]) for row in expiring] == [(tls_target, 10)]
+    assert [(row[0], row[1]) for row in failing] == [("127.0.0.1:9", "connect")]
+    assert hsts_dropped == [(http_target,)]
+    assert [row[3:6] for row in runs] == [(3, 2, 1), (3, 2, 1)]
 
 
 def test_an_interrupted_run_keeps_what_finished_and_closes_its_run(
@@ -478,7 +493,7 @@ def test_an_interrupted_run_keeps_what_finished_and_closes_its_run(
 def test_every_snapshot_command_has_help_with_examples(command: str) -> None:
     code, out, _ = fetchheads(command, "--help")
     assert code == 0
-    assert "--db PATH" in out
+    assert "--db PATH|URL" in out
     assert "FETCHHEADS_DB" in out
     assert "it must exist" in " ".join(out.split())  # they refuse a missing file
     assert "created if missing" not in " ".join(out.split())
@@ -488,7 +503,7 @@ def test_every_snapshot_command_has_help_with_examples(command: str) -> None:
 def test_fetch_help_says_db_is_created_if_missing() -> None:
     code, out, _ = fetchheads("--help")
     assert code == 0
-    assert "(SQLite; created if missing)" in " ".join(out.split())
+    assert "an SQLite file (created if missing) or a postgresql:// URL" in " ".join(out.split())
 
 
 def test_the_runs_row_keeps_options_but_no_secret(site: tuple[Site, str], tmp_path: Path) -> None:
@@ -579,3 +594,16 @@ def test_the_summary_says_why_a_changes_run_printed_nothing(
     assert code == 0
     assert len(out.splitlines()) == 2
     assert "; 2 changed" in " ".join(err.split())
+
+
+def test_db_copy_has_help_with_examples_and_creates_no_source(tmp_path: Path) -> None:
+    code, out, _ = fetchheads("db", "copy", "--help")
+    assert code == 0
+    assert "fetchheads db copy " in out.rsplit("Examples:", 1)[1]
+    code, out, _ = fetchheads("db", "--help")
+    assert (code, "copy" in out) == (0, True)
+    missing, destination = tmp_path / "typo.db", tmp_path / "new.db"
+    code, _, err = fetchheads("db", "copy", str(missing), str(destination))
+    assert code == 2
+    assert f"{missing} does not exist" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from fetchheads.snapshots import store as store_module
+from fetchheads.snapshots import store_sqlite as store_module
 from fetchheads.snapshots.changes import Snapshot
 from fetchheads.snapshots.store import Store
 from tests.support import processes

@@ -12,6 +12,8 @@ from tests.support import processes
 LOADED_ON_DEMAND = (
     "sqlite3",  # --db
     "fetchheads.snapshots.store",
+    "psycopg",  # --db postgresql://...
+    "fetchheads.snapshots.store_postgres",
     "aiodns",  # --dns-servers
     "ipaddress",  # --resolve, --noproxy, IPv6 or unusual targets
     "rich",  # the pretty view, the progress line and the summary
@@ -20,6 +22,7 @@ LOADED_ON_DEMAND = (
     "hashlib",  # --shard
     "urllib.parse",  # --proxy, -L
     "unicodedata",  # non-ASCII targets
+    "cryptography",  # the first https certificate
 )
 
 

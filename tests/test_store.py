@@ -1,4 +1,6 @@
-"""store.py: the snapshot database's schema, refusals, migrations, lookups and pruning."""
+"""store.py: the snapshot database's schema, refusals, migrations, lookups and pruning. The tests
+taking ``db`` run against both backends; the SQLite file's own are here, PostgreSQL's own in
+test_store_postgres.py."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import pytest
 
 from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.snapshots.changes import Snapshot
-from fetchheads.snapshots.store import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Store
+from fetchheads.snapshots.store import APPLICATION_ID, SCHEMA_VERSION, Store
+from fetchheads.snapshots.store_sqlite import MIGRATIONS
 
 
 def snap(key: str, fetched_at: str, *headers: tuple[str, str], status: int = 200) -> Snapshot:
@@ -67,12 +70,14 @@ def test_a_new_database_is_created_in_wal_with_the_current_schema(tmp_path: Path
     } <= columns
 
 
-def test_record_history_and_the_previous_snapshot(tmp_path: Path) -> None:
-    with Store.open(str(tmp_path / "heads.db")) as store:
+def test_record_history_and_the_previous_snapshot(db: str) -> None:
+    with Store.open(db) as store:
         assert not store.has_snapshots()
+        assert not store.has_history()
         run = store.begin_run("0", {"headers": []})
         first = snap("http://a/", "2026-11-01T00:00:00.000Z", ("Server", "one"))
         assert store.record(run, [first], previous=True) == [None]
+        assert not store.has_history()  # a run still going is no history yet
         second = snap("http://a/", "2026-11-02T00:00:00.000Z", ("Server", "two"))
         other = snap("http://b/", "2026-11-02T00:00:00.000Z")
         before = store.record(run, [second, other], previous=True)
@@ -85,10 +90,11 @@ def test_record_history_and_the_previous_snapshot(tmp_path: Path) -> None:
         assert history[0].id is not None
         assert len(store.history(["http://a/"], limit=1)) == 1
         assert store.has_snapshots()
+        assert store.has_history()  # a finished run left snapshots
 
 
-def test_a_snapshot_without_a_head_stays_without_one(tmp_path: Path) -> None:
-    with Store.open(str(tmp_path / "heads.db")) as store:
+def test_a_snapshot_without_a_head_stays_without_one(db: str) -> None:
+    with Store.open(db) as store:
         run = store.begin_run("0", {})
         down = dataclasses.replace(
             snap("http://a/", "2026-11-01T00:00:00.000Z"),
@@ -182,8 +188,8 @@ def day(n: int) -> str:
     return f"2026-11-{n:02d}T00:00:00.000Z"
 
 
-def test_prune_by_age_keeps_the_newest_snapshot_of_every_target(tmp_path: Path) -> None:
-    with Store.open(str(tmp_path / "heads.db")) as store:
+def test_prune_by_age_keeps_the_newest_snapshot_of_every_target(db: str) -> None:
+    with Store.open(db) as store:
         old_run = store.begin_run("0", {})
         store.record(old_run, [snap("http://a/", day(1)), snap("http://gone/", day(1))])
         store.finish_run(old_run, targets=2, ok=2)
@@ -197,8 +203,8 @@ def test_prune_by_age_keeps_the_newest_snapshot_of_every_target(tmp_path: Path) 
         assert [s.fetched_at for s in store.history(["http://gone/"])] == [day(1)]
 
 
-def test_prune_keep_n_per_target_and_empty_runs_go(tmp_path: Path) -> None:
-    with Store.open(str(tmp_path / "heads.db")) as store:
+def test_prune_keep_n_per_target_and_empty_runs_go(db: str) -> None:
+    with Store.open(db) as store:
         runs = []
         for n in range(1, 6):
             run = store.begin_run("0", {})
@@ -294,24 +300,28 @@ def test_a_version_2_database_migrates_to_runs_with_states_and_keeps_its_rows(
         assert not store.was_pruned(["http://a/"])
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert db.execute("SELECT id, state FROM runs").fetchall() == [(1, "finished"), (2, None)]
         columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-        assert {"state", "host", "pid", "boot_id"} <= columns
+        assert {"state", "host", "pid", "boot_id", "uid"} <= columns
+        # Version 4 names every old row, so db copy can tell them apart from any other file's.
+        uids = db.execute("SELECT uid FROM runs UNION ALL SELECT uid FROM snapshots").fetchall()
+        assert len({uid for (uid,) in uids}) == len(uids) == 3
+        assert all(len(uid) == 32 for (uid,) in uids)
     finally:
         db.close()
 
 
 def test_a_new_run_records_this_process_and_a_gone_process_means_interrupted(
-    tmp_path: Path,
+    db: str,
 ) -> None:
-    with Store.open(str(tmp_path / "heads.db")) as store:
+    with Store.open(db) as store:
         mine = store.begin_run("0", {})
         assert store.run_states([mine]) == {mine: "running"}  # this very process
         dead = store.begin_run("0", {})
-        store._db.execute("UPDATE runs SET pid = 2147483646 WHERE id = ?", (dead,))
+        store._run("UPDATE runs SET pid = 2147483646 WHERE id = ?", (dead,))
         other_host = store.begin_run("0", {})
-        store._db.execute("UPDATE runs SET host = 'elsewhere' WHERE id = ?", (other_host,))
+        store._run("UPDATE runs SET host = 'elsewhere' WHERE id = ?", (other_host,))
         assert store.run_states([mine, dead, other_host]) == {
             mine: "running",
             dead: "interrupted",
@@ -351,3 +361,20 @@ def test_a_database_is_read_only_when_asked_and_nothing_is_written(tmp_path: Pat
             store.begin_run("0", {})
     assert digest(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heads.db"]  # no -wal, -shm left
+
+
+def test_a_target_twice_in_one_batch_compares_with_its_first_snapshot(db: str) -> None:
+    with Store.open(db) as store:
+        run = store.begin_run("0", {})
+        store.record(run, [snap("http://a/", day(1), ("Server", "one"))])
+        twice = [
+            snap("http://a/", day(2), ("Server", "two")),
+            snap("http://a/", day(3), ("Server", "three")),
+        ]
+        before = store.record(run, twice, previous=True)
+        assert [s.headers if s else None for s in before] == [
+            (("Server", "one"),),
+            (("Server", "two"),),
+        ]
+        assert store.previous(["http://a/", "http://none/"])[0] is not None
+        assert store.previous(["http://none/"]) == [None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ssl
 from pathlib import Path
@@ -59,7 +60,8 @@ async def test_trusted_with_cacert_gives_the_tls_facts(
     assert timing.ttfb is not None
     assert timing.connect <= timing.tls <= timing.ttfb
     record = result.to_record()
-    assert set(record["tls"]) == {
+    # The original keys first, in their order, then those certificate decoding added.
+    assert list(record["tls"]) == [
         "version",
         "cipher",
         "subject",
@@ -67,7 +69,19 @@ async def test_trusted_with_cacert_gives_the_tls_facts(
         "not_after",
         "days_left",
         "san",
-    }
+        "not_before",
+        "serial",
+        "fingerprint_sha256",
+        "spki_sha256",
+        "key",
+        "signature_algorithm",
+        "lifetime_days",
+        "life_left",
+        "verified",
+        "self_signed",
+        "chain",
+        "chain_earliest_expiry",
+    ]
 
 
 async def test_days_left_counts_whole_days_to_expiry(ca: trustme.CA, ca_file: Path) -> None:
@@ -89,7 +103,10 @@ async def test_an_untrusted_certificate_is_kind_tls_and_says_verification(
     assert result.error.kind == ErrorKind.TLS
     assert result.error.message.startswith("certificate verification failed")
     assert result.head is None
-    assert result.tls is None
+    # A second look without verification fills in the certificate the server presented.
+    assert result.tls is not None
+    assert result.tls.verified is False
+    assert result.tls.san == ("localhost", "127.0.0.1", "::1")
     assert result.timing.connect is not None
     assert result.timing.tls is None
 
@@ -134,3 +151,44 @@ async def test_an_ip_literal_verifies_against_the_ip_san_entry(
     )
     assert result.ok, result.error
     assert result.timing.dns is None
+
+
+async def test_a_second_look_that_runs_out_of_time_leaves_the_verification_error(
+    server_ssl_context: ssl.SSLContext,
+) -> None:
+    """The look at a rejected certificate is a second connection within the target's deadline;
+    when that one never answers, the first handshake's verdict is what the record says."""
+    connections = 0
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+
+    async with LoopbackServer(reply(HEAD), ssl_context=server_ssl_context) as upstream:
+
+        async def first_through_then_silent(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            nonlocal connections
+            connections += 1
+            if connections > 1:  # the look: its handshake gets no answer
+                await asyncio.sleep(3600)
+                return
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream.port)
+            try:
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            finally:
+                up_writer.transport.abort()
+
+        async with LoopbackServer(first_through_then_silent) as front:
+            target = parse_target(f"https://localhost:{front.port}/")
+            result = await fetch_one(target, make_context(Config(timeout=1)))
+    assert connections == 2
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.TLS  # not "timeout": the look's time ran out, not ours
+    assert result.error.message == (
+        "certificate verification failed: unable to get local issuer certificate: "
+        "give --cacert FILE, or -k to look anyway"
+    )
+    assert result.tls is None

@@ -119,11 +119,12 @@ def test_many_names_are_cut_short_and_an_expired_certificate_says_so() -> None:
     assert "       expires 2027-01-30T12:00:00Z (EXPIRED 3 days ago)" in lines
 
 
-def test_an_unverified_certificate_says_why_there_are_no_names() -> None:
+def test_an_unreadable_certificate_says_why_there_are_no_names() -> None:
     tls = TLSInfo("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256", None, None, None, None)
     lines = render(result(tls=tls), waterfall=False)
     assert "  TLS  TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256" in lines
-    assert "       certificate not verified (-k): no names or dates" in lines
+    assert "       certificate not verified (-k)" in lines
+    assert "       certificate not readable: no names or dates" in lines
 
 
 def test_the_redirect_chain_comes_before_the_headers_and_hostile_text_is_escaped() -> None:

@@ -9,6 +9,7 @@
      │    ├── ConnectError          refused, unreachable, reset before any byte      kind "connect"
      │    │    └── ProxyRefusal     the proxy answered CONNECT with a refusal        kind "connect"
      │    ├── TLSError              handshake, verification, expiry, wrong host      kind "tls"
+     │    │    └── CertificateRejected  verification failed: OpenSSL's code and reason
      │    └── ProtocolError         not HTTP, empty reply, head too large, ...       kind "protocol"
      │         └── ParseError       raised by the sans-IO parser itself
      └── StoreError                 the snapshot database cannot be used now (locked, full, I/O)
@@ -76,6 +77,17 @@ class ProxyRefusal(ConnectError):
 
 class TLSError(FetchError):
     kind = ErrorKind.TLS
+
+
+class CertificateRejected(TLSError):
+    """OpenSSL refused the certificate. ``code`` and ``reason`` are its ``X509_V_ERR_*`` code and
+    words, ``host`` the name checked: ``fetch`` looks again without verification and explains."""
+
+    def __init__(self, message: str, code: int, reason: str, host: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.host = host
 
 
 class ProtocolError(FetchError):

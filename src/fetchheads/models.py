@@ -109,7 +109,24 @@ def seconds(value: float | None) -> float | None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ChainCert:
+    """One certificate of the chain a server presented: who it is, who issued it, when it ends."""
+
+    subject: str | None
+    issuer: str | None
+    not_after: str | None  # ISO 8601, UTC
+
+    def to_record(self) -> dict[str, str | None]:
+        return {"subject": self.subject, "issuer": self.issuer, "not_after": self.not_after}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TLSInfo:
+    """The TLS facts of one https target, verified or not (``-k``, a failed verification).
+
+    The first seven fields are the record's original keys and keep their meaning; the rest were
+    added with certificate decoding (``certificates.py``) and default to "not known"."""
+
     version: str | None
     cipher: str | None
     subject: str | None
@@ -117,11 +134,43 @@ class TLSInfo:
     not_after: str | None  # ISO 8601, UTC
     days_left: int | None
     san: tuple[str, ...] = ()
+    not_before: str | None = None  # ISO 8601, UTC
+    serial: str | None = None  # lower-case hex
+    fingerprint_sha256: str | None = None  # lower-case hex, of the certificate's DER bytes
+    spki_sha256: str | None = None  # lower-case hex, of its DER SubjectPublicKeyInfo
+    key: str | None = None  # "EC P-256", "RSA 2048", "Ed25519"
+    signature_algorithm: str | None = None  # "sha256WithRSAEncryption", "ecdsa-with-SHA256"
+    lifetime_days: float | None = None  # not_after - not_before, in days (2 decimals)
+    life_left: float | None = None  # the fraction of that lifetime still ahead, 0..1 (3 decimals)
+    verified: bool = False  # OpenSSL verified the chain and the name (never under -k)
+    self_signed: bool = False
+    chain: tuple[ChainCert, ...] | None = None  # as presented, leaf first; None: not knowable
+    chain_earliest_expiry: str | None = None  # the earliest not_after after the leaf
 
     def to_record(self) -> dict[str, Any]:
-        record = dataclasses.asdict(self)
-        record["san"] = list(self.san)
-        return record
+        # Spelled out, not dataclasses.asdict: once per https target, and asdict deep-copies.
+        chain = self.chain
+        return {
+            "version": self.version,
+            "cipher": self.cipher,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_after": self.not_after,
+            "days_left": self.days_left,
+            "san": list(self.san),
+            "not_before": self.not_before,
+            "serial": self.serial,
+            "fingerprint_sha256": self.fingerprint_sha256,
+            "spki_sha256": self.spki_sha256,
+            "key": self.key,
+            "signature_algorithm": self.signature_algorithm,
+            "lifetime_days": self.lifetime_days,
+            "life_left": self.life_left,
+            "verified": self.verified,
+            "self_signed": self.self_signed,
+            "chain": None if chain is None else [cert.to_record() for cert in chain],
+            "chain_earliest_expiry": self.chain_earliest_expiry,
+        }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,12 +1,14 @@
 """The snapshot tests' server and runners: a site whose headers a test changes between runs, the
-command line in-process (CliRunner) and as a real process."""
+command line in-process (CliRunner) and as a real process, and a look into either database."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -50,6 +52,21 @@ def start_site(threaded_server: Callable[..., ThreadedServer]) -> tuple[Site, st
     site = Site(Server="test/1", **{"X-Version": "1", "X-Request-Id": "abc"})
     server = threaded_server(site.handler)
     return site, f"127.0.0.1:{server.port}"
+
+
+def query(db: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` in the snapshot database ``db`` (an SQLite path or a PostgreSQL URL),
+    read behind fetchheads' back."""
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as connection:
+            return [tuple(row) for row in connection.execute(sql.encode()).fetchall()]
+    file = sqlite3.connect(db)
+    try:
+        return file.execute(sql).fetchall()
+    finally:
+        file.close()
 
 
 def fetchheads(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -10,8 +10,8 @@ the fetch options and ``make_config`` in ``options`` and ``scale``, the snapshot
          the --db database (locked past the busy timeout, a full disk, not writable)
     2    usage error (also: a --db that is not a fetchheads database, is from a newer one, is a
          FIFO or device, or lies in a directory that does not exist)
-    3    every target answered, but a certificate expires within --warn-days (under --changes:
-         only when that warning is printed, i.e. new or worse since the last run)
+    3    every target answered, but a certificate needs attention (--warn-days, --warn-fraction;
+         under --changes: only when that warning is printed, i.e. new or worse since the last run)
     130  interrupted (SIGINT); 143 terminated (SIGTERM)
     141  stdout closed by its reader (``| head``): stop quietly, as a SIGPIPE'd tool would
 """
@@ -147,6 +147,7 @@ def fetch_command(
     changes: bool,
     ignored: tuple[str, ...],
     warn_days: int | None,
+    warn_fraction: float | None,
     workers: int | None,
     **config_fields: Any,
 ) -> None:
@@ -178,7 +179,10 @@ def fetch_command(
     if changes and db is None:
         raise click.UsageError("--changes compares with earlier snapshots: give --db PATH")
     snapshots = SnapshotOptions(
-        changes=changes, ignored=ignored_names(ignored), warn_days=warn_days
+        changes=changes,
+        ignored=ignored_names(ignored),
+        warn_days=warn_days,
+        warn_fraction=warn_fraction,
     )
     session = snapshot_session(db, snapshots)
     loop_factory = process.loop_factory(config.loop)
@@ -189,7 +193,7 @@ def fetch_command(
         config=config,
         view=view,
         sources=sources,
-        snapshots=db is not None or warn_days is not None,
+        snapshots=db is not None or snapshots.warns,
         environment=environment,
     )
     if processes > 1 and not environment.can_fork:  # auto never asks for more than one here

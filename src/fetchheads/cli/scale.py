@@ -86,7 +86,7 @@ def scale_options(command: Any) -> Any:
             help="Processes (one event loop each) to spread the run over. auto: one per CPU core "
             "(at most one per 25 of -c) when targets come from a file or stdin and the output is "
             "plain or jsonl; other runs "
-            "(pretty, --db, --order input, --rate, --progress, --warn-days) use one.",
+            "(pretty, --db, --order input, --rate, --progress, --warn-*) use one.",
         ),
     )
     return option_group(*options)(command)

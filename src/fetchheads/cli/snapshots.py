@@ -1,6 +1,10 @@
 """The snapshot part of the command line (docs/snapshots.md): the options ``--db``, ``--changes``,
-``--ignore-header`` and ``--warn-days`` of the fetch command, and the commands ``history``,
-``diff`` and ``prune``. What they do lives in ``snapshots.lookback`` and ``render.history``."""
+``--ignore-header``, ``--warn-days`` and ``--warn-fraction`` of the fetch command, and the commands
+``history``, ``diff``, ``prune`` and ``db copy``. What they do lives in ``snapshots.lookback``,
+``snapshots.store`` and ``render.history``.
+
+``--db`` is an SQLite file path or a ``postgresql://`` URL (``store`` picks the backend); a URL's
+password is never shown: messages name the database as ``store.shown`` writes it."""
 
 from __future__ import annotations
 
@@ -25,15 +29,15 @@ if TYPE_CHECKING:  # sqlite3 is loaded by runs that use a database, not by every
     from fetchheads.snapshots.store import Store
 
 
-def open_store(path: str, *, readonly: bool = False) -> Store:
+def open_store(path: str, *, readonly: bool = False, param_hint: str = "--db") -> Store:
     """The database of ``--db``. A path that cannot be one is a bad argument (exit 2); one that
-    cannot be used now (locked, a full disk, unreadable) says so and exits 1."""
+    cannot be used now (locked, a full disk, unreadable, a server down) says so and exits 1."""
     from fetchheads.snapshots.store import Store
 
     try:
         return Store.open(path, readonly=readonly)
     except StoreRefused as exc:
-        raise click.BadParameter(terminal_safe(str(exc)), param_hint="--db") from None
+        raise click.BadParameter(terminal_safe(str(exc)), param_hint=param_hint) from None
     except StoreError as exc:
         _fail(str(exc))
 
@@ -43,7 +47,7 @@ def snapshot_session(db: str | None, options: SnapshotOptions) -> SnapshotSessio
     fetch: every result is still printed, and the run says how many were not recorded."""
     if db is None:
         return SnapshotSession(None, options)
-    from fetchheads.snapshots.store import Store
+    from fetchheads.snapshots.store import Store, shown
 
     try:
         return SnapshotSession(Store.open(db), options)
@@ -55,12 +59,13 @@ def snapshot_session(db: str | None, options: SnapshotOptions) -> SnapshotSessio
         store = Store.open(db, readonly=True) if options.changes else None
     except StoreError:
         store = None
-    return SnapshotSession(store, options, path=db, unavailable=unavailable)
+    return SnapshotSession(store, options, path=shown(db), unavailable=unavailable)
 
 
 class DatabasePath(click.types.StringParamType):
-    """``--db``: ``~`` expanded (also from ``FETCHHEADS_DB`` and crontab lines, which no shell
-    expands); with ``must_exist``, a missing file or directory is named as such."""
+    """``--db``: a ``postgresql://`` URL as given, or a path with ``~`` expanded (also from
+    ``FETCHHEADS_DB`` and crontab lines, which no shell expands); with ``must_exist``, a missing
+    file or directory is named as such."""
 
     name = "path"
 
@@ -68,6 +73,10 @@ class DatabasePath(click.types.StringParamType):
         self.must_exist = must_exist
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from fetchheads.snapshots.store import is_postgres
+
+        if is_postgres(str(value)):
+            return str(value)
         path = os.path.expanduser(str(value))
         if self.must_exist and not os.path.lexists(path):
             directory = os.path.dirname(os.path.abspath(path))
@@ -82,14 +91,16 @@ def _db_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., A
     mistyped path must not leave a new empty database behind)."""
     return click.option(
         "--db",
-        metavar="PATH",
+        metavar="PATH|URL",
         required=required,
         type=DatabasePath(must_exist=required),
         envvar="FETCHHEADS_DB",
         show_envvar=True,
-        help="The snapshot database that fetch --db wrote (SQLite; it must exist)."
+        help="The snapshot database that fetch --db wrote: an SQLite file (it must exist) or a "
+        "postgresql:// URL."
         if required
-        else "The snapshot database (SQLite; created if missing).",
+        else "The snapshot database: an SQLite file (created if missing) or a postgresql:// URL "
+        "(pip install 'fetchheads[postgres]'; libpq's PG* variables and ~/.pgpass apply).",
     )
 
 
@@ -119,12 +130,43 @@ def snapshot_options(command: Any) -> Any:
             "--warn-days",
             type=click.IntRange(min=0),
             metavar="N",
-            help="Warn about https certificates that expire in fewer than N days; the exit "
-            "status is then 3 (when nothing failed). Under --changes a warning is printed "
-            "(and gives 3) only when new or worse: under N, 7, 3, 1 days, expired.",
+            help="Warn about https certificates that expire in fewer than N days (verified "
+            "or not, -k too); the exit status is then 3 (when nothing failed). Under --changes "
+            "a warning is printed (and gives 3) only when new or worse: under N, 7, 3, 1 days, "
+            "expired.",
+        ),
+        click.option(
+            "--warn-fraction",
+            callback=_fraction,
+            metavar="F",
+            help="Warn about https certificates with less than F of their lifetime left: 1/3 "
+            "(when ACME clients renew), 0.25, 25%. Either --warn-* option also warns when an "
+            "intermediate the server sends expires before the certificate.  [default: off]",
         ),
     )
     return option_group(*options)(command)
+
+
+def _fraction(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """``1/3``, ``0.25`` or ``25%`` -> a fraction strictly between 0 and 1."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if text.endswith("%"):
+            fraction = float(text[:-1]) / 100
+        elif "/" in text:
+            numerator, denominator = text.split("/", 1)
+            fraction = float(numerator) / float(denominator)
+        else:
+            fraction = float(text)
+    except (ValueError, ZeroDivisionError):
+        fraction = -1.0
+    if not 0 < fraction < 1:  # NaN too
+        raise click.BadParameter(
+            f"{value!r} is not a fraction of a lifetime: give one such as 1/3, 0.25 or 25%"
+        )
+    return fraction
 
 
 def _lookback_options(command: Any) -> Any:
@@ -254,7 +296,7 @@ def prune_command(db: str, keep_days: float | None, keep: int | None, quiet: boo
         except StoreError as exc:
             _fail(str(exc))
     if not quiet:
-        where = terminal_safe(db)
+        where = terminal_safe(_shown(db))
         click.echo(
             f"pruned {counted(snapshots, 'snapshot')} and {counted(runs, 'run')} from {where}"
         )
@@ -268,10 +310,16 @@ def _keys(store: Store, target: str, scheme: str) -> tuple[list[str], list[str]]
 
 
 def _no_snapshots(target: str, db: str, stored: list[str]) -> NoReturn:
-    message = f"no snapshots of {target} in {db}"
+    message = f"no snapshots of {target} in {_shown(db)}"
     if stored:
         message += "; stored: " + ", ".join(stored)
     _fail(message)
+
+
+def _shown(location: str) -> str:
+    from fetchheads.snapshots.store import shown
+
+    return shown(location)
 
 
 def _fail(message: str) -> NoReturn:
@@ -280,4 +328,45 @@ def _fail(message: str) -> NoReturn:
     sys.exit(int(ExitStatus.FAILED))
 
 
-SNAPSHOT_COMMANDS = (history_command, diff_command, prune_command)
+@click.group("db", context_settings=CONTEXT_SETTINGS)
+def db_group() -> None:
+    """Snapshot databases as a whole: copy one into another."""
+
+
+COPY_EPILOG = """\b
+Examples:
+  fetchheads db copy ~/heads.db postgresql://fetchheads@db.example.net/heads
+  for f in web1.db web2.db web3.db; do fetchheads db copy "$f" "$FETCHHEADS_DB"; done
+  fetchheads db copy postgresql:///heads ~/heads-backup.db     # PostgreSQL into SQLite
+
+A URL's password is better left to ~/.pgpass or PGPASSWORD than written on a command line.
+"""
+
+
+@db_group.command("copy", epilog=COPY_EPILOG, context_settings=CONTEXT_SETTINGS)
+@click.argument("source", type=DatabasePath(must_exist=True))
+@click.argument("destination", type=DatabasePath(must_exist=False))
+@click.option("-q", "--quiet", is_flag=True, help="Say nothing when it worked.")
+def copy_command(source: str, destination: str, quiet: bool) -> None:
+    """Copy the runs and snapshots of SOURCE that DESTINATION does not hold yet (each SQLite file
+    or postgresql:// URL; DESTINATION is created if missing). Run again, it adds nothing: each
+    snapshot keeps its identity wherever it is copied, so several files merge into one."""
+    from fetchheads.snapshots.store import copy_history
+
+    with (
+        open_store(source, readonly=True, param_hint="SOURCE") as old,
+        open_store(destination, param_hint="DESTINATION") as new,
+    ):
+        try:
+            copied = copy_history(old, new)
+        except StoreError as exc:
+            _fail(str(exc))
+    if not quiet:
+        there = f" ({copied.present} there already)" if copied.present else ""
+        click.echo(
+            f"copied {counted(copied.snapshots, 'snapshot')} and {counted(copied.runs, 'run')} "
+            f"from {terminal_safe(_shown(source))} to {terminal_safe(_shown(destination))}{there}"
+        )
+
+
+SNAPSHOT_COMMANDS = (history_command, diff_command, prune_command, db_group)

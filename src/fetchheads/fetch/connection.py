@@ -7,17 +7,23 @@ the wording of low-level errors. Each failure is translated here, once, into
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import datetime as dt
 import errno
 import socket
 import ssl
 import time
 from collections.abc import Sequence
 
+from fetchheads.certificates import explain_rejection, tls_facts
 from fetchheads.config import Config
-from fetchheads.errors import ConnectError, FetchError, ParseError, ProtocolError, TLSError
+from fetchheads.errors import (
+    CertificateRejected,
+    ConnectError,
+    FetchError,
+    ParseError,
+    ProtocolError,
+    TLSError,
+)
 from fetchheads.fetch.resolve import Address
 from fetchheads.hostport import host_port
 from fetchheads.http.parse import HeadParser, preview_bytes
@@ -54,6 +60,9 @@ class FetchState:
     address: str | None = None
     tls: TLSInfo | None = None
     parser: HeadParser | None = None
+    failure: FetchError | None = None
+    """An error already settled that stands if the deadline passes meanwhile (the second look
+    after a failed verification)."""
 
 
 class HeadReader(asyncio.Protocol):
@@ -267,7 +276,7 @@ async def start_tls(
             transport, reader, ssl_context, server_hostname=server_hostname
         )
     except ssl.SSLCertVerificationError as exc:
-        raise TLSError(f"certificate verification failed: {exc.verify_message}") from exc
+        raise certificate_rejected(exc, server_hostname) from exc
     except ssl.SSLError as exc:
         raise TLSError(f"handshake failed: {_describe_ssl_error(exc)}") from exc
     except OSError as exc:
@@ -282,61 +291,47 @@ async def start_tls(
 
 
 def tls_info(ssl_object: ssl.SSLObject) -> TLSInfo:
-    """The TLS facts of a record. Without verification (``-k``) the peer certificate is not
-    decoded by Python, so subject, issuer, dates and names are then ``None``."""
+    """The TLS facts of a record, from the certificates as the server sent them (DER, which
+    Python gives verified or not; ``certificates`` decodes each distinct one once)."""
     cipher = ssl_object.cipher()
-    cert = ssl_object.getpeercert() or {}
-    not_after: str | None = None
-    days_left: int | None = None
-    raw_not_after = cert.get("notAfter")
-    if isinstance(raw_not_after, str):
-        expires = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(raw_not_after), dt.UTC)
-        not_after = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
-        days_left = (expires - utc_now()).days
-    san = tuple(
-        _san_value(str(entry[0]), str(entry[1]))
-        for entry in cert.get("subjectAltName", ())
-        if len(entry) == 2
-    )
-    return TLSInfo(
-        version=ssl_object.version(),
-        cipher=cipher[0] if cipher else None,
-        subject=_format_name(cert.get("subject")),
-        issuer=_format_name(cert.get("issuer")),
-        not_after=not_after,
-        days_left=days_left,
-        san=san,
+    return tls_facts(
+        ssl_object.version(),
+        cipher[0] if cipher else None,
+        ssl_object.getpeercert(binary_form=True),
+        presented_chain(ssl_object),
+        # The run's contexts verify the name exactly when they verify the chain (-k turns both
+        # off); check_hostname is a plain bool, verify_mode an enum built anew on every read.
+        verified=ssl_object.context.check_hostname,
+        now=time.time(),
     )
 
 
-def _san_value(kind: str, value: str) -> str:
-    """Python spells IPv6 SAN entries in full (``0:0:0:0:0:0:0:1``, with a trailing newline on
-    some versions); records show them as every other IPv6 address is shown, compressed."""
-    if kind == "IP Address":
-        import ipaddress  # only a certificate with an IP address in its names needs it
-
-        with contextlib.suppress(ValueError):
-            return ipaddress.ip_address(value.strip()).compressed
-    return value
-
-
-_SHORT_NAMES = {
-    "commonName": "CN",
-    "organizationName": "O",
-    "countryName": "C",
-    "organizationalUnitName": "OU",
-    "localityName": "L",
-    "stateOrProvinceName": "ST",
-}
-"""Certificate name attributes as OpenSSL abbreviates them."""
-
-
-def _format_name(name: object) -> str | None:
-    """``((('commonName', 'x'),), ...)`` -> ``CN=x, O=...``."""
-    if not isinstance(name, tuple):
+def presented_chain(ssl_object: ssl.SSLObject) -> list[bytes] | None:
+    """The certificates the server sent, leaf first, as DER; ``None`` where this Python cannot
+    tell. Python 3.13 has ``SSLObject.get_unverified_chain()``; CPython 3.10 to 3.12 have the same
+    C function, not yet public, on the object underneath (``_sslobj``); other interpreters may
+    have neither."""
+    public = getattr(ssl_object, "get_unverified_chain", None)
+    if public is not None:
+        return list(public())
+    private = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    if private is None:
         return None
-    parts = [f"{_SHORT_NAMES.get(key, key)}={value}" for rdn in name for key, value in rdn]
-    return ", ".join(parts) or None
+    certificates = private() or ()
+    return [certificate.public_bytes(_ENCODING_DER) for certificate in certificates]
+
+
+_ENCODING_DER = 2
+"""``_ssl.ENCODING_DER``: what ``public_bytes`` of a certificate in that chain takes for DER."""
+
+
+def certificate_rejected(exc: ssl.SSLCertVerificationError, host: str) -> CertificateRejected:
+    """A failed verification in OpenSSL's words, with the way out where there is one; ``fetch``
+    words it again once it has seen the certificate."""
+    code = exc.verify_code or 0
+    reason = exc.verify_message or exc.reason or str(exc)
+    message = explain_rejection(code, reason, host, None, utc_now())
+    return CertificateRejected(f"certificate verification failed: {message}", code, reason, host)
 
 
 def format_address(ip: str | None, port: int) -> str:

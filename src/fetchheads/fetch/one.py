@@ -2,7 +2,7 @@
 
 ``fetch_one`` never raises for a target's failure: it returns a ``Result`` with an ``ErrorInfo``.
 Low-level exceptions are translated into ``fetchheads.errors`` at the socket edge (here and in
-``fetchheads.connection``, which sets connections up) and nowhere else.
+``fetch.connection``, which sets connections up) and nowhere else.
 
 The hot path is an ``asyncio.Protocol`` (``connection.HeadReader``) on a raw
 ``loop.create_connection`` transport, not streams: bytes go straight from the transport into the
@@ -29,13 +29,16 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from fetchheads.certificates import explain_rejection
 from fetchheads.config import Config
 from fetchheads.connect_to import connect_address
 from fetchheads.errors import (
+    CertificateRejected,
     ConnectError,
     ErrorKind,
     FetchError,
     ProxyRefusal,
+    TLSError,
 )
 from fetchheads.fetch.connection import (
     FetchState,
@@ -92,6 +95,7 @@ class FetchContext:
     _request: tuple[Config, RequestTemplate] | None = dataclasses.field(
         default=None, init=False, repr=False
     )
+    _look_context: ssl.SSLContext | None = dataclasses.field(default=None, init=False, repr=False)
 
     def tls_context(self) -> ssl.SSLContext:
         """The run's TLS context, built on the first https target when ``make_ssl_context`` is
@@ -102,6 +106,16 @@ class FetchContext:
                 raise RuntimeError("FetchContext needs ssl_context or make_ssl_context")
             self.ssl_context = self.make_ssl_context()
         return self.ssl_context
+
+    def look_context(self) -> ssl.SSLContext:
+        """A context that verifies nothing, for a second look at a certificate that failed
+        verification (``fetch._look_anyway``); it loads no CA store."""
+        if self._look_context is None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            self._look_context = context
+        return self._look_context
 
     def deadline(self, loop: asyncio.AbstractEventLoop, delay: float) -> Deadline:
         """A deadline for the current task, ``delay`` seconds from now (see ``fetch.deadline``)."""
@@ -170,10 +184,14 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
     except asyncio.CancelledError:
         if not deadline.timed_out():
             raise
-        error = ErrorInfo(
-            ErrorKind.TIMEOUT, f"no complete response head within {timeout:g}s ({state.phase})"
-        )
-        retryable = True
+        if state.failure is not None:  # the verification failed; only the look timed out
+            error = ErrorInfo(state.failure.kind, str(state.failure))
+        else:
+            error = ErrorInfo(
+                ErrorKind.TIMEOUT,
+                f"no complete response head within {timeout:g}s ({state.phase})",
+            )
+            retryable = True
     except FetchError as exc:
         error = ErrorInfo(exc.kind, str(exc))
         retryable = exc.retryable
@@ -205,31 +223,84 @@ async def _fetch_head(
 ) -> ResponseHead:
     config = ctx.config
     proxy = config.proxies.proxy_for(target)
-    opening = (
-        open_connection(target, ctx, state, loop)
-        if proxy is None
-        else open_via_proxy(target, proxy, ctx, state)
-    )
-    if config.connect_timeout is None:
-        transport, reader = await opening
-    else:
-        deadline = ctx.deadline(loop, config.connect_timeout)
-        try:
+    opening = _opening(target, proxy, ctx, state, loop)
+    try:
+        if config.connect_timeout is None:
             transport, reader = await opening
-        except asyncio.CancelledError:
-            if not deadline.timed_out():
-                raise
-            raise ConnectError(
-                f"no connection within --connect-timeout {config.connect_timeout:g}s "
-                f"({state.phase})"
-            ) from None
-        finally:
-            deadline.cancel()
+        else:
+            transport, reader = await _within_connect_timeout(opening, ctx, state, loop)
+    except CertificateRejected as exc:
+        raise await _look_anyway(target, proxy, ctx, state, exc) from exc
     if proxy is not None and target.scheme == "http":
         request = proxied_request(target, config, proxy)
     else:
         request = ctx.request(target)
     return await exchange(transport, reader, request, state)
+
+
+def _opening(
+    target: Target,
+    proxy: Proxy | None,
+    ctx: FetchContext,
+    state: FetchState,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Opening:
+    if proxy is None:
+        return open_connection(target, ctx, state, loop)
+    return open_via_proxy(target, proxy, ctx, state)
+
+
+async def _within_connect_timeout(
+    opening: Opening, ctx: FetchContext, state: FetchState, loop: asyncio.AbstractEventLoop
+) -> tuple[asyncio.Transport, HeadReader]:
+    timeout = ctx.config.connect_timeout
+    assert timeout is not None
+    deadline = ctx.deadline(loop, timeout)
+    try:
+        return await opening
+    except asyncio.CancelledError:
+        if not deadline.timed_out():
+            raise
+        raise ConnectError(
+            f"no connection within --connect-timeout {timeout:g}s ({state.phase})"
+        ) from None
+    finally:
+        deadline.cancel()
+
+
+async def _look_anyway(
+    target: Target,
+    proxy: Proxy | None,
+    ctx: FetchContext,
+    state: FetchState,
+    rejected: CertificateRejected,
+) -> TLSError:
+    """After a failed verification: the error to report, worded from the certificate itself.
+
+    Python's ssl hands over no certificate from a handshake that failed verification, and offers
+    no verify callback; so the same place (the target, its --connect-to address or its proxy) is
+    asked once more, without verification, for the certificates only; then the connection is
+    dropped. Verification stays OpenSSL's: the first handshake's verdict is the one reported.
+    The second handshake costs a connection on failed verifications only, and runs within the
+    target's own deadline (``-t``); if it fails, or the deadline passes, OpenSSL's words stand."""
+    state.failure = rejected
+    look = FetchState(start=time.perf_counter())
+    looking = dataclasses.replace(
+        ctx, ssl_context=ctx.look_context(), make_ssl_context=None, pace=None
+    )
+    try:
+        transport, _ = await _opening(target, proxy, looking, look)
+    except FetchError:
+        return rejected
+    transport.abort()
+    state.tls = look.tls
+    state.failure = None
+    if look.tls is None:
+        return rejected
+    explained = explain_rejection(
+        rejected.code, rejected.reason, rejected.host, look.tls, utc_now()
+    )
+    return TLSError(f"certificate verification failed: {explained}")
 
 
 async def exchange(

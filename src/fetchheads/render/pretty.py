@@ -136,7 +136,8 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
     if head is not None and head.headers:
         parts.extend(header_lines(head.headers))
     if result.tls is not None:
-        parts.extend(tls_lines(result.tls))
+        rejected = result.error is not None and result.error.kind == "tls"
+        parts.extend(tls_lines(result.tls, rejected=rejected))
     if waterfall:
         bars = waterfall_lines(result.timing)
         if bars and result.redirects:
@@ -186,22 +187,35 @@ def _redirect_lines(result: Result) -> list[RenderableType]:
     return lines
 
 
-def tls_lines(tls: TLSInfo) -> list[RenderableType]:
-    """The TLS facts: protocol and cipher, expiry in days, issuer, the names the certificate
-    covers. Without verification (``-k``) the certificate is not decoded, and the block says so."""
+def tls_lines(tls: TLSInfo, *, rejected: bool = False) -> list[RenderableType]:
+    """The TLS facts: protocol and cipher, whether the certificate was verified, its expiry and
+    lifetime, issuer, subject, names, key and fingerprints, and the chain the server sent.
+    ``rejected``: verification failed (the error line says why), so no "not verified" line."""
     first = Text("  TLS  ", style="dim")
     first.append(" ".join(part for part in (tls.version, tls.cipher) if part) or "?")
     lines: list[RenderableType] = [first]
+    if not tls.verified and not rejected:
+        lines.append(Text("       certificate not verified (-k)", style="yellow"))
     if tls.not_after is None:
-        lines.append(Text("       certificate not verified (-k): no names or dates", style="dim"))
+        lines.append(Text("       certificate not readable: no names or dates", style="dim"))
         return lines
     expiry = Text("       expires ", style="dim")
     days = "?" if tls.days_left is None else counted(tls.days_left, "day")
     if tls.days_left is not None and tls.days_left < 0:
         days = f"EXPIRED {counted(-tls.days_left, 'day')} ago"
+    if tls.life_left is not None and tls.lifetime_days is not None:
+        days += f"; {tls.life_left:.0%} of its {tls.lifetime_days:.0f}-day lifetime left"
     expiry.append(f"{tls.not_after} ({days})", style=_days_style(tls.days_left))
     lines.append(expiry)
-    for label, value in (("issuer", tls.issuer), ("subject", tls.subject)):
+    issuer = f"{tls.issuer} (self-signed)" if tls.self_signed else tls.issuer
+    for label, value in (
+        ("issuer", issuer),
+        ("subject", tls.subject),
+        ("key", ", ".join(part for part in (tls.key, tls.signature_algorithm) if part)),
+        ("serial", tls.serial),
+        ("sha256", tls.fingerprint_sha256),
+        ("spki sha256", tls.spki_sha256),
+    ):
         if value:
             line = Text(f"       {label} ", style="dim")
             line.append(terminal_safe(value))
@@ -213,6 +227,23 @@ def tls_lines(tls: TLSInfo) -> list[RenderableType]:
         line.append(shown)
         if more > 0:
             line.append(f" +{more} more", style="dim")
+        lines.append(Hanging(line, 7))
+    lines.extend(_chain_lines(tls, tls.not_after))
+    return lines
+
+
+def _chain_lines(tls: TLSInfo, leaf_end: str) -> list[RenderableType]:
+    """``chain SUBJECT, expires DATE`` for each certificate the server sent after its own; red
+    when it expires before the certificate itself."""
+    if tls.chain is None:
+        return [Text("       chain not known: this Python cannot show it (3.13 can)", style="dim")]
+    lines: list[RenderableType] = []
+    for cert in tls.chain[1:]:
+        line = Text("       chain ", style="dim")
+        line.append(terminal_safe(cert.subject or "?"))
+        line.append(", expires ", style="dim")
+        early = cert.not_after is not None and cert.not_after < leaf_end
+        line.append(cert.not_after or "?", style="bold red" if early else "")
         lines.append(Hanging(line, 7))
     return lines
 

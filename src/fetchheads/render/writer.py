@@ -36,6 +36,8 @@ import stat
 import threading
 from collections.abc import Callable
 
+from fetchheads.threads import stop_signals_kept_from_new_threads
+
 HIGH_WATER = 1024 * 1024
 """Bytes waiting for the reader before the run stops starting new targets: a few thousand
 records, enough that a reader that is merely slower than the run is never idle."""
@@ -105,7 +107,7 @@ class Writer:
         """Wait until everything handed over is written (or has failed); end the thread.
 
         Blocks for as long as the reader does not read: a second Ctrl-C or SIGTERM ends the
-        process from there (``process.on_sigint``), as it did from a blocked write."""
+        process from there (``run.process.StopSignals``), as it did from a blocked write."""
         if self._thread is not None:
             self._jobs.put((_END, b""))
             self._thread.join()
@@ -117,7 +119,8 @@ class Writer:
             self._resumed = asyncio.Event()
             self._resumed.set()
         self._thread = threading.Thread(target=self._serve, name="fetchheads-output", daemon=True)
-        self._thread.start()
+        with stop_signals_kept_from_new_threads():
+            self._thread.start()
 
     def _pause(self) -> None:
         if self._resumed is None:

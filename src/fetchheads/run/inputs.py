@@ -23,6 +23,7 @@ from fetchheads.credentials import redact_url
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
 from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, OverlongLine, parse_target
+from fetchheads.threads import stop_signals_kept_from_new_threads
 
 READ_SIZE = 64 * 1024
 STDIN = "-"
@@ -133,7 +134,8 @@ class InputThread:
             self._thread = threading.Thread(
                 target=self._serve, name="fetchheads-input", daemon=True
             )
-            self._thread.start()
+            with stop_signals_kept_from_new_threads():
+                self._thread.start()
         self._jobs.put(job)
         return await future
 

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
+from fetchheads.threads import STOP_SIGNALS
+
 if sys.platform != "win32":  # Windows has no RLIMIT_NOFILE to raise
     import resource
 
@@ -228,9 +230,6 @@ def _on_stop_signal(
 
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signum, handler)
-
-
-STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 def hold_stop_signals() -> None:

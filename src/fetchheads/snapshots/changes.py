@@ -1,4 +1,4 @@
-"""What changed between two snapshots of a target, and which certificates need attention. Pure.
+"""What changed between two snapshots of a target. Pure.
 
 A *snapshot* is one stored observation of a target (a row of the ``snapshots`` table, or the result
 just fetched). ``compare`` turns two of them into ``Change`` entries, the ``changes`` list of a
@@ -28,7 +28,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from fetchheads.models import Alert, Change, Headers, Result, format_timestamp
+from fetchheads.models import Change, Headers, Result, format_timestamp
 
 DEFAULT_VOLATILE = frozenset(
     name.lower()
@@ -226,31 +226,27 @@ def _header_changes(before: Headers, after: Headers, ignored: frozenset[str]) ->
 
 CERTIFICATE_STEPS = (7, 3, 1, 0)
 """Days left under which a certificate warning is news again (0: expired), below --warn-days."""
+WARNED = 1_000_000
+"""The step of a certificate warned about for another reason than --warn-days (--warn-fraction, an
+intermediate that expires first) while above every step of days: news once, then at 7, 3, 1, 0."""
 
 
 def certificate_step(result: Result, warn_days: int | None) -> int | None:
     """The step a certificate has reached: the smallest of ``warn_days``, 7, 3, 1 and 0 that its
-    days left are under (0: expired); None when it is not under ``warn_days`` (or no option)."""
+    days left are under (0: expired); ``WARNED`` when it carries a certificate warning for another
+    reason while above them; None when it is not warned about (or no option)."""
     tls = result.tls
-    if warn_days is None or tls is None or tls.days_left is None or tls.days_left >= warn_days:
+    if tls is None or tls.days_left is None:
         return None
-    steps = (warn_days, *(step for step in CERTIFICATE_STEPS if step < warn_days))
-    return min(step for step in steps if tls.days_left < step)
+    days = tls.days_left
+    if warn_days is not None and days < warn_days:
+        steps = (warn_days, *(step for step in CERTIFICATE_STEPS if step < warn_days))
+        return min(step for step in steps if days < step)
+    if any(alert.kind == "certificate" for alert in result.warnings or ()):
+        return min((step for step in CERTIFICATE_STEPS if days < step), default=WARNED)
+    return None
 
 
 def is_news(before: int | None, after: int | None) -> bool:
     """Whether a certificate at step ``after`` is news after step ``before`` (None: none)."""
     return after is not None and (before is None or after < before)
-
-
-def certificate_alerts(result: Result, warn_days: int | None) -> tuple[Alert, ...] | None:
-    """``--warn-days N``: an alert when the certificate expires in fewer than N days (so
-    ``--warn-days 30`` flags 29 days left, not 30). ``None`` when the option is not given."""
-    if warn_days is None:
-        return None
-    tls = result.tls
-    if tls is None or tls.days_left is None or tls.days_left >= warn_days:
-        return ()
-    days = tls.days_left
-    when = "expired" if days < 0 else f"expires in {days} day{'' if days == 1 else 's'}"
-    return (Alert("certificate", f"certificate {when} ({tls.not_after})"),)

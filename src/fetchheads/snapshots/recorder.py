@@ -9,9 +9,10 @@ next one gathers, so a slow database gets fewer, larger transactions.
 Without ``--changes`` a result is printed at once and recorded on the side. With it, the writer
 thread reads each target's previous snapshot in the same transaction that stores the new one, and
 the result comes back to the loop carrying its ``changes``; only results with changes (or alerts)
-are printed. A run into a database with no snapshots at all records the baseline and prints only
-the targets that fail: that first cron run would otherwise mail every target as "new", but a target
-failing from the start is news. A certificate warning is printed when it is news (``is_news``).
+are printed. A run into a database with no history (no run that finished with snapshots, so also
+every shard of a fleet's first schedule) records the baseline and prints only the targets that
+fail: that first cron run would otherwise mail every target as "new", but a target failing from
+the start is news. A certificate warning is printed when it is news (``is_news``).
 
 A database that cannot take a batch (locked past the busy timeout, a full disk) does not stop the
 run: the batch is counted as not recorded, ``--changes`` compares it with what can still be read
@@ -29,10 +30,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fetchheads import __version__
+from fetchheads.certificates import certificate_alerts
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.models import Result, format_timestamp, utc_now
-from fetchheads.snapshots.changes import Snapshot, certificate_alerts, compare, is_news, snapshot_of
+from fetchheads.snapshots.changes import Snapshot, compare, is_news, snapshot_of
 from fetchheads.wording import counted
 
 if TYPE_CHECKING:  # sqlite3 is loaded only by runs with --db (cli opens the store)
@@ -51,6 +53,12 @@ class SnapshotOptions:
     changes: bool = False
     ignored: frozenset[str] = frozenset()
     warn_days: int | None = None
+    warn_fraction: float | None = None
+
+    @property
+    def warns(self) -> bool:
+        """Whether certificates are checked (``--warn-days`` or ``--warn-fraction``)."""
+        return self.warn_days is not None or self.warn_fraction is not None
 
 
 RECORDED_OPTIONS = (
@@ -90,6 +98,7 @@ def run_options(config: Config, options: SnapshotOptions) -> dict[str, Any]:
             recorded[f"{scheme}_proxy"] = f"{proxy.host}:{proxy.port}"
     recorded["changes"] = options.changes
     recorded["warn_days"] = options.warn_days
+    recorded["warn_fraction"] = options.warn_fraction
     return recorded
 
 
@@ -307,7 +316,7 @@ class SnapshotSession:
         self._run_options = run_options(config, self.options)
         self._started_at = format_timestamp(utc_now())
         with contextlib.suppress(StoreError):  # a read: WAL readers wait for no writer
-            self._baseline = self.options.changes and not self.store.has_snapshots()
+            self._baseline = self.options.changes and not self.store.has_history()
 
     def _ensure_run(self) -> int:
         """The ``runs`` row's id, made on first use (raises StoreError)."""
@@ -320,9 +329,10 @@ class SnapshotSession:
 
     def annotate(self, result: Result) -> Result:
         self._targets += 1
-        if self.options.warn_days is None:
+        options = self.options
+        if not options.warns:
             return result
-        alerts = certificate_alerts(result, self.options.warn_days)
+        alerts = certificate_alerts(result, options.warn_days, options.warn_fraction)
         self.alerts += bool(alerts)
         return dataclasses.replace(result, warnings=alerts)
 
@@ -369,7 +379,7 @@ class SnapshotSession:
                 targets=targets,
                 ok=ok,
                 changed=recorder.changed if recorder and self.options.changes else None,
-                warnings=self.alerts if self.options.warn_days is not None else None,
+                warnings=self.alerts if self.options.warns else None,
                 interrupted=interrupted,
             )
         except StoreError:

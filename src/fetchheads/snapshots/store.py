@@ -1,37 +1,32 @@
-"""The snapshot database (docs/snapshots.md "The database"): SQLite, one owned connection.
+"""The snapshot database (docs/snapshots.md "The database"): what every backend offers, and the
+part of it they share.
 
-A documented interface, queried by users with ``sqlite3`` or Datasette::
+Two backends keep the same tables with the same meaning: SQLite (``store_sqlite``, a file, the
+embedded default) and PostgreSQL (``store_postgres``, ``--db postgresql://...``, the shared store
+of a fleet; psycopg 3 is an optional extra, imported only by that module)::
 
-    runs       one row per invocation: started_at, finished_at, version, options (JSON), counts,
-               state ('running', 'finished', 'interrupted'), host, pid, boot_id
-    snapshots  one row per fetched target: id, run_id, key, target, url, fetched_at, ok, status,
-               reason, http_version, headers (JSON [[name, value], ...]; NULL when no head came),
-               error_kind, error_message, address, timing (JSON), tls (JSON), redirects (JSON),
-               cert_threshold (the --warn-days step the certificate had reached, see changes.py)
+    runs       one row per invocation: uid, started_at, finished_at, version, options (JSON),
+               counts, state ('running', 'finished', 'interrupted'), host, pid, boot_id
+    snapshots  one row per fetched target: id, uid, run_id, key, target, url, fetched_at, ok,
+               status, reason, http_version, headers (JSON [[name, value], ...]; NULL when no
+               head came), error_kind, error_message, address, timing (JSON), tls (JSON),
+               redirects (JSON), cert_threshold (the --warn-days step reached, see changes.py)
     headers    (view) one row per header line: snapshot_id, key, target, fetched_at, name, value
     pruned_keys  the keys prune has deleted snapshots of: their oldest kept is not their first
 
-Overlapping cron runs share the file safely: WAL (readers never wait for the writer), a busy
-timeout (a writer waits its turn instead of failing), and short ``BEGIN IMMEDIATE`` transactions
-(the write lock is taken up front, so two writers never deadlock upgrading a read lock).
+``uid`` (32 hex digits, random) names a run or a snapshot in every database it is copied to:
+``copy_history`` maps runs to new ids and skips the snapshots already there, so a copy run twice
+adds nothing, and several SQLite files (whose integer ids overlap) merge into one.
 
-The schema is versioned with ``PRAGMA user_version`` and migrated forward by ``MIGRATIONS``; the
-file is marked with ``PRAGMA application_id``. A path that cannot hold a fetchheads database (not
-SQLite at all, SQLite with other tables, a newer schema, a FIFO or device, a missing directory) is
-refused with ``StoreRefused`` before anything is written to it; a database that cannot be used
-right now (locked past the busy timeout, a full disk, an I/O error) raises ``StoreError``.
+Writes of one key are serialized, and ``record(previous=True)`` reads each key's latest stored
+snapshot in the transaction that inserts the new one: SQLite has one writer at a time, PostgreSQL
+takes a lock per key for the batch's transaction. So when two overlapping runs fetch the same
+target, the one that records it first compares with the history before both, and the other with
+the first one's snapshot: a change is reported once, by the run that recorded it first.
 
-``history`` and ``diff`` open the file read-only (``Store.open(readonly=True)``): a user who may
-only read it (another user's file in a directory they cannot write) can still look. WAL needs the
-``-shm`` file beside the database; when it does not exist and cannot be created, and there is no
-``-wal`` content it would miss, the file is read as ``immutable``.
-
-A run's state (running, finished, interrupted: a SIGKILLed run writes no finish) is told by
-``runs.run_state`` from the row's pid, host and boot id.
-
-The only module that imports sqlite3; every ``sqlite3.Error`` is translated to ``StoreError`` here.
-SQLite specifics (PRAGMAs, URIs, WAL) stay in this module; the SQL of the tables and queries is
-kept portable where that costs nothing.
+Every backend error is a ``StoreError`` (cannot be used now) or ``StoreRefused`` (can never be a
+fetchheads database; left untouched). ``Store.path`` names the database in messages: a file path,
+or a URL with its password shown as ``***``.
 """
 
 from __future__ import annotations
@@ -41,183 +36,204 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import sqlite3
-import stat
-import time
-import urllib.parse
-from collections.abc import Collection, Iterator, Sequence
+import re
+import uuid
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from fetchheads.errors import StoreError, StoreRefused
+from fetchheads.credentials import redact_url
 from fetchheads.models import format_timestamp, utc_now
 from fetchheads.snapshots.changes import Snapshot
 from fetchheads.snapshots.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
 
-APPLICATION_ID = 0x46484431  # "FHD1": marks the file as fetchheads'
-BUSY_TIMEOUT = 30.0
-"""Seconds a writer waits for another's lock: far above any one transaction (milliseconds), so six
-overlapping cron runs queue up instead of failing."""
+SCHEMA_VERSION = 4
+"""Both backends number their migrations alike: version N means the same tables everywhere."""
+APPLICATION_ID = 0x46484431  # "FHD1": marks a database as fetchheads'
 PRUNE_BATCH = 2000
-"""Rows deleted per transaction, so ``prune`` never holds the lock long beside a writing run."""
-SQLITE_MAGIC = b"SQLite format 3\x00"
+"""Rows deleted per transaction, so ``prune`` never holds a lock long beside a writing run."""
+COPY_BATCH = 2000
+"""Snapshots read and written per transaction by ``copy_history``."""
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-# Each entry takes the schema from version i to i + 1, in one transaction with the version bump.
-# Statements are split on ";", so no trigger bodies: append new entries, never edit old ones.
-MIGRATIONS: tuple[str, ...] = (
-    # 0 -> 1: the tables.
-    """
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        version TEXT NOT NULL,
-        options TEXT NOT NULL,
-        targets INTEGER NOT NULL DEFAULT 0,
-        ok INTEGER NOT NULL DEFAULT 0,
-        failed INTEGER NOT NULL DEFAULT 0,
-        changed INTEGER,
-        warnings INTEGER
-    );
-    CREATE TABLE snapshots (
-        id INTEGER PRIMARY KEY,
-        run_id INTEGER NOT NULL REFERENCES runs(id),
-        key TEXT NOT NULL,
-        target TEXT NOT NULL,
-        url TEXT,
-        fetched_at TEXT NOT NULL,
-        ok INTEGER NOT NULL,
-        status INTEGER,
-        reason TEXT,
-        http_version TEXT,
-        headers TEXT,
-        error_kind TEXT,
-        error_message TEXT,
-        address TEXT,
-        timing TEXT NOT NULL,
-        tls TEXT,
-        redirects TEXT NOT NULL
-    );
-    CREATE INDEX snapshots_by_key ON snapshots (key, fetched_at);
-    CREATE INDEX snapshots_by_run ON snapshots (run_id);
-    CREATE INDEX snapshots_by_time ON snapshots (fetched_at);
-    """,
-    # 1 -> 2: one row per header line, for queries like "whose Server changed this week".
-    """
-    CREATE VIEW headers AS
-    SELECT s.id AS snapshot_id, s.key, s.target, s.fetched_at,
-           json_extract(h.value, '$[0]') AS name, json_extract(h.value, '$[1]') AS value
-    FROM snapshots AS s, json_each(s.headers) AS h;
-    """,
-    # 2 -> 3: which runs were interrupted (a SIGKILLed run leaves no finish behind: its state is
-    # told from its process), how far each certificate warning had gone (--changes prints one
-    # again only when it gets worse), and which keys prune has thinned (no "first snapshot").
-    """
-    ALTER TABLE runs ADD COLUMN state TEXT;
-    ALTER TABLE runs ADD COLUMN host TEXT;
-    ALTER TABLE runs ADD COLUMN pid INTEGER;
-    ALTER TABLE runs ADD COLUMN boot_id TEXT;
-    UPDATE runs SET state = 'finished' WHERE finished_at IS NOT NULL;
-    ALTER TABLE snapshots ADD COLUMN cert_threshold INTEGER;
-    CREATE TABLE pruned_keys (key TEXT PRIMARY KEY);
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_COLUMNS = (
-    "id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
+SNAPSHOT_FIELDS = (
+    "run_id, uid, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
     "error_kind, error_message, address, timing, tls, redirects, cert_threshold"
 )
-_INSERT = (
-    "INSERT INTO snapshots (run_id, key, target, url, fetched_at, ok, status, reason, "
-    "http_version, headers, error_kind, error_message, address, timing, tls, redirects, "
-    "cert_threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+"""The columns a snapshot row is written with, in ``encode``'s order."""
+RUN_FIELDS = (
+    "uid, started_at, finished_at, version, options, targets, ok, failed, changed, warnings, "
+    "state, host, pid, boot_id"
 )
-_PREVIOUS = (
-    "SELECT id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
-    "error_kind, error_message, NULL, '{}', NULL, '[]', cert_threshold "
-    "FROM snapshots WHERE key = ? ORDER BY fetched_at DESC, id DESC LIMIT 1"
-)
-"""What --changes compares, and no more: decoding every JSON column of every predecessor would
-double the cost of a --changes run."""
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
-_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def is_postgres(location: str) -> bool:
+    return location.startswith(POSTGRES_SCHEMES)
+
+
+def shown(location: str) -> str:
+    """``location`` as a message may name it: a URL's password (before the host or as the
+    ``password`` parameter) is ``***``."""
+    if not is_postgres(location):
+        return location
+    authority = re.split(r"[/?#]", location.split("://", 1)[1], maxsplit=1)[0]
+    if ":" in authority.rpartition("@")[0]:  # a user name alone is no secret to libpq
+        location = redact_url(location)
+    return _PASSWORD_PARAMETER.sub(r"\1***", location)
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex
+
+
+def dumps(value: Any) -> str:
+    return _ENCODER.encode(value)
+
+
+def encode(run_id: int, s: Snapshot, uid: str | None = None) -> tuple[Any, ...]:
+    """A snapshot as the row ``SNAPSHOT_FIELDS`` names (JSON as text, ``ok`` a bool)."""
+    return (
+        run_id,
+        uid or new_uid(),
+        s.key,
+        s.target,
+        s.url,
+        s.fetched_at,
+        bool(s.ok),
+        s.status,
+        s.reason,
+        s.http_version,
+        dumps([list(pair) for pair in s.headers]) if s.has_head else None,
+        s.error_kind,
+        s.error_message,
+        s.address,
+        dumps(s.timing or {}),
+        None if s.tls is None else dumps(s.tls),
+        dumps(list(s.redirects)),
+        s.cert_threshold,
+    )
+
+
+def decode(row: Sequence[Any]) -> Snapshot:
+    """A row of ``Store.SNAPSHOT_COLUMNS`` (id, run_id, then the snapshot) as a Snapshot."""
+    (id_, run_id, key, target, url, fetched_at, ok, status, reason, http_version) = row[:10]
+    headers, error_kind, error_message, address, timing, tls, redirects, threshold = row[10:]
+    pairs = json.loads(headers) if headers is not None else []
+    return Snapshot(
+        key=key,
+        target=target,
+        url=url,
+        fetched_at=fetched_at,
+        ok=bool(ok),
+        status=status,
+        reason=reason,
+        http_version=http_version,
+        headers=tuple((str(name), str(value)) for name, value in pairs),
+        has_head=headers is not None,
+        error_kind=error_kind,
+        error_message=error_message,
+        address=address,
+        timing=json.loads(timing),
+        tls=None if tls is None else json.loads(tls),
+        redirects=tuple(json.loads(redirects)),
+        cert_threshold=threshold,
+        id=id_,
+        run_id=run_id,
+    )
 
 
 class Store:
-    """An open, checked, migrated snapshot database. Use from one thread at a time."""
+    """An open, checked, migrated snapshot database. Use from one thread at a time.
 
-    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
-        self._db = connection
-        self.path = path
+    ``Store.open`` picks the backend from the location. The queries here are shared: they are
+    written with ``?`` parameters and portable SQL, and each backend provides the primitives
+    (``_rows``, ``_run``, ``_many``, transactions, inserts) and the few expressions that differ
+    (``_ts``: a timestamp column as the text snapshots sort by)."""
+
+    SNAPSHOT_COLUMNS = (
+        "id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
+        "error_kind, error_message, address, timing, tls, redirects, cert_threshold"
+    )
+    PREVIOUS_COLUMNS = (
+        "id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
+        "error_kind, error_message, NULL, '{}', NULL, '[]', cert_threshold"
+    )
+    """What --changes compares, and no more: decoding every JSON column of every predecessor
+    would double the cost of a --changes run."""
+
+    path: str
 
     @classmethod
-    def open(cls, path: str, *, readonly: bool = False, busy_timeout: float | None = None) -> Store:
+    def open(
+        cls, location: str, *, readonly: bool = False, busy_timeout: float | None = None
+    ) -> Store:
         """Open (creating it if missing, unless ``readonly``) and migrate the database at
-        ``path``. Raises ``StoreRefused`` for a path that cannot be a fetchheads database (left
-        untouched), ``StoreError`` for one that cannot be used now."""
-        timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
-        _check_file(path, must_exist=readonly)
-        if readonly:
-            return cls._open_readonly(path, timeout)
-        store = cls(_connect(path, path, timeout), path)
-        try:
-            store._check_identity()  # reads only: a refused file is not written to
-            store._prepare(timeout)
-        except BaseException:
-            store.close()
-            raise
-        return store
+        ``location``: a ``postgresql://`` URL, or an SQLite file path. Raises ``StoreRefused``
+        for one that cannot be a fetchheads database (left untouched), ``StoreError`` for one
+        that cannot be used now."""
+        if is_postgres(location):
+            from fetchheads.snapshots.store_postgres import PostgresStore
 
-    @classmethod
-    def _open_readonly(cls, path: str, timeout: float) -> Store:
-        uri = "file:" + urllib.parse.quote(os.path.abspath(path))
-        # A user who may write there reads through an ordinary connection, which removes the
-        # -wal and -shm files when it closes; a read-only one would leave them behind.
-        directory = os.path.dirname(os.path.abspath(path))
-        writable = os.access(path, os.W_OK) and os.access(directory, os.W_OK)
-        mode = "rw" if writable else "ro"
-        store = cls(_connect(f"{uri}?mode={mode}", path, timeout, uri=True), path)
-        with store._translate("open"):
-            store._db.execute("PRAGMA query_only = ON")  # reads only, whatever the mode
-        try:
-            try:
-                version = store._check_identity()
-            except StoreRefused:
-                raise
-            except StoreError:
-                # WAL reads need the -shm file; this user cannot create it beside the file.
-                store.close()
-                if _has_wal_content(path):
-                    raise StoreError(
-                        f"{path}: cannot read: changes not yet merged into it wait in its -wal "
-                        "file, and this user cannot create its -shm file: run as its owner",
-                        "its -wal file cannot be read by this user",
-                    ) from None
-                store = cls(_connect(f"{uri}?mode=ro&immutable=1", path, timeout, uri=True), path)
-                version = store._check_identity()
-            if version < SCHEMA_VERSION:
-                # An older schema is migrated by whoever may write it; a reader only asks.
-                store.close()
-                try:
-                    Store.open(path, busy_timeout=timeout).close()
-                except StoreRefused:
-                    raise
-                except StoreError as exc:
-                    raise StoreError(
-                        f"{path}: schema version {version} must be migrated to "
-                        f"{SCHEMA_VERSION} first, which this user cannot do ({exc.reason}): "
-                        "run fetchheads --db on it as its owner",
-                        exc.reason,
-                    ) from None
-                return cls._open_readonly(path, timeout)
-        except BaseException:
-            store.close()
-            raise
-        return store
+            return PostgresStore.open(location, readonly=readonly, busy_timeout=busy_timeout)
+        from fetchheads.snapshots.store_sqlite import SqliteStore
+
+        return SqliteStore.open(location, readonly=readonly, busy_timeout=busy_timeout)
+
+    # -- what a backend provides ---------------------------------------------------------------
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.close()
+        raise NotImplementedError
+
+    def _translate(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        """Turns the driver's errors into StoreError naming the database."""
+        raise NotImplementedError
+
+    def _read(self) -> contextlib.AbstractContextManager[None]:
+        """One snapshot for several reads; nested inside ``_write``, the write's own."""
+        raise NotImplementedError
+
+    def _write(self) -> contextlib.AbstractContextManager[None]:
+        """One short write transaction (translating errors)."""
+        raise NotImplementedError
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute; the number of rows changed."""
+        raise NotImplementedError
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def _insert_run(self, values: Sequence[Any]) -> int:
+        """Insert a ``runs`` row (``RUN_FIELDS``); its id."""
+        raise NotImplementedError
+
+    def _insert_snapshots(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows of ``SNAPSHOT_FIELDS``, inside a write transaction."""
+        raise NotImplementedError
+
+    def _lock_keys(self, keys: Sequence[str]) -> None:
+        """Inside a write: make other writers of these keys wait until it ends."""
+
+    def _latest(self, keys: Sequence[str]) -> dict[str, Snapshot]:
+        """The latest stored snapshot of each of ``keys`` that has one (PREVIOUS_COLUMNS)."""
+        found: dict[str, Snapshot] = {}
+        for key in keys:
+            rows = self._rows(
+                f"SELECT {self.PREVIOUS_COLUMNS} FROM snapshots WHERE key = ? "
+                "ORDER BY fetched_at DESC, id DESC LIMIT 1",
+                (key,),
+            )
+            if rows:
+                found[key] = decode(rows[0])
+        return found
+
+    def _ts(self, expression: str) -> str:
+        """SQL for a timestamp column (or aggregate) as ``format_timestamp`` text."""
+        return expression
 
     def __enter__(self) -> Store:
         return self
@@ -225,129 +241,30 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- opening -------------------------------------------------------------------------------
-
-    def _check_identity(self) -> int:
-        """The schema version of a database we may use (0: a new, empty file); else StoreError.
-
-        The three looks share one read transaction: another process creating the schema between
-        them (one transaction of its own) would otherwise show an application id of 0 beside its
-        tables, and a new database would be refused as foreign."""
-        with self._translate("read"), self._read():
-            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            objects = [
-                row[0]
-                for row in self._db.execute(
-                    "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
-                )
-            ]
-        if app_id == APPLICATION_ID:
-            if version > SCHEMA_VERSION:
-                raise StoreRefused(
-                    f"{self.path}: written by a newer fetchheads (schema version {version}; "
-                    f"this one knows up to {SCHEMA_VERSION}); left as is: upgrade fetchheads"
-                )
-            return int(version)
-        if app_id == 0 and version == 0 and not objects:
-            return 0
-        shown = ", ".join(objects[:5]) + (", ..." if len(objects) > 5 else "")
-        what = f"it holds {shown}" if objects else f"application id {app_id:#x}"
-        raise StoreRefused(
-            f"{self.path}: not a fetchheads database ({what}); left as is: give another --db"
-        )
-
-    def _prepare(self, busy_timeout: float) -> None:
-        with self._translate("prepare"):
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints
-        self._set_wal(busy_timeout)
-        if self._check_identity() == SCHEMA_VERSION:
-            return
-        with self._write():
-            # Another process may have migrated while we waited for the lock: look again.
-            version = self._check_identity()
-            for script in MIGRATIONS[version:]:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-            self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    def _set_wal(self, busy_timeout: float) -> None:
-        # Switching the journal mode does not always wait on the busy handler, so a process that
-        # meets another one creating the file retries here. WAL persists: later opens skip this.
-        deadline = time.monotonic() + busy_timeout
-        while True:
-            try:
-                mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
-                if mode != "wal":
-                    self._db.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise _error(self.path, "switch to WAL", exc) from exc
-                time.sleep(0.05)
-
-    # -- transactions --------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _translate(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise _error(self.path, doing, exc) from exc
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[None]:
-        """One snapshot for several reads; nested inside ``_write``, the write's own."""
-        if self._db.in_transaction:
-            yield
-            return
-        self._db.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # the error raised says more
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
-        """One short write transaction; the lock is taken at BEGIN (waiting up to the timeout)."""
-        with self._translate("write"):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):  # a full disk may have rolled back
-                    self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
     # -- runs and snapshots --------------------------------------------------------------------
 
     def begin_run(
         self, version: str, options: dict[str, Any], *, started_at: str | None = None
     ) -> int:
         host, boot_id = this_machine()
+        values = (
+            new_uid(),
+            started_at or format_timestamp(utc_now()),
+            None,
+            version,
+            dumps(options),
+            0,
+            0,
+            0,
+            None,
+            None,
+            RUNNING,
+            host,
+            os.getpid(),
+            boot_id,
+        )
         with self._write():
-            cursor = self._db.execute(
-                "INSERT INTO runs (started_at, version, options, state, host, pid, boot_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    started_at or format_timestamp(utc_now()),
-                    version,
-                    _dumps(options),
-                    RUNNING,
-                    host,
-                    os.getpid(),
-                    boot_id,
-                ),
-            )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+            return self._insert_run(values)
 
     def finish_run(
         self,
@@ -361,7 +278,7 @@ class Store:
     ) -> None:
         """``changed``/``warnings`` stay NULL when the run did not use --changes/--warn-days."""
         with self._write():
-            self._db.execute(
+            self._run(
                 "UPDATE runs SET finished_at = ?, targets = ?, ok = ?, failed = ?, changed = ?, "
                 "warnings = ?, state = ? WHERE id = ?",
                 (
@@ -378,31 +295,44 @@ class Store:
 
     def has_snapshots(self) -> bool:
         with self._translate("read"):
-            row = self._db.execute("SELECT EXISTS (SELECT 1 FROM snapshots)").fetchone()
-        return bool(row[0])
+            return bool(self._rows("SELECT EXISTS (SELECT 1 FROM snapshots)")[0][0])
+
+    def has_history(self) -> bool:
+        """Whether a run that has finished left snapshots: what ``--changes`` compares with. A
+        fleet's first shards, all running at once into a new database, see none of each other's
+        and all record a silent baseline."""
+        query = (
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE finished_at IS NOT NULL "
+            "AND EXISTS (SELECT 1 FROM snapshots WHERE run_id = runs.id))"
+        )
+        with self._translate("read"):
+            return bool(self._rows(query)[0][0])
 
     def record(
         self, run_id: int, snapshots: Sequence[Snapshot], *, previous: bool = False
     ) -> list[Snapshot | None]:
         """Insert ``snapshots`` in one transaction. With ``previous``, also return each one's
-        predecessor (the latest earlier snapshot of its key), read in the same transaction."""
+        predecessor (the latest stored snapshot of its key; for a key twice in the batch, the
+        earlier one), read in the same transaction with the key locked (see the module)."""
+        rows = [encode(run_id, snapshot) for snapshot in snapshots]
         found: list[Snapshot | None] = []
         with self._write():
-            for snapshot in snapshots:
-                if previous:
-                    found.append(self._previous(snapshot.key))
-                self._db.execute(_INSERT, _row(run_id, snapshot))
+            if previous:
+                keys = sorted({snapshot.key for snapshot in snapshots})
+                self._lock_keys(keys)
+                latest = self._latest(keys)
+                for snapshot in snapshots:
+                    found.append(latest.get(snapshot.key))
+                    latest[snapshot.key] = snapshot
+            self._insert_snapshots(rows)
         return found
 
     def previous(self, keys: Sequence[str]) -> list[Snapshot | None]:
-        """The latest snapshot of each key, read without the write lock: what ``--changes``
-        compares with when the new snapshots cannot be written."""
+        """The latest snapshot of each key, read without a write: what ``--changes`` compares
+        with when the new snapshots cannot be written."""
         with self._translate("read"), self._read():
-            return [self._previous(key) for key in keys]
-
-    def _previous(self, key: str) -> Snapshot | None:
-        row = self._db.execute(_PREVIOUS, (key,)).fetchone()
-        return None if row is None else _snapshot(row)
+            latest = self._latest(sorted(set(keys)))
+        return [latest.get(key) for key in keys]
 
     def history(
         self,
@@ -417,7 +347,7 @@ class Store:
         state."""
         marks = ", ".join("?" for _ in keys)
         params: list[Any] = list(keys)
-        query = f"SELECT {_COLUMNS} FROM snapshots WHERE key IN ({marks})"
+        query = f"SELECT {self.SNAPSHOT_COLUMNS} FROM snapshots WHERE key IN ({marks})"
         if until is not None:
             query += " AND fetched_at <= ?"
             params.append(until)
@@ -427,22 +357,22 @@ class Store:
             query += " LIMIT ?"
             params.append(limit)
         with self._translate("read"), self._read():
-            found = [_snapshot(row) for row in self._db.execute(query, params)]
+            found = [decode(row) for row in self._rows(query, params)]
             states = self.run_states({s.run_id for s in found if s.run_id is not None})
         return [dataclasses.replace(s, run_state=states.get(s.run_id or 0)) for s in found]
 
     def run_states(self, run_ids: Collection[int]) -> dict[int, str]:
-        """Each run's state: running, finished or interrupted (the module's rule)."""
+        """Each run's state: running, finished or interrupted (``runs.run_state``)."""
         if not run_ids:
             return {}
         marks = ", ".join("?" for _ in run_ids)
         query = (
-            "SELECT id, state, finished_at, host, boot_id, pid, started_at, "
-            "(SELECT max(fetched_at) FROM snapshots WHERE run_id = runs.id) "
-            f"FROM runs WHERE id IN ({marks})"
+            f"SELECT id, state, {self._ts('finished_at')}, host, boot_id, pid, "
+            f"{self._ts('started_at')}, (SELECT {self._ts('max(fetched_at)')} FROM snapshots "
+            f"WHERE run_id = runs.id) FROM runs WHERE id IN ({marks})"
         )
         with self._translate("read"):
-            rows = self._db.execute(query, list(run_ids)).fetchall()
+            rows = self._rows(query, list(run_ids))
         return {row[0]: run_state(*row[1:]) for row in rows}
 
     def was_pruned(self, keys: Sequence[str]) -> bool:
@@ -450,11 +380,12 @@ class Store:
         marks = ", ".join("?" for _ in keys)
         query = f"SELECT EXISTS (SELECT 1 FROM pruned_keys WHERE key IN ({marks}))"
         with self._translate("read"):
-            return bool(self._db.execute(query, list(keys)).fetchone()[0])
+            return bool(self._rows(query, list(keys))[0][0])
 
     def keys_at(self, host: str, limit: int = 100) -> list[str]:
         """The stored keys of ``host`` under any scheme and port, sorted (at most ``limit``).
-        Range scans on the key index, one per scheme and separator (``/`` or ``:``)."""
+        Range scans on the key index (byte order), one per scheme and separator (``/``, ``:``).
+        """
         found: list[str] = []
         with self._translate("read"), self._read():
             for scheme in ("http", "https"):
@@ -463,7 +394,7 @@ class Store:
                     high = low[:-1] + chr(ord(separator) + 1)
                     found.extend(
                         row[0]
-                        for row in self._db.execute(
+                        for row in self._rows(
                             "SELECT DISTINCT key FROM snapshots WHERE key >= ? AND key < ? "
                             "ORDER BY key LIMIT ?",
                             (low, high, limit),
@@ -492,24 +423,24 @@ class Store:
         select = (
             "SELECT id FROM (SELECT id, fetched_at, row_number() OVER "
             "(PARTITION BY key ORDER BY fetched_at DESC, id DESC) AS rank FROM snapshots) "
-            f"WHERE rank > 1 AND ({' OR '.join(conditions)})"
+            f"AS ranked WHERE rank > 1 AND ({' OR '.join(conditions)})"
         )
         with self._translate("read"):
-            doomed = [row[0] for row in self._db.execute(select, params)]
+            doomed = [row[0] for row in self._rows(select, params)]
         for start in range(0, len(doomed), PRUNE_BATCH):
             batch = doomed[start : start + PRUNE_BATCH]
             marks = ", ".join("?" for _ in batch)
             with self._write():
-                self._db.execute(
+                self._run(
                     "INSERT INTO pruned_keys (key) SELECT DISTINCT key FROM snapshots "
                     f"WHERE id IN ({marks}) ON CONFLICT (key) DO NOTHING",
                     batch,
                 )
-                self._db.execute(f"DELETE FROM snapshots WHERE id IN ({marks})", batch)
+                self._run(f"DELETE FROM snapshots WHERE id IN ({marks})", batch)
         with self._translate("read"):
             unfinished = [
                 row[0]
-                for row in self._db.execute(
+                for row in self._rows(
                     "SELECT id FROM runs WHERE finished_at IS NULL "
                     "AND (state IS NULL OR state = ?)",
                     (RUNNING,),
@@ -517,143 +448,119 @@ class Store:
             ]
         gone = [i for i, state in self.run_states(unfinished).items() if state == INTERRUPTED]
         with self._write():
-            self._db.executemany(
+            self._many(
                 "UPDATE runs SET state = ? WHERE id = ? AND finished_at IS NULL",
                 [(INTERRUPTED, run_id) for run_id in gone],
             )
-            runs = self._db.execute(
+            runs = self._run(
                 "DELETE FROM runs WHERE (finished_at IS NOT NULL OR state = ?) "
                 "AND NOT EXISTS (SELECT 1 FROM snapshots WHERE run_id = runs.id)",
                 (INTERRUPTED,),
-            ).rowcount
+            )
         return len(doomed), runs
 
+    # -- copying between databases -------------------------------------------------------------
 
-def _connect(target: str, path: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
-    try:
-        return sqlite3.connect(
-            target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri
+    def export_runs(self) -> dict[int, tuple[Any, ...]]:
+        """Every run: id -> its row of ``RUN_FIELDS`` (times and JSON as text)."""
+        query = (
+            f"SELECT id, uid, {self._ts('started_at')}, {self._ts('finished_at')}, version, "
+            f"{self._json('options')}, targets, ok, failed, changed, warnings, state, host, pid, "
+            "boot_id FROM runs ORDER BY id"
         )
-    except sqlite3.Error as exc:
-        raise _error(path, "open", exc) from exc
+        with self._translate("read"):
+            return {row[0]: tuple(row[1:]) for row in self._rows(query)}
 
-
-def _error(path: str, doing: str, exc: sqlite3.Error) -> StoreError:
-    reason = str(exc)
-    name = getattr(exc, "sqlite_errorname", "")
-    if name in _BUSY and "locked" not in reason:
-        reason = "database is locked"
-    elif name.startswith("SQLITE_IOERR") and _no_space(path):
-        # SQLite says "disk I/O error" when the -shm file cannot grow: say why.
-        reason = f"no space left on the device ({reason})"
-    return StoreError(f"{path}: cannot {doing}: {reason}", reason)
-
-
-def _no_space(path: str) -> bool:
-    try:
-        return os.statvfs(os.path.dirname(os.path.abspath(path))).f_bavail == 0
-    except OSError:
-        return False
-
-
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _check_file(path: str, *, must_exist: bool = False) -> None:
-    """Refuse, without opening it as a database, a path that cannot hold one: nothing is read
-    from a FIFO (no wait for a writer) and nothing is created beside a device."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.exists(directory):
-            raise StoreRefused(f"directory {directory} does not exist") from None
-        if not os.path.isdir(directory):
-            raise StoreRefused(f"{directory} is not a directory") from None
-        if must_exist:
-            raise StoreRefused(f"{path}: does not exist") from None
-        return  # created by connect
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot read: {exc.strerror or exc}", exc.strerror) from exc
-    for test, kind in _FILE_KINDS:
-        if test(mode):
-            raise StoreRefused(f"{path}: is {kind}, not a database file; left as is")
-    try:
-        with open(path, "rb") as stream:
-            start = stream.read(len(SQLITE_MAGIC))
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot read: {exc.strerror or exc}", exc.strerror) from exc
-    if start and start != SQLITE_MAGIC:
-        raise StoreRefused(
-            f"{path}: not an SQLite database (not written by fetchheads); left as is"
+    def export_snapshots(self, after: int, limit: int) -> list[tuple[int, tuple[Any, ...]]]:
+        """Up to ``limit`` snapshots with an id above ``after``, in id order: (id, its row of
+        ``SNAPSHOT_FIELDS``)."""
+        j = self._json
+        query = (
+            f"SELECT id, run_id, uid, key, target, url, {self._ts('fetched_at')}, ok, status, "
+            f"reason, http_version, {j('headers')}, error_kind, error_message, address, "
+            f"{j('timing')}, {j('tls')}, {j('redirects')}, cert_threshold "
+            "FROM snapshots WHERE id > ? ORDER BY id LIMIT ?"
         )
+        with self._translate("read"):
+            rows = self._rows(query, (after, limit))
+        return [
+            (row[0], (row[1], row[2], *row[3:6], row[6], bool(row[7]), *row[8:])) for row in rows
+        ]
+
+    def import_runs(self, runs: dict[int, tuple[Any, ...]]) -> tuple[dict[int, int], int]:
+        """Add the runs not here yet (by uid): (their ids elsewhere -> ids here, runs added)."""
+        mapping: dict[int, int] = {}
+        added = 0
+        with self._write():
+            here: dict[str, int] = dict(self._rows("SELECT uid, id FROM runs"))
+            for source_id, values in runs.items():
+                if values[0] not in here:
+                    here[values[0]] = self._insert_run(values)
+                    added += 1
+                mapping[source_id] = here[values[0]]
+        return mapping, added
+
+    def import_snapshots(self, rows: Sequence[Sequence[Any]]) -> int:
+        """Add the snapshot rows not here yet (by uid); how many were added."""
+        if not rows:
+            return 0
+        marks = ", ".join("?" for _ in rows)
+        with self._write():
+            here = {
+                row[0]
+                for row in self._rows(
+                    f"SELECT uid FROM snapshots WHERE uid IN ({marks})", [row[1] for row in rows]
+                )
+            }
+            new = [row for row in rows if row[1] not in here]
+            if new:
+                self._insert_snapshots(new)
+        return len(new)
+
+    def pruned_keys(self) -> list[str]:
+        with self._translate("read"):
+            return [row[0] for row in self._rows("SELECT key FROM pruned_keys ORDER BY key")]
+
+    def import_pruned_keys(self, keys: Sequence[str]) -> None:
+        with self._write():
+            self._many(
+                "INSERT INTO pruned_keys (key) VALUES (?) ON CONFLICT (key) DO NOTHING",
+                [(key,) for key in keys],
+            )
+
+    def _json(self, column: str) -> str:
+        """SQL for a JSON column as text."""
+        return column
 
 
-def _has_wal_content(path: str) -> bool:
-    try:
-        return os.path.getsize(path + "-wal") > 0
-    except OSError:
-        return False
+@dataclasses.dataclass(frozen=True, slots=True)
+class Copied:
+    """What ``copy_history`` did: snapshots and runs added, snapshots that were there already."""
+
+    snapshots: int = 0
+    runs: int = 0
+    present: int = 0
 
 
-def _dumps(value: Any) -> str:
-    return _ENCODER.encode(value)
-
-
-def _headers(text: str | None) -> tuple[tuple[str, str], ...]:
-    pairs = json.loads(text) if text is not None else []
-    return tuple((str(name), str(value)) for name, value in pairs)
-
-
-def _row(run_id: int, s: Snapshot) -> tuple[Any, ...]:
-    return (
-        run_id,
-        s.key,
-        s.target,
-        s.url,
-        s.fetched_at,
-        int(s.ok),
-        s.status,
-        s.reason,
-        s.http_version,
-        _dumps([list(pair) for pair in s.headers]) if s.has_head else None,
-        s.error_kind,
-        s.error_message,
-        s.address,
-        _dumps(s.timing or {}),
-        None if s.tls is None else _dumps(s.tls),
-        _dumps(list(s.redirects)),
-        s.cert_threshold,
-    )
-
-
-def _snapshot(row: Sequence[Any]) -> Snapshot:
-    (id_, run_id, key, target, url, fetched_at, ok, status, reason, http_version) = row[:10]
-    headers, error_kind, error_message, address, timing, tls, redirects, threshold = row[10:]
-    return Snapshot(
-        key=key,
-        target=target,
-        url=url,
-        fetched_at=fetched_at,
-        ok=bool(ok),
-        status=status,
-        reason=reason,
-        http_version=http_version,
-        headers=_headers(headers),
-        has_head=headers is not None,
-        error_kind=error_kind,
-        error_message=error_message,
-        address=address,
-        timing=json.loads(timing),
-        tls=None if tls is None else json.loads(tls),
-        redirects=tuple(json.loads(redirects)),
-        cert_threshold=threshold,
-        id=id_,
-        run_id=run_id,
-    )
+def copy_history(source: Store, destination: Store, *, batch: int = COPY_BATCH) -> Copied:
+    """Copy every run and snapshot of ``source`` that ``destination`` does not hold yet (by uid),
+    and which keys were pruned. Idempotent; safe while others write either database (what they
+    commit meanwhile may or may not come along)."""
+    mapping, runs = destination.import_runs(source.export_runs())
+    snapshots = present = 0
+    after = 0
+    while True:
+        page = source.export_snapshots(after, batch)
+        if not page:
+            break
+        if any(row[0] not in mapping for _, row in page):  # a run begun since: take it too
+            more, added = destination.import_runs(source.export_runs())
+            mapping.update(more)
+            runs += added
+        rows = [(mapping[row[0]], *row[1:]) for _, row in page]
+        added = destination.import_snapshots(rows)
+        snapshots += added
+        present += len(rows) - added
+        after = page[-1][0]
+    destination.import_pruned_keys(source.pruned_keys())
+    return Copied(snapshots=snapshots, runs=runs, present=present)

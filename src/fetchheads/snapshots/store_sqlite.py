@@ -1,0 +1,394 @@
+"""The SQLite backend of the snapshot database (``store`` has the tables and the shared queries):
+one owned connection to a file, queried by users with ``sqlite3`` or Datasette.
+
+Overlapping cron runs share the file safely: WAL (readers never wait for the writer), a busy
+timeout (a writer waits its turn instead of failing), and short ``BEGIN IMMEDIATE`` transactions
+(the write lock is taken up front, so two writers never deadlock upgrading a read lock; one writer
+at a time also serializes the writes of every key, as ``store`` requires).
+
+The schema is versioned with ``PRAGMA user_version`` and migrated forward by ``MIGRATIONS``; the
+file is marked with ``PRAGMA application_id``. A path that cannot hold a fetchheads database (not
+SQLite at all, SQLite with other tables, a newer schema, a FIFO or device, a missing directory) is
+refused with ``StoreRefused`` before anything is written to it; a database that cannot be used
+right now (locked past the busy timeout, a full disk, an I/O error) raises ``StoreError``.
+
+``history`` and ``diff`` open the file read-only (``Store.open(readonly=True)``): a user who may
+only read it (another user's file in a directory they cannot write) can still look. WAL needs the
+``-shm`` file beside the database; when it does not exist and cannot be created, and there is no
+``-wal`` content it would miss, the file is read as ``immutable``.
+
+The only module that imports sqlite3; every ``sqlite3.Error`` is translated to ``StoreError`` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from fetchheads.errors import StoreError, StoreRefused
+from fetchheads.snapshots.store import (
+    APPLICATION_ID,
+    RUN_FIELDS,
+    SCHEMA_VERSION,
+    SNAPSHOT_FIELDS,
+    Store,
+)
+
+BUSY_TIMEOUT = 30.0
+"""Seconds a writer waits for another's lock: far above any one transaction (milliseconds), so six
+overlapping cron runs queue up instead of failing."""
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# Each entry takes the schema from version i to i + 1, in one transaction with the version bump.
+# Statements are split on ";", so no trigger bodies: append new entries, never edit old ones.
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: the tables.
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        version TEXT NOT NULL,
+        options TEXT NOT NULL,
+        targets INTEGER NOT NULL DEFAULT 0,
+        ok INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        changed INTEGER,
+        warnings INTEGER
+    );
+    CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        key TEXT NOT NULL,
+        target TEXT NOT NULL,
+        url TEXT,
+        fetched_at TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        status INTEGER,
+        reason TEXT,
+        http_version TEXT,
+        headers TEXT,
+        error_kind TEXT,
+        error_message TEXT,
+        address TEXT,
+        timing TEXT NOT NULL,
+        tls TEXT,
+        redirects TEXT NOT NULL
+    );
+    CREATE INDEX snapshots_by_key ON snapshots (key, fetched_at);
+    CREATE INDEX snapshots_by_run ON snapshots (run_id);
+    CREATE INDEX snapshots_by_time ON snapshots (fetched_at);
+    """,
+    # 1 -> 2: one row per header line, for queries like "whose Server changed this week".
+    """
+    CREATE VIEW headers AS
+    SELECT s.id AS snapshot_id, s.key, s.target, s.fetched_at,
+           json_extract(h.value, '$[0]') AS name, json_extract(h.value, '$[1]') AS value
+    FROM snapshots AS s, json_each(s.headers) AS h;
+    """,
+    # 2 -> 3: which runs were interrupted (a SIGKILLed run leaves no finish behind: its state is
+    # told from its process), how far each certificate warning had gone (--changes prints one
+    # again only when it gets worse), and which keys prune has thinned (no "first snapshot").
+    """
+    ALTER TABLE runs ADD COLUMN state TEXT;
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN boot_id TEXT;
+    UPDATE runs SET state = 'finished' WHERE finished_at IS NOT NULL;
+    ALTER TABLE snapshots ADD COLUMN cert_threshold INTEGER;
+    CREATE TABLE pruned_keys (key TEXT PRIMARY KEY);
+    """,
+    # 3 -> 4: a name for each run and snapshot that survives copying it into another database
+    # (db copy): the integer ids of two files overlap. Old rows get random ones.
+    """
+    ALTER TABLE runs ADD COLUMN uid TEXT;
+    ALTER TABLE snapshots ADD COLUMN uid TEXT;
+    UPDATE runs SET uid = lower(hex(randomblob(16)));
+    UPDATE snapshots SET uid = lower(hex(randomblob(16)));
+    CREATE UNIQUE INDEX runs_by_uid ON runs (uid);
+    CREATE UNIQUE INDEX snapshots_by_uid ON snapshots (uid);
+    """,
+)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+_INSERT = f"INSERT INTO snapshots ({SNAPSHOT_FIELDS}) VALUES ({', '.join('?' * 18)})"
+_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+class SqliteStore(Store):
+    """A snapshot database in an SQLite file."""
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(
+        cls, path: str, *, readonly: bool = False, busy_timeout: float | None = None
+    ) -> SqliteStore:
+        """Open (creating it if missing, unless ``readonly``) and migrate the database at
+        ``path``. Raises ``StoreRefused`` for a path that cannot be a fetchheads database (left
+        untouched), ``StoreError`` for one that cannot be used now."""
+        timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
+        _check_file(path, must_exist=readonly)
+        if readonly:
+            return cls._open_readonly(path, timeout)
+        store = cls(_connect(path, path, timeout), path)
+        try:
+            store._check_identity()  # reads only: a refused file is not written to
+            store._prepare(timeout)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def _open_readonly(cls, path: str, timeout: float) -> SqliteStore:
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+        # A user who may write there reads through an ordinary connection, which removes the
+        # -wal and -shm files when it closes; a read-only one would leave them behind.
+        directory = os.path.dirname(os.path.abspath(path))
+        writable = os.access(path, os.W_OK) and os.access(directory, os.W_OK)
+        mode = "rw" if writable else "ro"
+        store = cls(_connect(f"{uri}?mode={mode}", path, timeout, uri=True), path)
+        with store._translate("open"):
+            store._db.execute("PRAGMA query_only = ON")  # reads only, whatever the mode
+        try:
+            try:
+                version = store._check_identity()
+            except StoreRefused:
+                raise
+            except StoreError:
+                # WAL reads need the -shm file; this user cannot create it beside the file.
+                store.close()
+                if _has_wal_content(path):
+                    raise StoreError(
+                        f"{path}: cannot read: changes not yet merged into it wait in its -wal "
+                        "file, and this user cannot create its -shm file: run as its owner",
+                        "its -wal file cannot be read by this user",
+                    ) from None
+                store = cls(_connect(f"{uri}?mode=ro&immutable=1", path, timeout, uri=True), path)
+                version = store._check_identity()
+            if version < SCHEMA_VERSION:
+                # An older schema is migrated by whoever may write it; a reader only asks.
+                store.close()
+                try:
+                    SqliteStore.open(path, busy_timeout=timeout).close()
+                except StoreRefused:
+                    raise
+                except StoreError as exc:
+                    raise StoreError(
+                        f"{path}: schema version {version} must be migrated to "
+                        f"{SCHEMA_VERSION} first, which this user cannot do ({exc.reason}): "
+                        "run fetchheads --db on it as its owner",
+                        exc.reason,
+                    ) from None
+                return cls._open_readonly(path, timeout)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _check_identity(self) -> int:
+        """The schema version of a database we may use (0: a new, empty file); else StoreError.
+
+        The three looks share one read transaction: another process creating the schema between
+        them (one transaction of its own) would otherwise show an application id of 0 beside its
+        tables, and a new database would be refused as foreign."""
+        with self._translate("read"), self._read():
+            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            objects = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+                )
+            ]
+        if app_id == APPLICATION_ID:
+            if version > SCHEMA_VERSION:
+                raise StoreRefused(
+                    f"{self.path}: written by a newer fetchheads (schema version {version}; "
+                    f"this one knows up to {SCHEMA_VERSION}); left as is: upgrade fetchheads"
+                )
+            return int(version)
+        if app_id == 0 and version == 0 and not objects:
+            return 0
+        shown = ", ".join(objects[:5]) + (", ..." if len(objects) > 5 else "")
+        what = f"it holds {shown}" if objects else f"application id {app_id:#x}"
+        raise StoreRefused(
+            f"{self.path}: not a fetchheads database ({what}); left as is: give another --db"
+        )
+
+    def _prepare(self, busy_timeout: float) -> None:
+        with self._translate("prepare"):
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints
+        self._set_wal(busy_timeout)
+        if self._check_identity() == SCHEMA_VERSION:
+            return
+        with self._write():
+            # Another process may have migrated while we waited for the lock: look again.
+            version = self._check_identity()
+            for script in MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _set_wal(self, busy_timeout: float) -> None:
+        # Switching the journal mode does not always wait on the busy handler, so a process that
+        # meets another one creating the file retries here. WAL persists: later opens skip this.
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode != "wal":
+                    self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise _error(self.path, "switch to WAL", exc) from exc
+                time.sleep(0.05)
+
+    # -- transactions --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translate(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _error(self.path, doing, exc) from exc
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[None]:
+        """One snapshot for several reads; nested inside ``_write``, the write's own."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # the error raised says more
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One short write transaction; the lock is taken at BEGIN (waiting up to the timeout)."""
+        with self._translate("write"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # a full disk may have rolled back
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- the primitives ``Store`` builds on -------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchall()
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._db.execute(sql, params).rowcount
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
+    def _insert_run(self, values: Sequence[Any]) -> int:
+        marks = ", ".join("?" for _ in values)
+        cursor = self._db.execute(f"INSERT INTO runs ({RUN_FIELDS}) VALUES ({marks})", values)
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def _insert_snapshots(self, rows: Sequence[Sequence[Any]]) -> None:
+        self._db.executemany(_INSERT, rows)
+
+
+def _connect(target: str, path: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(
+            target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri
+        )
+    except sqlite3.Error as exc:
+        raise _error(path, "open", exc) from exc
+
+
+def _error(path: str, doing: str, exc: sqlite3.Error) -> StoreError:
+    reason = str(exc)
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in _BUSY and "locked" not in reason:
+        reason = "database is locked"
+    elif name.startswith("SQLITE_IOERR") and _no_space(path):
+        # SQLite says "disk I/O error" when the -shm file cannot grow: say why.
+        reason = f"no space left on the device ({reason})"
+    return StoreError(f"{path}: cannot {doing}: {reason}", reason)
+
+
+def _no_space(path: str) -> bool:
+    try:
+        return os.statvfs(os.path.dirname(os.path.abspath(path))).f_bavail == 0
+    except OSError:
+        return False
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_file(path: str, *, must_exist: bool = False) -> None:
+    """Refuse, without opening it as a database, a path that cannot hold one: nothing is read
+    from a FIFO (no wait for a writer) and nothing is created beside a device."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.exists(directory):
+            raise StoreRefused(f"directory {directory} does not exist") from None
+        if not os.path.isdir(directory):
+            raise StoreRefused(f"{directory} is not a directory") from None
+        if must_exist:
+            raise StoreRefused(f"{path}: does not exist") from None
+        return  # created by connect
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read: {exc.strerror or exc}", exc.strerror) from exc
+    for test, kind in _FILE_KINDS:
+        if test(mode):
+            raise StoreRefused(f"{path}: is {kind}, not a database file; left as is")
+    try:
+        with open(path, "rb") as stream:
+            start = stream.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read: {exc.strerror or exc}", exc.strerror) from exc
+    if start and start != SQLITE_MAGIC:
+        raise StoreRefused(
+            f"{path}: not an SQLite database (not written by fetchheads); left as is"
+        )
+
+
+def _has_wal_content(path: str) -> bool:
+    try:
+        return os.path.getsize(path + "-wal") > 0
+    except OSError:
+        return False

@@ -1,0 +1,156 @@
+"""A real PostgreSQL server for the tests: its own data directory, on 127.0.0.1 only.
+
+``initdb`` + ``pg_ctl`` from the machine's PostgreSQL (on PATH or under /usr/lib/postgresql/*/bin;
+the test command installs the Debian package when it is missing), trust authentication for
+127.0.0.1 only, no fsync (test data), a Unix socket in the temporary directory rather than the
+system's. PostgreSQL refuses to run as root: as root, the server runs as the ``postgres`` user
+(created by the Debian package), or as ``nobody``, through ``runuser``.
+
+``python -m tests.support.postgres`` starts one and prints its URL, for trying things by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.support.nginx import free_port, wait_for_port
+
+SUPERUSER = "fetchheads"
+
+
+def find_pg_bin(program: str) -> str:
+    found = shutil.which(program)
+    if found:
+        return found
+    for candidate in sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{program}"), reverse=True):
+        return candidate
+    raise RuntimeError(
+        f"{program} not found: install PostgreSQL's server (apt-get install postgresql)"
+    )
+
+
+def _as_server_user(argv: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return argv
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    return [runuser, "-u", _server_user(), "--", *argv]
+
+
+def _server_user() -> str:
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    raise RuntimeError("running as root, and no 'postgres' or 'nobody' user to run PostgreSQL as")
+
+
+class Postgres:
+    """One server: ``url`` reaches its ``postgres`` database as the superuser ``fetchheads``;
+    ``new_database()`` gives the URL of a fresh, empty database."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.port = free_port()
+        self.url = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+        self._count = 0
+
+    def start(self) -> None:
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(_server_user())
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+        subprocess.run(
+            _as_server_user(
+                [
+                    find_pg_bin("initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    SUPERUSER,
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        # Only 127.0.0.1 over TCP: trust for it alone, nothing else accepted.
+        (self.data / "pg_hba.conf").write_text(
+            "local all all trust\nhost all all 127.0.0.1/32 trust\n"
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root}"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            " -c max_connections=200"
+        )
+        subprocess.run(
+            _as_server_user(
+                [
+                    find_pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.root / "server.log"),
+                    "-o",
+                    options,
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        subprocess.run(
+            _as_server_user(
+                [find_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+            ),
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def new_database(self) -> str:
+        """A fresh empty database; its URL."""
+        import psycopg
+
+        self._count += 1
+        name = f"t{os.getpid()}_{self._count}_{time.monotonic_ns() % 1_000_000}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{name}"
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[Postgres]:
+    with tempfile.TemporaryDirectory(prefix="fetchheads-pg-") as tmp:
+        server = Postgres(Path(tmp))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    with running_postgres() as pg:
+        print(pg.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)

@@ -1,0 +1,168 @@
+"""The PostgreSQL backend's own behaviour, against a real server on loopback: what it refuses and
+leaves untouched, the schema it may be given, concurrent first opens, a missing driver, and a
+password that appears nowhere. What both backends share is tested in test_store.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from fetchheads.errors import StoreError, StoreRefused
+from fetchheads.snapshots.store import SCHEMA_VERSION, Store
+from tests.support.postgres import Postgres
+from tests.support.snapshots import fetchheads, query
+from tests.test_store import day, snap
+
+
+def tables(url: str, schema: str = "public") -> list[str]:
+    return [
+        row[0]
+        for row in query(
+            url,
+            "SELECT table_name FROM information_schema.tables "
+            f"WHERE table_schema = '{schema}' ORDER BY 1",
+        )
+    ]
+
+
+def test_a_new_database_gets_the_tables_and_the_mark(postgres: Postgres) -> None:
+    url = postgres.new_database()
+    Store.open(url).close()
+    assert tables(url) == ["fetchheads_meta", "headers", "pruned_keys", "runs", "snapshots"]
+    assert query(url, "SELECT application_id, schema_version FROM fetchheads_meta") == [
+        (0x46484431, SCHEMA_VERSION)
+    ]
+    with Store.open(url) as store:
+        run = store.begin_run("0", {})
+        store.record(run, [snap("http://a/", day(1), ("Server", "one"), ("Vary", "x"))])
+    # The view a psql user queries, and real types: a time is a time, JSON is JSON.
+    assert query(url, "SELECT name, value FROM headers ORDER BY name") == [
+        ("Server", "one"),
+        ("Vary", "x"),
+    ]
+    assert query(url, "SELECT fetched_at < now(), timing ->> 'total' FROM snapshots") == [
+        (True, "0.01")
+    ]
+
+
+def test_another_applications_database_is_refused_and_left_as_is(postgres: Postgres) -> None:
+    url = postgres.new_database()
+    with psycopg.connect(url) as connection:
+        connection.execute("CREATE TABLE users (name text)")
+        connection.execute("INSERT INTO users VALUES ('ann')")
+    with pytest.raises(
+        StoreRefused, match=r"not a fetchheads database \(schema public holds users\)"
+    ):
+        Store.open(url)
+    assert tables(url) == ["users"]
+    assert query(url, "SELECT name FROM users") == [("ann",)]
+    code, out, err = fetchheads("--db", url, "-q", "127.0.0.1:9")
+    assert (code, out) == (2, "")
+    assert "not a fetchheads database" in err
+    assert tables(url) == ["users"]
+
+
+def test_a_newer_schema_is_refused_and_left_as_is(postgres: Postgres) -> None:
+    url = postgres.new_database()
+    Store.open(url).close()
+    with psycopg.connect(url) as connection:
+        connection.execute(f"UPDATE fetchheads_meta SET schema_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(
+        StoreRefused, match=rf"newer fetchheads \(schema version {SCHEMA_VERSION + 1}"
+    ):
+        Store.open(url)
+    assert query(url, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_a_schema_of_its_own_beside_another_applications_tables(postgres: Postgres) -> None:
+    url = postgres.new_database()
+    with psycopg.connect(url) as connection:
+        connection.execute("CREATE TABLE users (name text)")
+        connection.execute("CREATE SCHEMA heads")
+    own = url + "?options=-csearch_path%3Dheads"
+    with Store.open(own) as store:
+        store.record(store.begin_run("0", {}), [snap("http://a/", day(1))])
+    assert tables(url) == ["users"]
+    assert "snapshots" in tables(url, "heads")
+    code, out, _ = fetchheads("history", "--db", own, "http://a/")
+    assert (code, len(out.splitlines())) == (0, 1)
+    missing = url + "?options=-csearch_path%3Dnowhere"
+    with pytest.raises(StoreRefused, match="no schema to create the tables in"):
+        Store.open(missing)
+
+
+def test_read_only_opens_write_nothing(postgres: Postgres) -> None:
+    url = postgres.new_database()
+    with pytest.raises(StoreRefused, match="holds no snapshots yet"):
+        Store.open(url, readonly=True)
+    assert tables(url) == []
+    with Store.open(url) as store:
+        store.record(store.begin_run("0", {}), [snap("http://a/", day(1))])
+    with Store.open(url, readonly=True) as store:
+        assert len(store.history(["http://a/"])) == 1
+        with pytest.raises(StoreError, match="read-only transaction"):
+            store.begin_run("0", {})
+    assert query(url, "SELECT count(*) FROM runs") == [(1,)]
+
+
+def test_processes_opening_a_new_database_at_once_create_it_once(postgres: Postgres) -> None:
+    url = postgres.new_database()
+    script = (
+        "import sys; from fetchheads.snapshots.store import Store\n"
+        "with Store.open(sys.argv[1]) as s: s.begin_run('0', {})\n"
+    )
+    openers = [
+        subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    results = [(p.wait(timeout=60), p.communicate()[1]) for p in openers]
+    assert results == [(0, "")] * 8
+    assert query(url, "SELECT count(*) FROM runs") == [(8,)]
+    assert query(url, "SELECT schema_version FROM fetchheads_meta") == [(SCHEMA_VERSION,)]
+
+
+def test_without_psycopg_a_postgres_db_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg raises ImportError
+    code, out, err = fetchheads("--db", "postgresql://127.0.0.1:9/heads", "-q", "127.0.0.1:9")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1] == (
+        "Error: Invalid value for --db: PostgreSQL support is not installed: "
+        "pip install 'fetchheads[postgres]'"
+    )
+
+
+def test_a_password_appears_in_no_message_no_output_and_no_row(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    secret = "hunter2-s3cret"
+    url = postgres.new_database()
+    with_password = url.replace("fetchheads@", f"fetchheads:{secret}@")  # trust: accepted
+    gone = with_password.rsplit("/", 1)[0] + "/no_such_database"
+    seen: list[str] = []
+    for args in (
+        ("--db", with_password, "--json", "127.0.0.1:9"),
+        ("--db", with_password, "--changes", "127.0.0.1:9"),
+        ("--db", gone, "127.0.0.1:9"),  # cannot connect: every result "not recorded"
+        ("--db", gone + f"?password={secret}", "127.0.0.1:9"),
+        ("history", "--db", with_password, "127.0.0.1:9"),
+        ("history", "--db", with_password, "127.0.0.1:1"),
+        ("history", "--db", gone, "127.0.0.1:9"),
+        ("prune", "--db", with_password, "--keep", "1"),
+        ("db", "copy", with_password, str(tmp_path / "copy.db")),
+        ("db", "copy", str(tmp_path / "copy.db"), gone),
+    ):
+        code, out, err = fetchheads(*args)
+        seen.append(f"{args[0]} {code}\n{out}{err}")
+    text = "\n".join(seen)
+    assert secret not in text
+    assert "fetchheads:***@127.0.0.1" in text  # named, so a person knows which database
+    assert 'database "no_such_database" does not exist' in text
+    stored = query(url, "SELECT options::text FROM runs")
+    assert stored
+    assert secret not in str(stored)
