@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from fetchheads.config import Config  # noqa: E402
-from fetchheads.fetch import FetchContext, fetch_one, make_ssl_context  # noqa: E402
+from fetchheads.fetch.one import FetchContext, fetch_one, make_ssl_context  # noqa: E402
+from fetchheads.fetch.resolve import Resolver  # noqa: E402
 from fetchheads.models import Result  # noqa: E402
 from fetchheads.render.fields import BUILTIN, compile_fields  # noqa: E402
 from fetchheads.render.filters import compile_selector  # noqa: E402
@@ -31,7 +32,6 @@ from fetchheads.render.jsonl import format_jsonl  # noqa: E402
 from fetchheads.render.prometheus import PrometheusTextfile  # noqa: E402
 from fetchheads.render.tabular import CsvFormat, TableLayout, TsvFormat  # noqa: E402
 from fetchheads.render.writeout import compile_write_out  # noqa: E402
-from fetchheads.resolve import Resolver  # noqa: E402
 from fetchheads.targets import parse_target  # noqa: E402
 
 TYPICAL = (

@@ -92,9 +92,9 @@ def postgres_database() -> Iterator[str | None]:
 
 def store_rate(location: str, rows: int, previous: bool) -> float:
     """Rows per second ``Store.record`` writes in the recorder's batches."""
-    from fetchheads.changes import Snapshot
-    from fetchheads.recorder import BATCH_ROWS
-    from fetchheads.store import Store
+    from fetchheads.snapshots.changes import Snapshot
+    from fetchheads.snapshots.recorder import BATCH_ROWS
+    from fetchheads.snapshots.store import Store
 
     headers = (("Server", "bench"), ("Content-Type", "text/html"), ("X-Version", "1"))
     snapshots = [

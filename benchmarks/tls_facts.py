@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trustme
 
-from fetchheads import connection
+from fetchheads.fetch import connection
 
 PER_REPEAT = 20_000
 REPEATS = 7

@@ -12,8 +12,8 @@ import pytest
 import trustme
 
 from fetchheads.config import Config
-from fetchheads.fetch import FetchContext, make_ssl_context
-from fetchheads.resolve import Resolver
+from fetchheads.fetch.one import FetchContext, make_ssl_context
+from fetchheads.fetch.resolve import Resolver
 from tests.support import processes
 from tests.support.nginx import Nginx
 from tests.support.postgres import Postgres, running_postgres

@@ -18,21 +18,24 @@ PACKAGE = Path(fetchheads.__file__).resolve().parent
 IO_MODULES = frozenset({"asyncio", "socket", "click", "rich", "sqlite3"})
 PURE = (
     "fetchheads.targets",
-    "fetchheads.request",
-    "fetchheads.parse",
-    "fetchheads.parse_whole",
+    "fetchheads.http.request",
+    "fetchheads.http.parse",
+    "fetchheads.http.parse_whole",
     "fetchheads.models",
     "fetchheads.config",
     "fetchheads.errors",
-    "fetchheads.changes",
+    "fetchheads.wording",
+    "fetchheads.hostport",
     "fetchheads.certificates",
+    "fetchheads.snapshots.changes",
+    "fetchheads.snapshots.lookback",
     "fetchheads.proxy",
     "fetchheads.connect_to",
-    "fetchheads.redirects",
+    "fetchheads.fetch.redirects",
+    "fetchheads.run.summary",
     "fetchheads.render.plain",
     "fetchheads.render.jsonl",
     "fetchheads.render.safe",
-    "fetchheads.render.summary",
     "fetchheads.render.changes",
     "fetchheads.render.history",
     "fetchheads.render.fields",
@@ -71,12 +74,24 @@ def all_modules() -> list[str]:
 
 
 @cache
-def direct_imports(module: str) -> frozenset[str]:
+def direct_imports(module: str, *, runtime: bool = False) -> frozenset[str]:
+    """What ``module`` imports; with ``runtime``, not counting ``if TYPE_CHECKING:`` blocks (which
+    name a type for mypy and load nothing)."""
     path = source_of(module)
     assert path is not None, module
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
+        if runtime and id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -94,7 +109,7 @@ def direct_imports(module: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def reachable(module: str) -> set[str]:
+def reachable(module: str, *, runtime: bool = False) -> set[str]:
     seen: set[str] = set()
     todo = [module]
     while todo:
@@ -103,14 +118,15 @@ def reachable(module: str) -> set[str]:
             continue
         seen.add(current)
         if current.split(".")[0] == "fetchheads" and source_of(current) is not None:
-            todo.extend(direct_imports(current))
+            todo.extend(direct_imports(current, runtime=runtime))
     return seen
 
 
 @pytest.mark.parametrize("module", PURE)
 def test_pure_modules_never_reach_io(module: str) -> None:
     assert source_of(module) is not None, f"{module} is gone: update PURE"
-    offenders = {name for name in reachable(module) if name.split(".")[0] in IO_MODULES}
+    loaded = reachable(module, runtime=True)
+    offenders = {name for name in loaded if name.split(".")[0] in IO_MODULES}
     assert not offenders, f"{module} reaches {sorted(offenders)}"
 
 
@@ -138,9 +154,62 @@ def test_nothing_imports_the_cli_but_the_entry_point() -> None:
     assert importers == ["fetchheads.__main__"]
 
 
+LAYERS = (
+    ("fetchheads.__main__",),
+    ("fetchheads.cli",),  # click commands: parse, build the plan, hand over
+    ("fetchheads.run",),  # the plan run in one process or several: inputs, pool, supervisor
+    ("fetchheads.render",),  # formats and sinks, the history views of snapshots
+    ("fetchheads.snapshots",),  # the database, recording, comparing, looking back
+    ("fetchheads.fetch",),  # one target over the network
+    ("fetchheads.http",),  # request bytes out, response heads in: sans-IO
+    ("fetchheads.audit",),  # grading a head: pure
+    ("fetchheads",),  # the ground floor: targets, models, errors, config, proxy, connect_to
+)
+"""Top to bottom: a module imports from its own layer and the ones below, never from above."""
+
+
+def layer_of(module: str) -> int:
+    return next(
+        n
+        for n, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    )
+
+
+def test_imports_point_down_the_layers() -> None:
+    upward = [
+        f"{module} -> {name}"
+        for module in all_modules()
+        for name in direct_imports(module)
+        if name.split(".")[0] == "fetchheads"
+        and source_of(name) is not None
+        and layer_of(name) < layer_of(module)
+    ]
+    assert upward == []
+
+
+def test_only_the_run_itself_knows_of_workers() -> None:
+    # A run is one process's (run.single) whatever runs it: only the dispatcher in
+    # fetchheads.run chooses the supervisor, and nothing else imports it.
+    importers = {
+        module
+        for module in all_modules()
+        if not module.startswith("fetchheads.run.supervisor")
+        and any(name.startswith("fetchheads.run.supervisor") for name in direct_imports(module))
+    }
+    assert importers == {"fetchheads.run"}
+
+
 def test_the_checker_sees_imports_inside_functions_and_through_helpers() -> None:
-    assert "uvloop" in direct_imports("fetchheads.cli.run")  # imported inside a function
+    assert "uvloop" in direct_imports("fetchheads.run.process")  # imported inside a function
     assert "sqlite3" in reachable("fetchheads.cli")  # through the snapshot store
+    # A type named for mypy only loads nothing: lookback names the Store, and stays pure.
+    assert "fetchheads.snapshots.store" in direct_imports("fetchheads.snapshots.lookback")
+    assert "fetchheads.snapshots.store" not in reachable(
+        "fetchheads.snapshots.lookback", runtime=True
+    )
+    assert layer_of("fetchheads.cli.options") < layer_of("fetchheads.run.single")
 
 
 def test_only_the_postgresql_backend_imports_psycopg() -> None:
@@ -149,4 +218,4 @@ def test_only_the_postgresql_backend_imports_psycopg() -> None:
         for module in all_modules()
         if any(name.split(".")[0] == "psycopg" for name in direct_imports(module))
     ]
-    assert importers == ["fetchheads.store_postgres"]
+    assert importers == ["fetchheads.snapshots.store_postgres"]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from fetchheads.cli import cli
 from fetchheads.config import Config
 from fetchheads.errors import InputError
-from fetchheads.request import build_request
+from fetchheads.http.request import build_request
 from fetchheads.targets import (
     MAX_LINE_CHARS,
     OVERLONG_SHOWN,

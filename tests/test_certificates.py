@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from fetchheads.certificates import certificate_alerts, decode, explain_rejection, tls_facts
 from fetchheads.cli import cli
-from fetchheads.connection import presented_chain
+from fetchheads.fetch.connection import presented_chain
 from fetchheads.models import Alert, ChainCert, Result, TLSInfo
 from tests.support.certs import days, leaf_context, now, self_signed, under_short_intermediate
 from tests.support.servers import ThreadedServer, reply

@@ -6,17 +6,6 @@ import dataclasses
 
 import pytest
 
-from fetchheads.changes import (
-    DEFAULT_VOLATILE,
-    WARNED,
-    Snapshot,
-    certificate_step,
-    compare,
-    ignored_names,
-    is_news,
-    snapshot_key,
-    snapshot_of,
-)
 from fetchheads.errors import ErrorKind
 from fetchheads.models import (
     Alert,
@@ -28,6 +17,17 @@ from fetchheads.models import (
     TLSInfo,
 )
 from fetchheads.render.changes import change_lines
+from fetchheads.snapshots.changes import (
+    DEFAULT_VOLATILE,
+    WARNED,
+    Snapshot,
+    certificate_step,
+    compare,
+    ignored_names,
+    is_news,
+    snapshot_key,
+    snapshot_of,
+)
 
 
 def snap(*headers: tuple[str, str], status: int | None = 200, error: str | None = None) -> Snapshot:

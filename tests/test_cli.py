@@ -18,11 +18,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 import fetchheads.cli
-import fetchheads.cli.run
+import fetchheads.run.single
 from fetchheads import __version__
 from fetchheads.cli import cli
 from fetchheads.cli.options import make_config
 from fetchheads.config import Config
+from fetchheads.run.plan import Environment
 from tests.support.records import RECORD_KEYS
 from tests.support.servers import ThreadedServer, reply
 
@@ -316,7 +317,7 @@ def test_a_bug_inside_the_run_is_one_line_naming_the_exception(
     async def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug in the fetcher")
 
-    monkeypatch.setattr(fetchheads.cli.run, "fetch_one", broken)
+    monkeypatch.setattr(fetchheads.run.single, "fetch_one", broken)
     monkeypatch.setattr(sys, "argv", ["fetchheads", "--loop", "asyncio", target])
     monkeypatch.delenv("FETCHHEADS_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exit:
@@ -328,9 +329,8 @@ def test_a_bug_inside_the_run_is_one_line_naming_the_exception(
     )
 
 
-def test_no_targets_on_a_terminal_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fetchheads.cli, "_isatty", lambda stream: stream is sys.stdin)
-    result = invoke([])
+def test_no_targets_on_a_terminal_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, [], obj=Environment(stdin_isatty=True))
     assert result.exit_code == 2
     assert "no targets" in result.stderr
     assert "fetchheads www.example.com" in result.stderr
@@ -415,6 +415,9 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert done.stdout == f"fetchheads, version {__version__}\n"
 
 
+CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(Config))
+
+
 def test_every_config_field_is_set_by_some_option(tmp_path: Path) -> None:
     # make_config is the one place options become a Config: a field no option reaches (or an
     # option that never reaches its field) would keep the default here.
@@ -427,8 +430,12 @@ def test_every_config_field_is_set_by_some_option(tmp_path: Path) -> None:
         *("--connect-to", "a:80:b:81", "--retries", "2", "--rate", "5", "--shard", "1/2", "-4"),
         *("--dns-servers", "127.0.0.1", "--resolve", "a:80:127.0.0.1", "example.com"),
     ]
-    ctx = cli.commands["fetch"].make_context("fetch", args)
-    config = make_config(ctx.params, concurrency=ctx.params["concurrency"])
+    params = cli.commands["fetch"].make_context("fetch", args).params
+    # As the command does: the options named after a Config field go to make_config whole.
+    fields = {name: params[name] for name in CONFIG_FIELDS - {"concurrency"} if name in params}
+    config = make_config(
+        fields, concurrency=params["concurrency"], proxy=params["proxy"], noproxy=params["noproxy"]
+    )
     default = Config()
     unset = [
         field.name

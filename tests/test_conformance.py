@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from fetchheads.errors import ParseError
+from fetchheads.http.parse import HeadParser
 from fetchheads.models import ResponseHead
-from fetchheads.parse import HeadParser
 
 CASES: list[dict[str, Any]] = json.loads(
     (Path(__file__).parent / "data" / "llhttp-response-cases.json").read_text("utf-8")

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from fetchheads.deadline import COMPACT_SLACK, Deadline, Deadlines
+from fetchheads.fetch.deadline import COMPACT_SLACK, Deadline, Deadlines
 
 
 async def _wait(deadlines: Deadlines, delay: float, work: float) -> tuple[bool, float]:

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fetchheads import connection as connection_module
-from fetchheads import fetch as fetch_module
 from fetchheads.cli import cli
 from fetchheads.config import Config
-from fetchheads.connection import READ_CHUNK
 from fetchheads.errors import ErrorKind
-from fetchheads.fetch import fetch_one
+from fetchheads.fetch import connection as connection_module
+from fetchheads.fetch import one as fetch_module
+from fetchheads.fetch.connection import READ_CHUNK
+from fetchheads.fetch.one import fetch_one
+from fetchheads.http.parse import MAX_HEAD, HeadParser
 from fetchheads.models import Result
-from fetchheads.parse import MAX_HEAD, HeadParser
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
 from tests.support.servers import (

@@ -43,7 +43,6 @@ results = st.builds(
         Timing, dns=seconds, connect=seconds, tls=seconds, ttfb=seconds, total=seconds
     ),
     fetched_at=st.datetimes(timezones=st.just(dt.UTC)),
-    line=st.none() | st.integers(1, 10**6),
     # Results with these take the encoder path: drawn too, so both paths stay in the test.
     tls=st.none()
     | st.builds(
@@ -88,8 +87,8 @@ def test_the_fast_path_writes_the_same_bytes_as_the_encoder(result: Result) -> N
 def test_the_separator_of_a_workers_records_is_never_in_a_record(result: Result) -> None:
     # --workers frames each record with RECORD_END and passes on whole records: a raw one in a
     # record would cut it in two.
-    from fetchheads.cli.worker import RECORD_END
     from fetchheads.render.plain import format_plain
+    from fetchheads.run.supervisor.worker import RECORD_END
 
     assert RECORD_END not in format_jsonl(result)
     assert RECORD_END not in format_plain(result)

@@ -1,16 +1,15 @@
-"""models: the ``fetched_at`` text, and the frozen types' cheaper ``__init__``."""
+"""models: the ``fetched_at`` text, and the per-target types frozen."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fetchheads.models import Result, Timing, format_timestamp, quick_init
+from fetchheads.models import Result, Timing, format_timestamp
 
 offsets = st.timedeltas(min_value=dt.timedelta(hours=-23), max_value=dt.timedelta(hours=23))
 aware_zones: st.SearchStrategy[dt.tzinfo] = st.just(dt.UTC) | st.builds(dt.timezone, offsets)
@@ -32,41 +31,6 @@ def test_milliseconds_are_cut_not_rounded_into_the_next_second() -> None:
     assert format_timestamp(east) == "2025-12-31T23:00:00.000Z"
 
 
-def test_quick_init_builds_what_the_dataclass_init_builds() -> None:
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class Plain:
-        a: int
-        b: str = "b"
-        c: list[int] = dataclasses.field(default_factory=list)
-
-    @quick_init
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class Quick:
-        a: int
-        b: str = "b"
-        c: list[int] = dataclasses.field(default_factory=list)
-
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
-        ((1,), {}),
-        ((1, "x"), {}),
-        ((), {"a": 1, "c": [2]}),
-        ((1,), {"b": "y"}),
-    ]
-    for args, kwargs in calls:
-        plain, quick = Plain(*args, **kwargs), Quick(*args, **kwargs)
-        assert dataclasses.astuple(plain) == dataclasses.astuple(quick)
-    first, second = Quick(1), Quick(1)
-    assert first == second
-    assert first.c is not second.c  # a fresh default per instance
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        first.a = 2  # type: ignore[misc]
-    assert dataclasses.replace(first, b="z") == Quick(1, "z")
-    with pytest.raises(TypeError):
-        Quick()  # type: ignore[call-arg]
-    with pytest.raises(TypeError):
-        Quick(1, a=1)  # type: ignore[misc]
-
-
 def test_the_per_target_types_stay_frozen() -> None:
     result = Result(target="t", url=None, timing=Timing(total=1.0))
     assert result.fetched_at.tzinfo is dt.UTC
@@ -74,20 +38,3 @@ def test_the_per_target_types_stay_frozen() -> None:
         result.target = "u"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.timing.total = 2.0  # type: ignore[misc]
-
-
-def test_quick_init_refuses_a_class_it_could_get_wrong() -> None:
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class Checked:
-        a: int
-
-        def __post_init__(self) -> None:
-            raise AssertionError
-
-    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-    class KeywordOnly:
-        a: int
-
-    for cls in (Checked, KeywordOnly):
-        with pytest.raises(TypeError):
-            quick_init(cls)

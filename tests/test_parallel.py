@@ -3,6 +3,7 @@ run's summary and exit status, signals passed on, and no worker left behind."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -209,6 +210,31 @@ def test_a_bad_worker_count_is_a_usage_error(value: str) -> None:
     assert b"--workers" in stderr
 
 
+WITHOUT_FORK = "import os; del os.fork; from fetchheads.__main__ import run; run()"
+"""fetchheads on a system with no os.fork (Windows)."""
+
+
+def test_without_fork_auto_runs_one_process_and_a_count_says_why_it_cannot(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    server = threaded_server(reply(HEAD))
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{server.port}/{n}\n" for n in range(20)))
+    argv = [sys.executable, "-c", WITHOUT_FORK, "--json", "-c", "100", "-i", str(hosts)]
+    auto = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+    assert auto.returncode == 0, auto.stderr
+    assert len([json.loads(line) for line in auto.stdout.splitlines()]) == 20
+    refused = subprocess.run(
+        [*argv, "--workers", "2"], capture_output=True, timeout=60, check=False
+    )
+    assert refused.returncode == 2
+    assert refused.stdout == b""
+    assert refused.stderr.decode().splitlines()[-1] == (
+        "Error: Invalid value for --workers: 2 processes need os.fork(), which this system "
+        "does not have; --workers 1 runs in one process"
+    )
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_the_workers_start_stops_the_run_cleanly(
     threaded_server: StartServer, tmp_path: Path, signum: signal.Signals
@@ -312,17 +338,20 @@ def test_ctrl_c_twice_is_still_an_interrupt(
 def test_a_worker_that_dies_mid_record_leaves_no_broken_line() -> None:
     """Whatever a killed worker wrote of its last record is not a record: stdout keeps only
     whole records (one bad JSON line would stop ``jq`` reading the rest)."""
-    from fetchheads.cli.parallel import _Merge
-    from fetchheads.cli.worker import Worker, framed
+    from fetchheads.run.single import framed
+    from fetchheads.run.supervisor.multiprocess import _Merge
+    from fetchheads.run.supervisor.worker import RECORD_END, Worker
 
     def record(url: str) -> str:
-        return framed(lambda _: f'{{"url": "{url}"}}\n')(_result(url))
+        return framed(lambda _: f'{{"url": "{url}"}}\n', RECORD_END)(_result(url))
 
     written: list[bytes] = []
-    merge = _Merge(Worker(pid=0, feed=-1, output=-1, counts=-1, limit=1), written.append)
+    worker = Worker(pid=0, feed=-1, output=-1, counts=-1, limit=1)
+    merge = _Merge(worker, written.append, asyncio.Event())
     merge.data_received((record("http://a/") + record("http://b/")[:15]).encode())
     merge.connection_lost(None)
     assert b"".join(written) == b'{"url": "http://a/"}\n'
+    assert worker.finished == 1  # the record that came whole: one more target it can be given
 
 
 def test_each_targets_plain_lines_stay_together_when_the_output_backs_up(
@@ -361,16 +390,19 @@ def test_a_plain_record_is_never_split_by_another_workers_lines() -> None:
     """A worker's pipe read can end between two lines of one target's plain record (a big head,
     a busy coordinator). The other worker's record must not land in between: one process never
     splits a target's lines, and two responses of one target could not be told apart."""
-    from fetchheads.cli.parallel import _Merge
-    from fetchheads.cli.worker import Worker, framed
+    from fetchheads.run.single import framed
+    from fetchheads.run.supervisor.multiprocess import _Merge
+    from fetchheads.run.supervisor.worker import RECORD_END, Worker
 
-    worker_output = framed(format_plain)
+    worker_output = framed(format_plain, RECORD_END)
     first = worker_output(_result("http://a/")).encode()
     second = worker_output(_result("http://b/")).encode()
     cut = first.index(b"\n") + 1  # after the status line, before the headers
     written: list[bytes] = []
     merges = [
-        _Merge(Worker(pid=0, feed=-1, output=-1, counts=-1, limit=1), written.append)
+        _Merge(
+            Worker(pid=0, feed=-1, output=-1, counts=-1, limit=1), written.append, asyncio.Event()
+        )
         for _ in range(2)
     ]
     merges[0].data_received(first[:cut])

@@ -8,8 +8,7 @@ from collections.abc import Iterable
 import pytest
 
 from fetchheads.errors import ErrorKind, ParseError
-from fetchheads.models import ResponseHead
-from fetchheads.parse import (
+from fetchheads.http.parse import (
     MAX_HEAD,
     MAX_HEADERS,
     MAX_INTERIM,
@@ -18,7 +17,8 @@ from fetchheads.parse import (
     HeadParser,
     Limits,
 )
-from fetchheads.parse_whole import parse_whole
+from fetchheads.http.parse_whole import parse_whole
+from fetchheads.models import ResponseHead
 
 
 def feed_all(chunks: Iterable[bytes], parser: HeadParser | None = None) -> ResponseHead:

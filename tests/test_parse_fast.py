@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fetchheads.errors import ParseError
+from fetchheads.http.parse import HeadParser
 from fetchheads.models import ResponseHead
-from fetchheads.parse import HeadParser
 
 lines = st.lists(
     st.sampled_from(

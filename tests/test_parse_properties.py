@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fetchheads.errors import ParseError
+from fetchheads.http.parse import HeadParser, decode_text
 from fetchheads.models import ResponseHead
-from fetchheads.parse import HeadParser, decode_text
 
 settings.register_profile("fetchheads", max_examples=100, deadline=None)
 settings.load_profile("fetchheads")

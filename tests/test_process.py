@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from fetchheads.errors import ErrorKind
-from fetchheads.fetch import fetch_one
-from fetchheads.process import FDS_RESERVED, fit_concurrency
+from fetchheads.fetch.one import fetch_one
+from fetchheads.run.process import FDS_RESERVED, fit_concurrency
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
 from tests.support import processes
@@ -382,7 +382,7 @@ def test_the_collector_tuning_is_undone_after_a_run() -> None:
     # a caller that goes on living after it (tests, an embedding program) gets its settings back.
     import gc
 
-    from fetchheads import process
+    from fetchheads.run import process
 
     before = gc.get_threshold()
     with process.tuned_gc():

@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-import fetchheads.cli
 import fetchheads.render.output
 from fetchheads.cli import cli
 from fetchheads.errors import ErrorKind
 from fetchheads.models import ErrorInfo, ResponseHead, Result
 from fetchheads.render.output import ProgressLine
-from fetchheads.render.summary import Summary
+from fetchheads.run.plan import Environment
+from fetchheads.run.summary import Summary
 from tests.support.servers import ThreadedServer, reply
 
 ERASE = "\r\x1b[2K"
@@ -130,28 +130,29 @@ def test_quiet_silences_the_progress_line(
 
 
 def test_plain_and_jsonl_show_no_line_unless_forced(
-    threaded_server: Callable[..., ThreadedServer], no_delay: None, monkeypatch: pytest.MonkeyPatch
+    threaded_server: Callable[..., ThreadedServer], no_delay: None
 ) -> None:
     # stderr is a terminal here, stdout a pipe: the summary is shown, the bar is not.
-    monkeypatch.setattr(fetchheads.cli, "_isatty", lambda stream: stream is not None)
     server = threaded_server(reply(HEAD, delay=0.1))
-    _, err, _ = run_cli(["--json", "-c", "1", *[f"127.0.0.1:{server.port}"] * 3])
+    args = ["--json", "-c", "1", *[f"127.0.0.1:{server.port}"] * 3]
+    err = CliRunner().invoke(cli, args, obj=Environment(stderr_isatty=True)).stderr
     assert "done" not in err
     assert err.startswith("3 targets, 3 ok")
 
 
 def test_no_line_while_targets_are_typed_at_the_terminal(
-    threaded_server: Callable[..., ThreadedServer], no_delay: None, monkeypatch: pytest.MonkeyPatch
+    threaded_server: Callable[..., ThreadedServer], no_delay: None
 ) -> None:
     # Everything is a terminal, and stdin is read (-i -): the line would be drawn over the typing.
-    monkeypatch.setattr(fetchheads.cli, "_isatty", lambda stream: stream is not None)
+    terminal = Environment(stdin_isatty=True, stdout_isatty=True, stderr_isatty=True)
     server = threaded_server(reply(HEAD, delay=0.1))
+    typed = f"127.0.0.1:{server.port}\n" * 3
     result = CliRunner().invoke(
-        cli, ["-i", "-", "-c", "1"], input=f"127.0.0.1:{server.port}\n" * 3, catch_exceptions=False
+        cli, ["-i", "-", "-c", "1"], input=typed, obj=terminal, catch_exceptions=False
     )
     assert "done" not in result.stderr
     assert result.stderr.startswith("3 targets, 3 ok")
     forced = CliRunner().invoke(
-        cli, ["--progress", "-i", "-", "-c", "1"], input=f"127.0.0.1:{server.port}\n" * 3
+        cli, ["--progress", "-i", "-", "-c", "1"], input=typed, obj=terminal
     )
     assert "/3 done" in forced.stderr  # --progress still means it

@@ -15,10 +15,10 @@ from fetchheads.cli import cli
 from fetchheads.config import Config
 from fetchheads.connect_to import ConnectTo, parse_connect_to
 from fetchheads.errors import ErrorKind, InputError
-from fetchheads.fetch import fetch_one
+from fetchheads.fetch.one import fetch_one
+from fetchheads.http.request import connect_request, proxied_request
 from fetchheads.models import ErrorInfo, Result
 from fetchheads.proxy import Proxy, bypasses_proxy, parse_proxy, proxy_rules
-from fetchheads.request import connect_request, proxied_request
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
 from tests.support.nginx import Nginx

@@ -7,7 +7,7 @@ import pytest
 from fetchheads import __version__
 from fetchheads.config import Config
 from fetchheads.errors import InputError
-from fetchheads.request import build_request, parse_header_option
+from fetchheads.http.request import build_request, parse_header_option
 from fetchheads.targets import parse_target
 
 UA = b"User-Agent: fetchheads/" + __version__.encode()

@@ -13,12 +13,17 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fetchheads import resolve as resolve_module
 from fetchheads.cli import cli
 from fetchheads.config import Config
 from fetchheads.errors import DNSError, InputError
-from fetchheads.fetch import FetchContext, fetch_one, make_ssl_context
-from fetchheads.resolve import Resolver, order_for_happy_eyeballs, parse_dns_server, parse_resolve
+from fetchheads.fetch import resolve as resolve_module
+from fetchheads.fetch.one import FetchContext, fetch_one, make_ssl_context
+from fetchheads.fetch.resolve import (
+    Resolver,
+    order_for_happy_eyeballs,
+    parse_dns_server,
+    parse_resolve,
+)
 from fetchheads.targets import parse_target
 from tests.support.dns import DNSServer, ThreadedDNSServer
 from tests.support.servers import Blackhole, LoopbackServer, ThreadedServer, reply

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from fetchheads.cli import cli
 from fetchheads.config import Config
 from fetchheads.errors import ErrorKind
-from fetchheads.fetch import fetch_one, retry_delay
+from fetchheads.fetch.one import fetch_one, retry_delay
 from fetchheads.models import Result, Target
-from fetchheads.runner import Item, Pacer, in_shard, run
+from fetchheads.run.inputs import Item, in_shard
+from fetchheads.run.pool import Pacer, run
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
 from tests.support.servers import (

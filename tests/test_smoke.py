@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from fetchheads.cli import cli
-from fetchheads.fetch import fetch_one
+from fetchheads.fetch.one import fetch_one
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
 from tests.support.nginx import Nginx

@@ -23,8 +23,8 @@ import trustme
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.proxy import proxy_rules
-from fetchheads.recorder import SnapshotOptions, run_options
-from fetchheads.store import Store
+from fetchheads.snapshots.recorder import SnapshotOptions, run_options
+from fetchheads.snapshots.store import Store
 from tests.support.postgres import Postgres
 from tests.support.servers import ThreadedServer, silent
 from tests.support.snapshots import Site, fetchheads, query, run_cli, start_site

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from fetchheads import store_sqlite as store_module
-from fetchheads.changes import Snapshot
-from fetchheads.store import Store
+from fetchheads.snapshots import store_sqlite as store_module
+from fetchheads.snapshots.changes import Snapshot
+from fetchheads.snapshots.store import Store
 from tests.support import processes
 from tests.support.servers import ThreadedServer, silent
 from tests.support.snapshots import Site, fetchheads, run_cli, start_site

@@ -11,9 +11,9 @@ from tests.support import processes
 
 LOADED_ON_DEMAND = (
     "sqlite3",  # --db
-    "fetchheads.store",
+    "fetchheads.snapshots.store",
     "psycopg",  # --db postgresql://...
-    "fetchheads.store_postgres",
+    "fetchheads.snapshots.store_postgres",
     "aiodns",  # --dns-servers
     "ipaddress",  # --resolve, --noproxy, IPv6 or unusual targets
     "rich",  # the pretty view, the progress line and the summary

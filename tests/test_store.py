@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from fetchheads.changes import Snapshot
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.store import APPLICATION_ID, SCHEMA_VERSION, Store
-from fetchheads.store_sqlite import MIGRATIONS
+from fetchheads.snapshots.changes import Snapshot
+from fetchheads.snapshots.store import APPLICATION_ID, SCHEMA_VERSION, Store
+from fetchheads.snapshots.store_sqlite import MIGRATIONS
 
 
 def snap(key: str, fetched_at: str, *headers: tuple[str, str], status: int = 200) -> Snapshot:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.store import SCHEMA_VERSION, Store
+from fetchheads.snapshots.store import SCHEMA_VERSION, Store
 from tests.support.postgres import Postgres
 from tests.support.snapshots import fetchheads, query
 from tests.test_store import day, snap
@@ -112,7 +112,7 @@ def test_read_only_opens_write_nothing(postgres: Postgres) -> None:
 def test_processes_opening_a_new_database_at_once_create_it_once(postgres: Postgres) -> None:
     url = postgres.new_database()
     script = (
-        "import sys; from fetchheads.store import Store\n"
+        "import sys; from fetchheads.snapshots.store import Store\n"
         "with Store.open(sys.argv[1]) as s: s.begin_run('0', {})\n"
     )
     openers = [

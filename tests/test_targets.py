@@ -16,7 +16,6 @@ from fetchheads.targets import (
     OVERLONG_SHOWN,
     LineSplitter,
     OverlongLine,
-    iter_lines,
     parse_target,
 )
 
@@ -77,10 +76,6 @@ def test_the_host_header_authority_omits_default_ports_only() -> None:
     assert parse_target("example.com:8080").authority == "example.com:8080"
     assert parse_target("https://example.com:443").authority == "example.com"
     assert parse_target("https://example.com:80").authority == "example.com:80"
-
-
-def test_the_line_number_travels_with_the_target() -> None:
-    assert parse_target("example.com", line=7).line == 7
 
 
 @pytest.mark.parametrize(
@@ -154,11 +149,6 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def test_iter_lines_skips_blank_lines_and_comments_and_keeps_line_numbers() -> None:
-    lines = ["\ufeffone.example\n", "\n", "  # a comment\n", "two.example\r\n", "   \n", "three"]
-    assert list(iter_lines(lines)) == [(1, "one.example"), (4, "two.example"), (6, "three")]
-
-
 def test_line_splitter_numbers_lines_and_drops_bom_and_cr() -> None:
     splitter = LineSplitter()
     out = splitter.feed(b"\xef\xbb\xbfone.example\r\n\r\n# comment\r\ntwo")
@@ -197,8 +187,6 @@ def test_a_comment_after_whitespace_ends_the_line_but_a_fragment_stays() -> None
         (4, "http://b.example/p#frag"),
         (5, "# only a comment"),  # skipped by the reader, as before
     ]
-    lines = data.decode().splitlines()
-    assert [text for _, text in iter_lines(lines)] == [text for _, text in splitter.feed(data)][:4]
 
 
 def test_a_bom_is_only_dropped_at_the_start_of_the_input() -> None:

@@ -30,7 +30,7 @@ spellings = st.one_of(
 
 def outcome(parse: Callable[..., Target], text: str, scheme: str) -> Target | str:
     try:
-        return parse(text, default_scheme=scheme, line=7)
+        return parse(text, default_scheme=scheme)
     except InputError as exc:
         return f"InputError: {exc}"
 

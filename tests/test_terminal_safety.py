@@ -22,8 +22,8 @@ from rich.console import Console
 
 from fetchheads.cli import cli
 from fetchheads.errors import ErrorKind
+from fetchheads.http.parse import HeadParser
 from fetchheads.models import ErrorInfo, Redirect, ResponseHead, Result, TLSInfo
-from fetchheads.parse import HeadParser
 from fetchheads.render.jsonl import format_jsonl
 from fetchheads.render.plain import format_plain
 from fetchheads.render.pretty import render_result

@@ -11,7 +11,7 @@ import trustme
 
 from fetchheads.config import Config
 from fetchheads.errors import ErrorKind
-from fetchheads.fetch import fetch_one
+from fetchheads.fetch.one import fetch_one
 from fetchheads.models import Result
 from fetchheads.targets import parse_target
 from tests.conftest import make_context

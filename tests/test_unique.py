@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fetchheads.runner import in_shard, to_item
+from fetchheads.run.inputs import in_shard, to_item
 from fetchheads.targets import FirstSeen, canonical_key
 
 

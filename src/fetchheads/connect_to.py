@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from fetchheads.errors import InputError
+from fetchheads.hostport import port_number, split_bracket
 from fetchheads.targets import parse_target
 
 
@@ -34,10 +35,10 @@ def parse_connect_to(text: str) -> ConnectTo:
     rest = text.strip()
     while True:
         if rest.startswith("["):
-            close = rest.find("]")
-            if close == -1:
+            split = split_bracket(rest)
+            if split is None:
                 raise InputError(f"unclosed '[' in --connect-to {text!r}")
-            field, rest = rest[: close + 1], rest[close + 1 :]
+            field, rest = f"[{split[0]}]", split[1]
             if rest and not rest.startswith(":"):
                 raise InputError(f"expected ':' after {field!r} in --connect-to {text!r}")
         else:
@@ -73,9 +74,10 @@ def _host(field: str, text: str) -> str | None:
 def _port(field: str, text: str) -> int | None:
     if not field:
         return None
-    if not (field.isascii() and field.isdigit()) or not 0 < int(field) < 65536:
+    port = port_number(field)
+    if port is None:
         raise InputError(f"bad port {field!r} in --connect-to {text!r}")
-    return int(field)
+    return port
 
 
 def connect_address(rules: Sequence[ConnectTo], host: str, port: int) -> tuple[str, int]:

@@ -10,18 +10,18 @@
      │    │    └── ProxyRefusal     the proxy answered CONNECT with a refusal        kind "connect"
      │    ├── TLSError              handshake, verification, expiry, wrong host      kind "tls"
      │    │    └── CertificateRejected  verification failed: OpenSSL's code and reason
-     │    ├── FetchTimeout          the per-target deadline passed                   kind "timeout"
-     │    ├── ProtocolError         not HTTP, empty reply, head too large, ...       kind "protocol"
-     │    │    └── ParseError       raised by the sans-IO parser itself
-     │    └── RedirectError         too many redirects, or a loop                    kind "redirect"
+     │    └── ProtocolError         not HTTP, empty reply, head too large, ...       kind "protocol"
+     │         └── ParseError       raised by the sans-IO parser itself
      └── StoreError                 the snapshot database cannot be used now (locked, full, I/O)
           └── StoreRefused          the path can never hold one: not a fetchheads database,
                                     a newer schema, a FIFO or device, a missing directory
 
-A failed target is data, not an exception: ``fetch.fetch_one`` catches ``FetchError`` and returns a
-``Result`` carrying ``ErrorInfo(kind, message)``. Low-level exceptions (``OSError``,
+A failed target is data, not an exception: ``fetch.one.fetch_one`` catches ``FetchError`` and
+returns a ``Result`` carrying ``ErrorInfo(kind, message)``. Low-level exceptions (``OSError``,
 ``socket.gaierror``, ``ssl.SSLError``, ``TimeoutError``) are translated into this tree once, at the
-socket edge, with ``raise ... from``.
+socket edge, with ``raise ... from``. The kinds "timeout" and "redirect" need no exception: the
+deadline (``fetch.one``) and the hop count (``fetch.redirects``) are checked where the record is
+made.
 """
 
 from __future__ import annotations
@@ -90,21 +90,12 @@ class CertificateRejected(TLSError):
         self.host = host
 
 
-class FetchTimeout(FetchError):
-    kind = ErrorKind.TIMEOUT
-    retryable = True
-
-
 class ProtocolError(FetchError):
     kind = ErrorKind.PROTOCOL
 
 
 class ParseError(ProtocolError):
-    """Raised by :mod:`fetchheads.parse` on bytes that are not an acceptable response head."""
-
-
-class RedirectError(FetchError):
-    kind = ErrorKind.REDIRECT
+    """Raised by :mod:`fetchheads.http.parse` on bytes that are not an acceptable response head."""
 
 
 class StoreError(FetchheadsError):

@@ -9,55 +9,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from typing import Any, TypeVar
+from typing import Any
 
 from fetchheads.errors import ErrorKind
+from fetchheads.hostport import bracketed
 
 Headers = tuple[tuple[str, str], ...]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-_Class = TypeVar("_Class", bound=type)
 
-
-def quick_init(cls: _Class) -> _Class:
-    """Give a frozen slotted dataclass an ``__init__`` that costs what a mutable one's does.
-
-    The ``__init__`` that ``dataclass(frozen=True)`` writes stores every field through
-    ``object.__setattr__``, the frozen class's own ``__setattr__`` being the one that refuses: in
-    Python 3.11 that is twice the cost of a plain store (a ``Result`` took 2.3 µs, 1.4 µs now).
-    This one is written the way dataclasses writes its own, but stores each field through its slot
-    descriptor. Instances are exactly as frozen as before: only ``__init__`` writes, and every
-    other method (``__setattr__``, ``__eq__``, ``__hash__``, ``replace``) is the dataclass's. Used
-    on the types built once or more per target; it refuses a class it could get wrong.
-    """
-    fields = dataclasses.fields(cls)
-    if "__post_init__" in vars(cls) or any(not f.init or f.kw_only for f in fields):
-        raise TypeError(f"quick_init handles plain fields only, not those of {cls.__name__}")
-    namespace: dict[str, Any] = {"MISSING": dataclasses.MISSING}
-    params: list[str] = []
-    body: list[str] = []
-    for field in fields:
-        name = field.name
-        namespace[f"set_{name}"] = vars(cls)[name].__set__
-        if field.default is not dataclasses.MISSING:
-            namespace[f"default_{name}"] = field.default
-            params.append(f"{name}=default_{name}")
-        elif field.default_factory is not dataclasses.MISSING:
-            namespace[f"factory_{name}"] = field.default_factory
-            params.append(f"{name}=MISSING")
-            body.append(f" if {name} is MISSING: {name} = factory_{name}()")
-        else:
-            params.append(name)
-        body.append(f" set_{name}(self, {name})")
-    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), namespace)
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    setattr(cls, "__init__", init)  # noqa: B010 (mypy refuses cls.__init__ = ...)
-    return cls
-
-
-@quick_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class Target:
     """One validated target. ``host`` is ASCII: IDNA-encoded name, IPv4 or bare IPv6 literal."""
@@ -67,7 +28,6 @@ class Target:
     host: str
     port: int
     path: str = "/"  # origin-form: path and query, always starts with "/"
-    line: int | None = None  # line number in the input file, when it came from one
     # ``Basic ...`` from the user:password@ of the target, sent as Authorization; ``text`` shows
     # the password as ``***`` (credentials.py), and ``url`` never holds user information.
     authorization: str | None = dataclasses.field(default=None, repr=False)
@@ -75,9 +35,7 @@ class Target:
     @property
     def authority(self) -> str:
         """``host[:port]`` as the Host header and URLs want it (port omitted when default)."""
-        host = self.host
-        if ":" in host:  # an IPv6 literal
-            host = f"[{host}]"
+        host = bracketed(self.host)
         if DEFAULT_PORTS.get(self.scheme) == self.port:
             return host
         return f"{host}:{self.port}"
@@ -87,7 +45,6 @@ class Target:
         return f"{self.scheme}://{self.authority}{self.path}"
 
 
-@quick_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class ResponseHead:
     """A parsed response head. ``interim`` holds the 1xx heads that came before the final one."""
@@ -121,7 +78,6 @@ class ErrorInfo:
         return {"kind": str(self.kind), "message": self.message}
 
 
-@quick_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class Timing:
     """Seconds from the start of the target; ``None`` for a phase that did not happen."""
@@ -164,7 +120,6 @@ class ChainCert:
         return {"subject": self.subject, "issuer": self.issuer, "not_after": self.not_after}
 
 
-@quick_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class TLSInfo:
     """The TLS facts of one https target, verified or not (``-k``, a failed verification).
@@ -279,7 +234,6 @@ def _utc_second(epoch_seconds: int) -> str:
     return (_EPOCH + dt.timedelta(seconds=epoch_seconds)).isoformat()[:19]
 
 
-@quick_init
 @dataclasses.dataclass(frozen=True, slots=True)
 class Result:
     """Exactly one per target: a head, an error, or (protocol errors) the part of a head received.
@@ -296,7 +250,6 @@ class Result:
     tls: TLSInfo | None = None
     redirects: tuple[Redirect, ...] = ()
     fetched_at: dt.datetime = dataclasses.field(default_factory=utc_now)
-    line: int | None = None
     changes: tuple[Change, ...] | None = None  # set under --changes only
     warnings: tuple[Alert, ...] | None = None  # set under --warn-days only
 

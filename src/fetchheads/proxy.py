@@ -19,7 +19,7 @@ and ``.example.com`` both match ``www.example.com``, neither matches ``notexampl
 insensitively, trailing dots ignored. An IP address matches only IP entries, exactly or by CIDR
 (``10.0.0.0/8``, ``fe80::/10``): ``localhost`` does not match ``127.0.0.1``. Ports are not compared.
 
-Talking to the proxy (the bytes are ``request.py``'s, the sockets ``fetch.py``'s): plain http is
+Talking to the proxy (the bytes are ``http.request``'s, the sockets ``fetch``'s): plain http is
 sent to the proxy in absolute form (``GET http://host/path HTTP/1.0``); https asks for a tunnel with
 ``CONNECT host:port HTTP/1.1``, and on a 2xx answer TLS starts inside it with the origin's name as
 SNI.
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from fetchheads.credentials import basic_authorization, redact_url
 from fetchheads.errors import InputError
+from fetchheads.hostport import bracketed, host_port
 from fetchheads.models import ResponseHead, Target
 from fetchheads.targets import parse_target
 
@@ -53,8 +54,7 @@ class Proxy:
     @property
     def address(self) -> str:
         """``host:port`` as messages show it: ``proxy 127.0.0.1:8888: connection refused``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 def parse_proxy(text: str) -> Proxy:
@@ -80,7 +80,7 @@ def parse_proxy(text: str) -> Proxy:
         raise InputError(f"no host in proxy {shown!r}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InputError(f"a proxy is host[:port], not a URL with a path: {shown!r}")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    host = bracketed(parts.hostname)
     try:
         checked = parse_target(f"http://{host}/")
     except InputError as exc:

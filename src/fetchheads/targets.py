@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator
 
 from fetchheads.credentials import basic_authorization, redact_url
 from fetchheads.errors import InputError
+from fetchheads.hostport import port_number, split_bracket
 from fetchheads.models import DEFAULT_PORTS, Target
 
 MAX_LINE_CHARS = 4096
@@ -48,7 +48,7 @@ _SIMPLE = re.compile(
 )
 
 
-def parse_target(text: str, *, default_scheme: str = "http", line: int | None = None) -> Target:
+def parse_target(text: str, *, default_scheme: str = "http") -> Target:
     """Validate one target. Raises ``InputError`` with a message a user can act on."""
     match = _SIMPLE.fullmatch(text) if len(text) <= MAX_HOST_CHARS else None
     if match is not None:
@@ -67,13 +67,11 @@ def parse_target(text: str, *, default_scheme: str = "http", line: int | None = 
                 path = "/" + path
             if host[-1].isdigit() or "0x" in host:  # may be IPv4 in another spelling: 127.1
                 host = _ipv4_host(host) or host
-            return Target(text=text, scheme=scheme, host=host, port=port, path=path, line=line)
-    return parse_target_full(text, default_scheme=default_scheme, line=line)
+            return Target(text=text, scheme=scheme, host=host, port=port, path=path)
+    return parse_target_full(text, default_scheme=default_scheme)
 
 
-def parse_target_full(
-    text: str, *, default_scheme: str = "http", line: int | None = None
-) -> Target:
+def parse_target_full(text: str, *, default_scheme: str = "http") -> Target:
     """``parse_target`` for every form: strips, validates, normalises and words each error."""
     raw = text.strip()
     if not raw:
@@ -109,7 +107,7 @@ def parse_target_full(
         port = DEFAULT_PORTS[scheme]
     elif not explicit_scheme and port == 443:
         scheme = "https"
-    return Target(raw, scheme, host, port, path, line, authorization)
+    return Target(raw, scheme, host, port, path, authorization)
 
 
 def _check_invisible(raw: str) -> None:
@@ -155,11 +153,10 @@ def _split_host_port(authority: str) -> tuple[str, int | None]:
     if not authority:
         raise InputError("no host in target")
     if authority.startswith("["):
-        close = authority.find("]")
-        if close == -1:
+        split = split_bracket(authority)
+        if split is None:
             raise InputError("unclosed '[' in IPv6 address")
-        literal = authority[1:close]
-        after = authority[close + 1 :]
+        literal, after = split
         if after and not after.startswith(":"):
             raise InputError(f"unexpected {after!r} after IPv6 address")
         try:
@@ -180,12 +177,12 @@ def _split_host_port(authority: str) -> tuple[str, int | None]:
 
 
 def _parse_port(text: str) -> int:
-    if not text.isascii() or not text.isdigit():
-        raise InputError(f"invalid port {text!r}")
-    port = int(text)
-    if not 0 < port < 65536:
-        raise InputError(f"port {port} out of range (1-65535)")
-    return port
+    port = port_number(text)
+    if port is not None:
+        return port
+    if text.isascii() and text.isdigit():
+        raise InputError(f"port {int(text)} out of range (1-65535)")
+    raise InputError(f"invalid port {text!r}")
 
 
 def _normalise_host(host: str) -> str:
@@ -297,17 +294,6 @@ class FirstSeen:
 
 
 # --- input lines ---------------------------------------------------------------------------------
-
-
-def iter_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
-    """Number lines from 1, dropping a UTF-8 BOM, blank lines and ``#`` comments."""
-    for number, line in enumerate(lines, start=1):
-        if number == 1:
-            line = line.removeprefix("\ufeff")
-        text = without_comment(line.strip())
-        if not text or text.startswith("#"):
-            continue
-        yield number, text
 
 
 def without_comment(text: str) -> str:

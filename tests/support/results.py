@@ -10,9 +10,9 @@ from __future__ import annotations
 import ssl
 
 from fetchheads.config import Config
-from fetchheads.fetch import fetch_one
+from fetchheads.fetch.one import fetch_one
 from fetchheads.models import Result
-from fetchheads.runner import to_item
+from fetchheads.run.inputs import to_item
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
 from tests.support.servers import LoopbackServer, reply

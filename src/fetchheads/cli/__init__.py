@@ -1,9 +1,9 @@
-"""The command line: click options -> one frozen ``Config``; output chosen once; exit codes.
+"""The command line: click options -> one frozen ``RunPlan``, handed to ``run.run_plan``.
 
 The ``cli`` package is the only one that imports click, and the only one that decides how the
-process ends. Here: the command group, the fetch command and ``main``; the fetch options and
-``make_config`` in ``options``, the run itself in ``run``, the snapshot commands in ``snapshots``.
-Exit statuses:
+process ends. Here: the command group, the fetch command (which builds the plan) and ``main``;
+the fetch options and ``make_config`` in ``options`` and ``scale``, the snapshot commands in
+``snapshots``. The run itself is ``fetchheads.run``'s. Exit statuses:
 
     0    every target gave a response head
     1    one or more targets failed (input errors included), or results were not recorded in
@@ -22,20 +22,23 @@ import functools
 import os
 import ssl
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from fetchheads import process
-from fetchheads.changes import ignored_names
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, make_readable
 from fetchheads.cli.options import fetch_options, make_config
-from fetchheads.cli.run import execute
-from fetchheads.cli.scale import usable_cores
 from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, snapshot_session
-from fetchheads.fetch import make_ssl_context
-from fetchheads.recorder import SnapshotOptions
-from fetchheads.runner import STDIN, Source
+from fetchheads.config import Config
+from fetchheads.fetch.one import make_ssl_context
+from fetchheads.run import process, run_plan
+from fetchheads.run.inputs import STDIN, Source
+from fetchheads.run.plan import Environment, RunPlan, choose_view, choose_workers
+from fetchheads.snapshots.changes import ignored_names
+from fetchheads.snapshots.recorder import SnapshotOptions
+
+__all__ = ["ExitStatus", "cli", "main"]
 
 FETCH_EPILOG = """\b
 Examples:
@@ -126,94 +129,90 @@ for _command in SNAPSHOT_COMMANDS:
 @cli.command("fetch", cls=FetchCommand, epilog=FETCH_EPILOG, context_settings=CONTEXT_SETTINGS)
 @click.argument("targets", nargs=-1, metavar="[TARGET]...")
 @fetch_options
-def fetch_command(targets: tuple[str, ...], **options: Any) -> None:
+@click.pass_context
+def fetch_command(
+    ctx: click.Context,
+    /,
+    targets: tuple[str, ...],
+    inputs: tuple[str, ...],
+    concurrency: int,
+    output_format: str | None,
+    json_flag: bool,
+    proxy: str | None,
+    noproxy: str | None,
+    waterfall: bool | None,
+    progress: bool | None,
+    quiet: bool,
+    db: str | None,
+    changes: bool,
+    ignored: tuple[str, ...],
+    warn_days: int | None,
+    warn_fraction: float | None,
+    workers: int | None,
+    **config_fields: Any,
+) -> None:
     """Fetch the response headers of every TARGET at once.
 
     A TARGET is host, host:port, [v6addr]:port, or an http:// or https:// URL with a path. Each one
     gets one connection and an HTTP/1.0 request; the head is read up to the blank line, never the
     body, and each target is printed the moment it finishes.
     """
-    problem = process.stdout_problem()
-    if problem is not None:
-        click.echo(f"fetchheads: cannot write the output: {problem}", err=True)
+    # An Environment passed in (CliRunner().invoke(cli, args, obj=...)) stands for the real one.
+    environment = ctx.obj if isinstance(ctx.obj, Environment) else Environment.detect()
+    if environment.stdout_closed:
+        click.echo("fetchheads: cannot write the output: standard output is closed", err=True)
         sys.exit(int(ExitStatus.FAILED))
-    concurrency, warning = process.fit_concurrency(
-        options["concurrency"], process.raise_open_file_limit()
-    )
+    concurrency, warning = process.fit_concurrency(concurrency, process.raise_open_file_limit())
     if warning is not None:
         click.echo(warning, err=True)
-    config = make_config(options, concurrency=concurrency)
-    inputs = options["inputs"]
-    waterfall = options["waterfall"]
-    if waterfall is None:
-        waterfall = 0 < len(targets) <= WATERFALL_AUTO_TARGETS and not inputs
-    sources = _sources(targets, inputs)
-    chosen = _output_format(options["output_format"], options["json_flag"])
-    if chosen is None:
-        chosen = "pretty" if _isatty(sys.stdout) else "plain"
-    progress = options["progress"]
-    show_progress = (not options["quiet"]) and (
-        _isatty(sys.stderr) if progress is None else progress
+    config = make_config(config_fields, concurrency=concurrency, proxy=proxy, noproxy=noproxy)
+    sources = _sources(targets, inputs, environment)
+    view = choose_view(
+        _output_format(output_format, json_flag),
+        waterfall=waterfall,
+        progress=progress,
+        quiet=quiet,
+        sources=sources,
+        environment=environment,
     )
-    # The bar belongs to the terminal view; under plain or jsonl only --progress asks for it.
-    # Not while someone types targets at the terminal: it would be drawn over their typing.
-    typing = _isatty(sys.stdin) and any(source.path == STDIN for source in sources)
-    show_bar = show_progress and (progress is True or (chosen == "pretty" and not typing))
-    # Built on the first https target (loading the CA store is slow), but a bad --cacert is a
-    # usage error before anything is fetched.
-    tls = functools.cache(functools.partial(make_ssl_context, config))
-    if config.cacert is not None:
-        try:
-            tls()
-        except (ssl.SSLError, OSError) as exc:
-            raise click.BadParameter(
-                f"cannot load {config.cacert}: {exc}", param_hint="--cacert"
-            ) from None
-    db = options["db"]
-    if options["changes"] and db is None:
+    tls = _tls(config)
+    if changes and db is None:
         raise click.UsageError("--changes compares with earlier snapshots: give --db PATH")
-    watch = SnapshotOptions(
-        changes=options["changes"],
-        ignored=ignored_names(options["ignored"]),
-        warn_days=options["warn_days"],
-        warn_fraction=options["warn_fraction"],
+    snapshots = SnapshotOptions(
+        changes=changes,
+        ignored=ignored_names(ignored),
+        warn_days=warn_days,
+        warn_fraction=warn_fraction,
     )
-    session = snapshot_session(db, watch)
-    parallel = (
-        chosen in ("plain", "jsonl")
-        and db is None
-        and not watch.warns
-        and config.order == "completion"
-        and config.rate is None  # one --rate clock keeps connections evenly spaced
-        and not show_bar
-        and _has_descriptors(sources)
+    session = snapshot_session(db, snapshots)
+    loop_factory = process.loop_factory(config.loop)
+    if loop_factory is None:
+        raise click.BadParameter("uvloop is not installed", param_hint="--loop")
+    processes = choose_workers(
+        workers,
+        config=config,
+        view=view,
+        sources=sources,
+        snapshots=db is not None or snapshots.warns,
+        environment=environment,
     )
-    workers = options["workers"]
-    if workers is None:  # auto: a list that may be long, not a few targets typed or given
-        long_list = any(source.path is not None for source in sources) and not typing
-        # At most one per AUTO_CONNECTIONS_PER_WORKER of -c: a low -c waits on the network, not
-        # on a core, and a worker with a handful of connections only adds a process.
-        fair_share = max(1, config.concurrency // AUTO_CONNECTIONS_PER_WORKER)
-        workers = min(usable_cores(), fair_share) if long_list else 1
-    workers = min(workers, config.concurrency)  # every worker has at least one connection
-    with process.interrupts_restored():  # execute ignores them once the run is over
-        status = execute(
-            config,
-            sources,
-            chosen,
-            tls,
-            show_summary=show_progress,
-            show_bar=show_bar,
-            waterfall=waterfall,
-            session=session,
-            workers=workers if parallel else 1,
+    if processes > 1 and not environment.can_fork:  # auto never asks for more than one here
+        raise click.BadParameter(
+            f"{processes} processes need os.fork(), which this system does not have; "
+            "--workers 1 runs in one process",
+            param_hint="--workers",
         )
-    sys.exit(int(status))
-
-
-WATERFALL_AUTO_TARGETS = 3
-AUTO_CONNECTIONS_PER_WORKER = 25
-"""``--workers auto`` forks no more workers than ``-c`` has 25s (``-c 100``: up to 4)."""
+    plan = RunPlan(
+        config=config,
+        sources=tuple(sources),
+        view=view,
+        tls=tls,
+        loop_factory=loop_factory,
+        environment=environment,
+        session=session,
+        workers=processes,
+    )
+    sys.exit(int(run_plan(plan)))
 
 
 def _output_format(output_format: str | None, json_flag: bool) -> str | None:
@@ -232,48 +231,45 @@ def _output_format(output_format: str | None, json_flag: bool) -> str | None:
     raise click.UsageError(f"--json means --format jsonl; it contradicts --format {output_format}")
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
+def _tls(config: Config) -> Callable[[], ssl.SSLContext]:
+    """The run's TLS context, made on the first https target (loading the CA store is slow); but
+    a bad --cacert is a usage error before anything is fetched."""
+    tls = functools.cache(functools.partial(make_ssl_context, config))
+    if config.cacert is not None:
+        try:
+            tls()
+        except (ssl.SSLError, OSError) as exc:
+            raise click.BadParameter(
+                f"cannot load {config.cacert}: {exc}", param_hint="--cacert"
+            ) from None
+    return tls
 
 
-def _sources(targets: tuple[str, ...], inputs: tuple[str, ...]) -> list[Source]:
+def _sources(
+    targets: tuple[str, ...], inputs: tuple[str, ...], environment: Environment
+) -> list[Source]:
     sources = [Source(args=targets)] if targets else []
     sources.extend(Source(path=path) for path in inputs)
     if not sources:
-        if sys.stdin is None or _isatty(sys.stdin):  # None: stdin was closed (``<&-``)
+        if environment.stdin_closed or environment.stdin_isatty:  # closed: ``<&-``
             raise click.UsageError(
                 "no targets: give hosts as arguments, with -i FILE, or on stdin "
                 "(e.g. 'fetchheads www.example.com')"
             )
         sources.append(Source(path=STDIN))
     for path in inputs:
-        problem = _unreadable(path)
+        problem = _unreadable(path, environment)
         if problem is not None:
             # Worded as the record of a file that fails later, mid-way: "cannot read NAME: why".
             raise click.BadParameter(f"cannot read {problem}", param_hint="-i/--input")
     return sources
 
 
-def _has_descriptors(sources: list[Source]) -> bool:
-    """Workers are forked processes that inherit stdout (and stdin, when it is read): both must
-    be real files, not the in-memory streams of a test harness."""
-    streams = [sys.stdout]
-    if any(source.path == STDIN for source in sources):
-        streams.append(sys.stdin)
-    try:
-        return all(stream is not None and stream.fileno() >= 0 for stream in streams)
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def _unreadable(path: str) -> str | None:
+def _unreadable(path: str, environment: Environment) -> str | None:
     """Why ``path`` (``-`` for stdin) cannot be read, or None. Non-blocking: a FIFO with no
     writer yet is not waited for here."""
     if path == STDIN:
-        return "stdin: standard input is closed" if sys.stdin is None else None
+        return "stdin: standard input is closed" if environment.stdin_closed else None
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
     except OSError as exc:

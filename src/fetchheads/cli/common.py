@@ -3,7 +3,6 @@ how click's errors are worded."""
 
 from __future__ import annotations
 
-import enum
 import math
 import os
 from collections.abc import Callable
@@ -12,17 +11,17 @@ from typing import Any
 import click
 
 from fetchheads.render.safe import terminal_safe
+from fetchheads.run.process import ExitStatus
 
-
-class ExitStatus(enum.IntEnum):
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    WARNING = 3
-    INTERRUPTED = 130
-    BROKEN_PIPE = 141
-    TERMINATED = 143
-
+__all__ = [
+    "CONTEXT_SETTINGS",
+    "ExitStatus",
+    "environment_source",
+    "finite_float",
+    "make_readable",
+    "option_group",
+    "positive_float",
+]
 
 CONTEXT_SETTINGS: dict[str, Any] = {
     "help_option_names": ["-h", "--help"],

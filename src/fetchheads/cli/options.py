@@ -1,8 +1,10 @@
 """The fetch command's options, grouped by concern, and the one place they become a ``Config``.
 
-``fetch_options`` stacks every group in the order ``--help`` shows them; the command receives the
-values as keyword arguments and hands them to ``make_config`` whole, so each option is spelled
-twice (its decorator and its ``Config`` field), never a third time in a signature.
+``fetch_options`` stacks every group in the order ``--help`` shows them. An option that sets a
+``Config`` field has that field's name as its destination: the command takes its own options
+(what to read, how to show it, snapshots, workers) as typed parameters, and the rest, collected
+by ``**``, go to ``make_config`` whole. So each option is spelled twice (its decorator and either
+its ``Config`` field or the command's parameter), never a third time.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from fetchheads.config import (
 )
 from fetchheads.connect_to import ConnectTo, parse_connect_to
 from fetchheads.errors import InputError
+from fetchheads.http.request import check_header_value, parse_header_option
 from fetchheads.proxy import ProxyRules, proxy_rules
-from fetchheads.request import check_header_value, parse_header_option
 from fetchheads.targets import SCHEMES
 
 
@@ -181,6 +183,7 @@ request_options = option_group(
     ),
     click.option(
         "--scheme",
+        "default_scheme",
         type=click.Choice(SCHEMES),
         default="http",
         show_default=True,
@@ -267,7 +270,7 @@ terminal_options = option_group(
     click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary."),
     click.option(
         "--loop",
-        "loop_name",
+        "loop",
         type=click.Choice(LOOPS),
         default="auto",
         show_default=True,
@@ -292,32 +295,13 @@ fetch_options = option_group(
 """Every option of the fetch command, in the order of its --help."""
 
 
-def make_config(options: Mapping[str, Any], *, concurrency: int) -> Config:
-    """The run's ``Config`` from the fetch command's option values (``concurrency`` as lowered
-    to fit the open-file limit). Options that only steer the command line stay out of it."""
-    return Config(
-        concurrency=concurrency,
-        timeout=options["timeout"],
-        connect_timeout=options["connect_timeout"],
-        method=options["method"],  # MethodType gives it in upper case
-        headers=options["headers"],
-        user_agent=options["user_agent"],
-        default_scheme=options["scheme"],
-        insecure=options["insecure"],
-        cacert=options["cacert"],
-        order=options["order"],
-        loop=options["loop_name"],
-        location=options["location"],
-        max_redirs=options["max_redirs"],
-        retries=options["retries"],
-        rate=options["rate"],
-        shard=options["shard"],
-        ip_version=options["ip_version"] or "any",
-        dns_servers=options["dns_servers"],
-        resolve=options["resolve"],
-        proxies=_proxy_rules(options["proxy"], options["noproxy"]),
-        connect_to=options["connect_to"],
-    )
+def make_config(
+    fields: Mapping[str, Any], *, concurrency: int, proxy: str | None, noproxy: str | None
+) -> Config:
+    """The run's ``Config``: ``fields`` are the values of the options named after its fields,
+    ``concurrency`` is ``-c`` as lowered to fit the open-file limit, and the proxy rules come
+    from --proxy, --noproxy and the environment."""
+    return Config(concurrency=concurrency, proxies=_proxy_rules(proxy, noproxy), **fields)
 
 
 def _proxy_rules(proxy: str | None, noproxy: str | None) -> ProxyRules:

@@ -1,18 +1,16 @@
 """The speed-and-scale part of the command line (docs/scale.md): ``--resolve``,
 ``--dns-servers``, ``-4``/``-6``, ``--rate``, ``--retries`` and ``--shard``, validated here into
-``Config`` fields, and the run's ``Resolver`` built from them."""
+``Config`` fields; and ``--workers``."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
 
 from fetchheads.cli.common import option_group, positive_float
-from fetchheads.config import Config
 from fetchheads.errors import InputError
-from fetchheads.resolve import FAMILIES, Resolver, parse_dns_server, parse_resolve
+from fetchheads.fetch.resolve import parse_dns_server, parse_resolve
 
 
 def scale_options(command: Any) -> Any:
@@ -100,7 +98,7 @@ def _family(version: str) -> Any:
     the command line and the other in the environment: the command line wins."""
 
     def callback(ctx: click.Context, param: click.Parameter, given: bool) -> None:
-        ctx.params.setdefault("ip_version", None)
+        ctx.params.setdefault("ip_version", "any")
         if not given:
             return
         assert param.name is not None
@@ -163,22 +161,3 @@ def _workers(ctx: click.Context, param: click.Parameter, value: str) -> int | No
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_WORKERS:
         raise click.BadParameter(f"expected 1 to {MAX_WORKERS} or auto, got {value!r}")
     return int(value)
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def make_resolver(config: Config) -> Resolver:
-    """The run's resolver, from the already validated DNS options."""
-    pinned = dict(parse_resolve(entry) for entry in config.resolve)
-    return Resolver(
-        concurrency=config.concurrency,
-        family=FAMILIES[config.ip_version],
-        pinned=pinned,
-        servers=config.dns_servers,
-        timeout=config.connect_timeout or config.timeout,
-    )

@@ -1,7 +1,7 @@
 """The snapshot part of the command line (docs/snapshots.md): the options ``--db``, ``--changes``,
 ``--ignore-header``, ``--warn-days`` and ``--warn-fraction`` of the fetch command, and the commands
-``history``, ``diff``, ``prune`` and ``db copy``. What they do lives in ``lookback``, ``store`` and
-``render.history``.
+``history``, ``diff``, ``prune`` and ``db copy``. What they do lives in ``snapshots.lookback``,
+``snapshots.store`` and ``render.history``.
 
 ``--db`` is an SQLite file path or a ``postgresql://`` URL (``store`` picks the backend); a URL's
 password is never shown: messages name the database as ``store.shown`` writes it."""
@@ -15,24 +15,24 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from fetchheads.changes import ignored_names
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float, option_group
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.lookback import find_keys, history, parse_when, pick
-from fetchheads.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
 from fetchheads.render.safe import terminal_safe
-from fetchheads.render.summary import counted
+from fetchheads.snapshots.changes import ignored_names
+from fetchheads.snapshots.lookback import find_keys, history, parse_when, pick
+from fetchheads.snapshots.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.targets import SCHEMES
+from fetchheads.wording import counted
 
 if TYPE_CHECKING:  # sqlite3 is loaded by runs that use a database, not by every run
-    from fetchheads.store import Store
+    from fetchheads.snapshots.store import Store
 
 
 def open_store(path: str, *, readonly: bool = False, param_hint: str = "--db") -> Store:
     """The database of ``--db``. A path that cannot be one is a bad argument (exit 2); one that
     cannot be used now (locked, a full disk, unreadable, a server down) says so and exits 1."""
-    from fetchheads.store import Store
+    from fetchheads.snapshots.store import Store
 
     try:
         return Store.open(path, readonly=readonly)
@@ -47,7 +47,7 @@ def snapshot_session(db: str | None, options: SnapshotOptions) -> SnapshotSessio
     fetch: every result is still printed, and the run says how many were not recorded."""
     if db is None:
         return SnapshotSession(None, options)
-    from fetchheads.store import Store, shown
+    from fetchheads.snapshots.store import Store, shown
 
     try:
         return SnapshotSession(Store.open(db), options)
@@ -73,7 +73,7 @@ class DatabasePath(click.types.StringParamType):
         self.must_exist = must_exist
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from fetchheads.store import is_postgres
+        from fetchheads.snapshots.store import is_postgres
 
         if is_postgres(str(value)):
             return str(value)
@@ -317,7 +317,7 @@ def _no_snapshots(target: str, db: str, stored: list[str]) -> NoReturn:
 
 
 def _shown(location: str) -> str:
-    from fetchheads.store import shown
+    from fetchheads.snapshots.store import shown
 
     return shown(location)
 
@@ -351,7 +351,7 @@ def copy_command(source: str, destination: str, quiet: bool) -> None:
     """Copy the runs and snapshots of SOURCE that DESTINATION does not hold yet (each SQLite file
     or postgresql:// URL; DESTINATION is created if missing). Run again, it adds nothing: each
     snapshot keeps its identity wherever it is copied, so several files merge into one."""
-    from fetchheads.store import copy_history
+    from fetchheads.snapshots.store import copy_history
 
     with (
         open_store(source, readonly=True, param_hint="SOURCE") as old,

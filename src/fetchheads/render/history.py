@@ -18,15 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fetchheads.changes import Snapshot
 from fetchheads.models import Change
 from fetchheads.render.changes import change_lines, describe_change
 from fetchheads.render.jsonl import format_record
 from fetchheads.render.safe import terminal_safe
+from fetchheads.snapshots.changes import Snapshot
+from fetchheads.snapshots.lookback import Entry
 
-Entry = tuple[Snapshot, Snapshot | None, tuple[Change, ...] | None]
-"""A snapshot, the one before it (``None``: none kept), and the changes between them (``None``:
-not known, older snapshots were pruned)."""
 OLDEST_KEPT = "oldest kept (older snapshots pruned)"
 
 

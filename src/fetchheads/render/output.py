@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from fetchheads.models import Result
 from fetchheads.render.safe import terminal_safe
-from fetchheads.render.summary import Summary
 from fetchheads.render.writer import Writer, may_wait
 
 if TYPE_CHECKING:  # rich is imported where it is used: plain and jsonl runs never load it
@@ -112,7 +111,7 @@ class TextSink(Sink):
         self.emit_bytes(self._formatter(result).encode("utf-8", "surrogateescape"))
 
     def emit_bytes(self, data: bytes) -> None:
-        """Output already formatted (a worker's lines, ``cli.parallel``), batched the same way."""
+        """Output already formatted (a worker's records, ``run.supervisor``), batched alike."""
         if self.error is not None:
             return
         self._pending.append(data)
@@ -226,6 +225,15 @@ class StderrConsole:
         self.console.print(*safe, **options)
 
 
+class Tally(Protocol):
+    """What the progress line shows of a run's counts (``run.summary.Summary``)."""
+
+    @property
+    def targets(self) -> int: ...
+
+    def progress(self, read: int, elapsed: float) -> str: ...
+
+
 class ProgressLine:
     """A transient one-line progress display on stderr: a bar, done/read, ok, failed, rate.
 
@@ -237,7 +245,7 @@ class ProgressLine:
     ``PROGRESS_REFRESH``; in between, redraws repeat the last rendering.
     """
 
-    def __init__(self, console: Console, summary: Summary, *, writer: Writer | None = None) -> None:
+    def __init__(self, console: Console, summary: Tally, *, writer: Writer | None = None) -> None:
         self._console = console
         self._summary = summary
         # Through the writer that stdout uses, when there is one: on a shared terminal the line

@@ -15,7 +15,7 @@ from rich.text import Text
 from fetchheads.models import Alert, Change, Result, Timing, TLSInfo
 from fetchheads.render.changes import show_values
 from fetchheads.render.safe import terminal_safe
-from fetchheads.render.summary import counted
+from fetchheads.wording import counted
 
 NAME_COLUMN_MAX = 32
 """Names longer than this do not widen the column for every other header: such a name has a line

@@ -7,7 +7,7 @@ answers that had arrived would be recorded as timeouts. So the loop hands the by
 whose thread does the blocking writes, in order, while the loop goes on.
 
 What is handed over and not yet written is the *backlog*. Above ``HIGH_WATER`` the writer is
-``paused``: the run starts no new target (``runner.run``'s ``throttle``) until the reader has
+``paused``: the run starts no new target (``run.pool.run``'s ``throttle``) until the reader has
 taken the backlog down to ``LOW_WATER``. Targets already in flight finish, and their results
 join the backlog: it is bounded by ``HIGH_WATER`` plus what the connections in flight can add.
 
@@ -36,7 +36,7 @@ import stat
 import threading
 from collections.abc import Callable
 
-from fetchheads import process
+from fetchheads.threads import stop_signals_kept_from_new_threads
 
 HIGH_WATER = 1024 * 1024
 """Bytes waiting for the reader before the run stops starting new targets: a few thousand
@@ -62,7 +62,7 @@ class Writer:
 
     ``write`` is called from the event loop (after the loop has ended too, for a last flush);
     ``close`` waits until everything is written. The thread starts on the first ``write``: a
-    ``--workers`` coordinator forks its workers before it writes anything, and a process must
+    ``--workers`` supervisor forks its workers before it writes anything, and a process must
     not fork while it has a second thread.
     """
 
@@ -107,7 +107,7 @@ class Writer:
         """Wait until everything handed over is written (or has failed); end the thread.
 
         Blocks for as long as the reader does not read: a second Ctrl-C or SIGTERM ends the
-        process from there (``process.on_sigint``), as it did from a blocked write."""
+        process from there (``run.process.StopSignals``), as it did from a blocked write."""
         if self._thread is not None:
             self._jobs.put((_END, b""))
             self._thread.join()
@@ -119,7 +119,7 @@ class Writer:
             self._resumed = asyncio.Event()
             self._resumed.set()
         self._thread = threading.Thread(target=self._serve, name="fetchheads-output", daemon=True)
-        with process.stop_signals_kept_from_new_threads():
+        with stop_signals_kept_from_new_threads():
             self._thread.start()
 
     def _pause(self) -> None:

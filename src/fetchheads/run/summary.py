@@ -1,4 +1,5 @@
-"""Counting a run's results for the summary line. Pure."""
+"""A run's accounting: its results counted, for the summary line, the progress line, the exit
+status and a worker's report to its supervisor. Pure."""
 
 from __future__ import annotations
 
@@ -8,11 +9,7 @@ from typing import Any
 
 from fetchheads.models import Result
 from fetchheads.render.safe import terminal_safe
-
-
-def counted(number: int, noun: str) -> str:
-    """``1 run``, ``2 runs``: the summary lines count in English."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+from fetchheads.wording import counted
 
 
 def not_recorded(count: int, reason: str, path: str) -> str:

@@ -2,7 +2,7 @@
 
 ``fetch_one`` never raises for a target's failure: it returns a ``Result`` with an ``ErrorInfo``.
 Low-level exceptions are translated into ``fetchheads.errors`` at the socket edge (here and in
-``fetchheads.connection``, which sets connections up) and nowhere else.
+``fetch.connection``, which sets connections up) and nowhere else.
 
 The hot path is an ``asyncio.Protocol`` (``connection.HeadReader``) on a raw
 ``loop.create_connection`` transport, not streams: bytes go straight from the transport into the
@@ -32,15 +32,6 @@ from typing import Any
 from fetchheads.certificates import explain_rejection
 from fetchheads.config import Config
 from fetchheads.connect_to import connect_address
-from fetchheads.connection import (
-    HeadReader,
-    Progress,
-    connect,
-    format_address,
-    make_ssl_context,
-    start_tls,
-)
-from fetchheads.deadline import Deadline, Deadlines
 from fetchheads.errors import (
     CertificateRejected,
     ConnectError,
@@ -48,6 +39,22 @@ from fetchheads.errors import (
     FetchError,
     ProxyRefusal,
     TLSError,
+)
+from fetchheads.fetch.connection import (
+    FetchState,
+    HeadReader,
+    connect,
+    format_address,
+    make_ssl_context,
+    start_tls,
+)
+from fetchheads.fetch.deadline import Deadline, Deadlines
+from fetchheads.fetch.resolve import Resolver, literal_family
+from fetchheads.http.request import (
+    RequestTemplate,
+    connect_request,
+    proxied_request,
+    request_template,
 )
 from fetchheads.models import (
     ErrorInfo,
@@ -58,8 +65,6 @@ from fetchheads.models import (
     utc_now,
 )
 from fetchheads.proxy import Proxy, tunnel_refusal
-from fetchheads.request import RequestTemplate, connect_request, proxied_request, request_template
-from fetchheads.resolve import Resolver, literal_family
 
 __all__ = ["FetchContext", "exchange", "fetch_one", "make_ssl_context", "retry_delay"]
 
@@ -113,14 +118,14 @@ class FetchContext:
         return self._look_context
 
     def deadline(self, loop: asyncio.AbstractEventLoop, delay: float) -> Deadline:
-        """A deadline for the current task, ``delay`` seconds from now (see ``deadline.py``)."""
+        """A deadline for the current task, ``delay`` seconds from now (see ``fetch.deadline``)."""
         deadlines = self.deadlines.get(loop)
         if deadlines is None:
             deadlines = self.deadlines[loop] = Deadlines(loop)
         return deadlines.start(delay)
 
     def request(self, target: Target) -> bytes:
-        """``request.build_request(target, config)``, from a template built once per config."""
+        """``http.request.build_request(target, config)``, from a template built once per config."""
         built = self._request
         if built is None or built[0] is not self.config:
             built = self._request = (self.config, request_template(self.config))
@@ -168,23 +173,23 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
     loop = asyncio.get_running_loop()
     fetched_at = utc_now()
     # Timing fields use perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
-    progress = Progress(start=time.perf_counter())
+    state = FetchState(start=time.perf_counter())
     timeout = ctx.config.timeout
     head: ResponseHead | None = None
     error: ErrorInfo | None = None
     retryable = False
     deadline = ctx.deadline(loop, timeout)
     try:
-        head = await _fetch_head(target, ctx, progress, loop)
+        head = await _fetch_head(target, ctx, state, loop)
     except asyncio.CancelledError:
         if not deadline.timed_out():
             raise
-        if progress.failure is not None:  # the verification failed; only the look timed out
-            error = ErrorInfo(progress.failure.kind, str(progress.failure))
+        if state.failure is not None:  # the verification failed; only the look timed out
+            error = ErrorInfo(state.failure.kind, str(state.failure))
         else:
             error = ErrorInfo(
                 ErrorKind.TIMEOUT,
-                f"no complete response head within {timeout:g}s ({progress.phase})",
+                f"no complete response head within {timeout:g}s ({state.phase})",
             )
             retryable = True
     except FetchError as exc:
@@ -192,62 +197,61 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
         retryable = exc.retryable
     finally:
         deadline.cancel()
-    if error is not None and progress.parser is not None:
-        head = progress.parser.partial()  # headers received before the failure are kept
-    total = time.perf_counter() - progress.start
+    if error is not None and state.parser is not None:
+        head = state.parser.partial()  # headers received before the failure are kept
+    total = time.perf_counter() - state.start
     return Result(
         target=target.text,
         url=target.url,
         head=head,
         error=error,
-        address=progress.address,
+        address=state.address,
         timing=Timing(
-            dns=progress.dns,
-            connect=progress.connect,
-            tls=progress.tls_time,
-            ttfb=progress.ttfb,
+            dns=state.dns,
+            connect=state.connect,
+            tls=state.tls_time,
+            ttfb=state.ttfb,
             total=total,
         ),
-        tls=progress.tls,
+        tls=state.tls,
         fetched_at=fetched_at,
-        line=target.line,
     ), retryable
 
 
 async def _fetch_head(
-    target: Target, ctx: FetchContext, progress: Progress, loop: asyncio.AbstractEventLoop
+    target: Target, ctx: FetchContext, state: FetchState, loop: asyncio.AbstractEventLoop
 ) -> ResponseHead:
     config = ctx.config
     proxy = config.proxies.proxy_for(target)
-    opening = _opening(target, proxy, ctx, progress, loop)
+    opening = _opening(target, proxy, ctx, state, loop)
     try:
         if config.connect_timeout is None:
             transport, reader = await opening
         else:
-            transport, reader = await _within_connect_timeout(opening, ctx, progress, loop)
+            transport, reader = await _within_connect_timeout(opening, ctx, state, loop)
     except CertificateRejected as exc:
-        raise await _look_anyway(target, proxy, ctx, progress, exc) from exc
+        raise await _look_anyway(target, proxy, ctx, state, exc) from exc
     if proxy is not None and target.scheme == "http":
         request = proxied_request(target, config, proxy)
     else:
         request = ctx.request(target)
-    return await exchange(transport, reader, request, progress)
+    return await exchange(transport, reader, request, state)
 
 
 def _opening(
     target: Target,
     proxy: Proxy | None,
     ctx: FetchContext,
-    progress: Progress,
+    state: FetchState,
     loop: asyncio.AbstractEventLoop | None = None,
 ) -> Opening:
     if proxy is None:
-        return open_connection(target, ctx, progress, loop)
-    return open_via_proxy(target, proxy, ctx, progress)
+        return open_connection(target, ctx, state, loop)
+    return open_via_proxy(target, proxy, ctx, state)
 
 
 async def _within_connect_timeout(
-    opening: Opening, ctx: FetchContext, progress: Progress, loop: asyncio.AbstractEventLoop
+    opening: Opening, ctx: FetchContext, state: FetchState, loop: asyncio.AbstractEventLoop
 ) -> tuple[asyncio.Transport, HeadReader]:
     timeout = ctx.config.connect_timeout
     assert timeout is not None
@@ -258,7 +262,7 @@ async def _within_connect_timeout(
         if not deadline.timed_out():
             raise
         raise ConnectError(
-            f"no connection within --connect-timeout {timeout:g}s ({progress.phase})"
+            f"no connection within --connect-timeout {timeout:g}s ({state.phase})"
         ) from None
     finally:
         deadline.cancel()
@@ -268,7 +272,7 @@ async def _look_anyway(
     target: Target,
     proxy: Proxy | None,
     ctx: FetchContext,
-    progress: Progress,
+    state: FetchState,
     rejected: CertificateRejected,
 ) -> TLSError:
     """After a failed verification: the error to report, worded from the certificate itself.
@@ -279,8 +283,8 @@ async def _look_anyway(
     dropped. Verification stays OpenSSL's: the first handshake's verdict is the one reported.
     The second handshake costs a connection on failed verifications only, and runs within the
     target's own deadline (``-t``); if it fails, or the deadline passes, OpenSSL's words stand."""
-    progress.failure = rejected
-    look = Progress(start=time.perf_counter())
+    state.failure = rejected
+    look = FetchState(start=time.perf_counter())
     looking = dataclasses.replace(
         ctx, ssl_context=ctx.look_context(), make_ssl_context=None, pace=None
     )
@@ -289,8 +293,8 @@ async def _look_anyway(
     except FetchError:
         return rejected
     transport.abort()
-    progress.tls = look.tls
-    progress.failure = None
+    state.tls = look.tls
+    state.failure = None
     if look.tls is None:
         return rejected
     explained = explain_rejection(
@@ -300,11 +304,11 @@ async def _look_anyway(
 
 
 async def exchange(
-    transport: asyncio.Transport, reader: HeadReader, request: bytes, progress: Progress
+    transport: asyncio.Transport, reader: HeadReader, request: bytes, state: FetchState
 ) -> ResponseHead:
     """Send ``request``, read the response head, and drop the connection (always)."""
-    progress.phase = "waiting for the response head"
-    progress.parser = reader.parser
+    state.phase = "waiting for the response head"
+    state.parser = reader.parser
     try:
         transport.write(request)
         return await reader.read_head()
@@ -312,7 +316,7 @@ async def exchange(
         # Never read the body and never wait for a polite close: drop the connection now.
         transport.abort()
         if reader.first_byte_at is not None:
-            progress.ttfb = reader.first_byte_at - progress.start
+            state.ttfb = reader.first_byte_at - state.start
 
 
 Opening = Coroutine[Any, Any, tuple[asyncio.Transport, HeadReader]]
@@ -321,7 +325,7 @@ Opening = Coroutine[Any, Any, tuple[asyncio.Transport, HeadReader]]
 def open_connection(
     target: Target,
     ctx: FetchContext,
-    progress: Progress,
+    state: FetchState,
     loop: asyncio.AbstractEventLoop | None = None,
 ) -> Opening:
     """Resolve, connect (happy eyeballs over the addresses), and TLS for https targets.
@@ -334,16 +338,16 @@ def open_connection(
     directly, without two more coroutine frames to create and to resume through."""
     host, port = connect_address(ctx.config.connect_to, target.host, target.port)
     if target.scheme == "https":
-        return _open_tls(host, port, target.host, ctx, progress)
-    return _open_tcp(host, port, ctx, progress, loop=loop)
+        return _open_tls(host, port, target.host, ctx, state)
+    return _open_tcp(host, port, ctx, state, loop=loop)
 
 
 async def _open_tls(
-    host: str, port: int, server_hostname: str, ctx: FetchContext, progress: Progress
+    host: str, port: int, server_hostname: str, ctx: FetchContext, state: FetchState
 ) -> tuple[asyncio.Transport, HeadReader]:
-    transport, reader = await _open_tcp(host, port, ctx, progress, tls=True)
+    transport, reader = await _open_tcp(host, port, ctx, state, tls=True)
     try:
-        transport = await start_tls(transport, reader, server_hostname, ctx.tls_context(), progress)
+        transport = await start_tls(transport, reader, server_hostname, ctx.tls_context(), state)
     except BaseException:
         transport.abort()
         raise
@@ -354,7 +358,7 @@ def _open_tcp(
     host: str,
     port: int,
     ctx: FetchContext,
-    progress: Progress,
+    state: FetchState,
     *,
     tls: bool = False,
     loop: asyncio.AbstractEventLoop | None = None,
@@ -362,41 +366,41 @@ def _open_tcp(
     addresses = ctx.resolver.pinned(host, port)
     if addresses is not None:
         if literal_family(host) is None:  # a name pinned by --resolve: a lookup of no time
-            progress.dns = time.perf_counter() - progress.start
+            state.dns = time.perf_counter() - state.start
     else:
         addresses = ctx.resolver.literal(host)  # an IP literal needs no lookup (dns stays None)
         if addresses is None:
             addresses = ctx.resolver.cached(host)
             if addresses is None:
-                return _resolve_and_connect(host, port, ctx, progress, tls=tls)
-            progress.dns = time.perf_counter() - progress.start
-    return connect(addresses, port, progress, tls=tls, loop=loop)
+                return _resolve_and_connect(host, port, ctx, state, tls=tls)
+            state.dns = time.perf_counter() - state.start
+    return connect(addresses, port, state, tls=tls, loop=loop)
 
 
 async def _resolve_and_connect(
-    host: str, port: int, ctx: FetchContext, progress: Progress, *, tls: bool
+    host: str, port: int, ctx: FetchContext, state: FetchState, *, tls: bool
 ) -> tuple[asyncio.Transport, HeadReader]:
     addresses = await ctx.resolver.resolve(host, port)
-    progress.dns = time.perf_counter() - progress.start
-    return await connect(addresses, port, progress, tls=tls)
+    state.dns = time.perf_counter() - state.start
+    return await connect(addresses, port, state, tls=tls)
 
 
 async def open_via_proxy(
-    target: Target, proxy: Proxy, ctx: FetchContext, progress: Progress
+    target: Target, proxy: Proxy, ctx: FetchContext, state: FetchState
 ) -> tuple[asyncio.Transport, HeadReader]:
     """A connection to ``proxy``, ready for a plain-http request in absolute form; for https, a
     ``CONNECT`` tunnel to the origin (or its ``--connect-to`` address) with TLS inside it."""
     https = target.scheme == "https"
     try:
-        transport, reader = await _open_tcp(proxy.host, proxy.port, ctx, progress)
+        transport, reader = await _open_tcp(proxy.host, proxy.port, ctx, state)
     except FetchError as exc:  # DNSError or ConnectError: either way the proxy's
-        detail = str(exc).removeprefix(f"{format_address(progress.address, proxy.port)}: ")
+        detail = str(exc).removeprefix(f"{format_address(state.address, proxy.port)}: ")
         raise ConnectError(f"proxy {proxy.address}: {detail}") from exc
     if not https:
         return transport, reader
     try:
         host, port = connect_address(ctx.config.connect_to, target.host, target.port)
-        progress.phase = f"proxy CONNECT to {proxy.address}"
+        state.phase = f"proxy CONNECT to {proxy.address}"
         transport.write(connect_request(host, port, proxy, ctx.config.user_agent))
         try:
             answer = await reader.read_head()
@@ -410,7 +414,7 @@ async def open_via_proxy(
             raise ProxyRefusal(f"proxy {proxy.address}: {refusal}")
         # The proxy's answer is done; the origin's bytes go to a reader of their own.
         tunnel = HeadReader(asyncio.get_running_loop())
-        transport = await start_tls(transport, tunnel, target.host, ctx.tls_context(), progress)
+        transport = await start_tls(transport, tunnel, target.host, ctx.tls_context(), state)
     except BaseException:
         transport.abort()
         raise

@@ -3,57 +3,57 @@
 A Python event loop runs on one core; at thousands of targets a second, parsing heads and writing
 records keeps that core busy while the others idle. With ``--workers N`` (``auto``: one per usable
 core) the command forks N workers after start-up, each an ordinary fetchheads run on its share of
-the list, and the first process becomes the coordinator:
+the list, and the first process becomes their supervisor:
 
 * it reads the sources (files, stdin, arguments), validates and shards every line, and writes each
-  valid target to the stdin pipe of the worker with the fewest targets in hand. Each worker tells
-  it, once per pass of its event loop, how many it has finished, and is never given more than
-  its connections plus a small read-ahead (``read_ahead``): a worker whose every connection waits
+  valid target to the stdin pipe of the worker with the fewest targets in hand. Each record a
+  worker sends back is a target it has finished, and it is never given more than its
+  connections plus a small read-ahead (``read_ahead``): a worker whose every connection waits
   on a slow target is given a handful more, not hundreds, and the others take the rest. A line
-  that is not a target is reported by the coordinator;
+  that is not a target is reported by the supervisor;
 * each worker fetches with ``-c``/N connections, and writes its records to a pipe
-  that the coordinator copies to stdout record by record (never a record cut by another's:
-  a plain record is several lines), in completion order, as they finish. The coordinator
-  always reads those pipes, so a worker's deadlines never wait for the coordinator's reader;
+  that the supervisor copies to stdout record by record (never a record cut by another's:
+  a plain record is several lines), in completion order, as they finish. The supervisor
+  always reads those pipes, so a worker's deadlines never wait for the supervisor's reader;
   when its own stdout is behind, it hands out no more targets until the reader catches up;
-* at the end each worker sends its counts (on the pipe that carried its progress); the summary and
-  the exit status are the whole run's.
+* at the end each worker sends its counts (on a pipe of their own); the summary and the exit
+  status are the whole run's.
 
-Workers are their own process group: Ctrl-C reaches the coordinator, which passes one SIGINT on
+Workers are their own process group: Ctrl-C reaches the supervisor, which passes one SIGINT on
 (SIGTERM likewise) so that each worker prints what it finished, as a single process does. Only the
-machine formats (plain, jsonl) in completion order, without --db, --warn-days, --rate (one clock
-keeps connections evenly spaced) or the progress bar, use workers; everything else runs in one
-process, as does ``--workers 1``.
+machine formats (plain, jsonl) in completion order, without --db, --warn-days, --rate or the
+progress bar, use workers (``plan.choose_workers``); everything else runs in one process, as does
+``--workers 1``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import signal
-import ssl
 import time
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+from collections.abc import Callable
 
-from fetchheads import process
-from fetchheads.cli.common import ExitStatus
-from fetchheads.cli.worker import RECORD_END, Execute, Worker, fork_worker
-from fetchheads.config import Config
 from fetchheads.models import Result
 from fetchheads.render.output import StderrConsole, TextSink
-from fetchheads.render.summary import Summary
-from fetchheads.runner import Source, Throttle, read_sources, select_shard
+from fetchheads.run import process
+from fetchheads.run.inputs import read_sources, select_shard
+from fetchheads.run.outcome import Outcome
+from fetchheads.run.plan import RunPlan
+from fetchheads.run.pool import Throttle
+from fetchheads.run.process import ExitStatus, StopSignals
+from fetchheads.run.single import make_sink
+from fetchheads.run.summary import Summary
+from fetchheads.run.supervisor.worker import RECORD_END, Worker, fork_worker, worker_plan
 
 _RECORD_END = RECORD_END.encode()
 STAGE_BYTES = 1024
 """Targets for one worker gathered before one write to its pipe."""
 
 
-class _Feed(asyncio.Protocol):
+class _WorkerStdin(asyncio.Protocol):
     """A worker's stdin pipe. Closed (at the end of the input) or broken (the worker died), it
     takes nothing more (``_gone``), and its transport is forgotten rather than closed again: the
     asyncio loop's abort() of a pipe transport already closed raises AttributeError."""
@@ -68,29 +68,23 @@ class _Feed(asyncio.Protocol):
 
 
 class _Counts(asyncio.Protocol):
-    """Coordinator side of a worker's counts pipe: lines of digits (targets done) wake the
-    distributor; the last line, a JSON object, is the worker's counts."""
+    """Supervisor side of a worker's counts pipe: one JSON object, the worker's last write."""
 
     def __init__(self, worker: Worker, credit: asyncio.Event) -> None:
         self._worker = worker
         self._credit = credit
-        self._rest = b""
+        self._data = b""
 
     def data_received(self, data: bytes) -> None:
-        lines = (self._rest + data).split(b"\n")
-        self._rest = lines.pop()
-        for line in lines:
-            if line.isdigit():
-                self._worker.finished += int(line)
-                self._credit.set()
+        self._data += data
 
     def eof_received(self) -> None:
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._rest.startswith(b"{"):  # the counts: the worker's last write
+        if self._data.startswith(b"{"):
             with contextlib.suppress(ValueError):
-                self._worker.final = json.loads(self._rest)
+                self._worker.final = json.loads(self._data)
         counted = self._worker.counted
         if counted is not None and not counted.done():
             counted.set_result(None)
@@ -99,11 +93,15 @@ class _Counts(asyncio.Protocol):
 
 class _Merge(asyncio.Protocol):
     """A worker's stdout: complete records (each ends with ``RECORD_END``) go to the
-    coordinator's output as they arrive, without their ``RECORD_END``."""
+    supervisor's output as they arrive, without their ``RECORD_END``; each is a target the
+    worker has finished, and wakes the distributor."""
 
-    def __init__(self, worker: Worker, write: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, worker: Worker, write: Callable[[bytes], None], credit: asyncio.Event
+    ) -> None:
         self._worker = worker
         self._write = write
+        self._credit = credit
         self._rest = b""
 
     def data_received(self, data: bytes) -> None:
@@ -111,7 +109,10 @@ class _Merge(asyncio.Protocol):
         cut = data.rfind(_RECORD_END) + 1
         self._rest = data[cut:]
         if cut:
-            self._write(data[:cut].replace(_RECORD_END, b""))
+            records = data[:cut]
+            self._write(records.replace(_RECORD_END, b""))
+            self._worker.finished += records.count(_RECORD_END)
+            self._credit.set()
 
     def eof_received(self) -> None:
         return None
@@ -125,41 +126,32 @@ class _Merge(asyncio.Protocol):
             done.set_result(None)
 
 
-def execute_parallel(
-    config: Config,
-    sources: Sequence[Source],
-    output_format: str,
-    make_tls: Callable[[], ssl.SSLContext],
-    *,
-    workers: int,
-    show_summary: bool,
-    execute: Execute,
-    sink: TextSink,
-    output_failed: Callable[[OSError, StderrConsole], ExitStatus],
-    loop_factory: Callable[[], asyncio.AbstractEventLoop],
-) -> ExitStatus:
-    """The run over ``workers`` forked processes; ``execute`` is the single-process run each
-    worker performs on its stdin and stdout."""
+def supervise(plan: RunPlan) -> Outcome:
+    """The run over ``plan.workers`` forked processes, each executing its share of the plan
+    (``worker_plan``) on its stdin and stdout."""
     started = time.monotonic()
-    stderr = StderrConsole()
-    shares = _split(config, workers)
+    stderr = StderrConsole(**plan.environment.console_options())
+    sink = make_sink(plan)
+    assert isinstance(sink, TextSink)  # the machine formats only (choose_workers)
     children: list[Worker] = []
     process.hold_stop_signals()  # until main() handles them; each worker likewise
     try:
-        for share in shares:
-            children.append(fork_worker(share, output_format, make_tls, execute, children))
+        for share in _split(plan.config.concurrency, plan.workers):
+            children.append(fork_worker(worker_plan(plan, share), children))
     except OSError as exc:  # fork() or pipe() refused: the process or descriptor limit, memory
         _abandon(children)
         process.accept_stop_signals()
         stderr.print(
-            f"fetchheads: cannot start worker {len(children) + 1} of {workers}: "
+            f"fetchheads: cannot start worker {len(children) + 1} of {plan.workers}: "
             f"{exc.strerror or exc}; --workers 1 runs in one process",
             soft_wrap=True,
         )
-        return ExitStatus.FAILED
+        return Outcome(ExitStatus.FAILED, Summary(), started, began=False)
     summary = Summary()
-    state = {"terminated": False, "interrupted": False, "killed": False, "all_read": False}
     own = Summary()  # the records of lines that were no target, made here
+    # A second SIGTERM or Ctrl-C: end the workers and go, even from a write that is stuck.
+    stop = StopSignals(before_exit=lambda: _kill(children, signal.SIGKILL))
+    killed = all_read = False
 
     def emit(result: Result) -> None:
         own.add(result)
@@ -167,36 +159,26 @@ def execute_parallel(
         sink.emit(result)
 
     async def main() -> None:
+        nonlocal all_read
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
+        stop.install(loop, task)
 
-        def on_sigterm() -> None:
-            state["terminated"] = True
+        def cancel() -> None:
             task.cancel()
 
-        def on_sigint() -> None:
-            state["interrupted"] = True
-            task.cancel()
-
-        # A second SIGTERM or Ctrl-C: end the workers and go, even from a write that is stuck.
-        process.on_sigterm(loop, on_sigterm, lambda: _go_now(children, ExitStatus.TERMINATED))
-        process.on_sigint(loop, on_sigint, lambda: _go_now(children, ExitStatus.INTERRUPTED))
-
-        def stop() -> None:
-            task.cancel()
-
-        sink.set_on_error(stop)
+        sink.set_on_error(cancel)
         credit = asyncio.Event()
         for child in children:
             child.done = loop.create_future()
             child.counted = loop.create_future()
             child.transport, _ = await loop.connect_write_pipe(
-                lambda child=child: _Feed(child, credit),  # type: ignore[misc]
+                lambda child=child: _WorkerStdin(child, credit),  # type: ignore[misc]
                 os.fdopen(child.feed, "wb", buffering=0),
             )
             await loop.connect_read_pipe(
-                lambda child=child: _Merge(child, sink.emit_bytes),  # type: ignore[misc]
+                lambda child=child: _Merge(child, sink.emit_bytes, credit),  # type: ignore[misc]
                 os.fdopen(child.output, "rb", buffering=0),
             )
             await loop.connect_read_pipe(
@@ -205,17 +187,17 @@ def execute_parallel(
             )
         process.accept_stop_signals()  # a Ctrl-C held since the forks cancels this task now
         try:
-            await _distribute(config, sources, children, emit, credit, sink.throttle)
-            state["all_read"] = True
+            await _distribute(plan, children, emit, credit, sink.throttle)
+            all_read = True
             for child in children:
                 _flush(child)
                 if child.transport is not None:
                     child.transport.close()  # EOF: the worker finishes what it has, then exits
             await _ended(children)
         except asyncio.CancelledError:
-            if not state["terminated"] and sink.error is None:
-                state["interrupted"] = True
-            _kill(children, signal.SIGINT if state["interrupted"] else signal.SIGTERM)
+            if not stop.terminated and sink.error is None:
+                stop.interrupted = True
+            _kill(children, signal.SIGINT if stop.interrupted else signal.SIGTERM)
             for child in children:
                 if child.transport is not None:
                     child.transport.abort()
@@ -226,26 +208,35 @@ def execute_parallel(
             sink.flush()
 
     try:
-        with process.tuned_gc(), asyncio.Runner(loop_factory=loop_factory) as runner:
+        with process.tuned_gc(), asyncio.Runner(loop_factory=plan.loop_factory) as runner:
             runner.run(main())
     except KeyboardInterrupt:  # a second Ctrl-C where the loop cannot handle signals
-        state["interrupted"] = state["killed"] = True
+        stop.interrupted = killed = True
         _kill(children, signal.SIGKILL)
     finally:
+        stop.close()
         process.accept_stop_signals()
-    sink.close()  # a last write, which may block: Ctrl-C still gets out (_go_now)
+    sink.close()  # a last write, which may block: Ctrl-C still gets out (StopSignals)
     process.ignore_interrupts()
     failures = _collect(children, summary)
-    status = _status(summary, state, failures, stderr)
-    if sink.error is not None:
-        return output_failed(sink.error, stderr)
-    if show_summary and status in (ExitStatus.OK, ExitStatus.FAILED, ExitStatus.INTERRUPTED):
-        workers_note = f"; {workers} workers"
-        stderr.print(summary.describe(time.monotonic() - started) + workers_note, style="dim")
-    if status is ExitStatus.INTERRUPTED:
-        read = own.targets + sum(child.sent for child in children)
-        stderr.print("fetchheads: " + summary.interrupted(read, all_read=state["all_read"]))
-    return status
+    if not killed:  # not those Ctrl-C twice ended
+        for failure in failures:
+            stderr.print(
+                f"fetchheads: {failure}; its unfinished targets have no record", soft_wrap=True
+            )
+    status = stop.status
+    if status is None:
+        status = ExitStatus.FAILED if failures or summary.failed else ExitStatus.OK
+    read = own.targets + sum(child.sent for child in children)
+    return Outcome(
+        status,
+        summary,
+        started,
+        note=f"; {plan.workers} workers",
+        output_error=sink.error,
+        read=read,
+        all_read=all_read,
+    )
 
 
 def _abandon(children: list[Worker]) -> None:
@@ -255,11 +246,6 @@ def _abandon(children: list[Worker]) -> None:
         for fd in (child.feed, child.output, child.counts):
             os.close(fd)
         os.waitpid(child.pid, 0)
-
-
-def _go_now(children: list[Worker], status: ExitStatus) -> NoReturn:
-    _kill(children, signal.SIGKILL)
-    os._exit(int(status))
 
 
 def _kill(children: list[Worker], signum: int) -> None:
@@ -276,18 +262,14 @@ async def _ended(children: list[Worker]) -> None:
     await asyncio.wait(ends)
 
 
-def _split(config: Config, workers: int) -> list[Config]:
-    """Each worker's share of ``-c``; the coordinator has already sharded."""
-    base, extra = divmod(config.concurrency, workers)
-    return [
-        dataclasses.replace(config, concurrency=base + (1 if n < extra else 0), shard=None)
-        for n in range(workers)
-    ]
+def _split(concurrency: int, workers: int) -> list[int]:
+    """Each worker's share of ``-c``."""
+    base, extra = divmod(concurrency, workers)
+    return [base + (1 if n < extra else 0) for n in range(workers)]
 
 
 async def _distribute(
-    config: Config,
-    sources: Sequence[Source],
+    plan: RunPlan,
     children: list[Worker],
     emit: Callable[[Result], None],
     credit: asyncio.Event,
@@ -298,8 +280,9 @@ async def _distribute(
     at once. While our own stdout is behind its reader (``throttle``) no worker is given more:
     what they have in hand they finish, and their records are still read and kept."""
     loop = asyncio.get_running_loop()
-    items = read_sources(sources, config.default_scheme)
-    if config.shard is not None:
+    config = plan.config
+    items = read_sources(plan.sources, config.default_scheme)
+    if config.shard is not None:  # here, not in the workers: a worker's plan has no shard
         items = select_shard(items, *config.shard)
     scheduled = False
 
@@ -376,19 +359,3 @@ def _collect(children: list[Worker], summary: Summary) -> list[str]:
             continue
         summary.add_counts(counts)
     return failures
-
-
-def _status(
-    summary: Summary, state: dict[str, bool], failures: list[str], stderr: StderrConsole
-) -> ExitStatus:
-    for failure in failures if not state["killed"] else []:  # not those Ctrl-C twice ended
-        stderr.print(
-            f"fetchheads: {failure}; its unfinished targets have no record", soft_wrap=True
-        )
-    if state["terminated"]:
-        return ExitStatus.TERMINATED
-    if state["interrupted"]:
-        return ExitStatus.INTERRUPTED
-    if failures or summary.failed:
-        return ExitStatus.FAILED
-    return ExitStatus.OK

@@ -24,9 +24,10 @@ from fetchheads.errors import (
     ProtocolError,
     TLSError,
 )
+from fetchheads.fetch.resolve import Address
+from fetchheads.hostport import host_port
+from fetchheads.http.parse import HeadParser, preview_bytes
 from fetchheads.models import ResponseHead, TLSInfo, utc_now
-from fetchheads.parse import HeadParser, preview_bytes
-from fetchheads.resolve import Address
 
 READ_CHUNK = 256 * 1024
 """The most bytes one ``data_received`` call delivers (the read size of both asyncio's selector
@@ -46,8 +47,9 @@ def make_ssl_context(config: Config) -> ssl.SSLContext:
 
 
 @dataclasses.dataclass(slots=True)
-class Progress:
-    """Mutable facts about one fetch, filled in as it goes, read when it ends (even by failure)."""
+class FetchState:
+    """Mutable facts about one fetch, filled in as it goes, read when it ends (even by failure).
+    Not the progress line (``render.output.ProgressLine``): one target's, not the run's."""
 
     start: float
     phase: str = "resolving"
@@ -148,7 +150,7 @@ class HeadReader(asyncio.Protocol):
 async def connect(
     addresses: Sequence[Address],
     port: int,
-    progress: Progress,
+    state: FetchState,
     *,
     tls: bool = False,
     loop: asyncio.AbstractEventLoop | None = None,
@@ -163,13 +165,13 @@ async def connect(
     """
     if loop is None:
         loop = asyncio.get_running_loop()
-    progress.phase = "connecting"
+    state.phase = "connecting"
     reader = HeadReader(loop)
     if tls:
         reader.early = b""
     if len(addresses) == 1:
         _family, ip = addresses[0]
-        progress.address = ip
+        state.address = ip
         try:
             transport, _ = await loop.create_connection(lambda: reader, ip, port)
         except OSError as exc:
@@ -177,14 +179,14 @@ async def connect(
                 raise ConnectError(describe_local_error(exc)) from exc
             raise ConnectError(f"{format_address(ip, port)}: {describe_oserror(exc)}") from exc
     else:
-        sock, ip = await _happy_eyeballs(loop, addresses, port, progress)
-        progress.address = ip
+        sock, ip = await _happy_eyeballs(loop, addresses, port, state)
+        state.address = ip
         try:
             transport, _ = await loop.create_connection(lambda: reader, sock=sock)
         except BaseException:
             sock.close()
             raise
-    progress.connect = time.perf_counter() - progress.start
+    state.connect = time.perf_counter() - state.start
     return transport, reader
 
 
@@ -203,7 +205,7 @@ async def _connect_socket(
 
 
 async def _happy_eyeballs(
-    loop: asyncio.AbstractEventLoop, addresses: Sequence[Address], port: int, progress: Progress
+    loop: asyncio.AbstractEventLoop, addresses: Sequence[Address], port: int, state: FetchState
 ) -> tuple[socket.socket, str]:
     pending: dict[asyncio.Task[socket.socket], str] = {}
     last_error: tuple[str, OSError] | None = None
@@ -213,7 +215,7 @@ async def _happy_eyeballs(
         while remaining or pending:
             if remaining:
                 address = remaining.pop(0)
-                progress.address = address[1]
+                state.address = address[1]
                 pending[loop.create_task(_connect_socket(loop, address, port))] = address[1]
             # Wait for a result, but no longer than the stagger delay while addresses remain.
             done, _ = await asyncio.wait(
@@ -255,12 +257,12 @@ async def start_tls(
     reader: HeadReader,
     server_hostname: str,
     ssl_context: ssl.SSLContext,
-    progress: Progress,
+    state: FetchState,
 ) -> asyncio.Transport:
     """The TLS handshake on an open transport; returns the TLS transport (``reader`` stays its
     protocol). The caller aborts ``transport`` if this raises."""
     loop = asyncio.get_running_loop()
-    progress.phase = "TLS handshake"
+    state.phase = "TLS handshake"
     # A server that speaks first (an SSH banner, plain HTTP) is not speaking TLS; without this
     # check the handshake would wait for its reply until the deadline.
     if reader.early:
@@ -281,10 +283,10 @@ async def start_tls(
         raise TLSError(f"handshake failed: {describe_oserror(exc)}") from exc
     if tls_transport is None:
         raise TLSError("handshake failed: the connection closed")
-    progress.tls_time = time.perf_counter() - progress.start
+    state.tls_time = time.perf_counter() - state.start
     ssl_object = tls_transport.get_extra_info("ssl_object")
     if ssl_object is not None:
-        progress.tls = tls_info(ssl_object)
+        state.tls = tls_info(ssl_object)
     return tls_transport
 
 
@@ -335,7 +337,7 @@ def certificate_rejected(exc: ssl.SSLCertVerificationError, host: str) -> Certif
 def format_address(ip: str | None, port: int) -> str:
     if ip is None:
         return f"port {port}"
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return host_port(ip, port)
 
 
 LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})

@@ -1,19 +1,14 @@
-"""Targets in, results out: a fixed pool of workers fed from a bounded queue.
+"""Where targets come from: arguments, files and stdin, read as a stream.
 
-Input is read while the first targets are already in flight, and never more than a bounded window
-ahead of them, so memory does not grow with the length of the list. Results are handed to ``emit``
-the moment each target finishes, or in input order with ``ordered`` (a reorder window bounded by
-the queue plus the workers). A fixed pool of workers, not a task per target: a million targets
-cost ``concurrency`` tasks, not a million. While the output is behind its reader (``throttle``)
-no new target is started; those in flight finish as usual.
-
-Also here: ``in_shard`` (``--shard K/N``) and ``Pacer`` (``--rate``).
+Input is read in chunks on a thread of its own (``InputThread``), so a slow producer upstream of
+a pipe, or a person typing, sees each target fetched at once, and Ctrl-C never waits for a read.
+Each line becomes a ``Target`` or, when it is not one, the record of an input error: a bad line
+is a result like any other. Also here: ``--shard K/N`` (``in_shard``), which picks the lines.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import functools
@@ -21,14 +16,14 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
-from fetchheads import process
 from fetchheads.credentials import redact_url
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
 from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, OverlongLine, parse_target
+from fetchheads.threads import stop_signals_kept_from_new_threads
 
 READ_SIZE = 64 * 1024
 STDIN = "-"
@@ -53,11 +48,9 @@ def input_error(text: str, message: str, *, where: str | None = None) -> Result:
     return Result(target=shown, url=None, error=ErrorInfo(ErrorKind.INPUT, prefix + message))
 
 
-def to_item(
-    text: str, default_scheme: str, *, where: str | None = None, line: int | None = None
-) -> Item:
+def to_item(text: str, default_scheme: str, *, where: str | None = None) -> Item:
     try:
-        return parse_target(text, default_scheme=default_scheme, line=line)
+        return parse_target(text, default_scheme=default_scheme)
     except InputError as exc:
         return input_error(text, str(exc), where=where)
 
@@ -96,7 +89,7 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                                 where=where,
                             )
                         elif line and not line.startswith("#"):
-                            yield to_item(line, default_scheme, where=where, line=number)
+                            yield to_item(line, default_scheme, where=where)
                     if not chunk:
                         break
             finally:
@@ -141,7 +134,7 @@ class InputThread:
             self._thread = threading.Thread(
                 target=self._serve, name="fetchheads-input", daemon=True
             )
-            with process.stop_signals_kept_from_new_threads():
+            with stop_signals_kept_from_new_threads():
                 self._thread.start()
         self._jobs.put(job)
         return await future
@@ -199,34 +192,6 @@ async def select_shard(items: AsyncIterator[Item], shard: int, shards: int) -> A
             yield item
 
 
-class Pacer:
-    """``--rate N``: new connections evenly spaced 1/N s apart, never in bursts.
-
-    Each caller reserves the next free slot and sleeps until it; a slot is never earlier than now,
-    so an idle spell does not bank credit for a burst afterwards (a token bucket of size one).
-    ``clock`` and ``sleep`` are the loop's by default; tests pass their own.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._interval = 1.0 / rate
-        self._clock = clock
-        self._sleep = sleep
-        self._next = float("-inf")
-
-    async def __call__(self) -> None:
-        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
-        slot = max(now, self._next)
-        self._next = slot + self._interval
-        if slot > now:
-            await self._sleep(slot - now)
-
-
 def _open_input(path: str) -> tuple[Callable[[], bytes], Callable[[], None]]:
     """``(read, close)`` for a path, ``-`` being stdin; ``read()`` returns at most one read."""
     if path == STDIN:
@@ -244,167 +209,3 @@ def _open_input(path: str) -> tuple[Callable[[], bytes], Callable[[], None]]:
 def _read_some(stream: Any) -> bytes:
     read1 = getattr(stream, "read1", None)
     return bytes(read1(READ_SIZE) if read1 is not None else stream.read(READ_SIZE))
-
-
-@dataclasses.dataclass(slots=True)
-class Intake:
-    """How far ``run`` got through its input, filled in when it stops reading: after Ctrl-C,
-    ``read`` less the results emitted is how many targets were not finished."""
-
-    read: int = 0
-    complete: bool = False  # every item was read
-
-
-class Throttle(Protocol):
-    """Backpressure from the output (``render.writer.Writer``): while ``paused``, start nothing."""
-
-    paused: bool
-
-    async def resumed(self) -> None: ...
-
-
-async def run(
-    items: AsyncIterator[Item],
-    fetch: Callable[[Target], Awaitable[Result]],
-    emit: Callable[[Result], None],
-    *,
-    concurrency: int,
-    ordered: bool = False,
-    intake: Intake | None = None,
-    throttle: Throttle | None = None,
-) -> None:
-    """Fetch every target with ``concurrency`` workers; ``emit`` each result as it is ready.
-
-    While ``throttle`` is paused a worker starts no new target: the results of those in flight
-    are still emitted, and their deadlines run as if nothing were amiss."""
-    feed = _Feed(concurrency * 2)
-    # In input order, one slow target holds back every later result: the window bounds how many
-    # may wait behind it, so memory stays flat however long the list.
-    window = asyncio.Semaphore(concurrency * 4)
-    reorder = _Reorder(emit, window.release)
-    deliver = reorder.deliver if ordered else (lambda _seq, result: emit(result))
-
-    async def produce() -> None:
-        seq = 0
-        try:
-            async for item in items:
-                if ordered:
-                    await window.acquire()
-                if feed.full():
-                    await feed.space()
-                feed.put((seq, item))
-                seq += 1
-            if intake is not None:
-                intake.complete = True
-        finally:
-            feed.close()
-            if intake is not None:
-                intake.read = seq
-
-    async def work() -> None:
-        jobs = feed.jobs
-        while True:
-            if throttle is not None and throttle.paused:
-                await throttle.resumed()
-                continue
-            if jobs:
-                seq, item = jobs.popleft()
-                feed.taken()
-            elif feed.closed:
-                return
-            else:
-                await feed.wait()
-                continue
-            deliver(seq, item if isinstance(item, Result) else await fetch(item))
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(produce())
-            for _ in range(concurrency):
-                group.create_task(work())
-    finally:
-        # Interrupted (Ctrl-C, SIGTERM): results that finished but were waiting for an earlier,
-        # unfinished one are still handed on (printed, recorded), in input order, the unfinished
-        # ones' places skipped. After a complete run nothing is held.
-        reorder.drain()
-
-
-class _Feed:
-    """The bounded hand-off from the reader to the workers: a deque and two kinds of wake-up.
-
-    Not an ``asyncio.Queue``: its ``get`` and ``put`` are coroutines with a future and a wake-up
-    per item, which at thousands of targets a second cost more than the rest of the hand-off. A
-    worker here takes a job with a ``popleft``; only an idle worker waits (on a future of its
-    own), and the reader sleeps while the deque is full and wakes once it has drained to half.
-    """
-
-    __slots__ = ("_idle", "_limit", "_space", "closed", "jobs")
-
-    def __init__(self, limit: int) -> None:
-        self.jobs: collections.deque[tuple[int, Item]] = collections.deque()
-        self.closed = False
-        self._limit = limit
-        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._space: asyncio.Future[None] | None = None
-
-    def full(self) -> bool:
-        return len(self.jobs) >= self._limit
-
-    def put(self, job: tuple[int, Item]) -> None:
-        self.jobs.append(job)
-        self._wake_one()
-
-    def close(self) -> None:
-        self.closed = True
-        while self._idle:
-            self._wake_one()
-
-    def taken(self) -> None:
-        space = self._space
-        if space is not None and len(self.jobs) <= self._limit // 2:
-            self._space = None
-            if not space.done():
-                space.set_result(None)
-
-    async def space(self) -> None:
-        self._space = asyncio.get_running_loop().create_future()
-        await self._space
-
-    async def wait(self) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._idle.append(waiter)
-        await waiter
-
-    def _wake_one(self) -> None:
-        while self._idle:
-            waiter = self._idle.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-
-class _Reorder:
-    """Hands results to ``emit`` in sequence order, holding early ones until their turn."""
-
-    def __init__(self, emit: Callable[[Result], None], released: Callable[[], None]) -> None:
-        self._emit = emit
-        self._released = released
-        self._next = 0
-        self._held: dict[int, Result] = {}
-
-    def deliver(self, seq: int, result: Result) -> None:
-        if seq != self._next:
-            self._held[seq] = result
-            return
-        self._emit(result)
-        self._released()
-        self._next += 1
-        while self._next in self._held:
-            self._emit(self._held.pop(self._next))
-            self._released()
-            self._next += 1
-
-    def drain(self) -> None:
-        """Hand on every held result, in sequence order, gaps and all."""
-        for seq in sorted(self._held):
-            self._emit(self._held.pop(seq))

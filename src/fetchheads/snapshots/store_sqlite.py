@@ -32,7 +32,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.store import APPLICATION_ID, RUN_FIELDS, SCHEMA_VERSION, SNAPSHOT_FIELDS, Store
+from fetchheads.snapshots.store import (
+    APPLICATION_ID,
+    RUN_FIELDS,
+    SCHEMA_VERSION,
+    SNAPSHOT_FIELDS,
+    Store,
+)
 
 BUSY_TIMEOUT = 30.0
 """Seconds a writer waits for another's lock: far above any one transaction (milliseconds), so six

@@ -1,7 +1,8 @@
-"""What fetchheads asks of its own process: the open-file limit, signals, a usable stdout.
+"""What fetchheads asks of its own process: the open-file limit, signals, exit statuses, cores,
+the event loop.
 
-Called from ``cli`` only, once per run, never at import time. Each target in flight holds one
-socket, so the open-file limit (``ulimit -n``, often 1024) is what really bounds ``-c``: it is
+Called once per run, never at import time. Each target in flight holds one socket, so the
+open-file limit (``ulimit -n``, often 1024) is what really bounds ``-c``: it is
 raised to the hard limit where the system allows, and when even that is too small the concurrency
 is lowered to fit, with a one-line warning, rather than failing targets with EMFILE mid-run.
 """
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import gc
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
+
+from fetchheads.threads import STOP_SIGNALS
 
 if sys.platform != "win32":  # Windows has no RLIMIT_NOFILE to raise
     import resource
@@ -66,7 +70,7 @@ def reserve_standard_fds() -> None:
     """Point any closed descriptor 0, 1 or 2 at /dev/null. Otherwise the next file or socket
     opened takes its number: a socket on fd 1 would receive our output, and libuv (uvloop)
     aborts the process when it later closes a descriptor below 3. Python has already set the
-    matching ``sys.std*`` to ``None``, so ``stdout_problem`` still reports a closed stdout."""
+    matching ``sys.std*`` to ``None``, so the run's ``Environment`` still sees a closed stdout."""
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
@@ -100,75 +104,132 @@ def tuned_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def stdout_problem() -> str | None:
-    """Why results cannot be written to stdout at all (it was closed before we started)."""
-    # Python sets sys.stdout to None when descriptor 1 was closed at start (``fetchheads >&-``).
-    if sys.stdout is None or getattr(sys.stdout, "buffer", None) is None:
-        return "standard output is closed"
-    return None
+class ExitStatus(enum.IntEnum):
+    """How a fetchheads process ends; ``cli`` documents each."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    WARNING = 3
+    INTERRUPTED = 130
+    BROKEN_PIPE = 141
+    TERMINATED = 143
 
 
-def on_sigterm(
-    loop: asyncio.AbstractEventLoop, callback: Callable[[], None], force: Callable[[], NoReturn]
-) -> None:
-    """As ``on_sigint``, for SIGTERM: the first calls ``callback`` in ``loop``, the next (or one
-    once the loop has closed) ``force()`` at once. After the first, the run stops and waits for
-    its reader to take the results already finished; when that reader never reads (``fetchheads
-    ... | less``, paused), a second ``kill`` ends the process, as Ctrl-C twice does. Where
-    signals cannot be handled, SIGTERM keeps its default."""
-    _on_stop_signal(loop, signal.SIGTERM, callback, force)
+def exit_now(status: ExitStatus) -> NoReturn:
+    """End the process at once with ``status``: no clean-up, no flush. For a second Ctrl-C or
+    SIGTERM (which must work even from a write to a pipe nobody reads) and a worker's end."""
+    os._exit(int(status))
 
 
-def on_sigint(
-    loop: asyncio.AbstractEventLoop, callback: Callable[[], None], force: Callable[[], NoReturn]
-) -> None:
-    """On the first SIGINT call ``callback`` in ``loop``; on the next, ``force()`` at once (it
-    ends the process). In place of asyncio.Runner's handler, whose KeyboardInterrupt on a second
-    Ctrl-C, raised inside whatever callback is running, uvloop logs as a "Fatal error on
-    transport" with a traceback, or swallows, leaving the run hung. A Ctrl-C after the loop has
-    closed (waiting for the reader to take the last output) forces too, until
-    ``ignore_interrupts``.
-    Where signals cannot be handled, Runner's handler stays."""
-    _on_stop_signal(loop, signal.SIGINT, callback, force)
+class StopSignals:
+    """SIGINT and SIGTERM during one run, in place of asyncio.Runner's handler.
+
+    The first of either calls the run task's ``cancel()`` in its loop and is remembered
+    (``status``): the run stops and waits for its reader to take the results already finished.
+    The next one, or one after the loop has closed (waiting for the reader to take the last
+    output), ends the process at once with its status (130, 143), after ``before_exit`` (the
+    supervisor ends its workers there): when that reader never reads (``fetchheads ... | less``,
+    paused), Ctrl-C twice or a second ``kill`` still gets out, until ``ignore_interrupts``.
+    Runner's own handler raises KeyboardInterrupt on a second Ctrl-C inside whatever callback is
+    running, which uvloop logs as a "Fatal error on transport" with a traceback, or swallows,
+    leaving the run hung. Where signals cannot be handled (not the main thread), each keeps its
+    handler.
+    """
+
+    def __init__(self, before_exit: Callable[[], None] = lambda: None) -> None:
+        self.interrupted = False
+        self.terminated = False
+        self._before_exit = before_exit
+        self._wakeup: tuple[asyncio.AbstractEventLoop, int, int] | None = None
+
+    def install(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        def on_sigterm() -> None:
+            self.terminated = True
+            task.cancel()
+
+        def on_sigint() -> None:
+            self.interrupted = True
+            task.cancel()
+
+        _on_stop_signal(loop, signal.SIGTERM, on_sigterm, ExitStatus.TERMINATED, self.exit_now)
+        _on_stop_signal(loop, signal.SIGINT, on_sigint, ExitStatus.INTERRUPTED, self.exit_now)
+        self._wake_on_signals(loop)
+
+    def _wake_on_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make a signal wake ``loop``. Python runs a handler between two bytecodes of the main
+        thread; a signal that lands just before asyncio's own loop goes to sleep in ``select()``
+        (with nothing to do until the next timer: a target's deadline, up to ``-t``) waited
+        there, and Ctrl-C seemed to do nothing. ``set_wakeup_fd`` has the signal write a byte to
+        a pipe the loop watches. uvloop has its own such descriptor: it is left alone."""
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
+        try:
+            previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread: signals are not ours to handle
+            previous = None
+        if previous != -1:
+            if previous is not None:
+                signal.set_wakeup_fd(previous)
+            os.close(read)
+            os.close(write)
+            return
+        loop.add_reader(read, _drain, read)
+        self._wakeup = (loop, read, write)
+
+    def close(self) -> None:
+        """Before ``install``'s loop stops: signals no longer write to it. Their handlers stay:
+        a second one still ends the process."""
+        if self._wakeup is None:
+            return
+        loop, read, write = self._wakeup
+        self._wakeup = None
+        signal.set_wakeup_fd(-1)
+        loop.remove_reader(read)
+        os.close(read)
+        os.close(write)
+
+    @property
+    def received(self) -> bool:
+        return self.terminated or self.interrupted
+
+    @property
+    def status(self) -> ExitStatus | None:
+        """The exit status the signals received make (SIGTERM's over SIGINT's), or None."""
+        if self.terminated:
+            return ExitStatus.TERMINATED
+        return ExitStatus.INTERRUPTED if self.interrupted else None
+
+    def exit_now(self, status: ExitStatus) -> NoReturn:
+        self._before_exit()
+        exit_now(status)
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 4096):
+            pass
 
 
 def _on_stop_signal(
     loop: asyncio.AbstractEventLoop,
     signum: int,
     callback: Callable[[], None],
-    force: Callable[[], NoReturn],
+    status: ExitStatus,
+    force: Callable[[ExitStatus], NoReturn],
 ) -> None:
     seen = False
 
     def handler(signum: int, frame: object) -> None:
         nonlocal seen
         if seen or loop.is_closed():
-            force()
+            force(status)
         seen = True
         loop.call_soon_threadsafe(callback)
 
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signum, handler)
-
-
-STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
-
-
-@contextlib.contextmanager
-def stop_signals_kept_from_new_threads() -> Iterator[None]:
-    """Threads started inside block SIGINT and SIGTERM (a thread inherits its creator's mask), so
-    the kernel gives those signals to the main thread. The handlers above are ``signal.signal``
-    handlers: a signal that lands in a helper thread only sets a flag, and a main thread asleep in
-    the asyncio loop's epoll (which has no wakeup fd for them) would not run the handler until
-    something else woke it: with every target silent, a Ctrl-C was lost until a deadline."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def hold_stop_signals() -> None:
@@ -210,3 +271,24 @@ def interrupts_restored() -> Iterator[None]:
             if handler is not None:
                 with contextlib.suppress(ValueError):
                     signal.signal(signum, handler)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``--loop`` names: uvloop where installed (``auto``), or asyncio's. None:
+    ``uvloop`` was asked for and is not installed."""
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                return None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop

@@ -14,14 +14,18 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING
 
-from fetchheads.changes import Snapshot, compare
 from fetchheads.errors import InputError
+from fetchheads.hostport import bracketed
 from fetchheads.models import Change, format_timestamp, utc_now
-from fetchheads.render.history import Entry
+from fetchheads.snapshots.changes import Snapshot, compare
 from fetchheads.targets import parse_target
 
 if TYPE_CHECKING:
-    from fetchheads.store import Store
+    from fetchheads.snapshots.store import Store
+
+Entry = tuple[Snapshot, Snapshot | None, tuple[Change, ...] | None]
+"""One step of a target's history: a snapshot, the one before it (``None``: none kept), and the
+changes between them (``None``: not known, older snapshots were pruned)."""
 
 _AGE = re.compile(r"(\d+)\s*([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -39,7 +43,7 @@ def find_keys(store: Store, text: str, default_scheme: str = "http") -> tuple[li
         return keys, []
     # A port written out (host:8080) is meant; a URL names its scheme, so its port is open.
     port = target.port if target.port == other.port and "://" not in text else None
-    host = f"[{target.host}]" if ":" in target.host else target.host  # as URLs write it
+    host = bracketed(target.host)  # as URLs write it
     stored = [
         key for key in store.keys_at(host) if _same_place(key, target.host, port, target.path)
     ]

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 from fetchheads.models import ResponseHead
 
 if TYPE_CHECKING:
-    from fetchheads.parse import Limits
+    from fetchheads.http.parse import Limits
 
 # The status line, on decoded text: [0-9], not \d, which would match any Unicode digit.
 _FAST_STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([1-9][0-9][0-9])(?: (.*))?\Z", re.S)
 _VERSIONS = {str(minor): f"HTTP/1.{minor}" for minor in range(10)}
-# The field lines, on decoded text: CRLF, a token (``parse._TOKEN``'s characters), the colon,
+# The field lines, on decoded text: CRLF, a token (``http.parse._TOKEN``'s characters), the colon,
 # blanks, and the value up to the next CR (the caller has checked that every CR is part of a CRLF
 # and that there is no NUL).
 _FAST_FIELD_LINE = re.compile(r"\r\n([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r]*)")

@@ -13,6 +13,7 @@ import re
 from fetchheads.config import Config
 from fetchheads.credentials import redact_header
 from fetchheads.errors import InputError
+from fetchheads.hostport import host_port
 from fetchheads.models import Target
 from fetchheads.proxy import Proxy
 
@@ -48,7 +49,7 @@ def build_request(target: Target, config: Config, *, absolute_form: bool = False
 @dataclasses.dataclass(frozen=True, slots=True)
 class RequestTemplate:
     """The request of one configuration with the parts that vary by target left open: the request
-    target and the Host header's value. A run builds it once (``fetch.FetchContext``), not the
+    target and the Host header's value. A run builds it once (``fetch.one.FetchContext``), not the
     header lines of every target again."""
 
     method: str
@@ -112,7 +113,7 @@ def proxied_request(target: Target, config: Config, proxy: Proxy) -> bytes:
 
 def connect_request(host: str, port: int, proxy: Proxy, user_agent: str) -> bytes:
     """``CONNECT host:port`` (RFC 9110 §9.3.6): the request for a tunnel to the origin."""
-    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    authority = host_port(host, port)
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     if user_agent:
         lines.append(f"User-Agent: {user_agent}")

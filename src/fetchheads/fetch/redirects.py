@@ -61,7 +61,7 @@ def resolve_location(current: Target, location: str) -> Target:
         scheme = absolute.split(":", 1)[0] if ":" in absolute else absolute
         raise InputError(f"unsupported scheme {scheme!r}")
     target = parse_target(absolute)
-    return dataclasses.replace(target, text=current.text, line=current.line)
+    return dataclasses.replace(target, text=current.text)
 
 
 def _origin(target: Target) -> tuple[str, str, int]:
@@ -103,7 +103,7 @@ async def follow(
         if remaining <= 0:
             # Only reachable between hops: the last hop finished just as the budget ran out.
             return _chain(
-                Result(target=target.text, url=current.url, line=target.line),
+                Result(target=target.text, url=current.url),
                 first,
                 hops,
                 ErrorInfo(

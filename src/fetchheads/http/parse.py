@@ -61,8 +61,8 @@ import dataclasses
 import re
 
 from fetchheads.errors import ParseError
+from fetchheads.http.parse_whole import parse_whole
 from fetchheads.models import Headers, ResponseHead
-from fetchheads.parse_whole import parse_whole
 
 # --- Limits -------------------------------------------------------------------------------------
 # Real heads are small: the largest seen in the wild (long CSPs, a dozen cookies) stay under 32 KiB.

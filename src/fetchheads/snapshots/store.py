@@ -41,10 +41,10 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from fetchheads.changes import Snapshot
 from fetchheads.credentials import redact_url
 from fetchheads.models import format_timestamp, utc_now
-from fetchheads.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
+from fetchheads.snapshots.changes import Snapshot
+from fetchheads.snapshots.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
 
 SCHEMA_VERSION = 4
 """Both backends number their migrations alike: version N means the same tables everywhere."""
@@ -173,10 +173,10 @@ class Store:
         for one that cannot be a fetchheads database (left untouched), ``StoreError`` for one
         that cannot be used now."""
         if is_postgres(location):
-            from fetchheads.store_postgres import PostgresStore
+            from fetchheads.snapshots.store_postgres import PostgresStore
 
             return PostgresStore.open(location, readonly=readonly, busy_timeout=busy_timeout)
-        from fetchheads.store_sqlite import SqliteStore
+        from fetchheads.snapshots.store_sqlite import SqliteStore
 
         return SqliteStore.open(location, readonly=readonly, busy_timeout=busy_timeout)
 

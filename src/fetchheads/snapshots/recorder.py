@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from fetchheads import __version__
 from fetchheads.certificates import certificate_alerts
-from fetchheads.changes import Snapshot, compare, is_news, snapshot_of
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.models import Result, format_timestamp, utc_now
-from fetchheads.render.summary import counted
+from fetchheads.snapshots.changes import Snapshot, compare, is_news, snapshot_of
+from fetchheads.wording import counted
 
 if TYPE_CHECKING:  # sqlite3 is loaded only by runs with --db (cli opens the store)
-    from fetchheads.store import Store
+    from fetchheads.snapshots.store import Store
 
 BATCH_ROWS = 500
 BATCH_SECONDS = 0.5
@@ -262,7 +262,7 @@ class Written:
 
 class SnapshotSession:
     """Everything ``--db``, ``--changes`` and ``--warn-days`` add to one fetch run, as the hooks
-    ``cli.run.execute`` calls: ``start`` and ``finish`` around the event loop (the ``runs`` row),
+    ``run.single.execute`` calls: ``start`` and ``finish`` around the event loop (the ``runs`` row),
     ``annotate`` and ``attach`` on it. Without a store only the alerts remain. A database that
     could not be opened for writing is ``unavailable``: every result is counted as not recorded,
     and printed (under ``--changes``, compared with ``store`` opened read-only, if it could be).

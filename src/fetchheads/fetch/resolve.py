@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fetchheads.errors import DNSError, InputError
+from fetchheads.hostport import host_port, port_number, split_bracket
 
 DNS_CACHE_SIZE = 4096
 """Names remembered per run: enough for lists that repeat hosts, bounded for lists that do not."""
@@ -65,7 +66,8 @@ def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[Address, ...]]:
     port_text, sep2, addr_text = rest.partition(":")
     if not (sep1 and sep2 and host and addr_text):
         raise InputError(f"expected HOST:PORT:ADDR, got {text!r}")
-    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    port = port_number(port_text)
+    if port is None:
         raise InputError(f"invalid port {port_text!r} in {text!r}")
     import ipaddress  # only --resolve pays for it
 
@@ -84,7 +86,7 @@ def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[Address, ...]]:
             name = name.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise InputError(f"invalid host name {host!r}: {exc}") from None
-    return (name, int(port_text)), tuple(addresses)
+    return (name, port), tuple(addresses)
 
 
 def parse_dns_server(text: str) -> str:
@@ -92,7 +94,7 @@ def parse_dns_server(text: str) -> str:
     raw = text.strip()
     port: str | None = None
     if raw.startswith("["):
-        literal, _, after = raw[1:].partition("]")
+        literal, after = split_bracket(raw) or (raw[1:], "")
         if after:
             if not after.startswith(":"):
                 raise InputError(f"invalid DNS server {text!r}")
@@ -107,11 +109,11 @@ def parse_dns_server(text: str) -> str:
         ip = ipaddress.ip_address(literal)
     except ValueError:
         raise InputError(f"invalid DNS server {text!r}: give an IP address[:port]") from None
-    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise InputError(f"invalid port in DNS server {text!r}")
     if port is None:
         return ip.compressed
-    return f"[{ip.compressed}]:{port}" if ip.version == 6 else f"{ip.compressed}:{port}"
+    if port_number(port) is None:
+        raise InputError(f"invalid port in DNS server {text!r}")
+    return host_port(ip.compressed, port)
 
 
 def order_for_happy_eyeballs(addresses: Sequence[Address]) -> list[Address]:

@@ -29,9 +29,9 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fetchheads.changes import Snapshot
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.store import (
+from fetchheads.snapshots.changes import Snapshot
+from fetchheads.snapshots.store import (
     APPLICATION_ID,
     RUN_FIELDS,
     SCHEMA_VERSION,

@@ -1,0 +1,214 @@
+"""Targets in, results out: a fixed pool of workers fed from a bounded queue.
+
+Input is read while the first targets are already in flight, and never more than a bounded window
+ahead of them, so memory does not grow with the length of the list. Results are handed to ``emit``
+the moment each target finishes, or in input order with ``ordered`` (a reorder window bounded by
+the queue plus the workers). A fixed pool of workers, not a task per target: a million targets
+cost ``concurrency`` tasks, not a million. While the output is behind its reader (``throttle``)
+no new target is started; those in flight finish as usual.
+
+Also here: ``Pacer`` (``--rate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+from fetchheads.models import Result, Target
+from fetchheads.run.inputs import Item
+
+
+class Pacer:
+    """``--rate N``: new connections evenly spaced 1/N s apart, never in bursts.
+
+    Each caller reserves the next free slot and sleeps until it; a slot is never earlier than now,
+    so an idle spell does not bank credit for a burst afterwards (a token bucket of size one).
+    ``clock`` and ``sleep`` are the loop's by default; tests pass their own.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next = float("-inf")
+
+    async def __call__(self) -> None:
+        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        slot = max(now, self._next)
+        self._next = slot + self._interval
+        if slot > now:
+            await self._sleep(slot - now)
+
+
+@dataclasses.dataclass(slots=True)
+class Intake:
+    """How far ``run`` got through its input, filled in when it stops reading: after Ctrl-C,
+    ``read`` less the results emitted is how many targets were not finished."""
+
+    read: int = 0
+    complete: bool = False  # every item was read
+
+
+class Throttle(Protocol):
+    """Backpressure from the output (``render.writer.Writer``): while ``paused``, start nothing."""
+
+    paused: bool
+
+    async def resumed(self) -> None: ...
+
+
+async def run(
+    items: AsyncIterator[Item],
+    fetch: Callable[[Target], Awaitable[Result]],
+    emit: Callable[[Result], None],
+    *,
+    concurrency: int,
+    ordered: bool = False,
+    intake: Intake | None = None,
+    throttle: Throttle | None = None,
+) -> None:
+    """Fetch every target with ``concurrency`` workers; ``emit`` each result as it is ready.
+
+    While ``throttle`` is paused a worker starts no new target: the results of those in flight
+    are still emitted, and their deadlines run as if nothing were amiss."""
+    feed = _Feed(concurrency * 2)
+    # In input order, one slow target holds back every later result: the window bounds how many
+    # may wait behind it, so memory stays flat however long the list.
+    window = asyncio.Semaphore(concurrency * 4)
+    reorder = _Reorder(emit, window.release)
+    deliver = reorder.deliver if ordered else (lambda _seq, result: emit(result))
+
+    async def produce() -> None:
+        seq = 0
+        try:
+            async for item in items:
+                if ordered:
+                    await window.acquire()
+                if feed.full():
+                    await feed.space()
+                feed.put((seq, item))
+                seq += 1
+            if intake is not None:
+                intake.complete = True
+        finally:
+            feed.close()
+            if intake is not None:
+                intake.read = seq
+
+    async def work() -> None:
+        jobs = feed.jobs
+        while True:
+            if throttle is not None and throttle.paused:
+                await throttle.resumed()
+                continue
+            if jobs:
+                seq, item = jobs.popleft()
+                feed.taken()
+            elif feed.closed:
+                return
+            else:
+                await feed.wait()
+                continue
+            deliver(seq, item if isinstance(item, Result) else await fetch(item))
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(produce())
+            for _ in range(concurrency):
+                group.create_task(work())
+    finally:
+        # Interrupted (Ctrl-C, SIGTERM): results that finished but were waiting for an earlier,
+        # unfinished one are still handed on (printed, recorded), in input order, the unfinished
+        # ones' places skipped. After a complete run nothing is held.
+        reorder.drain()
+
+
+class _Feed:
+    """The bounded hand-off from the reader to the workers: a deque and two kinds of wake-up.
+
+    Not an ``asyncio.Queue``: its ``get`` and ``put`` are coroutines with a future and a wake-up
+    per item, which at thousands of targets a second cost more than the rest of the hand-off. A
+    worker here takes a job with a ``popleft``; only an idle worker waits (on a future of its
+    own), and the reader sleeps while the deque is full and wakes once it has drained to half.
+    """
+
+    __slots__ = ("_idle", "_limit", "_space", "closed", "jobs")
+
+    def __init__(self, limit: int) -> None:
+        self.jobs: collections.deque[tuple[int, Item]] = collections.deque()
+        self.closed = False
+        self._limit = limit
+        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._space: asyncio.Future[None] | None = None
+
+    def full(self) -> bool:
+        return len(self.jobs) >= self._limit
+
+    def put(self, job: tuple[int, Item]) -> None:
+        self.jobs.append(job)
+        self._wake_one()
+
+    def close(self) -> None:
+        self.closed = True
+        while self._idle:
+            self._wake_one()
+
+    def taken(self) -> None:
+        space = self._space
+        if space is not None and len(self.jobs) <= self._limit // 2:
+            self._space = None
+            if not space.done():
+                space.set_result(None)
+
+    async def space(self) -> None:
+        self._space = asyncio.get_running_loop().create_future()
+        await self._space
+
+    async def wait(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        await waiter
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _Reorder:
+    """Hands results to ``emit`` in sequence order, holding early ones until their turn."""
+
+    def __init__(self, emit: Callable[[Result], None], released: Callable[[], None]) -> None:
+        self._emit = emit
+        self._released = released
+        self._next = 0
+        self._held: dict[int, Result] = {}
+
+    def deliver(self, seq: int, result: Result) -> None:
+        if seq != self._next:
+            self._held[seq] = result
+            return
+        self._emit(result)
+        self._released()
+        self._next += 1
+        while self._next in self._held:
+            self._emit(self._held.pop(self._next))
+            self._released()
+            self._next += 1
+
+    def drain(self) -> None:
+        """Hand on every held result, in sequence order, gaps and all."""
+        for seq in sorted(self._held):
+            self._emit(self._held.pop(seq))

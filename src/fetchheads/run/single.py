@@ -1,0 +1,207 @@
+"""One process's run of a plan: the event loop, the output sink, the snapshots, the outcome.
+
+``execute`` neither knows nor asks whether it is the whole run or one worker of ``--workers``:
+the supervisor hands each worker a plan of its own (its stdin, its share of ``-c``, its records
+framed) and reads the counts off the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, BinaryIO
+
+from fetchheads.config import Config
+from fetchheads.errors import StoreError
+from fetchheads.fetch.one import FetchContext, fetch_one
+from fetchheads.fetch.redirects import following
+from fetchheads.fetch.resolve import FAMILIES, Resolver, parse_resolve
+from fetchheads.models import Result, Target
+from fetchheads.render.jsonl import format_jsonl
+from fetchheads.render.output import PrettySink, ProgressLine, Sink, StderrConsole, TextSink
+from fetchheads.render.plain import format_plain
+from fetchheads.render.safe import terminal_safe
+from fetchheads.render.writer import Writer
+from fetchheads.run import process
+from fetchheads.run.inputs import Item, read_sources, select_shard
+from fetchheads.run.outcome import Outcome
+from fetchheads.run.plan import RunPlan
+from fetchheads.run.pool import Intake, Pacer, run
+from fetchheads.run.process import ExitStatus, StopSignals
+from fetchheads.run.summary import Summary, not_recorded
+
+
+def execute(plan: RunPlan) -> Outcome:
+    """Run the plan in this process: every target fetched, each result shown (and recorded) as
+    it comes. A signal or a failed write ends it early; the outcome says how it ended."""
+    config = plan.config
+    summary = Summary()
+    stderr = StderrConsole(**plan.environment.console_options())
+    sink = make_sink(plan)
+    bar = ProgressLine(stderr.console, summary, writer=sink.writer) if plan.view.bar else None
+    started = time.monotonic()
+    stop = StopSignals()
+    intake = Intake()
+    session = plan.session
+    output = sink.emit
+
+    def emit(result: Any) -> None:
+        result = session.annotate(result)
+        summary.add(result)
+        output(result)
+
+    async def main() -> None:
+        nonlocal output
+        task = asyncio.current_task()
+        assert task is not None
+
+        def cancel() -> None:
+            task.cancel()
+
+        sink.set_on_error(cancel)
+        stop.install(asyncio.get_running_loop(), task)
+        process.accept_stop_signals()  # held while a --workers worker started
+        resolver = _resolver(config)
+        ctx = FetchContext(
+            config=config,
+            make_ssl_context=plan.tls,
+            resolver=resolver,
+            pace=Pacer(config.rate) if config.rate else None,
+        )
+        output = session.attach(sink.emit, cancel)
+        items = read_sources(plan.sources, config.default_scheme)
+        if config.shard is not None:
+            items = select_shard(items, *config.shard)
+        if bar is not None:
+            sink.before_write = bar.clear
+            sink.after_write = bar.restore
+            items = _counted(items, bar)
+            bar.start()
+        try:
+            await run(
+                items,
+                _fetcher(ctx),
+                emit,
+                concurrency=config.concurrency,
+                ordered=config.order == "input",
+                intake=intake,
+                throttle=sink.throttle,
+            )
+        finally:
+            if bar is not None:
+                bar.stop()
+            await session.drain()  # every result is recorded, even after Ctrl-C
+            await resolver.aclose()
+
+    session.start(config)
+    status: ExitStatus
+    try:
+        with process.tuned_gc(), asyncio.Runner(loop_factory=plan.loop_factory) as runner:
+            runner.run(main())
+    except KeyboardInterrupt:
+        status = ExitStatus.INTERRUPTED
+    except asyncio.CancelledError:
+        if sink.error is None and not stop.received:
+            raise
+        status = ExitStatus.OK if stop.status is None else stop.status
+    else:
+        status = ExitStatus.OK if summary.failed == 0 else ExitStatus.FAILED
+    finally:
+        stop.close()
+    sink.close()  # waits for the reader to take the rest: Ctrl-C still gets out (StopSignals)
+    process.ignore_interrupts()
+    stopped = status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
+    try:
+        session.finish(summary.targets, summary.ok, interrupted=stopped)
+    except StoreError as exc:
+        message = f"fetchheads: the run could not be closed in the database: {safe(exc)}"
+        stderr.print(message, soft_wrap=True)
+        status = ExitStatus.FAILED
+    if session.unrecorded and session.error is not None:
+        lost = not_recorded(session.unrecorded, session.error.reason, session.path or "")
+        stderr.print(lost, soft_wrap=True)  # one line, however narrow the terminal
+        if status is ExitStatus.OK:
+            status = ExitStatus.FAILED
+    if status is ExitStatus.OK and session.shown_alerts:
+        status = ExitStatus.WARNING
+    return Outcome(
+        status,
+        summary,
+        started,
+        note=session.describe(),
+        output_error=sink.error,
+        read=intake.read,
+        all_read=intake.complete,
+    )
+
+
+def safe(exc: BaseException) -> str:
+    """An exception's message for the terminal: database text and file names are not ours."""
+    return terminal_safe(str(exc))
+
+
+def make_sink(plan: RunPlan) -> Sink:
+    """The output of the plan's view: stdout, written by a thread of its own (``render.writer``)."""
+    view = plan.view
+    stdout: BinaryIO = sys.stdout.buffer
+    writer = Writer()
+    if view.format in ("jsonl", "plain"):
+        formatter: Callable[[Result], str] = (
+            format_jsonl if view.format == "jsonl" else format_plain
+        )
+        if view.record_end:
+            formatter = framed(formatter, view.record_end)
+        return TextSink(stdout, formatter, writer=writer)
+    from rich.console import Console  # the pretty view only
+
+    console = Console(
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=False,
+        **plan.environment.console_options(),
+    )
+    return PrettySink(console, waterfall=view.waterfall, writer=writer)
+
+
+def framed(formatter: Callable[[Result], str], end: str) -> Callable[[Result], str]:
+    """``formatter``, each record followed by ``end``."""
+
+    def frame(result: Result) -> str:
+        return formatter(result) + end
+
+    return frame
+
+
+async def _counted(items: AsyncIterator[Item], bar: ProgressLine) -> AsyncIterator[Item]:
+    """``items``, counting each one read for the progress line (the list's length is unknown)."""
+    async for item in items:
+        bar.read += 1
+        yield item
+
+
+def _fetcher(ctx: FetchContext) -> Callable[[Target], Awaitable[Result]]:
+    """``fetch_one`` for this run; with ``-L`` wrapped so that each hop is a whole fetch."""
+    if not ctx.config.location:
+        return functools.partial(fetch_one, ctx=ctx)
+
+    async def fetch_with(target: Target, config: Config) -> Result:
+        return await fetch_one(target, dataclasses.replace(ctx, config=config))
+
+    return following(fetch_with, ctx.config)
+
+
+def _resolver(config: Config) -> Resolver:
+    """The run's resolver, from the DNS options (validated by cli)."""
+    pinned = dict(parse_resolve(entry) for entry in config.resolve)
+    return Resolver(
+        concurrency=config.concurrency,
+        family=FAMILIES[config.ip_version],
+        pinned=pinned,
+        servers=config.dns_servers,
+        timeout=config.connect_timeout or config.timeout,
+    )
