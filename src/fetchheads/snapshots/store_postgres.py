@@ -121,6 +121,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX runs_by_uid ON runs (uid);
     CREATE UNIQUE INDEX snapshots_by_uid ON snapshots (uid);
     """,
+    # 4 -> 5: the audit of each snapshot (--audit).
+    """
+    ALTER TABLE snapshots ADD COLUMN audit json;
+    """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -143,11 +147,12 @@ class PostgresStore(Store):
     SNAPSHOT_COLUMNS = (
         f"id, run_id, key, target, url, {_ts('fetched_at')}, ok, status, reason, http_version, "
         "headers::text, error_kind, error_message, address, timing::text, tls::text, "
-        "redirects::text, cert_threshold"
+        "redirects::text, cert_threshold, audit::text"
     )
     PREVIOUS_COLUMNS = (
         f"id, run_id, key, target, url, {_ts('fetched_at')}, ok, status, reason, http_version, "
-        "headers::text, error_kind, error_message, NULL, '{}', NULL, '[]', cert_threshold"
+        "headers::text, error_kind, error_message, NULL, '{}', NULL, '[]', cert_threshold, "
+        "audit::text"
     )
 
     def __init__(self, connection: psycopg.Connection[Any], path: str, secrets: list[str]) -> None:
@@ -302,10 +307,10 @@ class PostgresStore(Store):
             (list(keys),),
         )
 
-    def _latest(self, keys: Sequence[str]) -> dict[str, Snapshot]:
+    def _latest(self, keys: Sequence[str], columns: str | None = None) -> dict[str, Snapshot]:
         rows = self._db.execute(
             f"SELECT p.* FROM unnest(%s::text[]) AS k (key) CROSS JOIN LATERAL "
-            f"(SELECT {self.PREVIOUS_COLUMNS} FROM snapshots AS s WHERE s.key = k.key "
+            f"(SELECT {columns or self.PREVIOUS_COLUMNS} FROM snapshots AS s WHERE s.key = k.key "
             "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS p",
             (list(keys),),
         ).fetchall()
