@@ -2,9 +2,9 @@
 
 Plain lines (``grep ' audit > '`` finds them all)::
 
-    TARGET audit > grade D (score 30, rules observatory-2026.11)
+    TARGET audit > grade F (score 10, rules observatory-2026.11)
     TARGET audit > fail strict-transport-security -20: no Strict-Transport-Security header
-    TARGET audit > disclosure X-Powered-By: PHP/5.6 discloses the software and its version
+    TARGET audit > disclosure: X-Powered-By: 'PHP/5.6' discloses software
     TARGET audit > not graded: status 500 is not graded: ...
 
 Only failing tests are listed (the JSON record has every test, passed or not); a test that could
@@ -44,13 +44,13 @@ def describe_check(check: Check) -> str:
 def audit_lines(result: Result) -> list[str]:
     """The plain format's ``TARGET audit > ...`` lines of one result (none without an audit)."""
     audit = audit_of(result)
-    if audit is None:
-        return []
-    prefix = f"{shown_target(result.target)} audit > "
+    return [] if audit is None else lines_of(result.target, audit)
+
+
+def lines_of(target: str, audit: Audit) -> list[str]:
+    """``TARGET audit > ...``: the headline, each failing test, each finding."""
+    prefix = f"{shown_target(target)} audit > "
     lines = [prefix + terminal_safe(headline(audit))]
     lines.extend(prefix + "fail " + terminal_safe(describe_check(c)) for c in failing(audit))
-    lines.extend(
-        prefix + terminal_safe(f"{f.kind} {f.header + ': ' if f.header else ''}{f.message}")
-        for f in audit.findings
-    )
+    lines.extend(prefix + terminal_safe(f"{f.kind}: {f.message}") for f in audit.findings)
     return lines

@@ -340,9 +340,7 @@ def audit_block(result: Result) -> list[RenderableType]:
         text.append(terminal_safe(describe_check(check)))
         lines.append(Hanging(text, 6))
     for finding in audit.findings:
-        text = Text(f"    • {finding.kind} ", style="yellow")
-        if finding.header:
-            text.append(terminal_safe(finding.header) + ": ", style="cyan")
+        text = Text(f"    • {finding.kind}: ", style="yellow")
         text.append(terminal_safe(finding.message))
         lines.append(Hanging(text, 6))
     return lines
