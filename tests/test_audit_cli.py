@@ -83,7 +83,8 @@ def test_known_header_sets_graded_over_http_and_https(headers_nginx: Nginx, ca_f
     )  # +10 default-src none, +5 referrer, +5 frame-ancestors
     bare_https = by_url[headers_nginx.url("/bare", tls=True)]
     bare_http = by_url[headers_nginx.url("/bare")]
-    assert bare_http["grade"] == "F" and bare_https["grade"] == "D"
+    assert bare_http["grade"] == "F"
+    assert bare_https["grade"] == "D"
     tests = {t["name"]: t for t in bare_http["tests"]}
     assert tests["strict-transport-security"]["result"] == "hsts-not-implemented-no-https"
     assert tests["content-security-policy"]["pass"] is False
@@ -93,7 +94,8 @@ def test_known_header_sets_graded_over_http_and_https(headers_nginx: Nginx, ca_f
     )
     flags = {t["name"]: t for t in by_url[headers_nginx.url("/cookie-flags", tls=True)]["tests"]}
     bare = {t["name"]: t for t in by_url[headers_nginx.url("/cookie-bare", tls=True)]["tests"]}
-    assert flags["cookies"]["pass"] is True and bare["cookies"]["pass"] is False
+    assert flags["cookies"]["pass"] is True
+    assert bare["cookies"]["pass"] is False
     unsafe = by_url[headers_nginx.url("/csp-unsafe", tls=True)]["tests"][0]
     combined = by_url[headers_nginx.url("/csp-two", tls=True)]["tests"][0]
     assert unsafe["result"] == "csp-implemented-with-unsafe-inline"
@@ -128,7 +130,8 @@ def test_fail_under_sets_exit_status_3_and_says_why(headers_nginx: Nginx, ca_fil
     assert code == 1
     assert "graded under B" in err
     code, _, err = fetchheads("--fail-under", "Z", bad)
-    assert code == 2 and "--fail-under" in err
+    assert code == 2
+    assert "--fail-under" in err
 
 
 @pytest.fixture
@@ -148,11 +151,11 @@ def test_changes_reports_a_grade_change_and_stores_the_audit(
     hardened_site: tuple[Site, str], db: str
 ) -> None:
     site, target = hardened_site
-    quiet = f"127.0.0.1:{site and 9}"  # a second target that never changes: down both times
     assert fetchheads("--db", db, "--audit", "--changes", "--json", target)[0] == 0
     stored = query(db, "SELECT audit FROM snapshots")
     audit = stored[0][0] if isinstance(stored[0][0], dict) else json.loads(stored[0][0])
-    assert audit["grade"] == "C+" and audit["tests"]["x-frame-options"][1] is True
+    assert audit["grade"] == "C+"
+    assert audit["tests"]["x-frame-options"][1] is True
     del site.headers["X-Frame-Options"]
     del site.headers["Content-Security-Policy"]
     code, out, _ = fetchheads("--db", db, "--audit", "--changes", "--format", "plain", target)
@@ -164,7 +167,6 @@ def test_changes_reports_a_grade_change_and_stores_the_audit(
     ) in out
     code, out, _ = fetchheads("--db", db, "--audit", "--changes", "--format", "plain", target)
     assert (code, out) == (0, "")  # nothing changed since: nothing printed
-    assert quiet
 
 
 def test_a_rules_version_change_is_no_change() -> None:
@@ -203,4 +205,5 @@ def test_offline_audit_of_a_database(headers_nginx: Nginx, db: str, ca_file: Pat
     assert code == 0
     assert out.startswith(f"{headers_nginx.url('/bare')} audit > grade F")
     code, _, err = fetchheads("audit", "--db", db, "http://127.0.0.1:1/nothing")
-    assert code == 1 and "no snapshots of http://127.0.0.1:1/nothing" in err
+    assert code == 1
+    assert "no snapshots of http://127.0.0.1:1/nothing" in err
