@@ -186,6 +186,14 @@ class Store:
     def close(self) -> None:
         raise NotImplementedError
 
+    def stop_waiting(self) -> None:
+        """From now on, a write that meets another process's lock fails at once instead of
+        waiting the busy timeout. The recorder calls it after a first write failed: a run whose
+        database stays locked would otherwise wait the whole timeout at each of its writes (the
+        run row, every batch, the close: 90 s for three targets), where one timeout says enough.
+        Raises StoreError."""
+        raise NotImplementedError
+
     def _translate(self, doing: str) -> contextlib.AbstractContextManager[None]:
         """Turns the driver's errors into StoreError naming the database."""
         raise NotImplementedError
