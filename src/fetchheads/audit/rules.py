@@ -14,20 +14,9 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-LETTERS = ("A+", "A", "A-", "B+", "B", "B-", "C+", "C", "C-", "D+", "D", "D-", "F")
-"""The Observatory's letters, best first: ``--fail-under``'s choices, known before the rules are
-read (a test holds them to ``rules.json``'s table)."""
+from fetchheads.grades import LETTERS, grade_rank, worse
 
-
-def worse(grade: str, floor: str) -> bool:
-    """Whether ``grade`` is below ``floor`` (both in ``LETTERS``; an unknown grade is worst)."""
-    rank = LETTERS.index(floor)
-    return grade not in LETTERS[: rank + 1]
-
-
-def grade_rank(grade: str | None) -> int:
-    """0 for A+ up to 12 for F; ungraded (``None``, unknown) after them: worst-first sorting."""
-    return LETTERS.index(grade) if grade in LETTERS else len(LETTERS)
+__all__ = ["LETTERS", "Rules", "default_rules", "grade_rank", "worse"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashed by identity

@@ -9,16 +9,16 @@ from typing import Any
 
 import click
 
-from fetchheads.audit.rules import LETTERS
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, option_group
 from fetchheads.cli.snapshots import _db_option, _fail, _keys, _no_snapshots, open_store
 from fetchheads.errors import StoreError
-from fetchheads.render.audit_report import AUDIT_FORMATS, AuditRow, format_rows
+from fetchheads.grades import LETTERS
 from fetchheads.run.plan import AuditPlan
 from fetchheads.run.summary import below
 from fetchheads.targets import SCHEMES
 from fetchheads.wording import counted
 
+AUDIT_FORMATS = ("table", "plain", "jsonl")
 GRADE_CHOICE = click.Choice(LETTERS, case_sensitive=False)
 
 
@@ -96,6 +96,7 @@ def audit_command(
     rules of this fetchheads: no request is sent. Worst first in the table."""
     import collections
 
+    from fetchheads.render.audit_report import AuditRow, format_rows
     from fetchheads.snapshots.graded import audit_snapshot
 
     rows: list[AuditRow] = []

@@ -13,15 +13,19 @@ not run on a head alone (``pass`` null: subresource integrity) is never listed a
 
 from __future__ import annotations
 
-from fetchheads.audit import Audit, Check
+from typing import TYPE_CHECKING, cast
+
 from fetchheads.models import Result
 from fetchheads.render.safe import shown_target, terminal_safe
 
+if TYPE_CHECKING:  # the audit package loads only in runs that audit (start-up time)
+    from fetchheads.audit import Audit, Check
+
 
 def audit_of(result: Result) -> Audit | None:
-    """The result's audit, typed (``Result.audit`` names it by a protocol only)."""
-    audit = result.audit
-    return audit if isinstance(audit, Audit) else None
+    """The result's audit, typed: ``Result.audit`` names it by a protocol only, and is only ever
+    set by ``--audit`` to an ``Audit``."""
+    return cast("Audit | None", result.audit)
 
 
 def failing(audit: Audit) -> list[Check]:

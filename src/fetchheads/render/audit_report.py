@@ -17,8 +17,6 @@ from fetchheads.render.audit import failing, lines_of
 from fetchheads.render.safe import json_safe, shown_target, terminal_safe
 from fetchheads.snapshots.changes import Snapshot
 
-AUDIT_FORMATS = ("table", "plain", "jsonl")
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AuditRow:

@@ -7,7 +7,7 @@ import collections
 import dataclasses
 from typing import Any
 
-from fetchheads.audit.rules import grade_rank, worse
+from fetchheads.grades import grade_rank, worse
 from fetchheads.models import Result
 from fetchheads.render.safe import terminal_safe
 from fetchheads.wording import counted
