@@ -305,15 +305,18 @@ class StderrConsole:
     with control characters escaped (a file name or target may hold them, as server text does).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         self._console: Console | None = None
+        self._options = options  # Environment.console_options(): a width, colours
 
     @property
     def console(self) -> Console:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=True, highlight=False, markup=False, emoji=False)
+            self._console = Console(
+                stderr=True, highlight=False, markup=False, emoji=False, **self._options
+            )
         return self._console
 
     def print(self, *objects: Any, **options: Any) -> None:
