@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import socket
 import os
+import socket
 import statistics
 import subprocess
 import sys
