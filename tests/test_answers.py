@@ -439,3 +439,11 @@ def test_the_line_formats_and_an_output_file_can_be_split_over_workers() -> None
         2, config=Config(), view=prometheus, sources=sources, snapshots=False,
         environment=environment,
     ) == 1  # fmt: skip
+
+
+def test_every_field_is_documented() -> None:
+    from fetchheads.render.fields import BUILTIN
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "fields.md").read_text()
+    missing = [name for name, _ in BUILTIN.describe() if f"| `{name}` |" not in page]
+    assert missing == []
