@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from fetchheads.credentials import redact_url
+from fetchheads.credentials import has_unencoded_password, redact_url
 from fetchheads.models import format_timestamp, utc_now
 from fetchheads.snapshots.changes import Snapshot
 from fetchheads.snapshots.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
@@ -78,7 +78,8 @@ def shown(location: str) -> str:
     if not is_postgres(location):
         return location
     authority = re.split(r"[/?#]", location.split("://", 1)[1], maxsplit=1)[0]
-    if ":" in authority.rpartition("@")[0]:  # a user name alone is no secret to libpq
+    # A user name alone is no secret to libpq; a password typed with a '/' in it is one.
+    if ":" in authority.rpartition("@")[0] or has_unencoded_password(location):
         location = redact_url(location)
     return _PASSWORD_PARAMETER.sub(r"\1***", location)
 
@@ -183,6 +184,14 @@ class Store:
     # -- what a backend provides ---------------------------------------------------------------
 
     def close(self) -> None:
+        raise NotImplementedError
+
+    def stop_waiting(self) -> None:
+        """From now on, a write that meets another process's lock fails at once instead of
+        waiting the busy timeout. The recorder calls it after a first write failed: a run whose
+        database stays locked would otherwise wait the whole timeout at each of its writes (the
+        run row, every batch, the close: 90 s for three targets), where one timeout says enough.
+        Raises StoreError."""
         raise NotImplementedError
 
     def _translate(self, doing: str) -> contextlib.AbstractContextManager[None]:

@@ -202,6 +202,12 @@ class PostgresStore(Store):
         with contextlib.suppress(Exception):
             self._db.close()
 
+    def stop_waiting(self) -> None:
+        with self._translate("change the lock timeout"):
+            if self._db.info.transaction_status == self._psycopg.pq.TransactionStatus.INERROR:
+                self._db.rollback()
+            self._db.execute("SET lock_timeout = 1")  # 1 ms: 0 would mean wait for ever
+
     # -- opening -------------------------------------------------------------------------------
 
     def _check_identity(self) -> int:
