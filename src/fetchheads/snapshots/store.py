@@ -45,7 +45,8 @@ from typing import Any
 
 from fetchheads.credentials import has_unencoded_password, redact_url
 from fetchheads.models import format_timestamp, utc_now
-from fetchheads.snapshots.changes import Snapshot
+from fetchheads.snapshots.changes import Snapshot, known_certificate, wants_last_certificate
+from fetchheads.snapshots.renewals import CERTIFICATE_KEYS
 from fetchheads.snapshots.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
 
 SCHEMA_VERSION = 5
@@ -149,6 +150,13 @@ def decode(row: Sequence[Any]) -> Snapshot:
     )
 
 
+def with_last_certificate(snapshot: Snapshot, certificate: str | None) -> Snapshot:
+    """``snapshot`` with the certificate (``Store.CERTIFICATE`` JSON) last seen before it."""
+    if certificate is None:
+        return snapshot
+    return dataclasses.replace(snapshot, last_certificate=json.loads(certificate))
+
+
 class Store:
     """An open, checked, migrated snapshot database. Use from one thread at a time.
 
@@ -161,12 +169,19 @@ class Store:
         "id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
         "error_kind, error_message, address, timing, tls, redirects, cert_threshold, audit"
     )
+    CERTIFICATE = (
+        "CASE WHEN tls IS NULL THEN NULL ELSE json_object("
+        + ", ".join(f"'{key}', json_extract(tls, '$.{key}')" for key in CERTIFICATE_KEYS)
+        + ") END"
+    )
+    """The ``tls`` keys a certificate change is told from, as JSON text (NULL: no TLS facts)."""
+    FINGERPRINT = "json_extract(tls, '$.fingerprint_sha256')"
     PREVIOUS_COLUMNS = (
         "id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
-        "error_kind, error_message, NULL, '{}', NULL, '[]', cert_threshold, audit"
+        f"error_kind, error_message, NULL, '{{}}', {CERTIFICATE}, '[]', cert_threshold, audit"
     )
     """What --changes compares, and no more: decoding every JSON column of every predecessor
-    would double the cost of a --changes run."""
+    would double the cost of a --changes run (its ``tls`` holds only ``CERTIFICATE_KEYS``)."""
 
     path: str
 
@@ -243,7 +258,15 @@ class Store:
                 (key,),
             )
             if rows:
-                found[key] = decode(rows[0])
+                found[key] = snapshot = decode(rows[0])
+                if wants_last_certificate(snapshot):
+                    last = self._rows(
+                        f"SELECT {self.CERTIFICATE} FROM snapshots WHERE key = ? AND "
+                        f"{self.FINGERPRINT} IS NOT NULL ORDER BY fetched_at DESC, id DESC LIMIT 1",
+                        (key,),
+                    )
+                    if last:
+                        found[key] = with_last_certificate(snapshot, last[0][0])
         return found
 
     def _ts(self, expression: str) -> str:
@@ -337,7 +360,11 @@ class Store:
                 self._lock_keys(keys)
                 latest = self._latest(keys)
                 for snapshot in snapshots:
-                    found.append(latest.get(snapshot.key))
+                    before = latest.get(snapshot.key)
+                    found.append(before)
+                    if before is not None and wants_last_certificate(snapshot):
+                        last = known_certificate(before)
+                        snapshot = dataclasses.replace(snapshot, last_certificate=last)
                     latest[snapshot.key] = snapshot
             self._insert_snapshots(rows)
         return found
