@@ -115,14 +115,15 @@ def redirection_check(exchange: Exchange, headers: HeaderView) -> Outcome:
         return "redirection-invalid-cert", f"the certificate of {route[-1]} {why}"
     if last.scheme != "https":
         return "redirection-not-to-https", f"the redirects end on {route[-1]}, not https"
-    second = urlsplit(route[1])
+    second = last if len(route) == 2 else urlsplit(route[1])
     if second.scheme == "http":
         return "redirection-not-to-https-on-initial-redirection", (
             f"the first redirect goes to {route[1]}, still http"
         )
-    if first.hostname != second.hostname:
+    first_host, second_host = first.hostname, second.hostname
+    if first_host != second_host:
         return "redirection-off-host-from-http", (
-            f"the first redirect leaves {first.hostname} for {second.hostname}:"
+            f"the first redirect leaves {first_host} for {second_host}:"
             " HSTS set there does not cover the host typed"
         )
     return "redirection-to-https", f"redirects to https on the same host, ends on {route[-1]}"
