@@ -8,6 +8,7 @@ Observatory's HTTP client reads it, the values joined with ``", "`` (``HeaderVie
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from urllib.parse import urlsplit
 
@@ -225,7 +226,7 @@ def policy_token_check(
     """``cross-origin-opener-policy.js`` / ``cross-origin-embedder-policy.js``: the value is an
     RFC 8941 item whose bare item is a token naming a policy; more than one line is invalid."""
     values = headers.all(name)
-    title = "-".join(part.capitalize() for part in name.split("-"))
+    title = _title(name)
     if not values:
         return f"{prefix}-not-implemented", f"no {title}"
     if len(values) > 1:
@@ -234,6 +235,11 @@ def policy_token_check(
     if token in policies:
         return f"{prefix}-implemented-with-{token}", f"{title} is {token}"
     return f"{prefix}-header-invalid", f"{title} {values[0][:80]!r} is not a policy token"
+
+
+@functools.cache
+def _title(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.split("-"))
 
 
 _TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")

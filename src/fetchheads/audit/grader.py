@@ -223,7 +223,7 @@ def _rerouted(graded: Audit, exchange: Exchange, inputs: Headers, rules: Rules) 
         return graded
     tests = (
         *graded.tests[:at],
-        Check("redirection", result, *_verdicts(rules)[result], reason),
+        _check("redirection", result, reason, rules),
         *graded.tests[at + 1 :],
     )
     score = score_of((check.score_modifier for check in tests), rules)
@@ -274,9 +274,8 @@ def _audit_of(
                 " 401 and 403 responses"
             ),
         )
-    verdicts = _verdicts(rules)
     checks = [
-        Check(name, result, *verdicts[result], reason)
+        _check(name, result, reason, rules)
         for name, (result, reason) in _outcomes(exchange, headers, csp)
     ]
     score = score_of((check.score_modifier for check in checks), rules)
@@ -337,6 +336,12 @@ def _cached_csp(enforced: tuple[str, ...], reporting: bool, https: bool) -> CspO
     """``check_csp`` by value: its outcome is frozen, and depends on the report-only header only
     through whether there is one."""
     return check_csp(enforced, ("",) if reporting else (), https)
+
+
+@functools.lru_cache(maxsize=AUDIT_CACHE_SIZE)
+def _check(name: str, result: str, reason: str, rules: Rules) -> Check:
+    """One ``Check``, shared by every audit that has it: most reasons are fixed sentences."""
+    return Check(name, result, *_verdicts(rules)[result], reason)
 
 
 @functools.cache
