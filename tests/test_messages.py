@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
@@ -59,6 +60,27 @@ def test_a_bad_environment_value_names_its_variable() -> None:
     )
     # The same value on the command line is named as the option it was given as.
     assert "Invalid value for '-t' / '--timeout'" in invoke(["-t", "abc", "x"]).stderr
+
+
+def test_a_bad_path_from_the_environment_names_its_variable(tmp_path: Path) -> None:
+    # Checked after parsing (a file, a database, a CA bundle): a cron job's FETCHHEADS_DB has no
+    # --db on its command line to fix.
+    not_pem = tmp_path / "hosts.txt"
+    not_pem.write_text("127.0.0.1\n")
+    cases = {
+        "FETCHHEADS_DB": (str(tmp_path), "Invalid value for FETCHHEADS_DB (--db): "),
+        "FETCHHEADS_INPUT": (
+            str(tmp_path / "missing.txt"),
+            "Invalid value for FETCHHEADS_INPUT (-i/--input): cannot read ",
+        ),
+        "FETCHHEADS_CACERT": (str(not_pem), "Invalid value for FETCHHEADS_CACERT (--cacert): "),
+    }
+    for name, (value, expected) in cases.items():
+        outcome = invoke(["127.0.0.1:9"], env={name: value})
+        assert outcome.exit_code == 2, (name, outcome.stderr)
+        assert expected in outcome.stderr, outcome.stderr
+    # Given on the command line, the same values are named as the options.
+    assert "Invalid value for --db: " in invoke(["--db", str(tmp_path), "127.0.0.1:9"]).stderr
 
 
 def test_control_characters_in_a_file_name_are_shown_escaped() -> None:
