@@ -106,3 +106,11 @@ def test_a_failed_redirect_chain_counts_under_its_error_not_its_status(
     assert outcome.exit_code == 1
     assert outcome.stderr.startswith("1 target, 0 ok, 1 failed (redirect 1); ")
     assert "302" not in outcome.stderr
+
+
+def test_a_command_group_given_no_command_shows_its_help_as_lines() -> None:
+    outcome = invoke(["db"])
+    output = outcome.stdout + outcome.stderr  # click 8.1 prints it to stdout, 8.2+ to stderr
+    assert "\\x0a" not in output
+    assert "Usage: fetchheads db [OPTIONS] COMMAND [ARGS]..." in output.splitlines()
+    assert any(line.lstrip().startswith("copy ") for line in output.splitlines())

@@ -63,6 +63,9 @@ def make_readable(error: click.ClickException) -> None:
     that came from the environment names its variable (``Invalid value for FETCHHEADS_TIMEOUT
     (--timeout): 'abc' is not a valid float.``: the command line shows no ``--timeout`` to
     fix), and control characters of a file name or target are shown escaped, as server text is."""
+    # A group given no command (`fetchheads db`) shows its help: our own lines (click 8.2+).
+    if isinstance(error, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        return
     # click declares ``message`` Final, but reads it back only when the error is shown.
     error.message = terminal_safe(error.message)  # type: ignore[misc]
     if not isinstance(error, click.BadParameter):
