@@ -5,7 +5,9 @@ listen on 127.0.0.1:PORT (``SO_REUSEPORT``: the kernel spreads connections over 
 event loop (uvloop where installed) that reads a request head, waits DELAY seconds on a timer —
 no thread, no task per connection — writes a small HTTP/1.0 response and closes. Thousands of
 connections wait at once at little CPU cost, so the server is not what limits a client at
-``-c 5000``. Prints ``ready`` once every process listens; ends on SIGTERM.
+``-c 5000``. Prints ``ready`` once every process listens; ends on SIGTERM. With ``DELAY_TRACE=PATH``
+each process appends, every 20 ms, its open connections, how many it answered since the last line
+and how long they lived on average, to ``PATH.PID``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: delay\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
@@ -24,15 +27,24 @@ RESPONSE = (
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
+OPEN = [0]
+"""Connections this process holds open now (``DELAY_TRACE``)."""
+LIVED = [0.0, 0]
+"""Seconds the connections answered since the last trace line lived, and how many there were."""
+
+
 class Delayed(asyncio.Protocol):
     def __init__(self, delay: float) -> None:
         self._delay = delay
         self._seen = b""
         self._transport: asyncio.WriteTransport | None = None
         self._answered = False
+        self._opened = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # a stream transport
+        OPEN[0] += 1
+        self._opened = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
         if self._answered:
@@ -47,9 +59,23 @@ class Delayed(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(RESPONSE)
             transport.close()
+            LIVED[0] += time.monotonic() - self._opened
+            LIVED[1] += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        OPEN[0] -= 1
+
+
+def trace(path: str) -> None:
+    """Every 20 ms, append ``monotonic-time open-connections`` to ``path``: how many targets a
+    client keeps in flight, seen from the server (one file per process: ``path.PID``)."""
+    loop = asyncio.get_running_loop()
+    with open(f"{path}.{os.getpid()}", "a") as out:
+        lived = LIVED[0] / LIVED[1] if LIVED[1] else 0.0
+        out.write(f"{time.monotonic():.3f} {OPEN[0]} {LIVED[1]} {lived:.3f}\n")
+    LIVED[:] = [0.0, 0]
+    loop.call_later(0.02, trace, path)
 
 
 def listening_socket(port: int) -> socket.socket:
@@ -70,6 +96,8 @@ def serve(sock: socket.socket, delay: float) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: Delayed(delay), sock=sock, backlog=8192)
+        if os.environ.get("DELAY_TRACE"):
+            trace(os.environ["DELAY_TRACE"])
         stop = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
         async with server:
