@@ -5,6 +5,12 @@ port), repeats them as N results with distinct targets, and times each formatter
 them: ``format_jsonl`` (the ``--json`` line), CSV, TSV, the table row, a write-out template and
 the selector, with the fields a user would ask for. Prints the median µs per result of
 ``--rounds`` rounds and the ratio to ``format_jsonl``. Pure CPU: no output is written anywhere.
+
+``--end-to-end``: the whole command instead, ``fetchheads -i LIST -o FILE`` over ``--targets``
+loopback targets (``delay_server.py`` with no delay) with ``--json``, ``--format csv``,
+``--format table`` and ``-w``, the formats taking turns in each round; prints the median wall
+time, its ratio to ``--json`` and the largest resident set of each (``wait4``), which stays flat
+with ``-o`` whatever the number of targets.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,11 +91,68 @@ def per_result(format_one: Callable[[Result], object], results: list[Result], ro
     return statistics.median(timings) * 1e6
 
 
+END_TO_END = {
+    "--json": ["--json"],
+    "--format csv": ["--format", "csv", "--fields", FIELDS],
+    "--format table": ["--format", "table", "--fields", FIELDS],
+    "-w": ["-w", TEMPLATE],
+}
+
+
+def end_to_end(targets: int, rounds: int, concurrency: int) -> None:
+    """Each format's whole run over the same loopback list, interleaved; medians."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "delay_server.py"), str(port), "0", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready"
+        with tempfile.TemporaryDirectory() as tmp:
+            hosts = os.path.join(tmp, "hosts.txt")
+            with open(hosts, "w") as file:
+                file.writelines(f"127.0.0.1:{port}/page{n}\n" for n in range(targets))
+            walls: dict[str, list[float]] = {name: [] for name in END_TO_END}
+            rss: dict[str, int] = dict.fromkeys(END_TO_END, 0)
+            env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+            for _ in range(rounds):
+                for name, options in END_TO_END.items():
+                    out = os.path.join(tmp, "out")
+                    argv = [sys.executable, "-m", "fetchheads", "-q", "-c", str(concurrency)]
+                    argv += ["-i", hosts, "-o", out, "--workers", "1", *options]
+                    start = time.perf_counter()
+                    child = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+                    _, status, usage = os.wait4(child.pid, 0)
+                    walls[name].append(time.perf_counter() - start)
+                    child.returncode = os.waitstatus_to_exitcode(status)
+                    if child.returncode != 0:
+                        raise SystemExit(f"{name}: exit status {child.returncode}")
+                    rss[name] = max(rss[name], usage.ru_maxrss)
+    finally:
+        server.terminate()
+        server.wait()
+    base = statistics.median(walls["--json"])
+    print(f"{targets} loopback targets, -c {concurrency}, -o FILE, {rounds} rounds, medians")
+    print(f"{'format':<16} {'seconds':>8} {'vs --json':>9} {'max RSS MiB':>12}")
+    for name, times in walls.items():
+        wall = statistics.median(times)
+        print(f"{name:<16} {wall:>8.3f} {wall / base:>8.3f}x {rss[name] / 1024:>12.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--end-to-end", action="store_true", help="time whole runs")
+    parser.add_argument("-c", "--concurrency", type=int, default=200)
     args = parser.parse_args()
+    if args.end_to_end:
+        end_to_end(args.targets, args.rounds, args.concurrency)
+        return
     samples = asyncio.run(sample_results())
     results = [
         dataclasses.replace(r, target=f"{r.target}-{i}")

@@ -28,6 +28,7 @@ PURE = (
     "fetchheads.hostport",
     "fetchheads.certificates",
     "fetchheads.snapshots.changes",
+    "fetchheads.snapshots.renewals",
     "fetchheads.snapshots.lookback",
     "fetchheads.proxy",
     "fetchheads.connect_to",

@@ -428,7 +428,7 @@ def test_every_config_field_is_set_by_some_option(tmp_path: Path) -> None:
         *("-A", "ua/1", "--scheme", "https", "-k", "--cacert", str(cacert), "--order", "input"),
         *("--loop", "asyncio", "-L", "--max-redirs", "3", "--proxy", "http://127.0.0.1:3128"),
         *("--connect-to", "a:80:b:81", "--retries", "2", "--rate", "5", "--shard", "1/2", "-4"),
-        *("--dns-servers", "127.0.0.1", "--resolve", "a:80:127.0.0.1", "example.com"),
+        *("--dns-servers", "127.0.0.1", "--resolve", "a:80:127.0.0.1", "--unique", "example.com"),
     ]
     params = cli.commands["fetch"].make_context("fetch", args).params
     # As the command does: the options named after a Config field go to make_config whole.

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,6 +103,25 @@ def test_ctrl_c_still_prints_the_summary_of_what_finished(threaded_server: Start
     summary, interrupted = after_the_bar.splitlines()
     assert summary.startswith("1 target, 1 ok; 200 x1; ")
     assert interrupted == "fetchheads: interrupted: 1 done, 1 not finished"
+
+
+def test_ctrl_c_counts_the_target_read_while_the_feed_was_full(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    """-c 2 on a list of 7: 2 in flight, 4 waiting their turn, and the reader holds the 7th.
+    The progress line counts it as read; the interrupted line must count it as not finished."""
+    stuck = threaded_server(silent())
+    targets = tmp_path / "targets.txt"
+    targets.write_text("".join(f"127.0.0.1:{stuck.port}/{n}\n" for n in range(7)))
+    process = spawn("--json", "--progress", "-c", "2", "-t", "60", "-i", str(targets))
+    wait_until(lambda: len(stuck.requests) == 2, "both requests in flight")
+    time.sleep(0.5)  # the reader has filled the feed (2 x -c) and holds the 7th target
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130
+    interrupted = stderr.decode().strip().splitlines()[-1]
+    assert interrupted.startswith("fetchheads: interrupted: 0 done, 7 not finished"), stderr
+    assert all(bar == "7" for bar in re.findall(r"0/(\d+) done", stderr.decode())), stderr
 
 
 def test_sigterm_exits_143_without_a_traceback(threaded_server: StartServer) -> None:

@@ -202,6 +202,22 @@ def test_the_run_options_in_the_database_keep_no_secret(
     assert b"Authorization" in stored  # the header names are kept: what the run sent
 
 
+@pytest.mark.parametrize("separator", ["/", "#", "?"])
+def test_a_password_holding_a_url_separator_is_hidden_too(separator: str, tmp_path: Path) -> None:
+    """A password typed unencoded with ``/``, ``#`` or ``?`` in it makes an invalid URL, and the
+    message that says so must still not show it."""
+    password = f"{SECRET}{separator}x"
+    code, stdout, stderr, stored = run(["--json", f"http://user:{password}@127.0.0.1:9/"], tmp_path)
+    assert code == 1
+    assert '"kind": "input"' in stdout
+    assert_kept_secret(stdout, stderr, stored)
+    env = {"http_proxy": f"http://user:{password}@127.0.0.1:3128"}
+    code, stdout, stderr, stored = run(["http://127.0.0.1:9/"], tmp_path, env=env)
+    assert code == 2
+    assert "http_proxy: " in stderr
+    assert_kept_secret(stdout, stderr, stored)
+
+
 # --- the rules, one by one --------------------------------------------------------------------
 
 
@@ -215,6 +231,11 @@ def test_the_run_options_in_the_database_keep_no_secret(
         ("https://example.social/@name", "https://example.social/@name"),
         ("http://127.0.0.1/?to=a@b", "http://127.0.0.1/?to=a@b"),
         ("127.0.0.1", "127.0.0.1"),
+        ("http://u:p/w@127.0.0.1/a", "http://u:***@127.0.0.1/a"),
+        ("http://u:p#w@127.0.0.1", "http://u:***@127.0.0.1"),
+        ("u:p?w@127.0.0.1", "u:***@127.0.0.1"),
+        ("http://u:a/b@c@127.0.0.1/p", "http://u:***@127.0.0.1/p"),
+        ("http://127.0.0.1:8080/@name", "http://127.0.0.1:8080/@name"),
     ],
 )
 def test_redact_url(text: str, shown: str) -> None:

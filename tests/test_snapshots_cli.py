@@ -209,7 +209,9 @@ def test_a_certificate_warning_under_changes_is_printed_when_new_or_worse_only(
     )
     code, out, _ = fetchheads(*args, "--format", "plain", target)
     assert code == 3
-    assert out.startswith(f"{target} warning > certificate expires in 5 days")
+    renewal, warning = out.splitlines()  # the new certificate is news of its own
+    assert renewal.startswith(f"{target} changed > certificate: renewed with a new key, expires ")
+    assert warning.startswith(f"{target} warning > certificate expires in 5 days")
     code, out, _ = fetchheads(*args, "--json", target)
     assert code == 0
     assert out == ""

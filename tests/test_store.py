@@ -93,6 +93,21 @@ def test_record_history_and_the_previous_snapshot(db: str) -> None:
         assert store.has_history()  # a finished run left snapshots
 
 
+def test_after_stop_waiting_a_write_no_longer_waits_for_a_lock(db: str) -> None:
+    """What the recorder asks for after a first failed write, so a database that stays locked
+    costs a run one busy timeout, not one per write."""
+    with Store.open(db) as store:
+        store.stop_waiting()
+        if db.startswith("postgresql://"):
+            waits = store._rows("SHOW lock_timeout", ())
+            assert waits == [("1ms",)]
+        else:
+            waits = store._rows("PRAGMA busy_timeout", ())
+            assert waits == [(0,)]
+        run = store.begin_run("0", {"headers": []})  # still writes when nobody holds the lock
+        assert store.record(run, [snap("http://a/", "2026-11-01T00:00:00.000Z")]) == []
+
+
 def test_a_snapshot_without_a_head_stays_without_one(db: str) -> None:
     with Store.open(db) as store:
         run = store.begin_run("0", {})

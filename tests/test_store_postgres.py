@@ -137,6 +137,25 @@ def test_without_psycopg_a_postgres_db_says_what_to_install(
     )
 
 
+def test_a_url_whose_password_holds_a_slash_is_refused_without_showing_it(
+    tmp_path: Path,
+) -> None:
+    """``postgresql://user:pa/ss@host/db``: libpq would read ``user`` as the host and ``pa`` as its
+    port, and the message naming the database would show the rest of the password."""
+    url = "postgresql://user:hunter2/s3cret@127.0.0.1:9/heads"
+    for args in (
+        ("--db", url, "-q", "127.0.0.1:9"),
+        ("history", "--db", url, "127.0.0.1:9"),
+        ("db", "copy", url, str(tmp_path / "copy.db")),
+    ):
+        code, out, err = fetchheads(*args)
+        assert (code, out) == (2, ""), args
+        assert "hunter2" not in err, err
+        assert "s3cret" not in err, err
+        assert "postgresql://user:***@127.0.0.1:9/heads" in err
+        assert "must be percent-encoded (%2F, %3F, %23)" in err
+
+
 def test_a_password_appears_in_no_message_no_output_and_no_row(
     postgres: Postgres, tmp_path: Path
 ) -> None:

@@ -11,7 +11,9 @@ from fetchheads import __version__
 from fetchheads.connect_to import ConnectTo
 from fetchheads.proxy import NO_PROXY_RULES, ProxyRules
 
-FORMATS = ("pretty", "plain", "jsonl")
+FORMATS = ("pretty", "plain", "jsonl", "table", "csv", "tsv", "prometheus")
+WRITE_OUT = "write-out"
+"""The format ``-w TEMPLATE`` implies (not a ``--format`` choice: the template is the format)."""
 ORDERS = ("completion", "input")
 METHODS = ("GET", "HEAD")
 LOOPS = ("auto", "asyncio", "uvloop")
@@ -43,6 +45,7 @@ class Config:
     retries: int = 0  # --retries: extra attempts after a connect error or a timeout
     rate: float | None = None  # --rate: new connections per second; None = unlimited
     shard: tuple[int, int] | None = None  # --shard K/N as (K, N), K counted from 1
+    unique: bool = False  # --unique: a repeated target (the same URL) is fetched once
     ip_version: str = "any"  # -4 / -6
     dns_servers: tuple[str, ...] = ()  # --dns-servers, each "ip" or "ip:port"
     resolve: tuple[str, ...] = ()  # --resolve HOST:PORT:ADDR[,ADDR], validated by the cli

@@ -20,6 +20,9 @@ import base64
 import re
 
 MASK = "***"
+UNENCODED_PASSWORD = "a password with '/', '?' or '#' in it must be percent-encoded (%2F, %3F, %23)"
+"""Why ``user:pa/ss@host`` is refused: its host would be ``user`` and its port part of the
+password, which no message may show."""
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _SECRET_NAME = re.compile(r"auth|cookie|token|secret|passw|key|session|credential|signature", re.I)
@@ -33,7 +36,9 @@ def redact_url(text: str) -> str:
     """``text`` (a URL, or a bare ``[user[:password]@]host[:port][/path]``) with the user
     information's secret part replaced by ``***``; text without user information is returned
     as it is. The authority ends at the first ``/``, ``?`` or ``#``, as RFC 3986 reads it, so an
-    ``@`` in a path (``https://example.social/@name``) is left alone."""
+    ``@`` in a path (``https://example.social/@name``) is left alone; but when what stands before
+    it is ``user:word`` (no port), a password typed with ``/``, ``?`` or ``#`` in it is hidden
+    up to its ``@`` all the same."""
     if "@" not in text:
         return text  # the common case: nothing to look for
     scheme = _SCHEME.match(text)
@@ -45,10 +50,28 @@ def redact_url(text: str) -> str:
             end = min(end, index)
     at = text.rfind("@", start, end)
     if at == -1:
-        return text
+        _host, colon, port = text[start:end].partition(":")
+        if not colon or port.isdigit() or text.startswith("[", start):
+            return text  # an ``@`` in the path, after a real host[:port]
+        # ``user:pa/ss@host``: an unencoded ``/``, ``?`` or ``#`` in a password ends the authority
+        # early, and what stands for a port is its first part; the secret runs on to an ``@``.
+        at = text.find("@", end)
+        found = (text.find(separator, at) for separator in "/?#")
+        end = min((index for index in found if index != -1), default=len(text))
+        at = text.rfind("@", start, end)
     user, colon, _password = text[start:at].partition(":")
     shown = f"{user}:{MASK}" if colon else MASK
     return text[:start] + shown + text[at:]
+
+
+def has_unencoded_password(text: str) -> bool:
+    """Whether ``text`` hides a password that its authority does not hold (``user:pa/ss@host``)."""
+    if "@" not in text:
+        return False
+    scheme = _SCHEME.match(text)
+    start = scheme.end() if scheme else 0
+    authority = re.split(r"[/?#]", text[start:], maxsplit=1)[0]
+    return "@" not in authority and redact_url(text) != text
 
 
 def basic_authorization(userinfo: str) -> str:

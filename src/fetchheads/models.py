@@ -187,14 +187,25 @@ class Redirect:
 class Change:
     """One difference between two snapshots of a target (``--changes``). ``before``/``after``
     hold the values in wire order; an absent header is ``()``. Pseudo-names: ``:status`` (the
-    status code) and ``:error`` (``kind: message``)."""
+    status code), ``:error`` (``kind: message``) and ``:certificate`` (the fingerprints, with
+    ``kind`` and a one-line ``summary``: ``snapshots.renewals``)."""
 
     name: str
     before: tuple[str, ...]
     after: tuple[str, ...]
+    kind: str | None = None
+    summary: str | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return {"name": self.name, "before": list(self.before), "after": list(self.after)}
+        record: dict[str, Any] = {
+            "name": self.name,
+            "before": list(self.before),
+            "after": list(self.after),
+        }
+        if self.kind is not None:
+            record["kind"] = self.kind
+            record["summary"] = self.summary
+        return record
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

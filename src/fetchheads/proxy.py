@@ -31,7 +31,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from fetchheads.credentials import basic_authorization, redact_url
+from fetchheads.credentials import (
+    UNENCODED_PASSWORD,
+    basic_authorization,
+    has_unencoded_password,
+    redact_url,
+)
 from fetchheads.errors import InputError
 from fetchheads.hostport import bracketed, host_port
 from fetchheads.models import ResponseHead, Target
@@ -64,6 +69,8 @@ def parse_proxy(text: str) -> Proxy:
 
     raw = text.strip()
     shown = redact_url(raw)
+    if has_unencoded_password(raw):
+        raise InputError(f"invalid proxy {shown!r}: {UNENCODED_PASSWORD}")
     if "://" not in raw:
         raw = "http://" + raw  # curl's default proxy scheme
     try:

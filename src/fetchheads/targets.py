@@ -16,7 +16,12 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from fetchheads.credentials import basic_authorization, redact_url
+from fetchheads.credentials import (
+    UNENCODED_PASSWORD,
+    basic_authorization,
+    has_unencoded_password,
+    redact_url,
+)
 from fetchheads.errors import InputError
 from fetchheads.hostport import port_number, split_bracket
 from fetchheads.models import DEFAULT_PORTS, Target
@@ -102,6 +107,8 @@ def parse_target_full(text: str, *, default_scheme: str = "http") -> Target:
 
     authority, path = _split_path(rest)
     authorization = None
+    if "@" not in authority and has_unencoded_password(raw):
+        raise InputError(UNENCODED_PASSWORD)
     if "@" in authority:  # user:password@host, sent as Basic credentials (as curl does)
         userinfo, _at, authority = authority.rpartition("@")
         authorization = basic_authorization(userinfo)

@@ -86,7 +86,14 @@ def _pem(*certs: x509.Certificate) -> bytes:
     return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
 
 
-def _context(key: PrivateKey, certs: tuple[x509.Certificate, ...], tmp: Path) -> ssl.SSLContext:
+def _context(
+    key: PrivateKey,
+    certs: tuple[x509.Certificate, ...],
+    tmp: Path,
+    context: ssl.SSLContext | None = None,
+) -> ssl.SSLContext:
+    """A server context presenting ``certs`` (leaf first) with ``key``; given ``context``, that
+    one, whose next handshakes present them instead of what it had."""
     chain, key_file = tmp / "chain.pem", tmp / "key.pem"
     chain.write_bytes(_pem(*certs))
     key_file.write_bytes(
@@ -96,7 +103,7 @@ def _context(key: PrivateKey, certs: tuple[x509.Certificate, ...], tmp: Path) ->
             serialization.NoEncryption(),
         )
     )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context = context or ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(chain, key_file)
     return context
 
@@ -118,9 +125,7 @@ def under_short_intermediate(
 ) -> ssl.SSLContext:
     """A server context presenting a leaf for ``hosts`` (``leaf_days`` left) and the intermediate
     that signed it (``intermediate_days`` left), the intermediate signed by ``ca``."""
-    root = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
-    root_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
-    assert isinstance(root_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    root, root_key = _root(ca)
     middle_key = ec.generate_private_key(ec.SECP256R1())
     middle = _build(
         _name("Short Intermediate"),
@@ -132,14 +137,42 @@ def under_short_intermediate(
         ca=True,
     )
     leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = _build(
-        _name(hosts[0]),
-        middle.subject,
-        leaf_key.public_key(),
-        middle_key,
-        now() - days(1),
-        now() + days(leaf_days),
-        ca=False,
-        hosts=hosts,
-    )
+    leaf = _leaf(hosts, middle.subject, middle_key, leaf_key, now() + days(leaf_days))
     return _context(leaf_key, (leaf, middle), tmp)
+
+
+def present_leaf(
+    context: ssl.SSLContext,
+    ca: trustme.CA,
+    key: PrivateKey,
+    tmp: Path,
+    *hosts: str,
+    not_after: dt.datetime,
+) -> None:
+    """Make ``context`` present a new leaf for ``hosts``, issued by ``ca`` for ``key`` (keep the
+    key for a renewal with the same key, pass a new one for a new key) and valid until
+    ``not_after``: a certificate swapped under a running server, as a renewal does."""
+    root, root_key = _root(ca)
+    _context(key, (_leaf(hosts, root.subject, root_key, key, not_after),), tmp, context)
+
+
+def _root(ca: trustme.CA) -> tuple[x509.Certificate, PrivateKey]:
+    """A trustme CA's certificate and key, to sign with."""
+    root = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    root_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
+    assert isinstance(root_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    return root, root_key
+
+
+def _leaf(
+    hosts: tuple[str, ...],
+    issuer: x509.Name,
+    signer: PrivateKey,
+    key: PrivateKey,
+    not_after: dt.datetime,
+) -> x509.Certificate:
+    """A leaf for ``hosts`` (named for the first), valid from yesterday until ``not_after``."""
+    public = key.public_key()
+    return _build(
+        _name(hosts[0]), issuer, public, signer, now() - days(1), not_after, ca=False, hosts=hosts
+    )

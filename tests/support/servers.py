@@ -56,6 +56,24 @@ def reply(data: bytes, *, delay: float = 0.0, close: bool = True) -> Handler:
     return handler
 
 
+def routes(heads: dict[str, bytes], default: bytes = b"") -> Handler:
+    """Answer each request with the head its path (without the query) names in ``heads``
+    (``default`` for any other path), then close."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request_head(reader)
+        parts = request.split(b" ", 2)
+        path = parts[1].decode("latin-1").partition("?")[0] if len(parts) > 1 else ""
+        writer.write(heads.get(path, default))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
+
+    return handler
+
+
 def silent() -> Handler:
     """Accept, read the request, never answer (until the client goes away)."""
 

@@ -56,7 +56,7 @@ def start_site(threaded_server: Callable[..., ThreadedServer]) -> tuple[Site, st
 
 def query(db: str, sql: str) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` in the snapshot database ``db`` (an SQLite path or a PostgreSQL URL),
-    read behind fetchheads' back."""
+    read or written behind fetchheads' back."""
     if db.startswith("postgresql://"):
         import psycopg
 
@@ -64,7 +64,9 @@ def query(db: str, sql: str) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in connection.execute(sql.encode()).fetchall()]
     file = sqlite3.connect(db)
     try:
-        return file.execute(sql).fetchall()
+        rows = file.execute(sql).fetchall()
+        file.commit()  # an UPDATE behind fetchheads' back, as psycopg's block commits it
+        return rows
     finally:
         file.close()
 

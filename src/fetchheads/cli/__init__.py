@@ -27,6 +27,7 @@ from typing import Any
 
 import click
 
+from fetchheads.cli.answers import check_columns, compile_answer, open_output
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, make_readable
 from fetchheads.cli.options import fetch_options, make_config
 from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, snapshot_session
@@ -149,6 +150,15 @@ def fetch_command(
     warn_days: int | None,
     warn_fraction: float | None,
     workers: int | None,
+    fields: str | None,
+    write_out: str | None,
+    output: str | None,
+    match_status: tuple[str, ...],
+    filter_status: tuple[str, ...],
+    failed: bool,
+    warned: bool,
+    has_header: tuple[str, ...],
+    missing_header: tuple[str, ...],
     **config_fields: Any,
 ) -> None:
     """Fetch the response headers of every TARGET at once.
@@ -167,14 +177,33 @@ def fetch_command(
         click.echo(warning, err=True)
     config = make_config(config_fields, concurrency=concurrency, proxy=proxy, noproxy=noproxy)
     sources = _sources(targets, inputs, environment)
+    output_format = _output_format(output_format, json_flag)
+    answer = compile_answer(
+        output_format=output_format,
+        fields=fields,
+        write_out=write_out,
+        match_status=match_status,
+        filter_status=filter_status,
+        failed=failed,
+        warned=warned,
+        has_header=has_header,
+        missing_header=missing_header,
+        warns=warn_days is not None or warn_fraction is not None,
+    )
     view = choose_view(
-        _output_format(output_format, json_flag),
+        output_format,
         waterfall=waterfall,
         progress=progress,
         quiet=quiet,
         sources=sources,
         environment=environment,
+        fields=answer.fields,
+        write_out=answer.write_out,
+        selector=answer.selector,
+        output=output,
+        changes=changes,
     )
+    check_columns(fields, view.format)
     tls = _tls(config)
     if changes and db is None:
         raise click.UsageError("--changes compares with earlier snapshots: give --db PATH")
@@ -203,6 +232,7 @@ def fetch_command(
             param_hint="--workers",
         )
     plan = RunPlan(
+        output=open_output(output, view.format),  # the last usage error: it creates the file
         config=config,
         sources=tuple(sources),
         view=view,

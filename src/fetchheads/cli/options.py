@@ -17,6 +17,7 @@ import click
 from click.core import ParameterSource
 
 from fetchheads import __version__
+from fetchheads.cli.answers import answer_options
 from fetchheads.cli.common import environment_source, option_group, positive_float
 from fetchheads.cli.scale import scale_options
 from fetchheads.cli.snapshots import snapshot_options
@@ -138,7 +139,8 @@ output_options = option_group(
         "output_format",
         type=click.Choice(FORMATS),
         default=None,
-        help="Output format.  [default: pretty on a terminal, plain otherwise]",
+        help="Output format (docs/output.md).  [default: on a terminal the table for a list "
+        "read from files or stdin, pretty for targets given as arguments; plain otherwise]",
     ),
     click.option("--json", "json_flag", is_flag=True, help="Same as --format jsonl."),
     click.option(
@@ -283,6 +285,7 @@ fetch_options = option_group(
     input_options,
     limit_options,
     output_options,
+    answer_options,
     request_options,
     tls_options,
     redirect_options,

@@ -73,9 +73,12 @@ class DatabasePath(click.types.StringParamType):
         self.must_exist = must_exist
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from fetchheads.snapshots.store import is_postgres
+        from fetchheads.credentials import UNENCODED_PASSWORD, has_unencoded_password
+        from fetchheads.snapshots.store import is_postgres, shown
 
         if is_postgres(str(value)):
+            if has_unencoded_password(str(value)):  # libpq would take the password for a host
+                self.fail(terminal_safe(f"{shown(str(value))}: {UNENCODED_PASSWORD}"), param, ctx)
             return str(value)
         path = os.path.expanduser(str(value))
         if self.must_exist and not os.path.lexists(path):

@@ -222,6 +222,11 @@ def _header_count(result: Result) -> Value:
     return len(result.head.headers) if result.head is not None else None
 
 
+def _warnings(result: Result) -> Value:
+    warnings = result.warnings
+    return tuple(warning.message for warning in warnings) if warnings else None
+
+
 TIME_WIDTH = 7  # "999.999": seconds with milliseconds, as the table shows them
 
 BUILTIN = Vocabulary(
@@ -277,6 +282,41 @@ BUILTIN = Vocabulary(
         Field("cert.issuer", "text", _tls("issuer"), help="the issuer's name"),
         Field("cert.subject", "text", _tls("subject"), help="the subject's name"),
         Field("cert.san", "list", _tls("san"), help="the names the certificate covers"),
+        Field("cert.not_before", "text", _tls("not_before"), width=20, help="start of validity"),
+        Field("cert.key", "text", _tls("key"), width=10, help="e.g. EC P-256, RSA 2048"),
+        Field(
+            "cert.fingerprint_sha256",
+            "text",
+            _tls("fingerprint_sha256"),
+            help="SHA-256 of the certificate, hex",
+        ),
+        Field(
+            "cert.lifetime_days",
+            "seconds",
+            _tls("lifetime_days"),
+            width=7,
+            help="days from not_before to not_after",
+        ),
+        Field(
+            "cert.life_left",
+            "seconds",
+            _tls("life_left"),
+            width=5,
+            help="fraction of the lifetime still ahead, 0..1",
+        ),
+        Field(
+            "cert.chain_earliest_expiry",
+            "text",
+            _tls("chain_earliest_expiry"),
+            width=20,
+            help="the earliest expiry in the chain after the leaf",
+        ),
+        Field(
+            "warnings",
+            "list",
+            _warnings,
+            help="certificate warnings (--warn-days, --warn-fraction)",
+        ),
         Field("header_count", "int", _header_count, width=3, help="header lines in the head"),
         Field(
             "fetched_at",

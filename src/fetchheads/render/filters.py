@@ -12,6 +12,9 @@ counted in the summary and the exit status.
 * ``--has-header NAME`` / ``NAME=REGEX``: keep results whose head has header NAME (any case);
   with a REGEX, whose value matches it (``re.search`` in the value ``header:NAME`` shows: repeated
   lines joined by ", ", each Set-Cookie on its own line). Repeated: every one must hold.
+* ``--warned``: keep only the results with a certificate warning (``--warn-days``,
+  ``--warn-fraction``): ``--warn-days 30 --warned`` lists the certificates that expire within 30
+  days.
 * ``--missing-header NAME``: keep results that got a whole head without header NAME. Repeated:
   every one must be missing. A failure is not "missing" a header: it has none, or (a head cut
   short) the header might have come later.
@@ -74,6 +77,10 @@ def _failed(result: Result) -> bool:
     return result.error is not None
 
 
+def _warned(result: Result) -> bool:
+    return bool(result.warnings)
+
+
 def has_header(spec: str) -> Predicate:
     """``NAME`` or ``NAME=REGEX`` (``--has-header``). Raises ``SpecError``."""
     name, equals, pattern = spec.partition("=")
@@ -130,6 +137,7 @@ def compile_selector(
     match_status: Iterable[str] = (),
     filter_status: Iterable[str] = (),
     failed: bool = False,
+    warned: bool = False,
     has_headers: Iterable[str] = (),
     missing_headers: Iterable[str] = (),
 ) -> Selector:
@@ -143,6 +151,8 @@ def compile_selector(
         predicates.append(_status_not_in(filtered))
     if failed:
         predicates.append(_failed)
+    if warned:
+        predicates.append(_warned)
     predicates.extend(has_header(spec) for spec in has_headers)
     predicates.extend(missing_header(name) for name in missing_headers)
     return Selector(predicates)

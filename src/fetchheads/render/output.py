@@ -13,6 +13,9 @@ traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
@@ -88,8 +91,10 @@ class Sink:
 
 
 class TextSink(Sink):
-    """plain and jsonl: text from ``formatter``, encoded once, flushed when the event loop is
-    idle (so a burst of results is one write) or when 64 KiB are pending."""
+    """The line formats (plain, jsonl, table, csv, tsv, -w): text from ``formatter``, encoded
+    once, flushed when the event loop is idle (so a burst of results is one write) or when 64 KiB
+    are pending. ``preamble`` (a header row) is written first, once, even when no result comes.
+    A ``formatter`` may return ``""``: a result not shown (``selected``)."""
 
     def __init__(
         self,
@@ -97,18 +102,22 @@ class TextSink(Sink):
         formatter: Callable[[Result], str],
         *,
         writer: Writer | None = None,
+        preamble: str = "",
     ) -> None:
         super().__init__(writer=writer, fd=descriptor(stream))
         self._stream = stream
         self._formatter = formatter
-        self._pending: list[bytes] = []
-        self._size = 0
+        first = preamble.encode("utf-8", "surrogateescape")
+        self._pending: list[bytes] = [first] if first else []
+        self._size = len(first)
         self._scheduled = False
 
     def emit(self, result: Result) -> None:
         if self.error is not None:
             return
-        self.emit_bytes(self._formatter(result).encode("utf-8", "surrogateescape"))
+        data = self._formatter(result).encode("utf-8", "surrogateescape")
+        if data:
+            self.emit_bytes(data)
 
     def emit_bytes(self, data: bytes) -> None:
         """Output already formatted (a worker's records, ``run.supervisor``), batched alike."""
@@ -146,11 +155,29 @@ class TextSink(Sink):
         super().close()
 
 
+def selected(
+    formatter: Callable[[Result], str], selector: Callable[[Result], bool] | None
+) -> Callable[[Result], str]:
+    """``formatter`` for the results ``selector`` keeps, ``""`` for the others."""
+    if selector is None:
+        return formatter
+
+    def show(result: Result) -> str:
+        return formatter(result) if selector(result) else ""
+
+    return show
+
+
 class PrettySink(Sink):
-    """pretty: one rich block per result, printed as it arrives."""
+    """pretty: one rich block per result, printed as it arrives (those ``selector`` keeps)."""
 
     def __init__(
-        self, console: Console, *, waterfall: bool = False, writer: Writer | None = None
+        self,
+        console: Console,
+        *,
+        waterfall: bool = False,
+        writer: Writer | None = None,
+        selector: Callable[[Result], bool] | None = None,
     ) -> None:
         from fetchheads.render.pretty import render_result
 
@@ -160,9 +187,12 @@ class PrettySink(Sink):
         self._console = console
         self._waterfall = waterfall
         self._render = render_result
+        self._selector = selector
 
     def emit(self, result: Result) -> None:
         if self.error is not None:
+            return
+        if self._selector is not None and not self._selector(result):
             return
         self.before_write()
         try:
@@ -172,6 +202,73 @@ class PrettySink(Sink):
             self._failed(exc)
         else:
             self.after_write()
+
+
+class TextfileSink(Sink):
+    """prometheus: every result (that ``selector`` keeps) added to one exposition, written whole
+    by ``close``. Nothing is written while the run goes, so there is nothing to throttle."""
+
+    def __init__(
+        self, stream: BinaryIO, *, selector: Callable[[Result], bool] | None = None
+    ) -> None:
+        from fetchheads.render.prometheus import PrometheusTextfile
+
+        super().__init__()
+        self._stream = stream
+        self._textfile = PrometheusTextfile()
+        self._selector = selector
+
+    def emit(self, result: Result) -> None:
+        if self._selector is None or self._selector(result):
+            self._textfile.add(result)
+
+    def close(self) -> None:
+        try:
+            self._stream.write(self._textfile.render().encode("utf-8", "surrogateescape"))
+            self._stream.flush()
+        except OSError as exc:
+            self._failed(exc)
+
+
+class OutputFile:
+    """``-o FILE``: where results go instead of stdout, opened before the run (so a path that
+    cannot be written is a usage error). The line formats are written to FILE as they come; a
+    format read whole (``whole``: prometheus) to a temporary file beside it, renamed over FILE by
+    ``finish`` only when the run was not stopped: a reader (node_exporter's textfile collector)
+    sees the old file or the new one, never half of one."""
+
+    def __init__(self, path: str, *, whole: bool = False) -> None:
+        self.path = path
+        self._temporary: str | None = None
+        if whole:
+            directory = os.path.dirname(os.path.abspath(path))
+            fd, self._temporary = tempfile.mkstemp(
+                prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+            )
+            self.stream: BinaryIO = os.fdopen(fd, "wb")
+        else:
+            self.stream = open(path, "wb")  # noqa: SIM115 - closed by finish()
+
+    def finish(self, *, keep: bool = True) -> None:
+        """Close the file; for a whole one, put it in place (``keep``) or remove it."""
+        with contextlib.suppress(OSError):
+            self.stream.close()
+        temporary = self._temporary
+        if temporary is None:
+            return
+        self._temporary = None
+        if keep:
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is no file to share
+            os.replace(temporary, self.path)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class WriterFile:
@@ -208,15 +305,18 @@ class StderrConsole:
     with control characters escaped (a file name or target may hold them, as server text does).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         self._console: Console | None = None
+        self._options = options  # Environment.console_options(): a width, colours
 
     @property
     def console(self) -> Console:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=True, highlight=False, markup=False, emoji=False)
+            self._console = Console(
+                stderr=True, highlight=False, markup=False, emoji=False, **self._options
+            )
         return self._console
 
     def print(self, *objects: Any, **options: Any) -> None:

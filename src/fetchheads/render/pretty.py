@@ -13,7 +13,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.text import Text
 
 from fetchheads.models import Alert, Change, Result, Timing, TLSInfo
-from fetchheads.render.changes import show_values
+from fetchheads.render.changes import change_name, show_values
 from fetchheads.render.safe import terminal_safe
 from fetchheads.wording import counted
 
@@ -304,12 +304,17 @@ def _days_style(days: int | None) -> str:
 
 
 def change_lines(changes: tuple[Change, ...]) -> list[RenderableType]:
-    """``  X-Version:  1  →  2``: before in red, after in green, an absent side dim."""
+    """``  X-Version:  1  →  2``: before in red, after in green, an absent side dim; a summarized
+    change (``certificate:  renewed, expires ...``) in yellow."""
     lines: list[RenderableType] = []
     for change in changes:
         line = Text("  ")
-        line.append(f"{terminal_safe(change.name)}:", style="cyan")
+        line.append(f"{change_name(change)}:", style="cyan")
         line.append("  ")
+        if change.summary is not None:
+            line.append(terminal_safe(change.summary), style="yellow")
+            lines.append(Hanging(line, 4))
+            continue
         line.append(show_values(change.before), style="red" if change.before else "dim")
         line.append("  →  ", style="dim")
         line.append(show_values(change.after), style="green" if change.after else "dim")

@@ -6,6 +6,11 @@ the colours the pretty view uses, so a 404 looks the same in both.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
+from rich.color import ColorSystem
+from rich.style import Style
 from rich.text import Text
 
 from fetchheads.render.pretty import status_style
@@ -28,3 +33,24 @@ def styled_row(cells: list[Cell]) -> Text:
         line.append(cell.text, style=_STYLES.get(cell.style or "", ""))
     line.rstrip()
     return line
+
+
+def ansi_line(cells: list[Cell]) -> str:
+    """One table row as a line with ANSI colours (a streaming sink writes text, not ``Text``):
+    the same styles as ``styled_row``, trailing spaces dropped."""
+    parts: list[str] = []
+    for index, cell in enumerate(cells):
+        if index:
+            parts.append(" " * COLUMN_GAP)
+        text = cell.text if index < len(cells) - 1 else cell.text.rstrip()
+        parts.append(_render(cell.style or "")(text))
+    return "".join(parts).rstrip(" ") + "\n"
+
+
+@functools.cache
+def _render(style: str) -> Callable[[str], str]:
+    name = _STYLES.get(style, "")
+    if not name:
+        return str
+    rich_style = Style.parse(name)
+    return functools.partial(rich_style.render, color_system=ColorSystem.STANDARD)

@@ -65,12 +65,14 @@ _CURL_VERSIONS = {"HTTP/1.0": "1", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/3": "
 
 
 def _remote_ip(result: Result) -> str:
-    return result.address or ""
+    """The address connected to; empty when no connection was made (a refused connect), as in
+    curl, although the record's ``address`` names the one tried."""
+    return result.address or "" if result.timing.connect is not None else ""
 
 
 def _remote_port(result: Result) -> int:
     """The port connected to: the answering URL's (curl prints 0 without a connection)."""
-    if not result.address or not result.url:
+    if not result.address or not result.url or result.timing.connect is None:
         return 0
     scheme, _, rest = result.url.partition("://")
     authority = rest.split("/", 1)[0]

@@ -3,7 +3,8 @@
 Input is read in chunks on a thread of its own (``InputThread``), so a slow producer upstream of
 a pipe, or a person typing, sees each target fetched at once, and Ctrl-C never waits for a read.
 Each line becomes a ``Target`` or, when it is not one, the record of an input error: a bad line
-is a result like any other. Also here: ``--shard K/N`` (``in_shard``), which picks the lines.
+is a result like any other. Also here: ``--shard K/N`` (``in_shard``), which picks the lines, and
+``--unique`` (``unique_items``), which drops the repeats.
 """
 
 from __future__ import annotations
@@ -189,6 +190,19 @@ def in_shard(item: Item, shard: int, shards: int) -> bool:
 async def select_shard(items: AsyncIterator[Item], shard: int, shards: int) -> AsyncIterator[Item]:
     async for item in items:
         if in_shard(item, shard, shards):
+            yield item
+
+
+async def unique_items(items: AsyncIterator[Item]) -> AsyncIterator[Item]:
+    """``--unique``: each target once, the first time it is read. Its identity is the URL it
+    is sent to (``targets.canonical_key``, the key ``--shard`` hashes: ``Example.COM:80`` and
+    ``http://example.com/`` are one); a line that is no target is one by its text."""
+    from fetchheads.targets import FirstSeen  # only --unique pays for it
+
+    first_seen = FirstSeen()
+    async for item in items:
+        key = item.url if isinstance(item, Target) else item.target
+        if first_seen(key or ""):
             yield item
 
 

@@ -17,7 +17,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fetchheads.config import Config
+from fetchheads.config import WRITE_OUT, Config
+from fetchheads.render.fields import BUILTIN, Field, compile_fields
+from fetchheads.render.filters import Selector
 from fetchheads.run.inputs import STDIN, Source
 from fetchheads.run.process import usable_cores
 from fetchheads.snapshots.recorder import SnapshotSession
@@ -26,6 +28,29 @@ if TYPE_CHECKING:
     import asyncio
     import ssl
 
+    from fetchheads.render.output import OutputFile
+    from fetchheads.render.writeout import WriteOut
+
+TABLE_FIELDS = "target,status,time.total,header:server,error.message"
+"""The table's columns without ``--fields``: who answered, how, how fast, and why not."""
+SHEET_FIELDS = (
+    "target,url,status,reason,http_version,address,time.total,tls.version,cert.days_left,"
+    "header:server,header:content-type,error.kind,error.message"
+)
+"""CSV's and TSV's columns without ``--fields``: one row a spreadsheet can sort and filter."""
+SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".prom": "prometheus",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+}
+"""``-o FILE`` without ``--format``: the format its name asks for (plain for any other)."""
+LINE_FORMATS = ("plain", "jsonl", "table", "csv", "tsv", WRITE_OUT)
+"""The formats that are one record per target, written as it finishes: those ``--workers``
+can split (each worker formats its own records; the supervisor merges them whole)."""
+COLUMN_FORMATS = ("table", "csv", "tsv")
+"""The formats whose columns ``--fields`` chooses."""
 WATERFALL_AUTO_TARGETS = 3
 """``--waterfall`` is on by default for up to this many targets given as arguments."""
 AUTO_CONNECTIONS_PER_WORKER = 25
@@ -77,6 +102,26 @@ class Environment:
             options["color_system"] = None
         return options
 
+    def columns(self) -> int:
+        """The width of the terminal (``COLUMNS``, else stdout's terminal), else 80."""
+        if self.width is not None:
+            return self.width
+        import shutil
+
+        return shutil.get_terminal_size((80, 24)).columns
+
+    def colours_stdout(self) -> bool:
+        """Whether stdout gets colours: a terminal (not ``TERM=dumb``), unless ``NO_COLOR``."""
+        if self.colour is not None:
+            return self.colour
+        if os.environ.get("FORCE_COLOR"):
+            return True
+        return (
+            self.stdout_isatty
+            and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM", "") != "dumb"
+        )
+
     def typing_targets(self, sources: Sequence[Source]) -> bool:
         """Whether someone may be typing targets at a terminal (stdin is read and is one)."""
         return self.stdin_isatty and reads_stdin(sources)
@@ -91,6 +136,13 @@ class View:
     summary: bool = False  # the summary line at the end
     bar: bool = False  # the progress line while the run goes
     record_end: str = ""  # written after each record (a worker's, for its supervisor)
+    fields: tuple[Field, ...] = ()  # the columns of table, csv and tsv
+    write_out: WriteOut | None = None  # -w: the template (format WRITE_OUT)
+    selector: Selector | None = None  # the filters; None: every result is shown
+    width: int = 80  # the table's width in cells
+    colour: bool = False  # the table's status colours
+    header: bool = True  # the header row of table, csv, tsv (a worker's records have none)
+    output: str | None = None  # -o FILE; None: stdout
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,6 +161,7 @@ class RunPlan:
     # error. Not itself frozen: it is the run's recording of snapshots.
     session: SnapshotSession = dataclasses.field(default_factory=SnapshotSession)
     workers: int = 1
+    output: OutputFile | None = None  # -o FILE, opened by cli; None: stdout
 
 
 def choose_view(
@@ -119,19 +172,60 @@ def choose_view(
     quiet: bool,
     sources: Sequence[Source],
     environment: Environment,
+    fields: tuple[Field, ...] = (),
+    write_out: WriteOut | None = None,
+    selector: Selector | None = None,
+    output: str | None = None,
+    changes: bool = False,
 ) -> View:
-    """The view the options ask for, their ``None`` ("auto") decided from the environment."""
-    chosen = output_format or ("pretty" if environment.stdout_isatty else "plain")
+    """The view the options ask for, their ``None`` ("auto") decided from the environment.
+
+    The format: ``-w`` is its own; else ``--format``; else, with ``-o FILE``, the one its suffix
+    names (``.csv``, ``.tsv``, ``.prom``, ``.jsonl``; plain otherwise); else with ``--fields``
+    the table on a terminal and TSV elsewhere; else on a terminal the table for a list read from
+    a file or stdin (blocks of 300 heads are not readable at a glance) and the pretty blocks for
+    targets given as arguments or under ``--changes``; plain in a pipe or file."""
+    to_terminal = environment.stdout_isatty and output is None
+    if write_out is not None:
+        chosen = WRITE_OUT
+    elif output_format is not None:
+        chosen = output_format
+    elif output is not None:
+        chosen = SUFFIX_FORMATS.get(os.path.splitext(output)[1].lower(), "plain")
+    elif fields:
+        chosen = "table" if to_terminal else "tsv"
+    elif to_terminal:
+        a_list = any(source.path is not None for source in sources)
+        chosen = "table" if a_list and not changes else "pretty"
+    else:
+        chosen = "plain"
+    if chosen in COLUMN_FORMATS and not fields:
+        default = TABLE_FIELDS if chosen == "table" else SHEET_FIELDS
+        fields = compile_fields(default, BUILTIN)
     if waterfall is None:  # auto: a few targets given as arguments, nothing read
         args = sources[0].args if len(sources) == 1 else ()
         waterfall = 0 < len(args) <= WATERFALL_AUTO_TARGETS
     show_progress = not quiet and (environment.stderr_isatty if progress is None else progress)
-    # The bar belongs to the terminal view; under plain or jsonl only --progress asks for it.
-    # Not while someone types targets at the terminal: it would be drawn over their typing.
+    # The bar belongs to the terminal views, and to a run whose results go to a file (-o); under
+    # the other formats only --progress asks for it. Not while someone types targets at the
+    # terminal: it would be drawn over their typing.
+    terminal_view = chosen in ("pretty", "table") or output is not None
     bar = show_progress and (
-        progress is True or (chosen == "pretty" and not environment.typing_targets(sources))
+        progress is True or (terminal_view and not environment.typing_targets(sources))
     )
-    return View(format=chosen, waterfall=waterfall, summary=show_progress, bar=bar)
+    table = chosen == "table"
+    return View(
+        format=chosen,
+        waterfall=waterfall,
+        summary=show_progress,
+        bar=bar,
+        fields=fields,
+        write_out=write_out,
+        selector=None if selector is None or selector.selects_everything else selector,
+        width=environment.columns() if table and output is None else 80,
+        colour=table and output is None and environment.colours_stdout(),
+        output=output,
+    )
 
 
 def choose_workers(
@@ -144,16 +238,18 @@ def choose_workers(
     environment: Environment,
 ) -> int:
     """How many processes run the plan: ``requested`` (None: auto) where the run can be split,
-    else 1. Only the machine formats in completion order, without snapshots (``snapshots``:
+    else 1. Only the line formats (``LINE_FORMATS``: not pretty, not prometheus, which is one whole
+    file made in the process that writes it) in completion order, without snapshots (``snapshots``:
     --db or --warn-days), --rate (one clock keeps connections evenly spaced) or the progress bar,
     are split; and only with real descriptors for the workers to inherit."""
     splittable = (
-        view.format in ("plain", "jsonl")
+        view.format in LINE_FORMATS
         and not snapshots
         and config.order == "completion"
         and config.rate is None
         and not view.bar
-        and environment.stdout_fd
+        and (environment.stdout_fd or view.output is not None)
+        and not _writes_record_end(view)
         and (environment.stdin_fd or not reads_stdin(sources))
     )
     if not splittable:
@@ -166,6 +262,15 @@ def choose_workers(
         fair_share = max(1, config.concurrency // AUTO_CONNECTIONS_PER_WORKER)
         workers = min(environment.cores, fair_share)
     return min(workers, config.concurrency)  # every worker has at least one connection
+
+
+def _writes_record_end(view: View) -> bool:
+    """A -w template holding ASCII RS, which frames a worker's records (``supervisor.worker``)."""
+    template = view.write_out
+    if template is None:
+        return False
+    parts = template.parts + template.on_error
+    return any(isinstance(part, str) and "\x1e" in part for part in parts)
 
 
 def reads_stdin(sources: Sequence[Source]) -> bool:

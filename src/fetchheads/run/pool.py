@@ -90,20 +90,23 @@ async def run(
 
     async def produce() -> None:
         seq = 0
+        held = 0  # an item read but waiting for room in the feed: read, and not finished
         try:
             async for item in items:
+                held = 1
                 if ordered:
                     await window.acquire()
                 if feed.full():
                     await feed.space()
                 feed.put((seq, item))
                 seq += 1
+                held = 0
             if intake is not None:
                 intake.complete = True
         finally:
             feed.close()
             if intake is not None:
-                intake.read = seq
+                intake.read = seq + held
 
     async def work() -> None:
         jobs = feed.jobs

@@ -13,21 +13,30 @@ import functools
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, BinaryIO
+from io import TextIOWrapper
+from typing import IO, Any, BinaryIO, cast
 
-from fetchheads.config import Config
+from fetchheads.config import WRITE_OUT, Config
 from fetchheads.errors import StoreError
 from fetchheads.fetch.one import FetchContext, fetch_one
 from fetchheads.fetch.redirects import following
 from fetchheads.fetch.resolve import FAMILIES, Resolver, parse_resolve
 from fetchheads.models import Result, Target
 from fetchheads.render.jsonl import format_jsonl
-from fetchheads.render.output import PrettySink, ProgressLine, Sink, StderrConsole, TextSink
+from fetchheads.render.output import (
+    PrettySink,
+    ProgressLine,
+    Sink,
+    StderrConsole,
+    TextfileSink,
+    TextSink,
+    selected,
+)
 from fetchheads.render.plain import format_plain
 from fetchheads.render.safe import terminal_safe
 from fetchheads.render.writer import Writer
 from fetchheads.run import process
-from fetchheads.run.inputs import Item, read_sources, select_shard
+from fetchheads.run.inputs import Item, read_sources, select_shard, unique_items
 from fetchheads.run.outcome import Outcome
 from fetchheads.run.plan import RunPlan
 from fetchheads.run.pool import Intake, Pacer, run
@@ -76,9 +85,12 @@ def execute(plan: RunPlan) -> Outcome:
         items = read_sources(plan.sources, config.default_scheme)
         if config.shard is not None:
             items = select_shard(items, *config.shard)
+        if config.unique:
+            items = unique_items(items)
         if bar is not None:
-            sink.before_write = bar.clear
-            sink.after_write = bar.restore
+            if plan.output is None:  # else the bar has the terminal to itself
+                sink.before_write = bar.clear
+                sink.after_write = bar.restore
             items = _counted(items, bar)
             bar.start()
         try:
@@ -115,6 +127,8 @@ def execute(plan: RunPlan) -> Outcome:
     sink.close()  # waits for the reader to take the rest: Ctrl-C still gets out (StopSignals)
     process.ignore_interrupts()
     stopped = status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
+    if not finish_output(plan, stopped=stopped, stderr=stderr) and status is ExitStatus.OK:
+        status = ExitStatus.FAILED
     try:
         session.finish(summary.targets, summary.ok, interrupted=stopped)
     except StoreError as exc:
@@ -145,27 +159,78 @@ def safe(exc: BaseException) -> str:
 
 
 def make_sink(plan: RunPlan) -> Sink:
-    """The output of the plan's view: stdout, written by a thread of its own (``render.writer``)."""
+    """The output of the plan's view: stdout (or ``-o FILE``), written by a thread of its own
+    (``render.writer``) where a reader may keep a write waiting."""
     view = plan.view
-    stdout: BinaryIO = sys.stdout.buffer
+    stdout: BinaryIO = plan.output.stream if plan.output is not None else sys.stdout.buffer
     writer = Writer()
-    if view.format in ("jsonl", "plain"):
-        formatter: Callable[[Result], str] = (
-            format_jsonl if view.format == "jsonl" else format_plain
-        )
-        if view.record_end:
+    if view.format == "prometheus":
+        return TextfileSink(stdout, selector=view.selector)
+    if view.format != "pretty":
+        formatter, preamble = line_format(plan)
+        formatter = selected(formatter, view.selector)
+        if view.record_end:  # a worker's: every result framed, a result not shown as well
             formatter = framed(formatter, view.record_end)
-        return TextSink(stdout, formatter, writer=writer)
+        return TextSink(stdout, formatter, writer=writer, preamble=preamble)
     from rich.console import Console  # the pretty view only
 
+    console_options = plan.environment.console_options()
+    if plan.output is not None:
+        console_options = {"color_system": None, "width": 80}
     console = Console(
+        file=cast("IO[str]", TextIOWrapper(stdout, "utf-8", "surrogateescape", write_through=True))
+        if plan.output is not None
+        else None,
         highlight=False,
         markup=False,
         emoji=False,
         soft_wrap=False,
-        **plan.environment.console_options(),
+        **console_options,
     )
-    return PrettySink(console, waterfall=view.waterfall, writer=writer)
+    return PrettySink(console, waterfall=view.waterfall, writer=writer, selector=view.selector)
+
+
+def line_format(plan: RunPlan) -> tuple[Callable[[Result], str], str]:
+    """The formatter of a line format, and its header row (``""``: none)."""
+    view = plan.view
+    name = view.format
+    if name == "jsonl":
+        return format_jsonl, ""
+    if name == "plain":
+        return format_plain, ""
+    if name == WRITE_OUT:
+        assert view.write_out is not None
+        return view.write_out.render, ""
+    if name == "table":
+        from fetchheads.render.tabular import TableLayout
+
+        layout = TableLayout(view.fields, view.width)
+        if view.colour:
+            from fetchheads.render.table_view import ansi_line
+
+            line = ansi_line
+        else:
+            line = layout.line
+        row = layout.row
+        return (lambda result: line(row(result))), line(layout.header()) if view.header else ""
+    from fetchheads.render.tabular import CsvFormat, TsvFormat
+
+    sheet = CsvFormat(view.fields) if name == "csv" else TsvFormat(view.fields)
+    return sheet.row, sheet.header() if view.header else ""
+
+
+def finish_output(plan: RunPlan, *, stopped: bool, stderr: StderrConsole) -> bool:
+    """Close ``-o FILE`` (a whole one put in place unless the run was stopped); False, said
+    once on stderr, when that failed."""
+    if plan.output is None:
+        return True
+    try:
+        plan.output.finish(keep=not stopped)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        stderr.print(f"fetchheads: cannot write {plan.output.path}: {reason}")
+        return False
+    return True
 
 
 def framed(formatter: Callable[[Result], str], end: str) -> Callable[[Result], str]:

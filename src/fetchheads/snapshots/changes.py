@@ -13,7 +13,9 @@ record (docs/output.md):
   ``:error`` and ``:status`` rather than every header disappearing, and one that comes back reports
   the reverse (its record carries the full head);
 * a first snapshot is compared with nothing: ``:status`` (or ``:error``) from ``[]``;
-* volatile headers (``DEFAULT_VOLATILE`` plus ``--ignore-header``) are never compared.
+* volatile headers (``DEFAULT_VOLATILE`` plus ``--ignore-header``) are never compared;
+* ``:certificate`` is one change naming what became of the certificate (``renewals``), compared
+  with the certificate last seen: a failure in between has none, and changes nothing.
 
 Certificate warnings (``--warn-days N``) go by steps: a certificate is under N days, then under 7,
 3 and 1 day (steps at or above N are skipped), then expired (step 0). Under ``--changes`` a warning
@@ -29,6 +31,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fetchheads.models import Change, Headers, Result, format_timestamp
+from fetchheads.snapshots.renewals import Facts, certificate_change, certificate_facts
 
 DEFAULT_VOLATILE = frozenset(
     name.lower()
@@ -105,6 +108,9 @@ class Snapshot:
     run_id: int | None = None
     run_state: str | None = None
     """Read from the database: its run's state (running, finished, interrupted)."""
+    last_certificate: Facts | None = None
+    """Read from the database for one without certificate facts of its own (a failure): those of
+    the latest earlier snapshot of its key that had some (``known_certificate``)."""
 
     @property
     def error(self) -> str | None:
@@ -190,9 +196,31 @@ def compare(
                 _one(None if after.status is None else str(after.status)),
             )
         )
+    if before is not None:
+        certificate = certificate_change(known_certificate(before), after.tls)
+        if certificate is not None:
+            changes.append(certificate)
     if before is not None and before.has_head and after.has_head:
         changes.extend(_header_changes(before.headers, after.headers, ignored))
     return tuple(changes)
+
+
+def wants_last_certificate(snapshot: Snapshot) -> bool:
+    """Whether ``--changes`` and ``history`` look further back for the certificate to compare
+    with: a failed https target has none of its own; one that comes back names a certificate
+    renewed meanwhile.
+    (Only failures: an http target, or a row stored before certificates were decoded, would send
+    the look through its whole history, every run, to find none.)"""
+    return (
+        snapshot.error_kind is not None
+        and snapshot.key.startswith("https://")
+        and certificate_facts(snapshot.tls) is None
+    )
+
+
+def known_certificate(snapshot: Snapshot) -> Facts | None:
+    """The certificate last seen at ``snapshot``: its own, else the one before its failure."""
+    return certificate_facts(snapshot.tls) or snapshot.last_certificate
 
 
 def _one(value: str | None) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ means that one (``example.com`` finds ``https://example.com/``); otherwise they 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from typing import TYPE_CHECKING
@@ -17,7 +18,12 @@ from typing import TYPE_CHECKING
 from fetchheads.errors import InputError
 from fetchheads.hostport import bracketed
 from fetchheads.models import Change, format_timestamp, utc_now
-from fetchheads.snapshots.changes import Snapshot, compare
+from fetchheads.snapshots.changes import (
+    Snapshot,
+    compare,
+    known_certificate,
+    wants_last_certificate,
+)
 from fetchheads.targets import parse_target
 
 if TYPE_CHECKING:
@@ -95,13 +101,26 @@ def history(
 ) -> list[Entry]:
     """Newest first, each snapshot with its predecessor and the changes since it. The oldest
     kept snapshot of a target prune has thinned has changes ``None``: not known."""
-    rows = store.history(keys, limit=None if limit is None else limit + 1)
+    rows = _carry_certificates(store.history(keys, limit=None if limit is None else limit + 1))
     shown = rows if limit is None else rows[:limit]
     entries: list[Entry] = []
     for index, snapshot in enumerate(shown):
         before = rows[index + 1] if index + 1 < len(rows) else None
         entries.append((snapshot, before, _since(store, keys, before, snapshot, ignored)))
     return entries
+
+
+def _carry_certificates(rows: list[Snapshot]) -> list[Snapshot]:
+    """``rows`` (newest first), each failure given the certificate last seen before it, as
+    ``--changes`` compares: a certificate renewed during an outage is named when it ends."""
+    carried: list[Snapshot] = []
+    last = None
+    for row in reversed(rows):
+        if last is not None and wants_last_certificate(row):
+            row = dataclasses.replace(row, last_certificate=last)
+        last = known_certificate(row) or last
+        carried.append(row)
+    return carried[::-1]
 
 
 def _since(

@@ -199,6 +199,8 @@ class Recorder:
             previous = self._store.record(self._run_id(), snapshots, previous=compared)
         except StoreError as exc:
             error, previous = exc, None
+            with contextlib.suppress(StoreError):  # the next writes fail fast, not one by one
+                self._store.stop_waiting()
             if compared:
                 with contextlib.suppress(StoreError):  # then there is nothing to compare with
                     previous = self._store.previous([snapshot.key for snapshot in snapshots])

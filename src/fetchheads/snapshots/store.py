@@ -41,9 +41,10 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from fetchheads.credentials import redact_url
+from fetchheads.credentials import has_unencoded_password, redact_url
 from fetchheads.models import format_timestamp, utc_now
-from fetchheads.snapshots.changes import Snapshot
+from fetchheads.snapshots.changes import Snapshot, known_certificate, wants_last_certificate
+from fetchheads.snapshots.renewals import CERTIFICATE_KEYS
 from fetchheads.snapshots.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
 
 SCHEMA_VERSION = 4
@@ -78,7 +79,8 @@ def shown(location: str) -> str:
     if not is_postgres(location):
         return location
     authority = re.split(r"[/?#]", location.split("://", 1)[1], maxsplit=1)[0]
-    if ":" in authority.rpartition("@")[0]:  # a user name alone is no secret to libpq
+    # A user name alone is no secret to libpq; a password typed with a '/' in it is one.
+    if ":" in authority.rpartition("@")[0] or has_unencoded_password(location):
         location = redact_url(location)
     return _PASSWORD_PARAMETER.sub(r"\1***", location)
 
@@ -143,6 +145,13 @@ def decode(row: Sequence[Any]) -> Snapshot:
     )
 
 
+def with_last_certificate(snapshot: Snapshot, certificate: str | None) -> Snapshot:
+    """``snapshot`` with the certificate (``Store.CERTIFICATE`` JSON) last seen before it."""
+    if certificate is None:
+        return snapshot
+    return dataclasses.replace(snapshot, last_certificate=json.loads(certificate))
+
+
 class Store:
     """An open, checked, migrated snapshot database. Use from one thread at a time.
 
@@ -155,12 +164,19 @@ class Store:
         "id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
         "error_kind, error_message, address, timing, tls, redirects, cert_threshold"
     )
+    CERTIFICATE = (
+        "CASE WHEN tls IS NULL THEN NULL ELSE json_object("
+        + ", ".join(f"'{key}', json_extract(tls, '$.{key}')" for key in CERTIFICATE_KEYS)
+        + ") END"
+    )
+    """The ``tls`` keys a certificate change is told from, as JSON text (NULL: no TLS facts)."""
+    FINGERPRINT = "json_extract(tls, '$.fingerprint_sha256')"
     PREVIOUS_COLUMNS = (
         "id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
-        "error_kind, error_message, NULL, '{}', NULL, '[]', cert_threshold"
+        f"error_kind, error_message, NULL, '{{}}', {CERTIFICATE}, '[]', cert_threshold"
     )
     """What --changes compares, and no more: decoding every JSON column of every predecessor
-    would double the cost of a --changes run."""
+    would double the cost of a --changes run (its ``tls`` holds only ``CERTIFICATE_KEYS``)."""
 
     path: str
 
@@ -183,6 +199,14 @@ class Store:
     # -- what a backend provides ---------------------------------------------------------------
 
     def close(self) -> None:
+        raise NotImplementedError
+
+    def stop_waiting(self) -> None:
+        """From now on, a write that meets another process's lock fails at once instead of
+        waiting the busy timeout. The recorder calls it after a first write failed: a run whose
+        database stays locked would otherwise wait the whole timeout at each of its writes (the
+        run row, every batch, the close: 90 s for three targets), where one timeout says enough.
+        Raises StoreError."""
         raise NotImplementedError
 
     def _translate(self, doing: str) -> contextlib.AbstractContextManager[None]:
@@ -228,7 +252,15 @@ class Store:
                 (key,),
             )
             if rows:
-                found[key] = decode(rows[0])
+                found[key] = snapshot = decode(rows[0])
+                if wants_last_certificate(snapshot):
+                    last = self._rows(
+                        f"SELECT {self.CERTIFICATE} FROM snapshots WHERE key = ? AND "
+                        f"{self.FINGERPRINT} IS NOT NULL ORDER BY fetched_at DESC, id DESC LIMIT 1",
+                        (key,),
+                    )
+                    if last:
+                        found[key] = with_last_certificate(snapshot, last[0][0])
         return found
 
     def _ts(self, expression: str) -> str:
@@ -322,7 +354,11 @@ class Store:
                 self._lock_keys(keys)
                 latest = self._latest(keys)
                 for snapshot in snapshots:
-                    found.append(latest.get(snapshot.key))
+                    before = latest.get(snapshot.key)
+                    found.append(before)
+                    if before is not None and wants_last_certificate(snapshot):
+                        last = known_certificate(before)
+                        snapshot = dataclasses.replace(snapshot, last_certificate=last)
                     latest[snapshot.key] = snapshot
             self._insert_snapshots(rows)
         return found

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.snapshots.changes import Snapshot
+from fetchheads.snapshots.renewals import CERTIFICATE_KEYS
 from fetchheads.snapshots.store import (
     APPLICATION_ID,
     RUN_FIELDS,
@@ -39,6 +40,7 @@ from fetchheads.snapshots.store import (
     Store,
     decode,
     shown,
+    with_last_certificate,
 )
 
 if TYPE_CHECKING:
@@ -145,9 +147,16 @@ class PostgresStore(Store):
         "headers::text, error_kind, error_message, address, timing::text, tls::text, "
         "redirects::text, cert_threshold"
     )
+    CERTIFICATE = (
+        "CASE WHEN tls IS NULL THEN NULL ELSE json_build_object("
+        + ", ".join(f"'{key}', tls -> '{key}'" for key in CERTIFICATE_KEYS)
+        + ")::text END"
+    )
+    FINGERPRINT = "(tls ->> 'fingerprint_sha256')"
     PREVIOUS_COLUMNS = (
         f"id, run_id, key, target, url, {_ts('fetched_at')}, ok, status, reason, http_version, "
-        "headers::text, error_kind, error_message, NULL, '{}', NULL, '[]', cert_threshold"
+        f"headers::text, error_kind, error_message, NULL, '{{}}', {CERTIFICATE}, '[]', "
+        "cert_threshold"
     )
 
     def __init__(self, connection: psycopg.Connection[Any], path: str, secrets: list[str]) -> None:
@@ -201,6 +210,12 @@ class PostgresStore(Store):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._db.close()
+
+    def stop_waiting(self) -> None:
+        with self._translate("change the lock timeout"):
+            if self._db.info.transaction_status == self._psycopg.pq.TransactionStatus.INERROR:
+                self._db.rollback()
+            self._db.execute("SET lock_timeout = 1")  # 1 ms: 0 would mean wait for ever
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -303,13 +318,26 @@ class PostgresStore(Store):
         )
 
     def _latest(self, keys: Sequence[str]) -> dict[str, Snapshot]:
+        # The second lateral looks back only for a failed https target without a certificate of
+        # its own (store.wants_last_certificate); its condition on p alone gates it, so the other
+        # keys cost nothing.
         rows = self._db.execute(
-            f"SELECT p.* FROM unnest(%s::text[]) AS k (key) CROSS JOIN LATERAL "
-            f"(SELECT {self.PREVIOUS_COLUMNS} FROM snapshots AS s WHERE s.key = k.key "
-            "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS p",
+            f"SELECT p.*, c.certificate FROM unnest(%s::text[]) AS k (key) CROSS JOIN LATERAL "
+            f"(SELECT {self.PREVIOUS_COLUMNS}, {self.FINGERPRINT} AS fingerprint "
+            "FROM snapshots AS s WHERE s.key = k.key "
+            "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS p LEFT JOIN LATERAL "
+            f"(SELECT {self.CERTIFICATE} AS certificate FROM snapshots AS s "
+            "WHERE p.fingerprint IS NULL AND p.error_kind IS NOT NULL "
+            "AND left(k.key, 8) = 'https://' AND s.key = k.key "
+            f"AND {self.FINGERPRINT} IS NOT NULL "
+            "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS c ON true",
             (list(keys),),
         ).fetchall()
-        return {snapshot.key: snapshot for snapshot in map(decode, rows)}
+        found: dict[str, Snapshot] = {}
+        for row in rows:
+            snapshot = decode(row[:-2])
+            found[snapshot.key] = with_last_certificate(snapshot, row[-1])
+        return found
 
     def _ts(self, expression: str) -> str:
         return _ts(expression)

@@ -199,6 +199,10 @@ class SqliteStore(Store):
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
 
+    def stop_waiting(self) -> None:
+        with self._translate("change the busy timeout"):
+            self._db.execute("PRAGMA busy_timeout = 0")  # one try, no busy handler
+
     # -- opening -------------------------------------------------------------------------------
 
     def _check_identity(self) -> int:

@@ -21,7 +21,8 @@ the list, and the first process becomes their supervisor:
 
 Workers are their own process group: Ctrl-C reaches the supervisor, which passes one SIGINT on
 (SIGTERM likewise) so that each worker prints what it finished, as a single process does. Only the
-machine formats (plain, jsonl) in completion order, without --db, --warn-days, --rate or the
+line formats (plain, jsonl, table, csv, tsv, -w: one record a target, a header row written here
+once) in completion order, without --db, --warn-days, --rate or the
 progress bar, use workers (``plan.choose_workers``); everything else runs in one process, as does
 ``--workers 1``.
 """
@@ -39,12 +40,12 @@ from collections.abc import Callable
 from fetchheads.models import Result
 from fetchheads.render.output import StderrConsole, TextSink
 from fetchheads.run import process
-from fetchheads.run.inputs import read_sources, select_shard
+from fetchheads.run.inputs import read_sources, select_shard, unique_items
 from fetchheads.run.outcome import Outcome
 from fetchheads.run.plan import RunPlan
 from fetchheads.run.pool import Throttle
 from fetchheads.run.process import ExitStatus, StopSignals
-from fetchheads.run.single import make_sink
+from fetchheads.run.single import finish_output, make_sink
 from fetchheads.run.summary import Summary
 from fetchheads.run.supervisor.worker import RECORD_END, Worker, fork_worker, worker_plan
 
@@ -132,7 +133,7 @@ def supervise(plan: RunPlan) -> Outcome:
     started = time.monotonic()
     stderr = StderrConsole(**plan.environment.console_options())
     sink = make_sink(plan)
-    assert isinstance(sink, TextSink)  # the machine formats only (choose_workers)
+    assert isinstance(sink, TextSink)  # the line formats only (choose_workers)
     children: list[Worker] = []
     process.hold_stop_signals()  # until main() handles them; each worker likewise
     try:
@@ -219,6 +220,9 @@ def supervise(plan: RunPlan) -> Outcome:
     sink.close()  # a last write, which may block: Ctrl-C still gets out (StopSignals)
     process.ignore_interrupts()
     failures = _collect(children, summary)
+    stopped = stop.status is not None or killed
+    if not finish_output(plan, stopped=stopped, stderr=stderr):
+        failures.append("the output file could not be put in place")
     if not killed:  # not those Ctrl-C twice ended
         for failure in failures:
             stderr.print(
@@ -284,6 +288,8 @@ async def _distribute(
     items = read_sources(plan.sources, config.default_scheme)
     if config.shard is not None:  # here, not in the workers: a worker's plan has no shard
         items = select_shard(items, *config.shard)
+    if config.unique:  # here too: a repeat may be read after its first went to another worker
+        items = unique_items(items)
     scheduled = False
 
     def flush_all() -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from fetchheads.render.output import StderrConsole
 from fetchheads.run.inputs import STDIN, Source
 from fetchheads.run.outcome import output_failed
-from fetchheads.run.plan import RunPlan, View
+from fetchheads.run.plan import RunPlan
 from fetchheads.run.process import ExitStatus, exit_now
 from fetchheads.run.single import execute
 from fetchheads.snapshots.recorder import SnapshotSession
@@ -31,8 +31,10 @@ from fetchheads.snapshots.recorder import SnapshotSession
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 RECORD_END = "\x1e"
-"""Written by a worker after each record: ASCII RS, which neither plain nor jsonl ever writes raw
-(plain shows every control character escaped, JSON escapes all below 0x20). The supervisor
+"""Written by a worker after each record: ASCII RS, which no line format ever writes raw (plain,
+table, csv, tsv and -w show every control character from a server escaped, JSON escapes all below
+0x20; only a -w template's own text could hold one). A result the filters do not show is a record
+of its own: RS alone. The supervisor
 passes on whole records only: a plain record is several lines, and a pipe read that ends between
 two of them must not let another worker's record in between. It counts them, too: one record is
 one target finished, and another target the worker can be given."""
@@ -51,11 +53,21 @@ def worker_plan(plan: RunPlan, concurrency: int) -> RunPlan:
     errors."""
     return dataclasses.replace(
         plan,
-        config=dataclasses.replace(plan.config, concurrency=concurrency, shard=None),
+        config=dataclasses.replace(plan.config, concurrency=concurrency, shard=None, unique=False),
         sources=(Source(path=STDIN),),
-        view=View(format=plan.view.format, record_end=RECORD_END),
+        # The same records, framed; the header row and -o FILE are the supervisor's.
+        view=dataclasses.replace(
+            plan.view,
+            waterfall=False,
+            summary=False,
+            bar=False,
+            record_end=RECORD_END,
+            header=False,
+            output=None,
+        ),
         session=SnapshotSession(),
         workers=1,
+        output=None,
     )
 
 

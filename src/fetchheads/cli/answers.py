@@ -1,0 +1,183 @@
+"""The options that turn a run into an answer: the columns (``--fields``), curl's ``-w``, the
+filters that choose what is printed, ``-o FILE`` and ``--unique``; compiled here, once, into the
+typed values the view holds (``render.fields``, ``render.writeout``, ``render.filters``). A bad
+field, template, status list or regular expression is a usage error (exit 2) before anything is
+fetched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import click
+
+from fetchheads.cli.common import option_group
+from fetchheads.config import WRITE_OUT
+from fetchheads.render.fields import BUILTIN, Field, SpecError, compile_fields
+from fetchheads.render.filters import Selector, compile_selector
+from fetchheads.render.output import OutputFile
+from fetchheads.render.writeout import WriteOut, compile_write_out
+
+answer_options = option_group(
+    click.option(
+        "--fields",
+        metavar="LIST",
+        default=None,
+        help="Columns of --format table, csv and tsv, comma-separated, e.g. "
+        "'target,status,header:server,time.total' (docs/fields.md lists them all). Without "
+        "--format: the table on a terminal, TSV otherwise.",
+    ),
+    click.option(
+        "-w",
+        "--write-out",
+        "write_out",
+        metavar="TEMPLATE",
+        default=None,
+        help="Print TEMPLATE for each target instead of a format, as curl's -w: "
+        "'%{http_code} %{url}\\n', %header{server}, any field as %{field}; @FILE reads it "
+        "from FILE.",
+    ),
+    click.option(
+        "-o",
+        "--output",
+        "output",
+        metavar="FILE",
+        type=click.Path(dir_okay=False, writable=True),
+        default=None,
+        help="Write the results to FILE instead of stdout (the progress line stays on the "
+        "terminal). Without --format, .csv, .tsv, .prom and .jsonl name the format. "
+        "prometheus is written to a temporary file and renamed at the end.",
+    ),
+    click.option(
+        "--match-status",
+        multiple=True,
+        metavar="LIST",
+        help="Print only results with these statuses: codes, classes, ranges "
+        "(200,3xx,400-403); repeatable.",
+    ),
+    click.option(
+        "--filter-status",
+        multiple=True,
+        metavar="LIST",
+        help="Do not print results with these statuses (failures are still printed); repeatable.",
+    ),
+    click.option("--failed", is_flag=True, help="Print only the targets that failed."),
+    click.option(
+        "--warned",
+        is_flag=True,
+        help="Print only results with a certificate warning (with --warn-days or --warn-fraction).",
+    ),
+    click.option(
+        "--has-header",
+        multiple=True,
+        metavar="NAME[=REGEX]",
+        help="Print only heads with header NAME (whose value matches REGEX); repeatable, "
+        "all must hold.",
+    ),
+    click.option(
+        "--missing-header",
+        multiple=True,
+        metavar="NAME",
+        help="Print only whole heads without header NAME; repeatable.",
+    ),
+    click.option(
+        "--unique",
+        is_flag=True,
+        help="Fetch a target given more than once (the same URL) only the first time.",
+    ),
+)
+"""Fields, -w, -o and the filters, in the order of --help (``--unique`` goes to ``Config``)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """The compiled options: what ``choose_view`` takes."""
+
+    fields: tuple[Field, ...] = ()
+    write_out: WriteOut | None = None
+    selector: Selector | None = None
+
+
+def compile_answer(
+    *,
+    output_format: str | None,
+    fields: str | None,
+    write_out: str | None,
+    match_status: tuple[str, ...],
+    filter_status: tuple[str, ...],
+    failed: bool,
+    warned: bool,
+    has_header: tuple[str, ...],
+    missing_header: tuple[str, ...],
+    warns: bool,
+) -> Answer:
+    """The options, checked and compiled; ``warns``: --warn-days or --warn-fraction given."""
+    if write_out is not None and output_format is not None:
+        raise click.UsageError(
+            f"-w prints its template for each target; it cannot be combined with --format "
+            f"{output_format}"
+        )
+    if warned and not warns:
+        raise click.UsageError(
+            "--warned shows the certificates that need attention: give --warn-days N "
+            "(e.g. --warn-days 30 --warned)"
+        )
+    try:
+        columns = compile_fields(fields, BUILTIN) if fields is not None else ()
+    except SpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fields") from None
+    try:
+        template = None if write_out is None else compile_write_out(_template(write_out))
+    except SpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="-w/--write-out") from None
+    try:
+        selector = compile_selector(
+            match_status=match_status,
+            filter_status=filter_status,
+            failed=failed,
+            warned=warned,
+            has_headers=has_header,
+            missing_headers=missing_header,
+        )
+    except SpecError as exc:
+        raise click.UsageError(str(exc)) from None
+    return Answer(columns, template, None if selector.selects_everything else selector)
+
+
+def check_columns(fields: str | None, chosen: str) -> None:
+    """--fields with a format that has no columns is a usage error."""
+    if fields is not None and chosen not in ("table", "csv", "tsv"):
+        what = "-w" if chosen == WRITE_OUT else f"--format {chosen}"
+        raise click.UsageError(
+            f"--fields chooses the columns of --format table, csv or tsv, not of {what} "
+            "(-w takes any field as %{field})"
+        )
+
+
+def _template(text: str) -> str:
+    """``-w @FILE``: the template in FILE (one trailing newline kept, as written)."""
+    if not text.startswith("@"):
+        return text
+    path = text[1:]
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as file:
+            return file.read()
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {path}: {exc.strerror or exc}", param_hint="-w/--write-out"
+        ) from None
+
+
+def open_output(path: str | None, output_format: str) -> OutputFile | None:
+    """``-o FILE`` opened for the run, or a usage error naming why it cannot be."""
+    if path is None:
+        return None
+    if os.path.isdir(path):
+        raise click.BadParameter(f"{path} is a directory", param_hint="-o/--output")
+    try:
+        return OutputFile(path, whole=output_format == "prometheus")
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {path}: {exc.strerror or exc}", param_hint="-o/--output"
+        ) from None

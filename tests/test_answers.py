@@ -1,0 +1,449 @@
+"""Answers in one command, end to end: --format table/csv/tsv/prometheus, -w, the filters, -o,
+--unique, against loopback servers with known heads (a host without the header, repeated
+headers, a failure, hostile text), through the command line as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from click.testing import Result as CliResult
+from prometheus_client.parser import text_string_to_metric_families
+
+from fetchheads.cli import cli
+from fetchheads.run.plan import Environment
+from tests.support import processes
+from tests.support.certs import self_signed
+from tests.support.servers import ThreadedServer, routes, silent
+
+StartServer = Callable[..., ThreadedServer]
+
+HEADS = {
+    "/hsts": b"HTTP/1.1 200 OK\r\nServer: nginx\r\nCache-Control: max-age=60\r\n"
+    b"Strict-Transport-Security: max-age=31536000\r\nContent-Type: text/html\r\n\r\n",
+    "/plain": b"HTTP/1.1 200 OK\r\nServer: Apache\r\nCache-Control: no-cache\r\n"
+    b"Cache-Control: private\r\nSet-Cookie: a=1; Path=/\r\nSet-Cookie: b=2, c\r\n\r\n",
+    "/hostile": b'HTTP/1.1 404 Not Found\r\nServer: =HYPERLINK("http://x")\r\n'
+    b"X-Evil: a\x1b[31mred\r\n\r\n",
+    "/moved": b"HTTP/1.1 301 Moved Permanently\r\nLocation: /hsts\r\n\r\n",
+}
+
+
+@pytest.fixture
+def site(threaded_server: StartServer) -> ThreadedServer:
+    return threaded_server(routes(HEADS))
+
+
+def targets(server: ThreadedServer, refused_port: int) -> list[str]:
+    port = server.port
+    return [f"127.0.0.1:{port}{path}" for path in HEADS] + [f"127.0.0.1:{refused_port}/"]
+
+
+def run(
+    args: list[str], environment: Environment | None = None, input: str | None = None
+) -> CliResult:
+    return CliRunner().invoke(
+        cli,
+        ["-q", *args],
+        obj=environment or Environment(),
+        input=input,
+        prog_name="fetchheads",
+        catch_exceptions=False,
+    )
+
+
+def by_target(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {row["target"].rsplit("/", 1)[1]: row for row in rows}
+
+
+# --- CSV and TSV ---------------------------------------------------------------------------------
+
+
+def test_csv_is_one_row_per_host_that_a_spreadsheet_reads_safely(
+    site: ThreadedServer, refused_port: int
+) -> None:
+    fields = "target,status,header:server,header:cache-control,header:set-cookie,error.kind"
+    result = run(["--format", "csv", "--fields", fields, *targets(site, refused_port)])
+    assert result.exit_code == 1  # the refused port: selections never change the status
+    assert result.stdout.startswith(fields + "\n")  # the header row, once, first
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 5
+    got = by_target(rows)
+    assert got["hsts"]["header:cache-control"] == "max-age=60"
+    assert got["plain"]["header:cache-control"] == "no-cache, private"  # repeated: joined
+    assert got["plain"]["header:set-cookie"] == "a=1; Path=/\nb=2, c"  # one cookie a line
+    assert got["moved"]["header:server"] == ""  # absent: empty, the row still there
+    assert got["hostile"]["header:server"] == '\'=HYPERLINK("http://x")'  # not a formula
+    assert got[""]["status"] == ""
+    assert got[""]["error.kind"] == "connect"
+
+
+def test_tsv_escapes_what_would_break_a_line_or_a_column(
+    site: ThreadedServer, refused_port: int
+) -> None:
+    fields = "target,status,header:x-evil,header:set-cookie"
+    result = run(["--format", "tsv", "--fields", fields, *targets(site, refused_port)])
+    lines = result.stdout.splitlines()
+    assert lines[0] == fields.replace(",", "\t")
+    assert len(lines) == 6
+    assert all(line.count("\t") == 3 for line in lines)
+    assert "\x1b" not in result.stdout
+    row = {line.split("\t")[0].rsplit("/", 1)[1]: line.split("\t") for line in lines[1:]}
+    assert row["hostile"][2] == "a\\x1b[31mred"
+    assert row["plain"][3] == "a=1; Path=/\\nb=2, c"
+
+
+def test_fields_without_a_format_are_tsv_in_a_pipe(site: ThreadedServer) -> None:
+    result = run(["--fields", "status,target", f"127.0.0.1:{site.port}/moved"])
+    assert result.stdout == f"status\ttarget\n301\t127.0.0.1:{site.port}/moved\n"
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def test_the_table_is_one_aligned_row_per_target_cut_to_the_width(
+    site: ThreadedServer, refused_port: int
+) -> None:
+    fields = "target,status,header:cache-control,header:x-evil,error.message"
+    result = run(
+        ["--format", "table", "--order", "input", "--fields", fields, *targets(site, refused_port)],
+        Environment(width=60),
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["target", "status"]  # names are cut like values
+    assert len(lines) == 6
+    assert all(len(line) <= 60 for line in lines)
+    assert [line.split()[1] for line in lines[1:]] == ["200", "200", "404", "301", "-"]
+    assert len({line.index(line.split()[1], 5) for line in lines[1:]}) == 1  # aligned
+    assert "\x1b" not in result.stdout  # no colour in a pipe; server escapes shown escaped
+    assert "a\\x1b[31m" in lines[3]
+    assert "no-cache, …" in lines[2]  # a long value cut with …, never wrapped
+    assert lines[5].endswith("…")  # the error message too
+
+
+def test_a_list_read_on_a_terminal_is_a_table_by_default(
+    site: ThreadedServer, refused_port: int
+) -> None:
+    hosts = "\n".join(targets(site, refused_port)) + "\n"
+    terminal = Environment(stdout_isatty=True, width=80, colour=False)
+    result = run(["-i", "-"], terminal, input=hosts)
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["target", "status", "time.total", "header:server", "error.message"]
+    assert len(lines) == 6
+    # Targets given as arguments keep the pretty blocks.
+    pretty = run([f"127.0.0.1:{site.port}/hsts"], terminal)
+    assert "Strict-Transport-Security" in pretty.stdout
+
+
+def test_the_table_colours_the_status_on_a_terminal(site: ThreadedServer) -> None:
+    terminal = Environment(stdout_isatty=True, width=80, colour=True)
+    result = run(["--format", "table", f"127.0.0.1:{site.port}/hostile"], terminal)
+    row = result.stdout.splitlines()[1]
+    assert "\x1b[" in row
+    assert "404" in row
+    assert "\x1b[31mred" not in result.stdout  # the server's own escape is still escaped
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_300_targets_in_an_80_column_terminal_are_300_unwrapped_rows(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{site.port}/hsts?{'n' * 40}{n}\n" for n in range(300)))
+    done = tmp_path / "done"
+    socket = str(tmp_path / "tmux.sock")
+    command = (
+        f"{sys.executable} -m fetchheads -i {hosts} --fields "
+        f"target,status,header:server,header:cache-control; touch {done}; sleep 60"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    tmux = ["tmux", "-S", socket, "-f", "/dev/null"]
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", "80", "-y", "40", command], env=env, check=True
+    )
+    try:
+        subprocess.run([*tmux, "set-option", "-g", "history-limit", "5000"], check=True)
+        deadline = time.monotonic() + 60
+        while not done.exists():
+            assert time.monotonic() < deadline, "the run did not finish"
+            time.sleep(0.1)
+        screen = subprocess.run(
+            [*tmux, "capture-pane", "-p", "-S", "-", "-E", "-"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        subprocess.run([*tmux, "kill-server"], check=False)
+    lines = [line for line in screen.splitlines() if line.strip()]
+    rows = [line for line in lines if line.startswith("127.0.0.1:")]
+    assert len(rows) == 300
+    assert all(len(line) <= 80 for line in lines)
+    assert all(" 200 " in row and "nginx" in row and "…" in row for row in rows)
+    others = [line for line in lines if not line.startswith("127.0.0.1:")]
+    assert len(others) == 2  # no wrapped tails: only the header row and the summary line
+    assert others[0].startswith("target ")
+    assert others[1].startswith("300 targets, 300 ok")
+
+
+# --- -w ------------------------------------------------------------------------------------------
+
+CURL_TEMPLATE = (
+    "%{url_effective} %{http_code} %{response_code} %{http_version} %{num_headers} "
+    "%{remote_ip} %{remote_port} %{content_type} %{exitcode} [%header{server}] "
+    "[%header{cache-control}]\\n"
+)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_write_out_prints_what_curl_prints_for_the_same_variables(
+    site: ThreadedServer, refused_port: int
+) -> None:
+    urls = [f"http://{target}" for target in targets(site, refused_port)]
+    ours = run(["-w", CURL_TEMPLATE, "--order", "input", *urls]).stdout
+    theirs = "".join(
+        subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "--noproxy", "*", "-w", CURL_TEMPLATE, url],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        for url in urls
+    )
+    assert ours == theirs
+    assert "[nginx] [max-age=60]" in ours
+
+
+def test_write_out_takes_every_field_and_a_file(site: ThreadedServer, tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    template.write_text("%{status} %{header:cache-control} %{header:x-evil}\n")
+    target = f"127.0.0.1:{site.port}"
+    result = run(["-w", f"@{template}", f"{target}/plain", f"{target}/hostile", "--order", "input"])
+    assert result.stdout == "200 no-cache, private \n404  a\\x1b[31mred\n"
+
+
+def test_only_the_status_codes(site: ThreadedServer, refused_port: int) -> None:
+    result = run(["-w", "%{http_code}\\n", "--order", "input", *targets(site, refused_port)])
+    assert result.stdout.split() == ["200", "200", "404", "301", "000"]
+
+
+# --- the filters ---------------------------------------------------------------------------------
+
+
+def shown(args: list[str], site: ThreadedServer, refused_port: int) -> list[str]:
+    result = run(["-w", "%{target}\\n", *args, *targets(site, refused_port)])
+    assert result.exit_code == 1  # the refused port counts, shown or not
+    return sorted(line.rsplit("/", 1)[1] for line in result.stdout.splitlines())
+
+
+def test_the_filters_choose_what_is_printed(site: ThreadedServer, refused_port: int) -> None:
+    assert shown(["--match-status", "2xx"], site, refused_port) == ["hsts", "plain"]
+    assert shown(["--match-status", "301,400-499"], site, refused_port) == ["hostile", "moved"]
+    assert shown(["--filter-status", "200-299"], site, refused_port) == ["", "hostile", "moved"]
+    assert shown(["--failed"], site, refused_port) == [""]
+    assert shown(["--has-header", "cache-control"], site, refused_port) == ["hsts", "plain"]
+    assert shown(["--has-header", "server=^ngi"], site, refused_port) == ["hsts"]
+    # The hosts lacking HSTS: a failure is not "missing" a header.
+    hsts = ["--missing-header", "strict-transport-security"]
+    assert shown(hsts, site, refused_port) == ["hostile", "moved", "plain"]
+    assert shown([*hsts, "--match-status", "2xx"], site, refused_port) == ["plain"]
+
+
+def test_with_db_every_result_is_recorded_whatever_is_printed(
+    site: ThreadedServer, refused_port: int, tmp_path: Path
+) -> None:
+    db = tmp_path / "heads.db"
+    result = run(["--db", str(db), "--failed", "--format", "csv", *targets(site, refused_port)])
+    assert len(list(csv.DictReader(io.StringIO(result.stdout)))) == 1
+    with sqlite3.connect(db) as connection:
+        (count,) = connection.execute("SELECT count(*) FROM snapshots").fetchone()
+    assert count == 5
+
+
+def test_certificates_expiring_within_the_warning_days(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    month = self_signed(tmp_path, "localhost")  # 30 days left
+    tls = threaded_server(routes(HEADS, HEADS["/hsts"]), ssl_context=month)
+    plain = threaded_server(routes(HEADS))
+    fields = "target,cert.days_left,cert.not_after"
+    args = ["--cacert", str(tmp_path / "self.pem"), "--fields", fields, "--format", "csv"]
+    hosts = [f"https://localhost:{tls.port}/", f"127.0.0.1:{plain.port}/hsts"]
+    soon = run([*args, "--warn-days", "31", "--warned", *hosts])
+    rows = list(csv.DictReader(io.StringIO(soon.stdout)))
+    assert [row["target"] for row in rows] == [hosts[0]]
+    assert int(rows[0]["cert.days_left"]) in (29, 30)
+    assert rows[0]["cert.not_after"]
+    assert soon.exit_code == 3  # a certificate needs attention, as without --warned
+    later = run([*args, "--warn-days", "10", "--warned", *hosts])
+    assert later.stdout == fields + "\n"
+    assert later.exit_code == 0
+
+
+# --- prometheus ----------------------------------------------------------------------------------
+
+
+def test_prometheus_file_is_whole_parseable_and_labelled_by_target_only(
+    site: ThreadedServer, refused_port: int, tmp_path: Path
+) -> None:
+    path = tmp_path / "fetchheads.prom"
+    hosts = targets(site, refused_port)
+    result = run(["-o", str(path), *hosts, hosts[0]])  # the suffix names the format
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fetchheads.prom"]  # no temp left
+    families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+    success = {s.labels["target"]: s.value for s in families["probe_success"].samples}
+    assert len(success) == 5  # a target given twice is one series
+    assert success[hosts[0]] == 1
+    assert success[hosts[2]] == 0
+    assert success[hosts[4]] == 0
+    status = {s.labels["target"]: s.value for s in families["probe_http_status_code"].samples}
+    assert status[hosts[2]] == 404
+    assert status[hosts[4]] == 0
+    labels = {key for f in families.values() for s in f.samples for key in s.labels}
+    assert labels == {"target", "phase"}  # never a header value
+    assert "HYPERLINK" not in path.read_text()
+    assert "nginx" not in path.read_text()
+
+
+def test_an_output_file_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:
+    result = run(["-o", str(tmp_path / "no" / "such.csv"), "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "cannot write" in result.stderr
+    assert "No such file or directory" in result.stderr
+
+
+# --- usage errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fields", "status,sever"], "unknown field 'sever'; known fields: target, url,"),
+        (["-w", "%{htp_code}"], "unknown write-out variable %{htp_code}; known:"),
+        (["--match-status", "2yy"], "invalid status '2yy' in --match-status"),
+        (["--has-header", "server=("], "invalid regular expression '(' in --has-header"),
+        (["-w", "x", "--format", "csv"], "-w prints its template"),
+        (["--fields", "status", "--json"], "--fields chooses the columns"),
+        (["--warned"], "--warned shows the certificates that need attention"),
+    ],
+)
+def test_bad_answers_are_usage_errors(args: list[str], message: str) -> None:
+    result = run([*args, "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()[-1]) > len(message)
+
+
+# --- --unique, -o and --workers, streaming -------------------------------------------------------
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return processes.start(
+        [sys.executable, "-m", "fetchheads", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+
+def test_unique_fetches_a_repeat_once_and_prints_as_each_finishes(
+    site: ThreadedServer, threaded_server: StartServer
+) -> None:
+    hang = threaded_server(silent())
+    port = site.port
+    spellings = [
+        f"127.0.0.1:{port}/hsts",
+        f"http://127.0.0.1:{port}/hsts",
+        f"HTTP://127.0.0.1:{port}/hsts",
+    ]
+    process = spawn(
+        "--unique", "-t", "30", "--format", "csv", "--fields", "target,status",
+        f"127.0.0.1:{hang.port}/", *spellings, f"127.0.0.1:{port}/moved",
+    )  # fmt: skip
+    assert process.stdout is not None
+    first = [process.stdout.readline() for _ in range(3)]
+    assert process.poll() is None  # the silent target still waits: rows came as others ended
+    assert first[0] == "target,status\n"
+    assert sorted(first[1:]) == sorted([f"{spellings[0]},200\n", f"127.0.0.1:{port}/moved,301\n"])
+    process.terminate()
+    process.communicate(timeout=30)
+    assert len(site.requests) == 2  # three spellings of one URL, fetched once
+
+
+def test_output_file_with_workers_has_one_header_and_every_row(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{site.port}/plain?{n}\n" for n in range(400)))
+    out = tmp_path / "heads.csv"
+    process = spawn("-i", str(hosts), "-o", str(out), "--workers", "2", "-c", "8", "-q")
+    process.communicate(timeout=60)
+    assert process.returncode == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 400
+    assert {row["header:server"] for row in rows} == {"Apache"}
+    assert out.read_text().count("target,url,status") == 1
+
+
+def test_the_line_formats_and_an_output_file_can_be_split_over_workers() -> None:
+    from fetchheads.config import Config
+    from fetchheads.run.inputs import Source
+    from fetchheads.run.plan import choose_view, choose_workers
+
+    # No descriptor for stdout (as when it is closed): -o FILE is where the records go.
+    environment = Environment(stdout_fd=False, cores=4)
+    sources = [Source(path="hosts.txt")]
+    for output, fmt in [("heads.csv", None), ("heads.txt", "table"), (None, "tsv")]:
+        view = choose_view(
+            fmt,
+            waterfall=None,
+            progress=None,
+            quiet=True,
+            sources=sources,
+            environment=environment,
+            output=output,
+        )
+        workers = choose_workers(
+            2,
+            config=Config(),
+            view=view,
+            sources=sources,
+            snapshots=False,
+            environment=environment,
+        )
+        assert workers == (2 if output is not None else 1), (output, fmt)
+    prometheus = choose_view(
+        None,
+        waterfall=None,
+        progress=None,
+        quiet=True,
+        sources=sources,
+        environment=environment,
+        output="x.prom",
+    )
+    assert prometheus.format == "prometheus"
+    assert choose_workers(
+        2, config=Config(), view=prometheus, sources=sources, snapshots=False,
+        environment=environment,
+    ) == 1  # fmt: skip
+
+
+def test_every_field_is_documented() -> None:
+    from fetchheads.render.fields import BUILTIN
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "fields.md").read_text()
+    missing = [name for name, _ in BUILTIN.describe() if f"| `{name}` |" not in page]
+    assert missing == []
