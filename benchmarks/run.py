@@ -211,13 +211,14 @@ def listen_overflows() -> int:
 
 def count_heads(path: Path) -> int:
     """200 responses in a tool's output: JSON records with status 200, or ``HTTP/x 200`` lines
-    (not any line with "200" somewhere in it: a port, a URL or a timing would count a failure)."""
+    (not any line with "200" somewhere in it: a port, a URL or a timing would count a failure).
+    A status line may end right after the code (aiohttp's ``HTTP/1.1 200``, no reason)."""
     with open(path, "rb") as f:
         return sum(
             1
             for line in f
             if (line.startswith(b'{"target"') and b'"status": 200,' in line)
-            or (line.startswith(b"HTTP/") and line.split(b" ", 2)[1:2] == [b"200"])
+            or (line.startswith(b"HTTP/") and line.split(None, 2)[1:2] == [b"200"])
         )
 
 
