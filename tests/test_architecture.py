@@ -52,6 +52,10 @@ PURE = (
     "fetchheads.audit.checks",
     "fetchheads.audit.findings",
     "fetchheads.audit.grader",
+    "fetchheads.grades",
+    "fetchheads.render.audit",
+    "fetchheads.render.audit_report",
+    "fetchheads.snapshots.graded",
 )
 
 

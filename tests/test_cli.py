@@ -378,15 +378,13 @@ def test_help_lists_the_options_and_ends_with_examples(flag: str) -> None:
     assert "-X, --method [GET|HEAD]" in text  # as they are sent, not click's lower case
     before, examples = text.rstrip().rsplit("Examples:", 1)
     # The other commands are named just above the examples, indented like them.
-    assert (
-        "\n  Other commands: db, diff, history, prune (see 'fetchheads COMMAND --help').\n"
-        in before
-    )
+    assert "\n  Other commands: audit, db, diff, history, prune " in before
+    assert "prune (see 'fetchheads COMMAND --help')." in " ".join(before.split())
     assert "fetchheads www.sina.com.cn www.sohu.com" in examples
     assert "fetchheads --json" in examples
 
 
-@pytest.mark.parametrize("command", ["fetch", "history", "diff", "prune"])
+@pytest.mark.parametrize("command", ["fetch", "history", "diff", "prune", "audit"])
 def test_every_option_help_is_sentences_and_every_metavar_plain(command: str) -> None:
     # One voice in --help: each option's text ends with a full stop (before click's "[default:
     # ...]"), or with an example to copy; no click type names such as 'INTEGER RANGE'.

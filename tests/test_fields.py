@@ -154,21 +154,21 @@ def test_spaces_around_names_are_allowed_and_repeats_kept() -> None:
 
 
 async def test_another_module_can_add_fields_without_changing_the_builtins() -> None:
-    grade = Field("audit.grade", "text", lambda r: "A" if r.ok else "F", width=2)
+    grade = Field("probe.grade", "text", lambda r: "A" if r.ok else "F", width=2)
     family = Family("x-", lambda name: Field(f"x-{name}", "text", lambda r: name))
     extended = BUILTIN.extended([grade], [family])
     result = await fetch_head(HEAD)
     assert values(result, "status") == [200]
-    assert [f.get(result) for f in compile_fields("audit.grade,x-yz,status", extended)] == [
+    assert [f.get(result) for f in compile_fields("probe.grade,x-yz,status", extended)] == [
         "A",
         "yz",
         200,
     ]
-    with pytest.raises(SpecError, match=r"unknown field 'audit\.grade'"):
-        compile_fields("audit.grade", BUILTIN)
+    with pytest.raises(SpecError, match=r"unknown field 'probe\.grade'"):
+        compile_fields("probe.grade", BUILTIN)
     with pytest.raises(ValueError, match="already defined: status"):
         BUILTIN.extended([Field("status", "int", lambda r: 0)])
-    assert ("audit.grade", "") in extended.describe()
+    assert ("probe.grade", "") in extended.describe()
 
 
 @pytest.mark.parametrize(

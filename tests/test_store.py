@@ -315,7 +315,7 @@ def test_a_version_2_database_migrates_to_runs_with_states_and_keeps_its_rows(
         assert not store.was_pruned(["http://a/"])
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert db.execute("SELECT id, state FROM runs").fetchall() == [(1, "finished"), (2, None)]
         columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
         assert {"state", "host", "pid", "boot_id", "uid"} <= columns

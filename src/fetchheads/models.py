@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from typing import Any
+from typing import Any, Protocol
 
 from fetchheads.errors import ErrorKind
 from fetchheads.hostport import bracketed
@@ -219,6 +219,25 @@ class Alert:
         return {"kind": self.kind, "message": self.message}
 
 
+class Graded(Protocol):
+    """What a result carries under ``--audit`` (an ``audit.Audit``; named here as a protocol
+    because the audit package sits above this floor): a grade, and its JSON record."""
+
+    @property
+    def graded(self) -> bool: ...
+
+    @property
+    def score(self) -> int | None: ...
+
+    @property
+    def grade(self) -> str | None: ...
+
+    @property
+    def rules_version(self) -> str: ...
+
+    def to_record(self) -> dict[str, Any]: ...
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -263,6 +282,7 @@ class Result:
     fetched_at: dt.datetime = dataclasses.field(default_factory=utc_now)
     changes: tuple[Change, ...] | None = None  # set under --changes only
     warnings: tuple[Alert, ...] | None = None  # set under --warn-days only
+    audit: Graded | None = None  # set under --audit only, for a result with a head to grade
 
     @property
     def ok(self) -> bool:
@@ -291,4 +311,6 @@ class Result:
             record["changes"] = [change.to_record() for change in self.changes]
         if self.warnings is not None:
             record["warnings"] = [warning.to_record() for warning in self.warnings]
+        if self.audit is not None:
+            record["audit"] = self.audit.to_record()
         return record

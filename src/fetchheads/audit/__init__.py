@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from fetchheads.audit.grader import audit, audit_result, grade, graded_status, score_of
 from fetchheads.audit.model import Audit, Check, Exchange, Finding
-from fetchheads.audit.rules import Rules, default_rules
+from fetchheads.audit.rules import LETTERS, Rules, default_rules, grade_rank, worse
 
 __all__ = [
+    "LETTERS",
     "Audit",
     "Check",
     "Exchange",
@@ -23,6 +24,8 @@ __all__ = [
     "audit_result",
     "default_rules",
     "grade",
+    "grade_rank",
     "graded_status",
     "score_of",
+    "worse",
 ]

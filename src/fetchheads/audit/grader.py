@@ -104,9 +104,9 @@ def grade(
 def audit(exchange: Exchange, rules: Rules | None = None) -> Audit:
     rules = rules or default_rules()
     headers = HeaderView(exchange.headers)
-    csp = check_csp(
-        headers.all("content-security-policy"),
-        headers.all("content-security-policy-report-only"),
+    csp = _cached_csp(
+        tuple(headers.all("content-security-policy")),
+        bool(headers.all("content-security-policy-report-only")),
         exchange.https,
     )
     found = tuple(findings(exchange, headers, csp.frame_ancestors))
@@ -169,6 +169,19 @@ def _outcomes(
             policy_token_check(headers, "cross-origin-embedder-policy", "coep", COEP_POLICIES),
         ),
     ]
+
+
+CSP_CACHE_SIZE = 4096
+"""Distinct Content-Security-Policy values remembered: parsing a policy is most of the cost of
+grading a head, and the hosts of one estate (one run, one database) mostly share a few policies;
+bounded, as one run may meet a policy with a nonce per response."""
+
+
+@functools.lru_cache(maxsize=CSP_CACHE_SIZE)
+def _cached_csp(enforced: tuple[str, ...], reporting: bool, https: bool) -> CspOutcome:
+    """``check_csp`` by value: its outcome is frozen, and depends on the report-only header only
+    through whether there is one."""
+    return check_csp(enforced, ("",) if reporting else (), https)
 
 
 @functools.cache

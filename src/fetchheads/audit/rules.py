@@ -14,6 +14,10 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+from fetchheads.grades import LETTERS, grade_rank, worse
+
+__all__ = ["LETTERS", "Rules", "default_rules", "grade_rank", "worse"]
+
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashed by identity
 class Rules:

@@ -11,7 +11,8 @@ the fetch options and ``make_config`` in ``options`` and ``scale``, the snapshot
     2    usage error (also: a --db that is not a fetchheads database, is from a newer one, is a
          FIFO or device, or lies in a directory that does not exist)
     3    every target answered, but a certificate needs attention (--warn-days, --warn-fraction;
-         under --changes: only when that warning is printed, i.e. new or worse since the last run)
+         under --changes: only when that warning is printed, i.e. new or worse since the last run),
+         or a target graded under --fail-under
     130  interrupted (SIGINT); 143 terminated (SIGTERM)
     141  stdout closed by its reader (``| head``): stop quietly, as a SIGPIPE'd tool would
 """
@@ -28,6 +29,7 @@ from typing import Any
 import click
 
 from fetchheads.cli.answers import check_columns, compile_answer, open_output
+from fetchheads.cli.audit import AUDIT_COMMANDS, audit_plan
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, make_readable
 from fetchheads.cli.options import fetch_options, make_config
 from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, snapshot_session
@@ -50,6 +52,7 @@ Examples:
   fetchheads -X HEAD -H 'Accept-Language: zh' -k https://127.0.0.1:8443
   fetchheads -L http://example.com           # follow redirects, show each hop
   fetchheads --db ~/heads.db --changes --warn-days 14 -i hosts.txt   # from cron
+  fetchheads --audit --fail-under B -i hosts.txt     # security headers graded; 3 under B
   fetchheads --resolve example.com:443:127.0.0.1 https://example.com/
   fetchheads --dns-servers 9.9.9.9,1.1.1.1 -c 500 --rate 200 --retries 2 -i hosts.txt
   fetchheads --shard 2/4 --json -i hosts.txt > heads-2.jsonl   # one machine of four
@@ -123,7 +126,7 @@ def cli() -> None:
     """Fetch the HTTP response headers of many hosts at once."""
 
 
-for _command in SNAPSHOT_COMMANDS:
+for _command in (*SNAPSHOT_COMMANDS, *AUDIT_COMMANDS):
     cli.add_command(_command)
 
 
@@ -150,6 +153,8 @@ def fetch_command(
     warn_days: int | None,
     warn_fraction: float | None,
     workers: int | None,
+    audit: bool,
+    fail_under: str | None,
     fields: str | None,
     write_out: str | None,
     output: str | None,
@@ -241,6 +246,7 @@ def fetch_command(
         environment=environment,
         session=session,
         workers=processes,
+        audit=audit_plan(audit, fail_under, insecure=config.insecure, headers=config.headers),
     )
     sys.exit(int(run_plan(plan)))
 

@@ -18,6 +18,7 @@ from click.core import ParameterSource
 
 from fetchheads import __version__
 from fetchheads.cli.answers import answer_options
+from fetchheads.cli.audit import audit_options
 from fetchheads.cli.common import environment_source, option_group, positive_float
 from fetchheads.cli.scale import scale_options
 from fetchheads.cli.snapshots import snapshot_options
@@ -292,6 +293,7 @@ fetch_options = option_group(
     route_options,
     terminal_options,
     snapshot_options,
+    audit_options,
     scale_options,
     click.version_option(__version__, "--version", prog_name="fetchheads"),
 )

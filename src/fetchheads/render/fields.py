@@ -218,6 +218,16 @@ def _error_message(result: Result) -> Value:
     return result.error.message if result.error is not None else None
 
 
+def _audit_score(result: Result) -> Value:
+    audit = result.audit
+    return audit.score if audit is not None else None
+
+
+def _audit_grade(result: Result) -> Value:
+    audit = result.audit
+    return audit.grade if audit is not None else None
+
+
 def _header_count(result: Result) -> Value:
     return len(result.head.headers) if result.head is not None else None
 
@@ -318,6 +328,12 @@ BUILTIN = Vocabulary(
             help="certificate warnings (--warn-days, --warn-fraction)",
         ),
         Field("header_count", "int", _header_count, width=3, help="header lines in the head"),
+        Field(
+            "audit.grade", "text", _audit_grade, width=5, help="the security header grade (--audit)"
+        ),
+        Field(
+            "audit.score", "int", _audit_score, width=5, help="the security header score (--audit)"
+        ),
         Field(
             "fetched_at",
             "text",

@@ -1,10 +1,10 @@
 """JSON Lines: one object per target, every key always present (docs/output.md).
 
-``format_jsonl`` writes the record of an ordinary result (no TLS facts, redirects, changes or
-warnings) straight from the ``Result``, with the json module's own string and number encoders:
-building the dict of ``to_record`` and walking it again cost as much as the whole HTTP exchange at
-10,000 targets a second. Anything else goes through ``to_record`` and the encoder. Both give the
-same bytes; ``tests/test_jsonl_fast.py`` holds them to it.
+``format_jsonl`` writes the record of an ordinary result (no TLS facts, redirects, changes,
+warnings or audit) straight from the ``Result``, with the json module's own string and number
+encoders: building the dict of ``to_record`` and walking it again cost as much as the whole HTTP
+exchange at 10,000 targets a second. Anything else goes through ``to_record`` and the encoder.
+Both give the same bytes; ``tests/test_jsonl_fast.py`` holds them to it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def format_jsonl(result: Result) -> str:
         or result.redirects
         or result.changes is not None
         or result.warnings is not None
+        or result.audit is not None
     ):
         return format_record(result.to_record())
     text = encode_basestring

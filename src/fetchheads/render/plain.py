@@ -4,12 +4,14 @@ With ``-L`` each hop followed comes first, as ``TARGET redirect > STATUS URL -> 
 ``grep ' redirect > '`` lists every chain and ``grep ' header > '`` still sees only final heads.
 
 Under ``--changes`` a result shows only ``TARGET changed > ...`` lines; ``--warn-days`` adds
-``TARGET warning > ...`` (``render.changes``).
+``TARGET warning > ...`` (``render.changes``). ``--audit`` adds ``TARGET audit > ...`` lines after
+the head (``render.audit``).
 """
 
 from __future__ import annotations
 
 from fetchheads.models import Result
+from fetchheads.render.audit import audit_lines
 from fetchheads.render.changes import alert_lines, change_lines
 from fetchheads.render.safe import shown_target, terminal_safe
 
@@ -33,5 +35,6 @@ def format_plain(result: Result) -> str:
     if result.error is not None:
         message = terminal_safe(result.error.message)
         lines.append(f"{target} error > {result.error.kind}: {message}")
+    lines.extend(audit_lines(result))
     lines.extend(alert_lines(result.target, result.warnings or ()))
     return "".join(line + "\n" for line in lines)

@@ -13,6 +13,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.text import Text
 
 from fetchheads.models import Alert, Change, Result, Timing, TLSInfo
+from fetchheads.render.audit import audit_of, describe_check, failing, headline
 from fetchheads.render.changes import change_name, show_values
 from fetchheads.render.safe import terminal_safe
 from fetchheads.wording import counted
@@ -143,6 +144,7 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
         if bars and result.redirects:
             bars.insert(0, Text("  timing of the last hop:", style="dim"))
         parts.extend(bars)
+    parts.extend(audit_block(result))
     parts.extend(alert_lines(result.warnings))
     if result.error is not None:
         error = Text("  ✗ ", style="bold red")
@@ -319,6 +321,33 @@ def change_lines(changes: tuple[Change, ...]) -> list[RenderableType]:
         line.append("  →  ", style="dim")
         line.append(show_values(change.after), style="green" if change.after else "dim")
         lines.append(Hanging(line, 4))
+    return lines
+
+
+GRADE_STYLES = {"A": "bold green", "B": "green", "C": "yellow", "D": "bold yellow", "F": "bold red"}
+
+
+def audit_block(result: Result) -> list[RenderableType]:
+    """``  audit  B  score 70  ...``, then each failing test and each finding, one line each."""
+    audit = audit_of(result)
+    if audit is None:
+        return []
+    line = Text("  audit  ", style="dim")
+    if audit.graded and audit.grade is not None:
+        line.append(audit.grade, style=GRADE_STYLES.get(audit.grade[0], "bold"))
+        line.append(f"  score {audit.score}", style="bold")
+        line.append(f"  rules {audit.rules_version}", style="dim")
+    else:
+        line.append(terminal_safe(headline(audit)), style="dim")
+    lines: list[RenderableType] = [Hanging(line, 4)]
+    for check in failing(audit):
+        text = Text("    ✗ ", style="red")
+        text.append(terminal_safe(describe_check(check)))
+        lines.append(Hanging(text, 6))
+    for finding in audit.findings:
+        text = Text(f"    • {finding.kind}: ", style="yellow")
+        text.append(terminal_safe(finding.message))
+        lines.append(Hanging(text, 6))
     return lines
 
 

@@ -25,6 +25,10 @@ server-controlled).
   ``probe_http_redirects``, ``probe_http_ssl`` (1 when the final hop used TLS),
   ``probe_http_content_length`` (only when the head has a valid ``Content-Length``: blackbox
   says -1 for unknown, a value to filter out of every graph),
+* under ``--audit``, two families of fetchheads' own (blackbox has no audit):
+  ``fetchheads_audit_score`` (the Observatory score, 0 and up; only for a graded head) and
+  ``fetchheads_audit_grade_info{grade="B"}`` 1 (the letter as a label: 13 values at most, none of
+  them server text).
 * for https targets: ``probe_ssl_earliest_cert_expiry`` (Unix time of the leaf's ``notAfter``;
   fetchheads sees the leaf only) and ``probe_tls_version_info{version="TLS 1.3"}`` 1.
 """
@@ -54,6 +58,8 @@ class _Family:
 
 # In the order client_golang writes them (sorted by name), so the file reads like blackbox's.
 _FAMILIES = (
+    _Family("fetchheads_audit_grade_info", "The security header grade (--audit)", "grade"),
+    _Family("fetchheads_audit_score", "The security header score (--audit)"),
     _Family("probe_duration_seconds", "Returns how long the probe took to complete in seconds"),
     _Family("probe_http_content_length", "Length of http content response"),
     _Family(
@@ -94,6 +100,8 @@ class _Probe:
     content_length: int | None
     cert_expiry: float | None
     tls_version: str | None
+    audit_score: int | None = None
+    audit_grade: str | None = None
 
 
 class PrometheusTextfile:
@@ -132,6 +140,10 @@ def _samples(name: str, probes: list[tuple[str, _Probe]]) -> list[str]:
                 for phase, seconds in zip(PHASES, probe.phases, strict=True)
             )
             continue
+        if name == "fetchheads_audit_grade_info":
+            if probe.audit_grade is not None:
+                out.append(f'{name}{{{labels},grade="{_label_value(probe.audit_grade)}"}} 1')
+            continue
         if name == "probe_tls_version_info":
             if probe.tls_version is not None:
                 out.append(f'{name}{{{labels},version="{_label_value(probe.tls_version)}"}} 1')
@@ -143,6 +155,7 @@ def _samples(name: str, probes: list[tuple[str, _Probe]]) -> list[str]:
 
 
 _VALUES: dict[str, Callable[[_Probe], float | int | None]] = {
+    "fetchheads_audit_score": lambda p: p.audit_score,
     "probe_duration_seconds": lambda p: p.duration,
     "probe_http_content_length": lambda p: p.content_length,
     "probe_http_redirects": lambda p: p.redirects,
@@ -170,6 +183,8 @@ def _probe(result: Result, success: bool) -> _Probe:
         timing.total - ttfb if timing.total is not None and ttfb is not None else 0.0,
     )
     tls = result.tls
+    audit = result.audit
+    graded = audit is not None and audit.graded
     return _Probe(
         success=int(success),
         duration=timing.total or 0.0,
@@ -181,6 +196,8 @@ def _probe(result: Result, success: bool) -> _Probe:
         content_length=_content_length(head) if head is not None else None,
         cert_expiry=_unix_time(tls.not_after) if tls is not None else None,
         tls_version=(_TLS_VERSIONS.get(tls.version or "", "unknown") if tls is not None else None),
+        audit_score=audit.score if audit is not None and graded else None,
+        audit_grade=audit.grade if audit is not None and graded else None,
     )
 
 

@@ -14,6 +14,8 @@ from fetchheads.run.outcome import report
 from fetchheads.run.plan import RunPlan
 from fetchheads.run.process import ExitStatus
 from fetchheads.run.single import execute
+from fetchheads.run.summary import Summary, below
+from fetchheads.wording import counted
 
 
 def run_plan(plan: RunPlan) -> ExitStatus:
@@ -27,4 +29,21 @@ def run_plan(plan: RunPlan) -> ExitStatus:
         else:
             outcome = execute(plan)
         stderr = StderrConsole(**plan.environment.console_options())
-        return report(outcome, stderr, show_summary=plan.view.summary)
+        status = report(outcome, stderr, show_summary=plan.view.summary)
+        return graded_status(plan, outcome.summary, status, stderr)
+
+
+def graded_status(
+    plan: RunPlan, summary: Summary, status: ExitStatus, stderr: StderrConsole
+) -> ExitStatus:
+    """``--fail-under GRADE``: a run that would end 0 ends 3 when a target graded worse (one that
+    ends 1, failed targets, stays 1), and says so in one line on stderr, also under -q: it is the
+    reason for the status."""
+    floor = plan.audit.fail_under if plan.audit is not None else None
+    if floor is None or status not in (ExitStatus.OK, ExitStatus.WARNING, ExitStatus.FAILED):
+        return status
+    under = below(summary.grades, floor)
+    if not under:
+        return status
+    stderr.print(f"fetchheads: {counted(under, 'target')} graded under {floor} (--fail-under)")
+    return ExitStatus.WARNING if status is ExitStatus.OK else status

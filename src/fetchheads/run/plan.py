@@ -146,6 +146,17 @@ class View:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AuditPlan:
+    """``--audit``: grade every head. ``insecure``: the run uses ``-k`` (a certificate was not
+    verified); ``request_origin``: the ``Origin`` the requests carry (``-H``), which the CORS
+    test reads; ``fail_under``: the grade under which the run ends with status 3."""
+
+    insecure: bool = False
+    request_origin: str | None = None
+    fail_under: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RunPlan:
     """Everything a run needs, decided before it starts. ``workers`` > 1: that many processes
     (``run.supervisor``), each executing this plan with its share of ``-c`` on its share of the
@@ -161,6 +172,7 @@ class RunPlan:
     # error. Not itself frozen: it is the run's recording of snapshots.
     session: SnapshotSession = dataclasses.field(default_factory=SnapshotSession)
     workers: int = 1
+    audit: AuditPlan | None = None  # --audit, --fail-under
     output: OutputFile | None = None  # -o FILE, opened by cli; None: stdout
 
 

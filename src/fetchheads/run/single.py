@@ -38,7 +38,7 @@ from fetchheads.render.writer import Writer
 from fetchheads.run import process
 from fetchheads.run.inputs import Item, read_sources, select_shard, unique_items
 from fetchheads.run.outcome import Outcome
-from fetchheads.run.plan import RunPlan
+from fetchheads.run.plan import AuditPlan, RunPlan
 from fetchheads.run.pool import Intake, Pacer, run
 from fetchheads.run.process import ExitStatus, StopSignals
 from fetchheads.run.summary import Summary, not_recorded
@@ -57,8 +57,11 @@ def execute(plan: RunPlan) -> Outcome:
     intake = Intake()
     session = plan.session
     output = sink.emit
+    grade = auditor(plan.audit)
 
     def emit(result: Any) -> None:
+        if grade is not None:
+            result = grade(result)
         result = session.annotate(result)
         summary.add(result)
         output(result)
@@ -151,6 +154,21 @@ def execute(plan: RunPlan) -> Outcome:
         read=intake.read,
         all_read=intake.complete,
     )
+
+
+def auditor(options: AuditPlan | None) -> Callable[[Result], Result] | None:
+    """``--audit``: a result with its ``audit`` set (when it has a head to grade), or None."""
+    if options is None:
+        return None
+    from fetchheads.audit import audit_result  # --audit runs only
+
+    def grade(result: Result) -> Result:
+        audit = audit_result(
+            result, insecure=options.insecure, request_origin=options.request_origin
+        )
+        return result if audit is None else dataclasses.replace(result, audit=audit)
+
+    return grade
 
 
 def safe(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ import collections
 import dataclasses
 from typing import Any
 
+from fetchheads.grades import grade_rank, worse
 from fetchheads.models import Result
 from fetchheads.render.safe import terminal_safe
 from fetchheads.wording import counted
@@ -19,6 +20,11 @@ def not_recorded(count: int, reason: str, path: str) -> str:
     return f"fetchheads: {lost} not recorded: {terminal_safe(reason)} (--db {terminal_safe(path)})"
 
 
+def below(grades: collections.Counter[str], floor: str) -> int:
+    """How many of the counted ``grades`` are worse than ``floor`` (``--fail-under``)."""
+    return sum(n for grade, n in grades.items() if worse(grade, floor))
+
+
 @dataclasses.dataclass(slots=True)
 class Summary:
     targets: int = 0
@@ -27,6 +33,8 @@ class Summary:
         default_factory=collections.Counter
     )
     statuses: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
+    grades: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    """--audit: targets per grade (graded heads only)."""
 
     @property
     def failed(self) -> int:
@@ -39,6 +47,7 @@ class Summary:
             "ok": self.ok,
             "failed_by_kind": dict(self.failed_by_kind),
             "statuses": {str(status): n for status, n in self.statuses.items()},
+            "grades": dict(self.grades),
         }
 
     def add_counts(self, counts: dict[str, Any]) -> None:
@@ -47,6 +56,7 @@ class Summary:
         self.ok += counts["ok"]
         self.failed_by_kind.update(counts["failed_by_kind"])
         self.statuses.update({int(status): n for status, n in counts["statuses"].items()})
+        self.grades.update(counts.get("grades", {}))
 
     def add(self, result: Result) -> None:
         self.targets += 1
@@ -58,6 +68,9 @@ class Summary:
             # A failed chain (-L: a loop, an unfollowable Location) ends on a head, but it counts
             # under its error kind: "302 x1" would read as one redirect answered as asked.
             self.statuses[result.head.status] += 1
+        audit = result.audit
+        if audit is not None and audit.grade is not None:
+            self.grades[audit.grade] += 1
 
     def describe(self, elapsed: float) -> str:
         """``12 targets, 10 ok, 2 failed (dns 1, timeout 1); 200 x8, 301 x2; 1.23 s, 9.8/s``."""
@@ -68,6 +81,11 @@ class Summary:
         text = ", ".join(parts)
         if self.statuses:
             text += "; " + ", ".join(f"{s} x{n}" for s, n in sorted(self.statuses.items()))
+        if self.grades:
+            text += "; grades " + ", ".join(
+                f"{g} x{n}"
+                for g, n in sorted(self.grades.items(), key=lambda item: grade_rank(item[0]))
+            )
         rate = self.targets / elapsed if elapsed > 0 else 0.0
         return f"{text}; {elapsed:.2f} s, {rate:.1f}/s"
 

@@ -16,6 +16,9 @@ record (docs/output.md):
 * volatile headers (``DEFAULT_VOLATILE`` plus ``--ignore-header``) are never compared;
 * ``:certificate`` is one change naming what became of the certificate (``renewals``), compared
   with the certificate last seen: a failure in between has none, and changes nothing.
+* under ``--audit``, when both sides carry an audit graded by the same rules version:
+  ``:audit.grade`` (``B`` -> ``D``) and ``:audit.TEST`` for each test whose result changed
+  (``pass (hsts-implemented-max-age-at-least-six-months)`` -> ``fail (hsts-not-implemented)``).
 
 Certificate warnings (``--warn-days N``) go by steps: a certificate is under N days, then under 7,
 3 and 1 day (steps at or above N are skipped), then expired (step 0). Under ``--changes`` a warning
@@ -104,6 +107,8 @@ class Snapshot:
     redirects: tuple[dict[str, Any], ...] = ()
     cert_threshold: int | None = None
     """The ``--warn-days`` step the certificate had reached (``certificate_step``), or None."""
+    audit: dict[str, Any] | None = None
+    """``--audit``: the stored summary of the audit (``graded.stored_audit``), or None."""
     id: int | None = None
     run_id: int | None = None
     run_state: str | None = None
@@ -171,7 +176,49 @@ def snapshot_of(result: Result, warn_days: int | None = None) -> Snapshot:
         tls=result.tls.to_record() if result.tls else None,
         redirects=tuple(hop.to_record() for hop in result.redirects),
         cert_threshold=certificate_step(result, warn_days),
+        audit=stored_audit(result.audit.to_record()) if result.audit is not None else None,
     )
+
+
+def stored_audit(record: dict[str, Any]) -> dict[str, Any]:
+    """What a snapshot keeps of an audit's record: enough for ``--changes`` (the grade, each
+    test's result id and verdict), not the reasons and findings, which ``fetchheads audit``
+    works out again from the stored head."""
+    return {
+        "rules_version": record["rules_version"],
+        "graded": record["graded"],
+        "score": record["score"],
+        "grade": record["grade"],
+        "tests": {test["name"]: [test["result"], test["pass"]] for test in record["tests"]},
+    }
+
+
+AUDIT_GRADE = ":audit.grade"
+AUDIT_TEST = ":audit."
+"""Change names: ``:audit.grade``, and ``:audit.TEST`` for a test whose result changed."""
+
+
+def audit_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[Change]:
+    """The grade and the test results that changed between two stored audits. Nothing when
+    either side has none, or they were graded under different rules versions: a new version of
+    the rules is no change in the site."""
+    if before is None or after is None or before["rules_version"] != after["rules_version"]:
+        return []
+    changes: list[Change] = []
+    if before["grade"] != after["grade"]:
+        changes.append(Change(AUDIT_GRADE, _one(before["grade"]), _one(after["grade"])))
+    old, new = before["tests"], after["tests"]
+    for name, outcome in new.items():
+        earlier = old.get(name)
+        if earlier is not None and earlier[0] != outcome[0]:
+            changes.append(Change(AUDIT_TEST + name, (_verdict(*earlier),), (_verdict(*outcome),)))
+    return changes
+
+
+def _verdict(result: str, passed: bool | None) -> str:
+    """``fail (hsts-not-implemented)``."""
+    word = "not tested" if passed is None else "pass" if passed else "fail"
+    return f"{word} ({result})"
 
 
 def ignored_names(extra: Iterable[str] = ()) -> frozenset[str]:
@@ -202,6 +249,7 @@ def compare(
             changes.append(certificate)
     if before is not None and before.has_head and after.has_head:
         changes.extend(_header_changes(before.headers, after.headers, ignored))
+        changes.extend(audit_changes(before.audit, after.audit))
     return tuple(changes)
 
 

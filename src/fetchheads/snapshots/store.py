@@ -10,7 +10,9 @@ of a fleet; psycopg 3 is an optional extra, imported only by that module)::
     snapshots  one row per fetched target: id, uid, run_id, key, target, url, fetched_at, ok,
                status, reason, http_version, headers (JSON [[name, value], ...]; NULL when no
                head came), error_kind, error_message, address, timing (JSON), tls (JSON),
-               redirects (JSON), cert_threshold (the --warn-days step reached, see changes.py)
+               redirects (JSON), cert_threshold (the --warn-days step reached, see changes.py),
+               audit (JSON, --audit: rules_version, graded, score, grade, each test's result;
+               NULL when the run did not audit or there was no head to grade)
     headers    (view) one row per header line: snapshot_id, key, target, fetched_at, name, value
     pruned_keys  the keys prune has deleted snapshots of: their oldest kept is not their first
 
@@ -38,7 +40,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from fetchheads.credentials import has_unencoded_password, redact_url
@@ -47,7 +49,7 @@ from fetchheads.snapshots.changes import Snapshot, known_certificate, wants_last
 from fetchheads.snapshots.renewals import CERTIFICATE_KEYS
 from fetchheads.snapshots.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Both backends number their migrations alike: version N means the same tables everywhere."""
 APPLICATION_ID = 0x46484431  # "FHD1": marks a database as fetchheads'
 PRUNE_BATCH = 2000
@@ -58,7 +60,7 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 SNAPSHOT_FIELDS = (
     "run_id, uid, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
-    "error_kind, error_message, address, timing, tls, redirects, cert_threshold"
+    "error_kind, error_message, address, timing, tls, redirects, cert_threshold, audit"
 )
 """The columns a snapshot row is written with, in ``encode``'s order."""
 RUN_FIELDS = (
@@ -114,13 +116,15 @@ def encode(run_id: int, s: Snapshot, uid: str | None = None) -> tuple[Any, ...]:
         None if s.tls is None else dumps(s.tls),
         dumps(list(s.redirects)),
         s.cert_threshold,
+        None if s.audit is None else dumps(s.audit),
     )
 
 
 def decode(row: Sequence[Any]) -> Snapshot:
     """A row of ``Store.SNAPSHOT_COLUMNS`` (id, run_id, then the snapshot) as a Snapshot."""
     (id_, run_id, key, target, url, fetched_at, ok, status, reason, http_version) = row[:10]
-    headers, error_kind, error_message, address, timing, tls, redirects, threshold = row[10:]
+    headers, error_kind, error_message, address, timing, tls, redirects, threshold = row[10:18]
+    audit = row[18] if len(row) > 18 else None
     pairs = json.loads(headers) if headers is not None else []
     return Snapshot(
         key=key,
@@ -140,6 +144,7 @@ def decode(row: Sequence[Any]) -> Snapshot:
         tls=None if tls is None else json.loads(tls),
         redirects=tuple(json.loads(redirects)),
         cert_threshold=threshold,
+        audit=None if audit is None else json.loads(audit),
         id=id_,
         run_id=run_id,
     )
@@ -162,7 +167,7 @@ class Store:
 
     SNAPSHOT_COLUMNS = (
         "id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
-        "error_kind, error_message, address, timing, tls, redirects, cert_threshold"
+        "error_kind, error_message, address, timing, tls, redirects, cert_threshold, audit"
     )
     CERTIFICATE = (
         "CASE WHEN tls IS NULL THEN NULL ELSE json_object("
@@ -173,7 +178,7 @@ class Store:
     FINGERPRINT = "json_extract(tls, '$.fingerprint_sha256')"
     PREVIOUS_COLUMNS = (
         "id, run_id, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
-        f"error_kind, error_message, NULL, '{{}}', {CERTIFICATE}, '[]', cert_threshold"
+        f"error_kind, error_message, NULL, '{{}}', {CERTIFICATE}, '[]', cert_threshold, audit"
     )
     """What --changes compares, and no more: decoding every JSON column of every predecessor
     would double the cost of a --changes run (its ``tls`` holds only ``CERTIFICATE_KEYS``)."""
@@ -242,12 +247,13 @@ class Store:
     def _lock_keys(self, keys: Sequence[str]) -> None:
         """Inside a write: make other writers of these keys wait until it ends."""
 
-    def _latest(self, keys: Sequence[str]) -> dict[str, Snapshot]:
-        """The latest stored snapshot of each of ``keys`` that has one (PREVIOUS_COLUMNS)."""
+    def _latest(self, keys: Sequence[str], columns: str | None = None) -> dict[str, Snapshot]:
+        """The latest stored snapshot of each of ``keys`` that has one (``columns``: by default
+        PREVIOUS_COLUMNS)."""
         found: dict[str, Snapshot] = {}
         for key in keys:
             rows = self._rows(
-                f"SELECT {self.PREVIOUS_COLUMNS} FROM snapshots WHERE key = ? "
+                f"SELECT {columns or self.PREVIOUS_COLUMNS} FROM snapshots WHERE key = ? "
                 "ORDER BY fetched_at DESC, id DESC LIMIT 1",
                 (key,),
             )
@@ -369,6 +375,34 @@ class Store:
         with self._translate("read"), self._read():
             latest = self._latest(sorted(set(keys)))
         return [latest.get(key) for key in keys]
+
+    def newest(
+        self, keys: Sequence[str] | None = None, *, batch: int = COPY_BATCH
+    ) -> Iterator[list[Snapshot]]:
+        """The newest snapshot of every key (or of ``keys``), in key order, ``batch`` keys at a
+        time: what ``fetchheads audit --db`` grades. Each batch is one read."""
+        if keys is not None:
+            wanted = sorted(set(keys))
+            for start in range(0, len(wanted), batch):
+                with self._translate("read"), self._read():
+                    latest = self._latest(wanted[start : start + batch], self.SNAPSHOT_COLUMNS)
+                yield [latest[key] for key in wanted[start : start + batch] if key in latest]
+            return
+        after = ""
+        while True:
+            with self._translate("read"), self._read():
+                page = [
+                    row[0]
+                    for row in self._rows(
+                        "SELECT DISTINCT key FROM snapshots WHERE key > ? ORDER BY key LIMIT ?",
+                        (after, batch),
+                    )
+                ]
+                if not page:
+                    return
+                latest = self._latest(page, self.SNAPSHOT_COLUMNS)
+            yield [latest[key] for key in page if key in latest]
+            after = page[-1]
 
     def history(
         self,
@@ -514,7 +548,7 @@ class Store:
         query = (
             f"SELECT id, run_id, uid, key, target, url, {self._ts('fetched_at')}, ok, status, "
             f"reason, http_version, {j('headers')}, error_kind, error_message, address, "
-            f"{j('timing')}, {j('tls')}, {j('redirects')}, cert_threshold "
+            f"{j('timing')}, {j('tls')}, {j('redirects')}, cert_threshold, {j('audit')} "
             "FROM snapshots WHERE id > ? ORDER BY id LIMIT ?"
         )
         with self._translate("read"):

@@ -123,6 +123,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX runs_by_uid ON runs (uid);
     CREATE UNIQUE INDEX snapshots_by_uid ON snapshots (uid);
     """,
+    # 4 -> 5: the audit of each snapshot (--audit).
+    """
+    ALTER TABLE snapshots ADD COLUMN audit json;
+    """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -145,7 +149,7 @@ class PostgresStore(Store):
     SNAPSHOT_COLUMNS = (
         f"id, run_id, key, target, url, {_ts('fetched_at')}, ok, status, reason, http_version, "
         "headers::text, error_kind, error_message, address, timing::text, tls::text, "
-        "redirects::text, cert_threshold"
+        "redirects::text, cert_threshold, audit::text"
     )
     CERTIFICATE = (
         "CASE WHEN tls IS NULL THEN NULL ELSE json_build_object("
@@ -156,7 +160,7 @@ class PostgresStore(Store):
     PREVIOUS_COLUMNS = (
         f"id, run_id, key, target, url, {_ts('fetched_at')}, ok, status, reason, http_version, "
         f"headers::text, error_kind, error_message, NULL, '{{}}', {CERTIFICATE}, '[]', "
-        "cert_threshold"
+        "cert_threshold, audit::text"
     )
 
     def __init__(self, connection: psycopg.Connection[Any], path: str, secrets: list[str]) -> None:
@@ -317,13 +321,13 @@ class PostgresStore(Store):
             (list(keys),),
         )
 
-    def _latest(self, keys: Sequence[str]) -> dict[str, Snapshot]:
+    def _latest(self, keys: Sequence[str], columns: str | None = None) -> dict[str, Snapshot]:
         # The second lateral looks back only for a failed https target without a certificate of
         # its own (store.wants_last_certificate); its condition on p alone gates it, so the other
         # keys cost nothing.
         rows = self._db.execute(
             f"SELECT p.*, c.certificate FROM unnest(%s::text[]) AS k (key) CROSS JOIN LATERAL "
-            f"(SELECT {self.PREVIOUS_COLUMNS}, {self.FINGERPRINT} AS fingerprint "
+            f"(SELECT {columns or self.PREVIOUS_COLUMNS}, {self.FINGERPRINT} AS fingerprint "
             "FROM snapshots AS s WHERE s.key = k.key "
             "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS p LEFT JOIN LATERAL "
             f"(SELECT {self.CERTIFICATE} AS certificate FROM snapshots AS s "

@@ -114,10 +114,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX runs_by_uid ON runs (uid);
     CREATE UNIQUE INDEX snapshots_by_uid ON snapshots (uid);
     """,
+    # 4 -> 5: the audit of each snapshot (--audit): its grade and test results, so --changes
+    # can report a grade that changed. Old rows have none (fetchheads audit grades them).
+    """
+    ALTER TABLE snapshots ADD COLUMN audit TEXT;
+    """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
-_INSERT = f"INSERT INTO snapshots ({SNAPSHOT_FIELDS}) VALUES ({', '.join('?' * 18)})"
+_INSERT = f"INSERT INTO snapshots ({SNAPSHOT_FIELDS}) VALUES ({', '.join('?' * 19)})"
 _BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 
