@@ -7,7 +7,9 @@ no thread, no task per connection — writes a small HTTP/1.0 response and close
 connections wait at once at little CPU cost, so the server is not what limits a client at
 ``-c 5000``. ``secure``: the response carries a typical set of security headers (CSP, HSTS,
 cookies ...), what ``--audit`` spends its time on. Prints ``ready`` once every process listens;
-ends on SIGTERM.
+ends on SIGTERM. With ``DELAY_TRACE=PATH`` each process appends, every 20 ms, its open
+connections, how many it answered since the last line and how long they lived on average, to
+``PATH.PID``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: delay\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
@@ -36,6 +39,12 @@ SECURE_RESPONSE = (
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
+OPEN = [0]
+"""Connections this process holds open now (``DELAY_TRACE``)."""
+LIVED = [0.0, 0]
+"""Seconds the connections answered since the last trace line lived, and how many there were."""
+
+
 class Delayed(asyncio.Protocol):
     def __init__(self, delay: float, response: bytes = RESPONSE) -> None:
         self._delay = delay
@@ -43,9 +52,12 @@ class Delayed(asyncio.Protocol):
         self._seen = b""
         self._transport: asyncio.WriteTransport | None = None
         self._answered = False
+        self._opened = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # a stream transport
+        OPEN[0] += 1
+        self._opened = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
         if self._answered:
@@ -60,9 +72,23 @@ class Delayed(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(self._response)
             transport.close()
+            LIVED[0] += time.monotonic() - self._opened
+            LIVED[1] += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        OPEN[0] -= 1
+
+
+def trace(path: str) -> None:
+    """Every 20 ms, append ``monotonic-time open-connections`` to ``path``: how many targets a
+    client keeps in flight, seen from the server (one file per process: ``path.PID``)."""
+    loop = asyncio.get_running_loop()
+    with open(f"{path}.{os.getpid()}", "a") as out:
+        lived = LIVED[0] / LIVED[1] if LIVED[1] else 0.0
+        out.write(f"{time.monotonic():.3f} {OPEN[0]} {LIVED[1]} {lived:.3f}\n")
+    LIVED[:] = [0.0, 0]
+    loop.call_later(0.02, trace, path)
 
 
 def listening_socket(port: int) -> socket.socket:
@@ -83,6 +109,8 @@ def serve(sock: socket.socket, delay: float, response: bytes = RESPONSE) -> None
     async def main() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: Delayed(delay, response), sock=sock, backlog=8192)
+        if os.environ.get("DELAY_TRACE"):
+            trace(os.environ["DELAY_TRACE"])
         stop = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
         async with server:
