@@ -12,7 +12,11 @@ alternating the order each round, ``--rounds`` times. Regimes (``--regimes http,
             and ``-c 5000`` (``--latency-concurrency``): what counts is how many targets stay in
             flight. Each tool's ideal, its start-up (the same command on an empty list) plus
             ceil(N / in flight) x delay, is printed beside it; curl keeps at most 300 in flight
-            whatever ``--parallel-max`` says.
+            whatever ``--parallel-max`` says. ``floor`` (benchmarks/peer_floor.py: a bare uvloop
+            protocol that only connects, writes and waits for the blank line) shows how near the
+            ideal this machine and server let any Python client come. A warning names every run
+            during which the kernel dropped connections from a full accept queue (each then
+            waits a second for its SYN to be retried).
 
 The tools:
 
@@ -121,13 +125,24 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     return process, port, tls_port
 
 
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+"""GNU time, through which every tool is started when it is installed: a process's peak RSS as
+the kernel reports it (``wait4``) includes its parent's at the moment it was forked and exec'd,
+so a tool started straight from this script (~35 MiB of Python) would never show less than that.
+Started from GNU time (~2 MiB), a tool's own peak is what is measured."""
+
+
 def measure(
     argv: list[str], *, stdin: object = None, stdout: Path, tree: list[float] | None = None
 ) -> tuple[float, float, float]:
     """Run ``argv``; return (wall seconds, peak RSS MiB, CPU seconds). CPU counts the process and
-    the workers it forked and waited for; peak RSS is ``wait4``'s: the largest single process.
-    With ``tree``, the peak of the whole process tree's summed PSS (sampled every 50 ms) is
-    appended to it: fetchheads with workers is several processes."""
+    the workers it forked and waited for; peak RSS is ``wait4``'s: the largest single process
+    (through GNU time where installed, see ``GNU_TIME``). With ``tree``, the peak of the whole
+    process tree's summed PSS (sampled every 50 ms) is appended to it: fetchheads with workers is
+    several processes."""
+    rss_file = stdout.with_suffix(".rss")
+    if GNU_TIME is not None:
+        argv = [GNU_TIME, "-q", "-f", "%M", "-o", str(rss_file), *argv]
     with open(stdout, "wb") as out:
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL)  # type: ignore[arg-type]
@@ -145,7 +160,10 @@ def measure(
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode not in (0, 1):
         raise SystemExit(f"{argv[0]} exited {process.returncode}")
-    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    rss = usage.ru_maxrss / 1024
+    if GNU_TIME is not None:
+        rss = int(rss_file.read_text().split()[-1]) / 1024
+    return wall, rss, usage.ru_utime + usage.ru_stime
 
 
 def _tree_rss(pid: int) -> int:
@@ -178,15 +196,29 @@ def _sample_tree(process: subprocess.Popen[bytes], peak: list[float]) -> None:
             return
 
 
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped because a listening socket's accept queue was
+    full (``TcpExt ListenOverflows``): each such client retries its SYN a whole second later, a
+    stall that would be charged to the tool. Machine-wide (other work counts too); 0 where
+    unreadable."""
+    try:
+        with open("/proc/net/netstat") as f:
+            names, values = (line.split() for line in f if line.startswith("TcpExt:"))
+    except (OSError, ValueError):
+        return 0
+    return int(dict(zip(names, values, strict=True)).get("ListenOverflows", 0))
+
+
 def count_heads(path: Path) -> int:
     """200 responses in a tool's output: JSON records with status 200, or ``HTTP/x 200`` lines
-    (not any line with "200" somewhere in it: a port, a URL or a timing would count a failure)."""
+    (not any line with "200" somewhere in it: a port, a URL or a timing would count a failure).
+    A status line may end right after the code (aiohttp's ``HTTP/1.1 200``, no reason)."""
     with open(path, "rb") as f:
         return sum(
             1
             for line in f
             if (line.startswith(b'{"target"') and b'"status": 200,' in line)
-            or (line.startswith(b"HTTP/") and line.split(b" ", 2)[1:2] == [b"200"])
+            or (line.startswith(b"HTTP/") and line.split(None, 2)[1:2] == [b"200"])
         )
 
 
@@ -255,10 +287,18 @@ def compare(
         order = tools[round_ % len(tools) :] + tools[: round_ % len(tools)]
         for tool in order:
             out = work / f"{tool}.out"
+            overflows = listen_overflows()
             sample = measure(commands[tool], stdout=out)
+            overflows = listen_overflows() - overflows
             got = count_heads(out)
             if got != targets:  # a tool that skipped work would look fast
                 print(f"warning: {tool} got {got} of {targets} heads", flush=True)
+            if overflows:
+                print(
+                    f"warning: {overflows} connections overflowed an accept queue during "
+                    f"{tool} (each retried 1 s later)",
+                    flush=True,
+                )
             samples[tool].append(sample)
         print(
             f"round {round_ + 1}/{rounds}: "
@@ -438,6 +478,11 @@ def latency_case(work: Path, args: argparse.Namespace) -> None:
                 "fetchheads": fetchheads_argv(python, c, urls),
                 "fetchheads-1": fetchheads_argv(python, c, urls, "--workers", "1"),
                 "curl": curl_argv(c, curl_cfg),
+                "floor": [
+                    python,
+                    str(Path(__file__).with_name("peer_floor.py")),
+                    *(str(urls), str(c)),
+                ],
             }
             in_flight = {"curl": min(c, CURL_PARALLEL_MAX)}
             ideal = {

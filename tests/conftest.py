@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from hypothesis import settings
 
 from fetchheads.config import Config
 from fetchheads.fetch.one import FetchContext, make_ssl_context
@@ -19,6 +20,11 @@ from tests.support.nginx import Nginx
 from tests.support.postgres import Postgres, running_postgres
 from tests.support.servers import Handler, ThreadedServer
 from tests.support.tinyproxy import Tinyproxy
+
+# No test is timed (speed is measured in benchmarks/): hypothesis's 200 ms deadline per example
+# failed test_jsonl_fast on a fresh clone whose two cores were busy.
+settings.register_profile("fetchheads", deadline=None)
+settings.load_profile("fetchheads")
 
 PROXY_VARIABLES = (
     "http_proxy",

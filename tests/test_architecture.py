@@ -40,6 +40,7 @@ PURE = (
     "fetchheads.render.changes",
     "fetchheads.render.history",
     "fetchheads.render.fields",
+    "fetchheads.render.sort",
     "fetchheads.render.tabular",
     "fetchheads.render.writeout",
     "fetchheads.render.prometheus",

@@ -1,5 +1,6 @@
-"""Every response case of llhttp's test suite, through our parser (tests/data/README in
-../shared/conformance: 85 cases of nodejs/llhttp v9.4.2, MIT, see tests/data/LICENSE-llhttp).
+"""Every response case of llhttp's test suite, through our parser
+(tests/data/llhttp-response-cases.json: 85 cases of nodejs/llhttp v9.4.2, MIT, see
+tests/data/LICENSE-llhttp).
 
 Where llhttp accepts the first message, we must give the same version, status, reason and headers
 (values compared with trailing spaces and tabs stripped; for a 1xx first message the final

@@ -68,6 +68,48 @@ async def test_the_request_carries_path_and_default_headers() -> None:
     )
 
 
+class _Counting(asyncio.Protocol):
+    """A server connection that answers once the first request head is in and keeps every byte
+    the client sent until it went away."""
+
+    def __init__(self, received: list[bytes], gone: asyncio.Future[None]) -> None:
+        self._received = received
+        self._gone = gone
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        answered = b"\r\n\r\n" in b"".join(self._received)
+        self._received.append(data)
+        if not answered and b"\r\n\r\n" in b"".join(self._received):
+            assert self._transport is not None
+            self._transport.write(b"HTTP/1.0 204 No Content\r\n\r\n")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._gone.done():
+            self._gone.set_result(None)
+
+
+@pytest.mark.parametrize("spelling", ["127.0.0.1:{port}/once", "http://localhost:{port}/once"])
+async def test_the_request_is_sent_once(spelling: str) -> None:
+    # A plain-http request goes out the moment the connection is made; the exchange afterwards
+    # must not send it again (the server would see two requests). An IP literal and a name.
+    loop = asyncio.get_running_loop()
+    received: list[bytes] = []
+    gone: asyncio.Future[None] = loop.create_future()
+    server = await loop.create_server(lambda: _Counting(received, gone), "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        target = parse_target(spelling.format(port=port))
+        result = await fetch_one(target, make_context())
+        await gone
+    assert result.ok
+    assert b"".join(received).count(b"GET /once HTTP/1.0") == 1
+
+
 async def test_bare_lf_line_endings_are_tolerated() -> None:
     result = await fetch(reply(b"HTTP/1.0 200 OK\nServer: old\nX-A: 1\n\nbody"))
     assert result.ok

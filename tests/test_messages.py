@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
@@ -61,6 +62,27 @@ def test_a_bad_environment_value_names_its_variable() -> None:
     assert "Invalid value for '-t' / '--timeout'" in invoke(["-t", "abc", "x"]).stderr
 
 
+def test_a_bad_path_from_the_environment_names_its_variable(tmp_path: Path) -> None:
+    # Checked after parsing (a file, a database, a CA bundle): a cron job's FETCHHEADS_DB has no
+    # --db on its command line to fix.
+    not_pem = tmp_path / "hosts.txt"
+    not_pem.write_text("127.0.0.1\n")
+    cases = {
+        "FETCHHEADS_DB": (str(tmp_path), "Invalid value for FETCHHEADS_DB (--db): "),
+        "FETCHHEADS_INPUT": (
+            str(tmp_path / "missing.txt"),
+            "Invalid value for FETCHHEADS_INPUT (-i/--input): cannot read ",
+        ),
+        "FETCHHEADS_CACERT": (str(not_pem), "Invalid value for FETCHHEADS_CACERT (--cacert): "),
+    }
+    for name, (value, expected) in cases.items():
+        outcome = invoke(["127.0.0.1:9"], env={name: value})
+        assert outcome.exit_code == 2, (name, outcome.stderr)
+        assert expected in outcome.stderr, outcome.stderr
+    # Given on the command line, the same values are named as the options.
+    assert "Invalid value for --db: " in invoke(["--db", str(tmp_path), "127.0.0.1:9"]).stderr
+
+
 def test_control_characters_in_a_file_name_are_shown_escaped() -> None:
     outcome = invoke(["-i", "bad\x1b[31mname"])
     assert outcome.exit_code == 2
@@ -84,3 +106,11 @@ def test_a_failed_redirect_chain_counts_under_its_error_not_its_status(
     assert outcome.exit_code == 1
     assert outcome.stderr.startswith("1 target, 0 ok, 1 failed (redirect 1); ")
     assert "302" not in outcome.stderr
+
+
+def test_a_command_group_given_no_command_shows_its_help_as_lines() -> None:
+    outcome = invoke(["db"])
+    output = outcome.stdout + outcome.stderr  # click 8.1 prints it to stdout, 8.2+ to stderr
+    assert "\\x0a" not in output
+    assert "Usage: fetchheads db [OPTIONS] COMMAND [ARGS]..." in output.splitlines()
+    assert any(line.lstrip().startswith("copy ") for line in output.splitlines())

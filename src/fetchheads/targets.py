@@ -39,6 +39,10 @@ _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # passed through as written). Anything else is percent-encoded rather than refused, except
 # controls and whitespace, which are refused because they could split our own request.
 _PATH_SAFE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
+"""An IPv4 address already in its canonical spelling (no leading zeros, no hex, four parts): the
+common case, which ``_ipv4_host`` returns as it is without taking the parts apart."""
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 _INVISIBLE_CATEGORIES = frozenset({"Cf", "Zs", "Zl", "Zp"})
@@ -224,6 +228,8 @@ def _ipv4_host(host: str) -> str | None:
     last part fills the bytes the others leave. ``None`` for a host name. A host that ends in a
     number but is no IPv4 address (``256.1.1.1``, ``1.2.3.4.5``, ``example.123``) is refused,
     as WHATWG does: a name with a numeric top-level label cannot exist, so it is a typo."""
+    if _DOTTED_QUAD.fullmatch(host):
+        return host
     parts = host.split(".")
     if len(parts) > 1 and not parts[-1]:
         parts.pop()  # one trailing dot: 127.0.0.1.

@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from fetchheads.cli.answers import check_columns, compile_answer, open_output
+from fetchheads.cli.answers import check_columns, check_sort, compile_answer, open_output
 from fetchheads.cli.audit import AUDIT_COMMANDS, audit_plan
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, make_readable
 from fetchheads.cli.options import fetch_options, make_config
@@ -164,6 +164,7 @@ def fetch_command(
     warned: bool,
     has_header: tuple[str, ...],
     missing_header: tuple[str, ...],
+    sort: tuple[str, ...],
     **config_fields: Any,
 ) -> None:
     """Fetch the response headers of every TARGET at once.
@@ -194,6 +195,7 @@ def fetch_command(
         has_header=has_header,
         missing_header=missing_header,
         warns=warn_days is not None or warn_fraction is not None,
+        sort=sort,
     )
     view = choose_view(
         output_format,
@@ -207,8 +209,10 @@ def fetch_command(
         selector=answer.selector,
         output=output,
         changes=changes,
+        sort=answer.sort,
     )
     check_columns(fields, view.format)
+    check_sort(answer.sort, view.format)
     tls = _tls(config)
     if changes and db is None:
         raise click.UsageError("--changes compares with earlier snapshots: give --db PATH")

@@ -17,7 +17,9 @@ from fetchheads.config import WRITE_OUT
 from fetchheads.render.fields import BUILTIN, Field, SpecError, compile_fields
 from fetchheads.render.filters import Selector, compile_selector
 from fetchheads.render.output import OutputFile
+from fetchheads.render.sort import SortOrder, compile_sort
 from fetchheads.render.writeout import WriteOut, compile_write_out
+from fetchheads.run.plan import LINE_FORMATS
 
 answer_options = option_group(
     click.option(
@@ -27,6 +29,15 @@ answer_options = option_group(
         help="Columns of --format table, csv and tsv, comma-separated, e.g. "
         "'target,status,header:server,time.total' (docs/fields.md lists them all). Without "
         "--format: the table on a terminal, TSV otherwise.",
+    ),
+    click.option(
+        "--sort",
+        "sort",
+        multiple=True,
+        metavar="[-]FIELD",
+        help="Print the results sorted by FIELD at the end of the run, smallest first; -FIELD "
+        "largest first. A comma list or --sort again breaks ties; unknown values last. "
+        "--sort audit.score: worst grade first. Holds each printed line until the end.",
     ),
     click.option(
         "-w",
@@ -97,6 +108,7 @@ class Answer:
     fields: tuple[Field, ...] = ()
     write_out: WriteOut | None = None
     selector: Selector | None = None
+    sort: SortOrder | None = None
 
 
 def compile_answer(
@@ -111,6 +123,7 @@ def compile_answer(
     has_header: tuple[str, ...],
     missing_header: tuple[str, ...],
     warns: bool,
+    sort: tuple[str, ...] = (),
 ) -> Answer:
     """The options, checked and compiled; ``warns``: --warn-days or --warn-fraction given."""
     if write_out is not None and output_format is not None:
@@ -128,6 +141,10 @@ def compile_answer(
     except SpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--fields") from None
     try:
+        order = compile_sort(sort, BUILTIN)
+    except SpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--sort") from None
+    try:
         template = None if write_out is None else compile_write_out(_template(write_out))
     except SpecError as exc:
         raise click.BadParameter(str(exc), param_hint="-w/--write-out") from None
@@ -142,7 +159,7 @@ def compile_answer(
         )
     except SpecError as exc:
         raise click.UsageError(str(exc)) from None
-    return Answer(columns, template, None if selector.selects_everything else selector)
+    return Answer(columns, template, None if selector.selects_everything else selector, order)
 
 
 def check_columns(fields: str | None, chosen: str) -> None:
@@ -152,6 +169,15 @@ def check_columns(fields: str | None, chosen: str) -> None:
         raise click.UsageError(
             f"--fields chooses the columns of --format table, csv or tsv, not of {what} "
             "(-w takes any field as %{field})"
+        )
+
+
+def check_sort(sort: SortOrder | None, chosen: str) -> None:
+    """--sort with a format that is not one line a target is a usage error."""
+    if sort is not None and chosen not in LINE_FORMATS:
+        raise click.UsageError(
+            f"--sort orders the line formats (table, csv, tsv, plain, jsonl, -w), not --format "
+            f"{chosen}"
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -63,16 +63,30 @@ def make_readable(error: click.ClickException) -> None:
     that came from the environment names its variable (``Invalid value for FETCHHEADS_TIMEOUT
     (--timeout): 'abc' is not a valid float.``: the command line shows no ``--timeout`` to
     fix), and control characters of a file name or target are shown escaped, as server text is."""
+    # A group given no command (`fetchheads db`) shows its help: our own lines (click 8.2+).
+    if isinstance(error, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        return
     # click declares ``message`` Final, but reads it back only when the error is shown.
     error.message = terminal_safe(error.message)  # type: ignore[misc]
-    if not isinstance(error, click.BadParameter) or error.param_hint is not None:
+    if not isinstance(error, click.BadParameter):
         return
-    param, ctx = error.param, error.ctx
-    if not isinstance(param, click.Option) or ctx is None or param.name is None:
+    ctx, hint = error.ctx, error.param_hint
+    if ctx is None:
+        return
+    # A value checked after parsing (--db, -i, --cacert) names its option as a string hint.
+    param = error.param if hint is None else _option_named(ctx, hint)
+    if not isinstance(param, click.Option) or param.name is None:
         return
     if ctx.get_parameter_source(param.name) is not click.core.ParameterSource.ENVIRONMENT:
         return
-    error.param_hint = f"{environment_source(param)} ({max(param.opts, key=len)})"
+    shown = max(param.opts, key=len) if hint is None else hint
+    error.param_hint = f"{environment_source(param)} ({shown})"
+
+
+def _option_named(ctx: click.Context, hint: str | Sequence[str]) -> click.Parameter | None:
+    """The option of ``ctx``'s command that a ``param_hint`` such as ``-i/--input`` names."""
+    names = set(hint.split("/") if isinstance(hint, str) else hint)
+    return next((param for param in ctx.command.params if names <= set(param.opts)), None)
 
 
 def environment_source(param: click.Parameter) -> str:

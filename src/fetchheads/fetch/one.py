@@ -223,7 +223,18 @@ async def _fetch_head(
 ) -> ResponseHead:
     config = ctx.config
     proxy = config.proxies.proxy_for(target)
-    opening = _opening(target, proxy, ctx, state, loop)
+    if proxy is None:
+        request = ctx.request(target)
+        # Plain http: the request is known before the connection exists, and goes out the moment
+        # it is made. https writes it after the handshake (``exchange``).
+        early = request if target.scheme == "http" else None
+        opening = open_connection(target, ctx, state, loop, early)
+    else:
+        if target.scheme == "http":
+            request = proxied_request(target, config, proxy)
+        else:
+            request = ctx.request(target)
+        opening = open_via_proxy(target, proxy, ctx, state)
     try:
         if config.connect_timeout is None:
             transport, reader = await opening
@@ -231,10 +242,6 @@ async def _fetch_head(
             transport, reader = await _within_connect_timeout(opening, ctx, state, loop)
     except CertificateRejected as exc:
         raise await _look_anyway(target, proxy, ctx, state, exc) from exc
-    if proxy is not None and target.scheme == "http":
-        request = proxied_request(target, config, proxy)
-    else:
-        request = ctx.request(target)
     return await exchange(transport, reader, request, state)
 
 
@@ -310,7 +317,8 @@ async def exchange(
     state.phase = "waiting for the response head"
     state.parser = reader.parser
     try:
-        transport.write(request)
+        if reader.request is None:  # not already sent when the connection was made
+            transport.write(request)
         return await reader.read_head()
     finally:
         # Never read the body and never wait for a polite close: drop the connection now.
@@ -327,6 +335,7 @@ def open_connection(
     ctx: FetchContext,
     state: FetchState,
     loop: asyncio.AbstractEventLoop | None = None,
+    request: bytes | None = None,
 ) -> Opening:
     """Resolve, connect (happy eyeballs over the addresses), and TLS for https targets.
 
@@ -335,11 +344,12 @@ def open_connection(
 
     Not a coroutine itself, nor is ``_open_tcp``: each returns the coroutine that does the work,
     so a plain-http target to an address that needs no lookup awaits ``connection.connect``
-    directly, without two more coroutine frames to create and to resume through."""
+    directly, without two more coroutine frames to create and to resume through. A plain-http
+    ``request`` given here is written the moment the connection is made (``HeadReader``)."""
     host, port = connect_address(ctx.config.connect_to, target.host, target.port)
     if target.scheme == "https":
         return _open_tls(host, port, target.host, ctx, state)
-    return _open_tcp(host, port, ctx, state, loop=loop)
+    return _open_tcp(host, port, ctx, state, loop=loop, request=request)
 
 
 async def _open_tls(
@@ -362,6 +372,7 @@ def _open_tcp(
     *,
     tls: bool = False,
     loop: asyncio.AbstractEventLoop | None = None,
+    request: bytes | None = None,
 ) -> Opening:
     addresses = ctx.resolver.pinned(host, port)
     if addresses is not None:
@@ -372,17 +383,23 @@ def _open_tcp(
         if addresses is None:
             addresses = ctx.resolver.cached(host)
             if addresses is None:
-                return _resolve_and_connect(host, port, ctx, state, tls=tls)
+                return _resolve_and_connect(host, port, ctx, state, tls=tls, request=request)
             state.dns = time.perf_counter() - state.start
-    return connect(addresses, port, state, tls=tls, loop=loop)
+    return connect(addresses, port, state, tls=tls, loop=loop, request=request)
 
 
 async def _resolve_and_connect(
-    host: str, port: int, ctx: FetchContext, state: FetchState, *, tls: bool
+    host: str,
+    port: int,
+    ctx: FetchContext,
+    state: FetchState,
+    *,
+    tls: bool,
+    request: bytes | None = None,
 ) -> tuple[asyncio.Transport, HeadReader]:
     addresses = await ctx.resolver.resolve(host, port)
     state.dns = time.perf_counter() - state.start
-    return await connect(addresses, port, state, tls=tls)
+    return await connect(addresses, port, state, tls=tls, request=request)
 
 
 async def open_via_proxy(

@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
+from fetchheads.grades import grade_rank
 from fetchheads.models import Result, format_timestamp
 
 Value = int | float | str | bool | tuple[str, ...] | None
@@ -50,6 +51,9 @@ class Field:
     """Table columns: a fixed width in cells (the widest value the field can have), or ``None``
     for text that shares what the fixed columns leave."""
     help: str = ""
+    order: Callable[[Value], Value] | None = None
+    """``--sort``: the value a known value sorts as, when not as itself (``audit.grade`` by the
+    Observatory's order, not by its letters); ``None``: the value itself."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -228,6 +232,10 @@ def _audit_grade(result: Result) -> Value:
     return audit.grade if audit is not None else None
 
 
+def _grade_order(grade: Value) -> Value:
+    return grade_rank(grade) if isinstance(grade, str) else grade
+
+
 def _header_count(result: Result) -> Value:
     return len(result.head.headers) if result.head is not None else None
 
@@ -329,7 +337,12 @@ BUILTIN = Vocabulary(
         ),
         Field("header_count", "int", _header_count, width=3, help="header lines in the head"),
         Field(
-            "audit.grade", "text", _audit_grade, width=5, help="the security header grade (--audit)"
+            "audit.grade",
+            "text",
+            _audit_grade,
+            width=5,
+            help="the security header grade (--audit)",
+            order=_grade_order,
         ),
         Field(
             "audit.score", "int", _audit_score, width=5, help="the security header score (--audit)"

@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # rich is imported where it is used: plain and jsonl runs nev
     from rich.console import Console
     from rich.table import Table
 
+    from fetchheads.render.sort import Key, SortOrder
+
 FLUSH_BYTES = 64 * 1024
 PROGRESS_DELAY = 1.0
 """Seconds before the progress line first appears: a short run finishes without it."""
@@ -94,7 +96,11 @@ class TextSink(Sink):
     """The line formats (plain, jsonl, table, csv, tsv, -w): text from ``formatter``, encoded
     once, flushed when the event loop is idle (so a burst of results is one write) or when 64 KiB
     are pending. ``preamble`` (a header row) is written first, once, even when no result comes.
-    A ``formatter`` may return ``""``: a result not shown (``selected``)."""
+    A ``formatter`` may return ``""``: a result not shown (``selected``).
+
+    With ``order`` (``--sort``) each shown result is held, as its encoded text and its sort key,
+    and ``close`` writes them all in that order after the header row: nothing is written while
+    the run goes."""
 
     def __init__(
         self,
@@ -103,6 +109,7 @@ class TextSink(Sink):
         *,
         writer: Writer | None = None,
         preamble: str = "",
+        order: SortOrder | None = None,
     ) -> None:
         super().__init__(writer=writer, fd=descriptor(stream))
         self._stream = stream
@@ -111,12 +118,18 @@ class TextSink(Sink):
         self._pending: list[bytes] = [first] if first else []
         self._size = len(first)
         self._scheduled = False
+        self._order = order
+        self._held: list[tuple[Key, bytes]] = []
 
     def emit(self, result: Result) -> None:
         if self.error is not None:
             return
         data = self._formatter(result).encode("utf-8", "surrogateescape")
-        if data:
+        if not data:
+            return
+        if self._order is not None:
+            self._held.append((self._order.key(result), data))
+        else:
             self.emit_bytes(data)
 
     def emit_bytes(self, data: bytes) -> None:
@@ -151,6 +164,14 @@ class TextSink(Sink):
         self.after_write()
 
     def close(self) -> None:
+        if self._order is not None and self._held:
+            rows = self._order.sort(self._held)
+            self._held.clear()
+            for data in rows:  # in writes of FLUSH_BYTES, not one copy of everything
+                self._pending.append(data)
+                self._size += len(data)
+                if self._size >= FLUSH_BYTES:
+                    self.flush()
         self.flush()
         super().close()
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import ssl
 
     from fetchheads.render.output import OutputFile
+    from fetchheads.render.sort import SortOrder
     from fetchheads.render.writeout import WriteOut
 
 TABLE_FIELDS = "target,status,time.total,header:server,error.message"
@@ -143,6 +144,7 @@ class View:
     colour: bool = False  # the table's status colours
     header: bool = True  # the header row of table, csv, tsv (a worker's records have none)
     output: str | None = None  # -o FILE; None: stdout
+    sort: SortOrder | None = None  # --sort: the line formats' records held and printed sorted
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -189,12 +191,14 @@ def choose_view(
     selector: Selector | None = None,
     output: str | None = None,
     changes: bool = False,
+    sort: SortOrder | None = None,
 ) -> View:
     """The view the options ask for, their ``None`` ("auto") decided from the environment.
 
     The format: ``-w`` is its own; else ``--format``; else, with ``-o FILE``, the one its suffix
     names (``.csv``, ``.tsv``, ``.prom``, ``.jsonl``; plain otherwise); else with ``--fields``
-    the table on a terminal and TSV elsewhere; else on a terminal the table for a list read from
+    the table on a terminal and TSV elsewhere; else with ``--sort`` the table on a terminal
+    (a sorted run is a line format); else on a terminal the table for a list read from
     a file or stdin (blocks of 300 heads are not readable at a glance) and the pretty blocks for
     targets given as arguments or under ``--changes``; plain in a pipe or file."""
     to_terminal = environment.stdout_isatty and output is None
@@ -206,6 +210,8 @@ def choose_view(
         chosen = SUFFIX_FORMATS.get(os.path.splitext(output)[1].lower(), "plain")
     elif fields:
         chosen = "table" if to_terminal else "tsv"
+    elif sort is not None and to_terminal:
+        chosen = "table"
     elif to_terminal:
         a_list = any(source.path is not None for source in sources)
         chosen = "table" if a_list and not changes else "pretty"
@@ -237,6 +243,7 @@ def choose_view(
         width=environment.columns() if table and output is None else 80,
         colour=table and output is None and environment.colours_stdout(),
         output=output,
+        sort=sort,
     )
 
 
@@ -252,12 +259,14 @@ def choose_workers(
     """How many processes run the plan: ``requested`` (None: auto) where the run can be split,
     else 1. Only the line formats (``LINE_FORMATS``: not pretty, not prometheus, which is one whole
     file made in the process that writes it) in completion order, without snapshots (``snapshots``:
-    --db or --warn-days), --rate (one clock keeps connections evenly spaced) or the progress bar,
-    are split; and only with real descriptors for the workers to inherit."""
+    --db or --warn-days), --rate (one clock keeps connections evenly spaced), --sort (the one
+    process holds and sorts what it prints) or the progress bar, are split; and only with real
+    descriptors for the workers to inherit."""
     splittable = (
         view.format in LINE_FORMATS
         and not snapshots
         and config.order == "completion"
+        and view.sort is None
         and config.rate is None
         and not view.bar
         and (environment.stdout_fd or view.output is not None)

@@ -189,7 +189,7 @@ def make_sink(plan: RunPlan) -> Sink:
         formatter = selected(formatter, view.selector)
         if view.record_end:  # a worker's: every result framed, a result not shown as well
             formatter = framed(formatter, view.record_end)
-        return TextSink(stdout, formatter, writer=writer, preamble=preamble)
+        return TextSink(stdout, formatter, writer=writer, preamble=preamble, order=view.sort)
     from rich.console import Console  # the pretty view only
 
     console_options = plan.environment.console_options()

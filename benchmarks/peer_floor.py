@@ -1,0 +1,67 @@
+"""The floor: the least a Python client on uvloop can do per target, for the latency regime.
+
+``python benchmarks/peer_floor.py URLS C``: C coroutines take the URLs (``http://IP:PORT/PATH``)
+in turn; each connects with a bare ``asyncio.Protocol`` that writes its request the moment the
+connection is made, waits for the blank line ending the head, and aborts. No validation, no
+deadline, no parsing, no record: the heads are printed at the end. Whatever time this needs above
+the ideal (start-up plus ceil(N / C) x delay) is the machine's and the server's, not a client's:
+it is the reference against which fetchheads' own distance from the ideal is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import uvloop
+
+
+class Head(asyncio.Protocol):
+    def __init__(self, done: asyncio.Future[bytes], request: bytes) -> None:
+        self._done = done
+        self._request = request
+        self._seen = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # a stream transport
+        self._transport.write(self._request)  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        self._seen += data
+        if b"\r\n\r\n" in self._seen and not self._done.done():
+            self._done.set_result(self._seen.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+            assert self._transport is not None
+            self._transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            self._done.set_result(b"")
+
+
+async def main(urls: list[str], concurrency: int) -> None:
+    loop = asyncio.get_running_loop()
+    pending = iter(urls)
+    heads: list[bytes] = []
+
+    async def work() -> None:
+        for url in pending:
+            authority, _, path = url.removeprefix("http://").partition("/")
+            host, _, port = authority.rpartition(":")
+            request = f"GET /{path} HTTP/1.0\r\nHost: {authority}\r\n\r\n".encode()
+            done: asyncio.Future[bytes] = loop.create_future()
+            try:
+                protocol = Head(done, request)
+                await loop.create_connection(lambda: protocol, host, int(port))  # noqa: B023
+            except OSError:
+                continue
+            heads.append(await done)
+
+    await asyncio.gather(*(work() for _ in range(concurrency)))
+    sys.stdout.buffer.write(b"".join(heads))
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as f:
+        urls = [line.strip() for line in f if line.strip()]
+    uvloop.run(main(urls, int(sys.argv[2])))
