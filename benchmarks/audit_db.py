@@ -3,10 +3,18 @@
 end to end (open, batch reads, grading, the table). A sanity figure, not a pass/fail test.
 
 Usage: python benchmarks/audit_db.py [N] [DIR]     (default 100000, a temporary directory)
+       python benchmarks/audit_db.py --verify SRC [N]
+
+``--verify SRC`` proves a change keeps every grade: it grades the same N snapshots with the
+fetchheads whose package is in SRC (``/work/main/src``, a checkout's ``src`` from before the
+change) and with this one, ``fetchheads audit --db --format jsonl`` each, and compares every
+record; it also grades the N heads in this process with ``audit`` (cached) and with
+``reference_audit`` (no cache) and compares those.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -15,6 +23,8 @@ from pathlib import Path
 
 from audit_speed import synthetic
 
+from fetchheads.audit import Exchange, audit
+from fetchheads.audit.grader import reference_audit
 from fetchheads.snapshots.changes import Snapshot
 from fetchheads.snapshots.store import Store
 
@@ -49,7 +59,46 @@ def build(path: str, count: int) -> None:
         store.finish_run(run, targets=count, ok=count)
 
 
+def audit_jsonl(path: str, src: str | None = None) -> tuple[list[str], float]:
+    """``fetchheads audit --db PATH --format jsonl``'s lines, and its wall time."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = src
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "fetchheads", "audit", "--db", path, "--format", "jsonl"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return done.stdout.splitlines(), time.perf_counter() - start
+
+
+def verify(src: str, count: int) -> int:
+    heads = synthetic(count)
+    differ = 0
+    for url, status, headers, https in heads:
+        exchange = Exchange(url, status, tuple(headers), True if https else None)
+        differ += audit(exchange).to_record() != reference_audit(exchange).to_record()
+    print(f"in process: {count} heads, {differ} audits differ from reference_audit")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "heads.db")
+        build(path, count)
+        before, before_s = audit_jsonl(path, src)
+        after, after_s = audit_jsonl(path)
+    changed = sum(a != b for a, b in zip(before, after, strict=False))
+    changed += abs(len(before) - len(after))
+    print(
+        f"fetchheads audit --db: {len(before)} records from {src} ({before_s:.2f}s),"
+        f" {len(after)} from this tree ({after_s:.2f}s): {changed} differ"
+    )
+    return 1 if differ or changed or len(after) != count else 0
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--verify"]:
+        sys.exit(verify(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 100_000))
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     with tempfile.TemporaryDirectory(dir=sys.argv[2] if len(sys.argv) > 2 else None) as tmp:
         path = str(Path(tmp) / "heads.db")

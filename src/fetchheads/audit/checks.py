@@ -8,6 +8,7 @@ Observatory's HTTP client reads it, the values joined with ``", "`` (``HeaderVie
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from urllib.parse import urlsplit
 
@@ -115,14 +116,15 @@ def redirection_check(exchange: Exchange, headers: HeaderView) -> Outcome:
         return "redirection-invalid-cert", f"the certificate of {route[-1]} {why}"
     if last.scheme != "https":
         return "redirection-not-to-https", f"the redirects end on {route[-1]}, not https"
-    second = urlsplit(route[1])
+    second = last if len(route) == 2 else urlsplit(route[1])
     if second.scheme == "http":
         return "redirection-not-to-https-on-initial-redirection", (
             f"the first redirect goes to {route[1]}, still http"
         )
-    if first.hostname != second.hostname:
+    first_host, second_host = first.hostname, second.hostname
+    if first_host != second_host:
         return "redirection-off-host-from-http", (
-            f"the first redirect leaves {first.hostname} for {second.hostname}:"
+            f"the first redirect leaves {first_host} for {second_host}:"
             " HSTS set there does not cover the host typed"
         )
     return "redirection-to-https", f"redirects to https on the same host, ends on {route[-1]}"
@@ -224,7 +226,7 @@ def policy_token_check(
     """``cross-origin-opener-policy.js`` / ``cross-origin-embedder-policy.js``: the value is an
     RFC 8941 item whose bare item is a token naming a policy; more than one line is invalid."""
     values = headers.all(name)
-    title = "-".join(part.capitalize() for part in name.split("-"))
+    title = _title(name)
     if not values:
         return f"{prefix}-not-implemented", f"no {title}"
     if len(values) > 1:
@@ -233,6 +235,11 @@ def policy_token_check(
     if token in policies:
         return f"{prefix}-implemented-with-{token}", f"{title} is {token}"
     return f"{prefix}-header-invalid", f"{title} {values[0][:80]!r} is not a policy token"
+
+
+@functools.cache
+def _title(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.split("-"))
 
 
 _TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from fetchheads.audit.checks import REDIRECT_STATUSES, parse_hsts, structured_token
@@ -54,33 +55,49 @@ def findings(
     exchange: Exchange, headers: HeaderView, frame_ancestors: tuple[str, ...] | None = None
 ) -> list[Finding]:
     """Every finding for one response; ``frame_ancestors`` is the CSP directive as the CSP check
-    combined it (``None``: unset), so the policy is not parsed twice."""
+    combined it (``None``: unset), so the policy is not parsed twice. In order: each header's
+    (``header_findings``, in the order of first appearance), then the response's
+    (``response_findings``)."""
     found: list[Finding] = []
-    disclosing = disclosure_headers()
+    about = found_in()
     for name in headers.names():
-        if name not in disclosing and name not in DEPRECATED and name not in SINGLE:
-            continue
-        spelled = headers.spelled(name)
-        values = headers.all(name)
-        if name in disclosing and (name != "server" or any(_VERSION.search(v) for v in values)):
-            found.append(
-                Finding(
-                    "disclosure", spelled, f"{spelled}: {_quoted(values[0])} discloses software"
-                )
-            )
-        if name in DEPRECATED:
-            found.append(
-                Finding("deprecated", spelled, f"{spelled} is deprecated: {DEPRECATED[name]}")
-            )
-        if name in SINGLE and len(values) > 1:
-            found.append(
-                Finding(
-                    "duplicate", spelled, f"{spelled} is sent {len(values)} times: send it once"
-                )
-            )
-    found += _malformed(exchange, headers, frame_ancestors)
-    found += _notes(exchange, headers)
+        if name in about:
+            found += header_findings(headers.spelled(name), tuple(headers.all(name)))
+    return found + response_findings(exchange, headers, frame_ancestors)
+
+
+@functools.cache
+def found_in() -> frozenset[str]:
+    """Every (lower-cased) header ``header_findings`` has something to say about."""
+    return frozenset(disclosure_headers() | DEPRECATED.keys() | SINGLE)
+
+
+def header_findings(spelled: str, values: tuple[str, ...]) -> list[Finding]:
+    """What one header says by itself: ``spelled`` as the server first spelled it, ``values``
+    every line of it. Nothing for a header outside ``found_in()``."""
+    name = spelled.lower()
+    found: list[Finding] = []
+    if name in disclosure_headers() and (
+        name != "server" or any(_VERSION.search(v) for v in values)
+    ):
+        found.append(
+            Finding("disclosure", spelled, f"{spelled}: {_quoted(values[0])} discloses software")
+        )
+    if name in DEPRECATED:
+        found.append(Finding("deprecated", spelled, f"{spelled} is deprecated: {DEPRECATED[name]}"))
+    if name in SINGLE and len(values) > 1:
+        found.append(
+            Finding("duplicate", spelled, f"{spelled} is sent {len(values)} times: send it once")
+        )
     return found
+
+
+def response_findings(
+    exchange: Exchange, headers: HeaderView, frame_ancestors: tuple[str, ...] | None
+) -> list[Finding]:
+    """What the security headers say together, and the notes on how to read the grade: of the
+    headers they read only those ``grader.INPUTS`` names (and the status, and the scheme)."""
+    return _malformed(exchange, headers, frame_ancestors) + _notes(exchange, headers)
 
 
 def _malformed(

@@ -10,8 +10,9 @@ multiple of 5, so it is already round).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from fetchheads.audit.checks import (
     COEP_POLICIES,
@@ -28,10 +29,10 @@ from fetchheads.audit.checks import (
 from fetchheads.audit.cookies import cookies_check
 from fetchheads.audit.csp import PASSING as CSP_PASSING
 from fetchheads.audit.csp import CspOutcome, check_csp
-from fetchheads.audit.findings import findings
-from fetchheads.audit.model import Audit, Check, Exchange, HeaderView
+from fetchheads.audit.findings import findings, found_in, header_findings, response_findings
+from fetchheads.audit.model import Audit, Check, Exchange, Finding, HeaderView
 from fetchheads.audit.rules import Rules, default_rules
-from fetchheads.models import Redirect, Result
+from fetchheads.models import Headers, Redirect, Result
 
 PASSING = CSP_PASSING | {
     "csp-implemented-but-duplicate-directives",
@@ -102,14 +103,164 @@ def grade(
 
 
 def audit(exchange: Exchange, rules: Rules | None = None) -> Audit:
+    """The audit of ``exchange``: the headers' own findings (``header_findings``, per header)
+    and the rest, worked out once per distinct ``_key`` (see ``AUDIT_CACHE_SIZE``)."""
     rules = rules or default_rules()
+    about = found_in()
+    inputs: list[tuple[str, str]] = []
+    named: dict[str, tuple[str, list[str]]] = {}
+    for name, value in exchange.headers:
+        folded = name.lower()
+        if folded in INPUTS:
+            shape = _SHAPES.get(folded)
+            inputs.append((name, value if shape is None else shape(value)))
+        if folded in about:
+            known = named.get(folded)
+            if known is None:
+                named[folded] = (name, [value])
+            else:
+                known[1].append(value)
+    key = _key(exchange, tuple(inputs))
+    cache = _cache(rules)
+    graded = cache.get(key)
+    if graded is None:
+        only = dataclasses.replace(exchange, headers=key[-1])
+        graded = _audit_of(only, rules, response_findings)
+        if len(cache) >= AUDIT_CACHE_SIZE:
+            del cache[next(iter(cache))]  # the oldest: first in, first out
+        cache[key] = graded
+    if exchange.redirects and graded.graded:
+        graded = _rerouted(graded, exchange, key[-1], rules)
+    if not named:
+        return graded
+    found: list[Finding] = []
+    for spelled, values in named.values():
+        found += _header_findings(spelled, tuple(values))
+    if not found:
+        return graded
+    return Audit(  # not dataclasses.replace, which costs more than the rest of a cache hit
+        graded.graded,
+        graded.status,
+        graded.score,
+        graded.grade,
+        graded.rules_version,
+        graded.tests,
+        (*found, *graded.findings),
+        graded.reason,
+    )
+
+
+INPUTS = frozenset(
+    {
+        "content-security-policy",
+        "content-security-policy-report-only",
+        "set-cookie",
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "location",
+        "referrer-policy",
+        "strict-transport-security",
+        "x-content-type-options",
+        "x-frame-options",
+        "cross-origin-resource-policy",
+        "cross-origin-opener-policy",
+        "cross-origin-embedder-policy",
+    }
+)
+"""The headers the tests and ``response_findings`` read: only these are handed to them (so a
+test that read another would see none, cached or not, and its own tests would fail), and only
+these are in the cache key, so a ``Date`` or an ``ETag`` does not make a head new."""
+
+
+def _cookie_shape(line: str) -> str:
+    """A ``Set-Cookie`` line without the cookie's value, which no test reads: sessions differ in
+    their values only. ``parse_set_cookie`` reads the same name and attributes from it."""
+    pair, semicolon, attributes = line.partition(";")
+    name, equals, _ = pair.partition("=")
+    return f"{name}{equals}{semicolon}{attributes}"
+
+
+def _present(value: str) -> str:
+    return ""
+
+
+_SHAPES = {
+    "set-cookie": _cookie_shape,
+    "location": _present,  # the tests ask only whether there is one
+    "content-security-policy-report-only": _present,  # likewise
+}
+"""What of a header's value the tests read, where it is not the whole value."""
+
+AUDIT_CACHE_SIZE = 8192
+"""Distinct audit inputs remembered (``_key``): the hosts of an estate mostly repeat a few
+header sets, and a hit costs a few microseconds where grading costs tens. Bounded (first in,
+first out), as a run may meet a new set per response (a CSP nonce); 8,192 audits are a few MiB."""
+
+Key = tuple[int, bool, bool, bool, bool | None, str | None, Headers]
+
+
+def _key(exchange: Exchange, inputs: Headers) -> Key:
+    """Everything the tests and ``response_findings`` read but the URLs of a redirect chain,
+    which only ``redirection`` reads (``_rerouted``): the URL matters by its scheme."""
+    first = exchange.redirects[0].url if exchange.redirects else exchange.url
+    return (
+        exchange.status,
+        exchange.https,
+        first[:7].lower() == "http://",
+        bool(exchange.redirects),
+        exchange.tls_verified,
+        exchange.request_origin,
+        inputs,
+    )
+
+
+def _rerouted(graded: Audit, exchange: Exchange, inputs: Headers, rules: Rules) -> Audit:
+    """``graded`` (an audit of the same inputs) with ``exchange``'s own redirection test: its
+    reason names the URLs of the chain, so it is worked out for each exchange."""
+    result, reason = redirection_check(exchange, HeaderView(inputs))
+    at = REDIRECTION_AT
+    if graded.tests[at].result == result and graded.tests[at].reason == reason:
+        return graded
+    tests = (
+        *graded.tests[:at],
+        _check("redirection", result, reason, rules),
+        *graded.tests[at + 1 :],
+    )
+    score = score_of((check.score_modifier for check in tests), rules)
+    return dataclasses.replace(graded, tests=tests, score=score, grade=rules.grade_for(score))
+
+
+@functools.cache
+def _cache(rules: Rules) -> dict[Key, Audit]:
+    """The audits worked out under ``rules``, by ``_key``, oldest first."""
+    return {}
+
+
+@functools.lru_cache(maxsize=AUDIT_CACHE_SIZE)
+def _header_findings(spelled: str, values: tuple[str, ...]) -> tuple[Finding, ...]:
+    return tuple(header_findings(spelled, values))
+
+
+def reference_audit(exchange: Exchange, rules: Rules | None = None) -> Audit:
+    """``audit`` without its cache: every header read, every finding and test worked out. It
+    gives the same ``Audit`` as ``audit`` for every exchange (``tests/test_audit_cache.py`` and
+    ``benchmarks/audit_db.py --verify`` check it)."""
+    return _audit_of(exchange, rules or default_rules(), findings)
+
+
+def _audit_of(
+    exchange: Exchange,
+    rules: Rules,
+    findings_of: Callable[[Exchange, HeaderView, tuple[str, ...] | None], list[Finding]],
+) -> Audit:
+    """Every test, the score, the grade, and the findings ``findings_of`` gives."""
     headers = HeaderView(exchange.headers)
     csp = _cached_csp(
         tuple(headers.all("content-security-policy")),
         bool(headers.all("content-security-policy-report-only")),
         exchange.https,
     )
-    found = tuple(findings(exchange, headers, csp.frame_ancestors))
+    found = tuple(findings_of(exchange, headers, csp.frame_ancestors))
     if not graded_status(exchange.status):
         return Audit(
             graded=False,
@@ -123,9 +274,8 @@ def audit(exchange: Exchange, rules: Rules | None = None) -> Audit:
                 " 401 and 403 responses"
             ),
         )
-    verdicts = _verdicts(rules)
     checks = [
-        Check(name, result, *verdicts[result], reason)
+        _check(name, result, reason, rules)
         for name, (result, reason) in _outcomes(exchange, headers, csp)
     ]
     score = score_of((check.score_modifier for check in checks), rules)
@@ -138,6 +288,10 @@ def audit(exchange: Exchange, rules: Rules | None = None) -> Audit:
         tests=tuple(checks),
         findings=found,
     )
+
+
+REDIRECTION_AT = 3
+"""Where ``_outcomes`` puts the redirection test."""
 
 
 def _outcomes(
@@ -182,6 +336,12 @@ def _cached_csp(enforced: tuple[str, ...], reporting: bool, https: bool) -> CspO
     """``check_csp`` by value: its outcome is frozen, and depends on the report-only header only
     through whether there is one."""
     return check_csp(enforced, ("",) if reporting else (), https)
+
+
+@functools.lru_cache(maxsize=AUDIT_CACHE_SIZE)
+def _check(name: str, result: str, reason: str, rules: Rules) -> Check:
+    """One ``Check``, shared by every audit that has it: most reasons are fixed sentences."""
+    return Check(name, result, *_verdicts(rules)[result], reason)
 
 
 @functools.cache

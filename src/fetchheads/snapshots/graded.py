@@ -8,7 +8,7 @@ would grade it.
 
 from __future__ import annotations
 
-from fetchheads.audit import Audit, grade
+from fetchheads.audit import Audit, Exchange, audit
 from fetchheads.models import Redirect
 from fetchheads.snapshots.changes import Snapshot
 
@@ -19,13 +19,14 @@ def audit_snapshot(snapshot: Snapshot) -> Audit | None:
         return None
     if snapshot.status is None:
         return None
-    return grade(
-        snapshot.url,
-        snapshot.status,
-        snapshot.headers,
+    exchange = Exchange(  # not ``grade``: the stored headers are pairs of text already
+        url=snapshot.url,
+        status=snapshot.status,
+        headers=snapshot.headers,
         tls_verified=tls_verified(snapshot),
-        redirects=[_redirect(hop) for hop in snapshot.redirects],
+        redirects=tuple(_redirect(hop) for hop in snapshot.redirects),
     )
+    return audit(exchange)
 
 
 def tls_verified(snapshot: Snapshot) -> bool | None:

@@ -163,6 +163,17 @@ class PostgresStore(Store):
         "cert_threshold, audit::text"
     )
 
+    VERIFIED = (
+        "CASE WHEN tls IS NULL OR tls::text = '{}' THEN NULL "
+        "WHEN coalesce((tls -> 'verified')::text, 'true') = 'true' "
+        """THEN '{"verified":true}' ELSE '{"verified":false}' END"""
+    )
+    AUDIT_COLUMNS = (
+        f"id, run_id, key, target, url, {_ts('fetched_at')}, ok, status, NULL, NULL, "
+        f"headers::text, error_kind, error_message, NULL, '{{}}', {VERIFIED}, redirects::text, "
+        "NULL, NULL"
+    )
+
     def __init__(self, connection: psycopg.Connection[Any], path: str, secrets: list[str]) -> None:
         self._db = connection
         self.path = path
@@ -342,6 +353,15 @@ class PostgresStore(Store):
             snapshot = decode(row[:-2])
             found[snapshot.key] = with_last_certificate(snapshot, row[-1])
         return found
+
+    def _newest(self, keys: Sequence[str]) -> dict[str, Snapshot]:
+        rows = self._db.execute(
+            f"SELECT p.* FROM unnest(%s::text[]) AS k (key) CROSS JOIN LATERAL "
+            f"(SELECT {self.AUDIT_COLUMNS} FROM snapshots AS s WHERE s.key = k.key "
+            "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS p",
+            (list(keys),),
+        ).fetchall()
+        return {snapshot.key: snapshot for snapshot in map(decode, rows)}
 
     def _ts(self, expression: str) -> str:
         return _ts(expression)

@@ -32,12 +32,15 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fetchheads.errors import StoreError, StoreRefused
+from fetchheads.snapshots.changes import Snapshot
 from fetchheads.snapshots.store import (
     APPLICATION_ID,
     RUN_FIELDS,
     SCHEMA_VERSION,
     SNAPSHOT_FIELDS,
     Store,
+    decode,
+    dumps,
 )
 
 BUSY_TIMEOUT = 30.0
@@ -319,6 +322,17 @@ class SqliteStore(Store):
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._db.executemany(sql, rows)
+
+    def _newest(self, keys: Sequence[str]) -> dict[str, Snapshot]:
+        # One query for the batch (the keys as one JSON parameter: no limit on their number);
+        # each key's newest is found on the (key, fetched_at) index.
+        rows = self._rows(
+            f"SELECT {self.AUDIT_COLUMNS} FROM snapshots WHERE id IN (SELECT (SELECT s.id "
+            "FROM snapshots AS s WHERE s.key = k.value ORDER BY s.fetched_at DESC, s.id DESC "
+            "LIMIT 1) FROM json_each(?) AS k)",
+            (dumps(list(keys)),),
+        )
+        return {snapshot.key: snapshot for snapshot in map(decode, rows)}
 
     def _insert_run(self, values: Sequence[Any]) -> int:
         marks = ", ".join("?" for _ in values)
