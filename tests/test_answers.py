@@ -309,6 +309,21 @@ def test_certificates_expiring_within_the_warning_days(
 # --- prometheus ----------------------------------------------------------------------------------
 
 
+def test_prometheus_under_changes_is_a_usage_error_not_an_empty_textfile(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    # --changes prints only what changed; a textfile with only that would drop every unchanged
+    # target's series from Prometheus on a quiet night.
+    db = str(tmp_path / "heads.db")
+    target = f"127.0.0.1:{site.port}/hsts"
+    path = tmp_path / "fetchheads.prom"
+    result = run(["--db", db, "--changes", "-o", str(path), target])
+    assert result.exit_code == 2
+    assert "--changes" in result.output
+    assert "Prometheus textfile must hold every target" in result.output
+    assert not path.exists()
+
+
 def test_prometheus_file_is_whole_parseable_and_labelled_by_target_only(
     site: ThreadedServer, refused_port: int, tmp_path: Path
 ) -> None:
