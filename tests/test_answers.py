@@ -145,6 +145,22 @@ def test_a_list_read_on_a_terminal_is_a_table_by_default(
     assert "Strict-Transport-Security" in pretty.stdout
 
 
+def test_targets_cut_in_an_80_column_table_stay_told_apart(
+    site: ThreadedServer, refused_port: int
+) -> None:
+    # The target is what tells the rows apart; cut at its end, every row of a list that differs
+    # only in the path read "http://127.0.0.1:…".
+    hosts = "".join(f"http://127.0.0.1:{site.port}{path}\n" for path in HEADS)
+    terminal = Environment(stdout_isatty=True, width=80, colour=False)
+    result = run(["-i", "-"], terminal, input=hosts)
+    shown = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert len(shown) == len(HEADS)
+    assert len(set(shown)) == len(HEADS), shown
+    assert all(
+        "…" in target and target.endswith(path) for target, path in zip(shown, HEADS, strict=True)
+    )
+
+
 def test_the_table_colours_the_status_on_a_terminal(site: ThreadedServer) -> None:
     terminal = Environment(stdout_isatty=True, width=80, colour=True)
     result = run(["--format", "table", f"127.0.0.1:{site.port}/hostile"], terminal)
@@ -291,6 +307,21 @@ def test_certificates_expiring_within_the_warning_days(
 
 
 # --- prometheus ----------------------------------------------------------------------------------
+
+
+def test_prometheus_under_changes_is_a_usage_error_not_an_empty_textfile(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    # --changes prints only what changed; a textfile with only that would drop every unchanged
+    # target's series from Prometheus on a quiet night.
+    db = str(tmp_path / "heads.db")
+    target = f"127.0.0.1:{site.port}/hsts"
+    path = tmp_path / "fetchheads.prom"
+    result = run(["--db", db, "--changes", "-o", str(path), target])
+    assert result.exit_code == 2
+    assert "--changes" in result.output
+    assert "Prometheus textfile must hold every target" in result.output
+    assert not path.exists()
 
 
 def test_prometheus_file_is_whole_parseable_and_labelled_by_target_only(

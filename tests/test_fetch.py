@@ -21,6 +21,7 @@ from tests.support.servers import (
     reply,
     reset,
     silent,
+    speak_first,
 )
 
 
@@ -286,6 +287,32 @@ def test_timings_under_uvloop_are_finer_than_its_millisecond_clock(
     ]
     assert all(value is not None and value > 0 for value in values)
     assert any(round(value * 1000, 6) % 1 != 0 for value in values if value is not None)
+
+
+def test_connect_is_never_later_than_the_first_byte_under_load(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    # The request goes out in connection_made; when the answer arrives before the connecting
+    # task resumes, a connect time taken on resuming came out after ttfb: a negative
+    # "processing" phase in the Prometheus textfile and connect > ttfb in JSON.
+    import uvloop
+
+    server = threaded_server(speak_first(b"HTTP/1.0 204 No Content\r\n\r\n"))
+    target = parse_target(f"127.0.0.1:{server.port}/")
+
+    async def many() -> list[Result]:
+        context = make_context()
+        return list(await asyncio.gather(*(fetch_one(target, context) for _ in range(300))))
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        results = runner.run(many())
+    assert all(result.ok for result in results)
+    late = [
+        (result.timing.connect, result.timing.ttfb)
+        for result in results
+        if (result.timing.connect or 0) > (result.timing.ttfb or 0)
+    ]
+    assert late == []
 
 
 async def test_connect_timeout_bounds_the_tls_handshake_with_its_own_message() -> None:

@@ -216,6 +216,11 @@ def fetch_command(
     tls = _tls(config)
     if changes and db is None:
         raise click.UsageError("--changes compares with earlier snapshots: give --db PATH")
+    if changes and view.format == "prometheus":
+        raise click.UsageError(
+            "--changes prints only what changed, but a Prometheus textfile must hold every "
+            "target: drop --changes (--db still records) or choose another --format"
+        )
     snapshots = SnapshotOptions(
         changes=changes,
         ignored=ignored_names(ignored),

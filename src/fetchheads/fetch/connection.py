@@ -76,6 +76,7 @@ class HeadReader(asyncio.Protocol):
         "_head",
         "_loop",
         "_waiter",
+        "connected_at",
         "early",
         "first_byte_at",
         "parser",
@@ -90,6 +91,9 @@ class HeadReader(asyncio.Protocol):
         self.request = request
         self.parser = HeadParser()
         self.first_byte_at: float | None = None
+        # When the connection was made, taken in the callback: the answer to a request written
+        # there can arrive before the connecting task resumes, and connect must not follow ttfb.
+        self.connected_at: float | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._head: ResponseHead | None = None
         self._error: FetchError | None = None
@@ -99,6 +103,7 @@ class HeadReader(asyncio.Protocol):
         self.early: bytes | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connected_at = time.perf_counter()
         if self.request is not None:
             transport.write(self.request)  # type: ignore[attr-defined]  # a stream transport
 
@@ -206,7 +211,7 @@ async def connect(
         except BaseException:
             sock.close()
             raise
-    state.connect = time.perf_counter() - state.start
+    state.connect = (reader.connected_at or time.perf_counter()) - state.start
     return transport, reader
 
 

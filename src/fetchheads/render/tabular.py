@@ -152,6 +152,28 @@ def fit(text: str, width: int, *, right: bool = False) -> str:
     return padding + text if right else text + padding
 
 
+def fit_middle(text: str, width: int) -> str:
+    """``text`` padded to ``width`` cells, or cut in the middle: ``http://exa…com/b``. For the
+    URL columns, whose start is shared by many rows and whose end tells them apart."""
+    if cell_width(text) <= width or width < 3:
+        return fit(text, width)
+    tail_room = width // 2
+    tail: list[str] = []
+    for char in reversed(text):
+        size = cell_width(char)
+        if size > tail_room:
+            break
+        tail.append(char)
+        tail_room -= size
+    end = "".join(reversed(tail))
+    head = fit(text[: len(text) - len(end)], width - cell_width(end))
+    return head + end
+
+
+_URL_FIELDS = frozenset({"target", "url", "final_url"})
+"""Columns cut in the middle (``fit_middle``) rather than at the end."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Cell:
     text: str  # exactly the column's width, sanitised
@@ -179,7 +201,7 @@ class TableLayout:
         self.widths = tuple(share if w is None else w for w in fixed)
         self._right = tuple(field.kind in _NUMERIC for field in self.fields)
         self._columns = tuple(
-            (field.get, field.kind, w, r)
+            (field.get, field.kind, w, r, field.name in _URL_FIELDS)
             for field, w, r in zip(self.fields, self.widths, self._right, strict=True)
         )
         # Every cell is fitted to its column, so when the columns fit, so does every row.
@@ -195,9 +217,11 @@ class TableLayout:
 
     def row(self, result: Result) -> list[Cell]:
         cells = []
-        for get, kind, w, right in self._columns:
+        for get, kind, w, right, middle in self._columns:
             value = get(result)
-            cells.append(Cell(fit(_table_text(value), w, right=right), _style(kind, value)))
+            text = _table_text(value)
+            fitted = fit_middle(text, w) if middle else fit(text, w, right=right)
+            cells.append(Cell(fitted, _style(kind, value)))
         return self._cut(cells)
 
     def _cut(self, cells: list[Cell]) -> list[Cell]:
