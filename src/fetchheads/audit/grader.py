@@ -131,15 +131,17 @@ def _audited(
     when the caller has one, is used as it is)."""
     inputs: list[tuple[str, str]] = []
     about: list[tuple[str, str]] = []
-    watched = _WATCHED
+    roles = _ROLES
     for line in headers:
-        role = watched.get(line[0].lower())
+        role = roles.get(line[0], _unseen)
+        if role is _unseen:
+            role = _role(line[0])
         if role is not None:
-            if role is _WHOLE:
+            if role is _whole:
                 inputs.append(line)
-            elif role is _ABOUT:
+            elif role is _about:
                 about.append(line)
-            elif role is _BOTH:
+            elif role is _both:
                 inputs.append(line)
                 about.append(line)
             else:
@@ -241,19 +243,34 @@ def _both(value: str) -> str:
     return value
 
 
-_WHOLE: Callable[[str], str] = _whole
-_ABOUT: Callable[[str], str] = _about
-_BOTH: Callable[[str], str] = _both
 assert not _SHAPES.keys() & found_in(), "a shaped input would lose its own findings"
 _WATCHED: dict[str, Callable[[str], str]] = {
-    **dict.fromkeys(found_in(), _ABOUT),
-    **dict.fromkeys(INPUTS, _WHOLE),
-    **dict.fromkeys(INPUTS & found_in(), _BOTH),
+    **dict.fromkeys(found_in(), _about),
+    **dict.fromkeys(INPUTS, _whole),
+    **dict.fromkeys(INPUTS & found_in(), _both),
     **_SHAPES,
 }
-"""Lower-cased name -> what ``audit`` does with a line of it, in one look-up: ``_WHOLE``, it is
-an input (``INPUTS``); ``_ABOUT``, only its own findings (``header_findings``) read it; ``_BOTH``,
+"""Lower-cased name -> what ``audit`` does with a line of it, in one look-up: ``_whole``, it is
+an input (``INPUTS``); ``_about``, only its own findings (``header_findings``) read it; ``_both``,
 both; else the ``_SHAPES`` entry that makes the input."""
+
+_ROLES: dict[str, Callable[[str], str] | None] = {}
+"""``_WATCHED`` by the name as spelled (``None``: not watched), filled as names are met, so a
+head's names are not lower-cased again: servers spell a name a few ways."""
+ROLES_SIZE = 1024
+"""Spellings remembered: a server may invent names; past this many, the rest are looked up."""
+
+
+def _unseen(value: str) -> str:  # what ``_ROLES`` gives for a name not met yet
+    return value
+
+
+def _role(name: str) -> Callable[[str], str] | None:
+    role = _WATCHED.get(name.lower())
+    if len(_ROLES) < ROLES_SIZE:
+        _ROLES[name] = role
+    return role
+
 
 AUDIT_CACHE_SIZE = 8192
 """Distinct audit inputs remembered (``Key``): the hosts of an estate mostly repeat a few
