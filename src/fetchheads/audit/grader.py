@@ -104,38 +104,77 @@ def grade(
 
 def audit(exchange: Exchange, rules: Rules | None = None) -> Audit:
     """The audit of ``exchange``: the headers' own findings (``header_findings``, per header)
-    and the rest, worked out once per distinct ``_key`` (see ``AUDIT_CACHE_SIZE``)."""
-    rules = rules or default_rules()
-    about = found_in()
+    and the rest, worked out once per distinct ``Key`` (see ``AUDIT_CACHE_SIZE``)."""
+    return _audited(
+        exchange.url,
+        exchange.status,
+        exchange.headers,
+        exchange.tls_verified,
+        exchange.redirects,
+        exchange.request_origin,
+        rules or default_rules(),
+        exchange,
+    )
+
+
+def _audited(
+    url: str,
+    status: int,
+    headers: Headers,
+    tls_verified: bool | None,
+    redirects: tuple[Redirect, ...],
+    request_origin: str | None,
+    rules: Rules,
+    exchange: Exchange | None = None,
+) -> Audit:
+    """``audit`` from the exchange's fields: a cache hit builds no ``Exchange`` (``exchange``,
+    when the caller has one, is used as it is)."""
     inputs: list[tuple[str, str]] = []
-    named: dict[str, tuple[str, list[str]]] = {}
-    for name, value in exchange.headers:
-        folded = name.lower()
-        if folded in INPUTS:
-            shape = _SHAPES.get(folded)
-            inputs.append((name, value if shape is None else shape(value)))
-        if folded in about:
-            known = named.get(folded)
-            if known is None:
-                named[folded] = (name, [value])
+    about: list[tuple[str, str]] = []
+    roles = _ROLES
+    for line in headers:
+        role = roles.get(line[0], _unseen)
+        if role is _unseen:
+            role = _role(line[0])
+        if role is not None:
+            if role is _whole:
+                inputs.append(line)
+            elif role is _about:
+                about.append(line)
+            elif role is _both:
+                inputs.append(line)
+                about.append(line)
             else:
-                known[1].append(value)
-    key = _key(exchange, tuple(inputs))
+                inputs.append((line[0], role(line[1])))
+    # The key: everything the tests and ``response_findings`` read but the URLs of a redirect
+    # chain, which only ``redirection`` reads (``_rerouted``): the URL matters by its scheme.
+    first = redirects[0].url if redirects else url
+    https = url[:8].lower() == "https://"
+    key: Key = (
+        status,
+        https,
+        first[:7].lower() == "http://",
+        bool(redirects),
+        tls_verified,
+        request_origin,
+        tuple(inputs),
+    )
     cache = _cache(rules)
     graded = cache.get(key)
-    if graded is None:
-        only = dataclasses.replace(exchange, headers=key[-1])
-        graded = _audit_of(only, rules, response_findings)
-        if len(cache) >= AUDIT_CACHE_SIZE:
-            del cache[next(iter(cache))]  # the oldest: first in, first out
-        cache[key] = graded
-    if exchange.redirects and graded.graded:
-        graded = _rerouted(graded, exchange, key[-1], rules)
-    if not named:
+    if graded is None or (redirects and graded.graded):
+        if exchange is None:
+            exchange = Exchange(url, status, headers, tls_verified, redirects, request_origin)
+        if graded is None:
+            only = dataclasses.replace(exchange, headers=key[-1])
+            graded = _audit_of(only, rules, response_findings)
+            if len(cache) >= AUDIT_CACHE_SIZE:
+                del cache[next(iter(cache))]  # the oldest: first in, first out
+            cache[key] = graded
+        if redirects and graded.graded:
+            graded = _rerouted(graded, exchange, key[-1], rules)
+    if not about:
         return graded
-    found: list[Finding] = []
-    for spelled, values in named.values():
-        found += _header_findings(spelled, tuple(values))
+    found = _about_findings(tuple(about))
     if not found:
         return graded
     return Audit(  # not dataclasses.replace, which costs more than the rest of a cache hit
@@ -191,27 +230,54 @@ _SHAPES = {
 }
 """What of a header's value the tests read, where it is not the whole value."""
 
+
+def _whole(value: str) -> str:
+    return value
+
+
+def _about(value: str) -> str:
+    return value
+
+
+def _both(value: str) -> str:
+    return value
+
+
+assert not _SHAPES.keys() & found_in(), "a shaped input would lose its own findings"
+_WATCHED: dict[str, Callable[[str], str]] = {
+    **dict.fromkeys(found_in(), _about),
+    **dict.fromkeys(INPUTS, _whole),
+    **dict.fromkeys(INPUTS & found_in(), _both),
+    **_SHAPES,
+}
+"""Lower-cased name -> what ``audit`` does with a line of it, in one look-up: ``_whole``, it is
+an input (``INPUTS``); ``_about``, only its own findings (``header_findings``) read it; ``_both``,
+both; else the ``_SHAPES`` entry that makes the input."""
+
+_ROLES: dict[str, Callable[[str], str] | None] = {}
+"""``_WATCHED`` by the name as spelled (``None``: not watched), filled as names are met, so a
+head's names are not lower-cased again: servers spell a name a few ways."""
+ROLES_SIZE = 1024
+"""Spellings remembered: a server may invent names; past this many, the rest are looked up."""
+
+
+def _unseen(value: str) -> str:  # what ``_ROLES`` gives for a name not met yet
+    return value
+
+
+def _role(name: str) -> Callable[[str], str] | None:
+    role = _WATCHED.get(name.lower())
+    if len(_ROLES) < ROLES_SIZE:
+        _ROLES[name] = role
+    return role
+
+
 AUDIT_CACHE_SIZE = 8192
-"""Distinct audit inputs remembered (``_key``): the hosts of an estate mostly repeat a few
+"""Distinct audit inputs remembered (``Key``): the hosts of an estate mostly repeat a few
 header sets, and a hit costs a few microseconds where grading costs tens. Bounded (first in,
 first out), as a run may meet a new set per response (a CSP nonce); 8,192 audits are a few MiB."""
 
 Key = tuple[int, bool, bool, bool, bool | None, str | None, Headers]
-
-
-def _key(exchange: Exchange, inputs: Headers) -> Key:
-    """Everything the tests and ``response_findings`` read but the URLs of a redirect chain,
-    which only ``redirection`` reads (``_rerouted``): the URL matters by its scheme."""
-    first = exchange.redirects[0].url if exchange.redirects else exchange.url
-    return (
-        exchange.status,
-        exchange.https,
-        first[:7].lower() == "http://",
-        bool(exchange.redirects),
-        exchange.tls_verified,
-        exchange.request_origin,
-        inputs,
-    )
 
 
 def _rerouted(graded: Audit, exchange: Exchange, inputs: Headers, rules: Rules) -> Audit:
@@ -232,13 +298,25 @@ def _rerouted(graded: Audit, exchange: Exchange, inputs: Headers, rules: Rules) 
 
 @functools.cache
 def _cache(rules: Rules) -> dict[Key, Audit]:
-    """The audits worked out under ``rules``, by ``_key``, oldest first."""
+    """The audits worked out under ``rules``, by ``Key``, oldest first."""
     return {}
 
 
 @functools.lru_cache(maxsize=AUDIT_CACHE_SIZE)
-def _header_findings(spelled: str, values: tuple[str, ...]) -> tuple[Finding, ...]:
-    return tuple(header_findings(spelled, values))
+def _about_findings(lines: Headers) -> tuple[Finding, ...]:
+    """``header_findings`` of each name in ``lines`` (spelled as first sent), in order of first
+    appearance: by the lines, as a host sends the same ``Server`` on every head."""
+    named: dict[str, tuple[str, list[str]]] = {}
+    for name, value in lines:
+        known = named.get(name.lower())
+        if known is None:
+            named[name.lower()] = (name, [value])
+        else:
+            known[1].append(value)
+    found: list[Finding] = []
+    for spelled, values in named.values():
+        found += header_findings(spelled, tuple(values))
+    return tuple(found)
 
 
 def reference_audit(exchange: Exchange, rules: Rules | None = None) -> Audit:
@@ -372,11 +450,12 @@ def audit_result(
         return None
     https = result.url[:8].lower() == "https://"
     verified = (not insecure) if https else None
-    return grade(
+    return _audited(  # the head's headers are str pairs already: ``grade`` would copy them
         result.url,
         result.head.status,
         result.head.headers,
-        tls_verified=verified,
-        redirects=result.redirects,
-        request_origin=request_origin,
+        verified,
+        result.redirects,
+        request_origin,
+        default_rules(),
     )
