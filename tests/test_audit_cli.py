@@ -207,3 +207,40 @@ def test_offline_audit_of_a_database(headers_nginx: Nginx, db: str, ca_file: Pat
     code, _, err = fetchheads("audit", "--db", db, "http://127.0.0.1:1/nothing")
     assert code == 1
     assert "no snapshots of http://127.0.0.1:1/nothing" in err
+
+
+def test_attaching_the_audit_keeps_every_other_field_of_the_result() -> None:
+    """The audit is attached by building the Result anew (cheaper than dataclasses.replace): a
+    field added to Result and forgotten there would be silently reset in every --audit run."""
+    import dataclasses
+    import datetime as dt
+
+    from fetchheads.models import (
+        Alert,
+        Change,
+        Redirect,
+        ResponseHead,
+        Result,
+        Timing,
+        TLSInfo,
+    )
+    from fetchheads.run.plan import AuditPlan
+    from fetchheads.run.single import auditor
+
+    result = Result(
+        target="t",
+        url="https://t/",
+        head=ResponseHead("HTTP/1.1", 200, "OK", (("Server", "x"),)),
+        address="127.0.0.1",
+        timing=Timing(connect=0.001, total=0.002),
+        tls=TLSInfo("TLSv1.3", "X", "CN=t", "CN=ca", "2030-01-01T00:00:00Z", 1000),
+        redirects=(Redirect("http://t/", 301, "https://t/"),),
+        fetched_at=dt.datetime(2026, 12, 4, tzinfo=dt.UTC),
+        changes=(Change(":status", (), ("200",)),),
+        warnings=(Alert("certificate", "soon"),),
+    )
+    grade = auditor(AuditPlan())
+    assert grade is not None
+    graded = grade(result)
+    assert graded.audit is not None
+    assert graded == dataclasses.replace(result, audit=graded.audit)

@@ -169,18 +169,18 @@ def auditor(options: AuditPlan | None) -> Callable[[Result], Result] | None:
         if audit is None:
             return result
         return Result(  # not dataclasses.replace, which costs more than a cached audit
-            result.target,
-            result.url,
-            result.head,
-            result.error,
-            result.address,
-            result.timing,
-            result.tls,
-            result.redirects,
-            result.fetched_at,
-            result.changes,
-            result.warnings,
-            audit,
+            target=result.target,
+            url=result.url,
+            head=result.head,
+            error=result.error,
+            address=result.address,
+            timing=result.timing,
+            tls=result.tls,
+            redirects=result.redirects,
+            fetched_at=result.fetched_at,
+            changes=result.changes,
+            warnings=result.warnings,
+            audit=audit,
         )
 
     return grade
