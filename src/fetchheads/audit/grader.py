@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from collections.abc import Callable, Iterable, Sequence
 
 from fetchheads.audit.checks import (
@@ -129,23 +130,19 @@ def _audited(
 ) -> Audit:
     """``audit`` from the exchange's fields: a cache hit builds no ``Exchange`` (``exchange``,
     when the caller has one, is used as it is)."""
-    inputs: list[tuple[str, str]] = []
-    about: list[tuple[str, str]] = []
-    roles = _ROLES
-    for line in headers:
-        role = roles.get(line[0], _unseen)
-        if role is _unseen:
-            role = _role(line[0])
-        if role is not None:
-            if role is _whole:
-                inputs.append(line)
-            elif role is _about:
-                about.append(line)
-            elif role is _both:
-                inputs.append(line)
-                about.append(line)
-            else:
-                inputs.append((line[0], role(line[1])))
+    names = tuple(map(_name, headers))
+    plan = _PLANS.get(names)
+    if plan is None:
+        plan = _plan(names)
+    pick_inputs, shaped, pick_about = plan
+    inputs = pick_inputs(headers)
+    if shaped:
+        lines = list(inputs)
+        for at, shape in shaped:
+            name, value = lines[at]
+            lines[at] = (name, shape(value))
+        inputs = tuple(lines)
+    about = pick_about(headers)
     # The key: everything the tests and ``response_findings`` read but the URLs of a redirect
     # chain, which only ``redirection`` reads (``_rerouted``): the URL matters by its scheme.
     first = redirects[0].url if redirects else url
@@ -157,24 +154,36 @@ def _audited(
         bool(redirects),
         tls_verified,
         request_origin,
-        tuple(inputs),
+        inputs,
     )
     cache = _cache(rules)
-    graded = cache.get(key)
-    if graded is None or (redirects and graded.graded):
+    entry = cache.get(key)
+    if entry is None:
         if exchange is None:
             exchange = Exchange(url, status, headers, tls_verified, redirects, request_origin)
-        if graded is None:
-            only = dataclasses.replace(exchange, headers=key[-1])
-            graded = _audit_of(only, rules, response_findings)
-            if len(cache) >= AUDIT_CACHE_SIZE:
-                del cache[next(iter(cache))]  # the oldest: first in, first out
-            cache[key] = graded
-        if redirects and graded.graded:
-            graded = _rerouted(graded, exchange, key[-1], rules)
+        only = dataclasses.replace(exchange, headers=key[-1])
+        entry = (_audit_of(only, rules, response_findings), {})
+        if len(cache) >= AUDIT_CACHE_SIZE:
+            del cache[next(iter(cache))]  # the oldest: first in, first out
+        cache[key] = entry
+    graded, told = entry
+    if redirects and graded.graded:
+        if exchange is None:
+            exchange = Exchange(url, status, headers, tls_verified, redirects, request_origin)
+        return _told(_rerouted(graded, exchange, key[-1], rules), about)
     if not about:
         return graded
-    found = _about_findings(tuple(about))
+    audit = told.get(about)
+    if audit is None:
+        audit = _told(graded, about)
+        if len(told) < TOLD_SIZE:
+            told[about] = audit
+    return audit
+
+
+def _told(graded: Audit, about: Headers) -> Audit:
+    """``graded`` with the findings of the headers ``about`` (``header_findings``) first."""
+    found = _about_findings(about) if about else ()
     if not found:
         return graded
     return Audit(  # not dataclasses.replace, which costs more than the rest of a cache hit
@@ -231,45 +240,63 @@ _SHAPES = {
 """What of a header's value the tests read, where it is not the whole value."""
 
 
-def _whole(value: str) -> str:
-    return value
-
-
-def _about(value: str) -> str:
-    return value
-
-
-def _both(value: str) -> str:
-    return value
-
-
-assert not _SHAPES.keys() & found_in(), "a shaped input would lose its own findings"
-_WATCHED: dict[str, Callable[[str], str]] = {
-    **dict.fromkeys(found_in(), _about),
-    **dict.fromkeys(INPUTS, _whole),
-    **dict.fromkeys(INPUTS & found_in(), _both),
+_INPUT, _ABOUT, _BOTH = "input", "about", "both"
+_WATCHED: dict[str, str | Callable[[str], str]] = {
+    **dict.fromkeys(found_in(), _ABOUT),
+    **dict.fromkeys(INPUTS, _INPUT),
+    **dict.fromkeys(INPUTS & found_in(), _BOTH),
     **_SHAPES,
 }
-"""Lower-cased name -> what ``audit`` does with a line of it, in one look-up: ``_whole``, it is
-an input (``INPUTS``); ``_about``, only its own findings (``header_findings``) read it; ``_both``,
-both; else the ``_SHAPES`` entry that makes the input."""
+"""Lower-cased name -> what ``audit`` does with a line of it: ``_INPUT``, it is an input
+(``INPUTS``); ``_ABOUT``, only its own findings (``header_findings``) read it; ``_BOTH``, both;
+else the ``_SHAPES`` entry that makes the input from the line's value."""
+assert not _SHAPES.keys() & found_in(), "a shaped input would lose its own findings"
 
-_ROLES: dict[str, Callable[[str], str] | None] = {}
-"""``_WATCHED`` by the name as spelled (``None``: not watched), filled as names are met, so a
-head's names are not lower-cased again: servers spell a name a few ways."""
-ROLES_SIZE = 1024
-"""Spellings remembered: a server may invent names; past this many, the rest are looked up."""
+Pick = Callable[[Headers], Headers]
+Plan = tuple[Pick, tuple[tuple[int, Callable[[str], str]], ...], Pick]
+_PLANS: dict[tuple[str, ...], Plan] = {}
+"""By a head's header names as sent, in order: which of its lines are inputs, which of those
+are shaped and how, and which are read for their own findings. Servers send the same names in
+the same order on every response, so a head's lines are picked at C speed by ``itemgetter``,
+not looked at one by one."""
+PLANS_SIZE = 1024
+"""Name sequences remembered: past this many (a server that invents names), plans are made for
+each head."""
+_name = operator.itemgetter(0)
 
 
-def _unseen(value: str) -> str:  # what ``_ROLES`` gives for a name not met yet
-    return value
+def _plan(names: tuple[str, ...]) -> Plan:
+    inputs: list[int] = []
+    shaped: list[tuple[int, Callable[[str], str]]] = []
+    about: list[int] = []
+    for at, name in enumerate(names):
+        role = _WATCHED.get(name.lower())
+        if role is None:
+            continue
+        if role is _ABOUT or role is _BOTH:
+            about.append(at)
+        if role is not _ABOUT:
+            if callable(role):
+                shaped.append((len(inputs), role))
+            inputs.append(at)
+    plan = (_picker(inputs), tuple(shaped), _picker(about))
+    if len(_PLANS) < PLANS_SIZE:
+        _PLANS[names] = plan
+    return plan
 
 
-def _role(name: str) -> Callable[[str], str] | None:
-    role = _WATCHED.get(name.lower())
-    if len(_ROLES) < ROLES_SIZE:
-        _ROLES[name] = role
-    return role
+def _picker(positions: list[int]) -> Pick:
+    """The lines at ``positions``, as a tuple (``itemgetter`` of one position gives the line)."""
+    if not positions:
+        return _none
+    if len(positions) == 1:
+        at = positions[0]
+        return lambda headers: (headers[at],)
+    return operator.itemgetter(*positions)
+
+
+def _none(headers: Headers) -> Headers:
+    return ()
 
 
 AUDIT_CACHE_SIZE = 8192
@@ -277,7 +304,14 @@ AUDIT_CACHE_SIZE = 8192
 header sets, and a hit costs a few microseconds where grading costs tens. Bounded (first in,
 first out), as a run may meet a new set per response (a CSP nonce); 8,192 audits are a few MiB."""
 
+TOLD_SIZE = 4
+"""Per cached audit, the audits with their own findings (a ``Server``, an ``X-Powered-By`` ...)
+remembered by those lines: the hosts behind one header set mostly name one or two versions, and
+a hit then builds nothing. Past this many, the rest are built for each response."""
+
 Key = tuple[int, bool, bool, bool, bool | None, str | None, Headers]
+Entry = tuple[Audit, dict[Headers, Audit]]
+"""A cached audit of a ``Key``, and its ``TOLD_SIZE`` audits with findings of their own."""
 
 
 def _rerouted(graded: Audit, exchange: Exchange, inputs: Headers, rules: Rules) -> Audit:
@@ -297,7 +331,7 @@ def _rerouted(graded: Audit, exchange: Exchange, inputs: Headers, rules: Rules) 
 
 
 @functools.cache
-def _cache(rules: Rules) -> dict[Key, Audit]:
+def _cache(rules: Rules) -> dict[Key, Entry]:
     """The audits worked out under ``rules``, by ``Key``, oldest first."""
     return {}
 
