@@ -224,6 +224,40 @@ def test_a_bad_shard_is_a_usage_error(bad: str) -> None:
     assert "--shard" in result.output
 
 
+# --- thousands at once ----------------------------------------------------------------------------
+
+
+async def test_a_burst_of_targets_sends_the_first_request_before_the_last_is_started() -> None:
+    """At -c 1000 a list at hand would start every target in one turn of the loop, and no
+    connection made would be seen (its request sent, its connect time taken) until all were
+    started: on a busy client that is most of a second charged to every target's timings."""
+    turn = 0
+    started: list[int] = []
+    sent: list[int] = []
+
+    def count_turns() -> None:
+        nonlocal turn
+        turn += 1
+        if len(sent) < 1000:
+            asyncio.get_running_loop().call_soon(count_turns)
+
+    async def items() -> AsyncIterator[Item]:
+        for i in range(1000):
+            yield Target(text=f"t{i}", scheme="http", host="127.0.0.1", port=80)
+
+    async def fetch(target: Target) -> Result:
+        started.append(turn)
+        await asyncio.sleep(0)  # the connection is made a turn later: the request goes
+        sent.append(turn)
+        return Result(target=target.text, url=target.url)
+
+    count_turns()
+    await run(items(), fetch, lambda _result: None, concurrency=1000)
+    assert len(started) == len(sent) == 1000
+    assert min(sent) < max(started)  # the first request left before the last target started
+    assert max(started.count(t) for t in set(started)) < 1000
+
+
 # --- bounded memory --------------------------------------------------------------------------------
 
 
