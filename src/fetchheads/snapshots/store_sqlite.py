@@ -10,7 +10,8 @@ The schema is versioned with ``PRAGMA user_version`` and migrated forward by ``M
 file is marked with ``PRAGMA application_id``. A path that cannot hold a fetchheads database (not
 SQLite at all, SQLite with other tables, a newer schema, a FIFO or device, a missing directory, a
 file that cannot be created) is refused with ``StoreRefused`` before anything is written to it; a
-database that cannot be used right now (locked past the busy timeout, a full disk, an I/O error) raises ``StoreError``.
+database that cannot be used right now (locked past the busy timeout, a full disk, an I/O error)
+raises ``StoreError``.
 
 ``history`` and ``diff`` open the file read-only (``Store.open(readonly=True)``): a user who may
 only read it (another user's file in a directory they cannot write) can still look. WAL needs the
