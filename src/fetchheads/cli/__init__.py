@@ -35,6 +35,7 @@ from fetchheads.cli.options import fetch_options, make_config
 from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, snapshot_session
 from fetchheads.config import Config
 from fetchheads.fetch.one import make_ssl_context
+from fetchheads.render.safe import terminal_safe
 from fetchheads.run import process, run_plan
 from fetchheads.run.inputs import STDIN, Source
 from fetchheads.run.plan import Environment, RunPlan, choose_view, choose_workers
@@ -283,11 +284,31 @@ def _tls(config: Config) -> Callable[[], ssl.SSLContext]:
     if config.cacert is not None:
         try:
             tls()
-        except (ssl.SSLError, OSError) as exc:
+        except OSError as exc:  # ssl.SSLError included
             raise click.BadParameter(
-                f"cannot load {config.cacert}: {exc}", param_hint="--cacert"
+                terminal_safe(_cacert_problem(config.cacert, exc)), param_hint="--cacert"
             ) from None
     return tls
+
+
+def _cacert_problem(path: str, exc: OSError) -> str:
+    """What is wrong with the --cacert file, in words, not OpenSSL's ``[X509: ...] (_ssl.c:N)``."""
+    if not isinstance(exc, ssl.SSLError):
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if exc.reason != "NO_CERTIFICATE_OR_CRL_FOUND":
+        # OpenSSL says only "PEM lib": bad base64, a cut-off block, a damaged certificate.
+        return f"{path} holds a PEM certificate that cannot be read (damaged or cut off)"
+    try:
+        with open(path, "rb") as stream:
+            der = stream.read(1) == b"\x30"  # an ASN.1 SEQUENCE: a binary certificate
+    except OSError:
+        der = False
+    if der:
+        return (
+            f"{path} holds no PEM certificate: it looks like DER; convert it with "
+            f"'openssl x509 -inform der -in {path} -out ca.pem'"
+        )
+    return f"{path} holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)"
 
 
 def _sources(
