@@ -28,7 +28,13 @@ from typing import Any
 
 import click
 
-from fetchheads.cli.answers import check_columns, check_sort, compile_answer, open_output
+from fetchheads.cli.answers import (
+    check_columns,
+    check_output_name,
+    check_sort,
+    compile_answer,
+    open_output,
+)
 from fetchheads.cli.audit import AUDIT_COMMANDS, audit_plan
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, make_readable
 from fetchheads.cli.options import fetch_options, make_config
@@ -185,6 +191,7 @@ def fetch_command(
     config = make_config(config_fields, concurrency=concurrency, proxy=proxy, noproxy=noproxy)
     sources = _sources(targets, inputs, environment)
     output_format = _output_format(output_format, json_flag)
+    check_output_name(output, output_format, write_out)
     answer = compile_answer(
         output_format=output_format,
         fields=fields,
