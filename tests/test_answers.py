@@ -354,14 +354,52 @@ def test_an_output_file_that_cannot_be_written_is_a_usage_error(tmp_path: Path) 
     assert "No such file or directory" in result.stderr
 
 
+@pytest.mark.parametrize("name", ["heads.xml", "heads.html", "heads.XLSX", "heads.yaml"])
+def test_an_output_suffix_that_names_no_known_format_is_refused_with_the_known_ones(
+    site: ThreadedServer, tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+    result = run(["-o", str(path), f"127.0.0.1:{site.port}/hsts"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    last = result.stderr.splitlines()[-1]
+    suffix = name.rsplit(".", 1)[1]
+    assert last.startswith(f"Error: Invalid value for -o/--output: {path}: fetchheads writes no ")
+    assert f"'.{suffix}'" in last
+    assert ".csv" in last
+    assert ".jsonl" in last
+    assert "--format" in last
+    assert not path.exists()
+    assert site.requests == []
+    # --format says what to write, whatever the name.
+    assert run(["-o", str(path), "--format", "jsonl", f"127.0.0.1:{site.port}/hsts"]).exit_code == 0
+    assert path.read_text().startswith('{"target"')
+
+
+@pytest.mark.parametrize(
+    ("name", "first"),
+    [
+        ("heads.txt", "127.0.0.1"),
+        ("heads.log", "127.0.0.1"),
+        ("heads", "127.0.0.1"),
+        ("heads.ndjson", '{"target"'),
+    ],
+)
+def test_plain_text_names_stay_plain_and_ndjson_is_json_lines(
+    site: ThreadedServer, tmp_path: Path, name: str, first: str
+) -> None:
+    path = tmp_path / name
+    assert run(["-o", str(path), f"127.0.0.1:{site.port}/hsts"]).exit_code == 0
+    assert path.read_text().startswith(first)
+
+
 # --- usage errors --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--fields", "status,sever"], "unknown field 'sever'; known fields: target, url,"),
-        (["-w", "%{htp_code}"], "unknown write-out variable %{htp_code}; known:"),
+        (["--fields", "status,stauts"], "unknown field 'stauts' (did you mean status?); docs/"),
+        (["-w", "%{htp_code}"], "unknown write-out variable %{htp_code} (did you mean %{"),
         (["--match-status", "2yy"], "invalid status '2yy' in --match-status"),
         (["--has-header", "server=("], "invalid regular expression '(' in --has-header"),
         (["-w", "x", "--format", "csv"], "-w prints its template"),
@@ -373,7 +411,8 @@ def test_bad_answers_are_usage_errors(args: list[str], message: str) -> None:
     result = run([*args, "127.0.0.1:1"])
     assert result.exit_code == 2
     assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()[-1]) > len(message)
+    last = result.stderr.strip().splitlines()[-1]
+    assert len(message) < len(last) <= 160  # whole in a cron mail's line, not 35 names long
 
 
 # --- --unique, -o and --workers, streaming -------------------------------------------------------

@@ -298,6 +298,43 @@ def test_usage_errors_exit_2_with_clicks_message(args: list[str], message: str) 
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"127.0.0.1\n", "holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)"),
+        (b"", "holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)"),
+        (b"\x30\x82\x01\x0a" + bytes(266), "holds no PEM certificate: it looks like DER"),
+        (
+            b"-----BEGIN CERTIFICATE-----\nabc!!\n-----END CERTIFICATE-----\n",
+            "holds a PEM certificate that cannot be read",
+        ),
+    ],
+    ids=["text", "empty", "der", "damaged-pem"],
+)
+def test_a_cacert_that_is_no_pem_certificate_is_one_clear_line_and_exit_2(
+    tmp_path: Path, target: str, content: bytes, says: str
+) -> None:
+    cacert = tmp_path / "ca.crt"
+    cacert.write_bytes(content)
+    result = invoke(["--cacert", str(cacert), target])
+    assert (result.exit_code, result.stdout) == (2, "")
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"Error: Invalid value for --cacert: {cacert} {says}")
+    assert "_ssl.c" not in result.stderr
+    assert "[X509" not in result.stderr
+
+
+def test_a_der_cacert_is_told_how_to_convert_it(tmp_path: Path, target: str, ca_file: Path) -> None:
+    der = tmp_path / "ca.der"
+    der.write_bytes(ssl.PEM_cert_to_DER_cert(ca_file.read_text()))
+    result = invoke(["--cacert", str(der), target])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for --cacert: {der} holds no PEM certificate: it looks like DER; "
+        f"convert it with 'openssl x509 -inform der -in {der} -out ca.pem'"
+    )
+
+
 def test_json_agrees_with_format_jsonl_and_overrides_the_environment(target: str) -> None:
     for args, env in (
         (["--json", "--format", "jsonl"], None),
@@ -334,14 +371,6 @@ def test_no_targets_on_a_terminal_is_a_usage_error() -> None:
     assert result.exit_code == 2
     assert "no targets" in result.stderr
     assert "fetchheads www.example.com" in result.stderr
-
-
-def test_a_cacert_that_is_not_a_certificate_is_a_usage_error(tmp_path: Path) -> None:
-    junk = tmp_path / "junk.pem"
-    junk.write_text("not a certificate\n")
-    result = invoke(["--cacert", str(junk), "example.com"])
-    assert result.exit_code == 2
-    assert f"cannot load {junk}" in result.stderr
 
 
 def test_exit_0_only_when_every_target_answered(target: str, refused: str) -> None:

@@ -3,12 +3,17 @@ overlapping runs fetching the same target, and histories brought together with `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from fetchheads.snapshots.store import Store
 from tests.support.postgres import Postgres
 from tests.support.servers import ThreadedServer
 from tests.support.snapshots import Site, fetchheads, query, run_cli, start_site
+from tests.test_store import day, snap
 
 StartServer = Callable[..., ThreadedServer]
 
@@ -146,3 +151,38 @@ def test_db_copy_between_sqlite_files_and_back_from_postgres(
     assert code == 2
     assert "none.db does not exist" in err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_two_copies_at_once_into_one_database_both_end_cleanly_and_copy_each_snapshot_once(
+    db: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two cron jobs copying the same file at the same moment: both exit 0, and between them
+    every run and snapshot arrives once (the one that finds it there already says so)."""
+    source = str(tmp_path / "web.db")
+    with Store.open(source) as store:
+        for n in range(30):  # many small import transactions: many chances to interleave
+            run = store.begin_run("0", {})
+            store.record(run, [snap(f"http://h{k}/", day(1 + n % 28)) for k in range(50)])
+            store.finish_run(run, targets=50, ok=50)
+    if db.startswith("postgresql://"):
+        postgres: Postgres = request.getfixturevalue("postgres")
+        destinations = [db, postgres.new_database(), postgres.new_database()]
+    else:
+        destinations = [db, str(tmp_path / "1.db"), str(tmp_path / "2.db")]
+    for destination in destinations:
+        outcomes = run_all(*[["db", "copy", source, destination]] * 2)
+        assert [(code, err) for code, _, err in outcomes] == [(0, "")] * 2
+        copied = [
+            re.fullmatch(
+                r"copied (\d+) snapshots? and (\d+) runs? from .*?(?: \((\d+) there already\))?\n",
+                out,
+            )
+            for _, out, _ in outcomes
+        ]
+        assert all(copied)
+        assert sum(int(m[1]) for m in copied if m) == 1500
+        assert sum(int(m[2]) for m in copied if m) == 30
+        assert query(destination, "SELECT count(*), count(DISTINCT uid) FROM snapshots") == [
+            (1500, 1500)
+        ]
+        assert query(destination, "SELECT count(*), count(DISTINCT uid) FROM runs") == [(30, 30)]

@@ -107,6 +107,23 @@ def test_ignore_header_and_an_error_outcome_as_changes(site: tuple[Site, str], d
     ]
 
 
+@pytest.mark.parametrize("name", ["a b", "X-Id:", "", "caf\u00e9", "x\x1b[31m"])
+def test_an_ignore_header_that_is_no_header_name_is_refused_before_any_fetch(
+    site: tuple[Site, str], tmp_path: Path, name: str
+) -> None:
+    server, target = site
+    db = str(tmp_path / "heads.db")
+    assert fetchheads("--db", db, "-q", target)[0] == 0
+    served = server.served
+    for command in (["--db", db, "--changes"], ["history", "--db", db], ["diff", "--db", db]):
+        code, out, err = fetchheads(*command, "--ignore-header", name, target)
+        assert (code, out) == (2, "")
+        last = err.splitlines()[-1]
+        assert last.startswith(f"Error: invalid header name {name!r} in --ignore-header")
+        assert "\x1b" not in err
+    assert server.served == served
+
+
 def test_changes_needs_a_database() -> None:
     code, _, err = fetchheads("--changes", "127.0.0.1:9")
     assert code == 2

@@ -235,6 +235,17 @@ def test_a_missing_directory_is_named_as_such(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_database_that_can_never_be_created_is_refused_before_any_fetch(
+    site: tuple[Site, str],
+) -> None:
+    server, target = site
+    # /proc exists and is a directory, but no file can ever be created in it (not even by root).
+    code, out, err = fetchheads("--db", "/proc/fetchheads-heads.db", target)
+    assert (code, out, server.served) == (2, "", 0)
+    assert "Invalid value for --db: /proc/fetchheads-heads.db: cannot be created: " in err
+    assert not os.path.exists("/proc/fetchheads-heads.db")
+
+
 def test_fetchheads_db_with_a_tilde_is_in_the_home_directory(
     site: tuple[Site, str], tmp_path: Path
 ) -> None:
@@ -328,6 +339,19 @@ def test_history_and_diff_read_a_database_this_user_may_only_read(
     assert done.returncode == 1
     assert f"{target} header > HTTP/1.1 200 OK" in done.stdout
     assert done.stderr.startswith("fetchheads: 1 result not recorded: ")
+
+
+def test_a_database_this_user_may_not_create_is_refused_before_any_fetch(
+    site: tuple[Site, str], shared_dir: Path
+) -> None:
+    server, target = site
+    shared_dir.chmod(0o555)
+    db = shared_dir / "heads.db"
+    done = as_nobody("--db", str(db), "-q", target)
+    assert (done.returncode, done.stdout, server.served) == (2, "", 0)
+    assert f"{db}: cannot be created: Permission denied" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert os.listdir(shared_dir) == []
 
 
 def test_a_reader_that_would_miss_unmerged_changes_says_so(

@@ -172,7 +172,7 @@ def test_plain_jsonl_and_write_out_are_sorted_whole(hosts: tuple[Path, str]) -> 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--sort", "sever"], "Invalid value for --sort: unknown field 'sever'; known fields:"),
+        (["--sort", "sever"], "--sort: unknown field 'sever' (a header is header:sever); docs/"),
         (["--sort", "status,,target"], "Invalid value for --sort: empty field name"),
         (["--sort", "-"], "Invalid value for --sort: empty field name"),
         (["--sort", "status", "--format", "pretty"], "--sort orders the line formats"),

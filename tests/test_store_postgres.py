@@ -4,8 +4,11 @@ password that appears nowhere. What both backends share is tested in test_store.
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import psycopg
@@ -13,6 +16,7 @@ import pytest
 
 from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.snapshots.store import SCHEMA_VERSION, Store
+from tests.support import processes
 from tests.support.postgres import Postgres
 from tests.support.snapshots import fetchheads, query
 from tests.test_store import day, snap
@@ -185,3 +189,27 @@ def test_a_password_appears_in_no_message_no_output_and_no_row(
     stored = query(url, "SELECT options::text FROM runs")
     assert stored
     assert secret not in str(stored)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_the_hand_started_server_stops_on_sigterm_as_on_ctrl_c(stop: signal.Signals) -> None:
+    process = processes.start(
+        [sys.executable, "-m", "tests.support.postgres"],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    port = urllib.parse.urlsplit(url).port
+    assert port is not None
+    [(data,)] = query(url, "SHOW data_directory")
+    try:
+        process.send_signal(stop)
+        _, err = process.communicate(timeout=60)
+        assert (process.returncode, err) == (0, "")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:  # a server the helper left running must not outlive the test
+        Postgres(Path(data).parent).stop()

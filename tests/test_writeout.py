@@ -133,11 +133,12 @@ async def test_every_field_is_a_variable_and_curls_names_win() -> None:
 @pytest.mark.parametrize(
     ("template", "says"),
     [
-        ("%{http_cod}", "unknown write-out variable %{http_cod}; known: content_type, errormsg"),
+        ("%{http_cod}", "unknown write-out variable %{http_cod} (did you mean %{http_code} or"),
+        ("%{zzz.qqq}", "unknown write-out variable %{zzz.qqq}; docs/fields.md lists every"),
         ("%{time_total", "unclosed {"),
         ("%header{}", "empty header name"),
         ("%{header:a b}", "invalid header name"),
-        ("%output{x}", "%output{} is not supported"),
+        ("%output{x}", "%output{} is not supported in -w (of %word{}, only %header{NAME} is)"),
         ("%time{%H}", "%time{} is not supported"),
     ],
 )

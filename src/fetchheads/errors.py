@@ -14,7 +14,8 @@
      │         └── ParseError       raised by the sans-IO parser itself
      └── StoreError                 the snapshot database cannot be used now (locked, full, I/O)
           └── StoreRefused          the path can never hold one: not a fetchheads database,
-                                    a newer schema, a FIFO or device, a missing directory
+                                    a newer schema, a FIFO or device, a missing directory,
+                                    a file that cannot be created
 
 A failed target is data, not an exception: ``fetch.one.fetch_one`` catches ``FetchError`` and
 returns a ``Result`` carrying ``ErrorInfo(kind, message)``. Low-level exceptions (``OSError``,

@@ -6,7 +6,8 @@ the test command installs the Debian package when it is missing), trust authenti
 system's. PostgreSQL refuses to run as root: as root, the server runs as the ``postgres`` user
 (created by the Debian package), or as ``nobody``, through ``runuser``.
 
-``python -m tests.support.postgres`` starts one and prints its URL, for trying things by hand.
+``python -m tests.support.postgres`` starts one and prints its URL, for trying things by hand;
+Ctrl-C or SIGTERM stops it and removes its directory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -148,9 +150,15 @@ def running_postgres() -> Iterator[Postgres]:
             server.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    with running_postgres() as pg:
+    # SIGTERM (kill, a supervisor, a CI step's timeout) stops the server as Ctrl-C does: its
+    # default would end Python at once and leave the server running in a removed directory.
+    signal.signal(signal.SIGTERM, _interrupt)
+    with contextlib.suppress(KeyboardInterrupt), running_postgres() as pg:
         print(pg.url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
+        while True:
+            time.sleep(3600)

@@ -9,7 +9,7 @@ the fetch options and ``make_config`` in ``options`` and ``scale``, the snapshot
     1    one or more targets failed (input errors included), or results were not recorded in
          the --db database (locked past the busy timeout, a full disk, not writable)
     2    usage error (also: a --db that is not a fetchheads database, is from a newer one, is a
-         FIFO or device, or lies in a directory that does not exist)
+         FIFO or device, lies in a directory that does not exist, or cannot be created)
     3    every target answered, but a certificate needs attention (--warn-days, --warn-fraction;
          under --changes: only when that warning is printed, i.e. new or worse since the last run),
          or a target graded under --fail-under
@@ -28,13 +28,20 @@ from typing import Any
 
 import click
 
-from fetchheads.cli.answers import check_columns, check_sort, compile_answer, open_output
+from fetchheads.cli.answers import (
+    check_columns,
+    check_output_name,
+    check_sort,
+    compile_answer,
+    open_output,
+)
 from fetchheads.cli.audit import AUDIT_COMMANDS, audit_plan
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, make_readable
 from fetchheads.cli.options import fetch_options, make_config
 from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, snapshot_session
 from fetchheads.config import Config
 from fetchheads.fetch.one import make_ssl_context
+from fetchheads.render.safe import terminal_safe
 from fetchheads.run import process, run_plan
 from fetchheads.run.inputs import STDIN, Source
 from fetchheads.run.plan import Environment, RunPlan, choose_view, choose_workers
@@ -184,6 +191,7 @@ def fetch_command(
     config = make_config(config_fields, concurrency=concurrency, proxy=proxy, noproxy=noproxy)
     sources = _sources(targets, inputs, environment)
     output_format = _output_format(output_format, json_flag)
+    check_output_name(output, output_format, write_out)
     answer = compile_answer(
         output_format=output_format,
         fields=fields,
@@ -283,11 +291,31 @@ def _tls(config: Config) -> Callable[[], ssl.SSLContext]:
     if config.cacert is not None:
         try:
             tls()
-        except (ssl.SSLError, OSError) as exc:
+        except OSError as exc:  # ssl.SSLError included
             raise click.BadParameter(
-                f"cannot load {config.cacert}: {exc}", param_hint="--cacert"
+                terminal_safe(_cacert_problem(config.cacert, exc)), param_hint="--cacert"
             ) from None
     return tls
+
+
+def _cacert_problem(path: str, exc: OSError) -> str:
+    """What is wrong with the --cacert file, in words, not OpenSSL's ``[X509: ...] (_ssl.c:N)``."""
+    if not isinstance(exc, ssl.SSLError):
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if exc.reason != "NO_CERTIFICATE_OR_CRL_FOUND":
+        # OpenSSL says only "PEM lib": bad base64, a cut-off block, a damaged certificate.
+        return f"{path} holds a PEM certificate that cannot be read (damaged or cut off)"
+    try:
+        with open(path, "rb") as stream:
+            der = stream.read(1) == b"\x30"  # an ASN.1 SEQUENCE: a binary certificate
+    except OSError:
+        der = False
+    if der:
+        return (
+            f"{path} holds no PEM certificate: it looks like DER; convert it with "
+            f"'openssl x509 -inform der -in {path} -out ca.pem'"
+        )
+    return f"{path} holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)"
 
 
 def _sources(

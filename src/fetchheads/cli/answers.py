@@ -17,9 +17,10 @@ from fetchheads.config import WRITE_OUT
 from fetchheads.render.fields import BUILTIN, Field, SpecError, compile_fields
 from fetchheads.render.filters import Selector, compile_selector
 from fetchheads.render.output import OutputFile
+from fetchheads.render.safe import terminal_safe
 from fetchheads.render.sort import SortOrder, compile_sort
 from fetchheads.render.writeout import WriteOut, compile_write_out
-from fetchheads.run.plan import LINE_FORMATS
+from fetchheads.run.plan import LINE_FORMATS, PLAIN_SUFFIXES, SUFFIX_FORMATS, suffix_format
 
 answer_options = option_group(
     click.option(
@@ -193,6 +194,22 @@ def _template(text: str) -> str:
         raise click.BadParameter(
             f"cannot read {path}: {exc.strerror or exc}", param_hint="-w/--write-out"
         ) from None
+
+
+def check_output_name(path: str | None, output_format: str | None, write_out: str | None) -> None:
+    """``-o heads.xml`` without --format: refused, not filled with plain lines under that name."""
+    if path is None or output_format is not None or write_out is not None:
+        return
+    if suffix_format(path) is None:
+        suffix = os.path.splitext(path)[1]
+        names = [*SUFFIX_FORMATS, *(suffix for suffix in PLAIN_SUFFIXES if suffix)]
+        raise click.BadParameter(
+            terminal_safe(
+                f"{path}: fetchheads writes no {suffix!r} format; end the name in "
+                f"{', '.join(names[:-1])} or {names[-1]}, or give --format (e.g. --format plain)"
+            ),
+            param_hint="-o/--output",
+        )
 
 
 def open_output(path: str | None, output_format: str) -> OutputFile | None:

@@ -17,6 +17,8 @@ import click
 
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float, option_group
 from fetchheads.errors import StoreError, StoreRefused
+from fetchheads.render.fields import SpecError
+from fetchheads.render.filters import header_name
 from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
 from fetchheads.render.safe import terminal_safe
 from fetchheads.snapshots.changes import ignored_names
@@ -107,11 +109,20 @@ def _db_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., A
     )
 
 
+def _header_names(ctx: click.Context, param: click.Parameter, names: tuple[str, ...]) -> Any:
+    """--ignore-header: a name that no header can have would silently ignore nothing."""
+    try:
+        return tuple(header_name(name, "--ignore-header") for name in names)
+    except SpecError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+
+
 ignore_header_option = click.option(
     "--ignore-header",
     "ignored",
     multiple=True,
     metavar="NAME",
+    callback=_header_names,
     help="Also ignore this header when comparing snapshots (Date, Age, request ids and the like "
     "are ignored already); repeatable.",
 )

@@ -24,6 +24,7 @@ module (the audit, later) adds its fields with ``BUILTIN.extended(...)`` and han
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
@@ -106,11 +107,35 @@ class Vocabulary:
         return None
 
     def field(self, name: str) -> Field:
-        """``lookup``, raising ``SpecError`` (listing the known names) for an unknown one."""
+        """``lookup``, raising ``SpecError`` (naming the nearest known names) for an unknown one."""
         field = self.lookup(name)
         if field is None:
-            raise SpecError(f"unknown field {name!r}; known fields: {', '.join(self.names())}")
+            hint = near_names(name, self.names()) or self._as_family(name)
+            raise SpecError(f"unknown field {name!r}{hint}; docs/fields.md lists every field")
         return field
+
+    def _as_family(self, name: str) -> str:
+        """`` (a header is header:NAME)`` when ``name`` is valid as a family's name; not for a
+        dotted name, which reads as a field (``time.x``), not as a header."""
+        if "." in name:
+            return ""
+        for family in self._families:
+            try:
+                family.make(name)
+            except SpecError:
+                continue
+            return f" (a {family.prefix.strip(':')} is {family.prefix}{name})"
+        return ""
+
+
+def near_names(name: str, known: Iterable[str], shown: str = "{}") -> str:
+    """`` (did you mean status?)``: the known names closest to a mistyped one (difflib), each
+    written as ``shown`` writes it (``%{{{}}}`` for -w); empty when none is close."""
+    close = [shown.format(match) for match in difflib.get_close_matches(name, list(known), n=3)]
+    if not close:
+        return ""
+    listed = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f" (did you mean {listed}?)"
 
 
 def compile_fields(spec: str, vocabulary: Vocabulary) -> tuple[Field, ...]:

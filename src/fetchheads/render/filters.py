@@ -108,13 +108,20 @@ def missing_header(name: str) -> Predicate:
 
 def _header_getter(name: str, option: str) -> Callable[[Result], Value]:
     """The accessor of field ``header:NAME``: the same joined value the formats show."""
+    return BUILTIN.field(f"header:{header_name(name, option)}").get
+
+
+def header_name(name: str, option: str) -> str:
+    """``name`` without surrounding space, checked as ``header:NAME`` checks it (an RFC 9110
+    token); raises ``SpecError`` naming ``option`` (``--ignore-header`` uses it too)."""
     name = name.strip()
     try:
-        return BUILTIN.field(f"header:{name}").get
+        BUILTIN.field(f"header:{name}")
     except SpecError:
         raise SpecError(
             f"invalid header name {name!r} in {option} (e.g. {option} server)"
         ) from None
+    return name
 
 
 class Selector:

@@ -35,7 +35,14 @@ from collections.abc import Callable
 
 from fetchheads.errors import ErrorKind
 from fetchheads.models import DEFAULT_PORTS, Result
-from fetchheads.render.fields import BUILTIN, SpecError, Value, Vocabulary, value_text
+from fetchheads.render.fields import (
+    BUILTIN,
+    SpecError,
+    Value,
+    Vocabulary,
+    near_names,
+    value_text,
+)
 from fetchheads.render.safe import json_safe, terminal_safe
 
 Part = str | Callable[[Result], str]
@@ -248,8 +255,8 @@ def compile_write_out(template: str, vocabulary: Vocabulary = BUILTIN) -> WriteO
             name = "header{" + name
         elif (word := _WORD_BRACE.match(template, i + 1)) is not None:
             raise SpecError(
-                f"%{word.group(1)}{{}} is not supported in -w; known: "
-                + ", ".join(known_variables(vocabulary))
+                f"%{word.group(1)}{{}} is not supported in -w (of %word{{}}, only %header{{NAME}} "
+                "is)"
             )
         else:  # "%" before anything else is printed as it is, as in curl
             literal.append("%")
@@ -293,8 +300,8 @@ def _variable(name: str, vocabulary: Vocabulary) -> Callable[[Result], str]:
         return _SPECIAL[name]
     field = vocabulary.lookup(name)
     if field is None:
+        near = near_names(name, known_variables(vocabulary), "%{{{}}}")
         raise SpecError(
-            f"unknown write-out variable %{{{name}}}; known: "
-            + ", ".join(known_variables(vocabulary))
+            f"unknown write-out variable %{{{name}}}{near}; docs/fields.md lists every variable"
         )
     return _field(field.get)

@@ -45,8 +45,13 @@ SUFFIX_FORMATS = {
     ".prom": "prometheus",
     ".jsonl": "jsonl",
     ".json": "jsonl",
+    ".ndjson": "jsonl",
 }
-"""``-o FILE`` without ``--format``: the format its name asks for (plain for any other)."""
+"""``-o FILE`` without ``--format``: the format its name asks for."""
+PLAIN_SUFFIXES = ("", ".txt", ".log", ".out", ".text")
+"""``-o FILE`` names that ask for plain lines; so does a suffix without a letter (``heads.1``,
+``heads.2026-01-04``: a rotated or dated log). Any other suffix (``.xml``, ``.html``) names a
+format fetchheads does not write: the CLI refuses it rather than write plain lines under it."""
 LINE_FORMATS = ("plain", "jsonl", "table", "csv", "tsv", WRITE_OUT)
 """The formats that are one record per target, written as it finishes: those ``--workers``
 can split (each worker formats its own records; the supervisor merges them whole)."""
@@ -178,6 +183,17 @@ class RunPlan:
     output: OutputFile | None = None  # -o FILE, opened by cli; None: stdout
 
 
+def suffix_format(path: str) -> str | None:
+    """The format the suffix of ``-o PATH`` names, or None for one that names no format fetchheads
+    writes (``SUFFIX_FORMATS``, ``PLAIN_SUFFIXES``)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in SUFFIX_FORMATS:
+        return SUFFIX_FORMATS[suffix]
+    if suffix in PLAIN_SUFFIXES or not any(char.isalpha() for char in suffix):
+        return "plain"
+    return None
+
+
 def choose_view(
     output_format: str | None,
     *,
@@ -196,7 +212,7 @@ def choose_view(
     """The view the options ask for, their ``None`` ("auto") decided from the environment.
 
     The format: ``-w`` is its own; else ``--format``; else, with ``-o FILE``, the one its suffix
-    names (``.csv``, ``.tsv``, ``.prom``, ``.jsonl``; plain otherwise); else with ``--fields``
+    names (``suffix_format``); else with ``--fields``
     the table on a terminal and TSV elsewhere; else with ``--sort`` the table on a terminal
     (a sorted run is a line format); else on a terminal the table for a list read from
     a file or stdin (blocks of 300 heads are not readable at a glance) and the pretty blocks for
@@ -207,7 +223,7 @@ def choose_view(
     elif output_format is not None:
         chosen = output_format
     elif output is not None:
-        chosen = SUFFIX_FORMATS.get(os.path.splitext(output)[1].lower(), "plain")
+        chosen = suffix_format(output) or "plain"
     elif fields:
         chosen = "table" if to_terminal else "tsv"
     elif sort is not None and to_terminal:

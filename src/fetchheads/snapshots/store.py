@@ -271,6 +271,11 @@ class Store:
     def _lock_keys(self, keys: Sequence[str]) -> None:
         """Inside a write: make other writers of these keys wait until it ends."""
 
+    def _lock_imports(self) -> None:
+        """Inside a write: make another ``db copy`` into this database wait until it ends, so
+        two never both find a uid missing and both insert it. A backend whose writes are one at
+        a time already (SQLite's BEGIN IMMEDIATE) needs nothing more."""
+
     def _latest(self, keys: Sequence[str], columns: str | None = None) -> dict[str, Snapshot]:
         """The latest stored snapshot of each of ``keys`` that has one (``columns``: by default
         PREVIOUS_COLUMNS)."""
@@ -593,6 +598,7 @@ class Store:
         mapping: dict[int, int] = {}
         added = 0
         with self._write():
+            self._lock_imports()
             here: dict[str, int] = dict(self._rows("SELECT uid, id FROM runs"))
             for source_id, values in runs.items():
                 if values[0] not in here:
@@ -607,6 +613,7 @@ class Store:
             return 0
         marks = ", ".join("?" for _ in rows)
         with self._write():
+            self._lock_imports()
             here = {
                 row[0]
                 for row in self._rows(

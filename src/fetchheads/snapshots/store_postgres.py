@@ -16,6 +16,9 @@ fetchheads' and holds its version; a schema with other tables and no such mark i
 untouched. Migrations run in one transaction under an advisory lock, so N shard processes opening
 a new database at once create it once.
 
+``db copy`` into one database twice at once: each import transaction holds one advisory lock, so
+the second finds what the first added instead of inserting it again.
+
 Many writers: each batch is one transaction; its rows go in by ``COPY``. Under ``--changes`` the
 batch first takes a transaction-level advisory lock on each of its keys (in a fixed order, so two
 batches never deadlock), then reads their latest snapshots in one query: the writes of one key are
@@ -331,6 +334,11 @@ class PostgresStore(Store):
             "FROM unnest(%s::text[]) AS k ORDER BY h) AS sorted",
             (list(keys),),
         )
+
+    def _lock_imports(self) -> None:
+        # Read committed: without it two copies both see a uid missing and one fails on the
+        # unique index. (The two-key form: a space apart from _lock_keys' one-key locks.)
+        self._db.execute(f"SELECT pg_advisory_xact_lock({APPLICATION_ID}, 1)")
 
     def _latest(self, keys: Sequence[str], columns: str | None = None) -> dict[str, Snapshot]:
         # The second lateral looks back only for a failed https target without a certificate of

@@ -8,9 +8,10 @@ at a time also serializes the writes of every key, as ``store`` requires).
 
 The schema is versioned with ``PRAGMA user_version`` and migrated forward by ``MIGRATIONS``; the
 file is marked with ``PRAGMA application_id``. A path that cannot hold a fetchheads database (not
-SQLite at all, SQLite with other tables, a newer schema, a FIFO or device, a missing directory) is
-refused with ``StoreRefused`` before anything is written to it; a database that cannot be used
-right now (locked past the busy timeout, a full disk, an I/O error) raises ``StoreError``.
+SQLite at all, SQLite with other tables, a newer schema, a FIFO or device, a missing directory, a
+file that cannot be created) is refused with ``StoreRefused`` before anything is written to it; a
+database that cannot be used right now (locked past the busy timeout, a full disk, an I/O error)
+raises ``StoreError``.
 
 ``history`` and ``diff`` open the file read-only (``Store.open(readonly=True)``): a user who may
 only read it (another user's file in a directory they cannot write) can still look. WAL needs the
@@ -23,6 +24,7 @@ The only module that imports sqlite3; every ``sqlite3.Error`` is translated to `
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import stat
@@ -393,7 +395,8 @@ def _check_file(path: str, *, must_exist: bool = False) -> None:
             raise StoreRefused(f"{directory} is not a directory") from None
         if must_exist:
             raise StoreRefused(f"{path}: does not exist") from None
-        return  # created by connect
+        _create(path)
+        return
     except OSError as exc:
         raise StoreError(f"{path}: cannot read: {exc.strerror or exc}", exc.strerror) from exc
     for test, kind in _FILE_KINDS:
@@ -408,6 +411,27 @@ def _check_file(path: str, *, must_exist: bool = False) -> None:
         raise StoreRefused(
             f"{path}: not an SQLite database (not written by fetchheads); left as is"
         )
+
+
+# Creating a file fails for these only until space or descriptors are freed: a run goes on and
+# says how many results were not recorded. Any other reason (no permission, a read-only or
+# pseudo file system like /proc) holds on every run, so the path is refused before any fetch.
+_PASSING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EMFILE, errno.ENFILE})
+
+
+def _create(path: str) -> None:
+    """Create the missing file (empty: SQLite makes it a database) to learn, before any fetch,
+    whether it can be created at all; SQLite's own "unable to open database file" says not why.
+    Creating is the only sure test: ``os.access`` answers yes to root, even in /proc."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return  # another process created it first: opened as an existing file
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno in _PASSING_ERRNOS:
+            raise StoreError(f"{path}: cannot create: {reason}", reason) from exc
+        raise StoreRefused(f"{path}: cannot be created: {reason}") from None
 
 
 def _has_wal_content(path: str) -> bool:
