@@ -280,6 +280,8 @@ def test_https_with_cacert_and_insecure(
         (["--format", "xml", "example.com"], "Invalid value for '--format'"),
         (["-H", "X-A: 1\r\nX-B: 2", "example.com"], "Invalid value for '-H' / '--header'"),
         (["-H", "no colon", "example.com"], "header must be 'Name: value'"),
+        (["-H", "a b: 1", "example.com"], "header 'a ***' has an invalid name: before the ':'"),
+        (["-H", ": 1", "example.com"], "header must be 'Name: value', got ': ***'"),
         (["-A", "ua\nInjected: 1", "example.com"], "Invalid value for '-A' / '--user-agent'"),
         (["--cacert", "/no/such/ca.pem", "example.com"], "does not exist"),
         (["-i", "/no/such/hosts.txt"], "cannot read /no/such/hosts.txt: No such file or"),

@@ -27,7 +27,13 @@ def parse_header_option(text: str) -> tuple[str, str]:
     name, colon, value = text.partition(":")
     name = name.strip()
     if not colon or not _TOKEN_RE.fullmatch(name):
-        raise InputError(f"header must be 'Name: value', got {redact_header(text)!r}")
+        shown = redact_header(text)
+        if colon and name:
+            raise InputError(
+                f"header {shown!r} has an invalid name: before the ':' goes one word of letters, "
+                "digits and !#$%&'*+-.^_`|~"
+            )
+        raise InputError(f"header must be 'Name: value', got {shown!r}")
     value = value.strip(" \t")
     check_header_value(name, value)
     return name, value
