@@ -61,7 +61,8 @@ from fetchheads.models import (
     ResponseHead,
     Result,
     Target,
-    Timing,
+    build_result,
+    build_timing,
     utc_now,
 )
 from fetchheads.proxy import Proxy, tunnel_refusal
@@ -200,13 +201,13 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
     if error is not None and state.parser is not None:
         head = state.parser.partial()  # headers received before the failure are kept
     total = time.perf_counter() - state.start
-    return Result(
+    return build_result(
         target=target.text,
         url=target.url,
         head=head,
         error=error,
         address=state.address,
-        timing=Timing(
+        timing=build_timing(
             dns=state.dns,
             connect=state.connect,
             tls=state.tls_time,
