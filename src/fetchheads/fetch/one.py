@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -160,6 +159,8 @@ async def fetch_one(target: Target, ctx: FetchContext) -> Result:
 def retry_delay(attempt: int) -> float:
     """Backoff before retry ``attempt + 1``: 0.2 s, 0.4 s, 0.8 s ... (capped), each scaled by a
     random factor in [0.5, 1] so that many targets failing together do not retry together."""
+    import random  # --retries only: a run that retries nothing does not load it
+
     delay: float = min(RETRY_MAX, RETRY_BACKOFF * 2.0**attempt)
     return delay * random.uniform(0.5, 1.0)
 
