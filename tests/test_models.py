@@ -1,4 +1,4 @@
-"""models: the ``fetched_at`` text, and the per-target types frozen."""
+"""models: the ``fetched_at`` text, the per-target types frozen, and their cheaper builders."""
 
 from __future__ import annotations
 
@@ -9,7 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fetchheads.models import Result, Timing, format_timestamp
+from fetchheads.errors import ErrorKind
+from fetchheads.models import (
+    ErrorInfo,
+    ResponseHead,
+    Result,
+    Target,
+    Timing,
+    build_head,
+    build_result,
+    build_target,
+    build_timing,
+    builder,
+    format_timestamp,
+)
 
 offsets = st.timedeltas(min_value=dt.timedelta(hours=-23), max_value=dt.timedelta(hours=23))
 aware_zones: st.SearchStrategy[dt.tzinfo] = st.just(dt.UTC) | st.builds(dt.timezone, offsets)
@@ -38,3 +51,58 @@ def test_the_per_target_types_stay_frozen() -> None:
         result.target = "u"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.timing.total = 2.0  # type: ignore[misc]
+
+
+def test_a_built_instance_is_the_frozen_type_itself() -> None:
+    moment = dt.datetime(2026, 11, 25, 19, 12, 17, tzinfo=dt.UTC)
+    head = build_head("HTTP/1.1", 200, "OK", (("Server", "x"),))
+    assert type(head) is ResponseHead
+    assert head == ResponseHead("HTTP/1.1", 200, "OK", (("Server", "x"),))
+    timing = build_timing(connect=0.5, total=1.0)
+    assert type(timing) is Timing
+    assert timing == Timing(None, 0.5, None, None, 1.0)
+    target = build_target(text="a", scheme="http", host="a", port=80)
+    assert target == Target("a", "http", "a", 80, "/", None)
+    result = build_result(target="a", url="http://a/", head=head, timing=timing, fetched_at=moment)
+    assert type(result) is Result
+    assert result == Result("a", "http://a/", head, None, None, timing, fetched_at=moment)
+    assert hash(result) == hash(Result("a", "http://a/", head, timing=timing, fetched_at=moment))
+    assert repr(result).startswith("Result(target='a', url='http://a/', head=ResponseHead(")
+    assert dataclasses.replace(result, url=None).url is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.url = None  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        head.status = 404  # type: ignore[misc]
+
+
+def test_a_builder_takes_what_the_class_takes_and_refuses_the_same() -> None:
+    fresh = build_result(target="t", url=None)
+    assert fresh.fetched_at.tzinfo is dt.UTC  # the default factory, called per instance
+    assert (fresh.timing, fresh.redirects, fresh.audit) == (Timing(), (), None)
+    with pytest.raises(TypeError) as built:
+        build_result(url=None)  # type: ignore[call-arg]
+    with pytest.raises(TypeError) as plain:
+        Result(url=None)  # type: ignore[call-arg]
+    assert str(built.value) == str(plain.value)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
+        build_timing(nope=1.0)  # type: ignore[call-arg]
+
+
+def test_a_builder_refuses_a_class_it_could_get_wrong() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Later:
+        value: int
+        derived: int = dataclasses.field(init=False, default=0)
+
+    @dataclasses.dataclass(slots=True)
+    class Mutable:
+        value: int
+
+    @dataclasses.dataclass(frozen=True)
+    class Unslotted:
+        value: int
+
+    for cls in (Later, Mutable, Unslotted):
+        with pytest.raises(TypeError):
+            builder(cls)
+    assert builder(ErrorInfo)(ErrorKind.PROTOCOL, "x") == ErrorInfo(ErrorKind.PROTOCOL, "x")

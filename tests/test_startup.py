@@ -23,6 +23,8 @@ LOADED_ON_DEMAND = (
     "urllib.parse",  # --proxy, -L
     "unicodedata",  # non-ASCII targets
     "cryptography",  # the first https certificate
+    "tempfile",  # -o FILE of a whole format (prometheus)
+    "random",  # --retries
 )
 
 

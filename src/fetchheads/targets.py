@@ -24,7 +24,7 @@ from fetchheads.credentials import (
 )
 from fetchheads.errors import InputError
 from fetchheads.hostport import port_number, split_bracket
-from fetchheads.models import DEFAULT_PORTS, Target
+from fetchheads.models import DEFAULT_PORTS, Target, build_target
 
 MAX_LINE_CHARS = 4096
 """Longest input line taken as a target. URLs in the wild stay under 2 KiB; browsers cap near 2 MB,
@@ -76,7 +76,7 @@ def parse_target(text: str, *, default_scheme: str = "http") -> Target:
                 path = "/" + path
             if host[-1].isdigit() or "0x" in host:  # may be IPv4 in another spelling: 127.1
                 host = _ipv4_host(host) or host
-            return Target(text=text, scheme=scheme, host=host, port=port, path=path)
+            return build_target(text=text, scheme=scheme, host=host, port=port, path=path)
     return parse_target_full(text, default_scheme=default_scheme)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -61,7 +60,8 @@ from fetchheads.models import (
     ResponseHead,
     Result,
     Target,
-    Timing,
+    build_result,
+    build_timing,
     utc_now,
 )
 from fetchheads.proxy import Proxy, tunnel_refusal
@@ -159,6 +159,8 @@ async def fetch_one(target: Target, ctx: FetchContext) -> Result:
 def retry_delay(attempt: int) -> float:
     """Backoff before retry ``attempt + 1``: 0.2 s, 0.4 s, 0.8 s ... (capped), each scaled by a
     random factor in [0.5, 1] so that many targets failing together do not retry together."""
+    import random  # --retries only: a run that retries nothing does not load it
+
     delay: float = min(RETRY_MAX, RETRY_BACKOFF * 2.0**attempt)
     return delay * random.uniform(0.5, 1.0)
 
@@ -200,13 +202,13 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
     if error is not None and state.parser is not None:
         head = state.parser.partial()  # headers received before the failure are kept
     total = time.perf_counter() - state.start
-    return Result(
+    return build_result(
         target=target.text,
         url=target.url,
         head=head,
         error=error,
         address=state.address,
-        timing=Timing(
+        timing=build_timing(
             dns=state.dns,
             connect=state.connect,
             tls=state.tls_time,

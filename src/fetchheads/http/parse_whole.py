@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from fetchheads.models import ResponseHead
+from fetchheads.models import ResponseHead, build_head
 
 if TYPE_CHECKING:
     from fetchheads.http.parse import Limits
@@ -66,6 +66,6 @@ def parse_whole(data: bytes, limits: Limits) -> ResponseHead | None:
     if " \r" in text or "\t\r" in text or text[-1] in " \t":
         # Blanks after a value (rare): the regex took the leading ones only.
         fields = [(name, value.rstrip(" \t")) for name, value in fields]
-    return ResponseHead(
+    return build_head(
         _VERSIONS[minor], status, reason.rstrip(" \t") if reason else "", tuple(fields)
     )

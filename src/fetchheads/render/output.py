@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
@@ -262,6 +261,8 @@ class OutputFile:
         self.path = path
         self._temporary: str | None = None
         if whole:
+            import tempfile  # -o with a whole format only (it brings shutil and random)
+
             directory = os.path.dirname(os.path.abspath(path))
             fd, self._temporary = tempfile.mkstemp(
                 prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
