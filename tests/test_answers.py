@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -373,6 +374,27 @@ def test_an_output_suffix_that_names_no_known_format_is_refused_with_the_known_o
     # --format says what to write, whatever the name.
     assert run(["-o", str(path), "--format", "jsonl", f"127.0.0.1:{site.port}/hsts"]).exit_code == 0
     assert path.read_text().startswith('{"target"')
+
+
+@pytest.mark.parametrize(
+    "options", [[], ["--fields", "status"], ["--sort", "status"], ["-w", "%{status}\\n"]]
+)
+def test_the_format_an_unknown_output_suffix_suggests_is_one_the_run_takes(
+    site: ThreadedServer, tmp_path: Path, options: list[str]
+) -> None:
+    """Doing what the message says ends the usage errors: with --fields, that is not plain."""
+    path = tmp_path / "heads.xml"
+    target = f"127.0.0.1:{site.port}/hsts"
+    refused = run(["-o", str(path), *options, target])
+    if "-w" in options:  # a format of its own: the suffix is not read
+        assert refused.exit_code == 0
+        return
+    assert refused.exit_code == 2
+    suggested = re.findall(r"--format (\w+)", refused.stderr.splitlines()[-1])
+    assert suggested
+    result = run(["-o", str(path), *options, "--format", suggested[0], target])
+    assert result.exit_code == 0, result.stderr
+    assert "200" in path.read_text()
 
 
 @pytest.mark.parametrize(
