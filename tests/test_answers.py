@@ -422,6 +422,7 @@ def test_plain_text_names_stay_plain_and_ndjson_is_json_lines(
     [
         (["--fields", "status,stauts"], "unknown field 'stauts' (did you mean status?); docs/"),
         (["-w", "%{htp_code}"], "unknown write-out variable %{htp_code} (did you mean %{"),
+        (["-w", "%{location}"], "variable %{location} (a header is %{header:location});"),
         (["--match-status", "2yy"], "invalid status '2yy' in --match-status"),
         (["--has-header", "server=("], "invalid regular expression '(' in --has-header"),
         (["-w", "x", "--format", "csv"], "-w prints its template"),
