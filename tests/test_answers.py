@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -376,6 +377,27 @@ def test_an_output_suffix_that_names_no_known_format_is_refused_with_the_known_o
 
 
 @pytest.mark.parametrize(
+    "options", [[], ["--fields", "status"], ["--sort", "status"], ["-w", "%{status}\\n"]]
+)
+def test_the_format_an_unknown_output_suffix_suggests_is_one_the_run_takes(
+    site: ThreadedServer, tmp_path: Path, options: list[str]
+) -> None:
+    """Doing what the message says ends the usage errors: with --fields, that is not plain."""
+    path = tmp_path / "heads.xml"
+    target = f"127.0.0.1:{site.port}/hsts"
+    refused = run(["-o", str(path), *options, target])
+    if "-w" in options:  # a format of its own: the suffix is not read
+        assert refused.exit_code == 0
+        return
+    assert refused.exit_code == 2
+    suggested = re.findall(r"--format (\w+)", refused.stderr.splitlines()[-1])
+    assert suggested
+    result = run(["-o", str(path), *options, "--format", suggested[0], target])
+    assert result.exit_code == 0, result.stderr
+    assert "200" in path.read_text()
+
+
+@pytest.mark.parametrize(
     ("name", "first"),
     [
         ("heads.txt", "127.0.0.1"),
@@ -400,6 +422,7 @@ def test_plain_text_names_stay_plain_and_ndjson_is_json_lines(
     [
         (["--fields", "status,stauts"], "unknown field 'stauts' (did you mean status?); docs/"),
         (["-w", "%{htp_code}"], "unknown write-out variable %{htp_code} (did you mean %{"),
+        (["-w", "%{location}"], "variable %{location} (a header is %{header:location});"),
         (["--match-status", "2yy"], "invalid status '2yy' in --match-status"),
         (["--has-header", "server=("], "invalid regular expression '(' in --has-header"),
         (["-w", "x", "--format", "csv"], "-w prints its template"),

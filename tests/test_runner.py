@@ -258,6 +258,51 @@ async def test_a_burst_of_targets_sends_the_first_request_before_the_last_is_sta
     assert max(started.count(t) for t in set(started)) < 1000
 
 
+class Gate:
+    """The output's ``throttle``: paused until ``resume``."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self._open = asyncio.Event()
+
+    def pause(self) -> None:
+        self.paused = True
+        self._open.clear()
+
+    def resume(self) -> None:
+        self.paused = False
+        self._open.set()
+
+    async def resumed(self) -> None:
+        await self._open.wait()
+
+
+async def test_output_paused_while_a_burst_waits_for_its_turn_starts_nothing_more() -> None:
+    """The reader stops reading while most of a -c 300 burst still waits for its turn to start:
+    no target is started until it reads again (they would only add to the backlog)."""
+    gate = Gate()
+    started = 0
+    while_paused = 0
+
+    async def items() -> AsyncIterator[Item]:
+        for i in range(300):
+            yield Target(text=f"t{i}", scheme="http", host="127.0.0.1", port=80)
+
+    async def fetch(target: Target) -> Result:
+        nonlocal started, while_paused
+        started += 1
+        while_paused += gate.paused
+        await asyncio.sleep(0)
+        if not gate.paused and started < 300:
+            gate.pause()  # the first results fill the reader's pipe
+            asyncio.get_running_loop().call_later(0.05, gate.resume)
+        return Result(target=target.text, url=target.url)
+
+    await run(items(), fetch, lambda _result: None, concurrency=300, throttle=gate)
+    assert started == 300
+    assert while_paused == 0
+
+
 # --- bounded memory --------------------------------------------------------------------------------
 
 

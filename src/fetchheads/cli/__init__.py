@@ -191,7 +191,7 @@ def fetch_command(
     config = make_config(config_fields, concurrency=concurrency, proxy=proxy, noproxy=noproxy)
     sources = _sources(targets, inputs, environment)
     output_format = _output_format(output_format, json_flag)
-    check_output_name(output, output_format, write_out)
+    check_output_name(output, output_format, write_out, fields)
     answer = compile_answer(
         output_format=output_format,
         fields=fields,

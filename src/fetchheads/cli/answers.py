@@ -196,17 +196,21 @@ def _template(text: str) -> str:
         ) from None
 
 
-def check_output_name(path: str | None, output_format: str | None, write_out: str | None) -> None:
+def check_output_name(
+    path: str | None, output_format: str | None, write_out: str | None, fields: str | None
+) -> None:
     """``-o heads.xml`` without --format: refused, not filled with plain lines under that name."""
     if path is None or output_format is not None or write_out is not None:
         return
     if suffix_format(path) is None:
         suffix = os.path.splitext(path)[1]
         names = [*SUFFIX_FORMATS, *(suffix for suffix in PLAIN_SUFFIXES if suffix)]
+        example = "tsv" if fields else "plain"  # --fields chooses columns: plain has none
         raise click.BadParameter(
             terminal_safe(
                 f"{path}: fetchheads writes no {suffix!r} format; end the name in "
-                f"{', '.join(names[:-1])} or {names[-1]}, or give --format (e.g. --format plain)"
+                f"{', '.join(names[:-1])} or {names[-1]}, or give --format (e.g. --format "
+                f"{example})"
             ),
             param_hint="-o/--output",
         )

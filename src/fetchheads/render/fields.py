@@ -110,13 +110,14 @@ class Vocabulary:
         """``lookup``, raising ``SpecError`` (naming the nearest known names) for an unknown one."""
         field = self.lookup(name)
         if field is None:
-            hint = near_names(name, self.names()) or self._as_family(name)
+            hint = near_names(name, self.names()) or self.as_family(name)
             raise SpecError(f"unknown field {name!r}{hint}; docs/fields.md lists every field")
         return field
 
-    def _as_family(self, name: str) -> str:
-        """`` (a header is header:NAME)`` when ``name`` is valid as a family's name; not for a
-        dotted name, which reads as a field (``time.x``), not as a header."""
+    def as_family(self, name: str, shown: str = "{}") -> str:
+        """`` (a header is header:NAME)`` when ``name`` is valid as a family's name, the field
+        written as ``shown`` writes it (``%{{{}}}`` for -w); not for a dotted name, which reads as
+        a field (``time.x``), not as a header."""
         if "." in name:
             return ""
         for family in self._families:
@@ -124,7 +125,7 @@ class Vocabulary:
                 family.make(name)
             except SpecError:
                 continue
-            return f" (a {family.prefix.strip(':')} is {family.prefix}{name})"
+            return f" (a {family.prefix.strip(':')} is {shown.format(family.prefix + name)})"
         return ""
 
 

@@ -300,7 +300,10 @@ def _variable(name: str, vocabulary: Vocabulary) -> Callable[[Result], str]:
         return _SPECIAL[name]
     field = vocabulary.lookup(name)
     if field is None:
-        near = near_names(name, known_variables(vocabulary), "%{{{}}}")
+        shown = "%{{{}}}"
+        near = near_names(name, known_variables(vocabulary), shown) or vocabulary.as_family(
+            name, shown
+        )
         raise SpecError(
             f"unknown write-out variable %{{{name}}}{near}; docs/fields.md lists every variable"
         )

@@ -128,8 +128,8 @@ async def run(
                 continue
             if jobs and not ramp.start():
                 await ramp.turn()  # a start of the next turn is this worker's
-                if not jobs:
-                    continue
+                if not jobs or (throttle is not None and throttle.paused):
+                    continue  # the output fell behind while this worker waited: start nothing
             if jobs:
                 seq, item = jobs.popleft()
                 feed.taken()
