@@ -5,7 +5,8 @@ typical set of security headers: CSP, HSTS, a cookie ...) fetched by the whole c
 process (``--workers 1``), written to a file as the table the issue 14 command prints: without
 ``--audit``, with it, and with it sorted worst first (``--sort audit.score``). The variants take
 turns in each round; prints each one's median wall time, its ratio to the run without the audit,
-and its largest resident set (``wait4``: what a sorted run holds shows there).
+its CPU time (user + system) and ratio, and its largest resident set (``wait4``: what a sorted
+run holds shows there).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def main() -> None:
         text=True,
     )
     walls: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpus: dict[str, list[float]] = {name: [] for name in VARIANTS}
     rss = dict.fromkeys(VARIANTS, 0)
     try:
         assert server.stdout is not None
@@ -72,6 +74,7 @@ def main() -> None:
                     child = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
                     _, status, usage = os.wait4(child.pid, 0)
                     walls[name].append(time.perf_counter() - start)
+                    cpus[name].append(usage.ru_utime + usage.ru_stime)
                     code = os.waitstatus_to_exitcode(status)
                     if code != 0:
                         raise SystemExit(f"{name}: exit status {code}")
@@ -84,12 +87,20 @@ def main() -> None:
         server.terminate()
         server.wait()
     base = statistics.median(walls["no audit"])
+    base_cpu = statistics.median(cpus["no audit"])
     print(f"{args.targets} loopback targets, -c {args.concurrency}, --workers 1, table to -o FILE,")
     print(f"{args.rounds} rounds taking turns, medians")
-    print(f"{'run':<16} {'seconds':>8} {'vs no audit':>11} {'max RSS MiB':>12}")
+    print(
+        f"{'run':<16} {'seconds':>8} {'vs no audit':>11} {'CPU s':>7} {'vs no audit':>11} "
+        f"{'max RSS MiB':>12}"
+    )
     for name, times in walls.items():
         wall = statistics.median(times)
-        print(f"{name:<16} {wall:>8.3f} {wall / base:>10.3f}x {rss[name] / 1024:>12.1f}")
+        cpu = statistics.median(cpus[name])
+        print(
+            f"{name:<16} {wall:>8.3f} {wall / base:>10.3f}x {cpu:>7.3f} {cpu / base_cpu:>10.3f}x "
+            f"{rss[name] / 1024:>12.1f}"
+        )
 
 
 if __name__ == "__main__":
