@@ -626,3 +626,37 @@ def test_db_copy_has_help_with_examples_and_creates_no_source(tmp_path: Path) ->
     assert code == 2
     assert f"{missing} does not exist" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def cli_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """fetchheads run as a user runs it: its own process, its own exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", "fetchheads", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+def test_a_run_refused_for_its_output_file_leaves_no_database(tmp_path: Path) -> None:
+    done = cli_process("--db", "new.db", "-o", "/nonexistent/x.txt", "127.0.0.1:9", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "cannot write /nonexistent/x.txt: No such file or directory" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_run_refused_for_its_database_leaves_the_output_file_as_it_was(
+    tmp_path: Path, existing: bool
+) -> None:
+    (tmp_path / "notes.db").write_text("not a database\n")
+    out = tmp_path / "heads.txt"
+    if existing:
+        out.write_text("yesterday's heads\n")
+    done = cli_process("--db", "notes.db", "-o", "heads.txt", "127.0.0.1:9", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "not an SQLite database" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heads.txt"] * existing + ["notes.db"]
+    if existing:
+        assert out.read_text() == "yesterday's heads\n"

@@ -235,7 +235,6 @@ def fetch_command(
         warn_days=warn_days,
         warn_fraction=warn_fraction,
     )
-    session = snapshot_session(db, snapshots)
     loop_factory = process.loop_factory(config.loop)
     if loop_factory is None:
         raise click.BadParameter("uvloop is not installed", param_hint="--loop")
@@ -253,8 +252,20 @@ def fetch_command(
             "--workers 1 runs in one process",
             param_hint="--workers",
         )
+    # The two usage errors that create something: -o first, as it can be taken back entirely
+    # (a refused --db leaves no new or emptied output file); then the database, created if
+    # missing, which is then the last thing that can refuse the run.
+    output_file = open_output(output, view.format)
+    try:
+        session = snapshot_session(db, snapshots)
+    except BaseException:
+        if output_file is not None:
+            output_file.abandon()
+        raise
+    if output_file is not None:
+        output_file.begin()
     plan = RunPlan(
-        output=open_output(output, view.format),  # the last usage error: it creates the file
+        output=output_file,
         config=config,
         sources=tuple(sources),
         view=view,
