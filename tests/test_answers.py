@@ -355,6 +355,28 @@ def test_an_output_file_that_cannot_be_written_is_a_usage_error(tmp_path: Path) 
     assert "No such file or directory" in result.stderr
 
 
+@pytest.mark.parametrize("format_args", [[], ["--format", "csv"]])
+def test_output_dash_is_stdout_and_dot_slash_dash_a_file(
+    site: ThreadedServer, tmp_path: Path, format_args: list[str]
+) -> None:
+    target = f"127.0.0.1:{site.port}/hsts"
+    args = [sys.executable, "-m", "fetchheads", "-q", *format_args, target]
+    done = subprocess.run(
+        [*args, "-o", "-"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    if format_args:  # as without -o: a pipe gets plain lines, --format its format
+        assert done.stdout.splitlines()[0].startswith("target,")
+    else:
+        assert f"{target} header > HTTP/1.1 200 OK" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+    done = subprocess.run(
+        [*args, "-o", "./-"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "")
+    assert target in (tmp_path / "-").read_text()
+
+
 @pytest.mark.parametrize("name", ["heads.xml", "heads.html", "heads.XLSX", "heads.yaml"])
 def test_an_output_suffix_that_names_no_known_format_is_refused_with_the_known_ones(
     site: ThreadedServer, tmp_path: Path, name: str
