@@ -660,3 +660,38 @@ def test_a_run_refused_for_its_database_leaves_the_output_file_as_it_was(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heads.txt"] * existing + ["notes.db"]
     if existing:
         assert out.read_text() == "yesterday's heads\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "location"),
+    [
+        (["-q", "127.0.0.1:9"], ":memory:"),
+        (["history", "x"], ":memory:"),
+        (["prune", "--keep", "1"], ":memory:"),
+        (["-q", "127.0.0.1:9"], "file:heads.db"),
+        (["diff", "x"], "file:heads.db?mode=memory"),
+    ],
+)
+def test_a_database_that_is_no_file_is_refused_and_nothing_created(
+    tmp_path: Path, command: list[str], location: str
+) -> None:
+    if command[0] in ("history", "diff", "prune"):
+        args = [command[0], "--db", location, *command[1:]]
+    else:
+        args = ["--db", location, *command]
+    done = cli_process(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("Error: Invalid value for '--db'")
+    assert f"'{location}' is " in last
+    assert ": a snapshot database must be a file" in last
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_whose_name_starts_with_file_colon_is_reached_as_dot_slash(tmp_path: Path) -> None:
+    done = cli_process("--db", "./file:heads.db", "-q", "127.0.0.1:9", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, "")
+    assert [p.name for p in tmp_path.iterdir()] == ["file:heads.db"]
+    done = cli_process("history", "--db", "./file:heads.db", "127.0.0.1:9", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "connection refused" in done.stdout

@@ -43,6 +43,7 @@ from fetchheads.snapshots.store import (
     Store,
     decode,
     dumps,
+    not_a_file,
 )
 
 BUSY_TIMEOUT = 30.0
@@ -385,6 +386,9 @@ _FILE_KINDS = (
 def _check_file(path: str, *, must_exist: bool = False) -> None:
     """Refuse, without opening it as a database, a path that cannot hold one: nothing is read
     from a FIFO (no wait for a writer) and nothing is created beside a device."""
+    problem = not_a_file(path)
+    if problem is not None:
+        raise StoreRefused(problem)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
