@@ -9,7 +9,7 @@ the fetch options and ``make_config`` in ``options`` and ``scale``, the snapshot
     1    one or more targets failed (input errors included), or results were not recorded in
          the --db database (locked past the busy timeout, a full disk, not writable)
     2    usage error (also: a --db that is not a fetchheads database, is from a newer one, is a
-         FIFO or device, lies in a directory that does not exist, or cannot be created)
+         FIFO or device, lies in a directory that does not exist, or cannot be created or written)
     3    every target answered, but a certificate needs attention (--warn-days, --warn-fraction;
          under --changes: only when that warning is printed, i.e. new or worse since the last run),
          or a target graded under --fail-under
