@@ -318,15 +318,32 @@ def _cacert_problem(path: str, exc: OSError) -> str:
         return f"{path} holds a PEM certificate that cannot be read (damaged or cut off)"
     try:
         with open(path, "rb") as stream:
-            der = stream.read(1) == b"\x30"  # an ASN.1 SEQUENCE: a binary certificate
+            start = stream.read(16)
     except OSError:
-        der = False
-    if der:
+        start = b""
+    binary = _binary_kind(start)
+    if binary == "pkcs12":
+        return (
+            f"{path} holds no PEM certificate: it is a PKCS#12 bundle; take its certificates "
+            f"out with 'openssl pkcs12 -in {path} -nokeys -out ca.pem'"
+        )
+    if binary == "der":
         return (
             f"{path} holds no PEM certificate: it looks like DER; convert it with "
             f"'openssl x509 -inform der -in {path} -out ca.pem'"
         )
     return f"{path} holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)"
+
+
+def _binary_kind(start: bytes) -> str | None:
+    """``der``, ``pkcs12`` or None, from a file's first bytes. Both are an ASN.1 SEQUENCE; in a
+    PKCS#12 bundle (.p12, .pfx) its first element is the INTEGER version 3 (RFC 7292), in a DER
+    certificate another SEQUENCE (the signed part)."""
+    if start[:1] != b"\x30" or len(start) < 2:
+        return None
+    length = start[1]
+    header = 2 + (length & 0x7F if length & 0x80 else 0)  # the long form: that many bytes more
+    return "pkcs12" if start[header : header + 3] == b"\x02\x01\x03" else "der"
 
 
 def _sources(
