@@ -22,7 +22,7 @@ from click.testing import Result as CliResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from fetchheads.cli import cli
-from fetchheads.run.plan import Environment
+from fetchheads.run.plan import PLAIN_SUFFIXES, SUFFIX_FORMATS, Environment
 from tests.support import processes
 from tests.support.certs import self_signed
 from tests.support.servers import ThreadedServer, routes, silent
@@ -375,6 +375,21 @@ def test_output_dash_is_stdout_and_dot_slash_dash_a_file(
     )
     assert (done.returncode, done.stdout) == (0, "")
     assert target in (tmp_path / "-").read_text()
+
+
+def test_the_output_help_names_every_suffix_and_the_format_it_writes() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fetchheads", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    start = text.index("-o, --output FILE")
+    help_text = text[start : text.index("--match-status", start)]
+    for suffix, name in SUFFIX_FORMATS.items():
+        assert re.search(rf"{re.escape(suffix)}\b[^:;]*: {name}\b", help_text), suffix
+    for suffix in PLAIN_SUFFIXES:
+        if suffix:
+            assert re.search(rf"{re.escape(suffix)}\b[^:;]*: plain\b", help_text), suffix
 
 
 @pytest.mark.parametrize("name", ["heads.xml", "heads.html", "heads.XLSX", "heads.yaml"])

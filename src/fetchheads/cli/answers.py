@@ -28,6 +28,16 @@ def _dash_is_stdout(ctx: click.Context, param: click.Parameter, value: str | Non
     return None if value == "-" else value
 
 
+def _suffixes() -> str:
+    """The -o suffixes and their formats, from the table the run reads them from."""
+    named: dict[str, list[str]] = {}
+    for suffix, name in SUFFIX_FORMATS.items():
+        named.setdefault(name, []).append(suffix)
+    plain = " ".join(suffix for suffix in PLAIN_SUFFIXES if suffix)
+    listed = "; ".join(f"{' '.join(suffixes)}: {name}" for name, suffixes in named.items())
+    return f"{listed}; {plain}, none or one without a letter (heads.1): plain"
+
+
 answer_options = option_group(
     click.option(
         "--fields",
@@ -65,8 +75,8 @@ answer_options = option_group(
         default=None,
         callback=_dash_is_stdout,
         help="Write the results to FILE instead of stdout (- is stdout; the progress line "
-        "stays on the terminal). Without --format, .csv, .tsv, .prom and .jsonl name the format. "
-        "prometheus is written to a temporary file and renamed at the end.",
+        f"stays on the terminal). Without --format, its suffix names the format: {_suffixes()}; "
+        "any other is refused. prometheus is written to a temporary file and renamed at the end.",
     ),
     click.option(
         "--match-status",
