@@ -22,7 +22,7 @@ from click.testing import Result as CliResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from fetchheads.cli import cli
-from fetchheads.run.plan import Environment
+from fetchheads.run.plan import PLAIN_SUFFIXES, SUFFIX_FORMATS, Environment
 from tests.support import processes
 from tests.support.certs import self_signed
 from tests.support.servers import ThreadedServer, routes, silent
@@ -353,6 +353,43 @@ def test_an_output_file_that_cannot_be_written_is_a_usage_error(tmp_path: Path) 
     assert result.exit_code == 2
     assert "cannot write" in result.stderr
     assert "No such file or directory" in result.stderr
+
+
+@pytest.mark.parametrize("format_args", [[], ["--format", "csv"]])
+def test_output_dash_is_stdout_and_dot_slash_dash_a_file(
+    site: ThreadedServer, tmp_path: Path, format_args: list[str]
+) -> None:
+    target = f"127.0.0.1:{site.port}/hsts"
+    args = [sys.executable, "-m", "fetchheads", "-q", *format_args, target]
+    done = subprocess.run(
+        [*args, "-o", "-"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    if format_args:  # as without -o: a pipe gets plain lines, --format its format
+        assert done.stdout.splitlines()[0].startswith("target,")
+    else:
+        assert f"{target} header > HTTP/1.1 200 OK" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+    done = subprocess.run(
+        [*args, "-o", "./-"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "")
+    assert target in (tmp_path / "-").read_text()
+
+
+def test_the_output_help_names_every_suffix_and_the_format_it_writes() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fetchheads", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    start = text.index("-o, --output FILE")
+    help_text = text[start : text.index("--match-status", start)]
+    for suffix, name in SUFFIX_FORMATS.items():
+        assert re.search(rf"{re.escape(suffix)}\b[^:;]*: {name}\b", help_text), suffix
+    for suffix in PLAIN_SUFFIXES:
+        if suffix:
+            assert re.search(rf"{re.escape(suffix)}\b[^:;]*: plain\b", help_text), suffix
 
 
 @pytest.mark.parametrize("name", ["heads.xml", "heads.html", "heads.XLSX", "heads.yaml"])

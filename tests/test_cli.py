@@ -337,6 +337,33 @@ def test_a_der_cacert_is_told_how_to_convert_it(tmp_path: Path, target: str, ca_
     )
 
 
+@pytest.mark.parametrize("password", [None, b"secret"])
+def test_a_pkcs12_cacert_is_told_apart_from_der_and_how_to_convert_it(
+    tmp_path: Path, target: str, ca_file: Path, password: bytes | None
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    certificate = x509.load_pem_x509_certificate(ca_file.read_bytes())
+    encryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    bundle = tmp_path / "ca.p12"
+    bundle.write_bytes(
+        pkcs12.serialize_key_and_certificates(b"ca", None, certificate, None, encryption)
+    )
+    result = invoke(["--cacert", str(bundle), target])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for --cacert: {bundle} holds no PEM certificate: it is a PKCS#12 "
+        f"bundle; take its certificates out with 'openssl pkcs12 -in {bundle} -nokeys -out "
+        "ca.pem'"
+    )
+
+
 def test_json_agrees_with_format_jsonl_and_overrides_the_environment(target: str) -> None:
     for args, env in (
         (["--json", "--format", "jsonl"], None),

@@ -626,3 +626,72 @@ def test_db_copy_has_help_with_examples_and_creates_no_source(tmp_path: Path) ->
     assert code == 2
     assert f"{missing} does not exist" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def cli_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """fetchheads run as a user runs it: its own process, its own exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", "fetchheads", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+def test_a_run_refused_for_its_output_file_leaves_no_database(tmp_path: Path) -> None:
+    done = cli_process("--db", "new.db", "-o", "/nonexistent/x.txt", "127.0.0.1:9", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "cannot write /nonexistent/x.txt: No such file or directory" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_run_refused_for_its_database_leaves_the_output_file_as_it_was(
+    tmp_path: Path, existing: bool
+) -> None:
+    (tmp_path / "notes.db").write_text("not a database\n")
+    out = tmp_path / "heads.txt"
+    if existing:
+        out.write_text("yesterday's heads\n")
+    done = cli_process("--db", "notes.db", "-o", "heads.txt", "127.0.0.1:9", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "not an SQLite database" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heads.txt"] * existing + ["notes.db"]
+    if existing:
+        assert out.read_text() == "yesterday's heads\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "location"),
+    [
+        (["-q", "127.0.0.1:9"], ":memory:"),
+        (["history", "x"], ":memory:"),
+        (["prune", "--keep", "1"], ":memory:"),
+        (["-q", "127.0.0.1:9"], "file:heads.db"),
+        (["diff", "x"], "file:heads.db?mode=memory"),
+    ],
+)
+def test_a_database_that_is_no_file_is_refused_and_nothing_created(
+    tmp_path: Path, command: list[str], location: str
+) -> None:
+    if command[0] in ("history", "diff", "prune"):
+        args = [command[0], "--db", location, *command[1:]]
+    else:
+        args = ["--db", location, *command]
+    done = cli_process(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("Error: Invalid value for '--db'")
+    assert f"'{location}' is " in last
+    assert ": a snapshot database must be a file" in last
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_whose_name_starts_with_file_colon_is_reached_as_dot_slash(tmp_path: Path) -> None:
+    done = cli_process("--db", "./file:heads.db", "-q", "127.0.0.1:9", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (1, "")
+    assert [p.name for p in tmp_path.iterdir()] == ["file:heads.db"]
+    done = cli_process("history", "--db", "./file:heads.db", "127.0.0.1:9", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "connection refused" in done.stdout

@@ -21,7 +21,7 @@ import pytest
 
 from fetchheads.snapshots import store_sqlite as store_module
 from fetchheads.snapshots.changes import Snapshot
-from fetchheads.snapshots.store import Store
+from fetchheads.snapshots.store import APPLICATION_ID, SCHEMA_VERSION, Store
 from tests.support import processes
 from tests.support.servers import ThreadedServer, silent
 from tests.support.snapshots import Site, fetchheads, run_cli, start_site
@@ -334,11 +334,60 @@ def test_history_and_diff_read_a_database_this_user_may_only_read(
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.splitlines()[1] == f"{target} changed > X-Version: 1 -> 2"
     assert sorted(os.listdir(shared_dir)) == ["heads.db"]
-    # A fetch into it cannot record, but the results still go out.
+    # A fetch into it could never record: refused before anything is fetched, saying why.
+    served = server.served
     done = as_nobody("--db", str(db), "-q", "--format", "plain", target)
-    assert done.returncode == 1
-    assert f"{target} header > HTTP/1.1 200 OK" in done.stdout
-    assert done.stderr.startswith("fetchheads: 1 result not recorded: ")
+    assert (done.returncode, done.stdout, server.served) == (2, "", served)
+    last = done.stderr.splitlines()[-1]
+    assert last == f"Error: Invalid value for --db: {db}: cannot be written: Permission denied"
+    done = as_nobody("prune", "--db", str(db), "--keep", "1")
+    assert done.returncode == 2
+    assert done.stderr.endswith(f"{db}: cannot be written: Permission denied\n")
+    assert sorted(os.listdir(shared_dir)) == ["heads.db"]
+
+
+def test_a_database_whose_directory_this_user_may_not_write_is_refused(
+    site: tuple[Site, str], shared_dir: Path
+) -> None:
+    server, target = site
+    db = shared_dir / "heads.db"
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0
+    db.chmod(0o666)
+    shared_dir.chmod(0o555)  # the file may be written, but not its -wal and -shm beside it
+    served = server.served
+    done = as_nobody("--db", str(db), "-q", target)
+    assert (done.returncode, server.served) == (2, served)
+    assert done.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for --db: {db}: cannot be written: its -wal and -shm files "
+        f"cannot be created in {shared_dir} (Permission denied)"
+    )
+
+
+def remount_read_only(path: Path) -> None:
+    """``small_disk`` made read-only: what a file system mounted ``ro`` shows."""
+    subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+
+
+def test_a_database_on_a_read_only_file_system_is_refused_to_writers_and_read(
+    site: tuple[Site, str], small_disk: Path
+) -> None:
+    server, target = site
+    db = small_disk / "heads.db"
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0
+    remount_read_only(small_disk)
+    served = server.served
+    for args in (
+        ["--db", str(db), "-q", target],
+        ["--db", str(db), "--changes", target],
+        ["prune", "--db", str(db), "--keep", "1"],
+    ):
+        code, out, err = fetchheads(*args)
+        assert (code, out, server.served) == (2, "", served), args
+        assert err.endswith(f"--db: {db}: cannot be written: Read-only file system\n"), args
+    code, out, err = fetchheads("history", "--db", str(db), target)
+    assert (code, err) == (0, "")
+    assert "first snapshot" in out
+    assert os.listdir(small_disk) == ["heads.db"]
 
 
 def test_a_database_this_user_may_not_create_is_refused_before_any_fetch(
@@ -538,3 +587,43 @@ def test_a_bare_host_finds_its_one_stored_url_or_names_them_all(tmp_path: Path) 
     assert "stored" not in err
     code, _, err = fetchheads("history", "--db", str(db), "http://a.test/")
     assert (code, err.endswith("stored: http://a.test:8080/, https://a.test/\n")) == (1, True)
+
+
+def test_a_database_found_read_only_only_when_written_says_why(
+    site: tuple[Site, str], small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a run that meets the read-only file system late (its up-front check skipped, as
+    when the file system is remounted between them) tells its user."""
+    _, target = site
+    db = small_disk / "heads.db"
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0
+    remount_read_only(small_disk)
+    check_file = store_module._check_file
+    monkeypatch.setattr(
+        store_module, "_check_file", lambda path, **kw: check_file(path, must_exist=True)
+    )
+    code, out, err = fetchheads("--db", str(db), "-q", "--format", "plain", target)
+    assert code == 1
+    assert f"{target} header > HTTP/1.1 200 OK" in out
+    assert err == f"fetchheads: 1 result not recorded: Read-only file system (--db {db})\n"
+    code, _, err = fetchheads("prune", "--db", str(db), "--keep", "1")
+    assert (code, err) == (1, f"fetchheads: {db}: cannot write: Read-only file system\n")
+
+
+def test_an_old_database_on_a_read_only_file_system_says_it_needs_migrating(
+    small_disk: Path,
+) -> None:
+    db = small_disk / "heads.db"
+    old = sqlite3.connect(db)
+    old.executescript(store_module.MIGRATIONS[0])
+    old.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    old.execute("PRAGMA user_version = 1")
+    old.close()
+    remount_read_only(small_disk)
+    code, _, err = fetchheads("history", "--db", str(db), "127.0.0.1:9")
+    assert code == 1
+    assert err == (
+        f"fetchheads: {db}: schema version 1 must be migrated to {SCHEMA_VERSION} "
+        "first, which this user cannot do (Read-only file system): run fetchheads --db on it "
+        "as its owner\n"
+    )

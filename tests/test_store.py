@@ -364,6 +364,17 @@ def test_a_path_that_is_no_regular_file_is_refused_before_it_is_opened(
         Store.open(str(path), readonly=True)
 
 
+@pytest.mark.parametrize("location", [":memory:", "", "file:heads.db", "file:x?mode=memory"])
+def test_a_database_sqlite_would_not_keep_in_the_named_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, location: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for readonly in (False, True):
+        with pytest.raises(StoreRefused, match="a snapshot database must be a file"):
+            Store.open(location, readonly=readonly)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_database_is_read_only_when_asked_and_nothing_is_written(tmp_path: Path) -> None:
     path = tmp_path / "heads.db"
     with Store.open(str(path)) as store:

@@ -9,7 +9,7 @@ the fetch options and ``make_config`` in ``options`` and ``scale``, the snapshot
     1    one or more targets failed (input errors included), or results were not recorded in
          the --db database (locked past the busy timeout, a full disk, not writable)
     2    usage error (also: a --db that is not a fetchheads database, is from a newer one, is a
-         FIFO or device, lies in a directory that does not exist, or cannot be created)
+         FIFO or device, lies in a directory that does not exist, or cannot be created or written)
     3    every target answered, but a certificate needs attention (--warn-days, --warn-fraction;
          under --changes: only when that warning is printed, i.e. new or worse since the last run),
          or a target graded under --fail-under
@@ -235,7 +235,6 @@ def fetch_command(
         warn_days=warn_days,
         warn_fraction=warn_fraction,
     )
-    session = snapshot_session(db, snapshots)
     loop_factory = process.loop_factory(config.loop)
     if loop_factory is None:
         raise click.BadParameter("uvloop is not installed", param_hint="--loop")
@@ -253,8 +252,20 @@ def fetch_command(
             "--workers 1 runs in one process",
             param_hint="--workers",
         )
+    # The two usage errors that create something: -o first, as it can be taken back entirely
+    # (a refused --db leaves no new or emptied output file); then the database, created if
+    # missing, which is then the last thing that can refuse the run.
+    output_file = open_output(output, view.format)
+    try:
+        session = snapshot_session(db, snapshots)
+    except BaseException:
+        if output_file is not None:
+            output_file.abandon()
+        raise
+    if output_file is not None:
+        output_file.begin()
     plan = RunPlan(
-        output=open_output(output, view.format),  # the last usage error: it creates the file
+        output=output_file,
         config=config,
         sources=tuple(sources),
         view=view,
@@ -307,15 +318,32 @@ def _cacert_problem(path: str, exc: OSError) -> str:
         return f"{path} holds a PEM certificate that cannot be read (damaged or cut off)"
     try:
         with open(path, "rb") as stream:
-            der = stream.read(1) == b"\x30"  # an ASN.1 SEQUENCE: a binary certificate
+            start = stream.read(16)
     except OSError:
-        der = False
-    if der:
+        start = b""
+    binary = _binary_kind(start)
+    if binary == "pkcs12":
+        return (
+            f"{path} holds no PEM certificate: it is a PKCS#12 bundle; take its certificates "
+            f"out with 'openssl pkcs12 -in {path} -nokeys -out ca.pem'"
+        )
+    if binary == "der":
         return (
             f"{path} holds no PEM certificate: it looks like DER; convert it with "
             f"'openssl x509 -inform der -in {path} -out ca.pem'"
         )
     return f"{path} holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)"
+
+
+def _binary_kind(start: bytes) -> str | None:
+    """``der``, ``pkcs12`` or None, from a file's first bytes. Both are an ASN.1 SEQUENCE; in a
+    PKCS#12 bundle (.p12, .pfx) its first element is the INTEGER version 3 (RFC 7292), in a DER
+    certificate another SEQUENCE (the signed part)."""
+    if start[:1] != b"\x30" or len(start) < 2:
+        return None
+    length = start[1]
+    header = 2 + (length & 0x7F if length & 0x80 else 0)  # the long form: that many bytes more
+    return "pkcs12" if start[header : header + 3] == b"\x02\x01\x03" else "der"
 
 
 def _sources(

@@ -22,6 +22,22 @@ from fetchheads.render.sort import SortOrder, compile_sort
 from fetchheads.render.writeout import WriteOut, compile_write_out
 from fetchheads.run.plan import LINE_FORMATS, PLAIN_SUFFIXES, SUFFIX_FORMATS, suffix_format
 
+
+def _dash_is_stdout(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``-o -`` is standard output, as curl and click read it (a file named ``-`` is ``./-``)."""
+    return None if value == "-" else value
+
+
+def _suffixes() -> str:
+    """The -o suffixes and their formats, from the table the run reads them from."""
+    named: dict[str, list[str]] = {}
+    for suffix, name in SUFFIX_FORMATS.items():
+        named.setdefault(name, []).append(suffix)
+    plain = " ".join(suffix for suffix in PLAIN_SUFFIXES if suffix)
+    listed = "; ".join(f"{' '.join(suffixes)}: {name}" for name, suffixes in named.items())
+    return f"{listed}; {plain}, none or one without a letter (heads.1): plain"
+
+
 answer_options = option_group(
     click.option(
         "--fields",
@@ -55,11 +71,12 @@ answer_options = option_group(
         "--output",
         "output",
         metavar="FILE",
-        type=click.Path(dir_okay=False, writable=True),
+        type=click.Path(dir_okay=False, writable=True, allow_dash=True),
         default=None,
-        help="Write the results to FILE instead of stdout (the progress line stays on the "
-        "terminal). Without --format, .csv, .tsv, .prom and .jsonl name the format. "
-        "prometheus is written to a temporary file and renamed at the end.",
+        callback=_dash_is_stdout,
+        help="Write the results to FILE instead of stdout (- is stdout; the progress line "
+        f"stays on the terminal). Without --format, its suffix names the format: {_suffixes()}; "
+        "any other is refused. prometheus is written to a temporary file and renamed at the end.",
     ),
     click.option(
         "--match-status",

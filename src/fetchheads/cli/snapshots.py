@@ -76,13 +76,16 @@ class DatabasePath(click.types.StringParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         from fetchheads.credentials import UNENCODED_PASSWORD, has_unencoded_password
-        from fetchheads.snapshots.store import is_postgres, shown
+        from fetchheads.snapshots.store import is_postgres, not_a_file, shown
 
         if is_postgres(str(value)):
             if has_unencoded_password(str(value)):  # libpq would take the password for a host
                 self.fail(terminal_safe(f"{shown(str(value))}: {UNENCODED_PASSWORD}"), param, ctx)
             return str(value)
         path = os.path.expanduser(str(value))
+        problem = not_a_file(path)
+        if problem is not None:
+            self.fail(terminal_safe(problem), param, ctx)
         if self.must_exist and not os.path.lexists(path):
             directory = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(directory):

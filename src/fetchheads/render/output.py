@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
@@ -255,11 +256,16 @@ class OutputFile:
     cannot be written is a usage error). The line formats are written to FILE as they come; a
     format read whole (``whole``: prometheus) to a temporary file beside it, renamed over FILE by
     ``finish`` only when the run was not stopped: a reader (node_exporter's textfile collector)
-    sees the old file or the new one, never half of one."""
+    sees the old file or the new one, never half of one.
+
+    Opening changes nothing that cannot be taken back: an existing FILE is emptied by ``begin``,
+    once the run is sure to go ahead, and ``abandon`` removes what opening created (a usage
+    error found later, such as a refused --db, leaves no trace)."""
 
     def __init__(self, path: str, *, whole: bool = False) -> None:
         self.path = path
         self._temporary: str | None = None
+        self._created = False
         if whole:
             import tempfile  # -o with a whole format only (it brings shutil and random)
 
@@ -267,9 +273,26 @@ class OutputFile:
             fd, self._temporary = tempfile.mkstemp(
                 prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
             )
-            self.stream: BinaryIO = os.fdopen(fd, "wb")
         else:
-            self.stream = open(path, "wb")  # noqa: SIM115 - closed by finish()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                self._created = True
+            except FileExistsError:
+                # Not emptied yet (see begin); O_CREAT: a dangling symlink's target is made.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        self.stream: BinaryIO = os.fdopen(fd, "wb")
+
+    def begin(self) -> None:
+        """The run goes ahead: an existing regular FILE loses its old content (as ``>``)."""
+        if stat.S_ISREG(os.fstat(self.stream.fileno()).st_mode):
+            self.stream.truncate(0)
+
+    def abandon(self) -> None:
+        """The run is refused before it began: close, and remove the file opening created."""
+        self.finish(keep=False)
+        if self._created:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
     def finish(self, *, keep: bool = True) -> None:
         """Close the file; for a whole one, put it in place (``keep``) or remove it."""

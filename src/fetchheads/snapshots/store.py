@@ -75,6 +75,26 @@ def is_postgres(location: str) -> bool:
     return location.startswith(POSTGRES_SCHEMES)
 
 
+def not_a_file(path: str) -> str | None:
+    """Why ``path`` names no SQLite file, or None. SQLite takes ``:memory:`` and ``""`` for a
+    database gone when the run ends (a history of one run: --changes would never show a change),
+    and ``file:`` for a URI whatever the caller asks, so the file it opens would not be the one
+    fetchheads checks and creates. A file of such a name is ``./:memory:``, ``./file:...``."""
+    if path == ":memory:":
+        return (
+            "':memory:' is SQLite's in-memory database, gone when the run ends: a snapshot "
+            "database must be a file (give its path; a file of that name: ./:memory:)"
+        )
+    if not path:
+        return "an empty path: a snapshot database must be a file (give its path)"
+    if path.startswith("file:"):
+        return (
+            f"'{path}' is an SQLite URI: a snapshot database must be a file named by its path "
+            f"(a file of that name: ./{path})"
+        )
+    return None
+
+
 def shown(location: str) -> str:
     """``location`` as a message may name it: a URL's password (before the host or as the
     ``password`` parameter) is ``***``."""

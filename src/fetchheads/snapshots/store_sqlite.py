@@ -43,6 +43,7 @@ from fetchheads.snapshots.store import (
     Store,
     decode,
     dumps,
+    not_a_file,
 )
 
 BUSY_TIMEOUT = 30.0
@@ -146,7 +147,7 @@ class SqliteStore(Store):
         ``path``. Raises ``StoreRefused`` for a path that cannot be a fetchheads database (left
         untouched), ``StoreError`` for one that cannot be used now."""
         timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
-        _check_file(path, must_exist=readonly)
+        _check_file(path, must_exist=readonly, writes=not readonly)
         if readonly:
             return cls._open_readonly(path, timeout)
         store = cls(_connect(path, path, timeout), path)
@@ -188,17 +189,21 @@ class SqliteStore(Store):
             if version < SCHEMA_VERSION:
                 # An older schema is migrated by whoever may write it; a reader only asks.
                 store.close()
+                why = _unwritable(path)
                 try:
-                    SqliteStore.open(path, busy_timeout=timeout).close()
+                    if why is None:
+                        SqliteStore.open(path, busy_timeout=timeout).close()
                 except StoreRefused:
                     raise
                 except StoreError as exc:
+                    why = exc.reason
+                if why is not None:
                     raise StoreError(
                         f"{path}: schema version {version} must be migrated to "
-                        f"{SCHEMA_VERSION} first, which this user cannot do ({exc.reason}): "
+                        f"{SCHEMA_VERSION} first, which this user cannot do ({why}): "
                         "run fetchheads --db on it as its owner",
-                        exc.reason,
-                    ) from None
+                        why,
+                    )
                 return cls._open_readonly(path, timeout)
         except BaseException:
             store.close()
@@ -363,6 +368,11 @@ def _error(path: str, doing: str, exc: sqlite3.Error) -> StoreError:
     elif name.startswith("SQLITE_IOERR") and _no_space(path):
         # SQLite says "disk I/O error" when the -shm file cannot grow: say why.
         reason = f"no space left on the device ({reason})"
+    elif name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")) and os.path.isfile(path):
+        # "unable to open database file", "attempt to write a readonly database": say why.
+        why = _unwritable(path)
+        if why is not None:
+            doing, reason = "write", why
     return StoreError(f"{path}: cannot {doing}: {reason}", reason)
 
 
@@ -382,9 +392,14 @@ _FILE_KINDS = (
 )
 
 
-def _check_file(path: str, *, must_exist: bool = False) -> None:
+def _check_file(path: str, *, must_exist: bool = False, writes: bool = False) -> None:
     """Refuse, without opening it as a database, a path that cannot hold one: nothing is read
-    from a FIFO (no wait for a writer) and nothing is created beside a device."""
+    from a FIFO (no wait for a writer) and nothing is created beside a device. ``writes``: an
+    existing file that this process can never write (a read-only file system, no permission) is
+    refused too; SQLite would open it read-only and fail at the first write saying not why."""
+    problem = not_a_file(path)
+    if problem is not None:
+        raise StoreRefused(problem)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -411,6 +426,26 @@ def _check_file(path: str, *, must_exist: bool = False) -> None:
         raise StoreRefused(
             f"{path}: not an SQLite database (not written by fetchheads); left as is"
         )
+    if writes:
+        problem = _unwritable(path)
+        if problem is not None:
+            raise StoreRefused(f"{path}: cannot be written: {problem}")
+
+
+def _unwritable(path: str) -> str | None:
+    """Why this process can never write the existing database ``path``, or None. Opening it for
+    writing (not truncating) is the sure test, as creating is for a new one (``os.access``
+    answers yes to root); WAL also creates ``-wal`` and ``-shm`` files beside it."""
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+    except OSError as exc:
+        if exc.errno not in _PASSING_ERRNOS:
+            return exc.strerror or str(exc)
+    directory = os.path.dirname(os.path.abspath(path))
+    sidecars = all(os.access(path + suffix, os.W_OK) for suffix in ("-wal", "-shm"))
+    if not sidecars and not os.access(directory, os.W_OK | os.X_OK):
+        return f"its -wal and -shm files cannot be created in {directory} (Permission denied)"
+    return None
 
 
 # Creating a file fails for these only until space or descriptors are freed: a run goes on and
