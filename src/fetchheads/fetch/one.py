@@ -28,7 +28,6 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from fetchheads.certificates import explain_rejection
 from fetchheads.config import Config
 from fetchheads.connect_to import connect_address
 from fetchheads.errors import (
@@ -306,6 +305,8 @@ async def _look_anyway(
     state.failure = None
     if look.tls is None:
         return rejected
+    from fetchheads.certificates import explain_rejection  # a failed verification only
+
     explained = explain_rejection(
         rejected.code, rejected.reason, rejected.host, look.tls, utc_now()
     )
