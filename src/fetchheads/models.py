@@ -96,7 +96,11 @@ class Target:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.authority}{self.path}"
+        return self.url_at(self.authority)
+
+    def url_at(self, authority: str) -> str:
+        """``url``, given the ``authority`` already built (a fetch needs both, once a target)."""
+        return f"{self.scheme}://{authority}{self.path}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -123,12 +123,15 @@ class FetchContext:
             deadlines = self.deadlines[loop] = Deadlines(loop)
         return deadlines.start(delay)
 
-    def request(self, target: Target) -> bytes:
-        """``http.request.build_request(target, config)``, from a template built once per config."""
+    def request(self, target: Target, authority: str | None = None) -> bytes:
+        """``http.request.build_request(target, config)``, from a template built once per config;
+        ``authority``: ``target.authority``, when the caller has built it already."""
         built = self._request
         if built is None or built[0] is not self.config:
             built = self._request = (self.config, request_template(self.config))
-        return built[1].render(target.path, target.authority, target.authorization)
+        if authority is None:
+            authority = target.authority
+        return built[1].render(target.path, authority, target.authorization)
 
 
 async def fetch_one(target: Target, ctx: FetchContext) -> Result:
@@ -180,8 +183,9 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
     error: ErrorInfo | None = None
     retryable = False
     deadline = ctx.deadline(loop, timeout)
+    authority = target.authority  # the Host header's and the record's URL's: built once
     try:
-        head = await _fetch_head(target, ctx, state, loop)
+        head = await _fetch_head(target, authority, ctx, state, loop)
     except asyncio.CancelledError:
         if not deadline.timed_out():
             raise
@@ -203,7 +207,7 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
     total = time.perf_counter() - state.start
     return build_result(
         target=target.text,
-        url=target.url,
+        url=target.url_at(authority),
         head=head,
         error=error,
         address=state.address,
@@ -220,12 +224,16 @@ async def _attempt(target: Target, ctx: FetchContext) -> tuple[Result, bool]:
 
 
 async def _fetch_head(
-    target: Target, ctx: FetchContext, state: FetchState, loop: asyncio.AbstractEventLoop
+    target: Target,
+    authority: str,
+    ctx: FetchContext,
+    state: FetchState,
+    loop: asyncio.AbstractEventLoop,
 ) -> ResponseHead:
     config = ctx.config
     proxy = config.proxies.proxy_for(target)
     if proxy is None:
-        request = ctx.request(target)
+        request = ctx.request(target, authority)
         # Plain http: the request is known before the connection exists, and goes out the moment
         # it is made. https writes it after the handshake (``exchange``).
         early = request if target.scheme == "http" else None
@@ -234,7 +242,7 @@ async def _fetch_head(
         if target.scheme == "http":
             request = proxied_request(target, config, proxy)
         else:
-            request = ctx.request(target)
+            request = ctx.request(target, authority)
         opening = open_via_proxy(target, proxy, ctx, state)
     try:
         if config.connect_timeout is None:
