@@ -35,8 +35,10 @@ def parse_whole(data: bytes, limits: Limits) -> ResponseHead | None:
         return None
     block = data[:end]
     crlf = block.count(b"\r\n")
-    if block.count(b"\r") != crlf or block.count(b"\n") != crlf or b"\x00" in block:
-        return None  # a bare CR or LF, or a NUL
+    # Every CR and LF of a CRLF is deleted here in pairs: any more deleted is a bare CR or LF, or
+    # a NUL. One pass, where counting CRs, LFs and NULs apart took three.
+    if len(block) - len(block.translate(None, b"\r\n\x00")) != 2 * crlf:
+        return None
     if crlf > limits.headers:
         return None
     try:
