@@ -65,7 +65,7 @@ def parse_whole(data: bytes, limits: Limits) -> ResponseHead | None:
     line_limit = limits.line // scale
     if len(text) > line_limit and any(len(line) > line_limit for line in text.split("\r\n")[1:]):
         return None
-    if " \r" in text or "\t\r" in text or text[-1] in " \t":
+    if " \r" in text or ("\t" in text and "\t\r" in text) or text[-1] in " \t":
         # Blanks after a value (rare): the regex took the leading ones only.
         fields = [(name, value.rstrip(" \t")) for name, value in fields]
     return build_head(
