@@ -25,6 +25,14 @@ LOADED_ON_DEMAND = (
     "cryptography",  # the first https certificate
     "tempfile",  # -o FILE of a whole format (prometheus)
     "random",  # --retries
+    "fetchheads.render.fields",  # --fields, the column formats, -w, --sort, the filters
+    "fetchheads.render.filters",  # --match-status and the other filters
+    "fetchheads.render.sort",  # --sort
+    "fetchheads.render.writeout",  # -w
+    "difflib",  # a misspelt field's suggestion
+    "fetchheads.certificates",  # https targets, --warn-days
+    "fetchheads.snapshots.lookback",  # history, diff
+    "fetchheads.render.history",
 )
 
 

@@ -96,7 +96,11 @@ class Target:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.authority}{self.path}"
+        return self.url_at(self.authority)
+
+    def url_at(self, authority: str) -> str:
+        """``url``, given the ``authority`` already built (a fetch needs both, once a target)."""
+        return f"{self.scheme}://{authority}{self.path}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -297,7 +301,8 @@ def utc_now() -> dt.datetime:
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_SECOND = dt.timedelta(seconds=1)
+_MILLISECONDS = tuple(f".{millisecond:03d}Z" for millisecond in range(1000))
+"""``.000Z`` to ``.999Z``: a timestamp's end, looked up instead of formatted (half its cost)."""
 
 
 def format_timestamp(moment: dt.datetime) -> str:
@@ -306,10 +311,13 @@ def format_timestamp(moment: dt.datetime) -> str:
     if moment.tzinfo is not dt.UTC:
         moment = moment.astimezone(dt.UTC)
     # This runs once per target, and a run's targets share a few seconds: the whole seconds are
-    # formatted once each (isoformat alone costs ~1.5 µs), the milliseconds added to them. The
-    # second is counted exactly, in integers (a float timestamp could round up into the next).
-    second = _utc_second((moment - _EPOCH) // _SECOND)
-    return f"{second}.{moment.microsecond // 1000:03d}Z"
+    # formatted once each (isoformat alone costs ~1.5 µs), the milliseconds looked up and added
+    # to them. The second is counted exactly, in integers (a float timestamp could round up into
+    # the next): a timedelta's days and seconds are the floor of its length in seconds.
+    since = moment - _EPOCH
+    return (
+        _utc_second(since.days * 86_400 + since.seconds) + _MILLISECONDS[moment.microsecond // 1000]
+    )
 
 
 @functools.lru_cache(maxsize=64)

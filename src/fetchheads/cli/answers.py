@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import TYPE_CHECKING
 
 import click
 
 from fetchheads.cli.common import option_group
 from fetchheads.config import WRITE_OUT
-from fetchheads.render.fields import BUILTIN, Field, SpecError, compile_fields
-from fetchheads.render.filters import Selector, compile_selector
 from fetchheads.render.output import OutputFile
 from fetchheads.render.safe import terminal_safe
-from fetchheads.render.sort import SortOrder, compile_sort
-from fetchheads.render.writeout import WriteOut, compile_write_out
 from fetchheads.run.plan import LINE_FORMATS, PLAIN_SUFFIXES, SUFFIX_FORMATS, suffix_format
+
+if TYPE_CHECKING:
+    from fetchheads.render.fields import Field
+    from fetchheads.render.filters import Selector
+    from fetchheads.render.sort import SortOrder
+    from fetchheads.render.writeout import WriteOut
 
 
 def _dash_is_stdout(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -154,6 +157,16 @@ def compile_answer(
             "--warned shows the certificates that need attention: give --warn-days N "
             "(e.g. --warn-days 30 --warned)"
         )
+    filters = match_status or filter_status or failed or warned or has_header or missing_header
+    if fields is None and not sort and write_out is None and not filters:
+        # A plain run: the modules of the fields, -w, the filters and --sort (a dozen frozen
+        # classes to build, and difflib) are not even imported.
+        return Answer()
+    from fetchheads.render.fields import BUILTIN, SpecError, compile_fields
+    from fetchheads.render.filters import compile_selector
+    from fetchheads.render.sort import compile_sort
+    from fetchheads.render.writeout import compile_write_out
+
     try:
         columns = compile_fields(fields, BUILTIN) if fields is not None else ()
     except SpecError as exc:

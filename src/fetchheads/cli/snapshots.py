@@ -17,12 +17,8 @@ import click
 
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float, option_group
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.render.fields import SpecError
-from fetchheads.render.filters import header_name
-from fetchheads.render.history import diff_jsonl, diff_text, history_jsonl, history_text
 from fetchheads.render.safe import terminal_safe
 from fetchheads.snapshots.changes import ignored_names
-from fetchheads.snapshots.lookback import find_keys, history, parse_when, pick
 from fetchheads.snapshots.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.targets import SCHEMES
 from fetchheads.wording import counted
@@ -114,6 +110,13 @@ def _db_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., A
 
 def _header_names(ctx: click.Context, param: click.Parameter, names: tuple[str, ...]) -> Any:
     """--ignore-header: a name that no header can have would silently ignore nothing."""
+    if not names:
+        return ()
+    # Imported here, as the lookback and history modules below: a fetch run without these
+    # options does not build their classes.
+    from fetchheads.render.fields import SpecError
+    from fetchheads.render.filters import header_name
+
     try:
         return tuple(header_name(name, "--ignore-header") for name in names)
     except SpecError as exc:
@@ -207,6 +210,8 @@ def _lookback_options(command: Any) -> Any:
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
+    from fetchheads.snapshots.lookback import parse_when
+
     try:
         return parse_when(value)
     except ValueError as exc:
@@ -229,6 +234,9 @@ def history_command(
     target: str, db: str, as_json: bool, ignored: tuple[str, ...], scheme: str, limit: int | None
 ) -> None:
     """The snapshots of TARGET, newest first, each with what changed since the one before it."""
+    from fetchheads.render.history import history_jsonl, history_text
+    from fetchheads.snapshots.lookback import history
+
     with open_store(db, readonly=True) as store:
         keys, stored = _keys(store, target, scheme)
         entries = history(store, keys, ignored_names(ignored), limit)
@@ -271,6 +279,9 @@ def diff_command(
     since: str | None,
 ) -> None:
     """What changed in TARGET between two snapshots: by default the last two."""
+    from fetchheads.render.history import diff_jsonl, diff_text
+    from fetchheads.snapshots.lookback import pick
+
     with open_store(db, readonly=True) as store:
         keys, stored = _keys(store, target, scheme)
         entry = pick(store, keys, ignored_names(ignored), at=at, since=since)
@@ -320,6 +331,8 @@ def prune_command(db: str, keep_days: float | None, keep: int | None, quiet: boo
 
 
 def _keys(store: Store, target: str, scheme: str) -> tuple[list[str], list[str]]:
+    from fetchheads.snapshots.lookback import find_keys
+
     try:
         return find_keys(store, target, scheme)
     except StoreError as exc:

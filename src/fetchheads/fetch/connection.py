@@ -14,7 +14,6 @@ import ssl
 import time
 from collections.abc import Sequence
 
-from fetchheads.certificates import explain_rejection, tls_facts
 from fetchheads.config import Config
 from fetchheads.errors import (
     CertificateRejected,
@@ -318,6 +317,8 @@ async def start_tls(
 def tls_info(ssl_object: ssl.SSLObject) -> TLSInfo:
     """The TLS facts of a record, from the certificates as the server sent them (DER, which
     Python gives verified or not; ``certificates`` decodes each distinct one once)."""
+    from fetchheads.certificates import tls_facts  # https only: a plain-http run never needs it
+
     cipher = ssl_object.cipher()
     return tls_facts(
         ssl_object.version(),
@@ -355,6 +356,8 @@ def certificate_rejected(exc: ssl.SSLCertVerificationError, host: str) -> Certif
     words it again once it has seen the certificate."""
     code = exc.verify_code or 0
     reason = exc.verify_message or exc.reason or str(exc)
+    from fetchheads.certificates import explain_rejection
+
     message = explain_rejection(code, reason, host, None, utc_now())
     return CertificateRejected(f"certificate verification failed: {message}", code, reason, host)
 

@@ -210,7 +210,11 @@ class Resolver:
     def literal(self, host: str) -> list[Address] | None:
         """``host`` itself when it is an IP literal; ``None`` for a name."""
         family = literal_family(host)
-        return None if family is None else self._filter(host, [(family, host)])
+        if family is None:
+            return None
+        if self._family == socket.AF_UNSPEC:  # the common case: no -4/-6 to filter by
+            return [(family, host)]
+        return self._filter(host, [(family, host)])
 
     def _filter(self, host: str, addresses: list[Address]) -> list[Address]:
         if self._family != socket.AF_UNSPEC:

@@ -61,9 +61,13 @@ def format_jsonl(result: Result) -> str:
 
 
 def _timing(timing: Timing) -> str:
+    # A phase that did not happen (DNS for an IP literal, TLS for http) is ``null`` without a
+    # call: two of the five in most records.
+    dns, tls = timing.dns, timing.tls
     return (
-        f'{{"dns": {_seconds(timing.dns)}, "connect": {_seconds(timing.connect)}, '
-        f'"tls": {_seconds(timing.tls)}, "ttfb": {_seconds(timing.ttfb)}, '
+        f'{{"dns": {"null" if dns is None else _seconds(dns)}, '
+        f'"connect": {_seconds(timing.connect)}, '
+        f'"tls": {"null" if tls is None else _seconds(tls)}, "ttfb": {_seconds(timing.ttfb)}, '
         f'"total": {_seconds(timing.total)}}}'
     )
 

@@ -18,8 +18,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fetchheads.config import WRITE_OUT, Config
-from fetchheads.render.fields import BUILTIN, Field, compile_fields
-from fetchheads.render.filters import Selector
 from fetchheads.run.inputs import STDIN, Source
 from fetchheads.run.process import usable_cores
 from fetchheads.snapshots.recorder import SnapshotSession
@@ -28,6 +26,8 @@ if TYPE_CHECKING:
     import asyncio
     import ssl
 
+    from fetchheads.render.fields import Field
+    from fetchheads.render.filters import Selector
     from fetchheads.render.output import OutputFile
     from fetchheads.render.sort import SortOrder
     from fetchheads.render.writeout import WriteOut
@@ -234,6 +234,8 @@ def choose_view(
     else:
         chosen = "plain"
     if chosen in COLUMN_FORMATS and not fields:
+        from fetchheads.render.fields import BUILTIN, compile_fields  # the column formats only
+
         default = TABLE_FIELDS if chosen == "table" else SHEET_FIELDS
         fields = compile_fields(default, BUILTIN)
     if waterfall is None:  # auto: a few targets given as arguments, nothing read

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fetchheads import __version__
-from fetchheads.certificates import certificate_alerts
 from fetchheads.config import Config
 from fetchheads.errors import StoreError
 from fetchheads.models import Result, format_timestamp, utc_now
@@ -334,6 +333,8 @@ class SnapshotSession:
         options = self.options
         if not options.warns:
             return result
+        from fetchheads.certificates import certificate_alerts  # --warn-days only
+
         alerts = certificate_alerts(result, options.warn_days, options.warn_fraction)
         self.alerts += bool(alerts)
         return dataclasses.replace(result, warnings=alerts)
