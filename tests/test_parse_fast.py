@@ -118,3 +118,22 @@ def test_every_valid_crlf_head_takes_the_one_step_path(status: bytes, fields: li
     # ordinary heads (blanks around values, control bytes, UTF-8) over to the slow path.
     data = b"\r\n".join([status, *fields]) + b"\r\n\r\nbody"
     assert HeadParser()._parse_whole(data) == general(data)
+
+
+head_bytes = st.lists(
+    st.one_of(
+        st.sampled_from([b"HTTP/1.1 200 OK", b"\r\n", b"\n", b"\r", b":", b" ", b"\t", b"X-A"]),
+        st.binary(max_size=6),
+    ),
+    max_size=12,
+)
+
+
+@given(head_bytes, st.sampled_from([b"\r\n\r\n", b"\n\n", b"\r\n\n"]))
+def test_random_bytes_parse_as_the_general_path(pieces: list[bytes], end: bytes) -> None:
+    # Lines built from whole pieces miss what a hostile server sends: bare CRs, NULs and colons
+    # in odd places, stray bytes before the status line. Whatever the bytes, one step or many,
+    # the answer (a head, an error, or "need more") must be the same.
+    data = b"".join(pieces) + end
+    assert whole(data) == general(data)
+    assert whole(b"HTTP/1.1 200 OK\r\n" + data) == general(b"HTTP/1.1 200 OK\r\n" + data)
