@@ -102,6 +102,18 @@ def test_hostile_text_is_escaped_on_the_fast_path_too() -> None:
     assert json.loads(line)["headers"] == [["X-Evil", '\x1b[2J\x7f\u202e\u2028"\\']]
 
 
+def test_the_cache_of_header_lines_stays_bounded_and_right() -> None:
+    from fetchheads.render import jsonl
+
+    # More distinct header lines than the cache holds (a Date a second over a long run), then
+    # the first ones again: each record is still exactly the encoder's, and the cache is bounded.
+    pairs = [("Date", f"second {n}") for n in range(jsonl.PAIR_CACHE_SIZE + 10)]
+    for pair in [*pairs, *pairs[:20]]:
+        result = Result(target="t", url=None, head=ResponseHead("HTTP/1.1", 200, "OK", (pair,)))
+        assert format_jsonl(result) == format_record(result.to_record())
+        assert len(jsonl._PAIRS) <= jsonl.PAIR_CACHE_SIZE
+
+
 @given(st.floats(allow_nan=False, allow_infinity=False))
 @example(0.0)
 @example(-0.0)

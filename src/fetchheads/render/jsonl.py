@@ -40,7 +40,7 @@ def format_jsonl(result: Result) -> str:
         status = str(head.status)
         reason = text(head.reason)
         version = text(head.http_version)
-        headers = ", ".join([f"[{text(name)}, {text(value)}]" for name, value in head.headers])
+        headers = ", ".join([_known_pair(pair) or _pair(pair) for pair in head.headers])
     else:
         status = reason = version = "null"
         headers = ""
@@ -58,6 +58,21 @@ def format_jsonl(result: Result) -> str:
         f'"tls": null, "redirects": [], "fetched_at": "{format_timestamp(result.fetched_at)}"}}'
     )
     return json_safe(encoded) + "\n"
+
+
+PAIR_CACHE_SIZE = 4096
+"""Header lines whose JSON is kept: a list's servers repeat most of theirs (``Server: nginx``,
+``Connection: close``, ``Content-Type: text/html``), and a lookup costs a third of escaping the
+name and the value again. When full the cache starts over: bounded, whatever the run's length."""
+_PAIRS: dict[tuple[str, str], str] = {}
+_known_pair = _PAIRS.get
+
+
+def _pair(pair: tuple[str, str]) -> str:
+    if len(_PAIRS) >= PAIR_CACHE_SIZE:
+        _PAIRS.clear()
+    encoded = _PAIRS[pair] = f"[{encode_basestring(pair[0])}, {encode_basestring(pair[1])}]"
+    return encoded
 
 
 def _timing(timing: Timing) -> str:
