@@ -37,6 +37,34 @@ def test_a_timestamp_is_the_utc_moment_to_the_millisecond(moment: dt.datetime) -
     assert format_timestamp(moment) == expected
 
 
+@given(
+    st.datetimes(earliest, latest, timezones=aware_zones),
+    st.lists(st.integers(-2_500_000, 2_500_000), min_size=1, max_size=8),
+)
+def test_timestamps_close_together_are_each_their_own(
+    moment: dt.datetime, steps_us: list[int]
+) -> None:
+    # A run's timestamps come a few microseconds to a few seconds apart, in and out of order
+    # (the second of the one before is remembered): each is still its own moment's.
+    for step in steps_us:
+        moment += dt.timedelta(microseconds=step)
+        expected = moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")[:23] + "Z"
+        assert format_timestamp(moment) == expected
+
+
+def test_the_first_microsecond_of_a_second_is_that_second() -> None:
+    before = dt.datetime(2026, 12, 5, 3, 59, 59, 999999, tzinfo=dt.UTC)
+    assert format_timestamp(before) == "2026-12-05T03:59:59.999Z"
+    assert format_timestamp(before + dt.timedelta(microseconds=1)) == "2026-12-05T04:00:00.000Z"
+    assert format_timestamp(before) == "2026-12-05T03:59:59.999Z"
+
+
+def test_the_last_second_a_datetime_has_is_written_too() -> None:
+    last = dt.datetime.max.replace(tzinfo=dt.UTC)
+    assert format_timestamp(last) == "9999-12-31T23:59:59.999Z"
+    assert format_timestamp(last.replace(microsecond=0)) == "9999-12-31T23:59:59.000Z"
+
+
 def test_milliseconds_are_cut_not_rounded_into_the_next_second() -> None:
     moment = dt.datetime(2026, 11, 25, 19, 12, 17, 999999, tzinfo=dt.UTC)
     assert format_timestamp(moment) == "2026-11-25T19:12:17.999Z"

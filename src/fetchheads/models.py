@@ -305,19 +305,35 @@ _MILLISECONDS = tuple(f".{millisecond:03d}Z" for millisecond in range(1000))
 """``.000Z`` to ``.999Z``: a timestamp's end, looked up instead of formatted (half its cost)."""
 
 
+_SECOND = dt.timedelta(seconds=1)
+_last_second = (_EPOCH, _EPOCH, "1970-01-01T00:00:00")
+"""The second of the last timestamp written: its start, its end and its text (one tuple, replaced
+whole, so a reader on another thread never sees the parts of two different seconds)."""
+
+
 def format_timestamp(moment: dt.datetime) -> str:
     """``2026-11-25T19:12:17.123Z``: UTC, milliseconds (truncated), sortable as text. A naive
     ``moment`` is local time, as ``astimezone`` takes it."""
+    global _last_second
     if moment.tzinfo is not dt.UTC:
         moment = moment.astimezone(dt.UTC)
     # This runs once per target, and a run's targets share a few seconds: the whole seconds are
     # formatted once each (isoformat alone costs ~1.5 µs), the milliseconds looked up and added
-    # to them. The second is counted exactly, in integers (a float timestamp could round up into
-    # the next): a timedelta's days and seconds are the floor of its length in seconds.
-    since = moment - _EPOCH
-    return (
-        _utc_second(since.days * 86_400 + since.seconds) + _MILLISECONDS[moment.microsecond // 1000]
-    )
+    # to them. Most timestamps fall in the second of the one before, which two comparisons find;
+    # others count the second exactly, in integers (a float timestamp could round up into the
+    # next): a timedelta's days and seconds are the floor of its length in seconds.
+    start, end, text = _last_second
+    if not start <= moment < end:
+        since = moment - _EPOCH
+        text = _utc_second(since.days * 86_400 + since.seconds)
+        start = moment.replace(microsecond=0)
+        if start < _LAST_START:
+            _last_second = (start, start + _SECOND, text)
+    return text + _MILLISECONDS[moment.microsecond // 1000]
+
+
+_LAST_START = dt.datetime.max.replace(microsecond=0, tzinfo=dt.UTC)
+"""The start of the last second a datetime has: the one whose end cannot be written."""
 
 
 @functools.lru_cache(maxsize=64)
