@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 
 import uvloop
 
@@ -44,6 +45,21 @@ class Head(asyncio.Protocol):
             self._done.set_result(b"")
 
 
+async def run_workers(work: Callable[[], Awaitable[None]], concurrency: int) -> None:
+    """``concurrency`` coroutines of ``work``, started ``STARTS_PER_TURN`` to a turn."""
+    workers = []
+    for n in range(concurrency):
+        workers.append(asyncio.ensure_future(work()))
+        if n % STARTS_PER_TURN == STARTS_PER_TURN - 1:
+            await asyncio.sleep(0)  # the loop looks at its sockets before the next batch
+    await asyncio.gather(*workers)
+
+
+def read_urls(path: str) -> list[str]:
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
 async def main(urls: list[str], concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     pending = iter(urls)
@@ -62,16 +78,9 @@ async def main(urls: list[str], concurrency: int) -> None:
                 continue
             heads.append(await done)
 
-    workers = []
-    for n in range(concurrency):
-        workers.append(asyncio.ensure_future(work()))
-        if n % STARTS_PER_TURN == STARTS_PER_TURN - 1:
-            await asyncio.sleep(0)  # the loop looks at its sockets before the next batch
-    await asyncio.gather(*workers)
+    await run_workers(work, concurrency)
     sys.stdout.buffer.write(b"".join(heads))
 
 
 if __name__ == "__main__":
-    with open(sys.argv[1]) as f:
-        urls = [line.strip() for line in f if line.strip()]
-    uvloop.run(main(urls, int(sys.argv[2])))
+    uvloop.run(main(read_urls(sys.argv[1]), int(sys.argv[2])))
