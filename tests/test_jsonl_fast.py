@@ -112,6 +112,12 @@ def test_the_cache_of_header_lines_stays_bounded_and_right() -> None:
         result = Result(target="t", url=None, head=ResponseHead("HTTP/1.1", 200, "OK", (pair,)))
         assert format_jsonl(result) == format_record(result.to_record())
         assert len(jsonl._PAIRS) <= jsonl.PAIR_CACHE_SIZE
+    # A server chooses its lines: a long one (escapes and wide characters make it longer still)
+    # is written each time, never kept.
+    long = ("X-Long", "\x1b\U0001f600" * 1000)
+    result = Result(target="t", url=None, head=ResponseHead("HTTP/1.1", 200, "OK", (long,)))
+    assert format_jsonl(result) == format_record(result.to_record())
+    assert long not in jsonl._PAIRS
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
