@@ -306,6 +306,8 @@ _MILLISECONDS = tuple(f".{millisecond:03d}Z" for millisecond in range(1000))
 
 
 _SECOND = dt.timedelta(seconds=1)
+_LAST_START = dt.datetime.max.replace(microsecond=0, tzinfo=dt.UTC)
+"""The start of the last second a datetime has: the one whose end cannot be written."""
 _last_second = (_EPOCH, _EPOCH, "1970-01-01T00:00:00")
 """The second of the last timestamp written: its start, its end and its text (one tuple, replaced
 whole, so a reader on another thread never sees the parts of two different seconds)."""
@@ -319,27 +321,21 @@ def format_timestamp(moment: dt.datetime) -> str:
         moment = moment.astimezone(dt.UTC)
     # This runs once per target, and a run's targets share a few seconds: the whole seconds are
     # formatted once each (isoformat alone costs ~1.5 µs), the milliseconds looked up and added
-    # to them. Most timestamps fall in the second of the one before, which two comparisons find;
-    # others count the second exactly, in integers (a float timestamp could round up into the
-    # next): a timedelta's days and seconds are the floor of its length in seconds.
+    # to them. Most timestamps fall in the second of the one before, which two comparisons find.
     start, end, text = _last_second
     if not start <= moment < end:
-        since = moment - _EPOCH
-        text = _utc_second(since.days * 86_400 + since.seconds)
         start = moment.replace(microsecond=0)
+        text = _utc_second(start)
         if start < _LAST_START:
             _last_second = (start, start + _SECOND, text)
     return text + _MILLISECONDS[moment.microsecond // 1000]
 
 
-_LAST_START = dt.datetime.max.replace(microsecond=0, tzinfo=dt.UTC)
-"""The start of the last second a datetime has: the one whose end cannot be written."""
-
-
 @functools.lru_cache(maxsize=64)
-def _utc_second(epoch_seconds: int) -> str:
-    """``2026-11-25T19:12:17``: the UTC second ``epoch_seconds`` after 1970-01-01."""
-    return (_EPOCH + dt.timedelta(seconds=epoch_seconds)).isoformat()[:19]
+def _utc_second(start: dt.datetime) -> str:
+    """``2026-11-25T19:12:17``: the UTC second that starts at ``start``. Cached: at a second's
+    turn the results of the one before and the one after come in mixed order."""
+    return start.isoformat()[:19]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
