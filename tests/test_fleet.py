@@ -12,8 +12,7 @@ import pytest
 from fetchheads.snapshots.store import Store
 from tests.support.postgres import Postgres
 from tests.support.servers import ThreadedServer
-from tests.support.snapshots import Site, fetchheads, query, run_cli, start_site
-from tests.test_store import day, snap
+from tests.support.snapshots import Site, day, fetchheads, query, run_cli, snap, start_site
 
 StartServer = Callable[..., ThreadedServer]
 

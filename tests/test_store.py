@@ -15,26 +15,9 @@ from typing import Any
 import pytest
 
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.snapshots.changes import Snapshot
 from fetchheads.snapshots.store import APPLICATION_ID, SCHEMA_VERSION, Store
 from fetchheads.snapshots.store_sqlite import MIGRATIONS
-
-
-def snap(key: str, fetched_at: str, *headers: tuple[str, str], status: int = 200) -> Snapshot:
-    return Snapshot(
-        key=key,
-        target=key.removeprefix("http://").rstrip("/"),
-        url=key,
-        fetched_at=fetched_at,
-        ok=True,
-        status=status,
-        reason="OK",
-        http_version="HTTP/1.1",
-        headers=headers,
-        has_head=True,
-        timing={"total": 0.01},
-        tls={"not_after": "2027-01-01T00:00:00Z", "days_left": 30},
-    )
+from tests.support.snapshots import day, snap
 
 
 def digest(path: Path) -> str:
@@ -197,10 +180,6 @@ def test_an_older_schema_is_migrated_forward_keeping_its_rows(tmp_path: Path) ->
         assert db.execute("SELECT name, value FROM headers").fetchall() == [("Server", "old")]
     finally:
         db.close()
-
-
-def day(n: int) -> str:
-    return f"2026-11-{n:02d}T00:00:00.000Z"
 
 
 def test_prune_by_age_keeps_the_newest_snapshot_of_every_target(db: str) -> None:

@@ -18,8 +18,7 @@ from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.snapshots.store import SCHEMA_VERSION, Store
 from tests.support import processes
 from tests.support.postgres import Postgres
-from tests.support.snapshots import fetchheads, query
-from tests.test_store import day, snap
+from tests.support.snapshots import day, fetchheads, query, snap
 
 
 def tables(url: str, schema: str = "public") -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from fetchheads.cli import cli
+from fetchheads.snapshots.changes import Snapshot
 from tests.support import processes
 from tests.support.servers import ThreadedServer, read_request_head
 
@@ -87,3 +88,26 @@ def run_cli(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def snap(key: str, fetched_at: str, *headers: tuple[str, str], status: int = 200) -> Snapshot:
+    """A stored snapshot of ``key`` (an ``http://`` URL), OK, with ``headers``."""
+    return Snapshot(
+        key=key,
+        target=key.removeprefix("http://").rstrip("/"),
+        url=key,
+        fetched_at=fetched_at,
+        ok=True,
+        status=status,
+        reason="OK",
+        http_version="HTTP/1.1",
+        headers=headers,
+        has_head=True,
+        timing={"total": 0.01},
+        tls={"not_after": "2027-01-01T00:00:00Z", "days_left": 30},
+    )
+
+
+def day(n: int) -> str:
+    """Midnight of November ``n``, 2026, as ``fetched_at`` is written."""
+    return f"2026-11-{n:02d}T00:00:00.000Z"
