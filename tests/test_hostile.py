@@ -7,8 +7,11 @@ single CLI invocation beside a good server, which must finish normally and promp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -298,3 +301,64 @@ async def test_a_server_that_speaks_before_the_tls_handshake(
     )
     assert result.timing.total is not None
     assert result.timing.total < 5
+
+
+def close_at_once() -> Handler:
+    """Accept the connection, then close it without reading or sending a byte."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    return handler
+
+
+async def test_an_https_server_that_closes_before_the_handshake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server's close lands in the plain reader before start_tls: a TLS failure that says
+    so, at once (the handshake is never begun on the dead connection)."""
+    real_connect = connection_module.connect
+
+    async def connect_then_pause(*args: Any, **kwargs: Any) -> Any:
+        connection = await real_connect(*args, **kwargs)
+        await asyncio.sleep(0.2)  # the server's FIN has arrived by now
+        return connection
+
+    monkeypatch.setattr(fetch_module, "connect", connect_then_pause)
+    async with LoopbackServer(close_at_once()) as server:
+        target = parse_target(f"https://127.0.0.1:{server.port}/")
+        result = await fetch_one(target, make_context(Config(timeout=5)))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.TLS
+    assert result.error.message == (
+        "handshake failed: the server closed the connection before the handshake"
+    )
+    assert result.head is None
+
+
+def test_https_servers_that_close_at_once_print_no_traceback() -> None:
+    """Through the CLI, on its default loop (uvloop), against a listener that closes each
+    connection the moment it accepts it, so the close usually beats the handshake: every target
+    a one-line TLS failure, and nothing on stderr but what a run prints anyway."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+
+    def close_each() -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                connection, _ = listener.accept()
+                connection.close()
+
+    threading.Thread(target=close_each, daemon=True).start()
+    try:
+        port = listener.getsockname()[1]
+        targets = [f"https://127.0.0.1:{port}/{n}" for n in range(20)]
+        outcome = CliRunner().invoke(cli, ["--json", "-t", "5", *targets])
+    finally:
+        listener.close()
+    assert outcome.exit_code == 1, outcome.output
+    records = [json.loads(line) for line in outcome.stdout.splitlines()]
+    assert len(records) == 20
+    for record in records:
+        assert record["error"]["kind"] == "tls", record
+        assert record["error"]["message"].startswith("handshake failed: "), record
+    assert outcome.stderr == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from fetchheads.errors import ErrorKind
 from fetchheads.fetch.one import fetch_one
-from fetchheads.run.process import FDS_RESERVED, fit_concurrency
+from fetchheads.run.process import FDS_RESERVED, fit_concurrency, loop_errors
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
 from tests.support import processes
@@ -437,3 +439,64 @@ def test_ctrl_c_in_input_order_keeps_what_finished_behind_a_slow_target(
     with contextlib.closing(sqlite3.connect(db)) as connection:
         stored = connection.execute("SELECT target, status FROM snapshots").fetchall()
     assert stored == [(f"127.0.0.1:{fast.port}", 200)]
+
+
+@pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_an_error_in_a_loop_callback_is_one_line_said_once(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """What no task awaits (here two callbacks that raise) reaches the loop's handler: the first
+    is one line, with no traceback; the second is not said."""
+    said: list[str] = []
+
+    def fail(n: int) -> None:
+        raise RuntimeError(f"boom {n}")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(loop_errors(said.append))
+        loop.call_soon(fail, 1)
+        loop.call_soon(fail, 2)
+        await asyncio.sleep(0.01)
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
+    assert said == [
+        "fetchheads: internal error: RuntimeError: boom 1 "
+        "(the run goes on; FETCHHEADS_DEBUG=1 shows the traceback)"
+    ]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_run_says_an_error_inside_its_loop_in_one_line(
+    workers: str,
+    monkeypatch: pytest.MonkeyPatch,
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    """A run (one process, or a supervisor and its workers) installs the one-line handler: a
+    protocol callback that raises is reported once on stderr, never as a traceback."""
+    from click.testing import CliRunner
+
+    from fetchheads.cli import cli
+    from fetchheads.fetch.connection import HeadReader
+
+    def broken(self: HeadReader, transport: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(HeadReader, "connection_made", broken)
+    server = threaded_server(reply(b"HTTP/1.1 200 OK\r\n\r\n"))
+    listing = "".join(f"http://127.0.0.1:{server.port}/{n}\n" for n in range(60))
+    outcome = CliRunner().invoke(
+        cli, ["--json", "-t", "1", "--workers", workers, "-i", "-"], input=listing
+    )
+    assert outcome.exit_code == 1
+    assert len(outcome.stdout.splitlines()) == 60
+    lines = outcome.stderr.splitlines()
+    assert lines, "nothing said"
+    assert "Traceback" not in outcome.stderr
+    assert all(
+        line == "fetchheads: internal error: RuntimeError: boom "
+        "(the run goes on; FETCHHEADS_DEBUG=1 shows the traceback)"
+        for line in lines
+    ), lines
+    assert len(lines) <= int(workers)  # once per process at most

@@ -158,6 +158,11 @@ class HeadReader(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    @property
+    def done(self) -> bool:
+        """Whether the head is complete or the connection has ended (failed or closed)."""
+        return self._done
+
     async def read_head(self) -> ResponseHead:
         """The complete head; raises ``ProtocolError``/``ConnectError`` as the connection failed."""
         if not self._done:
@@ -295,6 +300,11 @@ async def start_tls(
             "(plain HTTP on this port? try http://)"
         )
     reader.early = None
+    if reader.done:
+        # Closed before the handshake began (a server that accepts, then closes at once, seen
+        # by the plain reader first): uvloop's start_tls on such a transport logs a traceback
+        # from inside the loop and hands back a dead transport.
+        raise TLSError("handshake failed: the server closed the connection before the handshake")
     try:
         tls_transport = await loop.start_tls(
             transport, reader, ssl_context, server_hostname=server_hostname

@@ -52,6 +52,35 @@ def raise_open_file_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
+def loop_errors(
+    say: Callable[[str], None],
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """The event loop's handler for an error no task awaits (an exception in one of the loop's
+    own callbacks, a task that failed unobserved): asyncio's default logs it with a traceback.
+    Each target's failure is in its own record; what lands here is a bug, of fetchheads or of a
+    library, so the first is said in one line through ``say`` (stderr) as ``cli.main`` says
+    one, the later ones not at all (thousands of targets could each add one), and the run goes
+    on. With ``FETCHHEADS_DEBUG`` set, asyncio's own handler shows each with its traceback."""
+    said = False
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        nonlocal said
+        if os.environ.get("FETCHHEADS_DEBUG"):
+            loop.default_exception_handler(context)
+            return
+        if said:
+            return
+        said = True
+        error = context.get("exception")
+        detail = f"{type(error).__name__}: {error}" if error is not None else context["message"]
+        say(
+            f"fetchheads: internal error: {detail} "
+            "(the run goes on; FETCHHEADS_DEBUG=1 shows the traceback)"
+        )
+
+    return handle
+
+
 def fit_concurrency(concurrency: int, open_files: int | None) -> tuple[int, str | None]:
     """``concurrency`` lowered so that one socket per target fits under ``open_files``, and the
     warning to print when it had to be lowered."""

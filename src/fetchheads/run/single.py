@@ -75,7 +75,9 @@ def execute(plan: RunPlan) -> Outcome:
             task.cancel()
 
         sink.set_on_error(cancel)
-        stop.install(asyncio.get_running_loop(), task)
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(process.loop_errors(stderr.print))
+        stop.install(loop, task)
         process.accept_stop_signals()  # held while a --workers worker started
         resolver = _resolver(config)
         ctx = FetchContext(

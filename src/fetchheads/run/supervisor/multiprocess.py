@@ -164,6 +164,7 @@ def supervise(plan: RunPlan) -> Outcome:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
+        loop.set_exception_handler(process.loop_errors(stderr.print))
         stop.install(loop, task)
 
         def cancel() -> None:
