@@ -34,7 +34,8 @@ HEAD = b"HTTP/1.1 200 OK\r\nServer: good\r\n\r\n"
 BAD_LINES: dict[str, tuple[bytes, str]] = {
     "a 1 MB line": (b"x" * 1_000_000, f"line longer than {MAX_LINE_CHARS} bytes"),
     "binary garbage": (b"\x00\xff\xfe\x1b[2J\x9b\x01", "control or space character '\\x00'"),
-    "invalid UTF-8": (b"caf\xe9.example", "invalid international host name"),
+    "invalid UTF-8 in the host": (b"caf\xe9.example", "byte 0xE9 in target is not UTF-8"),
+    "invalid UTF-8 in the path": (b"127.0.0.1/caf\xe9", "byte 0xE9 in target is not UTF-8"),
     "scheme without a host": (b"http://", "no host in target"),
     "port out of range": (b"host:99999", "port 99999 out of range (1-65535)"),
     "unclosed IPv6 bracket": (b"[::1", "unclosed '[' in IPv6 address"),
@@ -221,12 +222,42 @@ def test_lines_are_the_same_however_the_input_is_cut(
     assert [number for number, _ in whole] == list(range(1, len(whole) + 1))
     for index, ((_, line), raw) in enumerate(zip(whole, lines, strict=False)):
         terminated = index < len(lines) - 1 or final_eol
-        cr = len(eol) - 1 if terminated else 0  # a CR before LF counts until it is stripped
-        if len(raw) + cr > MAX_LINE_CHARS:
+        if index == 0:  # a BOM is dropped at the start of the input only
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
+        # The limit is the line's own bytes: neither that BOM nor a CR ending the line counts.
+        own = raw if terminated and eol == b"\r\n" else raw.removesuffix(b"\r")
+        if len(own) > MAX_LINE_CHARS:
             assert isinstance(line, OverlongLine)
             assert len(line.start) <= OVERLONG_SHOWN
         else:
-            if index == 0:  # a BOM is dropped at the start of the input only
-                raw = raw.removeprefix(b"\xef\xbb\xbf")
-            # An inline comment (whitespace, then '#') is cut, as in /etc/hosts.
-            assert line == without_comment(raw.decode("utf-8", "replace").strip())
+            # An inline comment (whitespace, then '#') is cut, as in /etc/hosts; bytes that are
+            # not UTF-8 are kept as surrogate escapes, for parse_target to refuse by name.
+            assert line == without_comment(raw.decode("utf-8", "surrogateescape").strip())
+
+
+def test_a_target_argument_that_is_not_utf8_is_an_input_record_and_the_run_goes_on(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    """Python keeps a byte of an argument that is not UTF-8 as a surrogate escape: the target
+    is refused by name, shown with U+FFFD, and the next target is fetched."""
+    server = threaded_server(reply(HEAD))
+    good = f"127.0.0.1:{server.port}/"
+    outcome = CliRunner().invoke(
+        cli, ["--json", "--order", "input", "-t", "5", f"{good}caf\udce9", good]
+    )
+    assert outcome.exit_code == 1
+    assert outcome.stderr == ""
+    first, second = (json.loads(line) for line in outcome.stdout.splitlines())
+    assert first["target"] == f"{good}caf\ufffd"
+    assert first["error"] == {"kind": "input", "message": "byte 0xE9 in target is not UTF-8"}
+    assert second["ok"] is True
+
+
+def test_unique_passes_on_every_bad_line(tmp_path: Path) -> None:
+    """Two bad lines that look alike once their passwords are masked are two errors."""
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("http://u:one@127.0.0.1:99999/\nhttp://u:two@127.0.0.1:99999/\n")
+    outcome = CliRunner().invoke(cli, ["--json", "--unique", "-i", str(hosts)])
+    records = [json.loads(line) for line in outcome.stdout.splitlines()]
+    assert [r["error"]["message"].split(":")[1] for r in records] == ["1", "2"]
+    assert all(r["target"] == "http://u:***@127.0.0.1:99999/" for r in records)

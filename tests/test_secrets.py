@@ -236,6 +236,8 @@ def test_a_password_holding_a_url_separator_is_hidden_too(separator: str, tmp_pa
         ("u:p?w@127.0.0.1", "u:***@127.0.0.1"),
         ("http://u:a/b@c@127.0.0.1/p", "http://u:***@127.0.0.1/p"),
         ("http://127.0.0.1:8080/@name", "http://127.0.0.1:8080/@name"),
+        ("@SUM(1)", "@SUM(1)"),  # nothing before the @: nothing to hide
+        ("http://@127.0.0.1/", "http://@127.0.0.1/"),
     ],
 )
 def test_redact_url(text: str, shown: str) -> None:

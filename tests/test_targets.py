@@ -7,6 +7,7 @@ the input-hardening tests; these pin the everyday forms docs/usage.md promises.
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
@@ -201,7 +202,7 @@ def test_an_overlong_line_is_reported_not_kept_and_the_next_line_survives() -> N
     # Streamed in pieces: the splitter must not buffer the whole line to notice it is too long.
     for start in range(0, len(long_line), 1000):
         out += splitter.feed(long_line[start : start + 1000])
-        assert len(splitter._pending) <= MAX_LINE_CHARS
+        assert len(splitter._pending) <= MAX_LINE_CHARS + 4  # room for a BOM and a CR
     out += splitter.feed(b"\nnext.example\n")
     assert out == [(1, OverlongLine("x" * OVERLONG_SHOWN)), (2, "next.example")]
 
@@ -222,10 +223,39 @@ def test_a_line_of_exactly_the_limit_is_kept() -> None:
     assert splitter.feed(line + b"\n") == [(1, line.decode())]
 
 
+def test_a_line_of_exactly_the_limit_is_kept_after_a_bom_and_before_a_cr() -> None:
+    """The limit is the line's own bytes: a BOM and CRLF line ends are fine (docs/usage.md)."""
+    line = b"z" * MAX_LINE_CHARS
+    assert LineSplitter().feed(b"\xef\xbb\xbf" + line + b"\r\n") == [(1, line.decode())]
+    assert LineSplitter().feed(b"a\r\n" + line + b"\r\n") == [(1, "a"), (2, line.decode())]
+    # Fed a byte at a time, the line is held whole all the same.
+    splitter = LineSplitter()
+    out: list[tuple[int, str | OverlongLine]] = []
+    for byte in b"\xef\xbb\xbf" + line + b"\r\n":
+        out += splitter.feed(bytes([byte]))
+    assert out == [(1, line.decode())]
+    # One byte more is overlong, with a CR or without.
+    longer = b"z" * (MAX_LINE_CHARS + 1)
+    assert LineSplitter().feed(longer + b"\r\n") == [(1, OverlongLine("z" * OVERLONG_SHOWN))]
+
+
 def test_undecodable_bytes_become_a_target_that_fails_validation() -> None:
     splitter = LineSplitter()
     [(number, text)] = splitter.feed(b"\xff\xfe.example\n")
     assert number == 1
     assert isinstance(text, str)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"^byte 0xFF in target is not UTF-8$"):
+        parse_target(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("127.0.0.1/caf\udce9", "byte 0xE9 in target is not UTF-8"),  # as Python keeps argv
+        ("http://h\udcff.example/", "byte 0xFF in target is not UTF-8"),
+        ("127.0.0.1/\ud800", "lone surrogate U+D800 in target"),
+    ],
+)
+def test_text_that_is_not_unicode_is_refused_by_name(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
         parse_target(text)

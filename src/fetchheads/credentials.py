@@ -59,6 +59,8 @@ def redact_url(text: str) -> str:
         found = (text.find(separator, at) for separator in "/?#")
         end = min((index for index in found if index != -1), default=len(text))
         at = text.rfind("@", start, end)
+    if at == start:
+        return text  # ``@host``: no user information to hide
     user, colon, _password = text[start:at].partition(":")
     shown = f"{user}:{MASK}" if colon else MASK
     return text[:start] + shown + text[at:]

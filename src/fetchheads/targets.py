@@ -92,7 +92,7 @@ def parse_target_full(text: str, *, default_scheme: str = "http") -> Target:
     if bad:
         raise InputError(f"control or space character {bad.group()!r} in target")
     if not raw.isascii():
-        _check_invisible(raw)
+        _check_characters(raw)
 
     match = _SCHEME_RE.match(raw)
     if match:
@@ -122,13 +122,20 @@ def parse_target_full(text: str, *, default_scheme: str = "http") -> Target:
     return Target(raw, scheme, host, port, path, authorization)
 
 
-def _check_invisible(raw: str) -> None:
-    """Refuse invisible characters (Unicode ``Cf``: zero-width spaces, bidi controls, a stray
-    BOM): IDNA would silently drop some of them, so the host reached is not the one shown."""
+def _check_characters(raw: str) -> None:
+    """Refuse bytes that were not UTF-8 (an argument or a line holds them as surrogate escapes)
+    and invisible characters (Unicode ``Cf``: zero-width spaces, bidi controls, a stray BOM):
+    IDNA would silently drop some of them, so the host reached is not the one shown."""
     import unicodedata  # only non-ASCII targets pay for the import
 
     for char in raw:
-        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+        category = unicodedata.category(char)
+        if category == "Cs":
+            code = ord(char)
+            if 0xDC80 <= code <= 0xDCFF:  # how Python keeps a byte that is not UTF-8
+                raise InputError(f"byte 0x{code - 0xDC00:02X} in target is not UTF-8")
+            raise InputError(f"lone surrogate U+{code:04X} in target")
+        if category in _INVISIBLE_CATEGORIES:
             raise InputError(f"invisible character U+{ord(char):04X} in target")
 
 
@@ -324,6 +331,9 @@ _INLINE_COMMENT = re.compile(r"\s#")
 
 
 OVERLONG_SHOWN = 60
+_RAW_LINE_LIMIT = MAX_LINE_CHARS + 4
+"""Bytes a line may take before it is known to be overlong: a BOM (3) and a CR (1) are not
+counted against ``MAX_LINE_CHARS``; ``_emit`` measures the line without them."""
 """Bytes of an overlong line kept, so that its record shows which line it was."""
 
 
@@ -337,11 +347,12 @@ class OverlongLine:
 class LineSplitter:
     """Bytes -> numbered text lines, incrementally, with each line bounded in memory.
 
-    A line longer than ``MAX_LINE_CHARS`` bytes is not kept: it comes out as an ``OverlongLine``
-    holding its first ``OVERLONG_SHOWN`` bytes (the rest is dropped as it streams past), so a 1 GB
-    line costs nothing but the time to skip it. Bytes are decoded as UTF-8 with replacement: a
-    binary line becomes a target that fails validation, not a crash. CRLF endings and a UTF-8 BOM
-    are tolerated.
+    A line longer than ``MAX_LINE_CHARS`` bytes (a CR ending it and a UTF-8 BOM starting the
+    first not counted) is not kept: it comes out as an ``OverlongLine`` holding its first
+    ``OVERLONG_SHOWN`` bytes (the rest is dropped as it streams past), so a 1 GB line costs
+    nothing but the time to skip it. Bytes that are not UTF-8 are kept as surrogate escapes, as
+    Python keeps them in arguments: ``parse_target`` refuses them, naming the byte, so a binary
+    line becomes a target that fails validation, never a crash nor a different URL.
     """
 
     __slots__ = ("_number", "_overlong", "_overlong_start", "_pending")
@@ -374,7 +385,7 @@ class LineSplitter:
                 out.append(self._emit(b""))
             else:
                 piece = data[start:newline]
-                if len(piece) > MAX_LINE_CHARS:
+                if len(piece) > _RAW_LINE_LIMIT:
                     self._overlong = True
                     self._overlong_start = piece[:OVERLONG_SHOWN]
                 out.append(self._emit(piece))
@@ -383,7 +394,7 @@ class LineSplitter:
     def _hold(self, piece: bytes) -> None:
         if self._overlong:
             return
-        if len(self._pending) + len(piece) > MAX_LINE_CHARS:
+        if len(self._pending) + len(piece) > _RAW_LINE_LIMIT:
             self._overlong = True
             self._overlong_start = bytes(self._pending[:OVERLONG_SHOWN])
             self._overlong_start += piece[: OVERLONG_SHOWN - len(self._overlong_start)]
@@ -399,5 +410,8 @@ class LineSplitter:
             raw, self._overlong_start = self._overlong_start, b""
         if self._number == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")
-        text = raw.decode("utf-8", "replace").strip()
+        if not overlong and len(raw.removesuffix(b"\r")) > MAX_LINE_CHARS:
+            overlong = True
+            raw = raw[:OVERLONG_SHOWN]
+        text = raw.decode("utf-8", "surrogateescape").strip()
         return self._number, OverlongLine(text) if overlong else without_comment(text)

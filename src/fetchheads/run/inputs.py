@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import os
 import queue
+import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -40,10 +41,13 @@ class Source:
     path: str | None = None
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def input_error(text: str, message: str, *, where: str | None = None) -> Result:
     """The record for a target that could not become a request (a password in it shown as
     ``***``: the record is printed and stored)."""
-    text = redact_url(text)
+    text = _LONE_SURROGATE.sub("\ufffd", redact_url(text))  # bytes that were not UTF-8
     shown = text if len(text) <= 200 else text[:200] + "…"
     prefix = f"{where}: " if where else ""
     return Result(target=shown, url=None, error=ErrorInfo(ErrorKind.INPUT, prefix + message))
@@ -196,13 +200,13 @@ async def select_shard(items: AsyncIterator[Item], shard: int, shards: int) -> A
 async def unique_items(items: AsyncIterator[Item]) -> AsyncIterator[Item]:
     """``--unique``: each target once, the first time it is read. Its identity is the URL it
     is sent to (``targets.canonical_key``, the key ``--shard`` hashes: ``Example.COM:80`` and
-    ``http://example.com/`` are one); a line that is no target is one by its text."""
+    ``http://example.com/`` are one). A line that is no target is always passed on: each is an
+    error at its own place (two bad lines can look alike once a password in them is masked)."""
     from fetchheads.targets import FirstSeen  # only --unique pays for it
 
     first_seen = FirstSeen()
     async for item in items:
-        key = item.url if isinstance(item, Target) else item.target
-        if first_seen(key or ""):
+        if not isinstance(item, Target) or first_seen(item.url):
             yield item
 
 
