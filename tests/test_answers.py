@@ -10,8 +10,10 @@ import os
 import re
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -346,6 +348,66 @@ def test_prometheus_file_is_whole_parseable_and_labelled_by_target_only(
     assert labels == {"target", "phase"}  # never a header value
     assert "HYPERLINK" not in path.read_text()
     assert "nginx" not in path.read_text()
+
+
+def test_prometheus_into_a_symlink_replaces_the_file_it_points_to(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    real = tmp_path / "real.prom"
+    real.write_text("old\n")
+    link = tmp_path / "link.prom"
+    link.symlink_to(real)
+    assert run(["-o", str(link), f"127.0.0.1:{site.port}/hsts"]).exit_code == 0
+    assert link.is_symlink()
+    assert os.readlink(link) == str(real)
+    families = {f.name for f in text_string_to_metric_families(real.read_text())}
+    assert "probe_success" in families
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.prom", "real.prom"]
+
+
+def test_prometheus_into_a_fifo_is_written_through_it(site: ThreadedServer, tmp_path: Path) -> None:
+    """A pipe (or a device: /dev/stdout) is written as it is, never renamed over."""
+    fifo = tmp_path / "metrics.prom"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as pipe:
+            received.append(pipe.read())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    result = run(["-o", str(fifo), f"127.0.0.1:{site.port}/hsts"])
+    reader.join(timeout=30)
+    assert result.exit_code == 0
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    families = {f.name for f in text_string_to_metric_families(received[0].decode())}
+    assert "probe_success" in families
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.prom"]
+
+
+@pytest.mark.parametrize("how", ["-i", "-i link", "stdin"])
+def test_an_output_file_that_is_also_the_input_is_refused_and_kept(
+    how: str, tmp_path: Path
+) -> None:
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("127.0.0.1:1\n")
+    if how == "stdin":
+        with hosts.open("rb") as stdin:
+            process = subprocess.run(
+                [sys.executable, "-m", "fetchheads", "-q", "-o", str(hosts)],
+                stdin=stdin, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+        code, stderr = process.returncode, process.stderr
+    else:
+        link = tmp_path / "link.txt"
+        link.symlink_to(hosts)
+        source = str(link if how == "-i link" else hosts)
+        result = run(["-i", source, "-o", str(hosts)])
+        code, stderr = result.exit_code, result.stderr
+    assert code == 2
+    assert "is also where the targets are read from" in stderr
+    assert hosts.read_text() == "127.0.0.1:1\n"
 
 
 def test_an_output_file_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:

@@ -255,7 +255,8 @@ def fetch_command(
     # The two usage errors that create something: -o first, as it can be taken back entirely
     # (a refused --db leaves no new or emptied output file); then the database, created if
     # missing, which is then the last thing that can refuse the run.
-    output_file = open_output(output, view.format)
+    read_from = [source.path for source in sources if source.path is not None]
+    output_file = open_output(output, view.format, read_from)
     try:
         session = snapshot_session(db, snapshots)
     except BaseException:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
+import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -17,6 +20,7 @@ from fetchheads.cli.common import option_group
 from fetchheads.config import WRITE_OUT
 from fetchheads.render.output import OutputFile
 from fetchheads.render.safe import terminal_safe
+from fetchheads.run.inputs import STDIN
 from fetchheads.run.plan import LINE_FORMATS, PLAIN_SUFFIXES, SUFFIX_FORMATS, suffix_format
 
 if TYPE_CHECKING:
@@ -246,15 +250,46 @@ def check_output_name(
         )
 
 
-def open_output(path: str | None, output_format: str) -> OutputFile | None:
-    """``-o FILE`` opened for the run, or a usage error naming why it cannot be."""
+def open_output(
+    path: str | None, output_format: str, inputs: Sequence[str] = ()
+) -> OutputFile | None:
+    """``-o FILE`` opened for the run, or a usage error naming why it cannot be. ``inputs``:
+    the paths targets are read from (``-`` for stdin); FILE may not be one of them."""
     if path is None:
         return None
     if os.path.isdir(path):
         raise click.BadParameter(f"{path} is a directory", param_hint="-o/--output")
+    read = _read_as_input(path, inputs)
+    if read is not None:
+        raise click.BadParameter(
+            terminal_safe(
+                f"{path} is also where the targets are read from ({read}): writing it would "
+                "empty it first; choose another file"
+            ),
+            param_hint="-o/--output",
+        )
     try:
         return OutputFile(path, whole=output_format == "prometheus")
     except OSError as exc:
         raise click.BadParameter(
             f"cannot write {path}: {exc.strerror or exc}", param_hint="-o/--output"
         ) from None
+
+
+def _read_as_input(path: str, inputs: Sequence[str]) -> str | None:
+    """How ``path`` is also read as input (``-i FILE``, or stdin redirected from it), or None.
+    Compared as files, not names: ``./hosts.txt``, a link to it and ``< hosts.txt`` all count."""
+    try:
+        output = os.stat(path)
+    except OSError:
+        return None  # not there yet: nothing to lose
+    if not stat.S_ISREG(output.st_mode):
+        return None  # a device or a pipe: writing it empties nothing
+    for source in inputs:
+        try:
+            read = os.fstat(sys.stdin.fileno()) if source == STDIN else os.stat(source)
+        except (OSError, ValueError, AttributeError):
+            continue  # an input that cannot be looked at is reported when it is read
+        if os.path.samestat(read, output):
+            return "stdin" if source == STDIN else f"-i {source}"
+    return None

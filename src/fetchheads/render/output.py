@@ -265,13 +265,25 @@ class OutputFile:
     def __init__(self, path: str, *, whole: bool = False) -> None:
         self.path = path
         self._temporary: str | None = None
+        self._replaced = path  # what the temporary file is renamed over
         self._created = False
+        if whole:
+            try:
+                mode: int | None = os.stat(path).st_mode
+            except FileNotFoundError:
+                mode = None
+            # Only a regular file is replaced whole. A FIFO or a device (/dev/stdout, a pipe
+            # a reader waits on) is written straight through, as the line formats are: renamed
+            # over, it would be lost, and its reader would get nothing. A symlink is followed:
+            # the file it points to is replaced, the link stays.
+            whole = mode is None or stat.S_ISREG(mode)
         if whole:
             import tempfile  # -o with a whole format only (it brings shutil and random)
 
-            directory = os.path.dirname(os.path.abspath(path))
+            self._replaced = os.path.realpath(path)
+            directory = os.path.dirname(self._replaced)
             fd, self._temporary = tempfile.mkstemp(
-                prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+                prefix=f".{os.path.basename(self._replaced)}.", suffix=".tmp", dir=directory
             )
         else:
             try:
@@ -302,12 +314,17 @@ class OutputFile:
         if temporary is None:
             return
         self._temporary = None
-        if keep:
-            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is no file to share
-            os.replace(temporary, self.path)
-        else:
+        try:
+            if keep:
+                os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is no file to share
+                os.replace(temporary, self._replaced)
+                return
+        except OSError:
             with contextlib.suppress(OSError):
-                os.unlink(temporary)
+                os.unlink(temporary)  # no stray .FILE.tmp beside what could not be replaced
+            raise
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def _umask() -> int:
