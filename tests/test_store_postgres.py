@@ -159,6 +159,34 @@ def test_a_url_whose_password_holds_a_slash_is_refused_without_showing_it(
         assert "must be percent-encoded (%2F, %3F, %23)" in err
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://fh:s3%ZZcr3tPW@127.0.0.1:9/heads",  # a bad percent escape
+        "postgresql://fh:s3cr3tPW@[127.0.0.1:9/heads",  # an unclosed bracket
+        "postgresql://fh:s3cr3t@PW@127.0.0.1:9/heads",  # a bare @ in the password
+    ],
+)
+def test_a_url_libpq_cannot_read_is_refused_without_showing_its_password(
+    url: str, tmp_path: Path
+) -> None:
+    """libpq's own message would quote the password (or the part after an @, and look that up
+    as a host name): a usage error instead, before anything is fetched or connected."""
+    for args in (
+        ("--db", url, "-q", "127.0.0.1:9"),
+        ("history", "--db", url, "127.0.0.1:9"),
+        ("prune", "--db", url, "--keep", "3"),
+        ("db", "copy", url, str(tmp_path / "copy.db")),
+    ):
+        code, out, err = fetchheads(*args)
+        assert (code, out) == (2, ""), (args, err)
+        for part in ("s3", "cr3t", "PW", "ZZ"):
+            assert part not in err, (args, err)
+        assert "not a URL libpq can read" in err, err
+        assert "write @ as %40" in err
+    assert not (tmp_path / "copy.db").exists()
+
+
 def test_a_password_appears_in_no_message_no_output_and_no_row(
     postgres: Postgres, tmp_path: Path
 ) -> None:

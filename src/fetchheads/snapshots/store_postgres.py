@@ -191,7 +191,7 @@ class PostgresStore(Store):
         ``StoreError``; a schema that is not fetchheads' a ``StoreRefused``."""
         psycopg = _load()
         path = shown(location)
-        secrets = _secrets(psycopg, location)
+        secrets = _secrets(psycopg, location, path)
         try:
             connection = psycopg.connect(
                 location,
@@ -400,13 +400,28 @@ def _clean(row: Sequence[Any]) -> list[Any]:
     return [v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v else v for v in row]
 
 
-def _secrets(psycopg: Any, location: str) -> list[str]:
-    """The password the URL or the environment gives, to scrub from the server's messages."""
+UNREADABLE_URL = (
+    "not a URL libpq can read; in a user name or password write @ as %40, : as %3A, / as %2F "
+    "and % as %25"
+)
+
+
+def _secrets(psycopg: Any, location: str, path: str) -> list[str]:
+    """The password the URL or the environment gives, to scrub from the server's messages.
+
+    A URL libpq cannot parse is refused here, before it is used: its errors quote the part they
+    stumbled on (a password, say), and a password holding a bare '@' would be read as part of
+    the host, half of it shown in messages and looked up as a host name. ``StoreRefused``, with
+    the URL as ``path`` shows it."""
     import os
 
-    found = [os.environ.get("PGPASSWORD", "")]
-    with contextlib.suppress(Exception):
-        found.append(psycopg.conninfo.conninfo_to_dict(location).get("password") or "")
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(location)
+    except psycopg.Error:
+        raise StoreRefused(f"{path}: {UNREADABLE_URL}") from None
+    if "@" in (params.get("host") or ""):
+        raise StoreRefused(f"{path}: {UNREADABLE_URL}")
+    found = [os.environ.get("PGPASSWORD", ""), params.get("password") or ""]
     return [secret for secret in found if secret]
 
 
