@@ -565,6 +565,66 @@ def test_diff_at_a_date_means_the_whole_of_that_day(tmp_path: Path) -> None:
     assert json.loads(out)["after"]["id"] == 1  # a time, not a day: up to that moment
 
 
+def test_diff_since_a_time_after_the_newest_snapshot_is_no_change(tmp_path: Path) -> None:
+    """The snapshot at --since is the newest itself: compared with itself, not with nothing."""
+    db = tmp_path / "heads.db"
+    stored(
+        db,
+        ("http://a.test/", "2026-11-24T10:00:00.000Z", 1),
+        ("http://a.test/", "2026-11-25T10:00:00.000Z", 2),
+    )
+    code, out, _ = fetchheads("diff", "--db", str(db), "--since", "2030-01-01", "--json", "a.test")
+    assert code == 0
+    record = json.loads(out)
+    assert (record["before"]["id"], record["after"]["id"]) == (2, 2)
+    assert record["changes"] == []
+    code, out, _ = fetchheads("diff", "--db", str(db), "--since", "2030-01-01", "a.test")
+    assert out.splitlines()[-1] == "no changes"
+
+
+def test_diff_at_a_time_before_every_snapshot_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "heads.db"
+    stored(db, ("http://a.test/", "2026-11-24T10:00:00.000Z", 1))
+    code, out, err = fetchheads("diff", "--db", str(db), "--at", "2020-01-01", "a.test")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"fetchheads: no snapshot of a.test in {db} as old as 2020-01-01T23:59:59.999Z (--at): "
+        "all are newer\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("prune", "--keep-days", "1e10"),
+        ("prune", "--keep-days", "800000"),
+        ("prune", "--keep", "99999999999999999999"),
+        ("diff", "--since", "999999999d", "a.test"),
+        ("diff", "--since", "99999999999999999999w", "a.test"),
+        ("history", "-n", "99999999999999999999", "a.test"),
+    ],
+)
+def test_numbers_too_large_for_a_date_or_a_count_mean_all(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """An age before year 1 or a count past 2**63: everything, not an internal error."""
+    db = tmp_path / "heads.db"
+    stored(
+        db,
+        ("http://a.test/", "2026-11-24T10:00:00.000Z", 1),
+        ("http://a.test/", "2026-11-25T10:00:00.000Z", 2),
+    )
+    code, out, err = fetchheads(args[0], "--db", str(db), *args[1:])
+    assert (code, err) == (0, "")
+    if args[0] == "prune":
+        assert out == f"pruned 0 snapshots and 0 runs from {db}\n"
+    elif args[0] == "diff":  # since the oldest
+        assert out.splitlines()[0].startswith("a.test: 2026-11-24T10:00:00.000Z (snapshot 1")
+        assert "X-Version: 1 -> 2" in out
+    else:  # both snapshots
+        assert out.splitlines()[-1].endswith("(snapshot 1, run 1)  first snapshot")
+
+
 def test_a_bare_host_finds_its_one_stored_url_or_names_them_all(tmp_path: Path) -> None:
     db = tmp_path / "heads.db"
     stored(db, ("https://a.test/", "2026-11-24T10:00:00.000Z", 1))

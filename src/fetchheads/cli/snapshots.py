@@ -207,6 +207,15 @@ def _lookback_options(command: Any) -> Any:
     return option_group(*options)(command)
 
 
+ALL = 2**62
+"""A count of snapshots no database holds: more than that is all of them (and fits in the
+databases' 64-bit integers, which 10**20 does not)."""
+
+
+def _at_most_all(value: int | None) -> int | None:
+    return None if value is None else min(value, ALL)
+
+
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
@@ -228,7 +237,12 @@ Examples:
 @click.command("history", epilog=HISTORY_EPILOG, context_settings=CONTEXT_SETTINGS)
 @_lookback_options
 @click.option(
-    "-n", "--limit", type=click.IntRange(min=1), metavar="N", help="Only the newest N snapshots."
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    callback=lambda _ctx, _param, value: _at_most_all(value),
+    metavar="N",
+    help="Only the newest N snapshots.",
 )
 def history_command(
     target: str, db: str, as_json: bool, ignored: tuple[str, ...], scheme: str, limit: int | None
@@ -285,6 +299,9 @@ def diff_command(
     with open_store(db, readonly=True) as store:
         keys, stored = _keys(store, target, scheme)
         entry = pick(store, keys, ignored_names(ignored), at=at, since=since)
+        newer_only = entry is None and at is not None and bool(store.history(keys, limit=1))
+    if newer_only:
+        _fail(f"no snapshot of {target} in {_shown(db)} as old as {at} (--at): all are newer")
     if entry is None:
         _no_snapshots(target, db, stored)
     click.echo((diff_jsonl if as_json else diff_text)(target, entry), nl=False)
@@ -309,6 +326,7 @@ Examples:
 @click.option(
     "--keep",
     type=click.IntRange(min=1),
+    callback=lambda _ctx, _param, value: _at_most_all(value),
     metavar="N",
     help="Keep only the newest N snapshots of each target.",
 )

@@ -81,8 +81,11 @@ def parse_when(text: str, now: dt.datetime | None = None) -> str:
     raw = text.strip()
     age = _AGE.fullmatch(raw)
     if age:
-        delta = dt.timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})
-        return format_timestamp((now or utc_now()) - delta)
+        try:
+            delta = dt.timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})
+            return format_timestamp((now or utc_now()) - delta)
+        except OverflowError:  # longer ago than year 1: before any snapshot
+            return format_timestamp(dt.datetime.min.replace(tzinfo=dt.UTC))
     try:
         moment = dt.datetime.fromisoformat(raw.removesuffix("Z").removesuffix("z"))
     except ValueError:
@@ -151,5 +154,7 @@ def pick(
         found = store.history(keys, until=since, limit=1) or store.history(
             keys, oldest_first=True, limit=1
         )
-        before = found[0] if found and found[0].id != after.id else None
+        # The snapshot at ``since`` may be the newest itself (nothing newer was taken): then
+        # it is compared with itself, and nothing changed since.
+        before = found[0] if found else None
     return after, before, _since(store, keys, before, after, ignored)

@@ -538,9 +538,13 @@ class Store:
         conditions = []
         params: list[Any] = []
         if keep_days is not None:
-            cutoff = (now or utc_now()) - dt.timedelta(days=keep_days)
-            conditions.append("fetched_at < ?")
-            params.append(format_timestamp(cutoff))
+            try:
+                cutoff = (now or utc_now()) - dt.timedelta(days=keep_days)
+            except OverflowError:  # further back than year 1: no snapshot is that old
+                cutoff = None
+            if cutoff is not None:
+                conditions.append("fetched_at < ?")
+                params.append(format_timestamp(cutoff))
         if keep is not None:
             conditions.append("rank > ?")
             params.append(keep)
