@@ -1023,6 +1023,11 @@ def test_audit_result_adapts_a_followed_result() -> None:
     insecure = audit_result(result, insecure=True)
     assert insecure is not None
     assert insecure.test("strict-transport-security").result == "hsts-invalid-cert"
+    # -k checked nothing: said as such (as the offline audit of a -k snapshot says it), never
+    # as a verification that failed.
+    assert insecure.test("strict-transport-security").reason == (
+        "the certificate was not verified (-k): HSTS needs a valid certificate"
+    )
     failed = Result(target="x", url="https://x/", error=ErrorInfo(ErrorKind.TIMEOUT, "slow"))
     assert audit_result(failed) is None
 

@@ -145,7 +145,7 @@ def test_warn_days_under_insecure_flags_an_expired_certificate_with_exit_3(
     assert out.splitlines()[-1] == f"{url} warning > certificate expired ({stamp})"
     code, out = fetchheads("--warn-days", "100", "-k", "--format", "pretty", url)
     assert code == 3
-    assert "EXPIRED 338 days ago" in out
+    assert "EXPIRED 337 days ago" in out  # whole days elapsed, as the error message counts
     assert "⚠ certificate expired" in out
 
 
@@ -345,6 +345,26 @@ def test_a_rejection_without_the_certificate_still_gives_the_way_out() -> None:
     )
 
 
+def test_an_expired_or_future_certificate_above_a_valid_leaf_is_not_blamed_on_the_leaf() -> None:
+    """OpenSSL says "certificate has expired" (10) or "not yet valid" (9) for any certificate
+    of the chain, including a CA from --cacert that the server never sent. A valid leaf, and a
+    presented chain with nothing expired: the message points above them, not at the site."""
+    moment = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
+    tls = TLSInfo(
+        "TLSv1.3", None, "CN=site", "CN=CA", "2027-03-15T00:00:00Z", 99,
+        not_before="2026-12-01T00:00:00Z",
+        chain=(ChainCert("CN=site", "CN=CA", "2027-03-15T00:00:00Z"),),
+    )  # fmt: skip
+    assert explain_rejection(10, "certificate has expired", "h", tls, moment) == (
+        "a CA certificate above those the server sent has expired (the server's own is valid "
+        "until 2027-03-15): check --cacert or this machine's CA store"
+    )
+    assert explain_rejection(9, "certificate is not yet valid", "h", tls, moment) == (
+        "a certificate in the chain above the server's own is not valid yet (the server's is "
+        "valid since 2026-12-01): is this machine's clock right?"
+    )
+
+
 def test_a_certificate_that_cannot_be_decoded_still_has_a_fingerprint() -> None:
     garbage = decode(b"\x30\x03\x02\x01\x01")
     assert garbage.subject is None
@@ -408,3 +428,33 @@ def test_certificate_alerts_flag_fewer_than_n_days(
 def test_no_alerts_without_the_options_or_without_tls() -> None:
     assert certificate_alerts(Result(target="t", url="https://t/", tls=tls_with(3)), None) is None
     assert certificate_alerts(Result(target="t", url="http://t/"), 30) == ()
+
+
+def test_a_certificate_with_an_empty_subject_that_signs_itself_is_self_signed() -> None:
+    """Its subject and issuer are shown as none, but it signs itself all the same: what the
+    error calls self-signed, the record does too."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    def signed_by(signer: ec.EllipticCurvePrivateKey) -> bytes:
+        empty = x509.Name([])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(empty)
+            .issuer_name(empty)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now() - days(1))
+            .not_valid_after(now() + days(30))
+            .sign(signer, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.DER)
+
+    decoded = decode(signed_by(key))
+    assert (decoded.subject, decoded.issuer) == (None, None)
+    assert decoded.self_signed is True
+    # Signed by another key under the same (empty) name: not self-signed.
+    assert decode(signed_by(ec.generate_private_key(ec.SECP256R1()))).self_signed is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -109,14 +110,24 @@ def test_tls_facts_show_expiry_in_days_issuer_and_names() -> None:
 
 def test_many_names_are_cut_short_and_an_expired_certificate_says_so() -> None:
     tls = TLSInfo(
-        **{**TLS.to_record(), "san": tuple(f"n{i}.example" for i in range(10)), "days_left": -3}
+        **{**TLS.to_record(), "san": tuple(f"n{i}.example" for i in range(10)), "days_left": -4}
     )
-    lines = render(result(tls=tls), waterfall=False)
+    fetched_at = dt.datetime(2027, 2, 2, 13, 0, tzinfo=dt.UTC)  # 3 days and an hour after
+    lines = render(result(tls=tls, fetched_at=fetched_at), waterfall=False)
     assert (
         "       names n0.example, n1.example, n2.example, n3.example, n4.example, n5.example +4 more"
         in lines
     )
     assert "       expires 2027-01-30T12:00:00Z (EXPIRED 3 days ago)" in lines
+
+
+def test_a_certificate_expired_an_hour_ago_says_today_as_its_error_does() -> None:
+    """Whole days elapsed, as ``certificates.explain_rejection`` counts them: days_left (-1,
+    rounded down) would say "1 day ago" beside an error saying "(today)"."""
+    tls = TLSInfo(**{**TLS.to_record(), "days_left": -1})
+    fetched_at = dt.datetime(2027, 1, 30, 13, 0, tzinfo=dt.UTC)
+    lines = render(result(tls=tls, fetched_at=fetched_at), waterfall=False)
+    assert "       expires 2027-01-30T12:00:00Z (EXPIRED today)" in lines
 
 
 def test_an_unreadable_certificate_says_why_there_are_no_names() -> None:

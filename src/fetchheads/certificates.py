@@ -94,7 +94,8 @@ def decode(der: bytes) -> Decoded:
     issuer = guard(lambda: _format_name(cert.issuer))
     public_key = guard(cert.public_key)
     self_signed = False
-    if subject is not None and subject == issuer:
+    # The names as parsed, not as shown: an empty subject (shown as none) can sign itself too.
+    if guard(lambda: cert.subject == cert.issuer):
         try:
             cert.verify_directly_issued_by(cert)
             self_signed = True
@@ -276,7 +277,11 @@ def explain_rejection(
     look could get them (``None``: only OpenSSL's words, and the way out)."""
     if tls is not None and tls.not_after is not None:
         if code == _CERT_HAS_EXPIRED:
-            return _expired(tls, now) or reason
+            return _expired(tls, now) or (
+                "a CA certificate above those the server sent has expired (the server's own is "
+                f"valid until {_moment(tls.not_after):%Y-%m-%d}): check --cacert or this "
+                "machine's CA store"
+            )
         if code == _CERT_NOT_YET_VALID and tls.not_before is not None:
             start = _moment(tls.not_before)
             if start > now:
@@ -284,6 +289,11 @@ def explain_rejection(
                     f"certificate is not valid until {start:%Y-%m-%d} "
                     f"(in {_days(start - now)}): is this machine's clock right?"
                 )
+            # The server's own is valid: OpenSSL found another in its chain not valid yet.
+            return (
+                "a certificate in the chain above the server's own is not valid yet (the "
+                f"server's is valid since {start:%Y-%m-%d}): is this machine's clock right?"
+            )
         if code in (_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH):
             names = list(tls.san) or [_common_name(tls.subject) or "no name"]
             shown = ", ".join(names[:MAX_NAMES_SHOWN])
@@ -337,6 +347,12 @@ def _days(delta: dt.timedelta) -> str:
 
 def _ago(delta: dt.timedelta) -> str:
     return "today" if delta.days == 0 else f"{_days(delta)} ago"
+
+
+def expired_ago(not_after: str, now: dt.datetime) -> str:
+    """How long ago a certificate that ended at ``not_after`` did, as the error says it:
+    ``today``, ``37 days ago`` (whole days elapsed; ``days_left`` rounds the other way)."""
+    return _ago(now - _moment(not_after))
 
 
 def _common_name(subject: str | None) -> str | None:

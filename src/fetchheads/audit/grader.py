@@ -483,7 +483,9 @@ def audit_result(
     if result.head is None or result.error is not None or result.url is None:
         return None
     https = result.url[:8].lower() == "https://"
-    verified = (not insecure) if https else None
+    # Under -k nothing was checked: None (as an offline audit of a -k snapshot says), not False,
+    # which would claim a verification that failed.
+    verified = (None if insecure else True) if https else None
     return _audited(  # the head's headers are str pairs already: ``grade`` would copy them
         result.url,
         result.head.status,

@@ -6,13 +6,14 @@ Server text reaches rich only inside ``Text`` objects (never markup), after ``te
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 from rich.cells import cell_len, get_character_cell_size
 from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.text import Text
 
-from fetchheads.models import Alert, Change, Result, Timing, TLSInfo
+from fetchheads.models import Alert, Change, Result, Timing, TLSInfo, utc_now
 from fetchheads.render.audit import audit_of, describe_check, failing, headline
 from fetchheads.render.changes import change_name, show_values
 from fetchheads.render.safe import terminal_safe
@@ -138,7 +139,7 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
         parts.extend(header_lines(head.headers))
     if result.tls is not None:
         rejected = result.error is not None and result.error.kind == "tls"
-        parts.extend(tls_lines(result.tls, rejected=rejected))
+        parts.extend(tls_lines(result.tls, rejected=rejected, now=result.fetched_at))
     if waterfall:
         bars = waterfall_lines(result.timing)
         if bars and result.redirects:
@@ -189,10 +190,13 @@ def _redirect_lines(result: Result) -> list[RenderableType]:
     return lines
 
 
-def tls_lines(tls: TLSInfo, *, rejected: bool = False) -> list[RenderableType]:
+def tls_lines(
+    tls: TLSInfo, *, rejected: bool = False, now: dt.datetime | None = None
+) -> list[RenderableType]:
     """The TLS facts: protocol and cipher, whether the certificate was verified, its expiry and
     lifetime, issuer, subject, names, key and fingerprints, and the chain the server sent.
-    ``rejected``: verification failed (the error line says why), so no "not verified" line."""
+    ``rejected``: verification failed (the error line says why), so no "not verified" line.
+    ``now``: when the target was fetched, for how long ago an expired certificate ended."""
     first = Text("  TLS  ", style="dim")
     first.append(" ".join(part for part in (tls.version, tls.cipher) if part) or "?")
     lines: list[RenderableType] = [first]
@@ -204,7 +208,9 @@ def tls_lines(tls: TLSInfo, *, rejected: bool = False) -> list[RenderableType]:
     expiry = Text("       expires ", style="dim")
     days = "?" if tls.days_left is None else counted(tls.days_left, "day")
     if tls.days_left is not None and tls.days_left < 0:
-        days = f"EXPIRED {counted(-tls.days_left, 'day')} ago"
+        from fetchheads.certificates import expired_ago  # an expired certificate only
+
+        days = f"EXPIRED {expired_ago(tls.not_after, now or utc_now())}"
     if tls.life_left is not None and tls.lifetime_days is not None:
         days += f"; {tls.life_left:.0%} of its {tls.lifetime_days:.0f}-day lifetime left"
     expiry.append(f"{tls.not_after} ({days})", style=_days_style(tls.days_left))
