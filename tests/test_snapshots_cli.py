@@ -216,9 +216,11 @@ def test_a_certificate_warning_under_changes_is_printed_when_new_or_worse_only(
     target = f"https://127.0.0.1:{server.port}"
     db = tmp_path / "heads.db"
     args = ("--db", str(db), "--changes", "--warn-days", "30", "--cacert", str(ca_file))
-    code, out, _ = fetchheads(*args, "--format", "plain", target)
+    code, out, err = fetchheads(*args, "--format", "plain", "--progress", target)
     assert code == 3
     assert out.startswith(f"{target} warning > certificate expires in 10 days")
+    # The baseline's summary counts what it did show.
+    assert "; baseline: 1 snapshot recorded, 1 certificate warning shown" in " ".join(err.split())
     assert fetchheads(*args, "--format", "plain", target)[:2] == (0, "")  # known: no mail
     # Renewed with a certificate even closer to its end (the server's next handshakes use it).
     ca.issue_cert("127.0.0.1", not_after=now + dt.timedelta(days=5, hours=12)).configure_cert(

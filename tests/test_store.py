@@ -76,6 +76,21 @@ def test_record_history_and_the_previous_snapshot(db: str) -> None:
         assert store.has_history()  # a finished run left snapshots
 
 
+def test_an_interrupted_run_is_no_history_for_the_next_baseline(db: str) -> None:
+    """A first run stopped half-way left snapshots; the next --changes run is still the silent
+    baseline (docs: no snapshot of a *finished* run), until a run finishes."""
+    with Store.open(db) as store:
+        stopped = store.begin_run("0", {})
+        store.record(stopped, [snap("http://a/", day(1))])
+        store.finish_run(stopped, targets=1, ok=1, interrupted=True)
+        assert store.has_snapshots()
+        assert not store.has_history()
+        done = store.begin_run("0", {})
+        store.record(done, [snap("http://b/", day(2))])
+        store.finish_run(done, targets=1, ok=1)
+        assert store.has_history()
+
+
 def test_after_stop_waiting_a_write_no_longer_waits_for_a_lock(db: str) -> None:
     """What the recorder asks for after a first failed write, so a database that stays locked
     costs a run one busy timeout, not one per write."""

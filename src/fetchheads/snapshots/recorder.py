@@ -360,7 +360,10 @@ class SnapshotSession:
         if recorder is None or not self.options.changes:
             return ""
         if self._baseline:
-            shown = f"{recorder.changed} failing shown" if recorder.changed else "none shown"
+            parts = [f"{recorder.changed} failing"] if recorder.changed else []
+            if recorder.alerts_shown:
+                parts.append(counted(recorder.alerts_shown, "certificate warning"))
+            shown = f"{' and '.join(parts)} shown" if parts else "none shown"
             return f"; baseline: {counted(recorder.recorded, 'snapshot')} recorded, {shown}"
         return f"; {recorder.changed} changed"
 

@@ -387,13 +387,16 @@ class Store:
     def has_history(self) -> bool:
         """Whether a run that has finished left snapshots: what ``--changes`` compares with. A
         fleet's first shards, all running at once into a new database, see none of each other's
-        and all record a silent baseline."""
+        and all record a silent baseline. An interrupted run is not finished: after a first run
+        stopped half-way, the next still records the baseline. (A NULL state is a run from
+        before states were stored: with a finished_at, one that finished.)"""
         query = (
             "SELECT EXISTS (SELECT 1 FROM runs WHERE finished_at IS NOT NULL "
+            "AND (state IS NULL OR state <> ?) "
             "AND EXISTS (SELECT 1 FROM snapshots WHERE run_id = runs.id))"
         )
         with self._translate("read"):
-            return bool(self._rows(query)[0][0])
+            return bool(self._rows(query, (INTERRUPTED,))[0][0])
 
     def record(
         self, run_id: int, snapshots: Sequence[Snapshot], *, previous: bool = False
