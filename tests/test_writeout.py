@@ -150,3 +150,22 @@ def test_onerror_given_twice_starts_the_error_part_once() -> None:
     compiled = compile_write_out("a%{onerror}b%{onerror}c")
     assert compiled.parts == ("a",)
     assert compiled.on_error == ("b", "c")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "template"),
+    [
+        ("an empty reply", b"", "%{http_code} %{exitcode}"),
+        (
+            "two Content-Types",
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Type: text/plain\r\n\r\n",
+            "%{http_code} %{content_type} %{exitcode}",
+        ),
+        ("a head cut short", b"HTTP/1.1 200 OK\r\nServer: x\r\n", "%{http_code}"),
+    ],
+)
+async def test_the_edges_of_an_answer_print_as_curl_prints_them(
+    name: str, data: bytes, template: str
+) -> None:
+    curl_out, ours = await curl_and_fetchheads(data, template)
+    assert ours == curl_out, name

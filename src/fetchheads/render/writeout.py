@@ -11,7 +11,7 @@ result is then one join. What a template may hold:
   ``%{time_starttransfer}``, ``%{time_total}`` (seconds from the start, six decimals, ``0.000000``
   for a phase that did not happen), ``%{num_headers}``, ``%{num_redirects}``, ``%{content_type}``,
   ``%{errormsg}``, ``%{exitcode}`` (curl's exit code for the same failure: 6 DNS, 7 connect, 28
-  timeout, 35/60 TLS, 8 protocol, 47 redirects, 3 a bad URL), ``%{json}``, ``%{header_json}``,
+  timeout, 35/60 TLS, 8 protocol, 52 an empty reply, 47 redirects, 3 a bad URL), ``%{json}``, ``%{header_json}``,
   ``%header{NAME}`` (the *first* value, as curl), and ``%{onerror}``: the rest of the template is
   printed only for a target that failed.
 * every field of ``render.fields`` as ``%{field}``: ``%{status}``, ``%{header:server}`` (all
@@ -59,7 +59,9 @@ def _seconds(value: float | None) -> str:
 
 
 def _code(result: Result) -> int:
-    return result.head.status if result.head is not None and result.error is None else 0
+    """The status of the head received, as curl: a head cut short still had its status line
+    (and with -L a chain that failed after a hop ends on that hop's)."""
+    return result.head.status if result.head is not None else 0
 
 
 def _http_version(result: Result) -> str:
@@ -97,7 +99,9 @@ def _num_headers(result: Result) -> int:
 
 
 def _content_type(result: Result) -> str | None:
-    return result.head.get("Content-Type") if result.head is not None else None
+    """The last Content-Type, as curl takes it (each one it reads replaces the one before)."""
+    values = result.head.get_all("Content-Type") if result.head is not None else []
+    return values[-1] if values else None
 
 
 def _errormsg(result: Result) -> str | None:
@@ -114,6 +118,7 @@ _CURL_EXIT_CODES = {
     ErrorKind.REDIRECT: 47,  # CURLE_TOO_MANY_REDIRECTS
 }
 _CURL_VERIFY_FAILED = 60  # CURLE_PEER_FAILED_VERIFICATION
+_CURL_GOT_NOTHING = 52  # CURLE_GOT_NOTHING: the server closed without a byte of reply
 
 
 def _exitcode(result: Result) -> int:
@@ -122,6 +127,8 @@ def _exitcode(result: Result) -> int:
         return 0
     if error.kind is ErrorKind.TLS and error.message.startswith("certificate"):
         return _CURL_VERIFY_FAILED
+    if error.kind is ErrorKind.PROTOCOL and error.message.startswith("empty reply"):
+        return _CURL_GOT_NOTHING
     return _CURL_EXIT_CODES.get(error.kind, 1)
 
 
