@@ -11,9 +11,9 @@ result is then one join. What a template may hold:
   ``%{time_starttransfer}``, ``%{time_total}`` (seconds from the start, six decimals, ``0.000000``
   for a phase that did not happen), ``%{num_headers}``, ``%{num_redirects}``, ``%{content_type}``,
   ``%{errormsg}``, ``%{exitcode}`` (curl's exit code for the same failure: 6 DNS, 7 connect, 28
-  timeout, 35/60 TLS, 8 protocol, 52 an empty reply, 47 redirects, 3 a bad URL), ``%{json}``, ``%{header_json}``,
-  ``%header{NAME}`` (the *first* value, as curl), and ``%{onerror}``: the rest of the template is
-  printed only for a target that failed.
+  timeout, 35/60 TLS, 8 protocol, 52 an empty reply, 47 redirects, 3 a bad URL), ``%{json}``,
+  ``%{header_json}``, ``%header{NAME}`` (the *first* value, as curl), and ``%{onerror}``: the
+  rest of the template is printed only for a target that failed.
 * every field of ``render.fields`` as ``%{field}``: ``%{status}``, ``%{header:server}`` (all
   values, joined), ``%{cert.days_left}`` ... Where a name is both, curl's meaning wins
   (``%{http_version}`` is ``1.1``, the field ``http_version`` is ``HTTP/1.1`` elsewhere).
