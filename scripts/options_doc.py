@@ -33,7 +33,8 @@ in the table: `FETCHHEADS_` and the long option name in capitals with `-` as `_`
 (`FETCHHEADS_TIMEOUT=5`, `FETCHHEADS_FORMAT=jsonl`, a flag as `FETCHHEADS_INSECURE=1`). For an
 option that may be repeated, `FETCHHEADS_HEADER` takes one header per line, `FETCHHEADS_INPUT` files
 separated by `:`, the others values separated by spaces. The command line wins over the
-environment; an invalid value is a usage error (exit 2), as it is on the command line.
+environment, also where the two would clash (`FETCHHEADS_FORMAT=jsonl` and `-w` on the command
+line: `-w`); an invalid value is a usage error (exit 2), as it is on the command line.
 """
 
 

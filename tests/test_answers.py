@@ -639,3 +639,41 @@ def test_every_field_is_documented() -> None:
     page = (Path(__file__).resolve().parent.parent / "docs" / "fields.md").read_text()
     missing = [name for name, _ in BUILTIN.describe() if f"| `{name}` |" not in page]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("environment", "args", "first"),
+    [
+        ({"FETCHHEADS_FORMAT": "jsonl"}, ["-w", "%{http_code}\\n"], "200"),
+        ({"FETCHHEADS_JSON": "1"}, ["-w", "%{http_code}\\n"], "200"),
+        ({"FETCHHEADS_WRITE_OUT": "%{http_code}\\n"}, ["--json"], "{"),
+        ({"FETCHHEADS_WRITE_OUT": "%{http_code}\\n"}, ["--format", "csv"], "target,"),
+    ],
+)
+def test_the_command_line_wins_over_the_environment_between_w_and_format(
+    site: ThreadedServer, environment: dict[str, str], args: list[str], first: str
+) -> None:
+    result = CliRunner().invoke(cli, ["-q", *args, f"127.0.0.1:{site.port}/hsts"], env=environment)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(first)
+
+
+def test_w_and_format_both_from_the_environment_say_so(site: ThreadedServer) -> None:
+    environment = {"FETCHHEADS_WRITE_OUT": "%{http_code}", "FETCHHEADS_FORMAT": "jsonl"}
+    result = CliRunner().invoke(cli, ["-q", f"127.0.0.1:{site.port}/"], env=environment)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "Error: -w prints its template for each target; it cannot be combined with --format "
+        "jsonl (both set in the environment: FETCHHEADS_WRITE_OUT, and FETCHHEADS_FORMAT or "
+        "FETCHHEADS_JSON; unset one)"
+    )
+
+
+@pytest.mark.parametrize("name", ["heads.txt", "heads", "heads.log"])
+def test_fields_into_a_file_named_as_plain_writes_tsv(
+    site: ThreadedServer, tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+    result = run(["--fields", "target,status", "-o", str(path), f"127.0.0.1:{site.port}/hsts"])
+    assert result.exit_code == 0, result.output
+    assert path.read_text() == f"target\tstatus\n127.0.0.1:{site.port}/hsts\t200\n"

@@ -152,10 +152,23 @@ def compile_answer(
 ) -> Answer:
     """The options, checked and compiled; ``warns``: --warn-days or --warn-fraction given."""
     if write_out is not None and output_format is not None:
-        raise click.UsageError(
-            f"-w prints its template for each target; it cannot be combined with --format "
-            f"{output_format}"
-        )
+        # One of them from the environment (FETCHHEADS_FORMAT, FETCHHEADS_JSON,
+        # FETCHHEADS_WRITE_OUT), the other on the command line: the command line wins.
+        format_typed = _typed("output_format", "json_flag")
+        write_out_typed = _typed("write_out")
+        if format_typed and not write_out_typed:
+            write_out = None
+        elif write_out_typed and not format_typed:
+            output_format = None
+        else:
+            where = "" if format_typed else (
+                " (both set in the environment: FETCHHEADS_WRITE_OUT, and FETCHHEADS_FORMAT or "
+                "FETCHHEADS_JSON; unset one)"
+            )  # fmt: skip
+            raise click.UsageError(
+                f"-w prints its template for each target; it cannot be combined with --format "
+                f"{output_format}{where}"
+            )
     if warned and not warns:
         raise click.UsageError(
             "--warned shows the certificates that need attention: give --warn-days N "
@@ -293,3 +306,13 @@ def _read_as_input(path: str, inputs: Sequence[str]) -> str | None:
         if os.path.samestat(read, output):
             return "stdin" if source == STDIN else f"-i {source}"
     return None
+
+
+def _typed(*names: str) -> bool:
+    """Whether any of the parameters ``names`` was given on the command line (not by its
+    environment variable nor by default)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return True
+    given = click.core.ParameterSource.COMMANDLINE
+    return any(ctx.get_parameter_source(name) is given for name in names)

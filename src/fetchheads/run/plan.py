@@ -212,7 +212,7 @@ def choose_view(
     """The view the options ask for, their ``None`` ("auto") decided from the environment.
 
     The format: ``-w`` is its own; else ``--format``; else, with ``-o FILE``, the one its suffix
-    names (``suffix_format``); else with ``--fields``
+    names (``suffix_format``; TSV with ``--fields`` where that is plain); else with ``--fields``
     the table on a terminal and TSV elsewhere; else with ``--sort`` the table on a terminal
     (a sorted run is a line format); else on a terminal the table for a list read from
     a file or stdin (blocks of 300 heads are not readable at a glance) and the pretty blocks for
@@ -224,6 +224,8 @@ def choose_view(
         chosen = output_format
     elif output is not None:
         chosen = suffix_format(output) or "plain"
+        if fields and chosen == "plain":  # plain has no columns: TSV, as in a pipe
+            chosen = "tsv"
     elif fields:
         chosen = "table" if to_terminal else "tsv"
     elif sort is not None and to_terminal:
