@@ -139,7 +139,7 @@ def test_fetchheads_db_environment_variable(site: tuple[Site, str], tmp_path: Pa
         assert connection.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 1
 
 
-@pytest.mark.parametrize("kind", ["text", "other-app", "newer"])
+@pytest.mark.parametrize("kind", ["text", "other-app", "newer", "garbage", "truncated"])
 def test_a_refused_database_exits_2_untouched_and_nothing_is_fetched(
     site: tuple[Site, str], tmp_path: Path, kind: str
 ) -> None:
@@ -147,6 +147,11 @@ def test_a_refused_database_exits_2_untouched_and_nothing_is_fetched(
     path = tmp_path / "heads.db"
     if kind == "text":
         path.write_text("www.example.com\n")
+    elif kind == "garbage":  # SQLite's header, then not a database
+        path.write_bytes(b"SQLite format 3\x00garbage")
+    elif kind == "truncated":  # a real one, cut inside its first page
+        assert fetchheads("--db", str(path), "-q", target)[0] == 0
+        path.write_bytes(path.read_bytes()[:3000])
     else:
         if kind == "newer":
             assert fetchheads("--db", str(path), "-q", target)[0] == 0
@@ -161,7 +166,13 @@ def test_a_refused_database_exits_2_untouched_and_nothing_is_fetched(
     code, out, err = fetchheads("--db", str(path), target)
     assert code == 2
     assert out == ""
-    expected = {"text": "not an SQLite database", "other-app": "holds notes", "newer": "newer"}
+    expected = {
+        "text": "not an SQLite database",
+        "other-app": "holds notes",
+        "newer": "newer",
+        "garbage": "not a database SQLite can read (file is not a database)",
+        "truncated": "not a database SQLite can read (database disk image is malformed)",
+    }
     assert expected[kind] in err
     assert digest(path) == before
     assert server.served == served

@@ -132,6 +132,10 @@ _INSERT = f"INSERT INTO snapshots ({SNAPSHOT_FIELDS}) VALUES ({', '.join('?' * 1
 _BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 
+_UNREADABLE = frozenset({sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT})
+"""SQLite's result codes for a file that is not a database, or a damaged one."""
+
+
 class SqliteStore(Store):
     """A snapshot database in an SQLite file."""
 
@@ -226,15 +230,26 @@ class SqliteStore(Store):
         The three looks share one read transaction: another process creating the schema between
         them (one transaction of its own) would otherwise show an application id of 0 beside its
         tables, and a new database would be refused as foreign."""
-        with self._translate("read"), self._read():
-            app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            objects = [
-                row[0]
-                for row in self._db.execute(
-                    "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
-                )
-            ]
+        try:
+            with self._translate("read"), self._read():
+                app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                objects = [
+                    row[0]
+                    for row in self._db.execute(
+                        "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+                        "ORDER BY name"
+                    )
+                ]
+        except StoreError as exc:
+            cause = exc.__cause__
+            if getattr(cause, "sqlite_errorcode", None) in _UNREADABLE:
+                # Damaged, or not SQLite at all: no run can record into it, now or later.
+                raise StoreRefused(
+                    f"{self.path}: not a database SQLite can read ({cause}); left as is: "
+                    "give another --db, or restore it from a copy"
+                ) from None
+            raise
         if app_id == APPLICATION_ID:
             if version > SCHEMA_VERSION:
                 raise StoreRefused(
