@@ -138,8 +138,13 @@ class Recorder:
         began.add_done_callback(self._began)
 
     def _begin(self) -> None:
-        with contextlib.suppress(StoreError):
+        try:
             self._run_id()
+        except StoreError:
+            # Waited the whole lock timeout already: the batches that follow fail fast (and are
+            # counted as not recorded), as after a failed batch, not after a timeout each.
+            with contextlib.suppress(StoreError):
+                self._store.stop_waiting()
 
     def _began(self, future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:
