@@ -244,3 +244,28 @@ def test_attaching_the_audit_keeps_every_other_field_of_the_result() -> None:
     graded = grade(result)
     assert graded.audit is not None
     assert graded == dataclasses.replace(result, audit=graded.audit)
+
+
+def test_the_offline_table_names_each_row_by_its_target_as_written(tmp_path: Path) -> None:
+    """A target followed with -L ends on another URL: the TARGET column shows the target, as
+    the plain and JSON Lines audits do, so a row can be matched with its input line."""
+    import dataclasses
+
+    from fetchheads.snapshots.store import Store
+    from tests.support.snapshots import day, snap
+
+    db = str(tmp_path / "heads.db")
+    stored = dataclasses.replace(
+        snap("http://a.test/start", day(1), ("Server", "x")), url="https://b.test/final"
+    )
+    with Store.open(db) as store:
+        run = store.begin_run("0", {})
+        store.record(run, [stored])
+        store.finish_run(run, targets=1, ok=1)
+    code, out, _ = fetchheads("audit", "--db", db)
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split()[3] == "TARGET"
+    assert row.split()[3] == "a.test/start"
+    code, out, _ = fetchheads("audit", "--db", db, "--format", "plain")
+    assert out.split()[0] == "a.test/start"

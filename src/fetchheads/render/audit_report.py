@@ -58,7 +58,7 @@ def table(rows: list[AuditRow]) -> str:
         else:
             grade, score = audit.grade or "-", str(audit.score)
             failed = ", ".join(check.name for check in failing(audit))
-        target = terminal_safe(row.snapshot.url or row.snapshot.target)
+        target = terminal_safe(row.snapshot.target)  # as written, as plain and jsonl show it
         cells.append((grade, score, row.snapshot.fetched_at, target, terminal_safe(failed)))
     widths = [max(len(line[i]) for line in cells) for i in range(4)]
     return "".join(
