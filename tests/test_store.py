@@ -398,3 +398,30 @@ def test_a_target_twice_in_one_batch_compares_with_its_first_snapshot(db: str) -
         ]
         assert store.previous(["http://a/", "http://none/"])[0] is not None
         assert store.previous(["http://none/"]) == [None]
+
+
+@pytest.mark.parametrize("into", ["sqlite", "postgres"])
+def test_a_run_copied_while_going_is_finished_by_the_next_copy(
+    db: str, into: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``db copy`` on a schedule catches runs in progress: the next copy brings their end."""
+    from fetchheads.snapshots.store import copy_history
+
+    if into == "sqlite":
+        destination = str(tmp_path / "copy.db")
+    else:
+        destination = request.getfixturevalue("postgres").new_database()
+    with Store.open(db) as source:
+        run = source.begin_run("0", {})
+        source.record(run, [snap("http://a/", day(1))])
+        with Store.open(destination) as copy:
+            copy_history(source, copy)
+        source.finish_run(run, targets=2, ok=1, changed=1)
+        source.record(run, [snap("http://b/", day(1))])  # recorded after the first copy
+        with Store.open(destination) as copy:
+            copied = copy_history(source, copy)
+            assert (copied.runs, copied.snapshots) == (0, 1)
+            assert copy.export_runs() == source.export_runs()
+        with Store.open(destination) as copy:  # and once finished, it stays as it is
+            copy_history(source, copy)
+            assert copy.export_runs() == source.export_runs()

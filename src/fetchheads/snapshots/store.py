@@ -621,17 +621,32 @@ class Store:
         ]
 
     def import_runs(self, runs: dict[int, tuple[Any, ...]]) -> tuple[dict[int, int], int]:
-        """Add the runs not here yet (by uid): (their ids elsewhere -> ids here, runs added)."""
+        """Add the runs not here yet (by uid): (their ids elsewhere -> ids here, runs added).
+
+        A run copied while it was still going is here unfinished: once it has ended where it
+        came from, its end (when, its counts, its state) is copied over it, so a copy made on
+        a schedule does not keep a run 'running' or 'interrupted' for ever."""
         mapping: dict[int, int] = {}
         added = 0
         with self._write():
             self._lock_imports()
-            here: dict[str, int] = dict(self._rows("SELECT uid, id FROM runs"))
+            here: dict[str, tuple[int, bool]] = {
+                uid: (run_id, finished is not None)
+                for uid, run_id, finished in self._rows("SELECT uid, id, finished_at FROM runs")
+            }
             for source_id, values in runs.items():
-                if values[0] not in here:
-                    here[values[0]] = self._insert_run(values)
+                uid, finished = values[0], values[2] is not None
+                if uid not in here:
+                    here[uid] = (self._insert_run(values), finished)
                     added += 1
-                mapping[source_id] = here[values[0]]
+                elif finished and not here[uid][1]:
+                    self._run(
+                        "UPDATE runs SET finished_at = ?, targets = ?, ok = ?, failed = ?, "
+                        "changed = ?, warnings = ?, state = ? WHERE id = ?",
+                        (*values[2:3], *values[5:11], here[uid][0]),
+                    )
+                    here[uid] = (here[uid][0], True)
+                mapping[source_id] = here[uid][0]
         return mapping, added
 
     def import_snapshots(self, rows: Sequence[Sequence[Any]]) -> int:
