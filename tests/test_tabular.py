@@ -116,6 +116,38 @@ async def test_table_rows_never_pass_the_width_and_cut_with_an_ellipsis(refused_
     assert failed.startswith("-       127.0.0.1:")  # no status: a dash
 
 
+def test_the_columns_a_narrow_table_leaves_out_are_named() -> None:
+    fields = compile_fields(
+        "target,status,header:set-cookie,time.total,redirects,cert.days_left", BUILTIN
+    )
+    assert TableLayout(fields, 40).left_out() == ("redirects", "cert.days_left")
+    assert TableLayout(fields, 200).left_out() == ()
+
+
+def test_a_huge_width_gives_text_columns_a_bounded_share() -> None:
+    """COLUMNS=99999999 must not pad each row with a hundred million spaces."""
+    layout = TableLayout(compile_fields("target,header:server,status", BUILTIN), 99_999_999)
+    assert max(layout.widths) <= 1000
+
+
+def test_a_table_too_narrow_for_its_columns_says_which_are_left_out() -> None:
+    from click.testing import CliRunner
+
+    from fetchheads.cli import cli
+    from fetchheads.run.plan import Environment
+
+    fields = "target,status,header:set-cookie,time.total,redirects,cert.days_left"
+    result = CliRunner().invoke(
+        cli,
+        ["--format", "table", "--fields", fields, "127.0.0.1:1"],
+        obj=Environment(width=40),
+    )
+    assert result.stderr.splitlines()[0] == (
+        "fetchheads: the table is 40 columns wide; cut short or left out: redirects, "
+        "cert.days_left (choose fewer --fields, widen the terminal, or use --format tsv)"
+    )
+
+
 async def test_table_styles_status_by_class_and_rich_shows_server_text_literally(
     refused_port: int,
 ) -> None:

@@ -44,7 +44,7 @@ from fetchheads.fetch.one import make_ssl_context
 from fetchheads.render.safe import terminal_safe
 from fetchheads.run import process, run_plan
 from fetchheads.run.inputs import STDIN, Source
-from fetchheads.run.plan import Environment, RunPlan, choose_view, choose_workers
+from fetchheads.run.plan import Environment, RunPlan, View, choose_view, choose_workers
 from fetchheads.snapshots.changes import ignored_names
 from fetchheads.snapshots.recorder import SnapshotOptions
 
@@ -221,6 +221,8 @@ def fetch_command(
     )
     check_columns(fields, view.format)
     check_sort(answer.sort, view.format)
+    if view.format == "table":
+        _say_left_out(view)
     tls = _tls(config)
     if changes and db is None:
         raise click.UsageError("--changes compares with earlier snapshots: give --db PATH")
@@ -278,6 +280,21 @@ def fetch_command(
         audit=audit_plan(audit, fail_under, insecure=config.insecure, headers=config.headers),
     )
     sys.exit(int(run_plan(plan)))
+
+
+def _say_left_out(view: View) -> None:
+    """One line on stderr when the table's columns do not all fit in its width: rows are cut
+    there, and a column that is never seen should not go unsaid."""
+    from fetchheads.render.tabular import TableLayout
+
+    left_out = TableLayout(view.fields, view.width).left_out()
+    if left_out:
+        names = ", ".join(left_out)
+        click.echo(
+            f"fetchheads: the table is {view.width} columns wide; cut short or left out: {names} "
+            "(choose fewer --fields, widen the terminal, or use --format tsv)",
+            err=True,
+        )
 
 
 def _output_format(output_format: str | None, json_flag: bool) -> str | None:

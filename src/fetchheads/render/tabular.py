@@ -113,6 +113,9 @@ ELLIPSIS = "…"
 COLUMN_GAP = 2
 """Spaces between columns."""
 MIN_FLEXIBLE = 8
+MAX_FLEXIBLE = 1000
+"""The widest a text column gets however wide the terminal says it is (``COLUMNS=99999999``
+would otherwise pad every row of a middle column with a hundred million spaces)."""
 """The narrowest a text column gets however narrow the terminal (the row is cut at the width)."""
 NONE_CELL = "-"
 LIST_SEPARATOR = " | "
@@ -197,7 +200,7 @@ class TableLayout:
         ]
         flexible = fixed.count(None)
         used = sum(w for w in fixed if w is not None) + COLUMN_GAP * (len(self.fields) - 1)
-        share = max(MIN_FLEXIBLE, (width - used) // flexible) if flexible else 0
+        share = min(MAX_FLEXIBLE, max(MIN_FLEXIBLE, (width - used) // flexible)) if flexible else 0
         self.widths = tuple(share if w is None else w for w in fixed)
         self._right = tuple(field.kind in _NUMERIC for field in self.fields)
         self._columns = tuple(
@@ -206,6 +209,17 @@ class TableLayout:
         )
         # Every cell is fitted to its column, so when the columns fit, so does every row.
         self._fits = sum(self.widths) + COLUMN_GAP * (len(self.widths) - 1) <= width
+
+    def left_out(self) -> tuple[str, ...]:
+        """The columns that do not fit in the width at all, or only cut short: rows end before
+        them (see ``_cut``)."""
+        names: list[str] = []
+        room = self.width
+        for index, (field, width) in enumerate(zip(self.fields, self.widths, strict=True)):
+            room -= width + (COLUMN_GAP if index else 0)
+            if room < 0:
+                names.append(field.name)
+        return tuple(names)
 
     def header(self) -> list[Cell]:
         return self._cut(
