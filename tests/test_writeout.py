@@ -135,7 +135,8 @@ async def test_every_field_is_a_variable_and_curls_names_win() -> None:
     [
         ("%{http_cod}", "unknown write-out variable %{http_cod} (did you mean %{http_code} or"),
         ("%{zzz.qqq}", "unknown write-out variable %{zzz.qqq}; docs/fields.md lists every"),
-        ("%{time_total", "unclosed {"),
+        ("%{time_total", "unclosed { in write-out template at '%{time_total'"),
+        ("a %header{x", "unclosed { in write-out template at '%header{x'"),
         ("%header{}", "empty header name"),
         ("%{header:a b}", "invalid header name"),
         ("%output{x}", "%output{} is not supported in -w (of %word{}, only %header{NAME} is)"),

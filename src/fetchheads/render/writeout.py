@@ -289,8 +289,9 @@ def _braced(template: str, brace: int) -> tuple[str, int]:
     """The name in the braces opening at ``brace``, and the index after the closing one."""
     close = template.find("}", brace)
     if close == -1:
+        start = max(template.rfind("%", 0, brace), 0)  # the % of %{ or of %header{
         raise SpecError(
-            f"unclosed {{ in write-out template at {template[brace - 1 : brace + 20]!r}"
+            f"unclosed {{ in write-out template at {template[start : brace + 20]!r}"
         )
     return template[brace + 1 : close], close + 1
 
