@@ -290,9 +290,7 @@ def _braced(template: str, brace: int) -> tuple[str, int]:
     close = template.find("}", brace)
     if close == -1:
         start = max(template.rfind("%", 0, brace), 0)  # the % of %{ or of %header{
-        raise SpecError(
-            f"unclosed {{ in write-out template at {template[start : brace + 20]!r}"
-        )
+        raise SpecError(f"unclosed {{ in write-out template at {template[start : brace + 20]!r}")
     return template[brace + 1 : close], close + 1
 
 
