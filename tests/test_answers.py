@@ -350,9 +350,7 @@ def test_prometheus_file_is_whole_parseable_and_labelled_by_target_only(
     assert "nginx" not in path.read_text()
 
 
-def test_prometheus_into_a_symlink_replaces_the_file_it_points_to(
-    site: ThreadedServer, tmp_path: Path
-) -> None:
+def test_prometheus_into_a_symlink_writes_through_it(site: ThreadedServer, tmp_path: Path) -> None:
     real = tmp_path / "real.prom"
     real.write_text("old\n")
     link = tmp_path / "link.prom"
@@ -363,6 +361,25 @@ def test_prometheus_into_a_symlink_replaces_the_file_it_points_to(
     families = {f.name for f in text_string_to_metric_families(real.read_text())}
     assert "probe_success" in families
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.prom", "real.prom"]
+
+
+def test_output_to_dev_stdout_appends_to_what_the_shell_redirected(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    """``-o /dev/stdout >> log``: the log keeps its lines (neither replaced nor emptied)."""
+    log = tmp_path / "log.txt"
+    for format_args in (["--format", "prometheus"], ["--json"]):
+        log.write_text("OLD LINE\n")
+        with log.open("ab") as appended:
+            process = subprocess.run(
+                [sys.executable, "-m", "fetchheads", "-q", *format_args, "-o", "/dev/stdout",
+                 f"127.0.0.1:{site.port}/hsts"],
+                stdout=appended, stderr=subprocess.PIPE, timeout=60, check=False,
+            )  # fmt: skip
+        assert process.returncode == 0, process.stderr
+        lines = log.read_text().splitlines()
+        assert lines[0] == "OLD LINE"
+        assert len(lines) > 1
 
 
 def test_prometheus_into_a_fifo_is_written_through_it(site: ThreadedServer, tmp_path: Path) -> None:
@@ -677,3 +694,16 @@ def test_fields_into_a_file_named_as_plain_writes_tsv(
     result = run(["--fields", "target,status", "-o", str(path), f"127.0.0.1:{site.port}/hsts"])
     assert result.exit_code == 0, result.output
     assert path.read_text() == f"target\tstatus\n127.0.0.1:{site.port}/hsts\t200\n"
+
+
+def test_an_output_file_that_is_the_snapshot_database_is_refused_and_kept(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "heads.db"
+    target = f"127.0.0.1:{site.port}/hsts"
+    assert run(["--db", str(db), target]).exit_code == 0
+    before = db.read_bytes()
+    result = run(["--db", str(db), "-o", str(db), "--format", "prometheus", target])
+    assert result.exit_code == 2
+    assert "is also the snapshot database (--db)" in result.stderr
+    assert db.read_bytes() == before

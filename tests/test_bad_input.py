@@ -261,3 +261,12 @@ def test_unique_passes_on_every_bad_line(tmp_path: Path) -> None:
     records = [json.loads(line) for line in outcome.stdout.splitlines()]
     assert [r["error"]["message"].split(":")[1] for r in records] == ["1", "2"]
     assert all(r["target"] == "http://u:***@127.0.0.1:99999/" for r in records)
+
+
+def test_an_input_file_whose_name_is_not_utf8_still_gives_valid_json(tmp_path: Path) -> None:
+    """Its name is in the message of a bad line: shown with U+FFFD, as a target is."""
+    hosts = tmp_path / "hosts\udcff.txt"  # as Python names a file whose name is byte 0xFF
+    hosts.write_bytes(b"127.0.0.1:99999\n")
+    outcome = CliRunner().invoke(cli, ["--json", "-i", str(hosts)])
+    record = json.loads(outcome.stdout_bytes.decode("utf-8"))  # strict: valid UTF-8
+    assert "hosts\ufffd.txt:1: port 99999 out of range" in record["error"]["message"]

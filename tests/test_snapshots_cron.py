@@ -594,6 +594,38 @@ def test_diff_since_a_time_after_the_newest_snapshot_is_no_change(tmp_path: Path
     assert out.splitlines()[-1] == "no changes"
 
 
+def test_diff_since_a_time_before_a_targets_only_snapshot_shows_it_as_new(
+    tmp_path: Path,
+) -> None:
+    """None as old as --since, and the oldest is the newest: the target appeared since."""
+    db = tmp_path / "heads.db"
+    stored(db, ("http://a.test/", "2026-11-24T10:00:00.000Z", 1))
+    code, out, _ = fetchheads("diff", "--db", str(db), "--since", "2026-11-01", "--json", "a.test")
+    assert code == 0
+    record = json.loads(out)
+    assert record["before"] is None
+    assert record["after"]["id"] == 1
+
+
+def test_prune_with_an_age_before_year_1_still_tidies_the_runs(tmp_path: Path) -> None:
+    db = tmp_path / "heads.db"
+    stored(db, ("http://a.test/", "2026-11-24T10:00:00.000Z", 1))
+    with Store.open(str(db)) as store:  # a run that ended having recorded nothing
+        empty = store.begin_run("0", {})
+        store.finish_run(empty, targets=0, ok=0)
+    code, out, _ = fetchheads("prune", "--db", str(db), "--keep-days", "1e10")
+    assert (code, out) == (0, f"pruned 0 snapshots and 1 run from {db}\n")
+
+
+@pytest.mark.parametrize("command", ["history", "diff", "audit"])
+def test_a_target_that_is_not_utf8_is_a_usage_error(command: str, tmp_path: Path) -> None:
+    db = tmp_path / "heads.db"
+    stored(db, ("http://a.test/", "2026-11-24T10:00:00.000Z", 1))
+    code, out, err = fetchheads(command, "--db", str(db), "caf\udce9.test")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1] == "Error: Invalid value for TARGET: caf\ufffd.test: not UTF-8 text"
+
+
 def test_diff_at_a_time_before_every_snapshot_says_so(tmp_path: Path) -> None:
     db = tmp_path / "heads.db"
     stored(db, ("http://a.test/", "2026-11-24T10:00:00.000Z", 1))

@@ -157,6 +157,9 @@ def test_onerror_given_twice_starts_the_error_part_once() -> None:
     ("name", "data", "template"),
     [
         ("an empty reply", b"", "%{http_code} %{exitcode}"),
+        # Only blank lines: a reply, not nothing (curl: HTTP/0.9, exit code 1; fetchheads: a
+        # protocol error, 8), never 52.
+        ("blank lines", b"\r\n\r\n", "%{http_code}"),
         (
             "two Content-Types",
             b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Type: text/plain\r\n\r\n",
@@ -170,3 +173,9 @@ async def test_the_edges_of_an_answer_print_as_curl_prints_them(
 ) -> None:
     curl_out, ours = await curl_and_fetchheads(data, template)
     assert ours == curl_out, name
+
+
+async def test_only_blank_lines_are_a_protocol_error_not_an_empty_reply() -> None:
+    result = await fetch_head(b"\r\n\r\n")
+    assert compile_write_out("%{exitcode}").render(result) == "8"
+    assert compile_write_out("%{exitcode}").render(await fetch_head(b"")) == "52"

@@ -331,10 +331,10 @@ _INLINE_COMMENT = re.compile(r"\s#")
 
 
 OVERLONG_SHOWN = 60
+"""Bytes of an overlong line kept, so that its record shows which line it was."""
 _RAW_LINE_LIMIT = MAX_LINE_CHARS + 4
 """Bytes a line may take before it is known to be overlong: a BOM (3) and a CR (1) are not
 counted against ``MAX_LINE_CHARS``; ``_emit`` measures the line without them."""
-"""Bytes of an overlong line kept, so that its record shows which line it was."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

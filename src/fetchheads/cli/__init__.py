@@ -258,7 +258,7 @@ def fetch_command(
     # (a refused --db leaves no new or emptied output file); then the database, created if
     # missing, which is then the last thing that can refuse the run.
     read_from = [source.path for source in sources if source.path is not None]
-    output_file = open_output(output, view.format, read_from)
+    output_file = open_output(output, view.format, read_from, db)
     try:
         session = snapshot_session(db, snapshots)
     except BaseException:

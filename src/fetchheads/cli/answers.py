@@ -264,10 +264,11 @@ def check_output_name(
 
 
 def open_output(
-    path: str | None, output_format: str, inputs: Sequence[str] = ()
+    path: str | None, output_format: str, inputs: Sequence[str] = (), db: str | None = None
 ) -> OutputFile | None:
     """``-o FILE`` opened for the run, or a usage error naming why it cannot be. ``inputs``:
-    the paths targets are read from (``-`` for stdin); FILE may not be one of them."""
+    the paths targets are read from (``-`` for stdin), ``db`` the snapshot database's: FILE
+    may be none of them."""
     if path is None:
         return None
     if os.path.isdir(path):
@@ -278,6 +279,14 @@ def open_output(
             terminal_safe(
                 f"{path} is also where the targets are read from ({read}): writing it would "
                 "empty it first; choose another file"
+            ),
+            param_hint="-o/--output",
+        )
+    if db is not None and _read_as_input(path, [db]) is not None:
+        raise click.BadParameter(
+            terminal_safe(
+                f"{path} is also the snapshot database (--db): writing it would destroy the "
+                "database; choose another file"
             ),
             param_hint="-o/--output",
         )

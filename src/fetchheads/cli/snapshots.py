@@ -352,6 +352,11 @@ def _keys(store: Store, target: str, scheme: str) -> tuple[list[str], list[str]]
     from fetchheads.snapshots.lookback import find_keys
 
     try:
+        target.encode("utf-8")
+    except UnicodeEncodeError:  # a byte of the argument that was not UTF-8
+        shown = terminal_safe("".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in target))
+        raise click.BadParameter(f"{shown}: not UTF-8 text", param_hint="TARGET") from None
+    try:
         return find_keys(store, target, scheme)
     except StoreError as exc:
         _fail(str(exc))

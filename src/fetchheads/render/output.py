@@ -265,26 +265,30 @@ class OutputFile:
     def __init__(self, path: str, *, whole: bool = False) -> None:
         self.path = path
         self._temporary: str | None = None
-        self._replaced = path  # what the temporary file is renamed over
+        self._through = _stream_path(path)
         self._created = False
         if whole:
             try:
-                mode: int | None = os.stat(path).st_mode
+                mode: int | None = os.lstat(path).st_mode
             except FileNotFoundError:
                 mode = None
-            # Only a regular file is replaced whole. A FIFO or a device (/dev/stdout, a pipe
-            # a reader waits on) is written straight through, as the line formats are: renamed
-            # over, it would be lost, and its reader would get nothing. A symlink is followed:
-            # the file it points to is replaced, the link stays.
-            whole = mode is None or stat.S_ISREG(mode)
+            # Only a regular file (or none yet) is replaced whole. Anything else is written
+            # through, as the line formats are: a FIFO or a device (a pipe a reader waits on),
+            # /dev/stdout (whose redirected file a rename would clobber) and a symlink (renamed
+            # over, the link would be lost; followed and replaced, a link planted in a shared
+            # directory would bypass the kernel's protected_symlinks, which open() obeys).
+            whole = not self._through and (mode is None or stat.S_ISREG(mode))
         if whole:
             import tempfile  # -o with a whole format only (it brings shutil and random)
 
-            self._replaced = os.path.realpath(path)
-            directory = os.path.dirname(self._replaced)
+            directory = os.path.dirname(os.path.abspath(path))
             fd, self._temporary = tempfile.mkstemp(
-                prefix=f".{os.path.basename(self._replaced)}.", suffix=".tmp", dir=directory
+                prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
             )
+        elif self._through:
+            # A new open of the file behind /dev/stdout starts at its offset 0: O_APPEND writes
+            # after what is there (``>>``; after ``>`` the shell has emptied it).
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         else:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -295,8 +299,10 @@ class OutputFile:
         self.stream: BinaryIO = os.fdopen(fd, "wb")
 
     def begin(self) -> None:
-        """The run goes ahead: an existing regular FILE loses its old content (as ``>``)."""
-        if stat.S_ISREG(os.fstat(self.stream.fileno()).st_mode):
+        """The run goes ahead: an existing regular FILE loses its old content (as ``>``); not
+        one reached through /dev/stdout or /proc: that is the shell's to empty (``>``) or not
+        (``>>``)."""
+        if not self._through and stat.S_ISREG(os.fstat(self.stream.fileno()).st_mode):
             self.stream.truncate(0)
 
     def abandon(self) -> None:
@@ -317,7 +323,7 @@ class OutputFile:
         try:
             if keep:
                 os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is no file to share
-                os.replace(temporary, self._replaced)
+                os.replace(temporary, self.path)
                 return
         except OSError:
             with contextlib.suppress(OSError):
@@ -325,6 +331,12 @@ class OutputFile:
             raise
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+
+
+def _stream_path(path: str) -> bool:
+    """Whether ``path`` names an open stream rather than a file (``/dev/stdout``, ``/dev/fd/3``,
+    ``/proc/self/fd/1``): written through as it is, never emptied nor replaced."""
+    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
 
 
 def _umask() -> int:

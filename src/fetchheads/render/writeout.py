@@ -119,6 +119,7 @@ _CURL_EXIT_CODES = {
 }
 _CURL_VERIFY_FAILED = 60  # CURLE_PEER_FAILED_VERIFICATION
 _CURL_GOT_NOTHING = 52  # CURLE_GOT_NOTHING: the server closed without a byte of reply
+_NOTHING = "empty reply: the server closed the connection without a byte"  # http.parse's words
 
 
 def _exitcode(result: Result) -> int:
@@ -127,7 +128,7 @@ def _exitcode(result: Result) -> int:
         return 0
     if error.kind is ErrorKind.TLS and error.message.startswith("certificate"):
         return _CURL_VERIFY_FAILED
-    if error.kind is ErrorKind.PROTOCOL and error.message.startswith("empty reply"):
+    if error.kind is ErrorKind.PROTOCOL and error.message == _NOTHING:
         return _CURL_GOT_NOTHING
     return _CURL_EXIT_CODES.get(error.kind, 1)
 

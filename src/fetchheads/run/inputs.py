@@ -49,7 +49,7 @@ def input_error(text: str, message: str, *, where: str | None = None) -> Result:
     ``***``: the record is printed and stored)."""
     text = _LONE_SURROGATE.sub("\ufffd", redact_url(text))  # bytes that were not UTF-8
     shown = text if len(text) <= 200 else text[:200] + "…"
-    prefix = f"{where}: " if where else ""
+    prefix = f"{_LONE_SURROGATE.sub(chr(0xFFFD), where)}: " if where else ""  # a file's name
     return Result(target=shown, url=None, error=ErrorInfo(ErrorKind.INPUT, prefix + message))
 
 

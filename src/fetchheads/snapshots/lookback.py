@@ -151,10 +151,12 @@ def pick(
     after = latest[0]
     before: Snapshot | None = latest[1] if len(latest) > 1 else None
     if since is not None:
-        found = store.history(keys, until=since, limit=1) or store.history(
-            keys, oldest_first=True, limit=1
-        )
-        # The snapshot at ``since`` may be the newest itself (nothing newer was taken): then
-        # it is compared with itself, and nothing changed since.
-        before = found[0] if found else None
+        at_since = store.history(keys, until=since, limit=1)
+        if at_since:
+            # The snapshot at ``since`` may be the newest itself (nothing newer was taken):
+            # then it is compared with itself, and nothing changed since.
+            before = at_since[0]
+        else:  # none that old: since the oldest, or, when that is the newest, since nothing
+            oldest = store.history(keys, oldest_first=True, limit=1)
+            before = oldest[0] if oldest and oldest[0].id != after.id else None
     return after, before, _since(store, keys, before, after, ignored)
