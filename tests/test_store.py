@@ -76,18 +76,14 @@ def test_record_history_and_the_previous_snapshot(db: str) -> None:
         assert store.has_history()  # a finished run left snapshots
 
 
-def test_an_interrupted_run_is_no_history_for_the_next_baseline(db: str) -> None:
-    """A first run stopped half-way left snapshots; the next --changes run is still the silent
-    baseline (docs: no snapshot of a *finished* run), until a run finishes."""
+def test_an_interrupted_run_that_left_snapshots_is_history(db: str) -> None:
+    """A cron job always cut short (a timeout around it) must still report changes: a run that
+    was interrupted after recording snapshots ends the silent baseline as a finished one does."""
     with Store.open(db) as store:
         stopped = store.begin_run("0", {})
         store.record(stopped, [snap("http://a/", day(1))])
+        assert not store.has_history()  # still going
         store.finish_run(stopped, targets=1, ok=1, interrupted=True)
-        assert store.has_snapshots()
-        assert not store.has_history()
-        done = store.begin_run("0", {})
-        store.record(done, [snap("http://b/", day(2))])
-        store.finish_run(done, targets=1, ok=1)
         assert store.has_history()
 
 
@@ -134,7 +130,7 @@ def test_a_file_that_is_not_a_database_is_refused_and_left_as_is(
 ) -> None:
     path = tmp_path / "hosts.txt"
     path.write_bytes(content)
-    with pytest.raises(StoreError, match=r"not (an SQLite|a fetchheads) database|cannot"):
+    with pytest.raises(StoreRefused, match=r"not (an SQLite|a fetchheads) database|not a data"):
         Store.open(str(path))
     assert path.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hosts.txt"]
@@ -396,8 +392,31 @@ def test_a_target_twice_in_one_batch_compares_with_its_first_snapshot(db: str) -
             (("Server", "one"),),
             (("Server", "two"),),
         ]
-        assert store.previous(["http://a/", "http://none/"])[0] is not None
-        assert store.previous(["http://none/"]) == [None]
+        found = store.previous([snap("http://a/", day(4)), snap("http://none/", day(4))])
+        assert [s.headers if s else None for s in found] == [(("Server", "three"),), None]
+
+
+def test_a_fetch_recorded_after_a_later_one_is_old_news(db: str) -> None:
+    """Two runs overlap: run Y fetched at 12:00 and recorded first (A -> B, reported once);
+    run X had fetched at 11:00, still A, and records last. X is its own predecessor (nothing to
+    report), not compared with Y's later B, which would report the change again, backwards."""
+    at = "2026-11-01T{}:00:00.000Z".format
+    with Store.open(db) as store:
+        base = store.begin_run("0", {})
+        store.record(base, [snap("http://a/", at("10"), ("X-Version", "A"))])
+        store.finish_run(base, targets=1, ok=1)
+        late, slow = store.begin_run("0", {}), store.begin_run("0", {})
+        y = snap("http://a/", at("12"), ("X-Version", "B"))
+        [before] = store.record(late, [y], previous=True)
+        assert before is not None
+        assert before.headers == (("X-Version", "A"),)
+        x = snap("http://a/", at("11"), ("X-Version", "A"))
+        assert store.previous([x]) == [x]  # read without writing (a locked database): the same
+        assert store.record(slow, [x], previous=True) == [x]
+        # The next run follows the latest fetch, the 12:00 one, whatever was recorded last.
+        [before] = store.previous([snap("http://a/", at("13"))])
+        assert before is not None
+        assert before.headers == (("X-Version", "B"),)
 
 
 @pytest.mark.parametrize("into", ["sqlite", "postgres"])

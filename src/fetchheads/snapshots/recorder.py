@@ -207,7 +207,7 @@ class Recorder:
                 self._store.stop_waiting()
             if compared:
                 with contextlib.suppress(StoreError):  # then there is nothing to compare with
-                    previous = self._store.previous([snapshot.key for snapshot in snapshots])
+                    previous = self._store.previous(snapshots)
         if not compared or previous is None:
             return Written(list(batch), error)
         return Written(

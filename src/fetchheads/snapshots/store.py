@@ -40,7 +40,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from fetchheads.credentials import has_unencoded_password, redact_url
@@ -296,23 +296,24 @@ class Store:
         two never both find a uid missing and both insert it. A backend whose writes are one at
         a time already (SQLite's BEGIN IMMEDIATE) needs nothing more."""
 
-    def _latest(self, keys: Sequence[str], columns: str | None = None) -> dict[str, Snapshot]:
-        """The latest stored snapshot of each of ``keys`` that has one (``columns``: by default
-        PREVIOUS_COLUMNS)."""
+    def _latest(self, keys: Mapping[str, str]) -> dict[str, Snapshot]:
+        """The latest stored snapshot of each key that has one, fetched at or before the time
+        ``keys`` gives it (PREVIOUS_COLUMNS)."""
         found: dict[str, Snapshot] = {}
-        for key in keys:
+        for key, until in keys.items():
             rows = self._rows(
-                f"SELECT {columns or self.PREVIOUS_COLUMNS} FROM snapshots WHERE key = ? "
-                "ORDER BY fetched_at DESC, id DESC LIMIT 1",
-                (key,),
+                f"SELECT {self.PREVIOUS_COLUMNS} FROM snapshots WHERE key = ? "
+                "AND fetched_at <= ? ORDER BY fetched_at DESC, id DESC LIMIT 1",
+                (key, until),
             )
             if rows:
                 found[key] = snapshot = decode(rows[0])
                 if wants_last_certificate(snapshot):
                     last = self._rows(
                         f"SELECT {self.CERTIFICATE} FROM snapshots WHERE key = ? AND "
-                        f"{self.FINGERPRINT} IS NOT NULL ORDER BY fetched_at DESC, id DESC LIMIT 1",
-                        (key,),
+                        f"fetched_at <= ? AND {self.FINGERPRINT} IS NOT NULL "
+                        "ORDER BY fetched_at DESC, id DESC LIMIT 1",
+                        (key, until),
                     )
                     if last:
                         found[key] = with_last_certificate(snapshot, last[0][0])
@@ -385,48 +386,78 @@ class Store:
             return bool(self._rows("SELECT EXISTS (SELECT 1 FROM snapshots)")[0][0])
 
     def has_history(self) -> bool:
-        """Whether a run that has finished left snapshots: what ``--changes`` compares with. A
-        fleet's first shards, all running at once into a new database, see none of each other's
-        and all record a silent baseline. An interrupted run is not finished: after a first run
-        stopped half-way, the next still records the baseline. (A NULL state is a run from
-        before states were stored: with a finished_at, one that finished.)"""
+        """Whether a run that has ended (finished, or interrupted) left snapshots: what
+        ``--changes`` compares with. A fleet's first shards, all running at once into a new
+        database, see none of each other's and all record a silent baseline. An interrupted
+        run counts: a cron job that is always cut short (a timeout around it) must still report
+        changes, not record a silent baseline for ever."""
         query = (
             "SELECT EXISTS (SELECT 1 FROM runs WHERE finished_at IS NOT NULL "
-            "AND (state IS NULL OR state <> ?) "
             "AND EXISTS (SELECT 1 FROM snapshots WHERE run_id = runs.id))"
         )
         with self._translate("read"):
-            return bool(self._rows(query, (INTERRUPTED,))[0][0])
+            return bool(self._rows(query)[0][0])
 
     def record(
         self, run_id: int, snapshots: Sequence[Snapshot], *, previous: bool = False
     ) -> list[Snapshot | None]:
         """Insert ``snapshots`` in one transaction. With ``previous``, also return each one's
-        predecessor (the latest stored snapshot of its key; for a key twice in the batch, the
-        earlier one), read in the same transaction with the key locked (see the module)."""
+        predecessor, read in the same transaction with the key locked (see the module): the
+        latest snapshot of its key fetched at or before it, stored or earlier in the batch.
+
+        In the order of fetching, not of recording: when runs overlap (a slow cron run and the
+        next), a fetch can be recorded after a later fetch of the same target, which compared
+        with what came before it and reported any change. The late one is old news: it is its
+        own predecessor (nothing to report). Compared with the later fetch instead, it would
+        report that change again, backwards (``B -> A``); compared with what came before it,
+        a change both saw would be reported twice."""
         rows = [encode(run_id, snapshot) for snapshot in snapshots]
         found: list[Snapshot | None] = []
         with self._write():
             if previous:
                 keys = sorted({snapshot.key for snapshot in snapshots})
                 self._lock_keys(keys)
-                latest = self._latest(keys)
-                for snapshot in snapshots:
-                    before = latest.get(snapshot.key)
-                    found.append(before)
-                    if before is not None and wants_last_certificate(snapshot):
-                        last = known_certificate(before)
-                        snapshot = dataclasses.replace(snapshot, last_certificate=last)
-                    latest[snapshot.key] = snapshot
+                found = self._predecessors(snapshots)
             self._insert_snapshots(rows)
         return found
 
-    def previous(self, keys: Sequence[str]) -> list[Snapshot | None]:
-        """The latest snapshot of each key, read without a write: what ``--changes`` compares
-        with when the new snapshots cannot be written."""
+    def previous(self, snapshots: Sequence[Snapshot]) -> list[Snapshot | None]:
+        """What ``record`` would give as each one's predecessor, read without a write: what
+        ``--changes`` compares with when the new snapshots cannot be written."""
         with self._translate("read"), self._read():
-            latest = self._latest(sorted(set(keys)))
-        return [latest.get(key) for key in keys]
+            return self._predecessors(snapshots)
+
+    def _predecessors(self, snapshots: Sequence[Snapshot]) -> list[Snapshot | None]:
+        found: list[Snapshot | None] = [None] * len(snapshots)
+        earliest = _earliest(snapshots)
+        latest = self._latest(earliest)
+        newest = self._newest_fetches(list(earliest))
+        for index in sorted(range(len(snapshots)), key=lambda i: snapshots[i].fetched_at):
+            snapshot = snapshots[index]
+            if newest.get(snapshot.key, "") > snapshot.fetched_at:
+                found[index] = snapshot  # a later fetch of it is stored already: old news
+                continue
+            before = latest.get(snapshot.key)
+            found[index] = before
+            if before is not None and wants_last_certificate(snapshot):
+                last = known_certificate(before)
+                snapshot = dataclasses.replace(snapshot, last_certificate=last)
+            latest[snapshot.key] = snapshot
+        return found
+
+    def _newest_fetches(self, keys: Sequence[str]) -> dict[str, str]:
+        """When each of ``keys`` that has a snapshot was last fetched, as stored."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), PRUNE_BATCH):
+            part = keys[start : start + PRUNE_BATCH]
+            marks = ", ".join("?" for _ in part)
+            rows = self._rows(
+                f"SELECT key, {self._ts('max(fetched_at)')} FROM snapshots "
+                f"WHERE key IN ({marks}) GROUP BY key",
+                part,
+            )
+            found.update((key, newest) for key, newest in rows)
+        return found
 
     def newest(
         self, keys: Sequence[str] | None = None, *, batch: int = COPY_BATCH
@@ -551,15 +582,17 @@ class Store:
         if keep is not None:
             conditions.append("rank > ?")
             params.append(keep)
-        if not conditions:
+        if not conditions and keep_days is None:
             return 0, 0
-        select = (
-            "SELECT id FROM (SELECT id, fetched_at, row_number() OVER "
-            "(PARTITION BY key ORDER BY fetched_at DESC, id DESC) AS rank FROM snapshots) "
-            f"AS ranked WHERE rank > 1 AND ({' OR '.join(conditions)})"
-        )
-        with self._translate("read"):
-            doomed = [row[0] for row in self._rows(select, params)]
+        doomed: list[int] = []
+        if conditions:  # none left: --keep-days so long that no snapshot is that old
+            select = (
+                "SELECT id FROM (SELECT id, fetched_at, row_number() OVER "
+                "(PARTITION BY key ORDER BY fetched_at DESC, id DESC) AS rank FROM snapshots) "
+                f"AS ranked WHERE rank > 1 AND ({' OR '.join(conditions)})"
+            )
+            with self._translate("read"):
+                doomed = [row[0] for row in self._rows(select, params)]
         for start in range(0, len(doomed), PRUNE_BATCH):
             batch = doomed[start : start + PRUNE_BATCH]
             marks = ", ".join("?" for _ in batch)
@@ -681,6 +714,17 @@ class Store:
     def _json(self, column: str) -> str:
         """SQL for a JSON column as text."""
         return column
+
+
+def _earliest(snapshots: Sequence[Snapshot]) -> dict[str, str]:
+    """Each key of ``snapshots`` (sorted) and the earliest ``fetched_at`` it has among them:
+    what a stored predecessor must not be later than."""
+    earliest: dict[str, str] = {}
+    for snapshot in snapshots:
+        known = earliest.get(snapshot.key)
+        if known is None or snapshot.fetched_at < known:
+            earliest[snapshot.key] = snapshot.fetched_at
+    return dict(sorted(earliest.items()))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

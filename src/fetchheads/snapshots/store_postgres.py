@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fetchheads.errors import StoreError, StoreRefused
@@ -340,21 +340,22 @@ class PostgresStore(Store):
         # unique index. (The two-key form: a space apart from _lock_keys' one-key locks.)
         self._db.execute(f"SELECT pg_advisory_xact_lock({APPLICATION_ID}, 1)")
 
-    def _latest(self, keys: Sequence[str], columns: str | None = None) -> dict[str, Snapshot]:
+    def _latest(self, keys: Mapping[str, str]) -> dict[str, Snapshot]:
         # The second lateral looks back only for a failed https target without a certificate of
         # its own (store.wants_last_certificate); its condition on p alone gates it, so the other
         # keys cost nothing.
         rows = self._db.execute(
-            f"SELECT p.*, c.certificate FROM unnest(%s::text[]) AS k (key) CROSS JOIN LATERAL "
-            f"(SELECT {columns or self.PREVIOUS_COLUMNS}, {self.FINGERPRINT} AS fingerprint "
-            "FROM snapshots AS s WHERE s.key = k.key "
+            "SELECT p.*, c.certificate FROM unnest(%s::text[], %s::timestamptz[]) "
+            "AS k (key, until) CROSS JOIN LATERAL "
+            f"(SELECT {self.PREVIOUS_COLUMNS}, {self.FINGERPRINT} AS fingerprint "
+            "FROM snapshots AS s WHERE s.key = k.key AND s.fetched_at <= k.until "
             "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS p LEFT JOIN LATERAL "
             f"(SELECT {self.CERTIFICATE} AS certificate FROM snapshots AS s "
             "WHERE p.fingerprint IS NULL AND p.error_kind IS NOT NULL "
-            "AND left(k.key, 8) = 'https://' AND s.key = k.key "
+            "AND left(k.key, 8) = 'https://' AND s.key = k.key AND s.fetched_at <= k.until "
             f"AND {self.FINGERPRINT} IS NOT NULL "
             "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS c ON true",
-            (list(keys),),
+            (list(keys), list(keys.values())),
         ).fetchall()
         found: dict[str, Snapshot] = {}
         for row in rows:
