@@ -506,3 +506,17 @@ def test_an_unsupported_method_is_named_against_the_choices_as_sent() -> None:
     assert result.exit_code == 2
     assert "'POST' is not one of GET, HEAD." in result.output
     assert CliRunner().invoke(cli, ["-X", "head", "--help"]).exit_code == 0
+
+
+@pytest.mark.parametrize("command", ["history", "diff", "prune", "db", "audit"])
+def test_a_command_after_options_is_a_usage_error_not_a_host(command: str, tmp_path: Path) -> None:
+    """``fetchheads --db heads.db history HOST`` read 'history' as a target and asked the
+    system resolver for it: a usage error that says where commands go."""
+    db = tmp_path / "heads.db"
+    result = CliRunner().invoke(cli, ["--db", str(db), command, "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: {command!r} is a command, and a command comes first: 'fetchheads {command} "
+        f"[OPTIONS] ...' (to fetch a host named {command}: 'fetchheads fetch {command}')"
+    )
+    assert not db.exists()

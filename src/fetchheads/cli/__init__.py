@@ -180,6 +180,7 @@ def fetch_command(
     gets one connection and an HTTP/1.0 request; the head is read up to the blank line, never the
     body, and each target is printed the moment it finishes.
     """
+    _check_misplaced_command(ctx, targets)
     # An Environment passed in (CliRunner().invoke(cli, args, obj=...)) stands for the real one.
     environment = ctx.obj if isinstance(ctx.obj, Environment) else Environment.detect()
     if environment.stdout_closed:
@@ -280,6 +281,22 @@ def fetch_command(
         audit=audit_plan(audit, fail_under, insecure=config.insecure, headers=config.headers),
     )
     sys.exit(int(run_plan(plan)))
+
+
+def _check_misplaced_command(ctx: click.Context, targets: tuple[str, ...]) -> None:
+    """``fetchheads --db heads.db history www.example.com``: a command after options is read as a
+    target (and ``history`` would be looked up as a host name). Said as a usage error unless
+    ``fetch`` was written out, which is how a host named like a command is fetched."""
+    if not ctx.meta.get(_IMPLIED) or ctx.parent is None:
+        return
+    group = ctx.parent.command
+    commands = group.commands if isinstance(group, click.Group) else {}
+    misplaced = next((target for target in targets if target in commands), None)
+    if misplaced is not None:
+        raise click.UsageError(
+            f"{misplaced!r} is a command, and a command comes first: 'fetchheads {misplaced} "
+            f"[OPTIONS] ...' (to fetch a host named {misplaced}: 'fetchheads fetch {misplaced}')"
+        )
 
 
 def _say_left_out(view: View) -> None:
