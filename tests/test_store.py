@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from fetchheads.errors import StoreError, StoreRefused
+from fetchheads.models import format_timestamp, utc_now
 from fetchheads.snapshots.store import APPLICATION_ID, SCHEMA_VERSION, Store
 from fetchheads.snapshots.store_sqlite import MIGRATIONS
 from tests.support.snapshots import day, snap
@@ -377,6 +378,51 @@ def test_a_database_is_read_only_when_asked_and_nothing_is_written(tmp_path: Pat
             store.begin_run("0", {})
     assert digest(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["heads.db"]  # no -wal, -shm left
+
+
+def test_a_fetch_stamped_in_the_future_silences_nothing(db: str) -> None:
+    """A machine whose clock was ahead stored a fetch days from now: later honest fetches are
+    still compared, with the latest fetch stamped before them."""
+    ahead = format_timestamp(utc_now() + dt.timedelta(days=3))
+    now = format_timestamp(utc_now())
+    with Store.open(db) as store:
+        run = store.begin_run("0", {})
+        store.record(run, [snap("http://a/", day(1), ("Server", "one"))])
+        store.record(run, [snap("http://a/", ahead, ("Server", "wrong clock"))])
+        [before] = store.record(run, [snap("http://a/", now, ("Server", "two"))], previous=True)
+        assert before is not None
+        assert before.headers == (("Server", "one"),)  # compared: the change is reported
+
+
+def test_a_target_twice_in_a_batch_around_another_runs_fetch(db: str) -> None:
+    """Stored: A at 10:00 and, from another run, C at 12:00. One batch holds B (11:00, old
+    news) and D (13:00): D follows C, the latest fetch before it, not A."""
+    at = "2026-11-01T{}:00:00.000Z".format
+    with Store.open(db) as store:
+        run = store.begin_run("0", {})
+        store.record(run, [snap("http://a/", at("10"), ("V", "A"))])
+        store.record(run, [snap("http://a/", at("12"), ("V", "C"))])
+        b = snap("http://a/", at("11"), ("V", "B"))
+        d = snap("http://a/", at("13"), ("V", "D"))
+        found = store.record(run, [d, b], previous=True)
+        assert found[1] == b  # old news
+        assert found[0] is not None
+        assert found[0].headers == (("V", "C"),)
+
+
+def test_two_fetches_stamped_alike_report_their_change_once(db: str) -> None:
+    """Overlapping runs fetched in the same millisecond: whichever records second is old news
+    (neither order is known, so neither is reported backwards)."""
+    at = "2026-11-01T{}:00:00.000Z".format
+    with Store.open(db) as store:
+        run = store.begin_run("0", {})
+        store.record(run, [snap("http://a/", at("10"), ("V", "A"))])
+        first = snap("http://a/", at("11"), ("V", "B"))
+        [before] = store.record(run, [first], previous=True)
+        assert before is not None
+        assert before.headers == (("V", "A"),)
+        second = snap("http://a/", at("11"), ("V", "A"))
+        assert store.record(run, [second], previous=True) == [second]
 
 
 def test_a_target_twice_in_one_batch_compares_with_its_first_snapshot(db: str) -> None:

@@ -40,7 +40,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from fetchheads.credentials import has_unencoded_password, redact_url
@@ -53,6 +53,9 @@ SCHEMA_VERSION = 5
 """Both backends number their migrations alike: version N means the same tables everywhere."""
 APPLICATION_ID = 0x46484431  # "FHD1": marks a database as fetchheads'
 PRUNE_BATCH = 2000
+CLOCK_SLACK = 60
+"""Seconds a stored fetch may be stamped after now and still count as a later fetch (the clocks
+of a fleet's machines disagree a little): one further ahead came from a clock that was wrong."""
 """Rows deleted per transaction, so ``prune`` never holds a lock long beside a writing run."""
 COPY_BATCH = 2000
 """Snapshots read and written per transaction by ``copy_history``."""
@@ -296,27 +299,27 @@ class Store:
         two never both find a uid missing and both insert it. A backend whose writes are one at
         a time already (SQLite's BEGIN IMMEDIATE) needs nothing more."""
 
-    def _latest(self, keys: Mapping[str, str]) -> dict[str, Snapshot]:
-        """The latest stored snapshot of each key that has one, fetched at or before the time
-        ``keys`` gives it (PREVIOUS_COLUMNS)."""
-        found: dict[str, Snapshot] = {}
-        for key, until in keys.items():
+    def _latest(self, wanted: Sequence[tuple[str, str]]) -> list[Snapshot | None]:
+        """For each (key, time) of ``wanted``, the latest stored snapshot of the key fetched at
+        or before that time (PREVIOUS_COLUMNS), or None."""
+        found: list[Snapshot | None] = []
+        for key, until in wanted:
             rows = self._rows(
                 f"SELECT {self.PREVIOUS_COLUMNS} FROM snapshots WHERE key = ? "
                 "AND fetched_at <= ? ORDER BY fetched_at DESC, id DESC LIMIT 1",
                 (key, until),
             )
-            if rows:
-                found[key] = snapshot = decode(rows[0])
-                if wants_last_certificate(snapshot):
-                    last = self._rows(
-                        f"SELECT {self.CERTIFICATE} FROM snapshots WHERE key = ? AND "
-                        f"fetched_at <= ? AND {self.FINGERPRINT} IS NOT NULL "
-                        "ORDER BY fetched_at DESC, id DESC LIMIT 1",
-                        (key, until),
-                    )
-                    if last:
-                        found[key] = with_last_certificate(snapshot, last[0][0])
+            snapshot = decode(rows[0]) if rows else None
+            if snapshot is not None and wants_last_certificate(snapshot):
+                last = self._rows(
+                    f"SELECT {self.CERTIFICATE} FROM snapshots WHERE key = ? AND "
+                    f"fetched_at <= ? AND {self.FINGERPRINT} IS NOT NULL "
+                    "ORDER BY fetched_at DESC, id DESC LIMIT 1",
+                    (key, until),
+                )
+                if last:
+                    snapshot = with_last_certificate(snapshot, last[0][0])
+            found.append(snapshot)
         return found
 
     def _ts(self, expression: str) -> str:
@@ -429,32 +432,41 @@ class Store:
 
     def _predecessors(self, snapshots: Sequence[Snapshot]) -> list[Snapshot | None]:
         found: list[Snapshot | None] = [None] * len(snapshots)
-        earliest = _earliest(snapshots)
-        latest = self._latest(earliest)
-        newest = self._newest_fetches(list(earliest))
+        wanted = sorted({(snapshot.key, snapshot.fetched_at) for snapshot in snapshots})
+        stored = dict(zip(wanted, self._latest(wanted), strict=True))
+        # A stored fetch stamped later than now (a machine whose clock was ahead) makes no one
+        # old news: it would silence its target until the clock caught up.
+        horizon = format_timestamp(utc_now() + dt.timedelta(seconds=CLOCK_SLACK))
+        newest = self._newest_fetches(sorted({key for key, _ in wanted}), horizon)
+        in_batch: dict[str, Snapshot] = {}
         for index in sorted(range(len(snapshots)), key=lambda i: snapshots[i].fetched_at):
             snapshot = snapshots[index]
-            if newest.get(snapshot.key, "") > snapshot.fetched_at:
-                found[index] = snapshot  # a later fetch of it is stored already: old news
+            key = snapshot.key
+            if newest.get(key, "") >= snapshot.fetched_at:
+                found[index] = snapshot  # a fetch as late or later is stored: old news
                 continue
-            before = latest.get(snapshot.key)
+            before = stored[(key, snapshot.fetched_at)]
+            earlier = in_batch.get(key)  # the same target fetched earlier in this batch
+            if earlier is not None and (before is None or earlier.fetched_at >= before.fetched_at):
+                before = earlier
             found[index] = before
             if before is not None and wants_last_certificate(snapshot):
                 last = known_certificate(before)
                 snapshot = dataclasses.replace(snapshot, last_certificate=last)
-            latest[snapshot.key] = snapshot
+            in_batch[key] = snapshot
         return found
 
-    def _newest_fetches(self, keys: Sequence[str]) -> dict[str, str]:
-        """When each of ``keys`` that has a snapshot was last fetched, as stored."""
+    def _newest_fetches(self, keys: Sequence[str], horizon: str) -> dict[str, str]:
+        """When each of ``keys`` that has a snapshot was last fetched, as stored, not counting
+        fetches stamped after ``horizon``."""
         found: dict[str, str] = {}
         for start in range(0, len(keys), PRUNE_BATCH):
             part = keys[start : start + PRUNE_BATCH]
             marks = ", ".join("?" for _ in part)
             rows = self._rows(
                 f"SELECT key, {self._ts('max(fetched_at)')} FROM snapshots "
-                f"WHERE key IN ({marks}) GROUP BY key",
-                part,
+                f"WHERE key IN ({marks}) AND fetched_at <= ? GROUP BY key",
+                [*part, horizon],
             )
             found.update((key, newest) for key, newest in rows)
         return found
@@ -714,17 +726,6 @@ class Store:
     def _json(self, column: str) -> str:
         """SQL for a JSON column as text."""
         return column
-
-
-def _earliest(snapshots: Sequence[Snapshot]) -> dict[str, str]:
-    """Each key of ``snapshots`` (sorted) and the earliest ``fetched_at`` it has among them:
-    what a stored predecessor must not be later than."""
-    earliest: dict[str, str] = {}
-    for snapshot in snapshots:
-        known = earliest.get(snapshot.key)
-        if known is None or snapshot.fetched_at < known:
-            earliest[snapshot.key] = snapshot.fetched_at
-    return dict(sorted(earliest.items()))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fetchheads.errors import StoreError, StoreRefused
@@ -340,13 +340,13 @@ class PostgresStore(Store):
         # unique index. (The two-key form: a space apart from _lock_keys' one-key locks.)
         self._db.execute(f"SELECT pg_advisory_xact_lock({APPLICATION_ID}, 1)")
 
-    def _latest(self, keys: Mapping[str, str]) -> dict[str, Snapshot]:
+    def _latest(self, wanted: Sequence[tuple[str, str]]) -> list[Snapshot | None]:
         # The second lateral looks back only for a failed https target without a certificate of
         # its own (store.wants_last_certificate); its condition on p alone gates it, so the other
         # keys cost nothing.
         rows = self._db.execute(
-            "SELECT p.*, c.certificate FROM unnest(%s::text[], %s::timestamptz[]) "
-            "AS k (key, until) CROSS JOIN LATERAL "
+            "SELECT k.n, p.*, c.certificate FROM unnest(%s::text[], %s::timestamptz[]) "
+            "WITH ORDINALITY AS k (key, until, n) CROSS JOIN LATERAL "
             f"(SELECT {self.PREVIOUS_COLUMNS}, {self.FINGERPRINT} AS fingerprint "
             "FROM snapshots AS s WHERE s.key = k.key AND s.fetched_at <= k.until "
             "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS p LEFT JOIN LATERAL "
@@ -355,12 +355,11 @@ class PostgresStore(Store):
             "AND left(k.key, 8) = 'https://' AND s.key = k.key AND s.fetched_at <= k.until "
             f"AND {self.FINGERPRINT} IS NOT NULL "
             "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS c ON true",
-            (list(keys), list(keys.values())),
+            ([key for key, _ in wanted], [until for _, until in wanted]),
         ).fetchall()
-        found: dict[str, Snapshot] = {}
+        found: list[Snapshot | None] = [None] * len(wanted)
         for row in rows:
-            snapshot = decode(row[:-2])
-            found[snapshot.key] = with_last_certificate(snapshot, row[-1])
+            found[row[0] - 1] = with_last_certificate(decode(row[1:-2]), row[-1])
         return found
 
     def _newest(self, keys: Sequence[str]) -> dict[str, Snapshot]:
