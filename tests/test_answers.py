@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -350,7 +351,9 @@ def test_prometheus_file_is_whole_parseable_and_labelled_by_target_only(
     assert "nginx" not in path.read_text()
 
 
-def test_prometheus_into_a_symlink_writes_through_it(site: ThreadedServer, tmp_path: Path) -> None:
+def test_prometheus_into_a_symlink_of_ours_replaces_the_file_it_points_to(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
     real = tmp_path / "real.prom"
     real.write_text("old\n")
     link = tmp_path / "link.prom"
@@ -361,6 +364,39 @@ def test_prometheus_into_a_symlink_writes_through_it(site: ThreadedServer, tmp_p
     families = {f.name for f in text_string_to_metric_families(real.read_text())}
     assert "probe_success" in families
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.prom", "real.prom"]
+
+
+def test_an_output_path_names_a_descriptor_only_when_it_is_one() -> None:
+    from fetchheads.render.output import _stream_fd
+
+    assert _stream_fd("/dev/stdout") == 1
+    assert _stream_fd("/dev/stderr") == 2
+    assert _stream_fd("/dev/fd/3") == 3
+    assert _stream_fd("/proc/self/fd/1") == 1
+    assert _stream_fd(f"/proc/{os.getpid()}/fd/2") == 2
+    assert _stream_fd("/proc/1/fd/1") is None  # another process's
+    assert _stream_fd("/dev/shm/metrics.prom") is None  # a file on a tmpfs
+    assert _stream_fd("heads.jsonl") is None
+
+
+def test_output_to_dev_stdout_beside_2_to_1_keeps_every_line(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    """``-o /dev/stdout > log 2>&1``: stdout and stderr share one open file; a new open of it
+    would write from offset 0, over what stderr wrote."""
+    log = tmp_path / "log.txt"
+    with log.open("wb") as both:
+        process = subprocess.run(
+            [sys.executable, "-m", "fetchheads", "--json", "--progress", "-o", "/dev/stdout",
+             f"127.0.0.1:{site.port}/hsts", f"127.0.0.1:{site.port}/plain"],
+            stdout=both, stderr=both, timeout=60, check=False,
+        )  # fmt: skip
+    assert process.returncode == 0
+    lines = log.read_bytes().decode().splitlines()
+    records = [line for line in lines if line.startswith("{")]
+    assert len(records) == 2
+    assert all(json.loads(record)["ok"] for record in records)
+    assert "2 targets, 2 ok" in log.read_text()
 
 
 def test_output_to_dev_stdout_appends_to_what_the_shell_redirected(
@@ -707,3 +743,15 @@ def test_an_output_file_that_is_the_snapshot_database_is_refused_and_kept(
     assert result.exit_code == 2
     assert "is also the snapshot database (--db)" in result.stderr
     assert db.read_bytes() == before
+
+
+def test_an_output_file_that_will_be_the_new_snapshot_database_is_refused(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    """Not there yet, the two names still name one file: the records would overwrite the
+    database (or the database the records)."""
+    db = tmp_path / "new.db"
+    result = run(["--db", str(db), "-o", str(db), "--format", "jsonl", f"127.0.0.1:{site.port}/"])
+    assert result.exit_code == 2
+    assert "is also the snapshot database (--db)" in result.stderr
+    assert not db.exists()

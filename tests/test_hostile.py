@@ -353,6 +353,7 @@ def test_https_servers_that_close_at_once_print_no_traceback() -> None:
         targets = [f"https://127.0.0.1:{port}/{n}" for n in range(20)]
         outcome = CliRunner().invoke(cli, ["--json", "-t", "5", *targets])
     finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the thread, which ends
         listener.close()
     assert outcome.exit_code == 1, outcome.output
     records = [json.loads(line) for line in outcome.stdout.splitlines()]

@@ -136,8 +136,11 @@ async def test_the_writer_pauses_above_the_high_water_mark_and_resumes_below_the
         await asyncio.sleep(0.05)
         assert not resumed.done()
         taken = 0
-        while not resumed.done():
+        # Not past the last byte: the wake-up reaches the loop a moment after the writer thread
+        # has written on, and one more read of an empty pipe would wait for ever.
+        while not resumed.done() and taken < HIGH_WATER:
             taken += len(await asyncio.to_thread(os.read, read_end, 65536))
+        await asyncio.wait_for(resumed, 10)
         assert not paused(writer)
         pipe = 64 * 1024  # what the writer may have put in the pipe beyond what was read
         assert taken >= HIGH_WATER - LOW_WATER - pipe

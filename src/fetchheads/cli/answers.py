@@ -282,7 +282,8 @@ def open_output(
             ),
             param_hint="-o/--output",
         )
-    if db is not None and _read_as_input(path, [db]) is not None:
+    same_name = db is not None and os.path.realpath(path) == os.path.realpath(db)
+    if db is not None and (same_name or _read_as_input(path, [db]) is not None):
         raise click.BadParameter(
             terminal_safe(
                 f"{path} is also the snapshot database (--db): writing it would destroy the "

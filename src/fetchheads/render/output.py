@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -265,30 +266,24 @@ class OutputFile:
     def __init__(self, path: str, *, whole: bool = False) -> None:
         self.path = path
         self._temporary: str | None = None
-        self._through = _stream_path(path)
+        self._replaced = path  # what a whole format's temporary file is renamed over
+        stream = _stream_fd(path)
+        self._through = stream is not None
         self._created = False
-        if whole:
-            try:
-                mode: int | None = os.lstat(path).st_mode
-            except FileNotFoundError:
-                mode = None
-            # Only a regular file (or none yet) is replaced whole. Anything else is written
-            # through, as the line formats are: a FIFO or a device (a pipe a reader waits on),
-            # /dev/stdout (whose redirected file a rename would clobber) and a symlink (renamed
-            # over, the link would be lost; followed and replaced, a link planted in a shared
-            # directory would bypass the kernel's protected_symlinks, which open() obeys).
-            whole = not self._through and (mode is None or stat.S_ISREG(mode))
-        if whole:
+        if whole and stream is None:
+            whole = self._whole_target(path)
+        if stream is not None:
+            # /dev/stdout, /dev/fd/N: the same open file as the descriptor, not a new open of
+            # what is behind it, which would start writing at its offset 0 (after a shell's
+            # '>>', or beside '2>&1' on the same file, writing over what is there).
+            fd = os.dup(stream)
+        elif whole:
             import tempfile  # -o with a whole format only (it brings shutil and random)
 
-            directory = os.path.dirname(os.path.abspath(path))
+            directory = os.path.dirname(self._replaced)
             fd, self._temporary = tempfile.mkstemp(
-                prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+                prefix=f".{os.path.basename(self._replaced)}.", suffix=".tmp", dir=directory
             )
-        elif self._through:
-            # A new open of the file behind /dev/stdout starts at its offset 0: O_APPEND writes
-            # after what is there (``>>``; after ``>`` the shell has emptied it).
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         else:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -297,6 +292,31 @@ class OutputFile:
                 # Not emptied yet (see begin); O_CREAT: a dangling symlink's target is made.
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
         self.stream: BinaryIO = os.fdopen(fd, "wb")
+
+    def _whole_target(self, path: str) -> bool:
+        """Whether FILE is replaced whole (and ``_replaced``: the file renamed over): a regular
+        file, or none yet; through a symlink only one this user owns, to the file it points to
+        (the link stays). A FIFO or a device, or another user's symlink, is written through as
+        the line formats are: renamed over, a FIFO's reader would get nothing; followed and
+        replaced, a link planted in a shared directory would bypass the kernel's
+        protected_symlinks, which open() obeys."""
+        try:
+            link = os.lstat(path)
+        except FileNotFoundError:
+            self._replaced = os.path.abspath(path)
+            return True
+        if stat.S_ISLNK(link.st_mode):
+            if link.st_uid != os.geteuid():
+                return False
+            target = os.path.realpath(path)
+            try:
+                mode = os.stat(target).st_mode
+            except FileNotFoundError:
+                mode = stat.S_IFREG
+            self._replaced = target
+            return stat.S_ISREG(mode)
+        self._replaced = os.path.abspath(path)
+        return stat.S_ISREG(link.st_mode)
 
     def begin(self) -> None:
         """The run goes ahead: an existing regular FILE loses its old content (as ``>``); not
@@ -323,7 +343,7 @@ class OutputFile:
         try:
             if keep:
                 os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is no file to share
-                os.replace(temporary, self.path)
+                os.replace(temporary, self._replaced)
                 return
         except OSError:
             with contextlib.suppress(OSError):
@@ -333,10 +353,24 @@ class OutputFile:
             os.unlink(temporary)
 
 
-def _stream_path(path: str) -> bool:
-    """Whether ``path`` names an open stream rather than a file (``/dev/stdout``, ``/dev/fd/3``,
-    ``/proc/self/fd/1``): written through as it is, never emptied nor replaced."""
-    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
+_STREAM = re.compile(r"/dev/(?:std(out|err)|fd/(\d+))|/proc/(?:self|(\d+))/fd/(\d+)")
+_STANDARD = {"out": 1, "err": 2}
+
+
+def _stream_fd(path: str) -> int | None:
+    """The descriptor of this process that ``path`` names (``/dev/stdout``, ``/dev/fd/3``,
+    ``/proc/self/fd/1``), or None for a path that names a file."""
+    match = _STREAM.fullmatch(os.path.normpath(os.path.abspath(path)))
+    if match is None:
+        return None
+    standard, fd, pid, proc_fd = match.groups()
+    if standard is not None:
+        return _STANDARD[standard]
+    if fd is not None:
+        return int(fd)
+    if pid is not None and int(pid) != os.getpid():
+        return None  # another process's descriptor: a path like any other
+    return int(proc_fd)
 
 
 def _umask() -> int:

@@ -113,10 +113,10 @@ ELLIPSIS = "…"
 COLUMN_GAP = 2
 """Spaces between columns."""
 MIN_FLEXIBLE = 8
+"""The narrowest a text column gets however narrow the terminal (the row is cut at the width)."""
 MAX_FLEXIBLE = 1000
 """The widest a text column gets however wide the terminal says it is (``COLUMNS=99999999``
 would otherwise pad every row of a middle column with a hundred million spaces)."""
-"""The narrowest a text column gets however narrow the terminal (the row is cut at the width)."""
 NONE_CELL = "-"
 LIST_SEPARATOR = " | "
 
