@@ -373,6 +373,7 @@ def test_an_output_path_names_a_descriptor_only_when_it_is_one() -> None:
     assert _stream_fd("/dev/stderr") == 2
     assert _stream_fd("/dev/fd/3") == 3
     assert _stream_fd("/proc/self/fd/1") == 1
+    assert _stream_fd("/proc/thread-self/fd/1") == 1
     assert _stream_fd(f"/proc/{os.getpid()}/fd/2") == 2
     assert _stream_fd("/proc/1/fd/1") is None  # another process's
     assert _stream_fd("/dev/shm/metrics.prom") is None  # a file on a tmpfs
@@ -755,3 +756,37 @@ def test_an_output_file_that_will_be_the_new_snapshot_database_is_refused(
     assert result.exit_code == 2
     assert "is also the snapshot database (--db)" in result.stderr
     assert not db.exists()
+
+
+def test_prometheus_into_a_link_to_dev_stdout_writes_to_stdout(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    link = tmp_path / "metrics.prom"
+    link.symlink_to("/dev/stdout")
+    process = subprocess.run(
+        [sys.executable, "-m", "fetchheads", "-q", "-o", str(link), f"127.0.0.1:{site.port}/hsts"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    assert "probe_success" in {f.name for f in text_string_to_metric_families(process.stdout)}
+    assert link.is_symlink()
+
+
+def test_prometheus_into_another_users_symlink_writes_through_it(
+    site: ThreadedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link this user does not own is not followed and replaced (protected_symlinks): the
+    file behind it is opened and written, as the line formats write theirs."""
+    from fetchheads.render import output
+
+    real = tmp_path / "real.prom"
+    real.write_text("old\n")
+    link = tmp_path / "link.prom"
+    link.symlink_to(real)
+    monkeypatch.setattr(os, "geteuid", lambda: os.lstat(link).st_uid + 1)
+    file = output.OutputFile(str(link), whole=True)
+    try:
+        assert file._temporary is None  # written through, no temporary file to rename
+    finally:
+        file.abandon()
+    assert link.is_symlink()

@@ -423,6 +423,10 @@ def test_two_fetches_stamped_alike_report_their_change_once(db: str) -> None:
         assert before.headers == (("V", "A"),)
         second = snap("http://a/", at("11"), ("V", "A"))
         assert store.record(run, [second], previous=True) == [second]
+        # The next fetch follows the one of the two that reported, not the old news.
+        [before] = store.record(run, [snap("http://a/", at("12"), ("V", "B"))], previous=True)
+        assert before is not None
+        assert before.headers == (("V", "B"),)
 
 
 def test_a_target_twice_in_one_batch_compares_with_its_first_snapshot(db: str) -> None:

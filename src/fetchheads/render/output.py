@@ -295,28 +295,31 @@ class OutputFile:
 
     def _whole_target(self, path: str) -> bool:
         """Whether FILE is replaced whole (and ``_replaced``: the file renamed over): a regular
-        file, or none yet; through a symlink only one this user owns, to the file it points to
-        (the link stays). A FIFO or a device, or another user's symlink, is written through as
-        the line formats are: renamed over, a FIFO's reader would get nothing; followed and
-        replaced, a link planted in a shared directory would bypass the kernel's
-        protected_symlinks, which open() obeys."""
-        try:
-            link = os.lstat(path)
-        except FileNotFoundError:
-            self._replaced = os.path.abspath(path)
-            return True
-        if stat.S_ISLNK(link.st_mode):
+        file, or none yet; through symlinks only when each link on the way is this user's, to
+        the file they end at (the links stay). Anything else is written through, as the line
+        formats are: a FIFO or a device (renamed over, a FIFO's reader would get nothing), a
+        link to /dev/stdout, and a link of another user's (followed and replaced, a link
+        planted in a shared directory would bypass the kernel's protected_symlinks, which
+        open() obeys)."""
+        current = os.path.abspath(path)
+        for _ in range(MAX_LINKS):
+            try:
+                link = os.lstat(current)
+            except FileNotFoundError:
+                break  # a new file (or a dangling link's target): made whole
+            if not stat.S_ISLNK(link.st_mode):
+                if not stat.S_ISREG(link.st_mode):
+                    return False
+                break
             if link.st_uid != os.geteuid():
                 return False
-            target = os.path.realpath(path)
-            try:
-                mode = os.stat(target).st_mode
-            except FileNotFoundError:
-                mode = stat.S_IFREG
-            self._replaced = target
-            return stat.S_ISREG(mode)
-        self._replaced = os.path.abspath(path)
-        return stat.S_ISREG(link.st_mode)
+            current = os.path.normpath(os.path.join(os.path.dirname(current), os.readlink(current)))
+            if _stream_fd(current) is not None or current.startswith(("/dev/", "/proc/")):
+                return False
+        else:
+            return False  # a loop of links: open() says so
+        self._replaced = current
+        return True
 
     def begin(self) -> None:
         """The run goes ahead: an existing regular FILE loses its old content (as ``>``); not
@@ -353,8 +356,10 @@ class OutputFile:
             os.unlink(temporary)
 
 
-_STREAM = re.compile(r"/dev/(?:std(out|err)|fd/(\d+))|/proc/(?:self|(\d+))/fd/(\d+)")
+_STREAM = re.compile(r"/dev/(?:std(out|err)|fd/(\d+))|/proc/(?:self|thread-self|(\d+))/fd/(\d+)")
 _STANDARD = {"out": 1, "err": 2}
+MAX_LINKS = 40
+"""Symlinks followed in a row before a path counts as a loop (Linux's own limit)."""
 
 
 def _stream_fd(path: str) -> int | None:

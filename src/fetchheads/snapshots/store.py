@@ -53,10 +53,10 @@ SCHEMA_VERSION = 5
 """Both backends number their migrations alike: version N means the same tables everywhere."""
 APPLICATION_ID = 0x46484431  # "FHD1": marks a database as fetchheads'
 PRUNE_BATCH = 2000
+"""Rows deleted per transaction, so ``prune`` never holds a lock long beside a writing run."""
 CLOCK_SLACK = 60
 """Seconds a stored fetch may be stamped after now and still count as a later fetch (the clocks
 of a fleet's machines disagree a little): one further ahead came from a clock that was wrong."""
-"""Rows deleted per transaction, so ``prune`` never holds a lock long beside a writing run."""
 COPY_BATCH = 2000
 """Snapshots read and written per transaction by ``copy_history``."""
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -301,12 +301,14 @@ class Store:
 
     def _latest(self, wanted: Sequence[tuple[str, str]]) -> list[Snapshot | None]:
         """For each (key, time) of ``wanted``, the latest stored snapshot of the key fetched at
-        or before that time (PREVIOUS_COLUMNS), or None."""
+        or before that time (PREVIOUS_COLUMNS), or None. Of fetches stamped alike, the first
+        recorded: the later ones were old news (``_predecessors``), and what came after them
+        follows the one that reported."""
         found: list[Snapshot | None] = []
         for key, until in wanted:
             rows = self._rows(
                 f"SELECT {self.PREVIOUS_COLUMNS} FROM snapshots WHERE key = ? "
-                "AND fetched_at <= ? ORDER BY fetched_at DESC, id DESC LIMIT 1",
+                "AND fetched_at <= ? ORDER BY fetched_at DESC, id LIMIT 1",
                 (key, until),
             )
             snapshot = decode(rows[0]) if rows else None
@@ -314,7 +316,7 @@ class Store:
                 last = self._rows(
                     f"SELECT {self.CERTIFICATE} FROM snapshots WHERE key = ? AND "
                     f"fetched_at <= ? AND {self.FINGERPRINT} IS NOT NULL "
-                    "ORDER BY fetched_at DESC, id DESC LIMIT 1",
+                    "ORDER BY fetched_at DESC, id LIMIT 1",
                     (key, until),
                 )
                 if last:

@@ -349,12 +349,12 @@ class PostgresStore(Store):
             "WITH ORDINALITY AS k (key, until, n) CROSS JOIN LATERAL "
             f"(SELECT {self.PREVIOUS_COLUMNS}, {self.FINGERPRINT} AS fingerprint "
             "FROM snapshots AS s WHERE s.key = k.key AND s.fetched_at <= k.until "
-            "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS p LEFT JOIN LATERAL "
+            "ORDER BY s.fetched_at DESC, s.id LIMIT 1) AS p LEFT JOIN LATERAL "
             f"(SELECT {self.CERTIFICATE} AS certificate FROM snapshots AS s "
             "WHERE p.fingerprint IS NULL AND p.error_kind IS NOT NULL "
             "AND left(k.key, 8) = 'https://' AND s.key = k.key AND s.fetched_at <= k.until "
             f"AND {self.FINGERPRINT} IS NOT NULL "
-            "ORDER BY s.fetched_at DESC, s.id DESC LIMIT 1) AS c ON true",
+            "ORDER BY s.fetched_at DESC, s.id LIMIT 1) AS c ON true",
             ([key for key, _ in wanted], [until for _, until in wanted]),
         ).fetchall()
         found: list[Snapshot | None] = [None] * len(wanted)
