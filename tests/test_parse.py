@@ -443,3 +443,32 @@ def test_a_head_ending_just_under_the_limit_in_a_big_read_is_accepted() -> None:
     parsed = HeadParser(limits).feed(head + b"body" * 100_000)
     assert parsed is not None
     assert parsed.headers == (("X", "v" * (MAX_HEAD - 24)),)
+
+
+@pytest.mark.parametrize("content", [16, 17])
+def test_a_line_at_the_limit_is_judged_alike_however_the_head_is_split(content: int) -> None:
+    """The limit is a line's own bytes, CR LF not counted: whole or in pieces, a line of
+    exactly ``line`` bytes is accepted and one byte more refused."""
+    limits = Limits(line=16)
+    data = b"HTTP/1.1 200 OK\r\nX: " + b"v" * (content - 3) + b"\r\nY: z\r\n\r\n"
+    outcomes = set()
+    for cut in range(1, len(data)):
+        parser = HeadParser(limits)
+        try:
+            head = parser.feed(data[:cut]) or parser.feed(data[cut:])
+            outcomes.add("ok" if head is not None else "incomplete")
+        except ParseError as exc:
+            outcomes.add(str(exc))
+    expected = "ok" if content <= 16 else "header line longer than 16 bytes (MAX_LINE)"
+    assert outcomes == {expected}
+
+
+def test_too_many_interim_heads_keep_no_head_of_what_followed() -> None:
+    """Past MAX_INTERIM the bytes after the limit are not read as the answer: no status, no
+    headers (the final head that came later was never waited for)."""
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+    for count in (MAX_INTERIM + 1, MAX_INTERIM + 2):
+        parser = HeadParser()
+        with pytest.raises(ParseError, match="MAX_INTERIM"):
+            parser.feed(interim * count + b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n")
+        assert parser.partial() is None

@@ -137,3 +137,20 @@ def test_line_breaks_give_the_first_line_its_own_width() -> None:
     lines = [text[a:b].rstrip() for a, b in itertools.pairwise(starts)]
     assert cell_len(lines[0]) <= 30
     assert all(cell_len(line) <= 20 for line in lines[1:])
+
+
+def test_a_tab_in_server_text_is_shown_as_an_escape_and_nothing_is_cut_off() -> None:
+    """A terminal widens a tab to its next stop, past the width the line was broken for: the
+    tail of the value would be cut off unseen. Shown as \\t, every character stays."""
+    value = "a\tb" + "\tx" * 60
+    result = Result(
+        target="127.0.0.1:8080",
+        url="http://127.0.0.1:8080/",
+        head=ResponseHead("HTTP/1.1", 200, "O\tK", (("X-Tab", value),)),
+    )
+    lines = render(result)
+    shown = "".join(line.strip() for line in lines)
+    assert "\t" not in "\n".join(lines)
+    assert shown.count("\\tx") == 60
+    assert "200 O\\tK" in lines[0]
+    assert all(cell_len(line) <= 80 for line in lines)

@@ -177,3 +177,21 @@ async def test_table_styles_status_by_class_and_rich_shows_server_text_literally
 def test_fit(text: str, width: int, right: bool, fitted: str) -> None:
     assert fit(text, width, right=right) == fitted
     assert cell_width(fitted) == width
+
+
+def test_tabs_and_combining_marks_keep_a_row_within_the_width() -> None:
+    """A tab is shown as \\t (a terminal would widen it); a combining mark takes no cell."""
+    from fetchheads.models import ResponseHead
+
+    head = ResponseHead(
+        "HTTP/1.1", 200, "O\tK", (("Server", "e\u0301" * 30), ("X-Tab", "a\tb\tc" * 10))
+    )
+    result = Result(target="127.0.0.1:1", url="http://127.0.0.1:1/", head=head)
+    layout = TableLayout(
+        compile_fields("target,status,reason,header:x-tab,header:server", BUILTIN), 100
+    )
+    line = layout.line(layout.row(result)).rstrip("\n")
+    assert "\t" not in line
+    assert "O\\tK" in line
+    assert cell_width(line) <= 100
+    assert cell_width("e\u0301" * 30) == 30

@@ -193,6 +193,9 @@ class HeadParser:
             self._consumed += end
             if 100 <= head.status < 200 and head.status != 101:
                 if len(self._interim) >= self._limits.interim:
+                    # What follows is not kept for partial(): it could be another interim head,
+                    # or a final one that the run did not wait to read.
+                    buffer.clear()
                     raise ParseError(
                         f"more than {self._limits.interim} interim (1xx) responses (MAX_INTERIM)"
                     )
@@ -260,16 +263,20 @@ class HeadParser:
         # Complete lines that arrived now: only look at them one by one when their span could
         # hold an overlong line.
         last_nl = buffer.rfind(b"\n", max(start, line_start))
+        # A line's length is its own bytes, without the CR LF ending it, as the whole head's
+        # parse measures it: a head is accepted or refused alike however it was split.
         if last_nl >= 0 and last_nl + 1 - line_start > limits.line:
             at = line_start
             while (nl := buffer.find(b"\n", at)) >= 0:
-                if nl + 1 - at > limits.line:
+                end = nl - 1 if nl > at and buffer[nl - 1] == 0x0D else nl
+                if end - at > limits.line:
                     raise ParseError(self._line_too_long())
                 at = nl + 1
         if last_nl >= 0:
             line_start = last_nl + 1
         self._line_start = line_start
-        if len(buffer) - line_start > limits.line:
+        pending = len(buffer) - line_start - (1 if buffer.endswith(b"\r") else 0)
+        if pending > limits.line:
             raise ParseError(self._line_too_long())
         self._newlines += buffer.count(b"\n", start)
         if self._newlines > limits.headers + 1:  # the status line, then one LF per field line

@@ -1,6 +1,6 @@
 """The terminal format: one block per target, status coloured by class, headers aligned.
 
-Server text reaches rich only inside ``Text`` objects (never markup), after ``terminal_safe``, so
+Server text reaches rich only inside ``Text`` objects (never markup), after ``cell_safe``, so
 ``[bold]`` or ``:smile:`` from a server prints as those characters and no escape byte gets through.
 """
 
@@ -16,7 +16,7 @@ from rich.text import Text
 from fetchheads.models import Alert, Change, Result, Timing, TLSInfo, utc_now
 from fetchheads.render.audit import audit_of, describe_check, failing, headline
 from fetchheads.render.changes import change_name, show_values
-from fetchheads.render.safe import terminal_safe
+from fetchheads.render.safe import cell_safe
 from fetchheads.wording import counted
 
 NAME_COLUMN_MAX = 32
@@ -113,14 +113,14 @@ MAX_NAMES_SHOWN = 6
 
 def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
     """One target's block. ``waterfall`` adds the timing bars (for one or a few targets)."""
-    title = Text(terminal_safe(result.target), style="bold")
+    title = Text(cell_safe(result.target), style="bold")
     head = result.head
     if head is not None:
         title.append("  ")
         # A head cut short by an error is no success, whatever its status line said.
         failure = result.error
         title.append(
-            f"{head.status} {terminal_safe(head.reason)}".rstrip(),
+            f"{head.status} {cell_safe(head.reason)}".rstrip(),
             status_style(head.status) if failure is None else "bold red",
         )
         if failure is not None:
@@ -150,7 +150,7 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
     if result.error is not None:
         error = Text("  ✗ ", style="bold red")
         error.append(f"{result.error.kind}: ", style="bold red")
-        error.append(terminal_safe(result.error.message))
+        error.append(cell_safe(result.error.message))
         parts.append(Hanging(error, 4))
     parts.append(Text(""))
     return Group(*parts)
@@ -159,7 +159,7 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
 def header_lines(headers: tuple[tuple[str, str], ...]) -> list[RenderableType]:
     """``  Name:  value``, the values in one column (continuation lines too). A name too long
     for the column gets a line of its own, its value below in the column."""
-    names = [terminal_safe(name) + ":" for name, _ in headers]
+    names = [cell_safe(name) + ":" for name, _ in headers]
     fitting = [cell_len(name) for name in names if cell_len(name) <= NAME_COLUMN_MAX]
     width = max(fitting, default=0)
     lines: list[RenderableType] = []
@@ -172,7 +172,7 @@ def header_lines(headers: tuple[tuple[str, str], ...]) -> list[RenderableType]:
         else:
             line.append(name + " " * (width - cell_len(name)), style="cyan")
             line.append("  ")
-        line.append(terminal_safe(value))
+        line.append(cell_safe(value))
         lines.append(Hanging(line, width + 4))
     return lines
 
@@ -183,9 +183,9 @@ def _redirect_lines(result: Result) -> list[RenderableType]:
     for hop in result.redirects:
         line = Text("  ↪ ", style="dim")
         line.append(str(hop.status), status_style(hop.status))
-        line.append(f" {terminal_safe(hop.url)}")
+        line.append(f" {cell_safe(hop.url)}")
         line.append(" → ", style="dim")
-        line.append(terminal_safe(hop.location))
+        line.append(cell_safe(hop.location))
         lines.append(Hanging(line, 4))
     return lines
 
@@ -226,10 +226,10 @@ def tls_lines(
     ):
         if value:
             line = Text(f"       {label} ", style="dim")
-            line.append(terminal_safe(value))
+            line.append(cell_safe(value))
             lines.append(Hanging(line, 7))
     if tls.san:
-        shown = ", ".join(terminal_safe(name) for name in tls.san[:MAX_NAMES_SHOWN])
+        shown = ", ".join(cell_safe(name) for name in tls.san[:MAX_NAMES_SHOWN])
         more = len(tls.san) - MAX_NAMES_SHOWN
         line = Text("       names ", style="dim")
         line.append(shown)
@@ -248,7 +248,7 @@ def _chain_lines(tls: TLSInfo, leaf_end: str) -> list[RenderableType]:
     lines: list[RenderableType] = []
     for cert in tls.chain[1:]:
         line = Text("       chain ", style="dim")
-        line.append(terminal_safe(cert.subject or "?"))
+        line.append(cell_safe(cert.subject or "?"))
         line.append(", expires ", style="dim")
         early = cert.not_after is not None and cert.not_after < leaf_end
         line.append(cert.not_after or "?", style="bold red" if early else "")
@@ -320,7 +320,7 @@ def change_lines(changes: tuple[Change, ...]) -> list[RenderableType]:
         line.append(f"{change_name(change)}:", style="cyan")
         line.append("  ")
         if change.summary is not None:
-            line.append(terminal_safe(change.summary), style="yellow")
+            line.append(cell_safe(change.summary), style="yellow")
             lines.append(Hanging(line, 4))
             continue
         line.append(show_values(change.before), style="red" if change.before else "dim")
@@ -344,21 +344,21 @@ def audit_block(result: Result) -> list[RenderableType]:
         line.append(f"  score {audit.score}", style="bold")
         line.append(f"  rules {audit.rules_version}", style="dim")
     else:
-        line.append(terminal_safe(headline(audit)), style="dim")
+        line.append(cell_safe(headline(audit)), style="dim")
     lines: list[RenderableType] = [Hanging(line, 4)]
     for check in failing(audit):
         text = Text("    ✗ ", style="red")
-        text.append(terminal_safe(describe_check(check)))
+        text.append(cell_safe(describe_check(check)))
         lines.append(Hanging(text, 6))
     for finding in audit.findings:
         text = Text(f"    • {finding.kind}: ", style="yellow")
-        text.append(terminal_safe(finding.message))
+        text.append(cell_safe(finding.message))
         lines.append(Hanging(text, 6))
     return lines
 
 
 def alert_lines(alerts: tuple[Alert, ...] | None) -> list[RenderableType]:
     return [
-        Hanging(Text("  ⚠ " + terminal_safe(alert.message), style="bold yellow"), 4)
+        Hanging(Text("  ⚠ " + cell_safe(alert.message), style="bold yellow"), 4)
         for alert in alerts or ()
     ]

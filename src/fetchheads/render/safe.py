@@ -30,6 +30,14 @@ def terminal_safe(text: str) -> str:
     return text.translate(_TERMINAL_TABLE)
 
 
+def cell_safe(text: str) -> str:
+    """``terminal_safe``, and a tab shown as ``\\t`` too: for the views laid out in cells (the
+    pretty blocks, the table), where a terminal would widen a tab to its next stop and push
+    the rest of the line past the width, to be cut off unseen."""
+    text = terminal_safe(text)
+    return text.replace("\t", "\\t") if "\t" in text else text
+
+
 def shown_target(text: str) -> str:
     """A target as the first field of a plain line: terminal-safe, and quoted (``'a b'``, ``''``)
     when it is empty or holds whitespace, so that the line never starts with a space and

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from fetchheads.models import Result
 from fetchheads.render.fields import Field, Value, value_text
-from fetchheads.render.safe import terminal_safe
+from fetchheads.render.safe import cell_safe, terminal_safe
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """Cell beginnings a spreadsheet may read as a formula (OWASP, "CSV Injection")."""
@@ -125,10 +125,20 @@ Style = str | None
 
 
 def cell_width(text: str) -> int:
-    """Terminal cells ``text`` takes: East Asian wide and fullwidth characters take two."""
+    """Terminal cells ``text`` takes: East Asian wide and fullwidth characters take two,
+    combining marks and other zero-width characters none."""
     if text.isascii():
         return len(text)
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+    return sum(_char_width(char) for char in text)
+
+
+def _char_width(char: str) -> int:
+    if unicodedata.combining(char) or unicodedata.category(char) in _ZERO_WIDTH:
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
+_ZERO_WIDTH = frozenset({"Mn", "Me", "Cf"})
 
 
 def fit(text: str, width: int, *, right: bool = False) -> str:
@@ -274,9 +284,9 @@ def _table_text(value: Value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"  # milliseconds: what a person reads in a column of timings
     if isinstance(value, tuple):
-        return LIST_SEPARATOR.join(terminal_safe(item) for item in value)
+        return LIST_SEPARATOR.join(cell_safe(item) for item in value)
     if isinstance(value, str):
-        return terminal_safe(value)
+        return cell_safe(value)
     return value_text(value)
 
 
