@@ -417,3 +417,29 @@ def test_noproxy_ranges_see_ipv4_however_it_is_spelled(
     assert code == 0, output
     record = json.loads(output)
     assert (record["target"], record["url"]) == (url, f"http://127.0.0.1:{server.port}/")
+
+
+def test_empty_proxy_variables_of_fetchheads_mean_what_the_empty_options_mean(
+    threaded_server: Callable[..., ThreadedServer], refused_port: int
+) -> None:
+    """FETCHHEADS_PROXY='' is --proxy '' (no proxy, whatever http_proxy says), and
+    FETCHHEADS_NOPROXY='' is --noproxy '' (no_proxy from the environment no longer applies)."""
+    server = threaded_server(reply(b"HTTP/1.1 200 OK\r\nServer: direct\r\n\r\n"))
+    url = f"http://127.0.0.1:{server.port}/"
+    proxy = f"http://127.0.0.1:{refused_port}"
+    code, output = cli_run("--json", url, env={"http_proxy": proxy, "FETCHHEADS_PROXY": ""})
+    assert (code, json.loads(output)["status"]) == (0, 200)
+    env = {"http_proxy": proxy, "no_proxy": "127.0.0.1", "FETCHHEADS_NOPROXY": ""}
+    code, output = cli_run("--json", url, env=env)
+    assert code == 1
+    assert (
+        json.loads(output)["error"]["message"]
+        == f"proxy 127.0.0.1:{refused_port}: connection refused"
+    )
+
+
+def test_a_proxy_url_urllib_refuses_is_named_without_its_password() -> None:
+    code, output = cli_run("--proxy", "http://u:pa\u2100ss@127.0.0.1:3128", "http://127.0.0.1:9/")
+    assert code == 2
+    assert "pa\u2100ss" not in output
+    assert "invalid proxy 'http://u:***@127.0.0.1:3128'" in output

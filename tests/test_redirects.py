@@ -58,6 +58,11 @@ def test_a_hop_keeps_what_the_user_typed() -> None:
         ("mailto:someone@example.com", "unsupported scheme 'mailto'"),
         ("http://exa\x01mple.com/", "control"),
         ("http://bad_host_with!/", "invalid host"),
+        # What urllib itself cannot read (it raised ValueError through the whole run).
+        ("http://[::1/", "not a URL: its host part cannot be read"),
+        ("//[::1/", "not a URL: its host part cannot be read"),
+        ("http://[zz]/", "not a URL: its host part cannot be read"),
+        ("http://u:Secret\u2100@127.0.0.1/", "not a URL: its host part cannot be read"),
     ],
 )
 def test_a_location_that_cannot_be_fetched_is_refused(location: str, message: str) -> None:
@@ -392,3 +397,23 @@ async def test_the_targets_own_user_and_password_stay_with_its_origin() -> None:
         ("http://b.example/", None),  # another origin: never
         ("http://c.example/", parse_target("other:pw@c.example").authorization),  # its own
     ]
+
+
+def test_a_location_urllib_cannot_read_is_one_record_and_the_run_goes_on(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    bad = threaded_server(
+        reply(b"HTTP/1.1 302 Found\r\nLocation: http://u:Secret\xe2\x84\x80@[::1/\r\n\r\n")
+    )
+    good = threaded_server(reply(b"HTTP/1.1 200 OK\r\n\r\n"))
+    outcome = CliRunner().invoke(
+        cli, ["--json", "-L", f"http://127.0.0.1:{bad.port}/", f"http://127.0.0.1:{good.port}/"]
+    )
+    assert outcome.exit_code == 1
+    records = {json.loads(line)["target"]: json.loads(line) for line in outcome.stdout.splitlines()}
+    failed = records[f"http://127.0.0.1:{bad.port}/"]["error"]
+    assert failed["kind"] == "redirect"
+    assert failed["message"].endswith("not a URL: its host part cannot be read")
+    assert "Secret" not in failed["message"]
+    assert records[f"http://127.0.0.1:{good.port}/"]["ok"] is True
+    assert "internal error" not in outcome.stderr

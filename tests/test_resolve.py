@@ -252,6 +252,7 @@ def test_resolve_forms(text: str, expected: object) -> None:
         ("example.com:443", "expected HOST:PORT:ADDR"),
         ("example.com:http:1.2.3.4", "invalid port"),
         ("example.com:443:localhost", "is not an IP address"),
+        ("[::1]:443:127.0.0.1", "HOST is a name to pin, not an address"),
     ],
 )
 def test_a_bad_resolve_is_a_usage_error(bad: str, message: str) -> None:

@@ -77,7 +77,12 @@ def parse_proxy(text: str) -> Proxy:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
-        raise InputError(f"invalid proxy {shown!r}: {exc}") from None
+        # urllib's words may quote the user information, password and all.
+        detail = str(exc)
+        userinfo = raw.partition("://")[2].rpartition("@")[0]
+        if userinfo:
+            detail = detail.replace(userinfo, redact_url(f"{userinfo}@x")[: -len("@x")])
+        raise InputError(f"invalid proxy {shown!r}: {detail}") from None
     scheme = parts.scheme.lower()
     if scheme != "http":
         raise InputError(

@@ -311,6 +311,12 @@ def make_config(
 
 def _proxy_rules(proxy: str | None, noproxy: str | None) -> ProxyRules:
     ctx = click.get_current_context(silent=True)
+    # click drops an empty environment value, but FETCHHEADS_PROXY='' means what --proxy ''
+    # means (no proxy, whatever *_proxy says), as FETCHHEADS_NOPROXY='' means --noproxy ''.
+    if proxy is None and os.environ.get("FETCHHEADS_PROXY") == "":
+        proxy = ""
+    if noproxy is None and os.environ.get("FETCHHEADS_NOPROXY") == "":
+        noproxy = ""
     option = "--proxy"
     if ctx is not None and ctx.get_parameter_source("proxy") is ParameterSource.ENVIRONMENT:
         param = next(param for param in ctx.command.params if param.name == "proxy")

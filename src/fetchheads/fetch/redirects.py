@@ -56,7 +56,11 @@ def resolve_location(current: Target, location: str) -> Target:
     """
     import urllib.parse  # only -L pays for the import
 
-    absolute = urllib.parse.urljoin(current.url, location.replace(" ", "%20"))
+    try:
+        absolute = urllib.parse.urljoin(current.url, location.replace(" ", "%20"))
+    except ValueError:
+        # urllib's own words quote the host part, password and all: not repeated here.
+        raise InputError("not a URL: its host part cannot be read") from None
     if not absolute.lower().startswith(("http://", "https://")):
         scheme = absolute.split(":", 1)[0] if ":" in absolute else absolute
         raise InputError(f"unsupported scheme {scheme!r}")

@@ -62,6 +62,11 @@ def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[Address, ...]]:
     IPv6 addresses may be bracketed (``[::1]``) as curl writes them. ``HOST`` is compared the way
     targets are normalised: lower case, no trailing dot. Raises ``InputError``.
     """
+    if text.startswith("["):
+        raise InputError(
+            f"HOST is a name to pin, not an address (in {text!r}): an address needs no lookup; "
+            "--connect-to sends one elsewhere"
+        )
     host, sep1, rest = text.partition(":")
     port_text, sep2, addr_text = rest.partition(":")
     if not (sep1 and sep2 and host and addr_text):
