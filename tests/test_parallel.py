@@ -306,11 +306,39 @@ def test_when_every_worker_is_killed_the_run_says_so_and_fails(
     assert process.wait(timeout=20) == 1
     lines = stderr.decode().splitlines()
     assert not [line for line in lines if "internal error" in line]
-    for n in (1, 2):  # each on one line, whole, for a log to be grepped
-        assert (
-            f"fetchheads: worker {n} ended (signal 9) before it counted its targets; "
-            "its unfinished targets have no record"
-        ) in lines
+    ended = [line for line in lines if " ended (signal 9) before it counted its targets" in line]
+    assert len(ended) == 2  # each on one line, whole, for a log to be grepped
+    for n in (1, 2):
+        assert any(line.startswith(f"fetchheads: worker {n} ended (signal 9)") for line in ended)
+    assert all(line.endswith("; its unfinished targets have no record") for line in ended)
+    # The record one of them printed before it died is said, as it is not in the counts.
+    assert sum("(1 record printed but not counted)" in line for line in ended) == 1
+
+
+def test_a_worker_stopped_alone_is_named_and_the_run_fails(
+    threaded_server: StartServer,
+) -> None:
+    """SIGTERM to one worker (kill, systemd, a container runtime): it prints what it finished
+    and counts it, but the target it held has no record, so the run says so and exits 1."""
+    silent_server = threaded_server(silent())
+    process = spawn("--json", "--workers", "2", "-t", "3", stdin=subprocess.PIPE)
+    assert process.stdin is not None
+    for n in range(2):  # one each: the worker with fewer targets in hand gets the next
+        process.stdin.write(f"127.0.0.1:{silent_server.port}/{n}\n".encode())
+    process.stdin.flush()
+    wait_until(lambda: len(silent_server.requests) >= 2, "both targets in flight")
+    workers = children_of(process.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGTERM)
+    process.stdin.close()
+    assert process.stderr is not None
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=20) == 1
+    assert (
+        "was stopped on its own (exit status 143) with 1 target unfinished; "
+        "its unfinished targets have no record"
+    ) in stderr
+    assert "internal error" not in stderr
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

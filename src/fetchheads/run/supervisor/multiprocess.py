@@ -48,6 +48,7 @@ from fetchheads.run.process import ExitStatus, StopSignals
 from fetchheads.run.single import finish_output, make_sink
 from fetchheads.run.summary import Summary
 from fetchheads.run.supervisor.worker import RECORD_END, Worker, fork_worker, worker_plan
+from fetchheads.wording import counted
 
 _RECORD_END = RECORD_END.encode()
 STAGE_BYTES = 1024
@@ -220,8 +221,8 @@ def supervise(plan: RunPlan) -> Outcome:
         process.accept_stop_signals()
     sink.close()  # a last write, which may block: Ctrl-C still gets out (StopSignals)
     process.ignore_interrupts()
-    failures = _collect(children, summary)
     stopped = stop.status is not None or killed
+    failures = _collect(children, summary, stopped=stopped)
     if not finish_output(plan, stopped=stopped, stderr=stderr):
         failures.append("the output file could not be put in place")
     if not killed:  # not those Ctrl-C twice ended
@@ -353,16 +354,29 @@ def _flush(child: Worker) -> None:
     child.staged = 0
 
 
-def _collect(children: list[Worker], summary: Summary) -> list[str]:
-    """Wait for every worker; add its counts to ``summary``; what went wrong, worded."""
+def _collect(children: list[Worker], summary: Summary, *, stopped: bool) -> list[str]:
+    """Wait for every worker; add its counts to ``summary``; what went wrong, worded.
+    ``stopped``: the run itself was (its workers then stop with it, as they should)."""
     failures = []
     for n, child in enumerate(children, 1):
         _, wait_status = os.waitpid(child.pid, 0)
         code = os.waitstatus_to_exitcode(wait_status)
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
         counts = child.final
         if counts is None:
-            how = f"signal {-code}" if code < 0 else f"exit status {code}"
-            failures.append(f"worker {n} ended ({how}) before it counted its targets")
+            printed = (
+                f" ({counted(child.finished, 'record')} printed but not counted)"
+                if child.finished
+                else ""
+            )
+            failures.append(f"worker {n} ended ({how}) before it counted its targets{printed}")
             continue
         summary.add_counts(counts)
+        if not stopped and child.finished < child.sent:
+            # Stopped alone (kill, systemd, a container runtime): it counted what it finished,
+            # and the targets it held are lost; the run must not say it got every one.
+            unfinished = counted(child.sent - child.finished, "target")
+            failures.append(
+                f"worker {n} was stopped on its own ({how}) with {unfinished} unfinished"
+            )
     return failures
