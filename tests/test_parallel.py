@@ -312,7 +312,7 @@ def test_when_every_worker_is_killed_the_run_says_so_and_fails(
         assert any(line.startswith(f"fetchheads: worker {n} ended (signal 9)") for line in ended)
     assert all(line.endswith("; its unfinished targets have no record") for line in ended)
     # The record one of them printed before it died is said, as it is not in the counts.
-    assert sum("(1 record printed but not counted)" in line for line in ended) == 1
+    assert sum("(not counted: 1 target it finished)" in line for line in ended) == 1
 
 
 def test_a_worker_stopped_alone_is_named_and_the_run_fails(

@@ -53,11 +53,17 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) 
         time.sleep(0.01)
 
 
-def test_a_reader_that_goes_away_ends_the_run_quietly(threaded_server: StartServer) -> None:
-    """``fetchheads ... | head -1``: no traceback, no message, the exit status of a SIGPIPE."""
-    server = threaded_server(reply(HEAD))
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_reader_that_goes_away_ends_the_run_quietly(
+    threaded_server: StartServer, workers: str
+) -> None:
+    """``fetchheads ... | head -1``: no traceback, no message, the exit status of a SIGPIPE;
+    with workers too, whose targets in flight are not reported as lost (the run stopped)."""
+    server = threaded_server(reply(HEAD, delay=0.05))
     lines = f"127.0.0.1:{server.port}\n" * 3000  # far more output than a pipe buffer holds
-    process = spawn("--format", "plain", "-c", "20", stdin=subprocess.PIPE)
+    process = spawn(
+        "--format", "plain", "-c", "20", "--workers", workers, stdin=subprocess.PIPE
+    )  # fmt: skip
     assert process.stdin is not None
     assert process.stdout is not None
     process.stdin.write(lines.encode())

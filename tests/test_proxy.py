@@ -438,8 +438,11 @@ def test_empty_proxy_variables_of_fetchheads_mean_what_the_empty_options_mean(
     )
 
 
-def test_a_proxy_url_urllib_refuses_is_named_without_its_password() -> None:
-    code, output = cli_run("--proxy", "http://u:pa\u2100ss@127.0.0.1:3128", "http://127.0.0.1:9/")
+@pytest.mark.parametrize("tail", ["", "/x@", "/a@b", "?x@y", "#@"])
+def test_a_proxy_url_urllib_refuses_is_named_without_its_password(tail: str) -> None:
+    code, output = cli_run(
+        "--proxy", f"http://u:pa\u2100ss@127.0.0.1:3128{tail}", "http://127.0.0.1:9/"
+    )
     assert code == 2
     assert "pa\u2100ss" not in output
-    assert "invalid proxy 'http://u:***@127.0.0.1:3128'" in output
+    assert "invalid proxy 'http://u:***@127.0.0.1:3128" in output

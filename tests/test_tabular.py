@@ -195,3 +195,5 @@ def test_tabs_and_combining_marks_keep_a_row_within_the_width() -> None:
     assert "O\\tK" in line
     assert cell_width(line) <= 100
     assert cell_width("e\u0301" * 30) == 30
+    assert cell_width("soft\u00adhyphen") == 11  # a soft hyphen takes a cell, as terminals give it
+    assert cell_width("zero\u200bwidth") == 9

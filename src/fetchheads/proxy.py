@@ -77,11 +77,9 @@ def parse_proxy(text: str) -> Proxy:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
-        # urllib's words may quote the user information, password and all.
-        detail = str(exc)
-        userinfo = raw.partition("://")[2].rpartition("@")[0]
-        if userinfo:
-            detail = detail.replace(userinfo, redact_url(f"{userinfo}@x")[: -len("@x")])
+        # urllib's words quote the host part, user information and password with it: they are
+        # used only where there is no '@' at all.
+        detail = "its host part or port cannot be read" if "@" in raw else str(exc)
         raise InputError(f"invalid proxy {shown!r}: {detail}") from None
     scheme = parts.scheme.lower()
     if scheme != "http":

@@ -133,12 +133,13 @@ def cell_width(text: str) -> int:
 
 
 def _char_width(char: str) -> int:
-    if unicodedata.combining(char) or unicodedata.category(char) in _ZERO_WIDTH:
+    if char in _ZERO_WIDTH or unicodedata.category(char) in ("Mn", "Me"):
         return 0
     return 2 if unicodedata.east_asian_width(char) in "WF" else 1
 
 
-_ZERO_WIDTH = frozenset({"Mn", "Me", "Cf"})
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff")
+"""Format characters a terminal gives no cell (a soft hyphen, also Cf, takes one)."""
 
 
 def fit(text: str, width: int, *, right: bool = False) -> str:

@@ -222,7 +222,8 @@ def supervise(plan: RunPlan) -> Outcome:
     sink.close()  # a last write, which may block: Ctrl-C still gets out (StopSignals)
     process.ignore_interrupts()
     stopped = stop.status is not None or killed
-    failures = _collect(children, summary, stopped=stopped)
+    # A reader gone (| head) or a full disk stops the run too: its workers are told to stop.
+    failures = _collect(children, summary, stopped=stopped or sink.error is not None)
     if not finish_output(plan, stopped=stopped, stderr=stderr):
         failures.append("the output file could not be put in place")
     if not killed:  # not those Ctrl-C twice ended
@@ -365,7 +366,7 @@ def _collect(children: list[Worker], summary: Summary, *, stopped: bool) -> list
         counts = child.final
         if counts is None:
             printed = (
-                f" ({counted(child.finished, 'record')} printed but not counted)"
+                f" (not counted: {counted(child.finished, 'target')} it finished)"
                 if child.finished
                 else ""
             )
