@@ -277,9 +277,10 @@ def test_twenty_misbehaving_servers_and_a_good_one_in_one_run(
     assert elapsed < timeout + 1.0, f"the run took {elapsed:.2f}s"
 
 
-def pause_after_connect(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Connections wait 0.2 s between connect and the TLS handshake: whatever the server does
-    first has reached the plain reader by then."""
+async def https_after_a_pause(handler: Handler, monkeypatch: pytest.MonkeyPatch) -> Result:
+    """An https fetch from a server running ``handler``, the connection waiting 0.2 s between
+    connect and the TLS handshake: whatever the server does first has reached the plain reader
+    by then (a banner, its FIN)."""
     real_connect = connection_module.connect
 
     async def connect_then_pause(*args: Any, **kwargs: Any) -> Any:
@@ -288,6 +289,9 @@ def pause_after_connect(monkeypatch: pytest.MonkeyPatch) -> None:
         return connection
 
     monkeypatch.setattr(fetch_module, "connect", connect_then_pause)
+    async with LoopbackServer(handler) as server:
+        target = parse_target(f"https://127.0.0.1:{server.port}/")
+        return await fetch_one(target, make_context(Config(timeout=5)))
 
 
 async def test_a_server_that_speaks_before_the_tls_handshake(
@@ -295,10 +299,7 @@ async def test_a_server_that_speaks_before_the_tls_handshake(
 ) -> None:
     """A banner that lands in the plain reader before start_tls is never seen by TLS: it must be
     reported at once, not waited on until the deadline."""
-    pause_after_connect(monkeypatch)  # the banner has arrived by the handshake
-    async with LoopbackServer(speak_first(b"SSH-2.0-OpenSSH_9.6\r\n")) as server:
-        target = parse_target(f"https://127.0.0.1:{server.port}/")
-        result = await fetch_one(target, make_context(Config(timeout=5)))
+    result = await https_after_a_pause(speak_first(b"SSH-2.0-OpenSSH_9.6\r\n"), monkeypatch)
     assert result.error is not None
     assert result.error.kind == ErrorKind.TLS
     assert result.error.message == (
@@ -323,10 +324,7 @@ async def test_an_https_server_that_closes_before_the_handshake(
 ) -> None:
     """The server's close lands in the plain reader before start_tls: a TLS failure that says
     so, at once (the handshake is never begun on the dead connection)."""
-    pause_after_connect(monkeypatch)  # the server's FIN has arrived by the handshake
-    async with LoopbackServer(close_at_once()) as server:
-        target = parse_target(f"https://127.0.0.1:{server.port}/")
-        result = await fetch_one(target, make_context(Config(timeout=5)))
+    result = await https_after_a_pause(close_at_once(), monkeypatch)
     assert result.error is not None
     assert result.error.kind == ErrorKind.TLS
     assert result.error.message == (

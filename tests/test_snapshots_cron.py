@@ -577,14 +577,20 @@ def test_diff_at_a_date_means_the_whole_of_that_day(tmp_path: Path) -> None:
     assert json.loads(out)["after"]["id"] == 1  # a time, not a day: up to that moment
 
 
-def test_diff_since_a_time_after_the_newest_snapshot_is_no_change(tmp_path: Path) -> None:
-    """The snapshot at --since is the newest itself: compared with itself, not with nothing."""
+def two_versions(tmp_path: Path) -> Path:
+    """A database holding a.test twice: X-Version 1 on 2026-11-24, 2 on 2026-11-25."""
     db = tmp_path / "heads.db"
     stored(
         db,
         ("http://a.test/", "2026-11-24T10:00:00.000Z", 1),
         ("http://a.test/", "2026-11-25T10:00:00.000Z", 2),
     )
+    return db
+
+
+def test_diff_since_a_time_after_the_newest_snapshot_is_no_change(tmp_path: Path) -> None:
+    """The snapshot at --since is the newest itself: compared with itself, not with nothing."""
+    db = two_versions(tmp_path)
     code, out, _ = fetchheads("diff", "--db", str(db), "--since", "2030-01-01", "--json", "a.test")
     assert code == 0
     record = json.loads(out)
@@ -652,12 +658,7 @@ def test_numbers_too_large_for_a_date_or_a_count_mean_all(
     args: tuple[str, ...], tmp_path: Path
 ) -> None:
     """An age before year 1 or a count past 2**63: everything, not an internal error."""
-    db = tmp_path / "heads.db"
-    stored(
-        db,
-        ("http://a.test/", "2026-11-24T10:00:00.000Z", 1),
-        ("http://a.test/", "2026-11-25T10:00:00.000Z", 2),
-    )
+    db = two_versions(tmp_path)
     code, out, err = fetchheads(args[0], "--db", str(db), *args[1:])
     assert (code, err) == (0, "")
     if args[0] == "prune":

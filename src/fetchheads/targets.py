@@ -410,7 +410,7 @@ class LineSplitter:
             raw, self._overlong_start = self._overlong_start, b""
         if self._number == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")
-        if not overlong and len(raw.removesuffix(b"\r")) > MAX_LINE_CHARS:
+        if not overlong and len(raw) - raw.endswith(b"\r") > MAX_LINE_CHARS:
             overlong = True
             raw = raw[:OVERLONG_SHOWN]
         text = raw.decode("utf-8", "surrogateescape").strip()

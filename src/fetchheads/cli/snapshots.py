@@ -17,7 +17,7 @@ import click
 
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float, option_group
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.render.safe import terminal_safe
+from fetchheads.render.safe import terminal_safe, undecodable_replaced
 from fetchheads.snapshots.changes import ignored_names
 from fetchheads.snapshots.recorder import SnapshotOptions, SnapshotSession
 from fetchheads.targets import SCHEMES
@@ -351,11 +351,9 @@ def prune_command(db: str, keep_days: float | None, keep: int | None, quiet: boo
 def _keys(store: Store, target: str, scheme: str) -> tuple[list[str], list[str]]:
     from fetchheads.snapshots.lookback import find_keys
 
-    try:
-        target.encode("utf-8")
-    except UnicodeEncodeError:  # a byte of the argument that was not UTF-8
-        shown = terminal_safe("".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in target))
-        raise click.BadParameter(f"{shown}: not UTF-8 text", param_hint="TARGET") from None
+    shown = undecodable_replaced(target)
+    if shown != target:  # a byte of the argument that was not UTF-8
+        raise click.BadParameter(f"{terminal_safe(shown)}: not UTF-8 text", param_hint="TARGET")
     try:
         return find_keys(store, target, scheme)
     except StoreError as exc:

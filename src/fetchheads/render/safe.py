@@ -7,6 +7,8 @@ overrides reorder what a person reads. Every such character is shown as an escap
 
 from __future__ import annotations
 
+import re
+
 _BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _UNSAFE = [c for c in range(0x20) if c != 0x09] + [0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
 
@@ -34,8 +36,19 @@ def cell_safe(text: str) -> str:
     """``terminal_safe``, and a tab shown as ``\\t`` too: for the views laid out in cells (the
     pretty blocks, the table), where a terminal would widen a tab to its next stop and push
     the rest of the line past the width, to be cut off unseen."""
-    text = terminal_safe(text)
-    return text.replace("\t", "\\t") if "\t" in text else text
+    if text.isprintable():  # as in terminal_safe: a tab is not printable either
+        return text
+    return text.translate(_CELL_TABLE)
+
+
+_CELL_TABLE = {**_TERMINAL_TABLE, 0x09: "\\t"}
+_UNDECODABLE = re.compile("[\ud800-\udfff]")
+
+
+def undecodable_replaced(text: str) -> str:
+    """``text`` with each byte that was not UTF-8 (kept by Python as a lone surrogate, in an
+    argument, a file name or a line read) shown as U+FFFD, so that it can be written as UTF-8."""
+    return _UNDECODABLE.sub("\ufffd", text)
 
 
 def shown_target(text: str) -> str:

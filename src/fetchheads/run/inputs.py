@@ -15,7 +15,6 @@ import dataclasses
 import functools
 import os
 import queue
-import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 from fetchheads.credentials import redact_url
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
+from fetchheads.render.safe import undecodable_replaced
 from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, OverlongLine, parse_target
 from fetchheads.threads import stop_signals_kept_from_new_threads
 
@@ -41,15 +41,12 @@ class Source:
     path: str | None = None
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def input_error(text: str, message: str, *, where: str | None = None) -> Result:
     """The record for a target that could not become a request (a password in it shown as
     ``***``: the record is printed and stored)."""
-    text = _LONE_SURROGATE.sub("\ufffd", redact_url(text))  # bytes that were not UTF-8
+    text = undecodable_replaced(redact_url(text))
     shown = text if len(text) <= 200 else text[:200] + "…"
-    prefix = f"{_LONE_SURROGATE.sub(chr(0xFFFD), where)}: " if where else ""  # a file's name
+    prefix = f"{undecodable_replaced(where)}: " if where else ""  # a file's name, too
     return Result(target=shown, url=None, error=ErrorInfo(ErrorKind.INPUT, prefix + message))
 
 
