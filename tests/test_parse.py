@@ -463,6 +463,26 @@ def test_a_line_at_the_limit_is_judged_alike_however_the_head_is_split(content: 
     assert outcomes == {expected}
 
 
+@pytest.mark.parametrize("blanks", [13, 14])
+def test_a_folded_line_at_the_limit_is_judged_alike_however_the_head_is_split(
+    blanks: int,
+) -> None:
+    """A continuation line is measured as it was sent, its leading blanks included, whether
+    the head came whole or in pieces (the pieces are judged line by line as they arrive)."""
+    limits = Limits(line=16)
+    data = b"HTTP/1.1 200 OK\r\nX: a\r\n" + b" " * blanks + b"bcd\r\nY: z\r\n\r\n"
+    outcomes = set()
+    for cut in range(1, len(data)):
+        parser = HeadParser(limits)
+        try:
+            head = parser.feed(data[:cut]) or parser.feed(data[cut:])
+            outcomes.add(head.headers[0][1] if head is not None else "incomplete")
+        except ParseError as exc:
+            outcomes.add(str(exc))
+    expected = "a bcd" if blanks + 3 <= 16 else "header line longer than 16 bytes (MAX_LINE)"
+    assert outcomes == {expected}
+
+
 def test_too_many_interim_heads_keep_no_head_of_what_followed() -> None:
     """Past MAX_INTERIM the bytes after the limit are not read as the answer: no status, no
     headers (the final head that came later was never waited for)."""

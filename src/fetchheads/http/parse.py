@@ -324,6 +324,8 @@ class HeadParser:
         self, line: bytes, headers: list[tuple[bytes, bytes | bytearray]]
     ) -> None:
         limits = self._limits
+        if len(line) > limits.line:  # one physical line, folded or not: as ``_check_incomplete``
+            raise ParseError(self._line_too_long())
         if line[:1] in (b" ", b"\t"):
             if not headers:
                 raise ParseError("continuation line before the first header")
@@ -339,8 +341,6 @@ class HeadParser:
             if len(name) + len(value) > limits.line:
                 raise ParseError(self._line_too_long())
             return
-        if len(line) > limits.line:
-            raise ParseError(self._line_too_long())
         name, colon, value_raw = line.partition(b":")
         if not colon:
             raise ParseError(f"header line without a colon: {preview_bytes(line)}")
