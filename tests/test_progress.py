@@ -99,8 +99,10 @@ async def test_the_line_fits_a_narrow_terminal(no_delay: None) -> None:
     assert all(len(part) < 40 for part in drawings)
 
 
-def run_cli(args: list[str]) -> tuple[str, str, int]:
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+def run_cli(
+    args: list[str], obj: Environment | None = None, env: dict[str, str] | None = None
+) -> tuple[str, str, int]:
+    result = CliRunner().invoke(cli, args, obj=obj, env=env, catch_exceptions=False)
     return result.stdout, result.stderr, result.exit_code
 
 
@@ -111,13 +113,45 @@ def test_forced_progress_leaves_stdout_exactly_as_it_was(
     targets = [f"127.0.0.1:{server.port}/{n}" for n in range(6)]
     base = ["--format", "plain", "--order", "input", "-c", "2", *targets]
     plain_out, plain_err, _ = run_cli(base)
-    out, err, code = run_cli(["--progress", *base])
+    out, err, code = run_cli(["--progress", *base], obj=Environment(stderr_isatty=True))
     assert code == 0
     assert out == plain_out  # not one byte of the progress line in stdout
     assert plain_err == ""
     assert "/6 done" in err
     last = err.rsplit(ERASE, 1)[1]
     assert last.startswith("6 targets, 6 ok; 200 x6; ")  # erased before the summary
+
+
+@pytest.mark.parametrize(
+    ("stderr_isatty", "term"), [(False, "xterm"), (True, "dumb")], ids=["a file", "TERM=dumb"]
+)
+def test_forced_progress_where_nothing_can_be_redrawn_is_the_summary_alone(
+    threaded_server: Callable[..., ThreadedServer], no_delay: None, stderr_isatty: bool, term: str
+) -> None:
+    """stderr in a file (a cron log) or on a dumb terminal: no redraws, one summary line."""
+    server = threaded_server(reply(HEAD, delay=0.1))
+    targets = [f"127.0.0.1:{server.port}/{n}" for n in range(6)]
+    args = ["--progress", "--format", "plain", "-c", "2", *targets]
+    _, err, code = run_cli(args, obj=Environment(stderr_isatty=stderr_isatty), env={"TERM": term})
+    assert code == 0
+    assert "\x1b" not in err
+    assert "\r" not in err
+    assert "done" not in err
+    assert err.startswith("6 targets, 6 ok; 200 x6; ")
+    assert err.count("\n") == 1
+
+
+def test_progress_on_the_command_line_wins_over_quiet_in_the_environment(
+    threaded_server: Callable[..., ThreadedServer], no_delay: None
+) -> None:
+    server = threaded_server(reply(HEAD))
+    target = f"127.0.0.1:{server.port}"
+    _, err, _ = run_cli(["--progress", target], env={"FETCHHEADS_QUIET": "1"})
+    assert err.startswith("1 target, 1 ok; 200 x1; ")
+    _, quiet_err, _ = run_cli([target], env={"FETCHHEADS_QUIET": "1", "FETCHHEADS_PROGRESS": "1"})
+    assert quiet_err == ""  # both from the environment: -q, as before
+    _, both_err, _ = run_cli(["--progress", "-q", target])
+    assert both_err == ""  # both on the command line: -q, as before
 
 
 def test_quiet_silences_the_progress_line(

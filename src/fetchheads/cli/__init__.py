@@ -210,7 +210,7 @@ def fetch_command(
         output_format,
         waterfall=waterfall,
         progress=progress,
-        quiet=quiet,
+        quiet=_quiet(quiet, progress),
         sources=sources,
         environment=environment,
         fields=answer.fields,
@@ -312,6 +312,19 @@ def _say_left_out(view: View) -> None:
             "(choose fewer --fields, widen the terminal, or use --format tsv)",
             err=True,
         )
+
+
+def _quiet(quiet: bool, progress: bool | None) -> bool:
+    """-q, unless it comes from the environment (FETCHHEADS_QUIET) and --progress from the
+    command line: the command line wins."""
+    if not quiet or not progress:
+        return quiet
+    ctx = click.get_current_context()
+    given = click.core.ParameterSource.COMMANDLINE
+    return not (
+        ctx.get_parameter_source("progress") is given
+        and ctx.get_parameter_source("quiet") is not given
+    )
 
 
 def _output_format(output_format: str | None, json_flag: bool) -> str | None:

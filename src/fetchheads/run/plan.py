@@ -128,6 +128,12 @@ class Environment:
             and os.environ.get("TERM", "") != "dumb"
         )
 
+    def redraws_stderr(self) -> bool:
+        """Whether stderr can take a transient line: a terminal that is not ``TERM=dumb``. In a
+        file, a pipe or a dumb terminal its redraws would be junk (a cron log would grow by
+        megabytes an hour), so there only the summary is written."""
+        return self.stderr_isatty and os.environ.get("TERM", "") != "dumb"
+
     def typing_targets(self, sources: Sequence[Source]) -> bool:
         """Whether someone may be typing targets at a terminal (stdin is read and is one)."""
         return self.stdin_isatty and reads_stdin(sources)
@@ -248,8 +254,10 @@ def choose_view(
     # the other formats only --progress asks for it. Not while someone types targets at the
     # terminal: it would be drawn over their typing.
     terminal_view = chosen in ("pretty", "table") or output is not None
-    bar = show_progress and (
-        progress is True or (terminal_view and not environment.typing_targets(sources))
+    bar = (
+        show_progress
+        and environment.redraws_stderr()
+        and (progress is True or (terminal_view and not environment.typing_targets(sources)))
     )
     table = chosen == "table"
     return View(
