@@ -252,6 +252,22 @@ def test_write_out_takes_every_field_and_a_file(site: ThreadedServer, tmp_path: 
     assert result.stdout == "200 no-cache, private \n404  a\\x1b[31mred\n"
 
 
+def test_a_template_file_is_printed_as_written(site: ThreadedServer, tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    template.write_bytes(b"a\rb %{http_code}\r\n")
+    result = run(["-w", f"@{template}", f"127.0.0.1:{site.port}/plain"])
+    assert result.stdout_bytes == b"a\rb 200\r\n"  # a CR stays a CR: not read as a newline
+
+
+@pytest.mark.parametrize(
+    ("given", "says"), [("@-", "a template from stdin is not supported"), ("@", "no file is named")]
+)
+def test_a_template_from_no_file_is_a_usage_error(given: str, says: str) -> None:
+    result = run(["-w", given, "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert f"-w {given}: {says}; put the template in a file and give -w @FILE" in result.stderr
+
+
 def test_only_the_status_codes(site: ThreadedServer, refused_port: int) -> None:
     result = run(["-w", "%{http_code}\\n", "--order", "input", *targets(site, refused_port)])
     assert result.stdout.split() == ["200", "200", "404", "301", "000"]

@@ -21,6 +21,7 @@ from fetchheads.render.tabular import (
     cell_width,
     fit,
     spreadsheet_safe,
+    tsv_cell,
 )
 from tests.support.results import BARE, HEAD, fetch_head, fetch_refused, fetch_tls
 
@@ -96,6 +97,18 @@ async def test_tsv_escapes_tabs_backslashes_and_newlines_unambiguously() -> None
     result = await fetch_head(b"HTTP/1.1 200 OK\r\nX-T: a\tb\\x1b c\r\n\r\n")
     row = TsvFormat(compile_fields("header:x-t", BUILTIN)).row(result)
     assert row == "a\\tb\\\\x1b c\n"  # a literal backslash-x stays distinct from an escaped ESC
+
+
+def test_tsv_lists_keep_a_newline_inside_an_item_apart_from_the_separator() -> None:
+    # Two certificate names, one with a newline in it: two items, not three.
+    cell = tsv_cell(("a\x1b[31mb.example", "c\nd.example"))
+    assert cell == "a\\x1b[31mb.example\\nc\\x0ad.example"
+    assert cell.split("\\n") == ["a\\x1b[31mb.example", "c\\x0ad.example"]
+
+
+def test_tsv_guards_a_cell_that_begins_with_a_tab_as_csv_does() -> None:
+    assert tsv_cell("\t=1+1") == "'\\t=1+1"
+    assert tsv_cell("-x") == "'-x"
 
 
 async def test_table_rows_never_pass_the_width_and_cut_with_an_ellipsis(refused_port: int) -> None:

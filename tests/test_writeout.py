@@ -141,6 +141,11 @@ async def test_every_field_is_a_variable_and_curls_names_win() -> None:
         ("%{header:a b}", "invalid header name"),
         ("%output{x}", "%output{} is not supported in -w (of %word{}, only %header{NAME} is)"),
         ("%time{%H}", "%time{} is not supported"),
+        (
+            "%{ssl_verify_result}",
+            "curl's %{ssl_verify_result} is not supported by fetchheads' -w; docs/fields.md",
+        ),
+        ("%{url.host}", "curl's %{url.host} is not supported"),
     ],
 )
 def test_bad_templates_are_refused_before_the_run(template: str, says: str) -> None:
@@ -157,8 +162,7 @@ def test_onerror_given_twice_starts_the_error_part_once() -> None:
     ("name", "data", "template"),
     [
         ("an empty reply", b"", "%{http_code} %{exitcode}"),
-        # Only blank lines: a reply, not nothing (curl: HTTP/0.9, exit code 1; fetchheads: a
-        # protocol error, 8), never 52.
+        # Only blank lines: a reply, not nothing (curl: HTTP/0.9, exit code 1), never 52.
         ("blank lines", b"\r\n\r\n", "%{http_code}"),
         (
             "two Content-Types",
@@ -166,6 +170,15 @@ def test_onerror_given_twice_starts_the_error_part_once() -> None:
             "%{http_code} %{content_type} %{exitcode}",
         ),
         ("a head cut short", b"HTTP/1.1 200 OK\r\nServer: x\r\n", "%{http_code}"),
+        # Not HTTP/1.x: curl reads it as HTTP/0.9 and refuses it (1, unsupported protocol).
+        ("not HTTP", b"SSH-2.0-OpenSSH_9.2\r\n", "%{http_code} %{exitcode}"),
+        ("a bad status code", b"HTTP/1.1 abc OK\r\n\r\n", "%{exitcode}"),
+        ("a status code below 100", b"HTTP/1.1 099 Low\r\n\r\n", "%{exitcode}"),
+        ("blank lines: exit code", b"\r\n\r\n", "%{exitcode}"),
+        ("an interim head, then nothing", b"HTTP/1.1 100 Continue\r\n\r\n", "%{exitcode}"),
+        # Escapes: curl takes the character after a backslash or a % with it.
+        ("escapes", CLEAN_HEAD, "\\\\n|%\\n|\\\\t|\\\\|\\q|%x|100%%|\\"),
+        ("curl's names in capitals", CLEAN_HEAD, "%{HTTP_CODE} %{Num_Headers}"),
     ],
 )
 async def test_the_edges_of_an_answer_print_as_curl_prints_them(
@@ -177,5 +190,5 @@ async def test_the_edges_of_an_answer_print_as_curl_prints_them(
 
 async def test_only_blank_lines_are_a_protocol_error_not_an_empty_reply() -> None:
     result = await fetch_head(b"\r\n\r\n")
-    assert compile_write_out("%{exitcode}").render(result) == "8"
+    assert compile_write_out("%{exitcode}").render(result) == "1"
     assert compile_write_out("%{exitcode}").render(await fetch_head(b"")) == "52"

@@ -234,8 +234,14 @@ def _template(text: str) -> str:
     if not text.startswith("@"):
         return text
     path = text[1:]
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as file:
+    if not path or path == "-":
+        what = "no file is named" if not path else "a template from stdin is not supported"
+        raise click.BadParameter(
+            f"-w {text}: {what}; put the template in a file and give -w @FILE",
+            param_hint="-w/--write-out",
+        )
+    try:  # newline="": a CR in the file is printed as written, not turned into a newline
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as file:
             return file.read()
     except OSError as exc:
         raise click.BadParameter(

@@ -82,14 +82,18 @@ _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r
 
 
 def tsv_cell(value: Value) -> str:
-    """A value as a TSV cell: backslash, tab, newline and CR escaped, so it is one column."""
+    """A value as a TSV cell: backslash, tab, newline and CR escaped, so it is one column.
+    The ``'`` against formulas goes on before escaping: a cell that begins with a tab gets it."""
     if isinstance(value, tuple):
-        value = "\n".join(value)
+        # A list's items are joined by an escaped newline; a newline inside an item is \x0a (as
+        # in CSV), so the two cannot be confused.
+        items = (terminal_safe(item.replace("\\", "\\\\")) for item in value)
+        return spreadsheet_safe("\\n".join(item.replace("\t", "\\t") for item in items))
     if isinstance(value, str):
         if value.isprintable() and "\\" not in value:  # the common case: nothing to escape
             return spreadsheet_safe(value)
         # Escape backslashes first so that the \xNN of terminal_safe stays unambiguous.
-        return spreadsheet_safe(terminal_safe(value.translate(_TSV_ESCAPES)))
+        return terminal_safe(spreadsheet_safe(value).translate(_TSV_ESCAPES))
     return value_text(value)
 
 

@@ -18,7 +18,8 @@ result is then one join. What a template may hold:
   values, joined), ``%{cert.days_left}`` ... Where a name is both, curl's meaning wins
   (``%{http_version}`` is ``1.1``, the field ``http_version`` is ``HTTP/1.1`` elsewhere).
 * ``%%`` for ``%``, and ``\\n``, ``\\r``, ``\\t``. Any other ``%`` or ``\\`` is printed as it
-  stands, as curl does (so ``\\\\`` prints two backslashes, as in curl).
+  stands together with the character after it, as curl does (so ``\\\\n`` prints ``\\\\n``,
+  and ``%\\n`` prints ``%\\n``, as in curl).
 
 Unlike curl, which prints nothing for an unknown variable and warns, an unknown name is refused
 when the template is compiled (``SpecError``, naming the known ones): a typo should not cost a
@@ -119,7 +120,18 @@ _CURL_EXIT_CODES = {
 }
 _CURL_VERIFY_FAILED = 60  # CURLE_PEER_FAILED_VERIFICATION
 _CURL_GOT_NOTHING = 52  # CURLE_GOT_NOTHING: the server closed without a byte of reply
-_NOTHING = "empty reply: the server closed the connection without a byte"  # http.parse's words
+_CURL_UNSUPPORTED = 1  # CURLE_UNSUPPORTED_PROTOCOL: curl reads a reply without an HTTP/1.x
+# status line as HTTP/0.9, which it refuses
+# http.parse's words for those cases
+_NOTHING = "empty reply: the server closed the connection without a byte"
+_NOTHING_AFTER_INTERIM = "closed after an interim (1xx) response"
+_NOT_HTTP = (
+    "not HTTP",
+    "bad status line",
+    "bad status code",
+    "unsupported version",
+    "empty reply: the server sent only empty lines",
+)
 
 
 def _exitcode(result: Result) -> int:
@@ -128,8 +140,11 @@ def _exitcode(result: Result) -> int:
         return 0
     if error.kind is ErrorKind.TLS and error.message.startswith("certificate"):
         return _CURL_VERIFY_FAILED
-    if error.kind is ErrorKind.PROTOCOL and error.message == _NOTHING:
-        return _CURL_GOT_NOTHING
+    if error.kind is ErrorKind.PROTOCOL:
+        if error.message == _NOTHING or error.message.startswith(_NOTHING_AFTER_INTERIM):
+            return _CURL_GOT_NOTHING
+        if error.message.startswith(_NOT_HTTP):
+            return _CURL_UNSUPPORTED
     return _CURL_EXIT_CODES.get(error.kind, 1)
 
 
@@ -191,6 +206,43 @@ def _text(get: Callable[[Result], str]) -> Callable[[Result], str]:
 
 
 _SPECIAL = {"json": _json, "header_json": _header_json}
+# curl's other -w variables (curl 8.x's manual): about transfers, bodies, proxies and files,
+# which a head fetched by fetchheads does not have. Named as curl's, not taken for headers.
+_CURL_UNSUPPORTED_VARIABLES = frozenset(
+    [
+        "certs",
+        "conn_id",
+        "filename_effective",
+        "ftp_entry_path",
+        "http_connect",
+        "local_ip",
+        "local_port",
+        "method",
+        "num_certs",
+        "num_connects",
+        "num_retries",
+        "proxy_ssl_verify_result",
+        "proxy_used",
+        "redirect_url",
+        "referer",
+        "scheme",
+        "size_download",
+        "size_header",
+        "size_request",
+        "size_upload",
+        "speed_download",
+        "speed_upload",
+        "ssl_verify_result",
+        "stderr",
+        "stdout",
+        "time_posttransfer",
+        "time_pretransfer",
+        "time_queue",
+        "time_redirect",
+        "urlnum",
+        "xfer_id",
+    ]
+)
 ONERROR = "onerror"
 
 
@@ -243,8 +295,9 @@ def compile_write_out(template: str, vocabulary: Vocabulary = BUILTIN) -> WriteO
     end = len(template)
     while i < end:
         char = template[i]
-        if char == "\\" and i + 1 < end and template[i + 1] in _ESCAPES:
-            literal.append(_ESCAPES[template[i + 1]])
+        if char == "\\" and i + 1 < end:  # as curl: the next character is taken with it
+            following = template[i + 1]
+            literal.append(_ESCAPES.get(following) or char + following)
             i += 2
             continue
         if char != "%" or i + 1 == end:
@@ -266,9 +319,9 @@ def compile_write_out(template: str, vocabulary: Vocabulary = BUILTIN) -> WriteO
                 f"%{word.group(1)}{{}} is not supported in -w (of %word{{}}, only %header{{NAME}} "
                 "is)"
             )
-        else:  # "%" before anything else is printed as it is, as in curl
-            literal.append("%")
-            i += 1
+        else:  # "%" before anything else is printed with it, as in curl ("%\\n" is "%\\n")
+            literal.append("%" + following)
+            i += 2
             continue
         if literal:
             parts.append("".join(literal))
@@ -301,12 +354,18 @@ def _variable(name: str, vocabulary: Vocabulary) -> Callable[[Result], str]:
         if not header:
             raise SpecError("empty header name in %header{} (e.g. %header{server})")
         return _header_first(header)
-    if name in _CURL:
-        return _text(_CURL[name][0])
-    if name in _SPECIAL:
-        return _SPECIAL[name]
+    lower = name.lower()  # curl's own names are matched whatever their case, as curl does
+    if lower in _CURL:
+        return _text(_CURL[lower][0])
+    if lower in _SPECIAL:
+        return _SPECIAL[lower]
     field = vocabulary.lookup(name)
     if field is None:
+        if lower in _CURL_UNSUPPORTED_VARIABLES or lower.startswith("url."):
+            raise SpecError(
+                f"curl's %{{{name}}} is not supported by fetchheads' -w; docs/fields.md lists "
+                "every variable it has"
+            )
         shown = "%{{{}}}"
         near = near_names(name, known_variables(vocabulary), shown) or vocabulary.as_family(
             name, shown
