@@ -213,3 +213,18 @@ def test_records_carry_changes_and_warnings_only_when_asked() -> None:
 def test_plain_change_lines_are_terminal_safe() -> None:
     lines = change_lines("a", [Change("X-Evil", ("\x1b[2J",), ())])
     assert lines == ["a changed > X-Evil: \\x1b[2J -> (none)"]
+
+
+def test_pretty_change_lines_show_a_tab_as_backslash_t() -> None:
+    """A tab in a changed value is ``\\t`` on both sides of the arrow, as in the rest of the
+    pretty view: a terminal widens a tab to its next stop, differently on each side."""
+    from rich.console import Console
+
+    from fetchheads.render.pretty import change_lines as pretty_change_lines
+
+    console = Console(width=80, color_system=None, record=True)
+    for line in pretty_change_lines((Change("X-Val", ("a\tb2",), ("a\tb3",)),)):
+        console.print(line)
+    shown = console.export_text()
+    assert "X-Val:  a\\tb2  →  a\\tb3" in shown
+    assert "\t" not in shown

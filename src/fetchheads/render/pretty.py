@@ -317,15 +317,16 @@ def change_lines(changes: tuple[Change, ...]) -> list[RenderableType]:
     lines: list[RenderableType] = []
     for change in changes:
         line = Text("  ")
-        line.append(f"{change_name(change)}:", style="cyan")
+        line.append(f"{cell_safe(change_name(change))}:", style="cyan")
         line.append("  ")
         if change.summary is not None:
             line.append(cell_safe(change.summary), style="yellow")
             lines.append(Hanging(line, 4))
             continue
-        line.append(show_values(change.before), style="red" if change.before else "dim")
+        before, after = (cell_safe(show_values(side)) for side in (change.before, change.after))
+        line.append(before, style="red" if change.before else "dim")
         line.append("  →  ", style="dim")
-        line.append(show_values(change.after), style="green" if change.after else "dim")
+        line.append(after, style="green" if change.after else "dim")
         lines.append(Hanging(line, 4))
     return lines
 
