@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import ssl
@@ -416,9 +417,13 @@ def test_the_examples_run_as_written_and_their_sql_answers(
     ]
     env = {
         "HOME": str(tmp_path),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.environ["PATH"],  # as cron's: the jobs name fetchheads by its full path
         "SSL_CERT_FILE": str(ca_file),
     }
+    installed = shutil.which("fetchheads", path=str(Path(sys.executable).parent))
+    assert installed is not None
+    (tmp_path / ".local" / "bin").mkdir(parents=True)
+    (tmp_path / ".local" / "bin" / "fetchheads").symlink_to(installed)
 
     def cron_job(number: int) -> tuple[int, str, str]:
         done = subprocess.run(

@@ -85,8 +85,8 @@ def scale_options(command: Any) -> Any:
             callback=_workers,
             help="Processes (one event loop each) to spread the run over. auto: one per CPU core "
             "(at most one per 25 of -c) when targets come from a file or stdin and the output is "
-            "plain or jsonl; other runs "
-            "(pretty, --db, --order input, --rate, --progress, --warn-*) use one.",
+            "lines (plain, jsonl, csv, tsv, table, -w); runs with pretty, prometheus, --db, "
+            "--warn-*, --order input, --sort, --rate or the progress bar use one.",
         ),
     )
     return option_group(*options)(command)
