@@ -806,3 +806,15 @@ def test_prometheus_into_another_users_symlink_writes_through_it(
     finally:
         file.abandon()
     assert link.is_symlink()
+
+
+@pytest.mark.parametrize("forced", ["1", ""])
+def test_no_color_wins_over_force_color_in_the_table_as_in_the_pretty_view(
+    site: ThreadedServer, monkeypatch: pytest.MonkeyPatch, forced: str
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("FORCE_COLOR", forced)
+    terminal = Environment(stdout_isatty=True, width=80)
+    result = run(["--format", "table", f"127.0.0.1:{site.port}/hostile"], terminal)
+    assert "404" in result.stdout
+    assert "\x1b[" not in result.stdout

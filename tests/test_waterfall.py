@@ -192,3 +192,20 @@ def test_targets_from_a_file_need_the_option(
     forced = CliRunner().invoke(cli, ["--format", "pretty", "--waterfall", "-i", str(hosts)])
     assert "  first byte " not in plain.output
     assert "  first byte " in forced.output
+
+
+def test_the_waterfall_option_on_a_terminal_chooses_the_pretty_blocks(
+    threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    """A list from a file is a table on a terminal, which has no bars: --waterfall asks for
+    them, so it gets the pretty blocks instead of being ignored."""
+    from fetchheads.run.plan import Environment
+
+    server = threaded_server(reply(RAW))
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text(f"127.0.0.1:{server.port}\n")
+    terminal = Environment(stdout_isatty=True, width=100, colour=False)
+    table = CliRunner().invoke(cli, ["-i", str(hosts)], obj=terminal)
+    forced = CliRunner().invoke(cli, ["--waterfall", "-i", str(hosts)], obj=terminal)
+    assert table.output.startswith("target")  # the table's header row
+    assert "  first byte " in forced.output

@@ -120,13 +120,11 @@ class Environment:
         """Whether stdout gets colours: a terminal (not ``TERM=dumb``), unless ``NO_COLOR``."""
         if self.colour is not None:
             return self.colour
+        if os.environ.get("NO_COLOR"):  # first, as rich decides it for the pretty view
+            return False
         if os.environ.get("FORCE_COLOR"):
             return True
-        return (
-            self.stdout_isatty
-            and not os.environ.get("NO_COLOR")
-            and os.environ.get("TERM", "") != "dumb"
-        )
+        return self.stdout_isatty and os.environ.get("TERM", "") != "dumb"
 
     def redraws_stderr(self) -> bool:
         """Whether stderr can take a transient line: a terminal that is not ``TERM=dumb``. In a
@@ -222,7 +220,8 @@ def choose_view(
     the table on a terminal and TSV elsewhere; else with ``--sort`` the table on a terminal
     (a sorted run is a line format); else on a terminal the table for a list read from
     a file or stdin (blocks of 300 heads are not readable at a glance) and the pretty blocks for
-    targets given as arguments or under ``--changes``; plain in a pipe or file."""
+    targets given as arguments, under ``--changes`` or with ``--waterfall``; plain in a pipe or
+    file."""
     to_terminal = environment.stdout_isatty and output is None
     if write_out is not None:
         chosen = WRITE_OUT
@@ -238,7 +237,8 @@ def choose_view(
         chosen = "table"
     elif to_terminal:
         a_list = any(source.path is not None for source in sources)
-        chosen = "table" if a_list and not changes else "pretty"
+        # --waterfall asks for the pretty blocks, where the bars are drawn
+        chosen = "table" if a_list and not changes and waterfall is not True else "pretty"
     else:
         chosen = "plain"
     if chosen in COLUMN_FORMATS and not fields:
