@@ -19,7 +19,15 @@ from fetchheads.certificates import certificate_alerts, decode, explain_rejectio
 from fetchheads.cli import cli
 from fetchheads.fetch.connection import presented_chain
 from fetchheads.models import Alert, ChainCert, Result, TLSInfo
-from tests.support.certs import days, leaf_context, now, self_signed, under_short_intermediate
+from tests.support.certs import (
+    days,
+    leaf_context,
+    now,
+    presenting_unreadable,
+    self_signed,
+    under_short_intermediate,
+    unreadable,
+)
 from tests.support.servers import ThreadedServer, reply
 
 HEAD = b"HTTP/1.1 200 OK\r\nServer: tls-test\r\n\r\n"
@@ -332,6 +340,76 @@ def test_a_warn_fraction_that_is_no_fraction_is_a_usage_error(value: str) -> Non
     result = CliRunner().invoke(cli, ["--warn-fraction", value, "https://127.0.0.1:1/"])
     assert result.exit_code == 2
     assert "is not a fraction of a lifetime: give one such as 1/3, 0.25 or 25%" in result.stderr
+
+
+# --- certificates OpenSSL takes and cryptography cannot read ---------------------------------------
+
+
+def fetch_records(*args: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    code, out = fetchheads("--json", *args)
+    records = [json.loads(line) for line in out.splitlines()]
+    return code, {record["url"]: record for record in records}
+
+
+@pytest.mark.parametrize(
+    ("kind", "in_chain"),
+    [
+        # OpenSSL will not present a leaf with two subjectAltNames, only send one along.
+        ("duplicate-san", True),
+        ("x400-san", False),
+        ("x400-san", True),
+        ("version-4", False),
+        ("version-4", True),
+    ],
+)
+def test_a_certificate_cryptography_cannot_read_ends_only_its_own_target(
+    serve: Callable[[ssl.SSLContext], str],
+    ca: trustme.CA,
+    ca_file: Path,
+    tmp_path: Path,
+    kind: str,
+    in_chain: bool,
+) -> None:
+    """Two subjectAltName extensions, an x400Address among the names, a version field of 3:
+    OpenSSL takes them in a handshake, cryptography raises for them. The run goes on: every
+    target has its record, and the odd one says what could be read."""
+    good = serve(leaf_context(ca.issue_cert("127.0.0.1")))
+    odd = serve(presenting_unreadable(tmp_path, kind, in_chain=in_chain))
+    code, records = fetch_records("-k", good, odd)
+    assert code == 0
+    assert records[good]["ok"] is True
+    assert records[odd]["ok"] is True
+    tls = records[odd]["tls"]
+    assert len(tls["fingerprint_sha256"]) == 64
+    if in_chain:
+        assert tls["subject"] == "O=fetchheads tests, CN=self.test"
+        assert len(tls["chain"]) == 2
+    elif kind == "version-4":
+        assert tls["subject"] is None  # not loaded at all: only its fingerprint is known
+    else:
+        assert tls["subject"] == "O=fetchheads tests, CN=127.0.0.1"
+        assert tls["san"] == []  # the names could not be read; the rest is told
+        assert tls["days_left"] == 29
+    # Verified: the odd one fails verification, and the second look at it still ends well.
+    code, records = fetch_records("--cacert", str(ca_file), good, odd)
+    assert code == 1
+    assert records[good]["ok"] is True
+    assert records[odd]["error"]["kind"] == "tls"
+    assert records[odd]["error"]["message"].startswith("certificate verification failed: ")
+    code, out = fetchheads("-k", "--format", "pretty", good, odd)
+    assert code == 0
+    assert "internal error" not in out
+
+
+def test_decode_never_raises_for_what_cryptography_refuses() -> None:
+    for kind in ("duplicate-san", "x400-san", "version-4"):
+        der, _ = unreadable(kind)
+        decoded = decode(der)
+        assert len(decoded.fingerprint_sha256) == 64
+        assert decoded.san == ()
+        if kind != "version-4":
+            assert decoded.subject == "O=fetchheads tests, CN=127.0.0.1"
+            assert decoded.not_after is not None
 
 
 # --- the parts, alone -----------------------------------------------------------------------------

@@ -69,21 +69,19 @@ def decode(der: bytes) -> Decoded:
     import hashlib
 
     from cryptography import x509
-    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-
-    unreadable = (ValueError, TypeError, UnsupportedAlgorithm)
 
     def guard(read: Callable[[], _T]) -> _T | None:
-        # cryptography parses fields when asked, and raises for a malformed one.
+        # cryptography parses fields when asked, and raises for a malformed one: ValueError,
+        # TypeError, UnsupportedAlgorithm, DuplicateExtension, UnsupportedGeneralNameType,
+        # InvalidSignature, and whatever a later version adds. None of them may end a run.
         try:
             return read()
-        except unreadable:
+        except Exception:
             return None
 
     fingerprint = hashlib.sha256(der).hexdigest()
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError:
+    cert = guard(lambda: x509.load_der_x509_certificate(der))  # InvalidVersion, ValueError
+    if cert is None:
         return Decoded(
             None, None, None, None, None, None, (), None, fingerprint, None, None, None, False,
             ChainCert(None, None, None),
@@ -99,7 +97,7 @@ def decode(der: bytes) -> Decoded:
         try:
             cert.verify_directly_issued_by(cert)
             self_signed = True
-        except (*unreadable, InvalidSignature):
+        except Exception:  # InvalidSignature, or a key or signature it cannot read
             pass
     return Decoded(
         subject=subject,

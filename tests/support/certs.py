@@ -5,6 +5,7 @@ trustme cannot make (a self-signed leaf, an intermediate with its own dates) fro
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import ssl
@@ -176,3 +177,102 @@ def _leaf(
     return _build(
         _name(hosts[0]), issuer, public, signer, now() - days(1), not_after, ca=False, hosts=hosts
     )
+
+
+# --- certificates OpenSSL takes and ``cryptography`` will not read ------------------------------
+
+_SAN_OID = b"\x06\x03\x55\x1d\x11"  # 2.5.29.17, subjectAltName
+_STAND_IN_OID = b"\x06\x03\x55\x1d\x63"  # 2.5.29.99: as long, so the DER keeps its lengths
+_VERSION_3 = b"\xa0\x03\x02\x01\x02"  # [0] INTEGER 2: an X.509 v3 certificate
+
+
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _length(len(content)) + content
+
+
+def _resigned(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, tbs: bytes) -> bytes:
+    """``cert`` (signed by ``key``, ECDSA with SHA-256) with its to-be-signed part replaced by
+    ``tbs`` and signed again: DER."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    old_tbs = cert.tbs_certificate_bytes
+    start = der.index(old_tbs) + len(old_tbs)
+    algorithm = der[start : start + 2 + der[start + 1]]  # a short AlgorithmIdentifier
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    return _tlv(0x30, tbs + algorithm + _tlv(0x03, b"\x00" + signature))
+
+
+def unreadable(kind: str, host: str = "127.0.0.1") -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    """A self-signed certificate for ``host`` (DER, and its key) that OpenSSL accepts in a handshake and
+    ``cryptography`` refuses a part of, or all: ``duplicate-san`` (two subjectAltName extensions:
+    ``DuplicateExtension``), ``x400-san`` (an x400Address among the names:
+    ``UnsupportedGeneralNameType``), ``version-4`` (version field 3: ``InvalidVersion`` on
+    loading)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(host)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now() - days(1))
+        .not_valid_after(now() + days(30))
+        .add_extension(_alt_names((host,)), critical=False)
+    )
+    if kind == "duplicate-san":
+        stand_in = x509.UnrecognizedExtension(
+            x509.ObjectIdentifier("2.5.29.99"), _alt_names(("other.test",)).public_bytes()
+        )
+        builder = builder.add_extension(stand_in, critical=False)
+    elif kind == "x400-san":
+        # dNSName "host", then an empty x400Address ([3] constructed), in a second SAN-shaped
+        # extension that then takes the first one's place.
+        names = _tlv(0x82, host.encode()) + _tlv(0xA3, _tlv(0x30, b""))
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("2.5.29.99"), _tlv(0x30, names)),
+            critical=False,
+        )
+    cert = builder.sign(key, hashes.SHA256())
+    tbs = cert.tbs_certificate_bytes
+    if kind == "duplicate-san":
+        tbs = tbs.replace(_STAND_IN_OID, _SAN_OID)
+    elif kind == "x400-san":
+        # Only the x400 one stays a subjectAltName: the builder's own becomes the stand-in.
+        tbs = tbs.replace(_SAN_OID, b"\x06\x03\x55\x1d\x62").replace(_STAND_IN_OID, _SAN_OID)
+    elif kind == "version-4":
+        assert _VERSION_3 in tbs
+        tbs = tbs.replace(_VERSION_3, b"\xa0\x03\x02\x01\x03", 1)
+    else:
+        raise ValueError(kind)
+    return _resigned(cert, key, tbs), key
+
+
+def presenting_unreadable(tmp: Path, kind: str, *, in_chain: bool = False) -> ssl.SSLContext:
+    """A server context presenting an ``unreadable(kind)`` certificate for 127.0.0.1: as its
+    own, or (``in_chain``) after a good self-signed leaf, as if an intermediate."""
+    der, key = unreadable(kind)
+    pem = b"-----BEGIN CERTIFICATE-----\n%s-----END CERTIFICATE-----\n" % (base64.encodebytes(der))
+    if in_chain:
+        context = self_signed(tmp, "127.0.0.1")
+        chain = tmp / "chain.pem"
+        chain.write_bytes(chain.read_bytes() + pem)
+        context.load_cert_chain(chain, tmp / "key.pem")
+        return context
+    (tmp / "chain.pem").write_bytes(pem)
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp / "chain.pem", tmp / "key.pem")
+    return context
