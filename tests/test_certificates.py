@@ -25,6 +25,8 @@ from tests.support.certs import (
     now,
     presenting_unreadable,
     self_signed,
+    self_signed_until_year_999,
+    under_intermediate_until_year_999,
     under_short_intermediate,
     unreadable,
 )
@@ -410,6 +412,37 @@ def test_decode_never_raises_for_what_cryptography_refuses() -> None:
         if kind != "version-4":
             assert decoded.subject == "O=fetchheads tests, CN=127.0.0.1"
             assert decoded.not_after is not None
+
+
+# --- years before 1000 ---------------------------------------------------------------------------
+
+
+def test_a_certificate_that_expired_in_the_year_999_is_told_with_four_digit_years(
+    serve: Callable[[ssl.SSLContext], str], tmp_path: Path
+) -> None:
+    url = serve(self_signed_until_year_999(tmp_path))
+    code, record = fetch_json("--cacert", str(tmp_path / "self.pem"), url)
+    assert code == 1
+    assert record["tls"]["not_after"] == "0999-12-31T23:59:59Z"
+    assert record["error"]["message"].startswith(
+        "certificate verification failed: certificate expired on 0999-12-31 ("
+    )
+    code, out = fetchheads("-k", "--format", "pretty", url)
+    assert code == 0
+    assert "0999-12-31T23:59:59Z (EXPIRED " in out
+
+
+def test_an_intermediate_that_expired_in_the_year_999_is_warned_about(
+    serve: Callable[[ssl.SSLContext], str], tmp_path: Path
+) -> None:
+    url = serve(under_intermediate_until_year_999(tmp_path))
+    code, out = fetchheads("-k", "--warn-days", "7", "--format", "plain", url)
+    assert code == 3
+    [warning] = [line for line in out.splitlines() if " warning > " in line]
+    assert warning.startswith(
+        f"{url} warning > intermediate O=fetchheads tests, CN=Old Intermediate expires "
+        "0999-12-31T23:59:59Z, before the certificate ("
+    )
 
 
 # --- the parts, alone -----------------------------------------------------------------------------

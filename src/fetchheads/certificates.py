@@ -118,7 +118,16 @@ def decode(der: bytes) -> Decoded:
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``2027-03-15T00:00:00Z``; four digits in every year (``strftime`` writes the year 999 as
+    ``999``), so the text reads back and sorts as the moments do."""
+    if moment is None:
+        return None
+    return f"{_day(moment)}T{moment:%H:%M:%S}Z"
+
+
+def _day(moment: dt.datetime) -> str:
+    """``2027-03-15``, the year in four digits."""
+    return f"{moment.year:04d}-{moment:%m-%d}"
 
 
 def _format_name(name: x509.Name) -> str | None:
@@ -277,20 +286,20 @@ def explain_rejection(
         if code == _CERT_HAS_EXPIRED:
             return _expired(tls, now) or (
                 "a CA certificate above those the server sent has expired (the server's own is "
-                f"valid until {_moment(tls.not_after):%Y-%m-%d}): check --cacert or this "
+                f"valid until {_day(_moment(tls.not_after))}): check --cacert or this "
                 "machine's CA store"
             )
         if code == _CERT_NOT_YET_VALID and tls.not_before is not None:
             start = _moment(tls.not_before)
             if start > now:
                 return (
-                    f"certificate is not valid until {start:%Y-%m-%d} "
+                    f"certificate is not valid until {_day(start)} "
                     f"(in {_days(start - now)}): is this machine's clock right?"
                 )
             # The server's own is valid: OpenSSL found another in its chain not valid yet.
             return (
                 "a certificate in the chain above the server's own is not valid yet (the "
-                f"server's is valid since {start:%Y-%m-%d}): is this machine's clock right?"
+                f"server's is valid since {_day(start)}): is this machine's clock right?"
             )
         if code in (_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH):
             names = list(tls.san) or [_common_name(tls.subject) or "no name"]
@@ -314,11 +323,11 @@ def _expired(tls: TLSInfo, now: dt.datetime) -> str | None:
     assert tls.not_after is not None
     end = _moment(tls.not_after)
     if end <= now:
-        return f"certificate expired on {end:%Y-%m-%d} ({_ago(now - end)})"
+        return f"certificate expired on {_day(end)} ({_ago(now - end)})"
     for cert in (tls.chain or ())[1:]:
         if cert.not_after is not None and _moment(cert.not_after) <= now:
             end = _moment(cert.not_after)
-            return f"{cert.subject} in the chain expired on {end:%Y-%m-%d} ({_ago(now - end)})"
+            return f"{cert.subject} in the chain expired on {_day(end)} ({_ago(now - end)})"
     return None
 
 
@@ -391,7 +400,7 @@ def certificate_alerts(
     for cert in (tls.chain or ())[1:]:
         if cert.subject == cert.issuer or cert.not_after is None or leaf_end is None:
             continue  # a root sent along: clients use their own copy
-        if cert.not_after < leaf_end:  # same ISO 8601 form: text order is time order
+        if cert.not_after < leaf_end:  # same ISO 8601 form, 4-digit years: text order is time order
             alerts.append(
                 Alert(
                     "certificate",

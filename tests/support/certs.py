@@ -276,3 +276,51 @@ def presenting_unreadable(tmp: Path, kind: str, *, in_chain: bool = False) -> ss
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tmp / "chain.pem", tmp / "key.pem")
     return context
+
+
+def _until_year_999(cert: x509.Certificate, signer: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    """``cert``, valid until 2999-12-31, made valid until 0999-12-31 instead and signed again
+    (``cryptography`` builds nothing before 1950)."""
+    tbs = cert.tbs_certificate_bytes
+    assert tbs.count(b"\x18\x0f2999") == 1  # GeneralizedTime, 15 characters
+    return x509.load_der_x509_certificate(
+        _resigned(cert, signer, tbs.replace(b"\x18\x0f2999", b"\x18\x0f0999"))
+    )
+
+
+YEAR_2999 = dt.datetime(2999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+
+def self_signed_until_year_999(tmp: Path) -> ssl.SSLContext:
+    """A server context presenting a self-signed leaf for 127.0.0.1 that expired at the end of
+    the year 999; its PEM is written to ``tmp / "self.pem"``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name("127.0.0.1")
+    start = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    cert = _build(
+        name, name, key.public_key(), key, start, YEAR_2999, ca=False, hosts=("127.0.0.1",)
+    )
+    cert = _until_year_999(cert, key)
+    (tmp / "self.pem").write_bytes(_pem(cert))
+    return _context(key, (cert,), tmp)
+
+
+def under_intermediate_until_year_999(tmp: Path) -> ssl.SSLContext:
+    """A server context presenting a leaf for 127.0.0.1 valid 60 more days and the intermediate
+    that signed it, which expired at the end of the year 999."""
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root_name = _name("Old Root")
+    middle_key = ec.generate_private_key(ec.SECP256R1())
+    middle = _build(
+        _name("Old Intermediate"),
+        root_name,
+        middle_key.public_key(),
+        root_key,
+        now() - days(10),
+        YEAR_2999,
+        ca=True,
+    )
+    middle = _until_year_999(middle, root_key)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _leaf(("127.0.0.1",), middle.subject, middle_key, leaf_key, now() + days(60.5))
+    return _context(leaf_key, (leaf, middle), tmp)
