@@ -476,6 +476,18 @@ def test_an_expired_or_future_certificate_above_a_valid_leaf_is_not_blamed_on_th
     )
 
 
+def test_a_certificate_whose_dates_are_reversed_is_never_valid_whatever_the_clock() -> None:
+    moment = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
+    tls = TLSInfo(
+        "TLSv1.3", None, "CN=site", "CN=CA", "2027-01-01T00:00:00Z", 26,
+        not_before="2027-02-23T00:00:00Z",
+    )  # fmt: skip
+    assert explain_rejection(9, "certificate is not yet valid", "h", tls, moment) == (
+        "certificate is never valid: its dates are reversed (from 2027-02-23, until "
+        "2027-01-01): the server needs a new one"
+    )
+
+
 def test_a_certificate_that_cannot_be_decoded_still_has_a_fingerprint() -> None:
     garbage = decode(b"\x30\x03\x02\x01\x01")
     assert garbage.subject is None

@@ -291,6 +291,12 @@ def explain_rejection(
             )
         if code == _CERT_NOT_YET_VALID and tls.not_before is not None:
             start = _moment(tls.not_before)
+            end = _moment(tls.not_after)
+            if end < start:  # no clock helps
+                return (
+                    f"certificate is never valid: its dates are reversed (from {_day(start)}, "
+                    f"until {_day(end)}): the server needs a new one"
+                )
             if start > now:
                 return (
                     f"certificate is not valid until {_day(start)} "
