@@ -286,7 +286,7 @@ def test_concurrency_is_lowered_to_fit_a_small_hard_limit(threaded_server: Start
     )
     stdout, stderr = process.communicate(f"127.0.0.1:{server.port}\n".encode() * 200, timeout=60)
     assert stderr.decode().splitlines() == [
-        f"fetchheads: warning: concurrency lowered from 100 to 16 to fit the open-file limit "
+        f"fetchheads: warning: concurrency lowered from 100 to 14 to fit the open-file limit "
         f"of {limit} (raise it with 'ulimit -n')"
     ]
     records = [json.loads(line) for line in stdout.splitlines()]
@@ -352,9 +352,9 @@ def test_fit_concurrency() -> None:
     assert fit_concurrency(100, None) == (100, None)
     assert fit_concurrency(100, 1024) == (100, None)
     lowered, warning = fit_concurrency(5000, 1024)
-    assert lowered == 1024 - FDS_RESERVED
+    assert lowered == (1024 - FDS_RESERVED) * 7 // 8
     assert warning is not None
-    assert "lowered from 5000 to 960" in warning
+    assert "lowered from 5000 to 840" in warning
     assert fit_concurrency(10, 10)[0] == 1
 
 
