@@ -197,7 +197,7 @@ def test_offline_audit_of_a_database(headers_nginx: Nginx, db: str, ca_file: Pat
     assert headers_nginx.url("/bare") in lines[1]
     code, out, err = fetchheads("audit", "--db", db, "--fail-under", "A", "--format", "jsonl")
     assert code == 3
-    assert "2 targets graded under A" in err
+    assert err == "fetchheads: 2 targets graded under A (--fail-under)\n"
     records = {json.loads(line)["url"]: json.loads(line) for line in out.splitlines()}
     hardened = records[headers_nginx.url("/hardened", tls=True)]["audit"]
     assert hardened["grade"] == "A+"  # tls.verified stored: HSTS counts
@@ -207,6 +207,16 @@ def test_offline_audit_of_a_database(headers_nginx: Nginx, db: str, ca_file: Pat
     code, _, err = fetchheads("audit", "--db", db, "http://127.0.0.1:1/nothing")
     assert code == 1
     assert "no snapshots of http://127.0.0.1:1/nothing" in err
+    # One target unknown: the others are still graded, and each unknown one named.
+    code, out, err = fetchheads(
+        "audit", "--db", db, "--format", "plain", headers_nginx.url("/bare"),
+        "http://127.0.0.1:1/nothing", "http://127.0.0.1:2/nothing",
+    )  # fmt: skip
+    assert code == 1
+    assert out.startswith(f"{headers_nginx.url('/bare')} audit > grade F")
+    assert err.splitlines() == [
+        f"fetchheads: no snapshots of http://127.0.0.1:{port}/nothing in {db}" for port in (1, 2)
+    ]
 
 
 def test_attaching_the_audit_keeps_every_other_field_of_the_result() -> None:

@@ -10,9 +10,10 @@ from typing import Any
 import click
 
 from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, option_group
-from fetchheads.cli.snapshots import _db_option, _fail, _keys, _no_snapshots, open_store
+from fetchheads.cli.snapshots import _db_option, _fail, _keys, no_snapshots, open_store
 from fetchheads.errors import StoreError
 from fetchheads.grades import LETTERS
+from fetchheads.render.safe import terminal_safe
 from fetchheads.run.plan import AuditPlan
 from fetchheads.run.summary import below
 from fetchheads.targets import SCHEMES
@@ -109,17 +110,24 @@ def audit_command(
         except StoreError as exc:
             _fail(str(exc))
     graded_keys = {row.snapshot.key for row in rows}
-    for target, found, stored in named:
-        if not graded_keys.intersection(found):
-            _no_snapshots(target, db, stored)
-    if not quiet:
+    missing = [
+        (target, stored) for target, found, stored in named if not graded_keys.intersection(found)
+    ]
+    if rows and not quiet:  # the targets that are stored are graded, whatever else was asked
         click.echo(format_rows(rows, output_format), nl=False)
+    for target, stored in missing:  # one line each, then status 1
+        click.echo(f"fetchheads: {terminal_safe(no_snapshots(target, db, stored))}", err=True)
+    if missing:
+        sys.exit(int(ExitStatus.FAILED))
     grades = collections.Counter(
         row.audit.grade for row in rows if row.audit is not None and row.audit.grade
     )
     under = below(grades, fail_under) if fail_under else 0
     if under:
-        click.echo(f"fetchheads: {counted(under, 'target')} graded under {fail_under}", err=True)
+        click.echo(
+            f"fetchheads: {counted(under, 'target')} graded under {fail_under} (--fail-under)",
+            err=True,
+        )
         sys.exit(int(ExitStatus.WARNING))
 
 

@@ -360,11 +360,15 @@ def _keys(store: Store, target: str, scheme: str) -> tuple[list[str], list[str]]
         _fail(str(exc))
 
 
-def _no_snapshots(target: str, db: str, stored: list[str]) -> NoReturn:
+def no_snapshots(target: str, db: str, stored: list[str]) -> str:
     message = f"no snapshots of {target} in {_shown(db)}"
     if stored:
         message += "; stored: " + ", ".join(stored)
-    _fail(message)
+    return message
+
+
+def _no_snapshots(target: str, db: str, stored: list[str]) -> NoReturn:
+    _fail(no_snapshots(target, db, stored))
 
 
 def _shown(location: str) -> str:
