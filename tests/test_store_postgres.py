@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.snapshots.store import SCHEMA_VERSION, Store
 from tests.support import processes
 from tests.support.postgres import Postgres
-from tests.support.snapshots import day, fetchheads, query, snap
+from tests.support.snapshots import day, fetchheads, query, run_cli, snap
 
 
 def tables(url: str, schema: str = "public") -> list[str]:
@@ -240,3 +241,41 @@ def test_the_hand_started_server_stops_on_sigterm_as_on_ctrl_c(stop: signal.Sign
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:  # a server the helper left running must not outlive the test
         Postgres(Path(data).parent).stop()
+
+
+INTERRUPTED_BEFORE_FETCHING = (
+    "fetchheads: interrupted: 0 done, 0 not finished, the rest of the input not read"
+)
+
+
+def test_ctrl_c_while_the_server_never_answers_ends_the_run_as_interrupted() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"postgresql://u:p@127.0.0.1:{silent.getsockname()[1]}/x"
+        process = run_cli("--db", url, "127.0.0.1:9")
+        silent.settimeout(30)
+        connection, _ = silent.accept()  # fetchheads now waits for an answer that never comes
+        with connection:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=5)  # not the 10 s connect timeout
+    assert (process.returncode, out) == (130, "")
+    assert err.splitlines() == [INTERRUPTED_BEFORE_FETCHING]
+
+
+def test_ctrl_c_while_a_lock_keeps_changes_waiting_stores_no_finished_run(
+    postgres: Postgres,
+) -> None:
+    url = postgres.new_database()
+    Store.open(url).close()
+    with psycopg.connect(url) as locker:
+        locker.execute("LOCK TABLE snapshots IN ACCESS EXCLUSIVE MODE")
+        process = run_cli("--db", url, "--changes", "127.0.0.1:9")
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fetchheads' "
+        waiting += "AND wait_event_type = 'Lock'"
+        deadline = time.monotonic() + 30
+        while query(url, waiting) != [(1,)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)  # not the 30 s lock timeout
+    assert (process.returncode, out) == (130, "")
+    assert err.splitlines() == [INTERRUPTED_BEFORE_FETCHING]
+    assert query(url, "SELECT count(*) FROM runs") == [(0,)]

@@ -42,9 +42,22 @@ def open_store(path: str, *, readonly: bool = False, param_hint: str = "--db") -
 
 def snapshot_session(db: str | None, options: SnapshotOptions) -> SnapshotSession:
     """The fetch run's side of ``--db``. A database that cannot be used now does not stop the
-    fetch: every result is still printed, and the run says how many were not recorded."""
+    fetch: every result is still printed, and the run says how many were not recorded. A Ctrl-C
+    while it is opened (a server that does not answer, a lock) makes an ``interrupted`` session:
+    the run ends as interrupted before it fetches."""
     if db is None:
         return SnapshotSession(None, options)
+    from fetchheads.run.process import interruptible
+    from fetchheads.snapshots.store import shown
+
+    try:
+        with interruptible():
+            return _opened_session(db, options)
+    except KeyboardInterrupt:
+        return SnapshotSession(None, options, path=shown(db), interrupted=True)
+
+
+def _opened_session(db: str, options: SnapshotOptions) -> SnapshotSession:
     from fetchheads.snapshots.store import Store, shown
 
     try:

@@ -281,6 +281,24 @@ def accept_stop_signals() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt inside the block, as it stops the fetch that follows
+    (``StopSignals``), also in a process started with SIGINT ignored (a script's background
+    job): for the waits on the database before the event loop starts, which a library may
+    spend in its own loop (psycopg's, for a server that never answers or a lock). The handler
+    is as before afterwards."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def ignore_interrupts() -> None:
     """The run is over (a Ctrl-C, if any, already taken): one more while the summary is printed
     and rich imported must not end the process halfway ("Aborted!" and exit 1, or an "Exception

@@ -42,6 +42,7 @@ from fetchheads.run.plan import AuditPlan, RunPlan
 from fetchheads.run.pool import Intake, Pacer, run
 from fetchheads.run.process import ExitStatus, StopSignals
 from fetchheads.run.summary import Summary, not_recorded
+from fetchheads.snapshots.recorder import SnapshotSession
 
 
 def execute(plan: RunPlan) -> Outcome:
@@ -50,6 +51,8 @@ def execute(plan: RunPlan) -> Outcome:
     config = plan.config
     summary = Summary()
     stderr = StderrConsole(**plan.environment.console_options())
+    if not _started(plan.session, config):
+        return _interrupted_before_fetching(plan, summary, stderr)
     sink = make_sink(plan)
     bar = ProgressLine(stderr.console, summary, writer=sink.writer) if plan.view.bar else None
     started = time.monotonic()
@@ -114,7 +117,6 @@ def execute(plan: RunPlan) -> Outcome:
             await session.drain()  # every result is recorded, even after Ctrl-C
             await resolver.aclose()
 
-    session.start(config)
     status: ExitStatus
     try:
         with process.tuned_gc(), asyncio.Runner(loop_factory=plan.loop_factory) as runner:
@@ -156,6 +158,27 @@ def execute(plan: RunPlan) -> Outcome:
         read=intake.read,
         all_read=intake.complete,
     )
+
+
+def _started(session: SnapshotSession, config: Config) -> bool:
+    """``session.start``; False when Ctrl-C came first: while the database was opened, or while
+    it kept the start waiting (a server that does not answer, a lock held)."""
+    if session.interrupted:
+        return False
+    try:
+        with process.interruptible():
+            session.start(config)
+    except KeyboardInterrupt:
+        return False
+    return True
+
+
+def _interrupted_before_fetching(plan: RunPlan, summary: Summary, stderr: StderrConsole) -> Outcome:
+    """Ctrl-C before the first fetch: nothing fetched, no ``runs`` row, no ``-o`` file."""
+    started = time.monotonic()
+    plan.session.close()
+    finish_output(plan, stopped=True, stderr=stderr)
+    return Outcome(ExitStatus.INTERRUPTED, summary, started, began=False, all_read=False)
 
 
 def auditor(options: AuditPlan | None) -> Callable[[Result], Result] | None:

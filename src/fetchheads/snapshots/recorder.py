@@ -281,8 +281,11 @@ class SnapshotSession:
         *,
         path: str | None = None,
         unavailable: StoreError | None = None,
+        interrupted: bool = False,
     ) -> None:
         self.store = store
+        self.interrupted = interrupted
+        """Ctrl-C came while the database was opened: the run ends before it fetches."""
         self.options = options or SnapshotOptions()
         self.path = path if path is not None else (store.path if store is not None else None)
         self.alerts = 0
@@ -316,7 +319,8 @@ class SnapshotSession:
         return self.alerts
 
     def start(self, config: Config) -> None:
-        """Before the loop: the baseline question, and what the ``runs`` row will say."""
+        """Before the loop: the baseline question, and what the ``runs`` row will say. A Ctrl-C
+        while the database keeps it waiting is a KeyboardInterrupt (``process.interruptible``)."""
         if self.store is None:
             return
         self._run_options = run_options(config, self.options)
