@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import os
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.models import format_timestamp, utc_now
 from fetchheads.snapshots.store import APPLICATION_ID, SCHEMA_VERSION, Store
 from fetchheads.snapshots.store_sqlite import MIGRATIONS
-from tests.support.snapshots import day, snap
+from tests.support.snapshots import day, query, snap
 
 
 def digest(path: Path) -> str:
@@ -221,6 +222,28 @@ def test_prune_keep_n_per_target_and_empty_runs_go(db: str) -> None:
         assert [s.fetched_at for s in store.history(["http://a/"])] == [day(5), day(4)]
         assert [s.fetched_at for s in store.history(["http://b/"])] == [day(5)]
         assert store.prune(keep_days=None, keep=None) == (0, 0)
+
+
+def test_prune_counts_what_it_deleted_when_another_prune_deletes_some_first(db: str) -> None:
+    with Store.open(db) as store:
+        for n in range(1, 5):
+            run = store.begin_run("0", {})
+            store.record(run, [snap("http://a/", day(n))])
+            store.finish_run(run, targets=1, ok=1)
+        select = store._rows
+
+        def then_another_prune(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+            rows = select(sql, params)
+            if "row_number()" in sql:  # the ids to delete, chosen: another prune takes two
+                query(
+                    db,
+                    f"DELETE FROM snapshots WHERE id IN ({rows[0][0]}, {rows[1][0]}) RETURNING id",
+                )
+            return rows
+
+        store._rows = then_another_prune  # type: ignore[method-assign]
+        assert store.prune(keep_days=None, keep=1)[0] == 1  # of the 3 it chose, 1 was left
+    assert query(db, "SELECT count(*) FROM snapshots") == [(1,)]
 
 
 class _Interleaved(sqlite3.Connection):

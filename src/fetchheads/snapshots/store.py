@@ -607,6 +607,7 @@ class Store:
             )
             with self._translate("read"):
                 doomed = [row[0] for row in self._rows(select, params)]
+        deleted = 0  # not len(doomed): another prune at once may delete some of them first
         for start in range(0, len(doomed), PRUNE_BATCH):
             batch = doomed[start : start + PRUNE_BATCH]
             marks = ", ".join("?" for _ in batch)
@@ -616,7 +617,7 @@ class Store:
                     f"WHERE id IN ({marks}) ON CONFLICT (key) DO NOTHING",
                     batch,
                 )
-                self._run(f"DELETE FROM snapshots WHERE id IN ({marks})", batch)
+                deleted += self._run(f"DELETE FROM snapshots WHERE id IN ({marks})", batch)
         with self._translate("read"):
             unfinished = [
                 row[0]
@@ -637,7 +638,7 @@ class Store:
                 "AND NOT EXISTS (SELECT 1 FROM snapshots WHERE run_id = runs.id)",
                 (INTERRUPTED,),
             )
-        return len(doomed), runs
+        return deleted, runs
 
     # -- copying between databases -------------------------------------------------------------
 
