@@ -435,5 +435,10 @@ _PREFIX = re.compile(r"^connection failed: ")
 
 
 def _error(path: str, doing: str, exc: Exception, secrets: Sequence[str]) -> StoreError:
-    reason = _PREFIX.sub("", _one_line(str(exc), secrets)) or type(exc).__name__
+    # The server's own message is its first line; the rest (LINE 1: and the statement, a caret
+    # under it, DETAIL, HINT) quotes our SQL. libpq's own messages (connecting) are kept whole.
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    text = primary if isinstance(primary, str) and primary.strip() else str(exc)
+    reason = _PREFIX.sub("", _one_line(text, secrets)) or type(exc).__name__
     return StoreError(f"{path}: cannot {doing}: {reason}", reason)
