@@ -279,3 +279,28 @@ def test_ctrl_c_while_a_lock_keeps_changes_waiting_stores_no_finished_run(
     assert (process.returncode, out) == (130, "")
     assert err.splitlines() == [INTERRUPTED_BEFORE_FETCHING]
     assert query(url, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_a_server_error_is_said_in_its_first_line_without_our_sql(postgres: Postgres) -> None:
+    url = postgres.new_database()
+    with Store.open(url) as store, pytest.raises(StoreError) as raised, store._translate("read"):
+        store._rows("SELECT no_such_column FROM runs")
+    assert str(raised.value).endswith(': cannot read: column "no_such_column" does not exist')
+
+
+def test_a_locked_changes_run_waits_one_lock_timeout_not_two(
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fetchheads.snapshots import store_postgres
+
+    monkeypatch.setattr(store_postgres, "LOCK_TIMEOUT", 1.0)
+    url = postgres.new_database()
+    Store.open(url).close()
+    with psycopg.connect(url) as locker:
+        locker.execute("LOCK TABLE snapshots IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        code, _, err = fetchheads("--db", url, "--changes", "-q", "127.0.0.1:9")
+        elapsed = time.monotonic() - started
+    assert code == 1
+    assert "1 result not recorded: canceling statement due to lock timeout" in err
+    assert elapsed < 1.8  # has_history waited 1 s; the batch then tried once

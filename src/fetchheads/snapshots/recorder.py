@@ -325,8 +325,12 @@ class SnapshotSession:
             return
         self._run_options = run_options(config, self.options)
         self._started_at = format_timestamp(utc_now())
-        with contextlib.suppress(StoreError):  # a read: WAL readers wait for no writer
+        try:  # a read: WAL readers wait for no writer, but PostgreSQL's may wait for a lock
             self._baseline = self.options.changes and not self.store.has_history()
+        except StoreError:
+            # Waited the whole lock timeout already: the batches fail fast, one timeout a run.
+            with contextlib.suppress(StoreError):
+                self.store.stop_waiting()
 
     def _ensure_run(self) -> int:
         """The ``runs`` row's id, made on first use (raises StoreError)."""
