@@ -304,3 +304,126 @@ def test_a_locked_changes_run_waits_one_lock_timeout_not_two(
     assert code == 1
     assert "1 result not recorded: canceling statement due to lock timeout" in err
     assert elapsed < 1.8  # has_history waited 1 s; the batch then tried once
+
+
+@pytest.mark.parametrize(
+    ("url", "parts"),
+    [
+        # libpq ends the password at the first @: "ss" would be the host, and a percent escape
+        # it cannot read; the message used to show "***@ss:w/rd%x@...".
+        ("postgresql://odd:p@ss:w/rd%x@127.0.0.1:54329/heads2", ("p@ss", "ss:w", "rd%x")),
+        # a URL libpq reads: it would connect to 127.0.0.2 with database "TopSecretTail@...".
+        (
+            "postgresql://odd:Sekr1t@127.0.0.2/TopSecretTail@127.0.0.1:54329/heads2",
+            ("Sekr1t", "127.0.0.2", "TopSecretTail"),
+        ),
+        # "kr1t" would be looked up as a host name, "foo@..." the database (or a parameter).
+        ("postgresql://odd:Se@kr1t/foo@127.0.0.1:54329/heads2", ("Se@", "kr1t", "foo")),
+        ("postgresql://odd:Se@kr1t?dbname=foo@127.0.0.1:54329/heads2", ("Se@", "kr1t", "foo")),
+        ("postgresql://odd:Se@kr1t?foo@127.0.0.1:54329/heads2", ("Se@", "kr1t", "foo")),
+    ],
+)
+def test_a_bare_at_in_a_password_is_refused_before_any_lookup(
+    url: str, parts: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq ends the user information at the first ``@``: the rest of the password would be a
+    host to look up and connect to, or a database name to show. Refused (exit 2), the URL shown
+    with nothing of the password, before any name is resolved or any connection made."""
+    tried: list[object] = []
+
+    def record(*args: object, **kwargs: object) -> None:
+        tried.append(args)
+        raise AssertionError("no lookup nor connection for a refused URL")
+
+    monkeypatch.setattr(psycopg, "connect", record)
+    monkeypatch.setattr(socket, "getaddrinfo", record)
+    shown = "postgresql://odd:***@127.0.0.1:54329/heads2"
+    for args in (
+        ("--db", url, "-q", "127.0.0.1:9"),
+        ("history", "--db", url, "127.0.0.1:9"),
+        ("prune", "--db", url, "--keep", "3"),
+        ("db", "copy", url, str(tmp_path / "copy.db")),
+    ):
+        code, out, err = fetchheads(*args)
+        assert (code, out) == (2, ""), (args, err)
+        assert err.splitlines()[-1].endswith(
+            f"{shown}: not a URL libpq can read; write @ as %40 "
+            "wherever it stands, and in a user name or password "
+            ": as %3A, / as %2F and % as %25"
+        ), err
+        for part in parts:
+            assert part not in err, (args, err)
+    # Store.open refuses it too, whoever calls it.
+    with pytest.raises(StoreRefused) as refused:
+        Store.open(url)
+    assert str(refused.value).startswith(f"{shown}: not a URL libpq can read")
+    assert tried == []
+    assert not (tmp_path / "copy.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # libpq reads these: ? and # may stand in a password, and a percent-encoded @ is no @.
+        ("postgresql://odd:12?34@127.0.0.1:9/heads", "postgresql://odd:***@127.0.0.1:9/heads"),
+        ("postgresql://odd:12#34@127.0.0.1:9/heads", "postgresql://odd:***@127.0.0.1:9/heads"),
+        ("postgresql://odd:p%40ss@127.0.0.1:9/heads", "postgresql://odd:***@127.0.0.1:9/heads"),
+        ("postgresql://odd:pw@127.0.0.1:9/heads?password=x", None),
+        ("postgresql://odd@127.0.0.1:9/heads", "postgresql://odd@127.0.0.1:9/heads"),
+    ],
+)
+def test_a_password_libpq_reads_is_hidden_whole(
+    url: str, shown: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``odd:12?34@host`` was shown as it is: read as RFC 3986 reads it, its "authority" ended at
+    the ``?`` with what looked like a port. libpq reads ``12?34`` as the password."""
+    from fetchheads.snapshots.store import shown as show
+
+    expected = shown or "postgresql://odd:***@127.0.0.1:9/heads?password=***"
+    assert show(url) == expected
+    connected: list[str] = []
+
+    def connect(location: str, **_kwargs: object) -> None:
+        connected.append(location)
+        raise psycopg.OperationalError("connection failed: refused here")
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    with pytest.raises(StoreError) as failed:
+        Store.open(url)
+    assert str(failed.value) == f"{expected}: cannot connect: refused here"
+    assert connected == [url]  # a valid URL is used as given
+
+
+def test_a_short_password_is_not_searched_for_in_the_servers_message(refused_port: int) -> None:
+    """With the password ``ion``, ``connection failed`` became ``connect*** failed``: garbled, and
+    where the ``***`` fell told the password. libpq never quotes the password it read."""
+    url = f"postgresql://odd:ion@127.0.0.1:{refused_port}/heads"
+    with pytest.raises(StoreError) as failed:
+        Store.open(url)
+    message = str(failed.value)
+    assert message.startswith(
+        f"postgresql://odd:***@127.0.0.1:{refused_port}/heads: cannot connect: "
+        f'connection to server at "127.0.0.1", port {refused_port} failed: Connection refused'
+    ), message
+    assert "***" not in message.split(": cannot connect: ", 1)[1]
+
+
+def test_a_password_a_library_would_echo_is_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a password could stand in a message, whatever it is: ``password=``, a URL's
+    ``user:password@``, a dictionary's ``'password':``."""
+
+    def connect(location: str, **_kwargs: object) -> None:
+        raise psycopg.OperationalError(
+            "bad: host=127.0.0.1 password=ion dbname=x; password = 'a b' user=u; "
+            "postgresql://odd:ion@127.0.0.1:5/db; {'password': 'ion'}; "
+            'password authentication failed for user "odd"'
+        )
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    with pytest.raises(StoreError) as failed:
+        Store.open("postgresql://odd:ion@127.0.0.1:9/heads")
+    assert str(failed.value) == (
+        "postgresql://odd:***@127.0.0.1:9/heads: cannot connect: bad: host=127.0.0.1 "
+        "password=*** dbname=x; password = *** user=u; postgresql://odd:***@127.0.0.1:5/db; "
+        "{'password': ***}; password authentication failed for user \"odd\""
+    )

@@ -85,11 +85,19 @@ class DatabasePath(click.types.StringParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         from fetchheads.credentials import UNENCODED_PASSWORD, has_unencoded_password
-        from fetchheads.snapshots.store import is_postgres, not_a_file, shown
+        from fetchheads.snapshots.store import (
+            UNREADABLE_URL,
+            has_stray_at,
+            is_postgres,
+            not_a_file,
+            shown,
+        )
 
         if is_postgres(str(value)):
             if has_unencoded_password(str(value)):  # libpq would take the password for a host
                 self.fail(terminal_safe(f"{shown(str(value))}: {UNENCODED_PASSWORD}"), param, ctx)
+            if has_stray_at(str(value)):  # libpq would take the rest of a password for a host
+                self.fail(terminal_safe(f"{shown(str(value))}: {UNREADABLE_URL}"), param, ctx)
             return str(value)
         path = os.path.expanduser(str(value))
         problem = not_a_file(path)

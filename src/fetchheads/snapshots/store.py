@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from fetchheads.credentials import has_unencoded_password, redact_url
+from fetchheads.credentials import MASK
 from fetchheads.models import format_timestamp, utc_now
 from fetchheads.snapshots.changes import Snapshot, known_certificate, wants_last_certificate
 from fetchheads.snapshots.renewals import CERTIFICATE_KEYS
@@ -69,6 +69,10 @@ SNAPSHOT_FIELDS = (
 RUN_FIELDS = (
     "uid, started_at, finished_at, version, options, targets, ok, failed, changed, warnings, "
     "state, host, pid, boot_id"
+)
+UNREADABLE_URL = (
+    "not a URL libpq can read; write @ as %40 wherever it stands, and in a user name or password "
+    ": as %3A, / as %2F and % as %25"
 )
 _PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
@@ -100,14 +104,41 @@ def not_a_file(path: str) -> str | None:
 
 def shown(location: str) -> str:
     """``location`` as a message may name it: a URL's password (before the host or as the
-    ``password`` parameter) is ``***``."""
+    ``password`` parameter) is ``***``. The user information is read as libpq reads it: up to the
+    first ``@`` (``?`` and ``#`` may stand in a password). A URL with another ``@``
+    (``has_stray_at``: refused) shows nothing before its last ``@`` but a user name."""
     if not is_postgres(location):
         return location
-    authority = re.split(r"[/?#]", location.split("://", 1)[1], maxsplit=1)[0]
-    # A user name alone is no secret to libpq; a password typed with a '/' in it is one.
-    if ":" in authority.rpartition("@")[0] or has_unencoded_password(location):
-        location = redact_url(location)
-    return _PASSWORD_PARAMETER.sub(r"\1***", location)
+    scheme, _, rest = location.partition("://")
+    stray = has_stray_at(location)
+    at = rest.rfind("@") if stray else rest.find("@")
+    if at == -1:
+        return f"{scheme}://{_masked_parameters(rest)}"
+    user, colon, _password = rest[:at].partition(":")
+    if not stray:
+        userinfo = f"{user}:{MASK}" if colon else user  # a user name alone is no secret to libpq
+    elif _PASSWORD_PARAMETER.search(rest[:at]):
+        return f"{scheme}://{MASK}"  # a ``password=`` value may run on past that ``@``
+    else:
+        userinfo = f"{user}:{MASK}" if colon and not re.search(r"[/?#@]", user) else MASK
+    return f"{scheme}://{userinfo}@{_masked_parameters(rest[at + 1 :])}"
+
+
+def _masked_parameters(text: str) -> str:
+    return _PASSWORD_PARAMETER.sub(rf"\1{MASK}", text)
+
+
+def has_stray_at(location: str) -> bool:
+    """Whether a ``postgresql://`` URL holds an ``@`` that libpq does not read as the end of its
+    user information: a second one, or one after a ``/``. libpq ends the user information at the
+    first ``@``, so an ``@`` typed in a password would make the rest of that password the host
+    (looked up as a host name, and shown) or the database name (``user:pw@127.0.0.2/x@host/db``
+    connects to 127.0.0.2); and ``user:pa/ss@host`` makes ``user`` the host. Such a URL is
+    refused (``UNREADABLE_URL``) before anything is looked up: an ``@`` anywhere else (a database
+    name, a parameter) is written ``%40``, which libpq reads back as ``@``."""
+    rest = location.partition("://")[2]
+    at = rest.find("@")
+    return at != -1 and ("/" in rest[:at] or "@" in rest[at + 1 :])
 
 
 def new_uid() -> str:

@@ -32,6 +32,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fetchheads.credentials import MASK
 from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.snapshots.changes import Snapshot
 from fetchheads.snapshots.renewals import CERTIFICATE_KEYS
@@ -40,8 +41,10 @@ from fetchheads.snapshots.store import (
     RUN_FIELDS,
     SCHEMA_VERSION,
     SNAPSHOT_FIELDS,
+    UNREADABLE_URL,
     Store,
     decode,
+    has_stray_at,
     shown,
     with_last_certificate,
 )
@@ -177,10 +180,9 @@ class PostgresStore(Store):
         "NULL, NULL"
     )
 
-    def __init__(self, connection: psycopg.Connection[Any], path: str, secrets: list[str]) -> None:
+    def __init__(self, connection: psycopg.Connection[Any], path: str) -> None:
         self._db = connection
         self.path = path
-        self._secrets = secrets
         self._psycopg = _load()
 
     @classmethod
@@ -191,7 +193,7 @@ class PostgresStore(Store):
         ``StoreError``; a schema that is not fetchheads' a ``StoreRefused``."""
         psycopg = _load()
         path = shown(location)
-        secrets = _secrets(psycopg, location, path)
+        _check_url(psycopg, location, path)
         try:
             connection = psycopg.connect(
                 location,
@@ -200,10 +202,10 @@ class PostgresStore(Store):
                 application_name="fetchheads",
             )
         except psycopg.Error as exc:
-            raise _error(path, "connect", exc, secrets) from None
+            raise _error(path, "connect", exc) from None
         except ValueError as exc:  # a URL libpq cannot parse
-            raise StoreRefused(f"{path}: {_one_line(str(exc), secrets)}") from None
-        store = cls(connection, path, secrets)
+            raise StoreRefused(f"{path}: {_one_line(str(exc))}") from None
+        store = cls(connection, path)
         try:
             timeout = LOCK_TIMEOUT if busy_timeout is None else busy_timeout
             with store._translate("prepare"):
@@ -291,7 +293,7 @@ class PostgresStore(Store):
         try:
             yield
         except self._psycopg.Error as exc:
-            raise _error(self.path, doing, exc, self._secrets) from exc
+            raise _error(self.path, doing, exc) from exc
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[None]:
@@ -400,45 +402,45 @@ def _clean(row: Sequence[Any]) -> list[Any]:
     return [v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v else v for v in row]
 
 
-UNREADABLE_URL = (
-    "not a URL libpq can read; in a user name or password write @ as %40, : as %3A, / as %2F "
-    "and % as %25"
-)
-
-
-def _secrets(psycopg: Any, location: str, path: str) -> list[str]:
-    """The password the URL or the environment gives, to scrub from the server's messages.
-
-    A URL libpq cannot parse is refused here, before it is used: its errors quote the part they
-    stumbled on (a password, say), and a password holding a bare '@' would be read as part of
-    the host, half of it shown in messages and looked up as a host name. ``StoreRefused``, with
-    the URL as ``path`` shows it."""
-    import os
-
+def _check_url(psycopg: Any, location: str, path: str) -> None:
+    """Refuse (``StoreRefused``, with the URL as ``path`` shows it) a URL that libpq would not
+    read as written, before it is used: libpq's errors quote the part they stumbled on (a
+    password, say), and an ``@`` typed in a password would make the rest of it a host name to
+    look up (``has_stray_at``) or a database name to show."""
+    if has_stray_at(location):
+        raise StoreRefused(f"{path}: {UNREADABLE_URL}")
     try:
-        params = psycopg.conninfo.conninfo_to_dict(location)
+        psycopg.conninfo.conninfo_to_dict(location)
     except psycopg.Error:
         raise StoreRefused(f"{path}: {UNREADABLE_URL}") from None
-    if "@" in (params.get("host") or ""):
-        raise StoreRefused(f"{path}: {UNREADABLE_URL}")
-    found = [os.environ.get("PGPASSWORD", ""), params.get("password") or ""]
-    return [secret for secret in found if secret]
 
 
-def _one_line(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
+_PASSWORD_VALUE = re.compile(
+    r"""(\bpassword\s*=\s*|['"]password['"]\s*:\s*)"""
+    r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s&,;'"}]*)""",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)[^\s@]*@")
+"""Where a password could stand in a message: a conninfo's ``password=VALUE`` (quoted or not), a
+URL's ``?password=VALUE`` or ``user:VALUE@``, a dictionary's ``'password': VALUE``. libpq never
+quotes a password it has read; this is for a library that would echo its connection string. The
+password itself is not searched for: a short one (``ion``) would turn ``connection`` into
+``connect***``, and where the ``***`` fall would tell it."""
+
+
+def _one_line(text: str) -> str:
+    text = _URL_PASSWORD.sub(rf"\1{MASK}@", _PASSWORD_VALUE.sub(rf"\1{MASK}", text))
     return "; ".join(" ".join(part.split()) for part in text.splitlines() if part.strip())
 
 
 _PREFIX = re.compile(r"^connection failed: ")
 
 
-def _error(path: str, doing: str, exc: Exception, secrets: Sequence[str]) -> StoreError:
+def _error(path: str, doing: str, exc: Exception) -> StoreError:
     # The server's own message is its first line; the rest (LINE 1: and the statement, a caret
     # under it, DETAIL, HINT) quotes our SQL. libpq's own messages (connecting) are kept whole.
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
     text = primary if isinstance(primary, str) and primary.strip() else str(exc)
-    reason = _PREFIX.sub("", _one_line(text, secrets)) or type(exc).__name__
+    reason = _PREFIX.sub("", _one_line(text)) or type(exc).__name__
     return StoreError(f"{path}: cannot {doing}: {reason}", reason)
