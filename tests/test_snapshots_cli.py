@@ -328,6 +328,10 @@ def test_diff_the_last_two_or_since_a_time(site: tuple[Site, str], db: str) -> N
     code, _, err = fetchheads("diff", "--db", db, "--since", "last tuesday", target)
     assert code == 2
     assert "neither an age" in err
+    # The two sides the wrong way round: refused, not compared backwards.
+    code, out, err = fetchheads("diff", "--db", db, "--since", "5m", "--at", "30m", target)
+    assert (code, out) == (2, "")
+    assert "is later than --at" in err
 
 
 def test_prune_keeps_the_newest_and_says_what_it_did(site: tuple[Site, str], db: str) -> None:

@@ -317,6 +317,11 @@ def diff_command(
     from fetchheads.render.history import diff_jsonl, diff_text
     from fetchheads.snapshots.lookback import pick
 
+    if at is not None and since is not None and since > at:
+        raise click.UsageError(
+            f"--since ({since}) is later than --at ({at}): --since names the older snapshot, "
+            "--at the newer"
+        )
     with open_store(db, readonly=True) as store:
         keys, stored = _keys(store, target, scheme)
         entry = pick(store, keys, ignored_names(ignored), at=at, since=since)
