@@ -120,6 +120,21 @@ def test_a_certificate_expiring_tomorrow_says_1_day() -> None:
     assert any(line.strip() == "expires 2027-01-01T00:00:00Z (1 day)" for line in lines)
 
 
+def test_at_80_columns_the_certificate_lines_keep_their_indent_and_hashes_whole() -> None:
+    fingerprint, spki = "ab" * 32, "cd" * 32
+    tls = TLSInfo(
+        "TLSv1.3", "TLS_AES_256_GCM_SHA384", "CN=h", "CN=ca",
+        not_after="2027-01-01T00:00:00Z", days_left=19, lifetime_days=9855.0, life_left=0.002,
+        fingerprint_sha256=fingerprint, spki_sha256=spki, verified=True, chain=(),
+    )  # fmt: skip
+    lines = render(Result(target="h", url="https://h/", head=HEAD, tls=tls))
+    assert all(cell_len(line) <= 80 for line in lines)
+    assert all(line.startswith("  ") for line in lines[1:] if line)  # nothing at column 0
+    assert any(line.strip() == f"sha256 {fingerprint}" for line in lines)
+    assert any(line.strip() == f"spki {spki}" for line in lines)  # one line: copied whole
+    assert "0% of its 9855-day lifetime left" in " ".join(line.strip() for line in lines)
+
+
 def test_a_value_that_fits_beside_its_name_stays_on_one_line() -> None:
     # The name column takes the first line's left part, not a share of the value's room: a Date
     # of 29 characters beside a 26-character name fits 80 columns whole.

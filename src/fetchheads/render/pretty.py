@@ -214,7 +214,7 @@ def tls_lines(
     if tls.life_left is not None and tls.lifetime_days is not None:
         days += f"; {tls.life_left:.0%} of its {tls.lifetime_days:.0f}-day lifetime left"
     expiry.append(f"{tls.not_after} ({days})", style=_days_style(tls.days_left))
-    lines.append(expiry)
+    lines.append(Hanging(expiry, 7))
     issuer = f"{tls.issuer} (self-signed)" if tls.self_signed else tls.issuer
     for label, value in (
         ("issuer", issuer),
@@ -222,7 +222,7 @@ def tls_lines(
         ("key", ", ".join(part for part in (tls.key, tls.signature_algorithm) if part)),
         ("serial", tls.serial),
         ("sha256", tls.fingerprint_sha256),
-        ("spki sha256", tls.spki_sha256),
+        ("spki", tls.spki_sha256),  # sha256 too; "spki sha256 " would push the hash past 80
     ):
         if value:
             line = Text(f"       {label} ", style="dim")
