@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import os
+import socket
 import ssl
+import threading
+import time
 from pathlib import Path
 
 import trustme
+from click.testing import CliRunner
 
+from fetchheads.cli import cli
 from fetchheads.config import Config
 from fetchheads.errors import ErrorKind
+from fetchheads.fetch.connection import describe_tls_alert
 from fetchheads.fetch.one import fetch_one
-from fetchheads.models import Result
+from fetchheads.models import ErrorInfo, Result
+from fetchheads.render.writeout import compile_write_out
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
 from tests.support.servers import LoopbackServer, reply
@@ -100,7 +109,7 @@ async def test_an_untrusted_certificate_is_kind_tls_and_says_verification(
     result = await tls_fetch(server_ssl_context, Config(timeout=5))  # system store only
     assert not result.ok
     assert result.error is not None
-    assert result.error.kind == ErrorKind.TLS
+    assert result.error.kind == ErrorKind.TLS, result.error
     assert result.error.message.startswith("certificate verification failed")
     assert result.head is None
     # A second look without verification fills in the certificate the server presented.
@@ -125,7 +134,7 @@ async def test_a_wrong_host_name_is_kind_tls(ca: trustme.CA, ca_file: Path) -> N
     cert = ca.issue_cert("other.example")
     result = await tls_fetch(server_context(cert), Config(timeout=5, cacert=str(ca_file)))
     assert result.error is not None
-    assert result.error.kind == ErrorKind.TLS
+    assert result.error.kind == ErrorKind.TLS, result.error
     assert "certificate verification failed" in result.error.message
     assert "localhost" in result.error.message  # says which name did not match
 
@@ -139,7 +148,7 @@ async def test_an_expired_certificate_is_kind_tls_and_says_expired(
     )
     result = await tls_fetch(server_context(cert), Config(timeout=5, cacert=str(ca_file)))
     assert result.error is not None
-    assert result.error.kind == ErrorKind.TLS
+    assert result.error.kind == ErrorKind.TLS, result.error
     assert "expired" in result.error.message
 
 
@@ -192,3 +201,146 @@ async def test_a_second_look_that_runs_out_of_time_leaves_the_verification_error
         "give --cacert FILE, or -k to look anyway"
     )
     assert result.tls is None
+
+
+# --- TLS failures after the handshake --------------------------------------------------------------
+
+
+class AfterHandshake:
+    """A blocking TLS server on 127.0.0.1 whose TLS fails after the handshake, in a thread:
+    ``"client certificate"`` requires one (TLS 1.3 says so with an alert once the handshake is
+    done), ``"bad record"`` reads the request, sends ``prefix`` and then a record that does not
+    decrypt. Either way it then waits for the client to leave, so that no reset races its
+    alert. ``connections`` counts the connections accepted."""
+
+    def __init__(self, context: ssl.SSLContext, mode: str, prefix: bytes = b"") -> None:
+        self.context = context
+        self.mode = mode
+        self.prefix = prefix
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> AfterHandshake:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (Linux)
+        self._listener.close()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = self._listener.accept()
+                self.connections += 1
+                with connection:
+                    connection.settimeout(5)
+                    with contextlib.suppress(OSError):
+                        self._handle(connection)
+
+    def _handle(self, connection: socket.socket) -> None:
+        tls = self.context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        # The socket underneath, for bytes that are not TLS and for waiting past a failure.
+        with tls, socket.socket(fileno=os.dup(tls.fileno())) as raw:
+            try:
+                tls.do_handshake()
+            except ssl.SSLError:  # no client certificate: the alert is on its way
+                _wait_for_the_client(raw)
+                return
+            data = b""
+            while b"\r\n\r\n" not in data and (chunk := tls.recv(4096)):
+                data += chunk
+            if self.prefix:
+                tls.sendall(self.prefix)
+                time.sleep(0.2)  # the prefix read on its own, before the bad record
+            raw.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))  # not sealed: a bad MAC
+            _wait_for_the_client(raw)
+
+
+def _wait_for_the_client(connection: socket.socket) -> None:
+    while connection.recv(65536):
+        pass
+
+
+def client_certificate_context(ca: trustme.CA, server_cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    server_cert.configure_cert(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    ca.configure_trust(context)
+    return context
+
+
+async def test_a_required_client_certificate_is_kind_tls_in_plain_words_and_not_retried(
+    ca: trustme.CA, server_cert: trustme.LeafCert, ca_file: Path
+) -> None:
+    with AfterHandshake(client_certificate_context(ca, server_cert), "client certificate") as srv:
+        target = parse_target(f"https://localhost:{srv.port}/")
+        config = Config(timeout=5, cacert=str(ca_file), retries=2)
+        result = await fetch_one(target, make_context(config))
+    assert result.error == ErrorInfo(
+        ErrorKind.TLS, "after the handshake: the server requires a client certificate"
+    )
+    assert srv.connections == 1  # asking again would be refused again
+    assert result.tls is not None  # the handshake itself went through
+    assert compile_write_out("%{exitcode}").render(result) == "56"  # curl's receive error
+
+
+def test_a_required_client_certificate_through_the_cli(
+    ca: trustme.CA, server_cert: trustme.LeafCert, ca_file: Path
+) -> None:
+    """On the CLI's own loop (uvloop): one line, no OpenSSL decoration, exit code 56 as curl."""
+    with AfterHandshake(client_certificate_context(ca, server_cert), "client certificate") as srv:
+        url = f"https://localhost:{srv.port}/"
+        outcome = CliRunner().invoke(
+            cli,
+            ["--cacert", str(ca_file), "--retries", "2", "-w", "%{exitcode} %{errormsg}\\n", url],
+        )
+    assert outcome.exit_code == 1
+    assert outcome.stdout.splitlines()[-1] == (
+        "56 after the handshake: the server requires a client certificate"
+    )
+    assert srv.connections == 1
+
+
+async def test_a_bad_record_after_the_handshake_is_kind_tls_without_openssl_decoration(
+    server_ssl_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    with AfterHandshake(server_ssl_context, "bad record") as server:
+        target = parse_target(f"https://localhost:{server.port}/")
+        result = await fetch_one(target, make_context(Config(timeout=5, cacert=str(ca_file))))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.TLS, result.error
+    assert result.error.message.startswith("after the handshake: ")
+    assert "[SSL" not in result.error.message
+    assert "_ssl.c" not in result.error.message
+    assert server.connections == 1
+
+
+async def test_a_bad_record_in_the_middle_of_the_head_keeps_what_arrived(
+    server_ssl_context: ssl.SSLContext, ca_file: Path
+) -> None:
+    prefix = b"HTTP/1.1 200 OK\r\nServer: half\r\n"
+    with AfterHandshake(server_ssl_context, "bad record", prefix) as server:
+        target = parse_target(f"https://localhost:{server.port}/")
+        result = await fetch_one(target, make_context(Config(timeout=5, cacert=str(ca_file))))
+    assert result.error is not None
+    assert result.error.kind == ErrorKind.TLS, result.error
+    assert result.error.message.startswith("after the handshake, in the middle of the head: ")
+    assert "_ssl.c" not in result.error.message
+    assert result.head is not None
+    assert result.head.status == 200
+    assert result.head.get("Server") == "half"
+
+
+def test_tls_alert_words_drop_pythons_decoration() -> None:
+    error = ssl.SSLError(1, "[SSL: SOME_REASON] some reason words (_ssl.c:2580)")
+    error.reason = "SOME_REASON"
+    assert describe_tls_alert(error) == "some reason words"
+    required = ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert (_ssl.c:1)")
+    required.reason = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+    assert describe_tls_alert(required) == "the server requires a client certificate"

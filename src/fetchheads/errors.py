@@ -80,6 +80,12 @@ class TLSError(FetchError):
     kind = ErrorKind.TLS
 
 
+AFTER_HANDSHAKE = "after the handshake"
+"""How the message of a TLS failure on an established connection begins (a client certificate
+the server requires, a record that does not decrypt): ``-w %{exitcode}`` gives curl's 56, a
+receive error, for it rather than 35 for a failed handshake."""
+
+
 class CertificateRejected(TLSError):
     """OpenSSL refused the certificate. ``code`` and ``reason`` are its ``X509_V_ERR_*`` code and
     words, ``host`` the name checked: ``fetch`` looks again without verification and explains."""

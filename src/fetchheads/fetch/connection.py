@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import re
 import socket
 import ssl
 import time
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 
 from fetchheads.config import Config
 from fetchheads.errors import (
+    AFTER_HANDSHAKE,
     CertificateRejected,
     ConnectError,
     FetchError,
@@ -131,8 +133,16 @@ class HeadReader(asyncio.Protocol):
         if exc is None:
             self._eof()
             return
-        reason = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
         error: FetchError
+        if isinstance(exc, ssl.SSLError):
+            # TLS failed after the handshake (a TLS 1.3 server's certificate_required alert, a
+            # bad record): the server's TLS refused the exchange, which asking again repeats.
+            where = "" if self.first_byte_at is None else ", in the middle of the head"
+            error = TLSError(f"{AFTER_HANDSHAKE}{where}: {describe_tls_alert(exc)}")
+            error.__cause__ = exc
+            self._finish(None, error)
+            return
+        reason = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
         if self.first_byte_at is None:
             error = ConnectError(f"{reason} before any response byte")
         else:
@@ -390,6 +400,22 @@ def describe_local_error(exc: OSError) -> str:
         return "local: the system is out of file descriptors (ENFILE): lower -c"
     name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     return f"local: no memory for another socket ({name}): lower -c"
+
+
+_SSL_NOISE = re.compile(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$")
+"""Python's decoration of an OpenSSL error: ``[SSL: REASON_CODE] `` before and
+``(_ssl.c:2580)`` after OpenSSL's own words."""
+
+
+def describe_tls_alert(exc: ssl.SSLError) -> str:
+    """A TLS failure after the handshake in plain words: what to do about a client certificate
+    the server requires, otherwise OpenSSL's reason as words without Python's decoration."""
+    reason = exc.reason or ""
+    if reason.endswith("CERTIFICATE_REQUIRED"):  # TLSV13_ALERT_CERTIFICATE_REQUIRED
+        return "the server requires a client certificate"
+    text = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else str(exc)
+    words = _SSL_NOISE.sub("", text).strip()
+    return words or reason.replace("_", " ").lower() or type(exc).__name__
 
 
 def _describe_ssl_error(exc: ssl.SSLError) -> str:

@@ -11,9 +11,9 @@ result is then one join. What a template may hold:
   ``%{time_starttransfer}``, ``%{time_total}`` (seconds from the start, six decimals, ``0.000000``
   for a phase that did not happen), ``%{num_headers}``, ``%{num_redirects}``, ``%{content_type}``,
   ``%{errormsg}``, ``%{exitcode}`` (curl's exit code for the same failure: 6 DNS, 7 connect, 28
-  timeout, 35/60 TLS, 8 protocol, 52 an empty reply, 47 redirects, 3 a bad URL), ``%{json}``,
-  ``%{header_json}``, ``%header{NAME}`` (the *first* value, as curl), and ``%{onerror}``: the
-  rest of the template is printed only for a target that failed.
+  timeout, 35/60 TLS (56 after the handshake), 8 protocol, 52 an empty reply, 47 redirects, 3 a
+  bad URL), ``%{json}``, ``%{header_json}``, ``%header{NAME}`` (the *first* value, as curl), and
+  ``%{onerror}``: the rest of the template is printed only for a target that failed.
 * every field of ``render.fields`` as ``%{field}``: ``%{status}``, ``%{header:server}`` (all
   values, joined), ``%{cert.days_left}`` ... Where a name is both, curl's meaning wins
   (``%{http_version}`` is ``1.1``, the field ``http_version`` is ``HTTP/1.1`` elsewhere).
@@ -34,7 +34,7 @@ import json
 import re
 from collections.abc import Callable
 
-from fetchheads.errors import ErrorKind
+from fetchheads.errors import AFTER_HANDSHAKE, ErrorKind
 from fetchheads.models import DEFAULT_PORTS, Result
 from fetchheads.render.fields import (
     BUILTIN,
@@ -119,6 +119,7 @@ _CURL_EXIT_CODES = {
     ErrorKind.REDIRECT: 47,  # CURLE_TOO_MANY_REDIRECTS
 }
 _CURL_VERIFY_FAILED = 60  # CURLE_PEER_FAILED_VERIFICATION
+_CURL_RECV_ERROR = 56  # CURLE_RECV_ERROR: TLS failed on an established connection
 _CURL_GOT_NOTHING = 52  # CURLE_GOT_NOTHING: the server closed without a byte of reply
 _CURL_UNSUPPORTED = 1  # CURLE_UNSUPPORTED_PROTOCOL: curl reads a reply without an HTTP/1.x
 # status line as HTTP/0.9, which it refuses
@@ -140,6 +141,8 @@ def _exitcode(result: Result) -> int:
         return 0
     if error.kind is ErrorKind.TLS and error.message.startswith("certificate"):
         return _CURL_VERIFY_FAILED
+    if error.kind is ErrorKind.TLS and error.message.startswith(AFTER_HANDSHAKE):
+        return _CURL_RECV_ERROR
     if error.kind is ErrorKind.PROTOCOL:
         if error.message == _NOTHING or error.message.startswith(_NOTHING_AFTER_INTERIM):
             return _CURL_GOT_NOTHING
