@@ -417,3 +417,16 @@ def test_a_location_urllib_cannot_read_is_one_record_and_the_run_goes_on(
     assert "Secret" not in failed["message"]
     assert records[f"http://127.0.0.1:{good.port}/"]["ok"] is True
     assert "internal error" not in outcome.stderr
+
+
+@pytest.mark.parametrize("timeout", ["2", "1.5"])
+def test_a_first_hop_that_times_out_names_the_t_the_user_gave(
+    threaded_server: Callable[..., ThreadedServer], timeout: str
+) -> None:
+    stuck = threaded_server(silent())
+    code, output = run_cli("--json", "-L", "-t", timeout, f"127.0.0.1:{stuck.port}")
+    assert code == 1
+    assert json.loads(output)["error"] == {
+        "kind": "timeout",
+        "message": f"no complete response head within {timeout}s (waiting for the response head)",
+    }

@@ -101,9 +101,13 @@ async def follow(
     current = target
     first: Result | None = None
     while True:
-        # Whole milliseconds, rounded down: the chain never exceeds -t, and a timeout message
+        # The first hop has all of -t, and its timeout names the -t the user gave. Later hops:
+        # whole milliseconds, rounded down: the chain never exceeds -t, and a timeout message
         # reads "within 2.5s", not "within 2.49987s".
-        remaining = math.floor((config.timeout - (clock() - start)) * 1000) / 1000
+        if not hops:
+            remaining = config.timeout
+        else:
+            remaining = math.floor((config.timeout - (clock() - start)) * 1000) / 1000
         if remaining <= 0:
             # Only reachable between hops: the last hop finished just as the budget ran out.
             return _chain(
