@@ -339,3 +339,48 @@ async def test_when_every_address_fails_the_error_names_the_last_one() -> None:
     assert result.error is not None
     assert result.error.kind == "connect"
     assert result.error.message == "127.0.0.5:9: connection refused"
+
+
+@pytest.fixture
+def mute_dns_port() -> Iterator[int]:
+    """A loopback UDP port that takes DNS queries and never answers them."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+def test_a_timeout_too_large_for_c_ares_still_ends_in_the_targets_deadline(
+    mute_dns_port: int,
+) -> None:
+    """c-ares counts milliseconds in a C int: the timeout it is given is capped, so a huge
+    --connect-timeout is a record that timed out, not an internal error ending the run."""
+    outcome = CliRunner().invoke(
+        cli,
+        [
+            "--json",
+            "-t",
+            "0.5",
+            "--connect-timeout",
+            "1e300",
+            "--dns-servers",
+            f"127.0.0.1:{mute_dns_port}",
+            "http://mute.test/",
+        ],
+    )
+    assert outcome.exit_code == 1, outcome.output
+    assert "internal error" not in outcome.stderr
+    assert json.loads(outcome.stdout)["error"] == {
+        "kind": "timeout",
+        "message": "no complete response head within 0.5s (resolving)",
+    }
+
+
+async def test_c_ares_is_given_at_most_its_largest_timeout(mute_dns_port: int) -> None:
+    resolver = Resolver(servers=[f"127.0.0.1:{mute_dns_port}"], timeout=2147484.0)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await resolver.resolve("mute.test", 80)
+    finally:
+        await resolver.aclose()
+    assert resolve_module.CARES_MAX_TIMEOUT * 1000 * 2 < 2**31  # doubled once for the 2nd try

@@ -36,6 +36,10 @@ its own stack, and resolvers (nscd, systemd-resolved, a router) do not answer 10
 
 CARES_RECEIVE_BUFFER = 4 * 1024 * 1024
 """Bytes of UDP receive buffer for c-ares (the kernel caps it at net.core.rmem_max)."""
+CARES_MAX_TIMEOUT = 86_400.0
+"""The most seconds of timeout c-ares is given for one try (a day): it counts milliseconds in a C
+``int``, which a larger ``-t`` or ``--connect-timeout`` would overflow. The target's own deadline
+still bounds the lookup."""
 
 Address = tuple[int, str]
 """(family, ip) — ``socket.AF_INET`` or ``socket.AF_INET6`` and the address as text."""
@@ -261,7 +265,8 @@ class Resolver:
         if self._cares is None:
             self._cares = aiodns.DNSResolver(
                 nameservers=list(self._servers),
-                timeout=self._timeout,
+                # c-ares takes whole milliseconds in a C int: -t 2147484 would not fit.
+                timeout=min(self._timeout, CARES_MAX_TIMEOUT),
                 tries=2,
                 # Replies to -c queries at once must not overflow the default ~200 KiB buffer.
                 socket_receive_buffer_size=CARES_RECEIVE_BUFFER,
