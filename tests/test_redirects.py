@@ -18,7 +18,7 @@ from fetchheads.fetch.redirects import follow, hop_config, redirect_location, re
 from fetchheads.models import ErrorInfo, ResponseHead, Result, Target, Timing
 from fetchheads.targets import parse_target
 from tests.support.nginx import Nginx
-from tests.support.servers import ThreadedServer, reply, silent
+from tests.support.servers import ThreadedServer, reply, routes, silent
 
 BASE = parse_target("http://example.com/a/b?q=1")
 
@@ -115,7 +115,7 @@ def test_credentials_stay_with_the_origin_the_user_named() -> None:
 
 
 class Script:
-    """A fake ``fetch`` answering each URL from a table, advancing a fake clock per hop."""
+    """A fake ``fetch`` answering each URL from a table, each hop taking ``hop_seconds``."""
 
     def __init__(
         self, answers: dict[str, ResponseHead | ErrorInfo], hop_seconds: float = 0.0
@@ -124,9 +124,6 @@ class Script:
         self.hop_seconds = hop_seconds
         self.now = 100.0
         self.calls: list[tuple[str, float, tuple[tuple[str, str], ...]]] = []
-
-    def clock(self) -> float:
-        return self.now
 
     async def fetch(self, target: Target, config: Config) -> Result:
         self.calls.append((target.url, config.timeout, config.headers))
@@ -145,7 +142,7 @@ class Script:
         )
 
     async def follow(self, text: str, **config: object) -> Result:
-        return await follow(parse_target(text), self.fetch, Config(**config), clock=self.clock)  # type: ignore[arg-type]
+        return await follow(parse_target(text), self.fetch, Config(**config))  # type: ignore[arg-type]
 
 
 async def test_a_chain_reports_every_hop_and_ends_on_the_final_head() -> None:
@@ -388,7 +385,7 @@ async def test_the_targets_own_user_and_password_stay_with_its_origin() -> None:
         return await script.fetch(target, config)
 
     first = parse_target("http://user:pw@a.example/")
-    result = await follow(first, fetch, Config(location=True), clock=script.clock)
+    result = await follow(first, fetch, Config(location=True))
     assert result.ok
     assert result.target == "http://user:***@a.example/"
     assert sent == [
@@ -430,3 +427,25 @@ def test_a_first_hop_that_times_out_names_the_t_the_user_gave(
         "kind": "timeout",
         "message": f"no complete response head within {timeout}s (waiting for the response head)",
     }
+
+
+def test_waiting_for_a_rate_turn_is_no_part_of_the_chains_t(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    """docs/scale.md: the wait for a turn is not part of -t. Eight hops at 4 a second take
+    ~1.75 s, far past -t 0.5, and every chain still ends at its 200."""
+    server = threaded_server(
+        routes(
+            {
+                f"/r{n}": f"HTTP/1.1 302 Found\r\nLocation: /final{n}\r\n\r\n".encode()
+                for n in range(4)
+            },
+            default=b"HTTP/1.1 200 OK\r\n\r\n",
+        )
+    )
+    urls = [f"http://127.0.0.1:{server.port}/r{n}" for n in range(4)]
+    code, output = run_cli("--json", "-L", "--rate", "4", "-t", "0.5", *urls)
+    records = [json.loads(line) for line in output.splitlines()]
+    assert [(r["status"], r["error"]) for r in records] == [(200, None)] * 4, output
+    assert code == 0
+    assert all(len(r["redirects"]) == 1 for r in records)

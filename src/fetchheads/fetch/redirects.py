@@ -4,8 +4,11 @@ Each hop is a whole fetch of the next URL by the ``fetch`` function it is given 
 run), so this module never touches a socket; it imports no asyncio either, only awaits.
 
 Deadline: ``-t`` bounds the whole chain. Each hop gets what is left of it (``timeout`` minus the
-time the earlier hops took), so a chain can never take longer than ``-t``, and a slow first hop
-leaves less to the later ones. ``--connect-timeout`` still bounds each hop's connection.
+time the earlier hops took: their ``timing.total``), so the hops' fetches never take longer than
+``-t`` together, and a slow first hop leaves less to the later ones. Waiting for a ``--rate``
+turn is no part of it (``fetch_one`` waits before each attempt's own clock starts), and a hop
+retried with ``--retries`` is charged for its last attempt only: every attempt gets the hop's
+share. ``--connect-timeout`` still bounds each hop's connection.
 
 Request headers: ``-H`` headers go to every hop, except ``Authorization``, ``Cookie`` and ``Host``,
 which are sent only while the hop has the scheme, host and port the user asked for (what curl does
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Awaitable, Callable
 
 from fetchheads.config import Config
@@ -85,8 +87,6 @@ async def follow(
     target: Target,
     fetch: FetchWith,
     config: Config,
-    *,
-    clock: Callable[[], float] = time.monotonic,
 ) -> Result:
     """Fetch ``target`` and follow its redirects, at most ``config.max_redirs`` of them.
 
@@ -95,7 +95,7 @@ async def follow(
     ``fetched_at`` of the first. A loop, one hop too many or a ``Location`` that cannot be followed
     end the chain with kind ``redirect``, keeping the redirect response that could not be followed.
     """
-    start = clock()
+    spent = 0.0  # by the hops so far: their last attempts, from resolving to the head
     hops: list[Redirect] = []
     visited = {target.url}
     current = target
@@ -107,7 +107,7 @@ async def follow(
         if not hops:
             remaining = config.timeout
         else:
-            remaining = math.floor((config.timeout - (clock() - start)) * 1000) / 1000
+            remaining = math.floor((config.timeout - spent) * 1000) / 1000
         if remaining <= 0:
             # Only reachable between hops: the last hop finished just as the budget ran out.
             return _chain(
@@ -122,6 +122,7 @@ async def follow(
             )
         result = await fetch(current, hop_config(config, target, current, remaining))
         first = first or result
+        spent += result.timing.total or 0.0
         if result.error is not None:
             error = result.error
             if error.kind is ErrorKind.TIMEOUT and hops:
