@@ -209,3 +209,24 @@ def test_the_waterfall_option_on_a_terminal_chooses_the_pretty_blocks(
     forced = CliRunner().invoke(cli, ["--waterfall", "-i", str(hosts)], obj=terminal)
     assert table.output.startswith("target")  # the table's header row
     assert "  first byte " in forced.output
+
+
+@pytest.mark.parametrize("width", [80, 50, 40, 30])
+def test_the_waterfall_fits_a_narrow_terminal_or_is_left_out(width: int) -> None:
+    """Each bar row on one line, however narrow the terminal; below 30 columns no waterfall."""
+    timing = Timing(dns=0.001, connect=0.003, tls=0.010, ttfb=0.015, total=0.02)
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None)
+    console.print(
+        render_result(Result(target="h", url="https://h/", timing=timing), waterfall=True)
+    )
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= width for line in lines)
+    rows = [line for line in lines if line.startswith(("  dns ", "  connect ", "  total "))]
+    assert len(rows) == 3
+    assert all(line.rstrip().endswith("ms") for line in rows)  # the duration on the bar's row
+    narrow = io.StringIO()
+    Console(file=narrow, width=29, color_system=None).print(
+        render_result(Result(target="h", url="https://h/", timing=timing), waterfall=True)
+    )
+    assert "█" not in narrow.getvalue()

@@ -141,10 +141,7 @@ def render_result(result: Result, *, waterfall: bool = False) -> RenderableType:
         rejected = result.error is not None and result.error.kind == "tls"
         parts.extend(tls_lines(result.tls, rejected=rejected, now=result.fetched_at))
     if waterfall:
-        bars = waterfall_lines(result.timing)
-        if bars and result.redirects:
-            bars.insert(0, Text("  timing of the last hop:", style="dim"))
-        parts.extend(bars)
+        parts.append(Waterfall(result.timing, last_hop=bool(result.redirects)))
     parts.extend(audit_block(result))
     parts.extend(alert_lines(result.warnings))
     if result.error is not None:
@@ -275,6 +272,29 @@ def waterfall_phases(timing: Timing) -> list[tuple[str, float, float]]:
         phases.append((name, edge, end))
         edge = end
     return phases
+
+
+WATERFALL_MIN_WIDTH = 8
+"""Fewer cells than this for the bars (a terminal under 30 columns): no waterfall at all."""
+_WATERFALL_LABELS = 2 + 11 + 1 + 8  # the indent, the phase name, a space, the duration
+
+
+class Waterfall:
+    """The waterfall, its bars as wide as the terminal allows (``WATERFALL_WIDTH`` at most), so
+    that no row wraps; left out on a terminal too narrow for ``WATERFALL_MIN_WIDTH`` cells."""
+
+    def __init__(self, timing: Timing, *, last_hop: bool = False) -> None:
+        self.timing = timing
+        self.last_hop = last_hop
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        width = min(WATERFALL_WIDTH, options.max_width - _WATERFALL_LABELS)
+        if width < WATERFALL_MIN_WIDTH:
+            return
+        bars = waterfall_lines(self.timing, width)
+        if bars and self.last_hop:
+            yield Text("  timing of the last hop:", style="dim")
+        yield from bars
 
 
 def waterfall_lines(timing: Timing, width: int = WATERFALL_WIDTH) -> list[Text]:
