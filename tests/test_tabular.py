@@ -129,6 +129,18 @@ async def test_table_rows_never_pass_the_width_and_cut_with_an_ellipsis(refused_
     assert failed.startswith("-       127.0.0.1:")  # no status: a dash
 
 
+def test_header_columns_too_narrow_for_their_name_are_titled_by_the_header_alone() -> None:
+    names = ["server", "content-type", "cache-control", "strict-transport-security", "x-frame"]
+    fields = compile_fields("target,status," + ",".join(f"header:{n}" for n in names), BUILTIN)
+    layout = TableLayout(fields, 80)
+    titles = layout.line(layout.header()).split()
+    assert titles[:2] == ["target", "status"]
+    for name, title in zip(names, titles[2:], strict=True):
+        assert name.startswith(title.rstrip("…")), title  # the header's own name, not 'header:…'
+    wide = TableLayout(fields, 300)
+    assert "header:server" in wide.line(wide.header())  # the whole name where it fits
+
+
 def test_the_columns_a_narrow_table_leaves_out_are_named() -> None:
     fields = compile_fields(
         "target,status,header:set-cookie,time.total,redirects,cert.days_left", BUILTIN

@@ -188,6 +188,15 @@ def fit_middle(text: str, width: int) -> str:
     return head + end
 
 
+def _title(name: str, width: int) -> str:
+    """A column's title: its field's name, without ``header:`` where the whole would be cut (five
+    header columns would all read ``header:…``, the part that tells them apart cut off)."""
+    if len(name) > width and name.startswith(HEADER_PREFIX):
+        return name[len(HEADER_PREFIX) :]
+    return name
+
+
+HEADER_PREFIX = "header:"
 _URL_FIELDS = frozenset({"target", "url", "final_url"})
 """Columns cut in the middle (``fit_middle``) rather than at the end."""
 
@@ -239,7 +248,7 @@ class TableLayout:
     def header(self) -> list[Cell]:
         return self._cut(
             [
-                Cell(fit(field.name, w, right=r), "header")
+                Cell(fit(_title(field.name, w), w, right=r), "header")
                 for field, w, r in zip(self.fields, self.widths, self._right, strict=True)
             ]
         )
