@@ -403,6 +403,23 @@ def test_a_certificate_cryptography_cannot_read_ends_only_its_own_target(
     assert "internal error" not in out
 
 
+def test_a_verified_certificate_keeps_its_names_when_another_extension_is_unreadable(
+    serve: Callable[[ssl.SSLContext], str], tmp_path: Path
+) -> None:
+    """A malformed SCT list makes cryptography refuse every extension; OpenSSL verifies the
+    certificate anyway, and its own reading of the names fills them in."""
+    odd = serve(presenting_unreadable(tmp_path, "bad-sct"))
+    trusted = tmp_path / "trusted.pem"
+    trusted.write_bytes((tmp_path / "chain.pem").read_bytes())
+    code, records = fetch_records("--cacert", str(trusted), odd)
+    assert code == 0
+    tls = records[odd]["tls"]
+    assert tls["verified"] is True
+    assert tls["san"] == ["127.0.0.1"]
+    code, records = fetch_records("-k", odd)  # unverified: Python gives no names of its own
+    assert records[odd]["tls"]["san"] == []
+
+
 def test_decode_never_raises_for_what_cryptography_refuses() -> None:
     for kind in ("duplicate-san", "x400-san", "version-4"):
         der, _ = unreadable(kind)

@@ -183,6 +183,7 @@ def _leaf(
 
 _SAN_OID = b"\x06\x03\x55\x1d\x11"  # 2.5.29.17, subjectAltName
 _STAND_IN_OID = b"\x06\x03\x55\x1d\x63"  # 2.5.29.99: as long, so the DER keeps its lengths
+_SCT_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")  # RFC 6962 §3.3, in the certificate
 _VERSION_3 = b"\xa0\x03\x02\x01\x02"  # [0] INTEGER 2: an X.509 v3 certificate
 
 
@@ -231,6 +232,12 @@ def unreadable(kind: str, host: str = "127.0.0.1") -> tuple[bytes, ec.EllipticCu
             x509.ObjectIdentifier("2.5.29.99"), _alt_names(("other.test",)).public_bytes()
         )
         builder = builder.add_extension(stand_in, critical=False)
+    elif kind == "bad-sct":
+        # An SCT list whose content is not one: OpenSSL looks at it only for Certificate
+        # Transparency, cryptography refuses every extension once it meets it.
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(_SCT_OID, _tlv(0x04, b"\x00\x01\x02")), critical=False
+        )
     elif kind == "x400-san":
         # dNSName "host", then an empty x400Address ([3] constructed), in a second SAN-shaped
         # extension that then takes the first one's place.
@@ -246,6 +253,8 @@ def unreadable(kind: str, host: str = "127.0.0.1") -> tuple[bytes, ec.EllipticCu
     elif kind == "x400-san":
         # Only the x400 one stays a subjectAltName: the builder's own becomes the stand-in.
         tbs = tbs.replace(_SAN_OID, b"\x06\x03\x55\x1d\x62").replace(_STAND_IN_OID, _SAN_OID)
+    elif kind == "bad-sct":
+        return cert.public_bytes(serialization.Encoding.DER), key
     elif kind == "version-4":
         assert _VERSION_3 in tbs
         tbs = tbs.replace(_VERSION_3, b"\xa0\x03\x02\x01\x03", 1)

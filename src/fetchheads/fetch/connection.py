@@ -7,6 +7,7 @@ the wording of low-level errors. Each failure is translated here, once, into
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import re
@@ -14,6 +15,7 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from fetchheads.config import Config
 from fetchheads.errors import (
@@ -340,16 +342,43 @@ def tls_info(ssl_object: ssl.SSLObject) -> TLSInfo:
     from fetchheads.certificates import tls_facts  # https only: a plain-http run never needs it
 
     cipher = ssl_object.cipher()
-    return tls_facts(
+    verified = ssl_object.context.check_hostname
+    facts = tls_facts(
         ssl_object.version(),
         cipher[0] if cipher else None,
         ssl_object.getpeercert(binary_form=True),
         presented_chain(ssl_object),
         # The run's contexts verify the name exactly when they verify the chain (-k turns both
         # off); check_hostname is a plain bool, verify_mode an enum built anew on every read.
-        verified=ssl_object.context.check_hostname,
+        verified=verified,
         now=time.time(),
     )
+    if verified and not facts.san:
+        # A verified certificate has names (OpenSSL checked one), but ``cryptography`` reads the
+        # extensions all or none: one malformed extension of another kind hides them. OpenSSL's
+        # own reading, which Python gives for a verified peer, fills them in.
+        names = _openssl_names(ssl_object.getpeercert())
+        if names:
+            facts = dataclasses.replace(facts, san=names)
+    return facts
+
+
+_NAME_KINDS = {"DNS", "IP Address", "email", "URI"}
+
+
+def _openssl_names(peer: dict[str, Any] | None) -> tuple[str, ...]:
+    """The subjectAltName entries of ``getpeercert()``, as ``certificates`` words them (an IPv6
+    address compressed)."""
+    import ipaddress
+
+    names: list[str] = []
+    for kind, value in (peer or {}).get("subjectAltName", ()):
+        if kind == "IP Address":
+            with contextlib.suppress(ValueError):  # OpenSSL's text is an address; kept if not
+                value = str(ipaddress.ip_address(value.strip()))
+        if kind in _NAME_KINDS:
+            names.append(value)
+    return tuple(names)
 
 
 def presented_chain(ssl_object: ssl.SSLObject) -> list[bytes] | None:
