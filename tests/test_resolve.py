@@ -4,6 +4,7 @@ thread pool, the per-run cache, --resolve, -4/-6 and happy eyeballs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -384,3 +385,44 @@ async def test_c_ares_is_given_at_most_its_largest_timeout(mute_dns_port: int) -
     finally:
         await resolver.aclose()
     assert resolve_module.CARES_MAX_TIMEOUT * 1000 * 2 < 2**31  # doubled once for the 2nd try
+
+
+async def test_a_lookup_that_got_no_answer_is_asked_again_and_may_be_retried() -> None:
+    """EAI_AGAIN (the resolver got no answer) is not remembered, unlike "no such name": a retry
+    asks again, and it is a failure --retries retries."""
+    calls: list[str] = []
+
+    def flaky(host: str, port: object, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        if len(calls) == 1:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+
+    resolver = Resolver(getaddrinfo=flaky)
+    try:
+        with pytest.raises(DNSError) as failed:
+            await resolver.resolve("flaky.example", 80)
+        assert failed.value.retryable
+        assert await resolver.resolve("flaky.example", 80) == [(socket.AF_INET, "127.0.0.1")]
+    finally:
+        await resolver.aclose()
+    assert calls == ["flaky.example", "flaky.example"]
+
+
+async def test_dns_servers_that_time_out_are_asked_again_on_the_next_try() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.setblocking(False)
+        resolver = Resolver(servers=[f"127.0.0.1:{mute.getsockname()[1]}"], timeout=0.1)
+        try:
+            for _ in range(2):
+                with pytest.raises(DNSError, match=r"cannot resolve mute\.test") as failed:
+                    await resolver.resolve("mute.test", 80)
+                assert failed.value.retryable
+        finally:
+            await resolver.aclose()
+        queries = 0
+        with contextlib.suppress(BlockingIOError):
+            while mute.recv(4096):
+                queries += 1
+    assert queries >= 4  # two lookups of two tries each: the second was not the first's echo

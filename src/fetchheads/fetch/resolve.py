@@ -36,6 +36,8 @@ its own stack, and resolvers (nscd, systemd-resolved, a router) do not answer 10
 
 CARES_RECEIVE_BUFFER = 4 * 1024 * 1024
 """Bytes of UDP receive buffer for c-ares (the kernel caps it at net.core.rmem_max)."""
+CARES_TIMEOUT = 12  # ARES_ETIMEOUT
+CARES_CONNECTION_REFUSED = 11  # ARES_ECONNREFUSED
 CARES_MAX_TIMEOUT = 86_400.0
 """The most seconds of timeout c-ares is given for one try (a day): it counts milliseconds in a C
 ``int``, which a larger ``-t`` or ``--connect-timeout`` would overflow. The target's own deadline
@@ -182,6 +184,7 @@ class Resolver:
         if future is None or future.cancelled():
             future = asyncio.ensure_future(self._lookup(host))
             future.add_done_callback(_retrieve)
+            future.add_done_callback(functools.partial(self._forget_no_answer, host))
             self._cache[host] = future
             if len(self._cache) > DNS_CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -192,6 +195,15 @@ class Resolver:
             return future.result()  # raises the cached DNSError, as the first lookup did
         # shield: one waiter's deadline must not cancel a lookup that others share.
         return await asyncio.shield(future)
+
+    def _forget_no_answer(self, host: str, future: asyncio.Future[list[Address]]) -> None:
+        """A lookup that got no answer (a DNS server timed out or could not be reached) is not
+        remembered: a retry (``--retries``) asks again instead of getting the same failure."""
+        if future.cancelled():
+            return
+        error = future.exception()
+        if getattr(error, "retryable", False) and self._cache.get(host) is future:
+            del self._cache[host]
 
     def cached(self, host: str) -> list[Address] | None:
         """The answer of an earlier lookup of ``host`` that succeeded, without a coroutine (a list
@@ -254,7 +266,9 @@ class Resolver:
         try:
             infos = await loop.run_in_executor(self._pool, call)
         except socket.gaierror as exc:
-            raise DNSError(f"cannot resolve {host}: {exc.strerror}") from exc
+            error = DNSError(f"cannot resolve {host}: {exc.strerror}")
+            error.retryable = exc.errno == socket.EAI_AGAIN  # no answer, not "no such name"
+            raise error from exc
         except UnicodeError as exc:
             raise DNSError(f"cannot resolve {host}: {exc}") from exc
         return [(int(family), str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
@@ -277,7 +291,10 @@ class Resolver:
             )
         except aiodns.error.DNSError as exc:
             message = exc.args[1] if len(exc.args) > 1 else str(exc)
-            raise DNSError(f"cannot resolve {host}: {message}") from exc
+            error = DNSError(f"cannot resolve {host}: {message}")
+            # No answer (the servers timed out, or refused the query's connection): worth a retry
+            error.retryable = exc.args[:1] in ((CARES_TIMEOUT,), (CARES_CONNECTION_REFUSED,))
+            raise error from exc
         return [(int(node.family), str(node.addr[0], "ascii")) for node in result.nodes]
 
 
