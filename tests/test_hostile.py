@@ -360,3 +360,40 @@ def test_https_servers_that_close_at_once_print_no_traceback() -> None:
         assert record["error"]["kind"] == "tls", record
         assert record["error"]["message"].startswith("handshake failed: "), record
     assert outcome.stderr == ""
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_an_https_server_that_drops_the_handshake_is_retried(how: str) -> None:
+    """A server (a load balancer) that closes or resets the connection without a word of TLS
+    gave no answer: --retries tries again, as after a reset before any byte over http."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+    accepted: list[float] = []
+
+    def drop_each() -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                connection, _ = listener.accept()
+                accepted.append(time.monotonic())
+                if how == "reset":  # RST instead of FIN
+                    connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
+                else:
+                    connection.recv(1)  # the ClientHello has arrived: the handshake has begun
+                connection.close()
+
+    threading.Thread(target=drop_each, daemon=True).start()
+    try:
+        port = listener.getsockname()[1]
+        outcome = CliRunner().invoke(
+            cli, ["--json", "-t", "5", "--retries", "2", f"https://127.0.0.1:{port}/"]
+        )
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+    assert outcome.exit_code == 1, outcome.output
+    error = json.loads(outcome.stdout)["error"]
+    # A reset may reach the plain reader before the handshake starts: a connect error then
+    assert error["kind"] == "tls" if how == "close" else error["kind"] in ("tls", "connect")
+    assert error["message"].endswith("(after 3 attempts)")
+    assert len(accepted) == 3

@@ -316,7 +316,9 @@ async def start_tls(
         # Closed before the handshake began (a server that accepts, then closes at once, seen
         # by the plain reader first): uvloop's start_tls on such a transport logs a traceback
         # from inside the loop and hands back a dead transport.
-        raise TLSError("handshake failed: the server closed the connection before the handshake")
+        raise _dropped(
+            TLSError("handshake failed: the server closed the connection before the handshake")
+        )
     try:
         tls_transport = await loop.start_tls(
             transport, reader, ssl_context, server_hostname=server_hostname
@@ -326,14 +328,22 @@ async def start_tls(
     except ssl.SSLError as exc:
         raise TLSError(f"handshake failed: {_describe_ssl_error(exc)}") from exc
     except OSError as exc:
-        raise TLSError(f"handshake failed: {describe_oserror(exc)}") from exc
+        error = TLSError(f"handshake failed: {describe_oserror(exc)}")
+        raise (_dropped(error) if isinstance(exc, ConnectionError) else error) from exc
     if tls_transport is None:
-        raise TLSError("handshake failed: the connection closed")
+        raise _dropped(TLSError("handshake failed: the connection closed"))
     state.tls_time = time.perf_counter() - state.start
     ssl_object = tls_transport.get_extra_info("ssl_object")
     if ssl_object is not None:
         state.tls = tls_info(ssl_object)
     return tls_transport
+
+
+def _dropped(error: TLSError) -> TLSError:
+    """A handshake the server cut off (reset or closed) without a word of TLS: no answer came,
+    so, as a connection reset before any byte, it is worth a retry (``--retries``)."""
+    error.retryable = True
+    return error
 
 
 def tls_info(ssl_object: ssl.SSLObject) -> TLSInfo:
