@@ -79,6 +79,26 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(
     assert process.returncode == 141
 
 
+def test_a_short_list_cut_by_head_with_workers_says_nothing_either(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    """A few fast targets from a file, | head: the workers are stopped as they finish, some
+    before they have counted their targets; the run stopped them, so that is no failure."""
+    server = threaded_server(reply(HEAD))
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text(f"127.0.0.1:{server.port}/a\n127.0.0.1:{server.port}/b\n127.0.0.1:1\n")
+    for _ in range(12):  # the race was lost about one time in two
+        process = spawn("--format", "plain", "--workers", "2", "-i", str(hosts))
+        assert process.stdout is not None
+        process.stdout.readline()
+        process.stdout.close()  # what head does after its first line
+        assert process.stderr is not None
+        process.wait(timeout=60)
+        stderr = process.stderr.read()
+        process.stderr.close()
+        assert b"worker" not in stderr, stderr
+
+
 def test_ctrl_c_exits_130_promptly_without_a_traceback(threaded_server: StartServer) -> None:
     fast = threaded_server(reply(HEAD))
     stuck = threaded_server(silent())

@@ -364,6 +364,8 @@ def _collect(children: list[Worker], summary: Summary, *, stopped: bool) -> list
         code = os.waitstatus_to_exitcode(wait_status)
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
         counts = child.final
+        if counts is None and stopped:
+            continue  # told to stop by the run (| head, Ctrl-C): it may end before it counts
         if counts is None:
             printed = (
                 f" (not counted: {counted(child.finished, 'target')} it finished)"
