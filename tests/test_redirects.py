@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -449,3 +450,45 @@ def test_waiting_for_a_rate_turn_is_no_part_of_the_chains_t(
     assert [(r["status"], r["error"]) for r in records] == [(200, None)] * 4, output
     assert code == 0
     assert all(len(r["redirects"]) == 1 for r in records)
+
+
+def test_retried_hops_still_end_the_chain_within_its_budget() -> None:
+    """-L --retries: every hop's first attempt hangs and its retry answers 302. The attempts
+    and the backoff count against the chain's -t, so ten such hops do not take ten -t."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0), backlog=32)
+    seen: set[str] = set()
+    open_connections: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                path = connection.recv(4096).split(b" ")[1].decode()
+                if path not in seen:  # the first attempt: hang until the client gives up
+                    seen.add(path)
+                    open_connections.append(connection)
+                    continue
+                hop = int(path.removeprefix("/h"))
+                connection.sendall(f"HTTP/1.1 302 Found\r\nLocation: /h{hop + 1}\r\n\r\n".encode())
+                connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    started = time.monotonic()
+    try:
+        port = listener.getsockname()[1]
+        code, output = run_cli("--json", "-L", "-t", "0.5", "--retries", "1",
+                               f"http://127.0.0.1:{port}/h0")  # fmt: skip
+    finally:
+        listener.close()
+        for connection in open_connections:
+            connection.close()
+    elapsed = time.monotonic() - started
+    record = json.loads(output)
+    assert code == 1
+    assert record["error"]["kind"] == "timeout", record
+    assert len(record["redirects"]) <= 2
+    assert elapsed < 3  # ten hops at ~0.6 s each would be 6 s

@@ -47,6 +47,7 @@ from fetchheads.fetch.connection import (
     start_tls,
 )
 from fetchheads.fetch.deadline import Deadline, Deadlines
+from fetchheads.fetch.redirects import RETRIED
 from fetchheads.fetch.resolve import Resolver, literal_family
 from fetchheads.http.request import (
     RequestTemplate,
@@ -146,8 +147,12 @@ async def fetch_one(target: Target, ctx: FetchContext) -> Result:
     result, retryable = await _attempt(target, ctx)
     retries = ctx.config.retries
     attempt = 0
+    retried = RETRIED.get()  # in a redirect chain, which charges the retries to its -t
     while attempt < retries and retryable:
-        await asyncio.sleep(retry_delay(attempt))
+        delay = retry_delay(attempt)
+        if retried is not None:
+            retried.append((result.timing.total or 0.0) + delay)
+        await asyncio.sleep(delay)
         attempt += 1
         result, retryable = await _attempt(target, ctx)
     if attempt and result.error is not None:

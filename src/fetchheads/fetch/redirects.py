@@ -18,6 +18,7 @@ target's own ``user:password@`` follows the same rule.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import math
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,13 @@ follow, 305 and 306 are deprecated)."""
 ORIGIN_ONLY_HEADERS = frozenset({"authorization", "cookie", "host"})
 
 FetchWith = Callable[[Target, Config], Awaitable[Result]]
+
+RETRIED: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "RETRIED", default=None
+)
+"""Where ``fetch.one`` notes, for the hop of a chain it is fetching, the seconds each attempt it
+retried took with the backoff after it: ``follow`` charges them to the chain's ``-t``, as it does
+the last attempt (``timing.total``). A ``--rate`` wait is in neither."""
 """``fetch(target, config)``: one complete fetch, honouring ``config.timeout`` as its deadline."""
 
 
@@ -95,7 +103,7 @@ async def follow(
     ``fetched_at`` of the first. A loop, one hop too many or a ``Location`` that cannot be followed
     end the chain with kind ``redirect``, keeping the redirect response that could not be followed.
     """
-    spent = 0.0  # by the hops so far: their last attempts, from resolving to the head
+    spent = 0.0  # by the hops so far: their attempts and retry backoffs, not their --rate waits
     hops: list[Redirect] = []
     visited = {target.url}
     current = target
@@ -120,9 +128,15 @@ async def follow(
                     f"the time ran out after {_redirects(len(hops))}",
                 ),
             )
-        result = await fetch(current, hop_config(config, target, current, remaining))
+        retried: list[float] = []
+        token = RETRIED.set(retried)
+        try:
+            result = await fetch(current, hop_config(config, target, current, remaining))
+        finally:
+            RETRIED.reset(token)
         first = first or result
-        spent += result.timing.total or 0.0
+        # The hop's last attempt, and its earlier attempts with the backoff after each (--retries)
+        spent += (result.timing.total or 0.0) + sum(retried)
         if result.error is not None:
             error = result.error
             if error.kind is ErrorKind.TIMEOUT and hops:
