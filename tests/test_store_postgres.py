@@ -261,6 +261,31 @@ def test_ctrl_c_while_the_server_never_answers_ends_the_run_as_interrupted() -> 
     assert err.splitlines() == [INTERRUPTED_BEFORE_FETCHING]
 
 
+@pytest.mark.parametrize("existing", [True, False])
+def test_ctrl_c_while_the_database_is_opened_leaves_the_output_file_as_it_was(
+    tmp_path: Path, existing: bool
+) -> None:
+    """-o FILE and a database that keeps the run waiting: Ctrl-C leaves an existing file with its
+    old content (the run never began), and creates none."""
+    output = tmp_path / "keep.jsonl"
+    if existing:
+        output.write_text("previous\n")
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"postgresql://u:p@127.0.0.1:{silent.getsockname()[1]}/x"
+        process = run_cli("--db", url, "-o", str(output), "127.0.0.1:9")
+        silent.settimeout(30)
+        connection, _ = silent.accept()
+        with connection:
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=5)
+    assert process.returncode == 130
+    assert err.splitlines() == [INTERRUPTED_BEFORE_FETCHING]
+    if existing:
+        assert output.read_text() == "previous\n"
+    else:
+        assert not output.exists()
+
+
 def test_ctrl_c_while_a_lock_keeps_changes_waiting_stores_no_finished_run(
     postgres: Postgres,
 ) -> None:

@@ -266,7 +266,9 @@ def fetch_command(
         if output_file is not None:
             output_file.abandon()
         raise
-    if output_file is not None:
+    if output_file is not None and processes > 1:
+        # One process empties it once the snapshot session has started (``single.execute``):
+        # a Ctrl-C while the database keeps the start waiting leaves an existing file as it was.
         output_file.begin()
     plan = RunPlan(
         output=output_file,

@@ -53,6 +53,8 @@ def execute(plan: RunPlan) -> Outcome:
     stderr = StderrConsole(**plan.environment.console_options())
     if not _started(plan.session, config):
         return _interrupted_before_fetching(plan, summary, stderr)
+    if plan.output is not None:
+        plan.output.begin()  # the run goes ahead: an existing -o file loses its old content
     sink = make_sink(plan)
     bar = ProgressLine(stderr.console, summary, writer=sink.writer) if plan.view.bar else None
     started = time.monotonic()
@@ -177,7 +179,8 @@ def _interrupted_before_fetching(plan: RunPlan, summary: Summary, stderr: Stderr
     """Ctrl-C before the first fetch: nothing fetched, no ``runs`` row, no ``-o`` file."""
     started = time.monotonic()
     plan.session.close()
-    finish_output(plan, stopped=True, stderr=stderr)
+    if plan.output is not None:
+        plan.output.abandon()  # a file it created is removed; one that was there is untouched
     return Outcome(ExitStatus.INTERRUPTED, summary, started, began=False, all_read=False)
 
 
