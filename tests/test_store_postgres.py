@@ -346,6 +346,10 @@ def test_a_locked_changes_run_waits_one_lock_timeout_not_two(
         ("postgresql://odd:Se@kr1t/foo@127.0.0.1:54329/heads2", ("Se@", "kr1t", "foo")),
         ("postgresql://odd:Se@kr1t?dbname=foo@127.0.0.1:54329/heads2", ("Se@", "kr1t", "foo")),
         ("postgresql://odd:Se@kr1t?foo@127.0.0.1:54329/heads2", ("Se@", "kr1t", "foo")),
+        # libpq would read 12?34 as the password, but a URL reader ends the host at the ?: one
+        # rule for both (the fetch command refuses such a password in a target too).
+        ("postgresql://odd:12?34@127.0.0.1:54329/heads2", ("12?34", "34@")),
+        ("postgresql://odd:12#34@127.0.0.1:54329/heads2", ("12#34", "34@")),
     ],
 )
 def test_a_bare_at_in_a_password_is_refused_before_any_lookup(
@@ -389,9 +393,8 @@ def test_a_bare_at_in_a_password_is_refused_before_any_lookup(
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        # libpq reads these: ? and # may stand in a password, and a percent-encoded @ is no @.
-        ("postgresql://odd:12?34@127.0.0.1:9/heads", "postgresql://odd:***@127.0.0.1:9/heads"),
-        ("postgresql://odd:12#34@127.0.0.1:9/heads", "postgresql://odd:***@127.0.0.1:9/heads"),
+        # libpq reads these: a percent-encoded @ is no @ (? and # in a password: refused above).
+        ("postgresql://odd:p%3Fss@127.0.0.1:9/heads", "postgresql://odd:***@127.0.0.1:9/heads"),
         ("postgresql://odd:p%40ss@127.0.0.1:9/heads", "postgresql://odd:***@127.0.0.1:9/heads"),
         ("postgresql://odd:pw@127.0.0.1:9/heads?password=x", None),
         ("postgresql://odd@127.0.0.1:9/heads", "postgresql://odd@127.0.0.1:9/heads"),
@@ -417,6 +420,38 @@ def test_a_password_libpq_reads_is_hidden_whole(
         Store.open(url)
     assert str(failed.value) == f"{expected}: cannot connect: refused here"
     assert connected == [url]  # a valid URL is used as given
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # libpq: user 127.0.0.1, password "54329?password=sek", host 127.0.0.2.
+        "postgresql://127.0.0.1:54329?password=sek@127.0.0.2",
+        "postgresql://127.0.0.1?password=sek@127.0.0.2",
+    ],
+)
+def test_an_at_after_a_question_mark_is_refused_and_shows_no_password(url: str) -> None:
+    code, out, err = fetchheads("--db", url, "-q", "127.0.0.1:9")
+    assert (code, out) == (2, "")
+    assert "not a URL libpq can read" in err
+    assert "sek" not in err
+    assert "127.0.0.2" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # libpq decodes a parameter's name too, and a value runs to the next & (# included).
+        ("postgresql://u@h/db?%70assword=sekrit", "postgresql://u@h/db?%70assword=***"),
+        ("postgresql://u@h/db?passwor%64=sekrit&a=1", "postgresql://u@h/db?passwor%64=***&a=1"),
+        ("postgresql://u@h/db?password=abc#def", "postgresql://u@h/db?password=***"),
+        ("postgresql://u@h/db?sslpassword=keyphrase", "postgresql://u@h/db?sslpassword=***"),
+    ],
+)
+def test_every_secret_parameter_is_hidden_as_libpq_reads_it(url: str, expected: str) -> None:
+    from fetchheads.snapshots.store import shown as show
+
+    assert show(url) == expected
 
 
 def test_a_short_password_is_not_searched_for_in_the_servers_message(refused_port: int) -> None:

@@ -74,7 +74,7 @@ UNREADABLE_URL = (
     "not a URL libpq can read; write @ as %40 wherever it stands, and in a user name or password "
     ": as %3A, / as %2F and % as %25"
 )
-_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
@@ -117,7 +117,7 @@ def shown(location: str) -> str:
     user, colon, _password = rest[:at].partition(":")
     if not stray:
         userinfo = f"{user}:{MASK}" if colon else user  # a user name alone is no secret to libpq
-    elif _PASSWORD_PARAMETER.search(rest[:at]):
+    elif _has_secret_parameter(rest[:at]):
         return f"{scheme}://{MASK}"  # a ``password=`` value may run on past that ``@``
     else:
         userinfo = f"{user}:{MASK}" if colon and not re.search(r"[/?#@]", user) else MASK
@@ -125,20 +125,45 @@ def shown(location: str) -> str:
 
 
 def _masked_parameters(text: str) -> str:
-    return _PASSWORD_PARAMETER.sub(rf"\1{MASK}", text)
+    """``text`` (a URL after its user information) with the value of every secret parameter
+    ``***``. Read as libpq reads them: the names percent-decoded (``%70assword``), each value up
+    to the next ``&`` (a ``#`` does not end it)."""
+    head, question, query = text.partition("?")
+    if not question:
+        return text
+    items = query.split("&")
+    for n, item in enumerate(items):
+        name, equals, _value = item.partition("=")
+        if equals and _secret_name(name):
+            items[n] = f"{name}={MASK}"
+    return f"{head}?{'&'.join(items)}"
+
+
+def _has_secret_parameter(text: str) -> bool:
+    _, question, query = text.partition("?")
+    return bool(question) and any(_secret_name(item.partition("=")[0]) for item in query.split("&"))
+
+
+def _secret_name(name: str) -> bool:
+    from urllib.parse import unquote
+
+    return unquote(name).lower() in _SECRET_PARAMETERS
 
 
 def has_stray_at(location: str) -> bool:
     """Whether a ``postgresql://`` URL holds an ``@`` that libpq does not read as the end of its
-    user information: a second one, or one after a ``/``. libpq ends the user information at the
-    first ``@``, so an ``@`` typed in a password would make the rest of that password the host
-    (looked up as a host name, and shown) or the database name (``user:pw@127.0.0.2/x@host/db``
-    connects to 127.0.0.2); and ``user:pa/ss@host`` makes ``user`` the host. Such a URL is
-    refused (``UNREADABLE_URL``) before anything is looked up: an ``@`` anywhere else (a database
-    name, a parameter) is written ``%40``, which libpq reads back as ``@``."""
+    user information: a second one, or one after a ``/``, ``?`` or ``#``. libpq ends the user
+    information at the first ``@``, so an ``@`` typed in a password would make the rest of that
+    password the host (looked up as a host name, and shown) or the database name
+    (``user:pw@127.0.0.2/x@host/db`` connects to 127.0.0.2); and ``user:pa/ss@host`` makes
+    ``user`` the host. Such a URL is refused (``UNREADABLE_URL``) before anything is looked up:
+    an ``@`` anywhere else (a database name, a parameter) is written ``%40``, which libpq reads
+    back as ``@``."""
     rest = location.partition("://")[2]
     at = rest.find("@")
-    return at != -1 and ("/" in rest[:at] or "@" in rest[at + 1 :])
+    # libpq does not end the user information at ? or #, but a URL reader would (and
+    # 'host:1?password=x@other' gives libpq the user '127.0.0.1' and that password for 'other').
+    return at != -1 and (re.search(r"[/?#]", rest[:at]) is not None or "@" in rest[at + 1 :])
 
 
 def new_uid() -> str:

@@ -416,7 +416,7 @@ def _check_url(psycopg: Any, location: str, path: str) -> None:
 
 
 _PASSWORD_VALUE = re.compile(
-    r"""(\bpassword\s*=\s*|['"]password['"]\s*:\s*)"""
+    r"""(\b(?:ssl)?password\s*=\s*|['"](?:ssl)?password['"]\s*:\s*)"""
     r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s&,;'"}]*)""",
     re.IGNORECASE,
 )
