@@ -808,6 +808,18 @@ def test_prometheus_into_another_users_symlink_writes_through_it(
     assert link.is_symlink()
 
 
+def test_a_dumb_terminal_gets_no_colour_even_with_force_color(
+    site: ThreadedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TERM", "dumb")
+    terminal = Environment(stdout_isatty=True, width=80)
+    result = run(["--format", "table", f"127.0.0.1:{site.port}/hostile"], terminal)
+    assert "404" in result.stdout
+    assert "\x1b[" not in result.stdout
+
+
 @pytest.mark.parametrize("forced", ["1", ""])
 def test_no_color_wins_over_force_color_in_the_table_as_in_the_pretty_view(
     site: ThreadedServer, monkeypatch: pytest.MonkeyPatch, forced: str

@@ -328,6 +328,10 @@ def test_diff_the_last_two_or_since_a_time(site: tuple[Site, str], db: str) -> N
     code, _, err = fetchheads("diff", "--db", db, "--since", "last tuesday", target)
     assert code == 2
     assert "neither an age" in err
+    # The same age on both sides is one moment, never "--since later than --at".
+    for _ in range(20):
+        code, _, err = fetchheads("diff", "--db", db, "--since", "1d", "--at", "1d", target)
+        assert "is later than" not in err
     # The two sides the wrong way round: refused, not compared backwards.
     code, out, err = fetchheads("diff", "--db", db, "--since", "5m", "--at", "30m", target)
     assert (code, out) == (2, "")

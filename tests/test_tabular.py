@@ -222,3 +222,7 @@ def test_tabs_and_combining_marks_keep_a_row_within_the_width() -> None:
     assert cell_width("e\u0301" * 30) == 30
     assert cell_width("soft\u00adhyphen") == 11  # a soft hyphen takes a cell, as terminals give it
     assert cell_width("zero\u200bwidth") == 9
+
+
+def test_tsv_guards_a_list_whose_first_item_begins_with_a_tab() -> None:
+    assert tsv_cell(("\tx", "y")) == "'\\tx\\ny"

@@ -152,6 +152,10 @@ def test_bad_templates_are_refused_before_the_run(template: str, says: str) -> N
     assert says in refusal(lambda: compile_write_out(template))
 
 
+def test_onerror_is_matched_whatever_its_case_as_curls_names_are() -> None:
+    assert compile_write_out("a%{OnError}b").on_error == ("b",)
+
+
 def test_onerror_given_twice_starts_the_error_part_once() -> None:
     compiled = compile_write_out("a%{onerror}b%{onerror}c")
     assert compiled.parts == ("a",)

@@ -240,10 +240,13 @@ def _at_most_all(value: int | None) -> int | None:
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
+    from fetchheads.models import utc_now
     from fetchheads.snapshots.lookback import parse_when
 
+    # One "now" for --at and --since: equal ages are one moment, not two a millisecond apart.
+    now = ctx.meta.setdefault("fetchheads.now", utc_now())
     try:
-        return parse_when(value)
+        return parse_when(value, now)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 

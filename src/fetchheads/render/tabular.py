@@ -87,8 +87,9 @@ def tsv_cell(value: Value) -> str:
     if isinstance(value, tuple):
         # A list's items are joined by an escaped newline; a newline inside an item is \x0a (as
         # in CSV), so the two cannot be confused.
+        guard = "'" if value and value[0].startswith(FORMULA_STARTS) else ""
         items = (terminal_safe(item.replace("\\", "\\\\")) for item in value)
-        return spreadsheet_safe("\\n".join(item.replace("\t", "\\t") for item in items))
+        return guard + "\\n".join(item.replace("\t", "\\t") for item in items)
     if isinstance(value, str):
         if value.isprintable() and "\\" not in value:  # the common case: nothing to escape
             return spreadsheet_safe(value)

@@ -329,7 +329,7 @@ def compile_write_out(template: str, vocabulary: Vocabulary = BUILTIN) -> WriteO
         if literal:
             parts.append("".join(literal))
             literal = []
-        if name == ONERROR:
+        if name.lower() == ONERROR:
             if before_error is None:
                 before_error = parts
                 parts = []

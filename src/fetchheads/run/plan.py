@@ -120,11 +120,11 @@ class Environment:
         """Whether stdout gets colours: a terminal (not ``TERM=dumb``), unless ``NO_COLOR``."""
         if self.colour is not None:
             return self.colour
-        if os.environ.get("NO_COLOR"):  # first, as rich decides it for the pretty view
+        # In the order rich decides it for the pretty view: NO_COLOR, a dumb terminal, then
+        # FORCE_COLOR.
+        if os.environ.get("NO_COLOR") or os.environ.get("TERM", "") == "dumb":
             return False
-        if os.environ.get("FORCE_COLOR"):
-            return True
-        return self.stdout_isatty and os.environ.get("TERM", "") != "dumb"
+        return bool(os.environ.get("FORCE_COLOR")) or self.stdout_isatty
 
     def redraws_stderr(self) -> bool:
         """Whether stderr can take a transient line: a terminal that is not ``TERM=dumb``. In a
