@@ -160,6 +160,16 @@ def test_a_url_whose_password_holds_a_slash_is_refused_without_showing_it(
         assert "must be percent-encoded (%2F, %3F, %23)" in err
 
 
+def every_command_on(url: str, tmp_path: Path) -> tuple[tuple[str, ...], ...]:
+    """The commands that take a database URL, each given ``url``: a refusal must hold in all."""
+    return (
+        ("--db", url, "-q", "127.0.0.1:9"),
+        ("history", "--db", url, "127.0.0.1:9"),
+        ("prune", "--db", url, "--keep", "3"),
+        ("db", "copy", url, str(tmp_path / "copy.db")),
+    )
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -173,12 +183,7 @@ def test_a_url_libpq_cannot_read_is_refused_without_showing_its_password(
 ) -> None:
     """libpq's own message would quote the password (or the part after an @, and look that up
     as a host name): a usage error instead, before anything is fetched or connected."""
-    for args in (
-        ("--db", url, "-q", "127.0.0.1:9"),
-        ("history", "--db", url, "127.0.0.1:9"),
-        ("prune", "--db", url, "--keep", "3"),
-        ("db", "copy", url, str(tmp_path / "copy.db")),
-    ):
+    for args in every_command_on(url, tmp_path):
         code, out, err = fetchheads(*args)
         assert (code, out) == (2, ""), (args, err)
         for part in ("s3", "cr3t", "PW", "ZZ"):
@@ -367,12 +372,7 @@ def test_a_bare_at_in_a_password_is_refused_before_any_lookup(
     monkeypatch.setattr(psycopg, "connect", record)
     monkeypatch.setattr(socket, "getaddrinfo", record)
     shown = "postgresql://odd:***@127.0.0.1:54329/heads2"
-    for args in (
-        ("--db", url, "-q", "127.0.0.1:9"),
-        ("history", "--db", url, "127.0.0.1:9"),
-        ("prune", "--db", url, "--keep", "3"),
-        ("db", "copy", url, str(tmp_path / "copy.db")),
-    ):
+    for args in every_command_on(url, tmp_path):
         code, out, err = fetchheads(*args)
         assert (code, out) == (2, ""), (args, err)
         assert err.splitlines()[-1].endswith(
