@@ -4,11 +4,12 @@ Each hop is a whole fetch of the next URL by the ``fetch`` function it is given 
 run), so this module never touches a socket; it imports no asyncio either, only awaits.
 
 Deadline: ``-t`` bounds the whole chain. Each hop gets what is left of it (``timeout`` minus the
-time the earlier hops took: their ``timing.total``), so the hops' fetches never take longer than
-``-t`` together, and a slow first hop leaves less to the later ones. Waiting for a ``--rate``
-turn is no part of it (``fetch_one`` waits before each attempt's own clock starts), and a hop
-retried with ``--retries`` is charged for its last attempt only: every attempt gets the hop's
-share. ``--connect-timeout`` still bounds each hop's connection.
+time the earlier hops took: their ``timing.total``, and with ``--retries`` their earlier attempts
+and the backoff after each, ``RETRIED``), so a slow first hop leaves less to the later ones.
+Every attempt of a hop gets the hop's share, so a chain takes at most about ``(N + 1) x -t`` with
+``--retries N``, as one target does. Waiting for a ``--rate`` turn is no part of it
+(``fetch_one`` waits before each attempt's own clock starts). ``--connect-timeout`` still bounds
+each hop's connection.
 
 Request headers: ``-H`` headers go to every hop, except ``Authorization``, ``Cookie`` and ``Host``,
 which are sent only while the hop has the scheme, host and port the user asked for (what curl does
@@ -36,6 +37,7 @@ follow, 305 and 306 are deprecated)."""
 ORIGIN_ONLY_HEADERS = frozenset({"authorization", "cookie", "host"})
 
 FetchWith = Callable[[Target, Config], Awaitable[Result]]
+"""``fetch(target, config)``: one complete fetch, honouring ``config.timeout`` as its deadline."""
 
 RETRIED: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
     "RETRIED", default=None
@@ -43,7 +45,6 @@ RETRIED: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
 """Where ``fetch.one`` notes, for the hop of a chain it is fetching, the seconds each attempt it
 retried took with the backoff after it: ``follow`` charges them to the chain's ``-t``, as it does
 the last attempt (``timing.total``). A ``--rate`` wait is in neither."""
-"""``fetch(target, config)``: one complete fetch, honouring ``config.timeout`` as its deadline."""
 
 
 def redirect_location(head: ResponseHead | None) -> str | None:

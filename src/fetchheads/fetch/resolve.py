@@ -183,8 +183,7 @@ class Resolver:
         future = self._cache.get(host)
         if future is None or future.cancelled():
             future = asyncio.ensure_future(self._lookup(host))
-            future.add_done_callback(_retrieve)
-            future.add_done_callback(functools.partial(self._forget_no_answer, host))
+            future.add_done_callback(functools.partial(self._settled, host))
             self._cache[host] = future
             if len(self._cache) > DNS_CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -196,9 +195,11 @@ class Resolver:
         # shield: one waiter's deadline must not cancel a lookup that others share.
         return await asyncio.shield(future)
 
-    def _forget_no_answer(self, host: str, future: asyncio.Future[list[Address]]) -> None:
-        """A lookup that got no answer (a DNS server timed out or could not be reached) is not
-        remembered: a retry (``--retries``) asks again instead of getting the same failure."""
+    def _settled(self, host: str, future: asyncio.Future[list[Address]]) -> None:
+        """A lookup ended. Its exception is retrieved, which keeps asyncio from logging it when
+        every waiter has given up; and a lookup that got no answer (a DNS server timed out or
+        could not be reached) is not remembered: a retry (``--retries``) asks again instead of
+        getting the same failure."""
         if future.cancelled():
             return
         error = future.exception()
@@ -300,9 +301,3 @@ class Resolver:
 
 def _unique(addresses: list[Address]) -> list[Address]:
     return list(dict.fromkeys(addresses))
-
-
-def _retrieve(future: asyncio.Future[list[Address]]) -> None:
-    # Retrieving the exception keeps asyncio from logging it when every waiter has given up.
-    if not future.cancelled():
-        future.exception()

@@ -189,6 +189,9 @@ def fit_middle(text: str, width: int) -> str:
     return head + end
 
 
+HEADER_PREFIX = "header:"
+
+
 def _title(name: str, width: int) -> str:
     """A column's title: its field's name, without ``header:`` where the whole would be cut (five
     header columns would all read ``header:…``, the part that tells them apart cut off)."""
@@ -197,7 +200,6 @@ def _title(name: str, width: int) -> str:
     return name
 
 
-HEADER_PREFIX = "header:"
 _URL_FIELDS = frozenset({"target", "url", "final_url"})
 """Columns cut in the middle (``fit_middle``) rather than at the end."""
 
