@@ -42,10 +42,12 @@ async def curl(template: str, url: str) -> str:
 
 async def curl_and_fetchheads(data: bytes, template: str) -> tuple[str, str]:
     """curl's -w output and ours, for the same answer from the same kind of loopback server.
-    The two servers listen on different ports: in both outputs the port reads ``PORT``."""
+    The two servers listen on different ports: in both outputs the port reads ``PORT``. Both
+    are given the URL spelt as ``fetch_head`` spells it, without a scheme (``%{url}`` prints it
+    so; ``%{url_effective}`` completes it)."""
     async with LoopbackServer(reply(data)) as server:
         port = str(server.port)
-        url = f"http://127.0.0.1:{port}/"
+        url = f"127.0.0.1:{port}/"
         out = await curl(template, url)
     result = await fetch_head(data)
     ours = compile_write_out(template).render(result)
@@ -127,7 +129,7 @@ async def test_every_field_is_a_variable_and_curls_names_win() -> None:
         "200 1.1 a, b|id=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT | theme=dark|true ||"
     )
     bad = compile_write_out("%{target} %{error.kind} %{url}").render(input_error("a b"))
-    assert bad == "a b input "
+    assert bad == "a b input a b"  # %{url} is the URL as given, as in curl
 
 
 @pytest.mark.parametrize(

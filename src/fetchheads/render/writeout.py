@@ -91,8 +91,10 @@ def _remote_port(result: Result) -> int:
     return int(port) if colon and port.isdigit() else DEFAULT_PORTS.get(scheme, 0)
 
 
-def _first_url(result: Result) -> str:
-    return (result.redirects[0].url if result.redirects else result.url) or ""
+def _given(result: Result) -> str:
+    """The URL as the user wrote it, before fetchheads (or curl) completed it: curl's ``%{url}``
+    prints ``127.0.0.1:8000`` for ``127.0.0.1:8000``, and the first URL after redirects."""
+    return result.target
 
 
 def _num_headers(result: Result) -> int:
@@ -168,7 +170,7 @@ _CURL: dict[str, tuple[Callable[[Result], str], Callable[[Result], object]]] = {
     "time_namelookup": (lambda r: _seconds(r.timing.dns), lambda r: _Seconds(r.timing.dns)),
     "time_starttransfer": (lambda r: _seconds(r.timing.ttfb), lambda r: _Seconds(r.timing.ttfb)),
     "time_total": (lambda r: _seconds(r.timing.total), lambda r: _Seconds(r.timing.total)),
-    "url": (_first_url, _first_url),
+    "url": (_given, _given),
     "url_effective": (lambda r: r.url or "", lambda r: r.url or ""),
 }
 
