@@ -108,7 +108,12 @@ def render() -> str:
     ordered = ["fetch", *(name for name in names if name != "fetch")]
     lines = [HEADER]
     for name in ordered:
-        lines += _command_section(name, cli.commands[name])
+        command = cli.commands[name]
+        lines += _command_section(name, command)
+        if isinstance(command, click.Group):  # ``db copy``: each subcommand its own section
+            with click.Context(command, info_name=name) as ctx:
+                for sub in command.list_commands(ctx):
+                    lines += _command_section(f"{name} {sub}", command.commands[sub])
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
