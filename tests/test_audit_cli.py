@@ -132,6 +132,7 @@ def test_fail_under_sets_exit_status_3_and_says_why(headers_nginx: Nginx, ca_fil
     code, _, err = fetchheads("--fail-under", "Z", bad)
     assert code == 2
     assert "--fail-under" in err
+    assert "'Z' is not a grade: one of A+ A A- B+ B B- C+ C C- D+ D D- F" in err  # as written
 
 
 @pytest.fixture

@@ -20,7 +20,23 @@ from fetchheads.targets import SCHEMES
 from fetchheads.wording import counted
 
 AUDIT_FORMATS = ("table", "plain", "jsonl")
-GRADE_CHOICE = click.Choice(LETTERS, case_sensitive=False)
+
+
+class GradeChoice(click.Choice):  # type: ignore[type-arg]
+    """A grade, in any case; refused with the grades as they are written (click's own message
+    lists the choices of a case-insensitive Choice in lower case: 'a+', 'b-')."""
+
+    def __init__(self) -> None:
+        super().__init__(LETTERS, case_sensitive=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not a grade: one of {' '.join(LETTERS)}", param, ctx)
+
+
+GRADE_CHOICE = GradeChoice()
 
 
 def _grade(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
