@@ -14,6 +14,7 @@ record; it also grades the N heads in this process with ``audit`` (cached) and w
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -97,10 +98,18 @@ def verify(src: str, count: int) -> int:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--verify"]:
-        sys.exit(verify(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 100_000))
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    with tempfile.TemporaryDirectory(dir=sys.argv[2] if len(sys.argv) > 2 else None) as tmp:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0].replace("\n", " "),
+        usage="%(prog)s [N] [DIR] | %(prog)s --verify SRC [N]",
+    )
+    parser.add_argument("count", nargs="?", type=int, default=100_000, metavar="N")
+    parser.add_argument("dir", nargs="?", default=None, metavar="DIR")
+    parser.add_argument("--verify", metavar="SRC", help="compare every grade with SRC's fetchheads")
+    args = parser.parse_args()
+    if args.verify is not None:
+        sys.exit(verify(args.verify, args.count))
+    count = args.count
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = str(Path(tmp) / "heads.db")
         build(path, count)
         start = time.perf_counter()

@@ -6,8 +6,8 @@ Usage: python benchmarks/audit_speed.py [N]     (default 100000)
 
 from __future__ import annotations
 
+import argparse
 import random
-import sys
 import time
 
 from fetchheads.audit import grade
@@ -55,7 +55,11 @@ def synthetic(count: int, seed: int = 14) -> list[tuple[str, int, list[tuple[str
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0].replace("\n", " ")
+    )
+    parser.add_argument("count", nargs="?", type=int, default=100_000, metavar="N")
+    count = parser.parse_args().count
     heads = synthetic(count)
     hop = (Redirect("http://h.example/", 301, "https://h.example/"),)
     start, cpu = time.perf_counter(), time.process_time()
