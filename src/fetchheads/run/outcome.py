@@ -34,6 +34,9 @@ class Outcome:
     all_read: bool = True  # ...and whether that was all of it
 
 
+_STOPPED = {ExitStatus.INTERRUPTED: "interrupted", ExitStatus.TERMINATED: "terminated"}
+
+
 def report(outcome: Outcome, stderr: StderrConsole, *, show_summary: bool) -> ExitStatus:
     """Tell the user how the run ended (on stderr); the process's exit status."""
     if outcome.output_error is not None:
@@ -42,9 +45,10 @@ def report(outcome: Outcome, stderr: StderrConsole, *, show_summary: bool) -> Ex
     if show_summary and outcome.began and status in SUMMARISED:
         elapsed = time.monotonic() - outcome.started
         stderr.print(outcome.summary.describe(elapsed) + outcome.note, style="dim")
-    if status is ExitStatus.INTERRUPTED:
+    how = _STOPPED.get(status)
+    if how is not None:  # also under -q: a cron job ended by `timeout` mails this line
         summary = outcome.summary
-        stderr.print("fetchheads: " + summary.interrupted(outcome.read, all_read=outcome.all_read))
+        stderr.print(f"fetchheads: {summary.stopped(how, outcome.read, all_read=outcome.all_read)}")
     return status
 
 

@@ -101,10 +101,11 @@ class Summary:
             f"{self.failed:,} failed  {shown_rate}/s  {elapsed:.0f} s"
         )
 
-    def interrupted(self, read: int, *, all_read: bool = True) -> str:
-        """After Ctrl-C: ``interrupted: 1,234 done, 56 not finished`` (of the ``read`` targets),
-        and ``, the rest of the input not read`` unless ``all_read``."""
-        text = f"interrupted: {self.targets:,} done, {max(read - self.targets, 0):,} not finished"
+    def stopped(self, how: str, read: int, *, all_read: bool = True) -> str:
+        """After Ctrl-C (``how`` is ``interrupted``) or SIGTERM (``terminated``): ``interrupted:
+        1,234 done, 56 not finished`` (of the ``read`` targets), and ``, the rest of the input
+        not read`` unless ``all_read``."""
+        text = f"{how}: {self.targets:,} done, {max(read - self.targets, 0):,} not finished"
         if not all_read:
             text += ", the rest of the input not read"
         return text
