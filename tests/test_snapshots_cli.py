@@ -338,6 +338,31 @@ def test_diff_the_last_two_or_since_a_time(site: tuple[Site, str], db: str) -> N
     assert "is later than --at" in err
 
 
+def test_diff_since_a_date_takes_in_that_whole_day(site: tuple[Site, str], db: str) -> None:
+    """ "What changed since December 3" includes what changed during December 3: the older side
+    is the snapshot the day began with. ``--at`` a date is the end of that day."""
+    server, target = site
+    for version in ("1", "2", "3"):
+        server.headers["X-Version"] = version
+        assert fetchheads("--db", db, "-q", target)[0] == 0
+    taken = ("2026-12-02T23:00:00.000Z", "2026-12-03T10:00:00.000Z", "2026-12-04T10:00:00.000Z")
+    for snapshot_id, fetched_at in enumerate(taken, start=1):
+        sql = f"UPDATE snapshots SET fetched_at = '{fetched_at}' WHERE id = {snapshot_id} RETURNING id"
+        assert query(db, sql) == [(snapshot_id,)]
+
+    def compared(*options: str) -> tuple[int, int]:
+        code, out, err = fetchheads("diff", "--db", db, "--json", *options, target)
+        assert code == 0, err
+        record = json.loads(out)
+        return record["before"]["id"], record["after"]["id"]
+
+    assert compared("--since", "2026-12-03") == (1, 3)
+    assert compared("--since", "2026-12-03T12:00") == (2, 3)  # a time: up to that moment
+    assert compared("--since", "2026-12-03", "--at", "2026-12-03") == (1, 2)  # during the 3rd
+    assert compared("--since", "2026-12-04") == (2, 3)
+    assert compared("--since", "0001-01-01") == (1, 3)  # none before: since the oldest
+
+
 def test_prune_keeps_the_newest_and_says_what_it_did(site: tuple[Site, str], db: str) -> None:
     _, target = site
     for _ in range(3):

@@ -246,7 +246,7 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     # One "now" for --at and --since: equal ages are one moment, not two a millisecond apart.
     now = ctx.meta.setdefault("fetchheads.now", utc_now())
     try:
-        return parse_when(value, now)
+        return parse_when(value, now, since=param.name == "since")
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 

@@ -74,10 +74,13 @@ def target_keys(text: str, default_scheme: str = "http") -> list[str]:
     return [url, text]
 
 
-def parse_when(text: str, now: dt.datetime | None = None) -> str:
+def parse_when(text: str, now: dt.datetime | None = None, *, since: bool = False) -> str:
     """``--at``/``--since``: an age (``90m``, ``12h``, ``3d``, ``2w``: that long ago) or a UTC date
     and time (``2026-11-25``, ``2026-11-25T19:30``, ``2026-11-25 19:30:00Z``) -> the timestamp
-    text snapshots sort by. Raises ValueError with a message for the user."""
+    text snapshots sort by: the latest snapshot at or before it is the one meant. A date alone
+    is the whole of that day: for ``--at`` its end, for ``--since`` (``since``) its start, so
+    that "since 2026-11-25" takes in what changed during the 25th. Raises ValueError with a
+    message for the user."""
     raw = text.strip()
     age = _AGE.fullmatch(raw)
     if age:
@@ -95,8 +98,16 @@ def parse_when(text: str, now: dt.datetime | None = None) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     if len(raw) <= len("2026-11-25"):  # a bare date means the whole day
-        moment += dt.timedelta(days=1, microseconds=-1000)
+        # --at: the last snapshot of the day; --since: the last one before the day began.
+        if not since:
+            moment += dt.timedelta(days=1, microseconds=-1000)
+        elif moment > _FIRST_DAY:
+            moment -= dt.timedelta(microseconds=1000)
     return format_timestamp(moment)
+
+
+_FIRST_DAY = dt.datetime.min.replace(tzinfo=dt.UTC)
+"""0001-01-01: nothing is before it, and ``--since`` that day is since the oldest."""
 
 
 def history(
