@@ -198,7 +198,7 @@ def test_a_full_disk_loses_no_output_and_says_how_many(
     else:
         assert out.count(" header > HTTP/1.1 200 OK\n") == 2
     assert err.startswith("fetchheads: 2 results not recorded: ")
-    assert "no space left on the device" in err or "disk is full" in err
+    assert "no space left on the device" in err  # SQLite's own: "database or disk is full"
     assert err.endswith(f" (--db {db})\n")
     assert len(err.splitlines()) == 1
     (small_disk / "filler").unlink()
@@ -413,6 +413,32 @@ def test_a_database_this_user_may_not_create_is_refused_before_any_fetch(
     assert f"{db}: cannot be created: Permission denied" in done.stderr
     assert "Traceback" not in done.stderr
     assert os.listdir(shared_dir) == []
+
+
+def test_unmerged_changes_on_a_read_only_file_system_say_to_read_a_copy(
+    site: tuple[Site, str], small_disk: Path
+) -> None:
+    """There not even the owner can merge them: "run as its owner" would not help."""
+    _, target = site
+    db = small_disk / "heads.db"
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0
+    writer = sqlite3.connect(db)  # a writer still running: its snapshots wait in the -wal file
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("UPDATE snapshots SET status = 503")
+        writer.commit()
+        shutil.copy(db, small_disk / "copy.db")
+        shutil.copy(f"{db}-wal", small_disk / "copy.db-wal")
+    finally:
+        writer.close()
+    remount_read_only(small_disk)
+    code, out, err = fetchheads("history", "--db", str(small_disk / "copy.db"), target)
+    assert (code, out) == (1, "")
+    assert err.endswith(
+        "cannot create its -shm file: copy it (with its -wal file) to a writable directory and "
+        "read the copy\n"
+    )
+    assert len(err.splitlines()) == 1
 
 
 def test_a_reader_that_would_miss_unmerged_changes_says_so(
@@ -729,6 +755,6 @@ def test_an_old_database_on_a_read_only_file_system_says_it_needs_migrating(
     assert code == 1
     assert err == (
         f"fetchheads: {db}: schema version 1 must be migrated to {SCHEMA_VERSION} "
-        "first, which this user cannot do (Read-only file system): run fetchheads --db on it "
-        "as its owner\n"
+        "first, which this user cannot do (Read-only file system): copy it (with its -wal "
+        "file) to a writable directory and read the copy\n"  # not even its owner can migrate it
     )

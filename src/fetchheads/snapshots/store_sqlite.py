@@ -185,7 +185,7 @@ class SqliteStore(Store):
                 if _has_wal_content(path):
                     raise StoreError(
                         f"{path}: cannot read: changes not yet merged into it wait in its -wal "
-                        "file, and this user cannot create its -shm file: run as its owner",
+                        f"file, and this user cannot create its -shm file: {_remedy(path)}",
                         "its -wal file cannot be read by this user",
                     ) from None
                 store = cls(_connect(f"{uri}?mode=ro&immutable=1", path, timeout, uri=True), path)
@@ -205,7 +205,11 @@ class SqliteStore(Store):
                     raise StoreError(
                         f"{path}: schema version {version} must be migrated to "
                         f"{SCHEMA_VERSION} first, which this user cannot do ({why}): "
-                        "run fetchheads --db on it as its owner",
+                        + (
+                            _remedy(path)
+                            if _read_only_file_system(path)
+                            else "run fetchheads --db on it as its owner"
+                        ),
                         why,
                     )
                 return cls._open_readonly(path, timeout)
@@ -380,7 +384,7 @@ def _error(path: str, doing: str, exc: sqlite3.Error) -> StoreError:
     name = getattr(exc, "sqlite_errorname", "")
     if name in _BUSY and "locked" not in reason:
         reason = "database is locked"
-    elif name.startswith("SQLITE_IOERR") and _no_space(path):
+    elif name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and _no_space(path)):
         # SQLite says "disk I/O error" when the -shm file cannot grow: say why.
         reason = f"no space left on the device ({reason})"
     elif name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")) and os.path.isfile(path):
@@ -389,6 +393,21 @@ def _error(path: str, doing: str, exc: sqlite3.Error) -> StoreError:
         if why is not None:
             doing, reason = "write", why
     return StoreError(f"{path}: cannot {doing}: {reason}", reason)
+
+
+def _read_only_file_system(path: str) -> bool:
+    try:
+        return bool(os.statvfs(os.path.dirname(os.path.abspath(path))).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _remedy(path: str) -> str:
+    """What a reader who cannot write beside ``path`` can do: on a read-only file system not even
+    its owner can, so read a copy."""
+    if _read_only_file_system(path):
+        return "copy it (with its -wal file) to a writable directory and read the copy"
+    return "run as its owner"
 
 
 def _no_space(path: str) -> bool:
