@@ -138,6 +138,20 @@ class Postgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{name}"
 
+    def new_role(self, database: str, *grants: str) -> str:
+        """A new login role (no password: trust) holding ``grants`` (``SELECT ON runs``,
+        ``CREATE ON SCHEMA public``...) in ``database`` (a URL from ``new_database``); the URL
+        of that database as that role. Roles belong to the whole server: each name is new."""
+        import psycopg
+
+        self._count += 1
+        role = f"r{os.getpid()}_{self._count}_{time.monotonic_ns() % 1_000_000}"
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {role} LOGIN".encode())
+            for grant in grants:
+                conn.execute(f"GRANT {grant} TO {role}".encode())
+        return database.replace(f"//{SUPERUSER}@", f"//{role}@", 1)
+
 
 @contextlib.contextmanager
 def running_postgres() -> Iterator[Postgres]:

@@ -27,13 +27,17 @@ if TYPE_CHECKING:  # sqlite3 is loaded by runs that use a database, not by every
     from fetchheads.snapshots.store import Store
 
 
-def open_store(path: str, *, readonly: bool = False, param_hint: str = "--db") -> Store:
-    """The database of ``--db``. A path that cannot be one is a bad argument (exit 2); one that
-    cannot be used now (locked, a full disk, unreadable, a server down) says so and exits 1."""
-    from fetchheads.snapshots.store import Store
+def open_store(
+    path: str, *, readonly: bool = False, param_hint: str = "--db", purpose: str | None = None
+) -> Store:
+    """The database of ``--db``, opened for ``purpose`` (``store.PRUNE``, ``store.COPY``) unless
+    ``readonly``. A path that cannot be one, or that this user can never write, is a bad argument
+    (exit 2); one that cannot be used now (locked, a full disk, unreadable, a server down) says
+    so and exits 1."""
+    from fetchheads.snapshots.store import RECORD, Store
 
     try:
-        return Store.open(path, readonly=readonly)
+        return Store.open(path, readonly=readonly, purpose=purpose or RECORD)
     except StoreRefused as exc:
         raise click.BadParameter(terminal_safe(str(exc)), param_hint=param_hint) from None
     except StoreError as exc:
@@ -365,7 +369,9 @@ def prune_command(db: str, keep_days: float | None, keep: int | None, quiet: boo
     always stays (--changes compares with it); runs left without snapshots go too."""
     if keep_days is None and keep is None:
         raise click.UsageError("say what to keep: --keep-days N, --keep N, or both")
-    with open_store(db) as store:
+    from fetchheads.snapshots.store import PRUNE
+
+    with open_store(db, purpose=PRUNE) as store:
         try:
             snapshots, runs = store.prune(keep_days=keep_days, keep=keep)
         except StoreError as exc:
@@ -435,11 +441,11 @@ def copy_command(source: str, destination: str, quiet: bool) -> None:
     """Copy the runs and snapshots of SOURCE that DESTINATION does not hold yet (each SQLite file
     or postgresql:// URL; DESTINATION is created if missing). Run again, it adds nothing: each
     snapshot keeps its identity wherever it is copied, so several files merge into one."""
-    from fetchheads.snapshots.store import copy_history
+    from fetchheads.snapshots.store import COPY, copy_history
 
     with (
         open_store(source, readonly=True, param_hint="SOURCE") as old,
-        open_store(destination, param_hint="DESTINATION") as new,
+        open_store(destination, param_hint="DESTINATION", purpose=COPY) as new,
     ):
         try:
             copied = copy_history(old, new)

@@ -60,6 +60,10 @@ of a fleet's machines disagree a little): one further ahead came from a clock th
 COPY_BATCH = 2000
 """Snapshots read and written per transaction by ``copy_history``."""
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+RECORD, PRUNE, COPY = "record", "prune", "copy"
+"""What a writer opens a database for (``Store.open(purpose=...)``): a fetch records a run, prune
+deletes, db copy adds runs, snapshots and pruned keys. PostgreSQL checks, before anything is
+fetched or changed, that the user holds the table privileges that purpose needs."""
 
 SNAPSHOT_FIELDS = (
     "run_id, uid, key, target, url, fetched_at, ok, status, reason, http_version, headers, "
@@ -290,16 +294,24 @@ class Store:
 
     @classmethod
     def open(
-        cls, location: str, *, readonly: bool = False, busy_timeout: float | None = None
+        cls,
+        location: str,
+        *,
+        readonly: bool = False,
+        busy_timeout: float | None = None,
+        purpose: str = RECORD,
     ) -> Store:
         """Open (creating it if missing, unless ``readonly``) and migrate the database at
         ``location``: a ``postgresql://`` URL, or an SQLite file path. Raises ``StoreRefused``
-        for one that cannot be a fetchheads database (left untouched), ``StoreError`` for one
-        that cannot be used now."""
+        for one that cannot be a fetchheads database (left untouched) or that this user can
+        never write for ``purpose`` (unless ``readonly``), ``StoreError`` for one that cannot
+        be used now."""
         if is_postgres(location):
             from fetchheads.snapshots.store_postgres import PostgresStore
 
-            return PostgresStore.open(location, readonly=readonly, busy_timeout=busy_timeout)
+            return PostgresStore.open(
+                location, readonly=readonly, busy_timeout=busy_timeout, purpose=purpose
+            )
         from fetchheads.snapshots.store_sqlite import SqliteStore
 
         return SqliteStore.open(location, readonly=readonly, busy_timeout=busy_timeout)

@@ -16,6 +16,11 @@ fetchheads' and holds its version; a schema with other tables and no such mark i
 untouched. Migrations run in one transaction under an advisory lock, so N shard processes opening
 a new database at once create it once.
 
+A writer is checked before it begins: the table privileges its purpose needs (``PRIVILEGES``:
+``has_table_privilege``), CREATE on the schema for a new one, ownership for a migration. A user who
+lacks one is refused (``StoreRefused``, exit 2) with the GRANT to run, not left to fetch a whole
+run that could record nothing.
+
 ``db copy`` into one database twice at once: each import transaction holds one advisory lock, so
 the second finds what the first added instead of inserting it again.
 
@@ -38,6 +43,9 @@ from fetchheads.snapshots.changes import Snapshot
 from fetchheads.snapshots.renewals import CERTIFICATE_KEYS
 from fetchheads.snapshots.store import (
     APPLICATION_ID,
+    COPY,
+    PRUNE,
+    RECORD,
     RUN_FIELDS,
     SCHEMA_VERSION,
     SNAPSHOT_FIELDS,
@@ -59,6 +67,22 @@ LOCK_TIMEOUT = 30.0
 """Seconds a batch waits for another's key locks, as SQLite's busy timeout."""
 RETRIES = 3
 """Times a batch is tried when the server broke a deadlock by aborting it."""
+PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
+    RECORD: {"runs": ("SELECT", "INSERT", "UPDATE"), "snapshots": ("SELECT", "INSERT")},
+    PRUNE: {
+        "runs": ("SELECT", "UPDATE", "DELETE"),
+        "snapshots": ("SELECT", "DELETE"),
+        "pruned_keys": ("INSERT",),
+    },
+    COPY: {
+        "runs": ("SELECT", "INSERT", "UPDATE"),
+        "snapshots": ("SELECT", "INSERT"),
+        "pruned_keys": ("INSERT",),
+    },
+}
+"""The table privileges each writer needs (``store.RECORD`` ...), checked when it opens. Reading
+``fetchheads_meta`` is checked by opening at all. Identity columns need no sequence privilege."""
+PURPOSES = {RECORD: "fetchheads --db", PRUNE: "prune", COPY: "db copy"}
 _TIMESTAMP = '\'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\''
 
 # Each entry takes the schema from version i to i + 1 (the same steps as SQLite's), in one
@@ -187,10 +211,16 @@ class PostgresStore(Store):
 
     @classmethod
     def open(
-        cls, location: str, *, readonly: bool = False, busy_timeout: float | None = None
+        cls,
+        location: str,
+        *,
+        readonly: bool = False,
+        busy_timeout: float | None = None,
+        purpose: str = RECORD,
     ) -> PostgresStore:
         """Connect, check and migrate (see the module). A server that cannot be reached is a
-        ``StoreError``; a schema that is not fetchheads' a ``StoreRefused``."""
+        ``StoreError``; a schema that is not fetchheads', or one this user can never write for
+        ``purpose`` (no table privileges, an old schema it does not own), a ``StoreRefused``."""
         psycopg = _load()
         path = shown(location)
         _check_url(psycopg, location, path)
@@ -210,18 +240,23 @@ class PostgresStore(Store):
             timeout = LOCK_TIMEOUT if busy_timeout is None else busy_timeout
             with store._translate("prepare"):
                 store._db.execute(f"SET lock_timeout = {int(timeout * 1000)}")
-            version = store._check_identity()
+            version = store._identity(readonly)
             if readonly:
                 if version == 0:
                     raise StoreRefused(
                         f"{path}: holds no snapshots yet: record some with fetchheads --db first"
                     )
                 if version < SCHEMA_VERSION:
-                    cls.open(location, busy_timeout=busy_timeout).close()
+                    try:
+                        cls.open(location, busy_timeout=busy_timeout).close()
+                    except StoreRefused as exc:  # a reader cannot migrate: it cannot read now
+                        raise StoreError(str(exc), exc.reason) from None
                 with store._translate("prepare"):
                     store._db.execute("SET default_transaction_read_only = on")
-            elif version < SCHEMA_VERSION:
-                store._migrate()
+            else:
+                if version < SCHEMA_VERSION:
+                    store._migrate(version)
+                store._check_privileges(purpose)
         except BaseException:
             store.close()
             raise
@@ -238,6 +273,26 @@ class PostgresStore(Store):
             self._db.execute("SET lock_timeout = 1")  # 1 ms: 0 would mean wait for ever
 
     # -- opening -------------------------------------------------------------------------------
+
+    def _identity(self, readonly: bool) -> int:
+        """``_check_identity``; a user who may not read the mark is told what to grant (a
+        reader can only not read now, exit 1; a writer can never write, a refusal)."""
+        try:
+            return self._check_identity()
+        except StoreError as exc:
+            if type(exc) is not StoreError or not self._denied(exc):
+                raise
+            with self._translate("read"):
+                user = self._rows("SELECT quote_ident(current_user)")[0][0]
+            message = (
+                f"{self.path}: cannot read: {exc.reason}; have the owner run GRANT SELECT ON "
+                f"fetchheads_meta, runs, snapshots, pruned_keys TO {user}"
+            )
+            raise (StoreError(message, exc.reason) if readonly else StoreRefused(message)) from None
+
+    def _denied(self, exc: StoreError) -> bool:
+        """Whether ``exc`` was the server refusing this user a privilege."""
+        return isinstance(exc.__cause__, self._psycopg.errors.InsufficientPrivilege)
 
     def _check_identity(self) -> int:
         """The schema version of a schema we may use (0: one without tables); else refused."""
@@ -277,14 +332,73 @@ class PostgresStore(Store):
             "left as is: give another --db"
         )
 
-    def _migrate(self) -> None:
-        with self._write():
-            # One process at a time; another may have migrated while this one waited.
-            self._db.execute(f"SELECT pg_advisory_xact_lock({APPLICATION_ID}, 0)")
-            version = self._check_identity()
-            for script in MIGRATIONS[version:]:
-                self._db.execute(script.encode())  # several statements, no parameters
-            self._db.execute(f"UPDATE fetchheads_meta SET schema_version = {SCHEMA_VERSION}")
+    def _migrate(self, version: int) -> None:
+        """Bring the schema from ``version`` to ``SCHEMA_VERSION``. Creating the tables needs
+        CREATE on the schema, changing them their owner: a user who may not is refused (the
+        transaction leaves everything as it was), before any fetch that could not be recorded."""
+        try:
+            with self._write():
+                # One process at a time; another may have migrated while this one waited.
+                self._db.execute(f"SELECT pg_advisory_xact_lock({APPLICATION_ID}, 0)")
+                version = self._check_identity()
+                for script in MIGRATIONS[version:]:
+                    self._db.execute(script.encode())  # several statements, no parameters
+                self._db.execute(f"UPDATE fetchheads_meta SET schema_version = {SCHEMA_VERSION}")
+        except StoreError as exc:
+            if not self._denied(exc):
+                raise
+            raise self._not_migrated(version, exc.reason) from None
+
+    def _not_migrated(self, version: int, why: str) -> StoreRefused:
+        with self._translate("read"):
+            user, schema, owner = self._rows(
+                "SELECT quote_ident(current_user), quote_ident(current_schema()), "
+                "(SELECT quote_ident(tableowner) FROM pg_tables "
+                "WHERE schemaname = current_schema() AND tablename = 'runs')"
+            )[0]
+        if version == 0 or owner is None:
+            return StoreRefused(
+                f"{self.path}: cannot be written: user {user} may not create the tables in "
+                f"schema {schema} ({why}); left as is: have its owner run GRANT CREATE ON "
+                f"SCHEMA {schema} TO {user}, or run fetchheads --db on it once as a user who may"
+            )
+        return StoreRefused(
+            f"{self.path}: cannot be written: its schema version {version} must be upgraded to "
+            f"{SCHEMA_VERSION}, which only the owner of its tables ({owner}) may do ({why}); "
+            f"left as is: run fetchheads --db on it once as {owner}"
+        )
+
+    def _check_privileges(self, purpose: str) -> None:
+        """Refuse a user who lacks a table privilege ``purpose`` needs: without INSERT a fetch
+        would run to its end and record nothing; told now, nothing is fetched in vain."""
+        tables, privileges = zip(
+            *[(table, p) for table, needed in PRIVILEGES[purpose].items() for p in needed],
+            strict=True,
+        )
+        with self._translate("read"), self._read():
+            user, schema = self._rows(
+                "SELECT quote_ident(current_user), quote_ident(current_schema())"
+            )[0]
+            missing = self._rows(
+                "SELECT t, p FROM unnest(?::text[], ?::text[]) WITH ORDINALITY AS w (t, p, n) "
+                "WHERE NOT has_table_privilege(quote_ident(current_schema()) || '.' || t, p) "
+                "ORDER BY n",
+                (list(tables), list(privileges)),
+            )
+        if not missing:
+            return
+        lacking: dict[str, list[str]] = {}
+        for table, privilege in missing:
+            lacking.setdefault(table, []).append(privilege)
+        prefix = "" if schema == "public" else f"{schema}."
+        what = ", or ".join(f"{' or '.join(p)} {prefix}{table}" for table, p in lacking.items())
+        grants = "; ".join(
+            f"GRANT {', '.join(p)} ON {prefix}{table} TO {user}" for table, p in lacking.items()
+        )
+        raise StoreRefused(
+            f"{self.path}: cannot be written: user {user} may not {what}, which "
+            f"{PURPOSES[purpose]} needs; left as is: have the owner run {grants}"
+        )
 
     # -- transactions --------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.snapshots.changes import Snapshot
 from fetchheads.snapshots.store import (
     APPLICATION_ID,
+    RECORD,
     RUN_FIELDS,
     SCHEMA_VERSION,
     SNAPSHOT_FIELDS,
@@ -145,11 +146,17 @@ class SqliteStore(Store):
 
     @classmethod
     def open(
-        cls, path: str, *, readonly: bool = False, busy_timeout: float | None = None
+        cls,
+        path: str,
+        *,
+        readonly: bool = False,
+        busy_timeout: float | None = None,
+        purpose: str = RECORD,
     ) -> SqliteStore:
         """Open (creating it if missing, unless ``readonly``) and migrate the database at
         ``path``. Raises ``StoreRefused`` for a path that cannot be a fetchheads database (left
-        untouched), ``StoreError`` for one that cannot be used now."""
+        untouched) or that this user can never write (whatever the ``purpose``: a file is
+        writable or not), ``StoreError`` for one that cannot be used now."""
         timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         _check_file(path, must_exist=readonly, writes=not readonly)
         if readonly:
