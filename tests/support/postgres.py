@@ -65,6 +65,7 @@ class Postgres:
         self.port = free_port()
         self.url = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
         self._count = 0
+        self._options = ""
 
     def start(self) -> None:
         if os.geteuid() == 0:
@@ -94,7 +95,7 @@ class Postgres:
         (self.data / "pg_hba.conf").write_text(
             "local all all trust\nhost all all 127.0.0.1/32 trust\n"
         )
-        options = (
+        self._options = options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=200"
@@ -118,10 +119,12 @@ class Postgres:
         )
         wait_for_port(self.port)
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server: ``immediate`` (at the end: the data are thrown away) loses the
+        commits not yet on disk (synchronous_commit is off); ``fast`` keeps them."""
         subprocess.run(
             _as_server_user(
-                [find_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+                [find_pg_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"]
             ),
             check=False,
             stdout=subprocess.DEVNULL,
@@ -151,6 +154,32 @@ class Postgres:
             for grant in grants:
                 conn.execute(f"GRANT {grant} TO {role}".encode())
         return database.replace(f"//{SUPERUSER}@", f"//{role}@", 1)
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every connection is ended, the server is back when it
+        returns (with the options it was started with)."""
+        self._pg_ctl("-m", "fast", "-w", "restart")
+
+    def resume(self) -> None:
+        """Start again a server that ``stop`` stopped."""
+        self._pg_ctl("-o", self._options, "-w", "start")
+        wait_for_port(self.port)
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            _as_server_user(
+                [
+                    find_pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.root / "server.log"),
+                    *args,
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
 
 @contextlib.contextmanager

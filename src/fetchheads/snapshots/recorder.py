@@ -17,7 +17,9 @@ the start is news. A certificate warning is printed when it is news (``is_news``
 A database that cannot take a batch (locked past the busy timeout, a full disk) does not stop the
 run: the batch is counted as not recorded, ``--changes`` compares it with what can still be read
 (or, failing that, prints it whole), and the next batch tries again. The run ends with
-``N results not recorded: REASON`` and exit status 1.
+``N results not recorded: REASON`` and exit status 1. (A PostgreSQL store connects again on its
+own when its connection breaks: here that is a batch that took longer, or, when the server stays
+away, a StoreError like any other.)
 """
 
 from __future__ import annotations

@@ -178,6 +178,29 @@ def dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+def new_run(
+    version: str, options: dict[str, Any], *, started_at: str | None = None
+) -> tuple[Any, ...]:
+    """A new ``runs`` row (``RUN_FIELDS``) of this process, running, its uid chosen."""
+    host, boot_id = this_machine()
+    return (
+        new_uid(),
+        started_at or format_timestamp(utc_now()),
+        None,
+        version,
+        dumps(options),
+        0,
+        0,
+        0,
+        None,
+        None,
+        RUNNING,
+        host,
+        os.getpid(),
+        boot_id,
+    )
+
+
 def encode(run_id: int, s: Snapshot, uid: str | None = None) -> tuple[Any, ...]:
     """A snapshot as the row ``SNAPSHOT_FIELDS`` names (JSON as text, ``ok`` a bool)."""
     return (
@@ -407,25 +430,8 @@ class Store:
     def begin_run(
         self, version: str, options: dict[str, Any], *, started_at: str | None = None
     ) -> int:
-        host, boot_id = this_machine()
-        values = (
-            new_uid(),
-            started_at or format_timestamp(utc_now()),
-            None,
-            version,
-            dumps(options),
-            0,
-            0,
-            0,
-            None,
-            None,
-            RUNNING,
-            host,
-            os.getpid(),
-            boot_id,
-        )
         with self._write():
-            return self._insert_run(values)
+            return self._insert_run(new_run(version, options, started_at=started_at))
 
     def finish_run(
         self,
@@ -485,12 +491,24 @@ class Store:
         report that change again, backwards (``B -> A``); compared with what came before it,
         a change both saw would be reported twice."""
         rows = [encode(run_id, snapshot) for snapshot in snapshots]
-        found: list[Snapshot | None] = []
+        return self._record(rows, snapshots, previous=previous, found=[])
+
+    def _record(
+        self,
+        rows: Sequence[Sequence[Any]],
+        snapshots: Sequence[Snapshot],
+        *,
+        previous: bool,
+        found: list[Snapshot | None],
+    ) -> list[Snapshot | None]:
+        """``record``'s transaction, given the rows (their uids chosen). ``found`` is filled
+        with the predecessors before the commit: a backend whose connection broke while
+        committing keeps what that transaction read (``store_postgres``)."""
         with self._write():
             if previous:
                 keys = sorted({snapshot.key for snapshot in snapshots})
                 self._lock_keys(keys)
-                found = self._predecessors(snapshots)
+                found[:] = self._predecessors(snapshots)
             self._insert_snapshots(rows)
         return found
 

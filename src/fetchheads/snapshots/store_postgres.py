@@ -21,6 +21,11 @@ A writer is checked before it begins: the table privileges its purpose needs (``
 lacks one is refused (``StoreRefused``, exit 2) with the GRANT to run, not left to fetch a whole
 run that could record nothing.
 
+A connection that breaks under a run (a restart, a failover) is made again: ``begin_run``,
+``record``, ``finish_run`` and the reads a run makes are each one transaction, tried again on a new
+connection for up to ``RECONNECT_SECONDS``. Their rows keep their uids from try to try, so a try
+after one whose COMMIT may have gone through looks for them first: nothing is lost or doubled.
+
 ``db copy`` into one database twice at once: each import transaction holds one advisory lock, so
 the second finds what the first added instead of inserting it again.
 
@@ -34,8 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fetchheads.credentials import MASK
 from fetchheads.errors import StoreError, StoreRefused
@@ -52,13 +58,17 @@ from fetchheads.snapshots.store import (
     UNREADABLE_URL,
     Store,
     decode,
+    encode,
     has_stray_at,
+    new_run,
     shown,
     with_last_certificate,
 )
 
 if TYPE_CHECKING:
     import psycopg
+
+T = TypeVar("T")
 
 NOT_INSTALLED = "PostgreSQL support is not installed: pip install 'fetchheads[postgres]'"
 CONNECT_TIMEOUT = 10
@@ -67,6 +77,14 @@ LOCK_TIMEOUT = 30.0
 """Seconds a batch waits for another's key locks, as SQLite's busy timeout."""
 RETRIES = 3
 """Times a batch is tried when the server broke a deadlock by aborting it."""
+RECONNECT_SECONDS = 60.0
+"""How long a write keeps trying to reach the server again after the connection broke: a
+restart takes seconds, a managed database's failover about a minute. Meanwhile the fetch goes
+on (the writes have a thread of their own) and the results wait; once a whole span has failed,
+each later write tries once, so a server that stays down costs a run one span, not one each."""
+RECONNECT_FIRST_PAUSE = 0.1
+RECONNECT_LAST_PAUSE = 5.0
+"""The pause between two tries to reconnect doubles from the first to the last."""
 PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
     RECORD: {"runs": ("SELECT", "INSERT", "UPDATE"), "snapshots": ("SELECT", "INSERT")},
     PRUNE: {
@@ -204,10 +222,17 @@ class PostgresStore(Store):
         "NULL, NULL"
     )
 
-    def __init__(self, connection: psycopg.Connection[Any], path: str) -> None:
+    def __init__(self, connection: psycopg.Connection[Any], path: str, location: str) -> None:
         self._db = connection
         self.path = path
         self._psycopg = _load()
+        self._location = location  # holds the password: for connecting again, never shown
+        self._settings: dict[str, str] = {}
+        """The session's SETs, made again on a new connection."""
+        self._lost_at: float | None = None
+        """When (monotonic) the connection broke, until a new one is made."""
+        self._gave_up = False
+        """Reconnecting failed for ``RECONNECT_SECONDS``: each later call tries once."""
 
     @classmethod
     def open(
@@ -235,11 +260,10 @@ class PostgresStore(Store):
             raise _error(path, "connect", exc) from None
         except ValueError as exc:  # a URL libpq cannot parse
             raise StoreRefused(f"{path}: {_one_line(str(exc))}") from None
-        store = cls(connection, path)
+        store = cls(connection, path, location)
         try:
             timeout = LOCK_TIMEOUT if busy_timeout is None else busy_timeout
-            with store._translate("prepare"):
-                store._db.execute(f"SET lock_timeout = {int(timeout * 1000)}")
+            store._set("lock_timeout", str(int(timeout * 1000)))
             version = store._identity(readonly)
             if readonly:
                 if version == 0:
@@ -251,8 +275,7 @@ class PostgresStore(Store):
                         cls.open(location, busy_timeout=busy_timeout).close()
                     except StoreRefused as exc:  # a reader cannot migrate: it cannot read now
                         raise StoreError(str(exc), exc.reason) from None
-                with store._translate("prepare"):
-                    store._db.execute("SET default_transaction_read_only = on")
+                store._set("default_transaction_read_only", "on")
             else:
                 if version < SCHEMA_VERSION:
                     store._migrate(version)
@@ -267,10 +290,73 @@ class PostgresStore(Store):
             self._db.close()
 
     def stop_waiting(self) -> None:
-        with self._translate("change the lock timeout"):
-            if self._db.info.transaction_status == self._psycopg.pq.TransactionStatus.INERROR:
+        if self._db.closed:  # a connection made again will say it
+            self._settings["lock_timeout"] = "1"
+            return
+        if self._db.info.transaction_status == self._psycopg.pq.TransactionStatus.INERROR:
+            with self._translate("change the lock timeout"):
                 self._db.rollback()
-            self._db.execute("SET lock_timeout = 1")  # 1 ms: 0 would mean wait for ever
+        self._set("lock_timeout", "1")  # 1 ms: 0 would mean wait for ever
+
+    def _set(self, name: str, value: str) -> None:
+        self._settings[name] = value
+        with self._translate("prepare"):
+            self._db.execute(f"SET {name} = {value}".encode())
+
+    # -- a connection lost ---------------------------------------------------------------------
+
+    def _again(self, operation: Callable[[], T]) -> T:
+        """``operation()``, and when the connection broke under it (a server restarted, a
+        failover, a network cut), ``operation()`` again on a new connection: each operation
+        given here is one transaction that may be run twice (``record`` and ``begin_run`` know
+        whether the broken one committed). Raises the StoreError of ``_reconnect`` when the
+        server does not come back in time."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            if self._db.closed:
+                self._reconnect(deadline)
+            try:
+                return operation()
+            except StoreError:
+                if not self._db.broken or time.monotonic() > deadline:
+                    raise
+                if self._lost_at is None:
+                    self._lost_at = time.monotonic()
+
+    def _reconnect(self, deadline: float) -> None:
+        """A new connection, with the session's settings; tried again with a growing pause
+        until ``deadline`` (once only after a whole span failed before: the next batch of a
+        run whose server stays down costs one try, not another minute)."""
+        lost_at = self._lost_at if self._lost_at is not None else time.monotonic()
+        self._lost_at = lost_at
+        pause = RECONNECT_FIRST_PAUSE
+        while True:
+            try:
+                connection = self._psycopg.connect(
+                    self._location,
+                    autocommit=True,
+                    connect_timeout=CONNECT_TIMEOUT,
+                    application_name="fetchheads",
+                )
+                for name, value in self._settings.items():
+                    connection.execute(f"SET {name} = {value}".encode())
+            except self._psycopg.Error as exc:
+                why = _error(self.path, "connect", exc).reason
+                if self._gave_up or time.monotonic() + pause > deadline:
+                    self._gave_up = True
+                    waited = time.monotonic() - lost_at
+                    reason = (
+                        f"lost the connection, and could not make it again in {waited:.0f} s: {why}"
+                    )
+                    raise StoreError(f"{self.path}: cannot reconnect: {reason}", reason) from exc
+                time.sleep(pause)
+                pause = min(pause * 2, RECONNECT_LAST_PAUSE)
+                continue
+            self.close()
+            self._db = connection
+            self._lost_at = None
+            self._gave_up = False
+            return
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -493,17 +579,88 @@ class PostgresStore(Store):
     def _json(self, column: str) -> str:
         return f"{column}::text"
 
+    # -- what a run writes, again after a lost connection -----------------------------------------
+
+    def begin_run(
+        self, version: str, options: dict[str, Any], *, started_at: str | None = None
+    ) -> int:
+        values = new_run(version, options, started_at=started_at)
+        tries = 0
+
+        def insert() -> int:
+            nonlocal tries
+            tries += 1
+            if tries > 1:  # the insert whose connection broke may have committed
+                with self._translate("read"):
+                    done = self._rows("SELECT id FROM runs WHERE uid = ?", (values[0],))
+                if done:
+                    return int(done[0][0])
+            with self._write():
+                return self._insert_run(values)
+
+        return self._again(insert)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        targets: int,
+        ok: int,
+        changed: int | None = None,
+        warnings: int | None = None,
+        interrupted: bool = False,
+    ) -> None:
+        self._again(
+            lambda: Store.finish_run(
+                self,
+                run_id,
+                targets=targets,
+                ok=ok,
+                changed=changed,
+                warnings=warnings,
+                interrupted=interrupted,
+            )
+        )
+
+    def has_history(self) -> bool:
+        return self._again(lambda: Store.has_history(self))
+
+    def previous(self, snapshots: Sequence[Snapshot]) -> list[Snapshot | None]:
+        return self._again(lambda: Store.previous(self, snapshots))
+
     def record(
         self, run_id: int, snapshots: Sequence[Snapshot], *, previous: bool = False
     ) -> list[Snapshot | None]:
-        for attempt in range(RETRIES):
-            try:
-                return super().record(run_id, snapshots, previous=previous)
-            except StoreError as exc:
-                deadlock = isinstance(exc.__cause__, self._psycopg.errors.DeadlockDetected)
-                if not deadlock or attempt == RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        """One transaction, tried again when the server aborted it to break a deadlock, and on
+        a new connection when the connection broke. The rows keep their uids from try to try:
+        a try after a broken one first looks for them, since the broken one may have committed
+        (its COMMIT sent, the answer lost); if it did, its predecessors are the ones it read
+        before committing. No row is lost, none is stored twice (the uids are unique too)."""
+        rows = [encode(run_id, snapshot) for snapshot in snapshots]
+        uids = [row[1] for row in rows]
+        found: list[Snapshot | None] = []
+        tries = 0
+
+        def write() -> list[Snapshot | None]:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                with self._translate("read"):
+                    stored = self._rows(
+                        "SELECT count(*) FROM snapshots WHERE uid = ANY(?::text[])", (uids,)
+                    )[0][0]
+                if stored:  # all of them: one transaction
+                    return found
+            for attempt in range(RETRIES):
+                try:
+                    return self._record(rows, snapshots, previous=previous, found=found)
+                except StoreError as exc:
+                    deadlock = isinstance(exc.__cause__, self._psycopg.errors.DeadlockDetected)
+                    if not deadlock or attempt == RETRIES - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+        return self._again(write)
 
 
 def _paramstyle(sql: str) -> bytes:

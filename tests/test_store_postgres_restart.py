@@ -1,0 +1,210 @@
+"""A PostgreSQL server that restarts, or goes away for good, while a run records into it: the run
+reconnects and loses and doubles no row, or ends saying how many results were not recorded.
+Each test has a server of its own, restarted or stopped under a real fetchheads process."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from fetchheads.errors import StoreError
+from fetchheads.snapshots.store import Store
+from fetchheads.snapshots.store_postgres import PostgresStore
+from tests.support import processes
+from tests.support.postgres import Postgres, running_postgres
+from tests.support.servers import ThreadedServer
+from tests.support.snapshots import day, fetchheads, query, snap, start_site
+
+TARGETS = 60
+RATE = "20"  # 60 targets in 3 s: the server goes away while the run is well under way
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Postgres]:
+    with running_postgres() as server:
+        yield server
+
+
+def hosts(tmp_path: Path, target: str) -> Path:
+    path = tmp_path / "hosts.txt"
+    path.write_text("".join(f"{target}/{n}\n" for n in range(TARGETS)))
+    return path
+
+
+def wait_for_snapshots(url: str, process: subprocess.Popen[str], at_least: int) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        [(count,)] = query(url, "SELECT count(*) FROM snapshots")
+        if count >= at_least:
+            return int(count)
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    raise AssertionError("the run recorded nothing")
+
+
+def fetchheads_process(*args: str, reconnect_seconds: float | None = None) -> subprocess.Popen[str]:
+    """A real fetchheads, its reconnect span shortened for a server that stays down."""
+    setup = "import sys\n"
+    if reconnect_seconds is not None:
+        setup += "from fetchheads.snapshots import store_postgres\n"
+        setup += f"store_postgres.RECONNECT_SECONDS = {reconnect_seconds}\n"
+    setup += "from fetchheads.cli import main\nsys.argv[0] = 'fetchheads'\nmain()\n"
+    return processes.start(
+        [sys.executable, "-c", setup, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("changes", [False, True], ids=["record", "changes"])
+def test_a_server_restarted_mid_run_gets_every_result_once_and_the_run_finished(
+    own_postgres: Postgres,
+    threaded_server: Callable[..., ThreadedServer],
+    tmp_path: Path,
+    changes: bool,
+) -> None:
+    _, target = start_site(threaded_server)
+    url = own_postgres.new_database()
+    Store.open(url).close()  # the tables, to count the run's rows in
+    args = ["--db", url, "--rate", RATE, "-q", "-i", str(hosts(tmp_path, target))]
+    process = fetchheads_process(*args, *(["--changes"] if changes else []))
+    before = wait_for_snapshots(url, process, 10)
+    own_postgres.restart()
+    assert process.poll() is None  # the restart came mid-run
+    out, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (0, "")
+    assert out == ("" if changes else out)  # a baseline under --changes: nothing to show
+    assert before < TARGETS
+    assert query(
+        url, "SELECT count(*), count(DISTINCT uid), count(DISTINCT key) FROM snapshots"
+    ) == [(TARGETS, TARGETS, TARGETS)]
+    assert query(url, "SELECT state, finished_at IS NOT NULL, targets, ok FROM runs") == [
+        ("finished", True, TARGETS, TARGETS)
+    ]
+
+
+def test_a_server_that_stays_down_ends_the_run_saying_what_was_not_recorded(
+    own_postgres: Postgres, threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    _, target = start_site(threaded_server)
+    url = own_postgres.new_database()
+    Store.open(url).close()  # the tables, to count the run's rows in
+    secret = "s3cret-pw"
+    with_password = url.replace("fetchheads@", f"fetchheads:{secret}@")  # trust: accepted
+    list_file = str(hosts(tmp_path, target))
+    started = time.monotonic()
+    process = fetchheads_process(
+        "--db", with_password, "--json", "--rate", RATE, "-q", "-i", list_file, reconnect_seconds=2
+    )
+    wait_for_snapshots(url, process, 10)
+    own_postgres.stop("fast")
+    out, err = process.communicate(timeout=60)
+    elapsed = time.monotonic() - started
+    own_postgres.resume()
+
+    assert process.returncode == 1  # every target answered: the database failed the run
+    assert len(out.splitlines()) == TARGETS  # every result printed all the same
+    shown = with_password.replace(secret, "***")
+    match = re.fullmatch(
+        r"fetchheads: (\d+) results not recorded: lost the connection, and could not make it "
+        r"again in \d+ s: connection to server at \"127\.0\.0\.1\", port \d+ failed: Connection "
+        r"refused; Is the server running on that host and accepting TCP/IP connections\? "
+        rf"\(--db {re.escape(shown)}\)\n",
+        err,
+    )
+    assert match is not None, err
+    assert secret not in err
+    # What it says was not recorded is exactly what is missing.
+    assert query(url, "SELECT count(*) FROM snapshots") == [(TARGETS - int(match[1]),)]
+    # One reconnect span (2 s), not one per batch: the run took its 3 s, the span, and slack.
+    assert elapsed < 3 + 2 + 4
+    # The run row could not be finished: it stays unfinished, and does not claim to be.
+    assert query(url, "SELECT state, finished_at FROM runs") == [("running", None)]
+    [(recorded,)] = query(url, "SELECT target FROM snapshots ORDER BY id LIMIT 1")
+    code, history, _ = fetchheads("history", "--db", url, recorded)
+    assert code == 0
+    assert "(snapshot 1, run 1, interrupted)" in history  # its process is gone
+
+
+def test_a_server_down_when_a_run_ends_is_said_and_not_waited_on_for_ever(
+    own_postgres: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run row's finish is written again on a new connection as well; when none comes, the
+    message says so (the CLI prints it: 'the run could not be closed in the database')."""
+    from fetchheads.snapshots import store_postgres
+
+    monkeypatch.setattr(store_postgres, "RECONNECT_SECONDS", 1.0)
+    url = own_postgres.new_database()
+    with Store.open(url) as store:
+        run = store.begin_run("0", {})
+        store.record(run, [snap("http://a/", day(1))])
+        own_postgres.restart()
+        store.finish_run(run, targets=1, ok=1)  # on a new connection
+        own_postgres.stop("fast")
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="lost the connection, and could not make it again"):
+            store.record(run, [snap("http://a/", day(2))])
+        assert time.monotonic() - started < 3
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="Connection refused"):
+            store.finish_run(run, targets=2, ok=2)
+        assert time.monotonic() - started < 0.5  # gave up before: one try
+    own_postgres.resume()
+    assert query(url, "SELECT state, targets FROM runs") == [("finished", 1)]
+
+
+@contextlib.contextmanager
+def answer_lost_once(store: PostgresStore) -> Iterator[list[str]]:
+    """The next write transaction of ``store`` commits, and then its connection breaks before
+    the answer is read: the server is told to end it, as a restart would."""
+    real = store._write
+    lost: list[str] = []
+
+    @contextlib.contextmanager
+    def write() -> Iterator[None]:
+        with real():
+            yield
+        if not lost:
+            lost.append("committed")
+            pid = store._db.info.backend_pid
+            with psycopg.connect(store._location, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with store._translate("write"):
+                store._db.execute("SELECT 1")  # the broken connection says so
+
+    store._write = write  # type: ignore[method-assign]
+    yield lost
+    store._write = real  # type: ignore[method-assign]
+
+
+def test_a_batch_whose_commit_answer_was_lost_is_stored_once_with_its_predecessors(
+    postgres: Postgres,
+) -> None:
+    url = postgres.new_database()
+    with Store.open(url) as store:
+        assert isinstance(store, PostgresStore)
+        with answer_lost_once(store) as lost:
+            run = store.begin_run("0", {})
+        assert lost == ["committed"]
+        first = snap("http://a/", day(1), ("X-Version", "1"))
+        store.record(run, [first])
+        with answer_lost_once(store) as lost:
+            found = store.record(
+                run, [snap("http://a/", day(2), ("X-Version", "2"))], previous=True
+            )
+        assert lost == ["committed"]
+    assert query(url, "SELECT count(*) FROM runs") == [(1,)]
+    assert query(url, "SELECT count(*), count(DISTINCT uid) FROM snapshots") == [(2, 2)]
+    # What the committed transaction read: the snapshot before it, not the new one itself.
+    [before] = found
+    assert before is not None
+    assert (before.fetched_at, before.headers) == (first.fetched_at, first.headers)
