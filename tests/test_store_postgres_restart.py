@@ -103,7 +103,7 @@ def test_a_server_that_stays_down_ends_the_run_saying_what_was_not_recorded(
     list_file = str(hosts(tmp_path, target))
     started = time.monotonic()
     process = fetchheads_process(
-        "--db", with_password, "--json", "--rate", RATE, "-q", "-i", list_file, reconnect_seconds=2
+        "--db", with_password, "--json", "--rate", RATE, "-q", "-i", list_file, reconnect_seconds=3
     )
     wait_for_snapshots(url, process, 10)
     own_postgres.stop("fast")
@@ -125,8 +125,8 @@ def test_a_server_that_stays_down_ends_the_run_saying_what_was_not_recorded(
     assert secret not in err
     # What it says was not recorded is exactly what is missing.
     assert query(url, "SELECT count(*) FROM snapshots") == [(TARGETS - int(match[1]),)]
-    # One reconnect span (2 s), not one per batch: the run took its 3 s, the span, and slack.
-    assert elapsed < 3 + 2 + 4
+    # One reconnect span (3 s, while the 3 s run goes on), not one per batch (over 7 s).
+    assert elapsed < 6
     # The run row could not be finished: it stays unfinished, and does not claim to be.
     assert query(url, "SELECT state, finished_at FROM runs") == [("running", None)]
     [(recorded,)] = query(url, "SELECT target FROM snapshots ORDER BY id LIMIT 1")
