@@ -270,3 +270,33 @@ def test_an_input_file_whose_name_is_not_utf8_still_gives_valid_json(tmp_path: P
     outcome = CliRunner().invoke(cli, ["--json", "-i", str(hosts)])
     record = json.loads(outcome.stdout_bytes.decode("utf-8"))  # strict: valid UTF-8
     assert "hosts\ufffd.txt:1: port 99999 out of range" in record["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["--proxy", "http://u:s\udce9cret@127.0.0.1:9"], {}, "--proxy: invalid proxy"),
+        ([], {"HTTPS_PROXY": "http://u:s\udce9cret@127.0.0.1:9"}, "HTTPS_PROXY: invalid proxy"),
+        (["--db", "postgresql://u:s\udce9cret@127.0.0.1:9/x"], {}, "--db"),
+        ([], {"FETCHHEADS_DB": "postgresql://u:s\udce9cret@127.0.0.1:9/x"}, "FETCHHEADS_DB"),
+    ],
+    ids=["proxy", "proxy-variable", "db", "db-variable"],
+)
+def test_a_password_byte_that_is_not_utf8_is_a_usage_error_without_the_password(
+    threaded_server: Callable[..., ThreadedServer],
+    args: list[str],
+    env: dict[str, str],
+    says: str,
+) -> None:
+    """A password that could not be sent is refused before the run, by name: not an internal
+    error from deep in the request or libpq, and nothing of the password shown."""
+    server = threaded_server(reply(HEAD))
+    outcome = CliRunner().invoke(
+        cli, [*args, "-q", f"https://127.0.0.1:{server.port}/"], env={"NO_PROXY": "", **env}
+    )
+    assert outcome.exit_code == 2, outcome.output
+    last = outcome.stderr.splitlines()[-1]
+    assert says in last
+    assert "byte 0xE9 in it is not UTF-8" in last
+    assert "cret" not in outcome.stderr
+    assert server.requests == []

@@ -122,6 +122,15 @@ def parse_target_full(text: str, *, default_scheme: str = "http") -> Target:
     return Target(raw, scheme, host, port, path, authorization)
 
 
+def undecodable_byte(text: str) -> int | None:
+    """The first byte of ``text`` that was not UTF-8 (an argument, a variable or a line keeps
+    one as a surrogate escape, U+DC80-U+DCFF), or None: such text cannot be sent or encoded."""
+    for char in text:
+        if "\udc80" <= char <= "\udcff":
+            return ord(char) - 0xDC00
+    return None
+
+
 def _check_characters(raw: str) -> None:
     """Refuse bytes that were not UTF-8 (an argument or a line holds them as surrogate escapes)
     and invisible characters (Unicode ``Cf``: zero-width spaces, bidi controls, a stray BOM):

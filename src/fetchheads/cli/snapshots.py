@@ -96,8 +96,15 @@ class DatabasePath(click.types.StringParamType):
             not_a_file,
             shown,
         )
+        from fetchheads.targets import undecodable_byte
 
         if is_postgres(str(value)):
+            byte = undecodable_byte(str(value))
+            if byte is not None:  # libpq takes UTF-8 only; the byte may stand in the password
+                safe = undecodable_replaced(shown(str(value)))
+                self.fail(
+                    terminal_safe(f"{safe}: byte 0x{byte:02X} in it is not UTF-8"), param, ctx
+                )
             if has_unencoded_password(str(value)):  # libpq would take the password for a host
                 self.fail(terminal_safe(f"{shown(str(value))}: {UNENCODED_PASSWORD}"), param, ctx)
             if has_stray_at(str(value)):  # libpq would take the rest of a password for a host

@@ -682,7 +682,7 @@ def _check_url(psycopg: Any, location: str, path: str) -> None:
         raise StoreRefused(f"{path}: {UNREADABLE_URL}")
     try:
         psycopg.conninfo.conninfo_to_dict(location)
-    except psycopg.Error:
+    except (psycopg.Error, UnicodeEncodeError):  # the second: a byte that is not UTF-8
         raise StoreRefused(f"{path}: {UNREADABLE_URL}") from None
 
 
