@@ -6,12 +6,13 @@ import asyncio
 import json
 import re
 import shutil
+import sys
 
 import pytest
 
 from fetchheads.render.writeout import compile_write_out
 from tests.support.results import BARE, HEAD, fetch_head, fetch_refused, input_error
-from tests.support.servers import LoopbackServer, reply
+from tests.support.servers import LoopbackServer, reply, silent
 from tests.support.spec import refusal
 
 CURL = shutil.which("curl")
@@ -198,3 +199,62 @@ async def test_only_blank_lines_are_a_protocol_error_not_an_empty_reply() -> Non
     result = await fetch_head(b"\r\n\r\n")
     assert compile_write_out("%{exitcode}").render(result) == "1"
     assert compile_write_out("%{exitcode}").render(await fetch_head(b"")) == "52"
+
+
+async def _exitcodes(*args: str) -> tuple[str, str]:
+    """``-w '%{http_code} %{exitcode}'`` from curl and from fetchheads, given the same ``args``
+    (with curl's ``-x`` spelt ``--proxy`` for fetchheads)."""
+    template = "%{http_code} %{exitcode}"
+    theirs = await asyncio.create_subprocess_exec(
+        CURL,  # type: ignore[arg-type]
+        *("-s", "--http1.0", "-o", "/dev/null", "-w", template, *args),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    ours = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *(
+            "-m",
+            "fetchheads",
+            "-t",
+            "5",
+            "-w",
+            template,
+            *("--proxy" if arg == "-x" else arg for arg in args),
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    (curl_out, _), (our_out, _) = await asyncio.gather(theirs.communicate(), ours.communicate())
+    return curl_out.decode(), our_out.decode()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 403 Forbidden\r\n\r\n",
+        b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
+        b"",  # closed without a word
+        b"<html>\r\n\r\n",  # not HTTP
+        b"HTTP/1.1 200 " + b"x" * 70_000 + b"\r\n\r\n",  # a status line beyond our limit
+    ],
+    ids=["403", "407", "closed", "not-http", "too-long"],
+)
+async def test_a_proxy_that_does_not_open_the_tunnel_is_curls_exit_code(answer: bytes) -> None:
+    """curl's 56 (CURLE_RECV_ERROR) whatever the proxy answered instead of opening the tunnel."""
+    async with LoopbackServer(reply(answer)) as proxy:
+        # The origin is never reached: the proxy answers CONNECT itself.
+        curl_out, ours = await _exitcodes(
+            "-x", f"http://127.0.0.1:{proxy.port}", "https://127.0.0.1:1/"
+        )
+    assert curl_out == "000 56"
+    assert ours == curl_out
+
+
+async def test_connect_timeout_is_curls_timeout_exit_code() -> None:
+    """A TLS handshake the server never answers, under --connect-timeout: curl's 28."""
+    async with LoopbackServer(silent()) as server:
+        curl_out, ours = await _exitcodes(
+            "--connect-timeout", "1", f"https://127.0.0.1:{server.port}/"
+        )
+    assert curl_out == "000 28"
+    assert ours == curl_out

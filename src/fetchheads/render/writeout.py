@@ -125,6 +125,12 @@ _CURL_RECV_ERROR = 56  # CURLE_RECV_ERROR: TLS failed on an established connecti
 _CURL_GOT_NOTHING = 52  # CURLE_GOT_NOTHING: the server closed without a byte of reply
 _CURL_UNSUPPORTED = 1  # CURLE_UNSUPPORTED_PROTOCOL: curl reads a reply without an HTTP/1.x
 # status line as HTTP/0.9, which it refuses
+# fetch.one's words for a proxy that did not open the tunnel (refused it, closed, answered
+# something else): curl's CURLE_RECV_ERROR, 56, for all of them; and --connect-timeout's, 28
+_PROXY_TUNNEL = re.compile(
+    r"proxy \S+: (?:CONNECT answered |no answer to CONNECT: |not an HTTP answer to CONNECT: )"
+)
+_CONNECT_TIMED_OUT = "no connection within --connect-timeout "
 # http.parse's words for those cases
 _NOTHING = "empty reply: the server closed the connection without a byte"
 _NOTHING_AFTER_INTERIM = "closed after an interim (1xx) response"
@@ -145,6 +151,11 @@ def _exitcode(result: Result) -> int:
         return _CURL_VERIFY_FAILED
     if error.kind is ErrorKind.TLS and error.message.startswith(AFTER_HANDSHAKE):
         return _CURL_RECV_ERROR
+    if error.kind is ErrorKind.CONNECT:
+        if _PROXY_TUNNEL.match(error.message):
+            return _CURL_RECV_ERROR
+        if error.message.startswith(_CONNECT_TIMED_OUT):
+            return _CURL_EXIT_CODES[ErrorKind.TIMEOUT]
     if error.kind is ErrorKind.PROTOCOL:
         if error.message == _NOTHING or error.message.startswith(_NOTHING_AFTER_INTERIM):
             return _CURL_GOT_NOTHING
