@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,3 +139,31 @@ def test_a_bad_rule_is_a_usage_error() -> None:
     outcome = CliRunner().invoke(cli, ["--connect-to", "example.com:443", "example.com"])
     assert outcome.exit_code == 2
     assert "HOST:PORT:CONNECT_HOST:CONNECT_PORT" in outcome.output
+
+
+@pytest.mark.parametrize(
+    ("name", "sent"),
+    [
+        ("faß.test", "xn--fa-hia.test"),  # IDNA 2008: not fass.test, another domain
+        ("a.ß.test", "a.xn--zca.test"),
+        ("Ⅸ.test", "ix.test"),  # UTS #46 mapping
+        ("☃.test", "xn--n3h.test"),  # refused by IDNA 2008: IDNA 2003, as curl falls back
+    ],
+)
+def test_international_names_are_sent_as_curl_sends_them(
+    threaded_server: Callable[..., ThreadedServer], name: str, sent: str
+) -> None:
+    """The Host header fetchheads sends for a name that is not ASCII is the one curl (libidn2)
+    sends for the same URL to the same server."""
+    server = threaded_server(answering(b"B"))
+    url = f"http://{name}:{server.port}/"
+    route = f"::127.0.0.1:{server.port}"
+    curl = shutil.which("curl")
+    assert curl is not None
+    subprocess.run(
+        [curl, "-s", "--http1.0", "-o", "/dev/null", "--connect-to", route, url], check=True
+    )
+    outcome = CliRunner().invoke(cli, ["-q", "--json", "--connect-to", route, url])
+    assert outcome.exit_code == 0, outcome.output
+    curls, ours = (request.split(b"\r\n")[1] for request in server.requests)
+    assert curls == ours == f"Host: {sent}:{server.port}".encode()

@@ -5,8 +5,9 @@ Accepted forms (docs/usage.md "Targets")::
     host   host:port   [v6addr]   [v6addr]:port   http://host[:port][/path]   https://...
 
 A bare target takes ``default_scheme``; a bare ``host:443`` means https. Hosts are IDNA-encoded
-(UTS #46 style: case-folded, then the ``idna`` codec of the standard library, which implements
-IDNA 2003; Python has no IDNA 2008 codec without a third-party package). Nothing that is not a
+as curl (libidn2) and browsers encode them (``idna_name``): IDNA 2008 with the UTS #46 mapping,
+non-transitional (``faß.de`` is ``xn--fa-hia.de``, not ``fass.de``, a different domain), and
+IDNA 2003 for a name IDNA 2008 refuses (``☃.net``), as curl falls back. Nothing that is not a
 valid host, port or path can leave this module, so no CR, LF, space or control byte ever reaches
 the request line or the Host header.
 """
@@ -221,7 +222,7 @@ def _normalise_host(host: str) -> str:
         raise InputError(f"invalid host {host!r}")
     if not name.isascii():
         try:
-            name = name.encode("idna").decode("ascii")
+            name = idna_name(name)
         except UnicodeError as exc:
             raise InputError(f"invalid international host name {host!r}: {exc}") from None
     address = _ipv4_host(name)
@@ -236,6 +237,19 @@ def _normalise_host(host: str) -> str:
     if not all(_LABEL_RE.match(label) for label in labels):
         raise InputError(f"invalid host name {host!r}")
     return name
+
+
+def idna_name(name: str) -> str:
+    """A host name that is not ASCII as it is looked up and sent (``Host``, SNI): what curl's
+    libidn2 makes of it. IDNA 2008 with the UTS #46 mapping, non-transitional (``ß`` stays a
+    letter of its own), and where IDNA 2008 refuses a code point (a symbol: ``☃``), IDNA 2003,
+    as curl retries. Raises ``UnicodeError`` when neither can encode it."""
+    import idna  # only names that are not ASCII pay for the import
+
+    try:
+        return idna.encode(name, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError:
+        return name.encode("idna").decode("ascii")
 
 
 def _ipv4_host(host: str) -> str | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from fetchheads.errors import DNSError, InputError
 from fetchheads.hostport import host_port, port_number, split_bracket
+from fetchheads.targets import idna_name
 
 DNS_CACHE_SIZE = 4096
 """Names remembered per run: enough for lists that repeat hosts, bounded for lists that do not."""
@@ -94,7 +95,7 @@ def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[Address, ...]]:
     name = host.rstrip(".").lower()
     if not name.isascii():
         try:
-            name = name.encode("idna").decode("ascii")
+            name = idna_name(name)
         except UnicodeError as exc:
             raise InputError(f"invalid host name {host!r}: {exc}") from None
     return (name, port), tuple(addresses)
