@@ -300,3 +300,28 @@ def test_a_password_byte_that_is_not_utf8_is_a_usage_error_without_the_password(
     assert "byte 0xE9 in it is not UTF-8" in last
     assert "cret" not in outcome.stderr
     assert server.requests == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_file_is_one_record_that_says_so(
+    threaded_server: Callable[..., ThreadedServer], tmp_path: Path, encoding: str
+) -> None:
+    """Windows PowerShell 5's ``>`` writes UTF-16: one line saying what to do, not one garbled
+    error per line, and nothing of it reaches a server."""
+    server = threaded_server(reply(HEAD))
+    hosts = tmp_path / "hosts.txt"
+    lines = "".join(f"127.0.0.1:{server.port}/{n}\r\n" for n in range(3))
+    mark = "\ufeff" if encoding == "utf-16-be" else ""  # "utf-16" writes its own (FF FE)
+    hosts.write_bytes((mark + lines).encode(encoding))
+    outcome = CliRunner().invoke(cli, ["--json", "-i", str(hosts), f"127.0.0.1:{server.port}/x"])
+    assert outcome.exit_code == 1
+    records = [json.loads(line) for line in outcome.stdout.splitlines()]
+    assert len(records) == 2
+    assert records[0]["ok"] is True  # the argument is still fetched
+    first = "FE FF" if encoding == "utf-16-be" else "FF FE"
+    assert records[1]["error"] == {
+        "kind": "input",
+        "message": f"{hosts} is UTF-16 (it starts with the byte-order mark {first}): "
+        "save it as UTF-8",
+    }
+    assert len(server.requests) == 1

@@ -74,6 +74,7 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                 continue
             try:
                 splitter = LineSplitter()
+                first = True
                 while True:
                     # Whatever is available now (at most one read), so a slow producer upstream
                     # of a pipe, or a person typing, sees each target fetched at once.
@@ -82,6 +83,11 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                     except OSError as exc:  # the rest of this input is lost; the run goes on
                         yield _unreadable(name, exc)
                         break
+                    if first and chunk:
+                        first = False
+                        if chunk.startswith(_UTF16_MARKS):  # every line would be garbled
+                            yield _utf16(name, chunk)
+                            break
                     for number, line in splitter.feed(chunk):
                         where = f"{name}:{number}"
                         if isinstance(line, OverlongLine):
@@ -98,6 +104,17 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                 reader.after_reads(close)
     finally:
         reader.close()
+
+
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+"""The byte-order marks a UTF-16 file starts with (PowerShell 5's ``>``, Notepad's "Unicode")."""
+
+
+def _utf16(name: str, chunk: bytes) -> Result:
+    """A UTF-16 input is one record saying so, not one cryptic error per line."""
+    mark = " ".join(f"{byte:02X}" for byte in chunk[:2])
+    message = f"{name} is UTF-16 (it starts with the byte-order mark {mark}): save it as UTF-8"
+    return input_error(name, message)
 
 
 def _unreadable(name: str, exc: OSError) -> Result:
