@@ -325,3 +325,22 @@ def test_a_utf16_file_is_one_record_that_says_so(
         "save it as UTF-8",
     }
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--resolve", "b\udce9.test:80:127.0.0.1"], "'--resolve': byte 0xE9 in it is not UTF-8"),
+        (
+            ["-H", "X-Plain: caf\udce9"],
+            "header 'X-Plain' has byte 0xE9 in its value, which is not UTF-8",
+        ),
+    ],
+    ids=["resolve", "header"],
+)
+def test_an_option_byte_that_is_not_utf8_is_named_as_a_byte(args: list[str], says: str) -> None:
+    """Not Python's surrogate notation (``'b\\udce9.test'``), nor a complaint about Latin-1."""
+    outcome = CliRunner().invoke(cli, [*args, "127.0.0.1:9"])
+    assert outcome.exit_code == 2
+    assert says in outcome.stderr
+    assert "\\udc" not in outcome.stderr

@@ -27,7 +27,7 @@ from typing import Any
 
 from fetchheads.errors import DNSError, InputError
 from fetchheads.hostport import host_port, port_number, split_bracket
-from fetchheads.targets import idna_name
+from fetchheads.targets import idna_name, undecodable_byte
 
 DNS_CACHE_SIZE = 4096
 """Names remembered per run: enough for lists that repeat hosts, bounded for lists that do not."""
@@ -69,6 +69,9 @@ def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[Address, ...]]:
     IPv6 addresses may be bracketed (``[::1]``) as curl writes them. ``HOST`` is compared the way
     targets are normalised: lower case, no trailing dot. Raises ``InputError``.
     """
+    byte = undecodable_byte(text)
+    if byte is not None:
+        raise InputError(f"byte 0x{byte:02X} in it is not UTF-8")
     if text.startswith("["):
         raise InputError(
             f"HOST is a name to pin, not an address (in {text!r}): an address needs no lookup; "

@@ -16,6 +16,7 @@ from fetchheads.errors import InputError
 from fetchheads.hostport import host_port
 from fetchheads.models import Target
 from fetchheads.proxy import Proxy
+from fetchheads.targets import undecodable_byte
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A field value may hold visible ASCII, SP, HT and obs-text; never CR, LF or NUL.
@@ -41,6 +42,11 @@ def parse_header_option(text: str) -> tuple[str, str]:
 
 def check_header_value(name: str, value: str) -> None:
     if not _VALUE_RE.fullmatch(value):
+        byte = undecodable_byte(value)
+        if byte is not None:  # an argument's byte that was not UTF-8, not a character
+            raise InputError(
+                f"header {name!r} has byte 0x{byte:02X} in its value, which is not UTF-8"
+            )
         raise InputError(
             f"header {name!r} has a control character or non-Latin-1 text in its value"
         )
