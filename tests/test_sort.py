@@ -177,6 +177,7 @@ def test_plain_jsonl_and_write_out_are_sorted_whole(hosts: tuple[Path, str]) -> 
         (["--sort", "-"], "Invalid value for --sort: empty field name"),
         (["--sort", "status", "--format", "pretty"], "--sort orders the line formats"),
         (["--sort", "status", "--format", "prometheus"], "not --format prometheus"),
+        (["--sort", "status", "--order", "input"], "so --order input would be ignored"),
     ],
 )
 def test_bad_sort_is_a_usage_error(args: list[str], message: str) -> None:

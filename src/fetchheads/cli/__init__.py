@@ -222,6 +222,11 @@ def fetch_command(
     )
     check_columns(fields, view.format)
     check_sort(answer.sort, view.format)
+    if answer.sort is not None and config.order == "input":
+        raise click.UsageError(
+            "--sort prints the results at the end in its own order, so --order input would be "
+            "ignored: drop one of them"
+        )
     if view.format == "table":
         _say_left_out(view)
     tls = _tls(config)
