@@ -830,3 +830,24 @@ def test_no_color_wins_over_force_color_in_the_table_as_in_the_pretty_view(
     result = run(["--format", "table", f"127.0.0.1:{site.port}/hostile"], terminal)
     assert "404" in result.stdout
     assert "\x1b[" not in result.stdout
+
+
+def test_prometheus_replacing_a_file_keeps_its_permissions(
+    site: ThreadedServer, tmp_path: Path
+) -> None:
+    """As an editor's save does: a textfile made 0640 for node_exporter's group stays so."""
+    path = tmp_path / "fetchheads.prom"
+    path.write_text("old\n")
+    path.chmod(0o640)
+    inode = path.stat().st_ino
+    assert run(["-o", str(path), f"127.0.0.1:{site.port}/hsts"]).exit_code == 0
+    assert path.stat().st_ino != inode  # replaced whole...
+    assert path.stat().st_mode & 0o7777 == 0o640  # ...with the old file's permissions
+    assert "probe_success" in path.read_text()
+
+
+def test_prometheus_into_a_missing_directory_names_the_temporary_file(tmp_path: Path) -> None:
+    result = run(["-o", str(tmp_path / "no" / "such.prom"), "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "No such file or directory (a temporary file in" in result.stderr
+    assert "to replace it whole)" in result.stderr

@@ -281,9 +281,16 @@ class OutputFile:
             import tempfile  # -o with a whole format only (it brings shutil and random)
 
             directory = os.path.dirname(self._replaced)
-            fd, self._temporary = tempfile.mkstemp(
-                prefix=f".{os.path.basename(self._replaced)}.", suffix=".tmp", dir=directory
-            )
+            try:
+                fd, self._temporary = tempfile.mkstemp(
+                    prefix=f".{os.path.basename(self._replaced)}.", suffix=".tmp", dir=directory
+                )
+            except OSError as exc:  # FILE itself may be writable: say what could not be made
+                where = directory or "."
+                raise OSError(
+                    exc.errno,
+                    f"{exc.strerror} (a temporary file in {where}, to replace it whole)",
+                ) from None
         else:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -345,7 +352,7 @@ class OutputFile:
         self._temporary = None
         try:
             if keep:
-                os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is no file to share
+                os.chmod(temporary, _mode_of(self._replaced))
                 os.replace(temporary, self._replaced)
                 return
         except OSError:
@@ -354,6 +361,15 @@ class OutputFile:
             raise
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+
+
+def _mode_of(path: str) -> int:
+    """The permissions for the file that replaces ``path``: the old file's, as an editor's save
+    keeps them; for a new one what ``open`` would give (mkstemp's 0600 is no file to share)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 _STREAM = re.compile(r"/dev/(?:std(out|err)|fd/(\d+))|/proc/(?:self|thread-self|(\d+))/fd/(\d+)")
