@@ -285,6 +285,7 @@ def test_https_with_cacert_and_insecure(
         (["-A", "ua\nInjected: 1", "example.com"], "Invalid value for '-A' / '--user-agent'"),
         (["--cacert", "/no/such/ca.pem", "example.com"], "does not exist"),
         (["-i", "/no/such/hosts.txt"], "cannot read /no/such/hosts.txt: No such file or"),
+        (["-i", "/"], "Invalid value for -i/--input: cannot read /: Is a directory"),
         (["--no-such-option"], "--no-such-option"),
         (["--json", "--format", "plain", "example.com"], "contradicts --format plain"),
         (["--format", "pretty", "--json", "example.com"], "contradicts --format pretty"),

@@ -430,6 +430,8 @@ def _unreadable(path: str, environment: Environment) -> str | None:
         os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
     except OSError as exc:
         return f"{path}: {exc.strerror or exc}"
+    if os.path.isdir(path):  # opens, but its first read would fail
+        return f"{path}: Is a directory"
     return None
 
 

@@ -96,7 +96,7 @@ input_options = option_group(
         "inputs",
         multiple=True,
         metavar="FILE",
-        type=click.Path(dir_okay=False, allow_dash=True),
+        type=click.Path(allow_dash=True),  # a directory is refused with the other reasons
         help="Read targets from FILE, one per line ('-' for stdin); repeatable. "
         "With no TARGET and no --input, stdin is read when it is not a terminal.",
     ),
