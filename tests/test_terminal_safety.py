@@ -145,6 +145,9 @@ def test_terminal_safe_escapes_exactly_the_listed_characters() -> None:
         assert FORBIDDEN.search(terminal_safe(char)) is None
     assert terminal_safe("\x1b") == "\\x1b"
     assert terminal_safe("\u202e") == "\\u202e"
+    # Invisible, so a line holding one would look like another (a BOM mid-file, a zero-width
+    # space in a header value): shown.
+    assert terminal_safe("a\ufeffb\u200bc\u2060d") == "a\\ufeffb\\u200bc\\u2060d"
     kept = "tab\there, café, 日本, emoji 😄, [markup], backslash \\"
     assert terminal_safe(kept) == kept
 

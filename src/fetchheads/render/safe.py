@@ -11,13 +11,17 @@ import re
 
 _BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _UNSAFE = [c for c in range(0x20) if c != 0x09] + [0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
+_INVISIBLE = (0x00AD, *range(0x200B, 0x200E), 0x2060, 0xFEFF)
+"""Characters that take no room on a screen (soft hyphen, zero-width space and joiners, word
+joiner, byte-order mark): shown, so that a line holding one is seen to differ and ``grep`` on
+what is seen finds it."""
 
 
 def _escape(code: int) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-_TERMINAL_TABLE = {code: _escape(code) for code in (*_UNSAFE, *_BIDI)}
+_TERMINAL_TABLE = {code: _escape(code) for code in (*_UNSAFE, *_BIDI, *_INVISIBLE)}
 _JSON_TABLE = {
     code: f"\\u{code:04x}" for code in (0x7F, *range(0x80, 0xA0), *_BIDI, 0x2028, 0x2029)
 }
