@@ -178,8 +178,17 @@ class HeadReader(asyncio.Protocol):
     async def read_head(self) -> ResponseHead:
         """The complete head; raises ``ProtocolError``/``ConnectError`` as the connection failed."""
         if not self._done:
-            self._waiter = self._loop.create_future()
-            await self._waiter
+            await self.waiter()
+        return self.head()
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future done once the head is complete or the connection has ended (``done``), for a
+        caller that awaits it in its own frame rather than through ``read_head``."""
+        self._waiter = self._loop.create_future()
+        return self._waiter
+
+    def head(self) -> ResponseHead:
+        """Once ``done``: the complete head, or the error the connection ended with, raised."""
         if self._error is not None:
             raise self._error
         assert self._head is not None
@@ -216,9 +225,7 @@ async def connect(
         try:
             transport, _ = await loop.create_connection(lambda: reader, ip, port)
         except OSError as exc:
-            if exc.errno in LOCAL_ERRNOS:  # our shortage, not the host's
-                raise ConnectError(describe_local_error(exc)) from exc
-            raise ConnectError(f"{format_address(ip, port)}: {describe_oserror(exc)}") from exc
+            raise connect_failure(exc, ip, port) from exc
     else:
         sock, ip = await _happy_eyeballs(loop, addresses, port, state)
         state.address = ip
@@ -229,6 +236,13 @@ async def connect(
             raise
     state.connect = (reader.connected_at or time.perf_counter()) - state.start
     return transport, reader
+
+
+def connect_failure(exc: OSError, ip: str, port: int) -> ConnectError:
+    """A failed connect to ``ip``, in words: our shortage (``local: ...``) or the host's answer."""
+    if exc.errno in LOCAL_ERRNOS:  # our shortage, not the host's
+        return ConnectError(describe_local_error(exc))
+    return ConnectError(f"{format_address(ip, port)}: {describe_oserror(exc)}")
 
 
 async def _connect_socket(
