@@ -64,11 +64,15 @@ def execute(plan: RunPlan) -> Outcome:
     output = sink.emit
     grade = auditor(plan.audit)
 
+    annotate = session.annotate if session.annotates else None
+    count = summary.add
+
     def emit(result: Any) -> None:
         if grade is not None:
             result = grade(result)
-        result = session.annotate(result)
-        summary.add(result)
+        if annotate is not None:
+            result = annotate(result)
+        count(result)
         output(result)
 
     async def main() -> None:

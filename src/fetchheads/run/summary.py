@@ -60,14 +60,16 @@ class Summary:
 
     def add(self, result: Result) -> None:
         self.targets += 1
-        if result.ok:
-            self.ok += 1
-        if result.error is not None:
-            self.failed_by_kind[str(result.error.kind)] += 1
-        if result.head is not None and result.error is None:
+        error = result.error
+        if error is None:
+            head = result.head
+            if head is not None:  # ``result.ok``, without the call
+                self.ok += 1
+                self.statuses[head.status] += 1
+        else:
             # A failed chain (-L: a loop, an unfollowable Location) ends on a head, but it counts
             # under its error kind: "302 x1" would read as one redirect answered as asked.
-            self.statuses[result.head.status] += 1
+            self.failed_by_kind[str(error.kind)] += 1
         audit = result.audit
         if audit is not None and audit.grade is not None:
             self.grades[audit.grade] += 1

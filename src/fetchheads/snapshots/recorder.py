@@ -343,6 +343,13 @@ class SnapshotSession:
             )
         return self._run_id
 
+    @property
+    def annotates(self) -> bool:
+        """Whether ``annotate`` does anything: without ``--warn-days`` and a database that could
+        not be opened, it hands every result back as it came and counts nothing anyone reads,
+        and the run need not call it (a Python call a target)."""
+        return self.options.warns or self._unavailable is not None
+
     def annotate(self, result: Result) -> Result:
         self._targets += 1
         options = self.options
