@@ -196,7 +196,7 @@ async def _attempt(
     loop = asyncio.get_running_loop()
     fetched_at = utc_now()
     # Timing fields use perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
-    state = FetchState(start=time.perf_counter())
+    state = FetchState(time.perf_counter())  # positional: a keyword costs its matching
     config = ctx.config
     timeout = config.timeout
     head: ResponseHead | None = None

@@ -89,15 +89,19 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                             yield _utf16(name, chunk)
                             break
                     for number, line in splitter.feed(chunk):
-                        where = f"{name}:{number}"
                         if isinstance(line, OverlongLine):
                             yield input_error(
                                 line.start + "…",
                                 f"line longer than {MAX_LINE_CHARS} bytes",
-                                where=where,
+                                where=f"{name}:{number}",
                             )
                         elif line and not line.startswith("#"):
-                            yield to_item(line, default_scheme, where=where)
+                            # to_item's, with the FILE:LINE of an error written only for one.
+                            try:
+                                item: Item = parse_target(line, default_scheme=default_scheme)
+                            except InputError as exc:
+                                item = input_error(line, str(exc), where=f"{name}:{number}")
+                            yield item
                     if not chunk:
                         break
             finally:
