@@ -52,7 +52,8 @@ def format_jsonl(result: Result) -> str:
         error_text = f'{{"kind": {text(str(error.kind))}, "message": {text(error.message)}}}'
     encoded = (
         f'{{"target": {text(result.target)}, "url": {url}, '
-        f'"ok": {"true" if result.ok else "false"}, "status": {status}, '
+        f'"ok": {"true" if error is None and head is not None else "false"}, '
+        f'"status": {status}, '
         f'"reason": {reason}, "http_version": {version}, "headers": [{headers}], '
         f'"error": {error_text}, "address": {address}, "timing": {_timing(result.timing)}, '
         f'"tls": null, "redirects": [], "fetched_at": "{format_timestamp(result.fetched_at)}"}}'

@@ -130,8 +130,15 @@ class TextSink(Sink):
             return
         if self._order is not None:
             self._held.append((self._order.key(result), data))
-        else:
-            self.emit_bytes(data)
+            return
+        # emit_bytes, spelled out: one call fewer for every result.
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= FLUSH_BYTES:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def emit_bytes(self, data: bytes) -> None:
         """Output already formatted (a worker's records, ``run.supervisor``), batched alike."""
