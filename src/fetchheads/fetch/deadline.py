@@ -63,9 +63,8 @@ class Deadlines:
         self._timer = self.loop.call_at(when, self._fire)
         self._timer_at = when
 
-    def _ended(self) -> None:
-        self._live -= 1
-        if not self._live and self._timer is not None:
+    def _idle(self) -> None:
+        if self._timer is not None:
             # Nothing left to watch (the end of a run, or a pause in it): no timer left behind.
             self._timer.cancel()
             self._timer = None
@@ -116,4 +115,7 @@ class Deadline:
     def cancel(self) -> None:
         if self.task is not None:
             self.task = None
-            self._owner._ended()
+            owner = self._owner
+            owner._live -= 1  # one call fewer a target than a method of the owner's doing it
+            if not owner._live:
+                owner._idle()

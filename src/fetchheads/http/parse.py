@@ -159,7 +159,7 @@ class HeadParser:
         if not data:
             return self._eof()
         if not self._buffer and not self._consumed and data.startswith(b"HTTP/1."):
-            head = self._parse_whole(data)
+            head = parse_whole(data, self._limits)  # _parse_whole, without the call
             if head is not None:
                 self._done = True
                 return head
