@@ -105,6 +105,11 @@ class HeadReader(asyncio.Protocol):
         # start_tls); ``None`` once the connection carries HTTP.
         self.early: bytes | None = None
 
+    def __call__(self) -> HeadReader:
+        """The protocol factory of its own connection (``loop.create_connection(reader, ...)``):
+        cheaper than a closure made for every target to hand it over."""
+        return self
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.connected_at = time.perf_counter()
         if self.request is not None:

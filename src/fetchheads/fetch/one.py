@@ -26,6 +26,7 @@ import dataclasses
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 from fetchheads.config import Config
@@ -194,7 +195,7 @@ async def _attempt(
         # attempt really began.
         await ctx.pace()
     loop = asyncio.get_running_loop()
-    fetched_at = utc_now()
+    fetched_at = datetime.now(UTC)  # utc_now(), without the call
     # Timing fields use perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
     state = FetchState(time.perf_counter())  # positional: a keyword costs its matching
     config = ctx.config
@@ -221,7 +222,7 @@ async def _attempt(
             state.phase = "connecting"
             state.address = ip
             try:
-                transport, _ = await loop.create_connection(lambda: reader, ip, port)
+                transport, _ = await loop.create_connection(reader, ip, port)
             except OSError as exc:
                 raise connect_failure(exc, ip, port) from exc
             state.connect = (reader.connected_at or time.perf_counter()) - state.start
@@ -278,7 +279,10 @@ def _one_address(target: Target, ctx: FetchContext, state: FetchState) -> tuple[
     """Where a target connects when that is one address known without a lookup (an IP literal,
     ``--resolve``, the run's cache): ``(ip, port)``; ``None`` when it takes a lookup or happy
     eyeballs over several."""
-    host, port = connect_address(ctx.config.connect_to, target.host, target.port)
+    host, port = target.host, target.port
+    rules = ctx.config.connect_to
+    if rules:
+        host, port = connect_address(rules, host, port)
     addresses = _known_addresses(host, port, ctx, state)
     if addresses is None or len(addresses) != 1:
         return None
