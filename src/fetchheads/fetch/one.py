@@ -148,7 +148,8 @@ def fetch_one(target: Target, ctx: FetchContext) -> Coroutine[Any, Any, Result]:
 
     Not a coroutine function itself: it returns the coroutine to await, and without retries
     that is the one attempt's, so a target has one coroutine frame fewer to create and to be
-    resumed through each time it waits (callgrind: ~2,000 instructions a target).
+    resumed through each time it waits (with ``_attempt``'s own path: ~7,200 instructions a
+    target fewer, by callgrind).
     """
     if ctx.config.retries:
         return _retrying(target, ctx)
@@ -216,7 +217,7 @@ async def _attempt(
             # The common case, spelled out here rather than awaited through ``connect`` and
             # ``exchange`` (which do the same steps): plain http to one address known now. Each
             # coroutine a target goes through is a frame to create and to resume through at
-            # every wait; this path has one, the callgrind count ~7,000 instructions fewer.
+            # every wait; this path has one (with ``fetch_one``'s: ~7,200 instructions fewer).
             ip, port = route
             reader = HeadReader(loop, ctx.request(target, authority))
             state.phase = "connecting"
