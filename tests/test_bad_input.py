@@ -313,7 +313,9 @@ def test_a_utf16_file_is_one_record_that_says_so(
     lines = "".join(f"127.0.0.1:{server.port}/{n}\r\n" for n in range(3))
     mark = "\ufeff" if encoding == "utf-16-be" else ""  # "utf-16" writes its own (FF FE)
     hosts.write_bytes((mark + lines).encode(encoding))
-    outcome = CliRunner().invoke(cli, ["--json", "-i", str(hosts), f"127.0.0.1:{server.port}/x"])
+    outcome = CliRunner().invoke(
+        cli, ["--json", "--order", "input", "-i", str(hosts), f"127.0.0.1:{server.port}/x"]
+    )
     assert outcome.exit_code == 1
     records = [json.loads(line) for line in outcome.stdout.splitlines()]
     assert len(records) == 2
