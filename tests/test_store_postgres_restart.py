@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -82,7 +83,11 @@ def test_a_server_restarted_mid_run_gets_every_result_once_and_the_run_finished(
     assert process.poll() is None  # the restart came mid-run
     out, err = process.communicate(timeout=60)
     assert (process.returncode, err) == (0, "")
-    assert out == ("" if changes else out)  # a baseline under --changes: nothing to show
+    if changes:
+        assert out == ""  # a baseline under --changes: nothing to show
+    else:
+        printed = {line.split(" ", 1)[0] for line in out.splitlines()}
+        assert len(printed) == TARGETS  # every target printed, the restart notwithstanding
     assert before < TARGETS
     assert query(
         url, "SELECT count(*), count(DISTINCT uid), count(DISTINCT key) FROM snapshots"
@@ -133,6 +138,30 @@ def test_a_server_that_stays_down_ends_the_run_saying_what_was_not_recorded(
     code, history, _ = fetchheads("history", "--db", url, recorded)
     assert code == 0
     assert "(snapshot 1, run 1, interrupted)" in history  # its process is gone
+
+
+def test_ctrl_c_while_the_server_is_away_ends_the_run_at_once(
+    own_postgres: Postgres, threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    """Not after the minute the writes would wait for the server to come back: the stop ends
+    the wait, and the results it held are counted as not recorded."""
+    _, target = start_site(threaded_server)
+    url = own_postgres.new_database()
+    Store.open(url).close()
+    args = ["--db", url, "--json", "--rate", "10", "-q", "-i", str(hosts(tmp_path, target))]
+    process = fetchheads_process(*args)
+    wait_for_snapshots(url, process, 5)
+    own_postgres.stop("fast")
+    time.sleep(1.5)  # a batch has met the lost connection and waits to reconnect
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    waited = time.monotonic() - signalled
+    own_postgres.resume()
+    assert process.returncode == 130
+    assert waited < 5, err  # RECONNECT_SECONDS is 60
+    assert re.search(r"^fetchheads: \d+ results? not recorded: ", err, re.MULTILINE), err
+    assert err.splitlines()[-1].startswith("fetchheads: interrupted: ")
 
 
 def test_a_server_down_when_a_run_ends_is_said_and_not_waited_on_for_ever(

@@ -149,3 +149,54 @@ def test_a_new_database_is_refused_to_a_user_who_may_not_create_its_tables(
     )
     assert site.served == 0
     assert query(url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
+
+def test_prune_and_copy_work_with_exactly_the_privileges_docs_list(
+    postgres: Postgres, threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    """Least privilege for the two other writers, as docs/snapshots.md lists it: passing the
+    check up front must mean the command then works (INSERT ... ON CONFLICT reads too)."""
+    _, target = start_site(threaded_server)
+    url = postgres.new_database()
+    for _ in range(3):
+        assert fetchheads("--db", url, "-q", target)[0] == 0
+    pruner = postgres.new_role(
+        url,
+        "SELECT ON fetchheads_meta",
+        "SELECT, UPDATE, DELETE ON runs",
+        "SELECT, DELETE ON snapshots",
+        "SELECT, INSERT ON pruned_keys",
+    )
+    # Without SELECT on pruned_keys, prune would fail half-way: it is refused up front.
+    short = postgres.new_role(
+        url,
+        "SELECT ON fetchheads_meta",
+        "SELECT, UPDATE, DELETE ON runs",
+        "SELECT, DELETE ON snapshots",
+        "INSERT ON pruned_keys",
+    )
+    code, _, err = fetchheads("prune", "--db", short, "--keep", "1")
+    assert code == 2
+    assert "GRANT SELECT ON pruned_keys" in err
+    assert query(url, "SELECT count(*) FROM snapshots") == [(3,)]
+    code, _, err = fetchheads("prune", "--db", pruner, "--keep", "1")
+    assert code == 0, err
+    assert query(url, "SELECT key FROM pruned_keys") != []
+    # A copy of a database that has pruned keys, by a user with what a copy needs.
+    sqlite = str(tmp_path / "heads.db")
+    assert fetchheads("db", "copy", url, sqlite)[0] == 0
+    other = postgres.new_database()
+    Store.open(other).close()
+    copier = postgres.new_role(
+        other,
+        "SELECT ON fetchheads_meta",
+        "SELECT, INSERT, UPDATE ON runs",
+        "SELECT, INSERT ON snapshots",
+        "SELECT, INSERT ON pruned_keys",
+    )
+    code, _, err = fetchheads("db", "copy", sqlite, copier)
+    assert code == 0, err
+    assert query(other, "SELECT count(*) FROM pruned_keys") == query(
+        url, "SELECT count(*) FROM pruned_keys"
+    )
+    assert query(other, "SELECT count(*) FROM snapshots") == [(1,)]

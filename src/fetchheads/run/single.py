@@ -120,6 +120,8 @@ def execute(plan: RunPlan) -> Outcome:
         finally:
             if bar is not None:
                 bar.stop()
+            if stop.received:  # no minute's wait for a database server that went away
+                session.stop_reconnecting()
             await session.drain()  # every result is recorded, even after Ctrl-C
             await resolver.aclose()
 

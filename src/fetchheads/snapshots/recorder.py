@@ -393,6 +393,12 @@ class SnapshotSession:
         if self._recorder is not None:
             await self._recorder.drain()
 
+    def stop_reconnecting(self) -> None:
+        """The run was stopped: a write waiting for a lost PostgreSQL server to come back gives
+        up after one more try (the results it held are counted as not recorded)."""
+        if self.store is not None:
+            self.store.stop_reconnecting()
+
     def finish(self, targets: int, ok: int, *, interrupted: bool = False) -> None:
         """After the loop: close the ``runs`` row and the database. Raises StoreError, unless
         results were not recorded already (that says what the database did)."""

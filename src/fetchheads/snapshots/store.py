@@ -344,6 +344,11 @@ class Store:
     def close(self) -> None:
         raise NotImplementedError
 
+    def stop_reconnecting(self) -> None:
+        """The run was stopped (Ctrl-C, SIGTERM): a write that is waiting to reach a server that
+        went away tries once more and gives up, instead of for ``RECONNECT_SECONDS``. Safe to
+        call from any thread. A backend that never reconnects does nothing."""
+
     def stop_waiting(self) -> None:
         """From now on, a write that meets another process's lock fails at once instead of
         waiting the busy timeout. The recorder calls it after a first write failed: a run whose

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -82,20 +83,33 @@ RECONNECT_SECONDS = 60.0
 restart takes seconds, a managed database's failover about a minute. Meanwhile the fetch goes
 on (the writes have a thread of their own) and the results wait; once a whole span has failed,
 each later write tries once, so a server that stays down costs a run one span, not one each."""
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 15,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+"""A connection whose server went away without closing it (a network cut, a host gone) is found
+broken within about half a minute, by TCP keepalives while idle and ``tcp_user_timeout`` (ms)
+while a write waits for its acknowledgement, instead of the kernel's quarter of an hour; then
+it is reconnected as after a restart. A server process that is frozen (SIGSTOP) while its host
+still answers TCP is not found so: the write waits for it."""
 RECONNECT_FIRST_PAUSE = 0.1
 RECONNECT_LAST_PAUSE = 5.0
 """The pause between two tries to reconnect doubles from the first to the last."""
 PRIVILEGES: dict[str, dict[str, tuple[str, ...]]] = {
     RECORD: {"runs": ("SELECT", "INSERT", "UPDATE"), "snapshots": ("SELECT", "INSERT")},
+    # INSERT ... ON CONFLICT into pruned_keys reads it too: SELECT as well as INSERT.
     PRUNE: {
         "runs": ("SELECT", "UPDATE", "DELETE"),
         "snapshots": ("SELECT", "DELETE"),
-        "pruned_keys": ("INSERT",),
+        "pruned_keys": ("SELECT", "INSERT"),
     },
     COPY: {
         "runs": ("SELECT", "INSERT", "UPDATE"),
         "snapshots": ("SELECT", "INSERT"),
-        "pruned_keys": ("INSERT",),
+        "pruned_keys": ("SELECT", "INSERT"),
     },
 }
 """The table privileges each writer needs (``store.RECORD`` ...), checked when it opens. Reading
@@ -233,6 +247,8 @@ class PostgresStore(Store):
         """When (monotonic) the connection broke, until a new one is made."""
         self._gave_up = False
         """Reconnecting failed for ``RECONNECT_SECONDS``: each later call tries once."""
+        self._stopped = threading.Event()
+        """Set by ``stop_reconnecting`` (the main thread): the pauses between tries end."""
 
     @classmethod
     def open(
@@ -255,6 +271,7 @@ class PostgresStore(Store):
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT,
                 application_name="fetchheads",
+                **KEEPALIVES,
             )
         except psycopg.Error as exc:
             raise _error(path, "connect", exc) from None
@@ -288,6 +305,9 @@ class PostgresStore(Store):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._db.close()
+
+    def stop_reconnecting(self) -> None:
+        self._stopped.set()
 
     def stop_waiting(self) -> None:
         if self._db.closed:  # a connection made again will say it
@@ -337,19 +357,21 @@ class PostgresStore(Store):
                     autocommit=True,
                     connect_timeout=CONNECT_TIMEOUT,
                     application_name="fetchheads",
+                    **KEEPALIVES,
                 )
                 for name, value in self._settings.items():
                     connection.execute(f"SET {name} = {value}".encode())
             except self._psycopg.Error as exc:
                 why = _error(self.path, "connect", exc).reason
-                if self._gave_up or time.monotonic() + pause > deadline:
+                stopped = self._stopped.is_set()
+                if stopped or self._gave_up or time.monotonic() + pause > deadline:
                     self._gave_up = True
                     waited = time.monotonic() - lost_at
                     reason = (
                         f"lost the connection, and could not make it again in {waited:.0f} s: {why}"
                     )
                     raise StoreError(f"{self.path}: cannot reconnect: {reason}", reason) from exc
-                time.sleep(pause)
+                self._stopped.wait(pause)  # a stopped run ends the pause: one try more
                 pause = min(pause * 2, RECONNECT_LAST_PAUSE)
                 continue
             self.close()
