@@ -27,6 +27,7 @@ from fetchheads.errors import (
     ProtocolError,
     TLSError,
 )
+from fetchheads.fetch.deadline import Deadline
 from fetchheads.fetch.resolve import Address
 from fetchheads.hostport import host_port
 from fetchheads.http.parse import HeadParser, preview_bytes
@@ -50,9 +51,10 @@ def make_ssl_context(config: Config) -> ssl.SSLContext:
 
 
 @dataclasses.dataclass(slots=True)
-class FetchState:
+class FetchState(Deadline):
     """Mutable facts about one fetch, filled in as it goes, read when it ends (even by failure).
-    Not the progress line (``render.output.ProgressLine``): one target's, not the run's."""
+    Not the progress line (``render.output.ProgressLine``): one target's, not the run's. It is
+    the attempt's deadline too (``Deadlines.start(timeout, state)``): one object fewer a target."""
 
     start: float
     phase: str = "resolving"

@@ -119,12 +119,15 @@ class FetchContext:
             self._look_context = context
         return self._look_context
 
-    def deadline(self, loop: asyncio.AbstractEventLoop, delay: float) -> Deadline:
-        """A deadline for the current task, ``delay`` seconds from now (see ``fetch.deadline``)."""
+    def deadline(
+        self, loop: asyncio.AbstractEventLoop, delay: float, deadline: Deadline | None = None
+    ) -> Deadline:
+        """A deadline for the current task, ``delay`` seconds from now: ``deadline`` (a new
+        ``FetchState``) or a new one (see ``fetch.deadline``)."""
         deadlines = self.deadlines.get(loop)
         if deadlines is None:
             deadlines = self.deadlines[loop] = Deadlines(loop)
-        return deadlines.start(delay)
+        return deadlines.start(delay, deadline)
 
     def request(self, target: Target, authority: str | None = None) -> bytes:
         """``http.request.build_request(target, config)``, from a template built once per config;
@@ -204,7 +207,7 @@ async def _attempt(
     head: ResponseHead | None = None
     error: ErrorInfo | None = None
     can_retry = False
-    deadline = ctx.deadline(loop, timeout)
+    ctx.deadline(loop, timeout, state)  # the state is the deadline: no object of its own
     authority = target.authority  # the Host header's and the record's URL's: built once
     try:
         proxy = config.proxies.proxy_for(target)
@@ -238,7 +241,7 @@ async def _attempt(
                 if reader.first_byte_at is not None:
                     state.ttfb = reader.first_byte_at - state.start
     except asyncio.CancelledError:
-        if not deadline.timed_out():
+        if not state.timed_out():
             raise
         if state.failure is not None:  # the verification failed; only the look timed out
             error = ErrorInfo(state.failure.kind, str(state.failure))
@@ -252,7 +255,7 @@ async def _attempt(
         error = ErrorInfo(exc.kind, str(exc))
         can_retry = exc.retryable
     finally:
-        deadline.cancel()
+        state.cancel()
     if error is not None:
         if state.parser is not None:
             head = state.parser.partial()  # headers received before the failure are kept
