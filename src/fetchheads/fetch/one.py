@@ -287,10 +287,13 @@ def _one_address(target: Target, ctx: FetchContext, state: FetchState) -> tuple[
     rules = ctx.config.connect_to
     if rules:
         host, port = connect_address(rules, host, port)
-    addresses = _known_addresses(host, port, ctx, state)
-    if addresses is None or len(addresses) != 1:
+    known = ctx.resolver.one_known(host, port)
+    if known is None:
         return None
-    return addresses[0][1], port
+    ip, named = known
+    if named:  # a name pinned by --resolve or cached: a lookup of no time (dns stays None for IPs)
+        state.dns = time.perf_counter() - state.start
+    return ip, port
 
 
 async def _fetch_head(

@@ -226,6 +226,27 @@ class Resolver:
         pinned = self.pinned(host, port)
         return self.literal(host) if pinned is None else pinned
 
+    def one_known(self, host: str, port: int) -> tuple[str, bool] | None:
+        """``(ip, named)`` when ``host:port`` has exactly one address that needs no lookup now,
+        as ``known`` and then ``cached`` find them (``named``: pinned or cached for a name, not
+        an IP literal); ``None`` otherwise. The fetch's fast path: one call, no lists kept."""
+        if self._pinned:
+            addresses = self.pinned(host, port)
+            if addresses is not None:
+                if len(addresses) != 1:
+                    return None
+                return addresses[0][1], literal_family(host) is None
+        family = literal_family(host)
+        if family is not None:
+            if self._family == socket.AF_UNSPEC:  # the common case: no -4/-6 to filter by
+                return host, False
+            self._filter(host, [(family, host)])  # raises DNSError for the other family
+            return host, False
+        addresses = self.cached(host)
+        if addresses is None or len(addresses) != 1:
+            return None
+        return addresses[0][1], True
+
     def pinned(self, host: str, port: int) -> list[Address] | None:
         """The addresses ``--resolve`` gave for ``host:port``, if it gave any."""
         if not self._pinned:
