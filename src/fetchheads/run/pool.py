@@ -96,7 +96,6 @@ async def run(
     # may wait behind it, so memory stays flat however long the list.
     window = asyncio.Semaphore(concurrency * 4)
     reorder = _Reorder(emit, window.release)
-    deliver = reorder.deliver if ordered else (lambda _seq, result: emit(result))
 
     async def produce() -> None:
         seq = 0
@@ -138,7 +137,11 @@ async def run(
             else:
                 await feed.wait()
                 continue
-            deliver(seq, item if isinstance(item, Result) else await fetch(item))
+            result = item if isinstance(item, Result) else await fetch(item)
+            if ordered:
+                reorder.deliver(seq, result)
+            else:
+                emit(result)  # not through a lambda taking seq: one call fewer a target
 
     try:
         async with asyncio.TaskGroup() as group:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -309,7 +308,7 @@ async def _counted(items: AsyncIterator[Item], bar: ProgressLine) -> AsyncIterat
 def _fetcher(ctx: FetchContext) -> Callable[[Target], Awaitable[Result]]:
     """``fetch_one`` for this run; with ``-L`` wrapped so that each hop is a whole fetch."""
     if not ctx.config.location:
-        return functools.partial(fetch_one, ctx=ctx)
+        return ctx.fetch  # fetch_one(target, ctx), bound
 
     async def fetch_with(target: Target, config: Config) -> Result:
         return await fetch_one(target, dataclasses.replace(ctx, config=config))
