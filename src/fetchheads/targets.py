@@ -408,10 +408,17 @@ class LineSplitter:
                 out.append(self._emit(b""))
             else:
                 piece = data[start:newline]
-                if len(piece) > _RAW_LINE_LIMIT:
-                    self._overlong = True
-                    self._overlong_start = piece[:OVERLONG_SHOWN]
-                out.append(self._emit(piece))
+                if len(piece) <= MAX_LINE_CHARS and self._number:
+                    # _emit's common case, spelled out (a call fewer a line): not the first
+                    # line (no BOM to drop), and short enough whatever it ends with.
+                    self._number += 1
+                    text = piece.decode("utf-8", "surrogateescape").strip()
+                    out.append((self._number, without_comment(text) if "#" in text else text))
+                else:
+                    if len(piece) > _RAW_LINE_LIMIT:
+                        self._overlong = True
+                        self._overlong_start = piece[:OVERLONG_SHOWN]
+                    out.append(self._emit(piece))
             start = newline + 1
 
     def _hold(self, piece: bytes) -> None:

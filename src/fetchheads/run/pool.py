@@ -98,6 +98,7 @@ async def run(
     reorder = _Reorder(emit, window.release)
 
     async def produce() -> None:
+        jobs, limit = feed.jobs, feed.limit
         seq = 0
         held = 0  # an item read but waiting for room in the feed: read, and not finished
         try:
@@ -105,9 +106,11 @@ async def run(
                 held = 1
                 if ordered:
                     await window.acquire()
-                if feed.full():
-                    await feed.space()
-                feed.put((seq, item))
+                if len(jobs) >= limit:  # feed.full() and feed.put(), spelled out: two calls
+                    await feed.space()  # fewer a target
+                jobs.append((seq, item))
+                if feed.idle:
+                    feed.wake_one()
                 seq += 1
                 held = 0
             if intake is not None:
@@ -131,7 +134,8 @@ async def run(
                     continue  # the output fell behind while this worker waited: start nothing
             if jobs:
                 seq, item = jobs.popleft()
-                feed.taken()
+                if feed.reader_waits is not None:
+                    feed.taken()
             elif feed.closed:
                 return
             else:
@@ -164,46 +168,41 @@ class _Feed:
     own), and the reader sleeps while the deque is full and wakes once it has drained to half.
     """
 
-    __slots__ = ("_idle", "_limit", "_space", "closed", "jobs")
+    __slots__ = ("closed", "idle", "jobs", "limit", "reader_waits")
 
     def __init__(self, limit: int) -> None:
         self.jobs: collections.deque[tuple[int, Item]] = collections.deque()
         self.closed = False
-        self._limit = limit
-        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._space: asyncio.Future[None] | None = None
-
-    def full(self) -> bool:
-        return len(self.jobs) >= self._limit
-
-    def put(self, job: tuple[int, Item]) -> None:
-        self.jobs.append(job)
-        self._wake_one()
+        self.limit = limit
+        self.idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Set while the reader waits for room (``space``); a worker that takes a job calls
+        # ``taken`` only then.
+        self.reader_waits: asyncio.Future[None] | None = None
 
     def close(self) -> None:
         self.closed = True
-        while self._idle:
-            self._wake_one()
+        while self.idle:
+            self.wake_one()
 
     def taken(self) -> None:
-        space = self._space
-        if space is not None and len(self.jobs) <= self._limit // 2:
-            self._space = None
+        space = self.reader_waits
+        if space is not None and len(self.jobs) <= self.limit // 2:
+            self.reader_waits = None
             if not space.done():
                 space.set_result(None)
 
     async def space(self) -> None:
-        self._space = asyncio.get_running_loop().create_future()
-        await self._space
+        self.reader_waits = asyncio.get_running_loop().create_future()
+        await self.reader_waits
 
     async def wait(self) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._idle.append(waiter)
+        self.idle.append(waiter)
         await waiter
 
-    def _wake_one(self) -> None:
-        while self._idle:
-            waiter = self._idle.popleft()
+    def wake_one(self) -> None:
+        while self.idle:
+            waiter = self.idle.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 return
@@ -226,7 +225,8 @@ class _Ramp:
         """Whether one more start fits in this turn (and count it); if not, ``await turn()``."""
         if self._left and not self._waiting:
             self._left -= 1
-            self._arm()
+            if not self._armed:  # _arm(), spelled out: most starts find it armed, with no call
+                self._arm()
             return True
         return False
 
