@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import fetchheads.cli
+import fetchheads.fetch.one
 import fetchheads.run.single
 from fetchheads import __version__
 from fetchheads.cli import cli
@@ -384,7 +385,8 @@ def test_a_bug_inside_the_run_is_one_line_naming_the_exception(
     async def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug in the fetcher")
 
-    monkeypatch.setattr(fetchheads.run.single, "fetch_one", broken)
+    # The run fetches through FetchContext.fetch (fetch_one, bound).
+    monkeypatch.setattr(fetchheads.fetch.one.FetchContext, "fetch", broken)
     monkeypatch.setattr(sys, "argv", ["fetchheads", "--loop", "asyncio", target])
     monkeypatch.delenv("FETCHHEADS_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exit:
