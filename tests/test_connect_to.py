@@ -148,6 +148,7 @@ def test_a_bad_rule_is_a_usage_error() -> None:
         ("a.ß.test", "a.xn--zca.test"),
         ("Ⅸ.test", "ix.test"),  # UTS #46 mapping
         ("☃.test", "xn--n3h.test"),  # refused by IDNA 2008: IDNA 2003, as curl falls back
+        ("test.ΣΑΣ", "test.xn--mxa9ab"),  # capitals folded by UTS #46, never a final ς
     ],
 )
 def test_international_names_are_sent_as_curl_sends_them(

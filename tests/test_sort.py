@@ -206,3 +206,26 @@ def test_unknown_and_empty_sort_last_both_ways_and_ties_keep_their_order() -> No
     assert compile_sort([], BUILTIN) is None
     with pytest.raises(SpecError):
         compile_sort(["header:"], BUILTIN)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "sorted_output"),
+    [
+        (["--sort", "-target"], {"FETCHHEADS_ORDER": "input"}, True),  # typed --sort wins
+        (["--order", "input"], {"FETCHHEADS_SORT": "-target"}, False),  # typed --order wins
+    ],
+    ids=["sort-typed", "order-typed"],
+)
+def test_the_typed_one_of_sort_and_input_order_wins_over_the_environment(
+    threaded_server: Callable[..., ThreadedServer],
+    args: list[str],
+    env: dict[str, str],
+    sorted_output: bool,
+) -> None:
+    server = threaded_server(routes(HEADS))
+    names = ["deny", "bare", "csp"]  # neither sorted nor reversed
+    targets = [f"127.0.0.1:{server.port}/{name}" for name in names]
+    code, out, err = fetchheads(*args, "-q", "-w", "%{target}\\n", *targets, env=env)
+    assert (code, err) == (0, "")
+    expected = sorted(targets, reverse=True) if sorted_output else targets
+    assert out.splitlines() == expected

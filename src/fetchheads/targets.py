@@ -217,11 +217,13 @@ def _parse_port(text: str) -> int:
 def _normalise_host(host: str) -> str:
     if not host:
         raise InputError("no host in target")
-    name = host.rstrip(".").lower() if host != "." else ""
+    name = host.rstrip(".") if host != "." else ""
     if not name:
         raise InputError(f"invalid host {host!r}")
-    if not name.isascii():
-        try:
+    if name.isascii():
+        name = name.lower()
+    else:
+        try:  # its UTS #46 mapping folds the case: str.lower() would turn a final Σ into ς
             name = idna_name(name)
         except UnicodeError as exc:
             raise InputError(f"invalid international host name {host!r}: {exc}") from None

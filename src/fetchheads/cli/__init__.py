@@ -193,6 +193,7 @@ def fetch_command(
     sources = _sources(targets, inputs, environment)
     output_format = _output_format(output_format, json_flag)
     check_output_name(output, output_format, write_out, fields)
+    sort = _sort_or_input_order(ctx, sort, config.order)
     answer = compile_answer(
         output_format=output_format,
         fields=fields,
@@ -222,11 +223,6 @@ def fetch_command(
     )
     check_columns(fields, view.format)
     check_sort(answer.sort, view.format)
-    if answer.sort is not None and config.order == "input":
-        raise click.UsageError(
-            "--sort prints the results at the end in its own order, so --order input would be "
-            "ignored: drop one of them"
-        )
     if view.format == "table":
         _say_left_out(view)
     tls = _tls(config)
@@ -399,6 +395,21 @@ def _binary_kind(start: bytes) -> str | None:
     length = start[1]
     header = 2 + (length & 0x7F if length & 0x80 else 0)  # the long form: that many bytes more
     return "pkcs12" if start[header : header + 3] == b"\x02\x01\x03" else "der"
+
+
+def _sort_or_input_order(ctx: click.Context, sort: tuple[str, ...], order: str) -> tuple[str, ...]:
+    """--sort and --order input both say how the output is ordered: both typed (or both from
+    the environment) is a usage error; otherwise the one typed wins, as over any variable."""
+    if not sort or order != "input":
+        return sort
+    given = click.core.ParameterSource.COMMANDLINE
+    sort_typed = ctx.get_parameter_source("sort") is given
+    if sort_typed == (ctx.get_parameter_source("order") is given):
+        raise click.UsageError(
+            "--sort prints the results at the end in its own order, so --order input would be "
+            "ignored: drop one of them"
+        )
+    return sort if sort_typed else ()  # a typed --order input over FETCHHEADS_SORT
 
 
 def _sources(

@@ -95,9 +95,11 @@ def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[Address, ...]]:
             raise InputError(f"{raw!r} is not an IP address (in {text!r})") from None
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         addresses.append((family, ip.compressed))
-    name = host.rstrip(".").lower()
-    if not name.isascii():
-        try:
+    name = host.rstrip(".")
+    if name.isascii():
+        name = name.lower()
+    else:
+        try:  # UTS #46 folds the case, as for a target (str.lower() would make a final Σ ς)
             name = idna_name(name)
         except UnicodeError as exc:
             raise InputError(f"invalid host name {host!r}: {exc}") from None
