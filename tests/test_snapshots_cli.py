@@ -361,6 +361,11 @@ def test_diff_since_a_date_takes_in_that_whole_day(site: tuple[Site, str], db: s
     assert compared("--since", "2026-12-03", "--at", "2026-12-03") == (1, 2)  # during the 3rd
     assert compared("--since", "2026-12-04") == (2, 3)
     assert compared("--since", "0001-01-01") == (1, 3)  # none before: since the oldest
+    code, out, err = fetchheads(
+        "diff", "--db", db, "--since", "2026-12-03", "--at", "2026-12-02", target
+    )
+    assert (code, out) == (2, "")
+    assert "--since 2026-12-03 is later than --at 2026-12-02" in err  # as typed
 
 
 def test_prune_keeps_the_newest_and_says_what_it_did(site: tuple[Site, str], db: str) -> None:

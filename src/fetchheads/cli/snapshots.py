@@ -9,6 +9,7 @@ password is never shown: messages name the database as ``store.shown`` writes it
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -256,6 +257,7 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
 
     # One "now" for --at and --since: equal ages are one moment, not two a millisecond apart.
     now = ctx.meta.setdefault("fetchheads.now", utc_now())
+    ctx.meta[f"fetchheads.typed.{param.name}"] = value.strip()  # for messages
     try:
         return parse_when(value, now, since=param.name == "since")
     except ValueError as exc:
@@ -331,11 +333,17 @@ def diff_command(
     from fetchheads.render.history import diff_jsonl, diff_text
     from fetchheads.snapshots.lookback import pick
 
-    if at is not None and since is not None and since > at:
-        raise click.UsageError(
-            f"--since ({since}) is later than --at ({at}): --since names the older snapshot, "
-            "--at the newer"
-        )
+    if at is not None and since is not None:
+        meta = click.get_current_context().meta
+        typed_since = meta["fetchheads.typed.since"]
+        # A date to --since stands for the instant before its day began: the day itself is
+        # later than an --at equal to that instant (--since 2026-12-03 --at 2026-12-02).
+        day = re.fullmatch(r"\d{4}-\d\d-\d\d", typed_since) is not None
+        if since > at or (day and since == at):
+            raise click.UsageError(
+                f"--since {typed_since} is later than --at {meta['fetchheads.typed.at']}: "
+                "--since names the older snapshot, --at the newer"
+            )
     with open_store(db, readonly=True) as store:
         keys, stored = _keys(store, target, scheme)
         entry = pick(store, keys, ignored_names(ignored), at=at, since=since)
