@@ -220,13 +220,10 @@ def _normalise_host(host: str) -> str:
     name = host.rstrip(".") if host != "." else ""
     if not name:
         raise InputError(f"invalid host {host!r}")
-    if name.isascii():
-        name = name.lower()
-    else:
-        try:  # its UTS #46 mapping folds the case: str.lower() would turn a final Σ into ς
-            name = idna_name(name)
-        except UnicodeError as exc:
-            raise InputError(f"invalid international host name {host!r}: {exc}") from None
+    try:
+        name = folded_name(name)
+    except UnicodeError as exc:
+        raise InputError(f"invalid international host name {host!r}: {exc}") from None
     address = _ipv4_host(name)
     if address is not None:
         return address
@@ -239,6 +236,13 @@ def _normalise_host(host: str) -> str:
     if not all(_LABEL_RE.match(label) for label in labels):
         raise InputError(f"invalid host name {host!r}")
     return name
+
+
+def folded_name(name: str) -> str:
+    """A host name as targets, ``--resolve`` and the cache compare it: ASCII in lower case, any
+    other IDNA-encoded (``idna_name``), whose UTS #46 mapping folds the case itself: lowering it
+    first would turn a final Σ into ς. Raises ``UnicodeError``."""
+    return name.lower() if name.isascii() else idna_name(name)
 
 
 def idna_name(name: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 from fetchheads.errors import DNSError, InputError
 from fetchheads.hostport import host_port, port_number, split_bracket
-from fetchheads.targets import idna_name, undecodable_byte
+from fetchheads.targets import folded_name, undecodable_byte
 
 DNS_CACHE_SIZE = 4096
 """Names remembered per run: enough for lists that repeat hosts, bounded for lists that do not."""
@@ -95,14 +95,10 @@ def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[Address, ...]]:
             raise InputError(f"{raw!r} is not an IP address (in {text!r})") from None
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         addresses.append((family, ip.compressed))
-    name = host.rstrip(".")
-    if name.isascii():
-        name = name.lower()
-    else:
-        try:  # UTS #46 folds the case, as for a target (str.lower() would make a final Σ ς)
-            name = idna_name(name)
-        except UnicodeError as exc:
-            raise InputError(f"invalid host name {host!r}: {exc}") from None
+    try:
+        name = folded_name(host.rstrip("."))
+    except UnicodeError as exc:
+        raise InputError(f"invalid host name {host!r}: {exc}") from None
     return (name, port), tuple(addresses)
 
 
@@ -240,9 +236,8 @@ class Resolver:
                 return addresses[0][1], literal_family(host) is None
         family = literal_family(host)
         if family is not None:
-            if self._family == socket.AF_UNSPEC:  # the common case: no -4/-6 to filter by
-                return host, False
-            self._filter(host, [(family, host)])  # raises DNSError for the other family
+            if self._family != socket.AF_UNSPEC:  # -4/-6: raises DNSError for the other family
+                self._filter(host, [(family, host)])
             return host, False
         addresses = self.cached(host)
         if addresses is None or len(addresses) != 1:

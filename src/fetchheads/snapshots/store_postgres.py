@@ -266,13 +266,7 @@ class PostgresStore(Store):
         path = shown(location)
         _check_url(psycopg, location, path)
         try:
-            connection = psycopg.connect(
-                location,
-                autocommit=True,
-                connect_timeout=CONNECT_TIMEOUT,
-                application_name="fetchheads",
-                **KEEPALIVES,
-            )
+            connection = _connect(psycopg, location)
         except psycopg.Error as exc:
             raise _error(path, "connect", exc) from None
         except ValueError as exc:  # a URL libpq cannot parse
@@ -352,13 +346,7 @@ class PostgresStore(Store):
         pause = RECONNECT_FIRST_PAUSE
         while True:
             try:
-                connection = self._psycopg.connect(
-                    self._location,
-                    autocommit=True,
-                    connect_timeout=CONNECT_TIMEOUT,
-                    application_name="fetchheads",
-                    **KEEPALIVES,
-                )
+                connection = _connect(self._psycopg, self._location)
                 for name, value in self._settings.items():
                     connection.execute(f"SET {name} = {value}".encode())
             except self._psycopg.Error as exc:
@@ -693,6 +681,19 @@ def _paramstyle(sql: str) -> bytes:
 def _clean(row: Sequence[Any]) -> list[Any]:
     """PostgreSQL text cannot hold NUL, which an input line that was not a target may carry."""
     return [v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v else v for v in row]
+
+
+def _connect(driver: Any, location: str) -> psycopg.Connection[Any]:
+    """A new connection to ``location`` (``driver``: psycopg, loaded), as every one is made:
+    autocommit (each transaction is opened explicitly), bounded, named, with ``KEEPALIVES``."""
+    connection: psycopg.Connection[Any] = driver.connect(
+        location,
+        autocommit=True,
+        connect_timeout=CONNECT_TIMEOUT,
+        application_name="fetchheads",
+        **KEEPALIVES,
+    )
+    return connection
 
 
 def _check_url(psycopg: Any, location: str, path: str) -> None:
