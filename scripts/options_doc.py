@@ -26,7 +26,8 @@ HEADER = """\
 
 Every command and option, as `fetchheads COMMAND --help` shows them. `fetchheads [OPTIONS]
 [TARGET]...` is the fetch (the default command); `history`, `diff` and `prune` look into and trim
-the snapshot database ([snapshots.md](snapshots.md)).
+the snapshot database and `db copy` merges two ([snapshots.md](snapshots.md)); `audit` grades its
+stored snapshots ([audit.md](audit.md)).
 
 **Environment.** Every option of the fetch can also be set from the environment, as the variable
 in the table: `FETCHHEADS_` and the long option name in capitals with `-` as `_`
