@@ -187,13 +187,16 @@ async def test_a_loop_ends_with_kind_redirect_and_the_chain_so_far() -> None:
     assert len(script.calls) == 2  # the loop is seen before fetching /ping again
 
 
-@pytest.mark.parametrize(("max_redirs", "hops"), [(0, 0), (1, 1), (3, 3)])
-async def test_too_many_hops_stop_at_max_redirs(max_redirs: int, hops: int) -> None:
+@pytest.mark.parametrize(
+    ("max_redirs", "hops", "words"),
+    [(0, 0, "0 redirects"), (1, 1, "1 redirect"), (3, 3, "3 redirects")],
+)
+async def test_too_many_hops_stop_at_max_redirs(max_redirs: int, hops: int, words: str) -> None:
     script = Script({f"http://a.example/{n}": head(302, f"/{n + 1}") for n in range(10)})
     result = await script.follow("http://a.example/0", max_redirs=max_redirs)
     assert result.error is not None
     assert result.error.kind is ErrorKind.REDIRECT
-    assert result.error.message == f"more than {max_redirs} redirects (--max-redirs {max_redirs})"
+    assert result.error.message == f"more than {words} (--max-redirs {max_redirs})"
     assert len(result.redirects) == hops
     assert result.url == f"http://a.example/{hops}"
 

@@ -158,7 +158,8 @@ async def follow(
             # The target's user:password@ goes on to its own origin, never to another (curl).
             following = dataclasses.replace(following, authorization=target.authorization)
         if len(hops) >= config.max_redirs:
-            message = f"more than {config.max_redirs} redirects (--max-redirs {config.max_redirs})"
+            many = "redirect" if config.max_redirs == 1 else "redirects"
+            message = f"more than {config.max_redirs} {many} (--max-redirs {config.max_redirs})"
             return _chain(result, first, hops, ErrorInfo(ErrorKind.REDIRECT, message))
         hops.append(Redirect(url=current.url, status=result.head.status, location=following.url))
         if following.url in visited:
