@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, option_group
+from fetchheads.cli.common import CONTEXT_SETTINGS, Decorator, ExitStatus, option_group
 from fetchheads.cli.snapshots import _db_option, _fail, _keys, no_snapshots, open_store
 from fetchheads.errors import StoreError
 from fetchheads.grades import LETTERS
@@ -43,13 +43,15 @@ def _grade(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     return None if value is None else value.upper()
 
 
-fail_under_option = click.option(
-    "--fail-under",
-    type=GRADE_CHOICE,
-    callback=_grade,
-    metavar="GRADE",
-    help="Exit with status 3 when a target grades under GRADE (A+ A A- B+ ... F) and nothing "
-    "failed (failures keep status 1); implies --audit.",
+def _fail_under_option(help: str) -> Decorator:
+    return click.option(
+        "--fail-under", type=GRADE_CHOICE, callback=_grade, metavar="GRADE", help=help
+    )
+
+
+fail_under_option = _fail_under_option(
+    "Exit with status 3 when a target grades under GRADE (A+ A A- B+ ... F) and nothing "
+    "failed (failures keep status 1); implies --audit."
 )
 
 audit_options = option_group(
@@ -92,7 +94,10 @@ Examples:
     show_default=True,
     help="table: worst first; plain: TARGET audit > lines; jsonl: one record per target.",
 )
-@fail_under_option
+@_fail_under_option(
+    "Exit with status 3 when a stored target grades under GRADE (A+ A A- B+ ... F); a stored "
+    "failure has no grade and does not count."
+)
 @click.option(
     "--scheme",
     type=click.Choice(SCHEMES),
