@@ -123,11 +123,22 @@ class DatabasePath(click.types.StringParamType):
         return path
 
 
+class _HelpShowsEnvvar(click.Option):
+    """An option whose help names its environment variable (the commands besides fetch have no
+    others) but whose error does not: click would add ``(env var: 'FETCHHEADS_DB')`` to the
+    error of a value typed on the command line. One that did come from the environment is
+    named by ``common.make_readable``."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        return click.Parameter.get_error_hint(self, ctx)
+
+
 def _db_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``required``: the commands that look into a database, which must then exist already (a
     mistyped path must not leave a new empty database behind)."""
     return click.option(
         "--db",
+        cls=_HelpShowsEnvvar,
         metavar="PATH|URL",
         required=required,
         type=DatabasePath(must_exist=required),
