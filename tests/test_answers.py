@@ -596,7 +596,7 @@ def test_plain_text_names_stay_plain_and_ndjson_is_json_lines(
         (["--has-header", "server=("], "invalid regular expression '(' in --has-header"),
         (["-w", "x", "--format", "csv"], "-w prints its template"),
         (["--fields", "status", "--json"], "--fields chooses the columns"),
-        (["--warned"], "--warned shows the certificates that need attention"),
+        (["--warned"], "need attention: give --warn-days N or --warn-fraction F (e.g. "),
     ],
 )
 def test_bad_answers_are_usage_errors(args: list[str], message: str) -> None:

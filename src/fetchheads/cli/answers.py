@@ -171,8 +171,8 @@ def compile_answer(
             )
     if warned and not warns:
         raise click.UsageError(
-            "--warned shows the certificates that need attention: give --warn-days N "
-            "(e.g. --warn-days 30 --warned)"
+            "--warned shows the certificates that need attention: give --warn-days N or "
+            "--warn-fraction F (e.g. --warn-days 30 --warned)"
         )
     filters = match_status or filter_status or failed or warned or has_header or missing_header
     if fields is None and not sort and write_out is None and not filters:
