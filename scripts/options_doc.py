@@ -36,6 +36,13 @@ option that may be repeated, `FETCHHEADS_HEADER` takes one header per line, `FET
 separated by `:`, the others values separated by spaces. The command line wins over the
 environment, also where the two would clash (`FETCHHEADS_FORMAT=jsonl` and `-w` on the command
 line: `-w`); an invalid value is a usage error (exit 2), as it is on the command line.
+
+**Bytes that are not UTF-8.** A value (on the command line or in a variable) holding a byte that is
+not UTF-8 is a usage error naming the byte: `Invalid value for '--dns-servers': byte 0xE9 in it is
+not UTF-8`, `header 'X-Caf�' has byte 0xE9 in its name, which is not UTF-8`. A file name may
+hold such a byte (`-i`, `-o`, `--cacert`, `--db`): a message about the file shows it as U+FFFD
+(`�`). `-w`'s literal text prints the byte as given; a target with one is an `input` record
+([usage.md](usage.md)).
 """
 
 

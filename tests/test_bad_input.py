@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from hypothesis import example, given, settings
@@ -329,20 +332,135 @@ def test_a_utf16_file_is_one_record_that_says_so(
     assert len(server.requests) == 1
 
 
-@pytest.mark.parametrize(
-    ("args", "says"),
-    [
-        (["--resolve", "b\udce9.test:80:127.0.0.1"], "'--resolve': byte 0xE9 in it is not UTF-8"),
-        (
-            ["-H", "X-Plain: caf\udce9"],
-            "header 'X-Plain' has byte 0xE9 in its value, which is not UTF-8",
-        ),
-    ],
-    ids=["resolve", "header"],
-)
-def test_an_option_byte_that_is_not_utf8_is_named_as_a_byte(args: list[str], says: str) -> None:
-    """Not Python's surrogate notation (``'b\\udce9.test'``), nor a complaint about Latin-1."""
-    outcome = CliRunner().invoke(cli, [*args, "127.0.0.1:9"])
+ARGUMENT_BYTES: dict[str, tuple[list[str], dict[str, str], str]] = {
+    # id: (arguments, environment, the last line of stderr); "\udce9" is how Python keeps the
+    # argument byte 0xE9 (not UTF-8), "\ufffd" how a message shows it where it shows the text.
+    "resolve": (
+        ["--resolve", "b\udce9.test:80:127.0.0.1"],
+        {},
+        "Error: Invalid value for '--resolve': byte 0xE9 in it is not UTF-8",
+    ),
+    "header value": (
+        ["-H", "X-Plain: caf\udce9"],
+        {},
+        "Error: Invalid value for '-H' / '--header': header 'X-Plain' has byte 0xE9 in its value, "
+        "which is not UTF-8",
+    ),
+    "header name": (
+        ["-H", "X-Caf\udce9: v"],
+        {},
+        "Error: Invalid value for '-H' / '--header': header 'X-Caf\ufffd' has byte 0xE9 in its "
+        "name, which is not UTF-8",
+    ),
+    "dns-servers": (
+        ["--dns-servers", "127.0.0.\udce9"],
+        {},
+        "Error: Invalid value for '--dns-servers': byte 0xE9 in it is not UTF-8",
+    ),
+    "ignore-header": (
+        ["--ignore-header", "X-\udce9"],
+        {},
+        "Error: Invalid value for '--ignore-header': byte 0xE9 in it is not UTF-8",
+    ),
+    "has-header": (
+        ["--has-header", "X-\udce9"],
+        {},
+        "Error: Invalid value for '--has-header': byte 0xE9 in it is not UTF-8",
+    ),
+    "fail-under": (
+        ["--fail-under", "\udce9"],
+        {},
+        "Error: Invalid value for '--fail-under': byte 0xE9 in it is not UTF-8",
+    ),
+    "write-out variable": (
+        ["-w", "%{x\udce9}"],
+        {},
+        "Error: Invalid value for -w/--write-out: byte 0xE9 in write-out variable %{x\ufffd} is "
+        "not UTF-8",
+    ),
+    "fields variable": (
+        [],
+        {"FETCHHEADS_FIELDS": "status,header:X-\udce9"},
+        "Error: Invalid value for FETCHHEADS_FIELDS (--fields): byte 0xE9 in it is not UTF-8",
+    ),
+    "flag variable": (
+        [],
+        {"FETCHHEADS_JSON": "\udce9"},
+        "Error: Invalid value for FETCHHEADS_JSON (--json): byte 0xE9 in it is not UTF-8",
+    ),
+    "number": (
+        ["-c", "1\udce9"],
+        {},
+        "Error: Invalid value for '-c' / '--concurrency': byte 0xE9 in it is not UTF-8",
+    ),
+}
+
+
+@pytest.mark.parametrize(("args", "env", "says"), ARGUMENT_BYTES.values(), ids=ARGUMENT_BYTES)
+def test_an_option_byte_that_is_not_utf8_is_named_as_a_byte(
+    args: list[str], env: dict[str, str], says: str
+) -> None:
+    """Not Python's surrogate notation (``'b\\udce9.test'``), nor a complaint that the text is not
+    a grade, a server or a header name: the byte, as a target's is named."""
+    outcome = CliRunner().invoke(cli, [*args, "127.0.0.1:9"], env=env)
     assert outcome.exit_code == 2
-    assert says in outcome.stderr
+    assert outcome.stderr.splitlines()[-1] == says
+
+
+@pytest.mark.parametrize(
+    "name", ["header name", "dns-servers", "ignore-header", "has-header", "fail-under"]
+)
+def test_a_real_argument_byte_is_named_in_a_line_of_utf8(name: str) -> None:
+    """The same through a real process given the byte itself (no shell, no locale guessing)."""
+    args, _env, says = ARGUMENT_BYTES[name]
+    argv = [arg.encode("utf-8", "surrogateescape") for arg in args]
+    done = subprocess.run(
+        [sys.executable.encode(), b"-m", b"fetchheads", *argv, b"127.0.0.1:9"],
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.decode("utf-8").splitlines()[-1] == says  # strict: valid UTF-8
+
+
+def test_a_file_name_byte_in_a_message_is_shown_as_a_replacement_character(
+    tmp_path: Path,
+) -> None:
+    """A file may be named with such a byte: the message about it shows U+FFFD there."""
+    missing = tmp_path / "gone\udce9" / "out.jsonl"
+    outcome = CliRunner().invoke(cli, ["-o", str(missing), "127.0.0.1:9"])
+    assert outcome.exit_code == 2
+    assert outcome.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for -o/--output: cannot write {tmp_path}/gone\ufffd/out.jsonl: "
+        "No such file or directory"
+    )
+
+
+# Options whose text may hold the byte: a file name may, -w's literal text is printed as given,
+# and a --noproxy name that cannot match any host is not an error. -H names it with the header.
+_MAY_HOLD_THE_BYTE = {"inputs", "output", "cacert", "db", "write_out", "noproxy", "headers"}
+
+
+@pytest.mark.parametrize(
+    "option",
+    [p for p in cli.commands["fetch"].params if isinstance(p, click.Option) and p.expose_value],
+    ids=lambda option: option.opts[-1],
+)
+def test_no_option_or_variable_shows_python_notation_for_a_byte(
+    option: click.Option, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every option of the fetch command, given the byte on the command line (or, for a flag,
+    in its variable): the message names the byte, or shows the text with U+FFFD."""
+    monkeypatch.chdir(tmp_path)  # -o and --db may create a file of that name
+    given = "1\udce9"
+    if option.is_flag or option.count:
+        assert isinstance(option.envvar, str)
+        args, env = [], {option.envvar: given}
+    else:
+        args, env = [option.opts[-1], given], {}
+    outcome = CliRunner().invoke(cli, [*args, "127.0.0.1:9"], env=env)
+    assert not isinstance(outcome.exception, Exception), outcome.exception
     assert "\\udc" not in outcome.stderr
+    if option.name not in _MAY_HOLD_THE_BYTE:
+        assert outcome.exit_code == 2
+        assert re.search(r" byte 0xE9 in .*not UTF-8$", outcome.stderr.splitlines()[-1])

@@ -40,7 +40,7 @@ from fetchheads.credentials import (
 from fetchheads.errors import InputError
 from fetchheads.hostport import bracketed, host_port
 from fetchheads.models import ResponseHead, Target
-from fetchheads.targets import parse_target, undecodable_byte
+from fetchheads.targets import not_utf8, parse_target, undecodable_byte, undecodable_replaced
 
 if TYPE_CHECKING:
     import ipaddress
@@ -71,8 +71,8 @@ def parse_proxy(text: str) -> Proxy:
     shown = redact_url(raw)
     byte = undecodable_byte(raw)
     if byte is not None:  # a password with it could not be sent: say so before it is used
-        shown = "".join("\ufffd" if "\udc80" <= c <= "\udcff" else c for c in shown)
-        raise InputError(f"invalid proxy {shown!r}: byte 0x{byte:02X} in it is not UTF-8")
+        shown = undecodable_replaced(shown)
+        raise InputError(f"invalid proxy {shown!r}: {not_utf8(byte)}")
     if has_unencoded_password(raw):
         raise InputError(f"invalid proxy {shown!r}: {UNENCODED_PASSWORD}")
     if "://" not in raw:

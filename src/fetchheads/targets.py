@@ -132,6 +132,20 @@ def undecodable_byte(text: str) -> int | None:
     return None
 
 
+_UNDECODABLE = re.compile("[\ud800-\udfff]")
+
+
+def undecodable_replaced(text: str) -> str:
+    """``text`` with each byte that was not UTF-8 (kept by Python as a lone surrogate, in an
+    argument, a file name or a line read) shown as U+FFFD, so that it can be written as UTF-8."""
+    return _UNDECODABLE.sub("\ufffd", text)
+
+
+def not_utf8(byte: int, where: str = "it") -> str:
+    """How a message names such a byte: ``byte 0xE9 in it is not UTF-8``."""
+    return f"byte 0x{byte:02X} in {where} is not UTF-8"
+
+
 def _check_characters(raw: str) -> None:
     """Refuse bytes that were not UTF-8 (an argument or a line holds them as surrogate escapes)
     and invisible characters (Unicode ``Cf``: zero-width spaces, bidi controls, a stray BOM):
@@ -143,7 +157,7 @@ def _check_characters(raw: str) -> None:
         if category == "Cs":
             code = ord(char)
             if 0xDC80 <= code <= 0xDCFF:  # how Python keeps a byte that is not UTF-8
-                raise InputError(f"byte 0x{code - 0xDC00:02X} in target is not UTF-8")
+                raise InputError(not_utf8(code - 0xDC00, "target"))
             raise InputError(f"lone surrogate U+{code:04X} in target")
         if category in _INVISIBLE_CATEGORIES:
             raise InputError(f"invisible character U+{ord(char):04X} in target")

@@ -36,7 +36,7 @@ from fetchheads.cli.answers import (
     open_output,
 )
 from fetchheads.cli.audit import AUDIT_COMMANDS, audit_plan
-from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, make_readable
+from fetchheads.cli.common import BOOL, CONTEXT_SETTINGS, ExitStatus, make_readable
 from fetchheads.cli.options import fetch_options, make_config
 from fetchheads.cli.snapshots import SNAPSHOT_COMMANDS, snapshot_session
 from fetchheads.config import Config
@@ -103,17 +103,22 @@ class _ImpliedContext(click.Context):
 
 class FetchCommand(click.Command):
     """The default command. Every option gets an environment variable named after its long
-    option (``--timeout`` -> ``FETCHHEADS_TIMEOUT``), and the help names the other commands."""
+    option (``--timeout`` -> ``FETCHHEADS_TIMEOUT``; a flag's text there is read as ``BOOL``
+    reads it), and the help names the other commands."""
 
     context_class = _ImpliedContext
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for param in self.params:
-            if isinstance(param, click.Option) and param.expose_value and param.envvar is None:
+            if not isinstance(param, click.Option):
+                continue
+            if param.expose_value and param.envvar is None:
                 longest = max(param.opts, key=len)
                 param.envvar = f"{ENV_PREFIX}_{longest.lstrip('-').upper().replace('-', '_')}"
                 param.show_envvar = False
+            if type(param.type) is click.types.BoolParamType:  # a flag: its variable's text
+                param.type = BOOL
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         group = ctx.parent.command if ctx.parent is not None else None

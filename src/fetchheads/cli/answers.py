@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fetchheads.cli.common import option_group
+from fetchheads.cli.common import TEXT, option_group
 from fetchheads.config import WRITE_OUT
 from fetchheads.render.output import OutputFile
 from fetchheads.render.safe import terminal_safe
 from fetchheads.run.inputs import STDIN
 from fetchheads.run.plan import LINE_FORMATS, PLAIN_SUFFIXES, SUFFIX_FORMATS, suffix_format
+from fetchheads.targets import undecodable_replaced
 
 if TYPE_CHECKING:
     from fetchheads.render.fields import Field
@@ -48,6 +49,7 @@ def _suffixes() -> str:
 answer_options = option_group(
     click.option(
         "--fields",
+        type=TEXT,
         metavar="LIST",
         default=None,
         help="Columns of --format table, csv and tsv, comma-separated, e.g. "
@@ -57,6 +59,7 @@ answer_options = option_group(
     click.option(
         "--sort",
         "sort",
+        type=TEXT,
         multiple=True,
         metavar="[-]FIELD",
         help="Print the results sorted by FIELD at the end of the run, smallest first; -FIELD "
@@ -87,6 +90,7 @@ answer_options = option_group(
     ),
     click.option(
         "--match-status",
+        type=TEXT,
         multiple=True,
         metavar="LIST",
         help="Print only results with these statuses: codes, classes, ranges "
@@ -94,6 +98,7 @@ answer_options = option_group(
     ),
     click.option(
         "--filter-status",
+        type=TEXT,
         multiple=True,
         metavar="LIST",
         help="Do not print results with these statuses (failures are still printed); repeatable.",
@@ -106,6 +111,7 @@ answer_options = option_group(
     ),
     click.option(
         "--has-header",
+        type=TEXT,
         multiple=True,
         metavar="NAME[=REGEX]",
         help="Print only heads with header NAME (whose value matches REGEX); repeatable, "
@@ -113,6 +119,7 @@ answer_options = option_group(
     ),
     click.option(
         "--missing-header",
+        type=TEXT,
         multiple=True,
         metavar="NAME",
         help="Print only whole heads without header NAME; repeatable.",
@@ -256,7 +263,7 @@ def check_output_name(
     if path is None or output_format is not None or write_out is not None:
         return
     if suffix_format(path) is None:
-        suffix = os.path.splitext(path)[1]
+        suffix = undecodable_replaced(os.path.splitext(path)[1])
         names = [*SUFFIX_FORMATS, *(suffix for suffix in PLAIN_SUFFIXES if suffix)]
         example = "tsv" if fields else "plain"  # --fields chooses columns: plain has none
         raise click.BadParameter(

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from fetchheads.cli.common import CONTEXT_SETTINGS, Decorator, ExitStatus, option_group
+from fetchheads.cli.common import CONTEXT_SETTINGS, Choice, Decorator, ExitStatus, option_group
 from fetchheads.cli.snapshots import _db_option, _fail, _keys, no_snapshots, open_store
 from fetchheads.errors import StoreError
 from fetchheads.grades import LETTERS
@@ -22,7 +22,7 @@ from fetchheads.wording import counted
 AUDIT_FORMATS = ("table", "plain", "jsonl")
 
 
-class GradeChoice(click.Choice):  # type: ignore[type-arg]
+class GradeChoice(Choice):
     """A grade, in any case; refused with the grades as they are written (click's own message
     lists the choices of a case-insensitive Choice in lower case: 'a+', 'b-')."""
 
@@ -30,6 +30,7 @@ class GradeChoice(click.Choice):  # type: ignore[type-arg]
         super().__init__(LETTERS, case_sensitive=False)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        self.refuse_undecodable(value, param, ctx)
         try:
             return super().convert(value, param, ctx)
         except click.BadParameter:
@@ -89,7 +90,7 @@ Examples:
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(AUDIT_FORMATS),
+    type=Choice(AUDIT_FORMATS),
     default="table",
     show_default=True,
     help="table: worst first; plain: TARGET audit > lines; jsonl: one record per target.",
@@ -100,7 +101,7 @@ Examples:
 )
 @click.option(
     "--scheme",
-    type=click.Choice(SCHEMES),
+    type=Choice(SCHEMES),
     default="http",
     show_default=True,
     help="Scheme of a TARGET given without one, as it was fetched.",

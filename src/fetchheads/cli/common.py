@@ -12,10 +12,18 @@ import click
 
 from fetchheads.render.safe import terminal_safe
 from fetchheads.run.process import ExitStatus
+from fetchheads.targets import not_utf8, undecodable_byte, undecodable_replaced
 
 __all__ = [
+    "BOOL",
     "CONTEXT_SETTINGS",
+    "FLOAT",
+    "TEXT",
+    "Choice",
     "ExitStatus",
+    "FloatRange",
+    "IntRange",
+    "NamesByte",
     "environment_source",
     "finite_float",
     "make_readable",
@@ -27,6 +35,56 @@ CONTEXT_SETTINGS: dict[str, Any] = {
     "help_option_names": ["-h", "--help"],
     "max_content_width": 100,
 }
+
+
+class NamesByte(click.ParamType):  # type: ignore[type-arg]
+    """Mixed into a parameter type: text holding a byte that was not UTF-8 (Python keeps one of an
+    argument or a variable as a surrogate escape) is refused by naming the byte, ``byte 0xE9 in
+    it is not UTF-8``, before the type quotes the text back in Python's notation (``'\\udce9'``)
+    or calls it something it is not. For options whose text is a name, a number or a choice:
+    never a file name, which may hold such a byte, nor a target, which becomes an input record."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        self.refuse_undecodable(value, param, ctx)
+        return super().convert(value, param, ctx)
+
+    def refuse_undecodable(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> None:
+        """The check, for a type whose own ``convert`` comes first."""
+        if isinstance(value, str):
+            byte = undecodable_byte(value)
+            if byte is not None:
+                self.fail(not_utf8(byte), param, ctx)
+
+
+class Text(NamesByte, click.types.StringParamType):
+    pass
+
+
+class Bool(NamesByte, click.types.BoolParamType):
+    pass
+
+
+class Float(NamesByte, click.types.FloatParamType):
+    pass
+
+
+class Choice(NamesByte, click.Choice):  # type: ignore[type-arg]
+    pass
+
+
+class IntRange(NamesByte, click.IntRange):
+    pass
+
+
+class FloatRange(NamesByte, click.FloatRange):
+    pass
+
+
+TEXT = Text()
+BOOL = Bool()
+FLOAT = Float()
 
 
 def positive_float(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -67,7 +125,8 @@ def make_readable(error: click.ClickException) -> None:
     if isinstance(error, getattr(click.exceptions, "NoArgsIsHelpError", ())):
         return
     # click declares ``message`` Final, but reads it back only when the error is shown.
-    error.message = terminal_safe(error.message)  # type: ignore[misc]
+    # A file name's byte that was not UTF-8 is shown as U+FFFD, so that the line can be written.
+    error.message = terminal_safe(undecodable_replaced(error.message))  # type: ignore[misc]
     if not isinstance(error, click.BadParameter):
         return
     ctx, hint = error.ctx, error.param_hint

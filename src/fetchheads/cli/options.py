@@ -19,7 +19,16 @@ from click.core import ParameterSource
 from fetchheads import __version__
 from fetchheads.cli.answers import answer_options
 from fetchheads.cli.audit import audit_options
-from fetchheads.cli.common import environment_source, option_group, positive_float
+from fetchheads.cli.common import (
+    FLOAT,
+    TEXT,
+    Choice,
+    IntRange,
+    Text,
+    environment_source,
+    option_group,
+    positive_float,
+)
 from fetchheads.cli.scale import scale_options
 from fetchheads.cli.snapshots import snapshot_options
 from fetchheads.config import (
@@ -40,13 +49,14 @@ from fetchheads.proxy import ProxyRules, proxy_rules
 from fetchheads.targets import SCHEMES
 
 
-class MethodType(click.types.StringParamType):
+class MethodType(Text):
     """A request method, any case in, upper case out; the choices named as they are sent (click's
     case-insensitive Choice names them in lower case)."""
 
     name = "method"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        self.refuse_undecodable(value, param, ctx)
         method = str(value).upper()
         if method not in METHODS:
             self.fail(f"{value!r} is not one of {', '.join(METHODS)}.", param, ctx)
@@ -108,7 +118,7 @@ limit_options = option_group(
     click.option(
         "-c",
         "--concurrency",
-        type=click.IntRange(min=1, max=100_000),
+        type=IntRange(min=1, max=100_000),
         default=DEFAULT_CONCURRENCY,
         show_default=True,
         metavar="N",
@@ -117,7 +127,7 @@ limit_options = option_group(
     click.option(
         "-t",
         "--timeout",
-        type=float,
+        type=FLOAT,
         default=DEFAULT_TIMEOUT,
         show_default=True,
         callback=positive_float,
@@ -125,7 +135,7 @@ limit_options = option_group(
     ),
     click.option(
         "--connect-timeout",
-        type=float,
+        type=FLOAT,
         default=None,
         callback=positive_float,
         help="Tighter bound in seconds on DNS+connect+TLS alone.  [default: the timeout]",
@@ -138,7 +148,7 @@ output_options = option_group(
     click.option(
         "--format",
         "output_format",
-        type=click.Choice(FORMATS),
+        type=Choice(FORMATS),
         default=None,
         help="Output format (docs/output.md).  [default: on a terminal the table for a list "
         "read from files or stdin, pretty for targets given as arguments; plain otherwise]",
@@ -146,7 +156,7 @@ output_options = option_group(
     click.option("--json", "json_flag", is_flag=True, help="Same as --format jsonl."),
     click.option(
         "--order",
-        type=click.Choice(ORDERS),
+        type=Choice(ORDERS),
         default="completion",
         show_default=True,
         help="Print each target as it finishes, or in input order.",
@@ -187,7 +197,7 @@ request_options = option_group(
     click.option(
         "--scheme",
         "default_scheme",
-        type=click.Choice(SCHEMES),
+        type=Choice(SCHEMES),
         default="http",
         show_default=True,
         help="Scheme for targets given without one (a bare host:443 is always https).",
@@ -218,7 +228,7 @@ redirect_options = option_group(
     ),
     click.option(
         "--max-redirs",
-        type=click.IntRange(min=0, max=1000),
+        type=IntRange(min=0, max=1000),
         default=DEFAULT_MAX_REDIRS,
         show_default=True,
         metavar="N",
@@ -247,6 +257,7 @@ route_options = option_group(
     click.option(
         "--connect-to",
         "connect_to",
+        type=TEXT,
         multiple=True,
         metavar="HOST:PORT:CHOST:CPORT",
         callback=_connect_to,
@@ -274,7 +285,7 @@ terminal_options = option_group(
     click.option(
         "--loop",
         "loop",
-        type=click.Choice(LOOPS),
+        type=Choice(LOOPS),
         default="auto",
         show_default=True,
         help="Event loop: uvloop where installed (auto), or the standard asyncio loop.",

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from fetchheads.cli.common import option_group, positive_float
+from fetchheads.cli.common import FLOAT, TEXT, IntRange, option_group, positive_float
 from fetchheads.errors import InputError
 from fetchheads.fetch.resolve import parse_dns_server, parse_resolve
 
@@ -27,6 +27,7 @@ def scale_options(command: Any) -> Any:
         ),
         click.option(
             "--dns-servers",
+            type=TEXT,
             metavar="ADDR[,ADDR]",
             default=None,
             callback=_dns_servers,
@@ -53,7 +54,7 @@ def scale_options(command: Any) -> Any:
         ),
         click.option(
             "--rate",
-            type=float,
+            type=FLOAT,
             default=None,
             callback=positive_float,
             metavar="N",
@@ -61,7 +62,7 @@ def scale_options(command: Any) -> Any:
         ),
         click.option(
             "--retries",
-            type=click.IntRange(min=0, max=100),
+            type=IntRange(min=0, max=100),
             metavar="N",
             default=0,
             show_default=True,
@@ -70,6 +71,7 @@ def scale_options(command: Any) -> Any:
         ),
         click.option(
             "--shard",
+            type=TEXT,
             metavar="K/N",
             default=None,
             callback=_shard,
@@ -79,6 +81,7 @@ def scale_options(command: Any) -> Any:
         ),
         click.option(
             "--workers",
+            type=TEXT,
             metavar="N|auto",
             default="auto",
             show_default=True,

@@ -16,12 +16,21 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from fetchheads.cli.common import CONTEXT_SETTINGS, ExitStatus, finite_float, option_group
+from fetchheads.cli.common import (
+    CONTEXT_SETTINGS,
+    TEXT,
+    Choice,
+    ExitStatus,
+    FloatRange,
+    IntRange,
+    finite_float,
+    option_group,
+)
 from fetchheads.errors import StoreError, StoreRefused
-from fetchheads.render.safe import terminal_safe, undecodable_replaced
+from fetchheads.render.safe import terminal_safe
 from fetchheads.snapshots.changes import ignored_names
 from fetchheads.snapshots.recorder import SnapshotOptions, SnapshotSession
-from fetchheads.targets import SCHEMES
+from fetchheads.targets import SCHEMES, undecodable_replaced
 from fetchheads.wording import counted
 
 if TYPE_CHECKING:  # sqlite3 is loaded by runs that use a database, not by every run
@@ -97,15 +106,13 @@ class DatabasePath(click.types.StringParamType):
             not_a_file,
             shown,
         )
-        from fetchheads.targets import undecodable_byte
+        from fetchheads.targets import not_utf8, undecodable_byte
 
         if is_postgres(str(value)):
             byte = undecodable_byte(str(value))
             if byte is not None:  # libpq takes UTF-8 only; the byte may stand in the password
                 safe = undecodable_replaced(shown(str(value)))
-                self.fail(
-                    terminal_safe(f"{safe}: byte 0x{byte:02X} in it is not UTF-8"), param, ctx
-                )
+                self.fail(terminal_safe(f"{safe}: {not_utf8(byte)}"), param, ctx)
             if has_unencoded_password(str(value)):  # libpq would take the password for a host
                 self.fail(terminal_safe(f"{shown(str(value))}: {UNENCODED_PASSWORD}"), param, ctx)
             if has_stray_at(str(value)):  # libpq would take the rest of a password for a host
@@ -170,6 +177,7 @@ def _header_names(ctx: click.Context, param: click.Parameter, names: tuple[str, 
 ignore_header_option = click.option(
     "--ignore-header",
     "ignored",
+    type=TEXT,
     multiple=True,
     metavar="NAME",
     callback=_header_names,
@@ -192,7 +200,7 @@ def snapshot_options(command: Any) -> Any:
         ignore_header_option,
         click.option(
             "--warn-days",
-            type=click.IntRange(min=0),
+            type=IntRange(min=0),
             metavar="N",
             help="Warn about https certificates that expire in fewer than N days (verified "
             "or not, -k too); the exit status is then 3 (when nothing failed). Under --changes "
@@ -201,6 +209,7 @@ def snapshot_options(command: Any) -> Any:
         ),
         click.option(
             "--warn-fraction",
+            type=TEXT,
             callback=_fraction,
             metavar="F",
             help="Warn about https certificates with less than F of their lifetime left: 1/3 "
@@ -241,7 +250,7 @@ def _lookback_options(command: Any) -> Any:
         ignore_header_option,
         click.option(
             "--scheme",
-            type=click.Choice(SCHEMES),
+            type=Choice(SCHEMES),
             default="http",
             show_default=True,
             help="Scheme of a TARGET given without one, as it was fetched (a host stored under "
@@ -287,7 +296,7 @@ Examples:
 @click.option(
     "-n",
     "--limit",
-    type=click.IntRange(min=1),
+    type=IntRange(min=1),
     callback=lambda _ctx, _param, value: _at_most_all(value),
     metavar="N",
     help="Only the newest N snapshots.",
@@ -321,12 +330,14 @@ WHEN is an age (90m, 12h, 3d, 2w) or a UTC date and time (2026-11-25, 2026-11-25
 @_lookback_options
 @click.option(
     "--at",
+    type=TEXT,
     metavar="WHEN",
     callback=_when,
     help="Compare the snapshot of TARGET at WHEN (the latest then) instead of the newest.",
 )
 @click.option(
     "--since",
+    type=TEXT,
     metavar="WHEN",
     callback=_when,
     help="Compare with the snapshot at WHEN (or the oldest) instead of the one just before.",
@@ -377,14 +388,14 @@ Examples:
 @_db_option(required=True)
 @click.option(
     "--keep-days",
-    type=click.FloatRange(min=0),
+    type=FloatRange(min=0),
     callback=finite_float,
     metavar="N",
     help="Delete snapshots older than N days.",
 )
 @click.option(
     "--keep",
-    type=click.IntRange(min=1),
+    type=IntRange(min=1),
     callback=lambda _ctx, _param, value: _at_most_all(value),
     metavar="N",
     help="Keep only the newest N snapshots of each target.",

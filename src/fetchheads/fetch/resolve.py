@@ -27,7 +27,7 @@ from typing import Any
 
 from fetchheads.errors import DNSError, InputError
 from fetchheads.hostport import host_port, port_number, split_bracket
-from fetchheads.targets import folded_name, undecodable_byte
+from fetchheads.targets import folded_name, not_utf8, undecodable_byte
 
 DNS_CACHE_SIZE = 4096
 """Names remembered per run: enough for lists that repeat hosts, bounded for lists that do not."""
@@ -71,7 +71,7 @@ def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[Address, ...]]:
     """
     byte = undecodable_byte(text)
     if byte is not None:
-        raise InputError(f"byte 0x{byte:02X} in it is not UTF-8")
+        raise InputError(not_utf8(byte))
     if text.startswith("["):
         raise InputError(
             f"HOST is a name to pin, not an address (in {text!r}): an address needs no lookup; "

@@ -16,7 +16,7 @@ from fetchheads.errors import InputError
 from fetchheads.hostport import host_port
 from fetchheads.models import Target
 from fetchheads.proxy import Proxy
-from fetchheads.targets import undecodable_byte
+from fetchheads.targets import undecodable_byte, undecodable_replaced
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A field value may hold visible ASCII, SP, HT and obs-text; never CR, LF or NUL.
@@ -27,8 +27,14 @@ def parse_header_option(text: str) -> tuple[str, str]:
     """``'Name: value'`` -> ``("Name", "value")``; raises ``InputError`` for anything unsafe."""
     name, colon, value = text.partition(":")
     name = name.strip()
+    byte = undecodable_byte(name)
+    if colon and byte is not None:  # an argument's byte that was not UTF-8: named as one
+        raise InputError(
+            f"header {undecodable_replaced(name)!r} has byte 0x{byte:02X} in its name, "
+            "which is not UTF-8"
+        )
     if not colon or not _TOKEN_RE.fullmatch(name):
-        shown = redact_header(text)
+        shown = undecodable_replaced(redact_header(text))
         if colon and name:
             raise InputError(
                 f"header {shown!r} has an invalid name: before the ':' goes one word of letters, "

@@ -7,8 +7,6 @@ overrides reorder what a person reads. Every such character is shown as an escap
 
 from __future__ import annotations
 
-import re
-
 _BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _UNSAFE = [c for c in range(0x20) if c != 0x09] + [0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
 _INVISIBLE = (0x00AD, *range(0x200B, 0x200E), 0x2060, 0xFEFF)
@@ -46,13 +44,6 @@ def cell_safe(text: str) -> str:
 
 
 _CELL_TABLE = {**_TERMINAL_TABLE, 0x09: "\\t"}
-_UNDECODABLE = re.compile("[\ud800-\udfff]")
-
-
-def undecodable_replaced(text: str) -> str:
-    """``text`` with each byte that was not UTF-8 (kept by Python as a lone surrogate, in an
-    argument, a file name or a line read) shown as U+FFFD, so that it can be written as UTF-8."""
-    return _UNDECODABLE.sub("\ufffd", text)
 
 
 def shown_target(text: str) -> str:

@@ -45,6 +45,7 @@ from fetchheads.render.fields import (
     value_text,
 )
 from fetchheads.render.safe import json_safe, terminal_safe
+from fetchheads.targets import not_utf8, undecodable_byte, undecodable_replaced
 
 Part = str | Callable[[Result], str]
 
@@ -360,11 +361,16 @@ def _braced(template: str, brace: int) -> tuple[str, int]:
     close = template.find("}", brace)
     if close == -1:
         start = max(template.rfind("%", 0, brace), 0)  # the % of %{ or of %header{
-        raise SpecError(f"unclosed {{ in write-out template at {template[start : brace + 20]!r}")
+        shown = undecodable_replaced(template[start : brace + 20])
+        raise SpecError(f"unclosed {{ in write-out template at {shown!r}")
     return template[brace + 1 : close], close + 1
 
 
 def _variable(name: str, vocabulary: Vocabulary) -> Callable[[Result], str]:
+    byte = undecodable_byte(name)
+    if byte is not None:  # of the argument: no variable, and no header name, holds one
+        shown = f"%{name}}}" if name.startswith("header{") else f"%{{{name}}}"
+        raise SpecError(not_utf8(byte, f"write-out variable {undecodable_replaced(shown)}"))
     if name.startswith("header{"):
         header = name[len("header{") :]
         if not header:

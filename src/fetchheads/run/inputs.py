@@ -23,8 +23,13 @@ from typing import Any
 from fetchheads.credentials import redact_url
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
-from fetchheads.render.safe import undecodable_replaced
-from fetchheads.targets import MAX_LINE_CHARS, LineSplitter, OverlongLine, parse_target
+from fetchheads.targets import (
+    MAX_LINE_CHARS,
+    LineSplitter,
+    OverlongLine,
+    parse_target,
+    undecodable_replaced,
+)
 from fetchheads.threads import stop_signals_kept_from_new_threads
 
 READ_SIZE = 64 * 1024
