@@ -3,6 +3,7 @@ valid lines around it are still fetched, nothing of it reaches a server, and the
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -305,16 +306,24 @@ def test_a_password_byte_that_is_not_utf8_is_a_usage_error_without_the_password(
     assert server.requests == []
 
 
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
-def test_a_utf16_file_is_one_record_that_says_so(
-    threaded_server: Callable[..., ThreadedServer], tmp_path: Path, encoding: str
+@pytest.mark.parametrize(
+    ("encoding", "says"),
+    [
+        ("utf-16", "UTF-16 (it starts with the byte-order mark FF FE)"),
+        ("utf-16-be", "UTF-16 (it starts with the byte-order mark FE FF)"),
+        ("utf-32", "UTF-32 (it starts with the byte-order mark FF FE 00 00)"),
+        ("utf-32-be", "UTF-32 (it starts with the byte-order mark 00 00 FE FF)"),
+    ],
+)
+def test_a_utf16_or_utf32_file_is_one_record_that_says_so(
+    threaded_server: Callable[..., ThreadedServer], tmp_path: Path, encoding: str, says: str
 ) -> None:
     """Windows PowerShell 5's ``>`` writes UTF-16: one line saying what to do, not one garbled
-    error per line, and nothing of it reaches a server."""
+    error per line, and nothing of it reaches a server. A UTF-32LE mark starts with UTF-16LE's."""
     server = threaded_server(reply(HEAD))
     hosts = tmp_path / "hosts.txt"
     lines = "".join(f"127.0.0.1:{server.port}/{n}\r\n" for n in range(3))
-    mark = "\ufeff" if encoding == "utf-16-be" else ""  # "utf-16" writes its own (FF FE)
+    mark = "\ufeff" if encoding.endswith("-be") else ""  # "utf-16" and "utf-32" write their own
     hosts.write_bytes((mark + lines).encode(encoding))
     outcome = CliRunner().invoke(
         cli, ["--json", "--order", "input", "-i", str(hosts), f"127.0.0.1:{server.port}/x"]
@@ -323,13 +332,51 @@ def test_a_utf16_file_is_one_record_that_says_so(
     records = [json.loads(line) for line in outcome.stdout.splitlines()]
     assert len(records) == 2
     assert records[0]["ok"] is True  # the argument is still fetched
-    first = "FE FF" if encoding == "utf-16-be" else "FF FE"
     assert records[1]["error"] == {
         "kind": "input",
-        "message": f"{hosts} is UTF-16 (it starts with the byte-order mark {first}): "
-        "save it as UTF-8",
+        "message": f"{hosts} is {says}: save it as UTF-8",
     }
     assert len(server.requests) == 1
+
+
+class Trickle(io.RawIOBase):
+    """Standard input whose every read returns the next of ``chunks``, as a pipe may."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._chunks.pop(0) if self._chunks else b""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b"" if size == 0 else self.read1()
+
+
+@pytest.mark.parametrize(
+    ("chunks", "message"),
+    [
+        (
+            [b"\xff", b"\xfe1\x002\x007\x00\n\x00"],
+            "stdin is UTF-16 (it starts with the byte-order mark FF FE): save it as UTF-8",
+        ),
+        (
+            [b"\xff\xfe", b"\x00", b"\x00", "127.0.0.1:9\n".encode("utf-32-le")],
+            "stdin is UTF-32 (it starts with the byte-order mark FF FE 00 00): save it as UTF-8",
+        ),
+        ([b"\xff"], "stdin:1: byte 0xFF in target is not UTF-8"),  # a lone FF is a line
+    ],
+    ids=["utf-16", "utf-32", "no mark"],
+)
+def test_a_byte_order_mark_is_found_however_the_reads_cut_it(
+    chunks: list[bytes], message: str
+) -> None:
+    outcome = CliRunner().invoke(cli, ["--json", "-i", "-"], input=Trickle(chunks))
+    assert outcome.exit_code == 1
+    [record] = [json.loads(line) for line in outcome.stdout.splitlines()]
+    assert record["error"] == {"kind": "input", "message": message}
 
 
 ARGUMENT_BYTES: dict[str, tuple[list[str], dict[str, str], str]] = {

@@ -79,7 +79,9 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                 continue
             try:
                 splitter = LineSplitter()
-                first = True
+                # The first bytes, held while they may still be the start of a byte-order mark
+                # (a pipe may bring FF and FE in two reads); None once they are known.
+                start: bytes | None = b""
                 while True:
                     # Whatever is available now (at most one read), so a slow producer upstream
                     # of a pipe, or a person typing, sees each target fetched at once.
@@ -88,12 +90,20 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                     except OSError as exc:  # the rest of this input is lost; the run goes on
                         yield _unreadable(name, exc)
                         break
-                    if first and chunk:
-                        first = False
-                        if chunk.startswith(_UTF16_MARKS):  # every line would be garbled
-                            yield _utf16(name, chunk)
+                    data = chunk
+                    if start is not None:
+                        start += chunk
+                        if chunk and _may_become_mark(start):
+                            continue
+                        marked = _marked_encoding(start)
+                        if marked is not None:  # every line would be garbled
+                            yield _not_utf8_file(name, *marked)
                             break
-                    for number, line in splitter.feed(chunk):
+                        data, start = start, None
+                    lines = splitter.feed(data) if data else []
+                    if not chunk:  # the end: the last line, even without its newline
+                        lines += splitter.feed(b"")
+                    for number, line in lines:
                         if isinstance(line, OverlongLine):
                             yield input_error(
                                 line.start + "…",
@@ -115,14 +125,29 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
         reader.close()
 
 
-_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
-"""The byte-order marks a UTF-16 file starts with (PowerShell 5's ``>``, Notepad's "Unicode")."""
+_MARKS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),  # before FF FE: UTF-32LE starts with UTF-16LE's mark
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),  # PowerShell 5's ``>``, Notepad's "Unicode"
+    (b"\xfe\xff", "UTF-16"),
+)
+"""The byte-order marks an input in another encoding than UTF-8 starts with, longest first."""
 
 
-def _utf16(name: str, chunk: bytes) -> Result:
-    """A UTF-16 input is one record saying so, not one cryptic error per line."""
-    mark = " ".join(f"{byte:02X}" for byte in chunk[:2])
-    message = f"{name} is UTF-16 (it starts with the byte-order mark {mark}): save it as UTF-8"
+def _may_become_mark(start: bytes) -> bool:
+    """Whether more bytes after ``start`` could make it a longer byte-order mark than it holds."""
+    return any(len(start) < len(mark) and mark.startswith(start) for mark, _name in _MARKS)
+
+
+def _marked_encoding(start: bytes) -> tuple[bytes, str] | None:
+    """The byte-order mark ``start`` begins with and its encoding's name, if any."""
+    return next(((mark, name) for mark, name in _MARKS if start.startswith(mark)), None)
+
+
+def _not_utf8_file(name: str, mark: bytes, encoding: str) -> Result:
+    """A UTF-16 or UTF-32 input is one record saying so, not one cryptic error per line."""
+    shown = " ".join(f"{byte:02X}" for byte in mark)
+    message = f"{name} is {encoding} (it starts with the byte-order mark {shown}): save it as UTF-8"
     return input_error(name, message)
 
 
