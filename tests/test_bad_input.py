@@ -339,16 +339,14 @@ def test_a_utf16_or_utf32_file_is_one_record_that_says_so(
     assert len(server.requests) == 1
 
 
-class Trickle(io.RawIOBase):
+class Trickle(io.BytesIO):
     """Standard input whose every read returns the next of ``chunks``, as a pipe may."""
 
     def __init__(self, chunks: list[bytes]) -> None:
+        super().__init__()
         self._chunks = chunks
 
-    def readable(self) -> bool:
-        return True
-
-    def read1(self, size: int = -1) -> bytes:
+    def read1(self, size: int | None = -1) -> bytes:
         return self._chunks.pop(0) if self._chunks else b""
 
     def read(self, size: int | None = -1) -> bytes:
