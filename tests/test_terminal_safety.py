@@ -268,3 +268,35 @@ def test_jsonl_escapes_on_the_ascii_fast_path_too(value: str) -> None:
     line = format_jsonl(result)
     assert_terminal_safe(line)
     assert json.loads(line)["headers"] == [["X", value]]
+
+
+AUDITED_HEAD = b"HTTP/1.1 200 OK\r\nX-Frame-Options: \x1b]0;pwned\x07 it's\r\n\r\n"
+XFO_REASON = "X-Frame-Options '{}' is not DENY or SAMEORIGIN"
+
+
+@pytest.mark.parametrize("output_format", ["plain", "pretty", "jsonl"])
+def test_an_audit_reason_quotes_the_value_as_sent_and_each_format_shows_it_safely(
+    output_format: str, threaded_server: Callable[..., ThreadedServer]
+) -> None:
+    """Not Python's repr (``"\\x1b]0;pwned\\x07 it's"``, in JSON as ``\\\\x1b``): the value in
+    quotes as any server text, escaped on a terminal and exact in JSON (``\\u001b``)."""
+    server = threaded_server(reply(AUDITED_HEAD))
+    target = f"127.0.0.1:{server.port}"
+    outcome = CliRunner().invoke(cli, ["--audit", "--format", output_format, "-q", target])
+    assert outcome.exit_code == 0, outcome.output
+    assert_terminal_safe(outcome.output)
+    if output_format == "jsonl":
+        assert "\\u001b]0;pwned\\u0007 it's" in outcome.output
+        record = json.loads(outcome.output)
+        xfo = next(t for t in record["audit"]["tests"] if t["name"] == "x-frame-options")
+        assert xfo["reason"] == XFO_REASON.format("\x1b]0;pwned\x07 it's")
+        assert record["headers"] == [["X-Frame-Options", "\x1b]0;pwned\x07 it's"]]
+    elif output_format == "plain":
+        assert (
+            f"{target} audit > fail x-frame-options -20: "
+            + XFO_REASON.format("\\x1b]0;pwned\\x07 it's")
+            in outcome.output.splitlines()
+        )
+    else:
+        visible = SGR.sub("", outcome.output)  # the line wraps after "or"
+        assert "• malformed: X-Frame-Options '\\x1b]0;pwned\\x07 it's' is not DENY or\n" in visible

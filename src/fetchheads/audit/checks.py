@@ -12,7 +12,7 @@ import functools
 import re
 from urllib.parse import urlsplit
 
-from fetchheads.audit.model import Exchange, HeaderView
+from fetchheads.audit.model import Exchange, HeaderView, quoted
 
 Outcome = tuple[str, str]
 
@@ -58,7 +58,7 @@ def parse_hsts(value: str) -> Hsts:
             if re.fullmatch(r"\d{1,20}", argument):
                 max_age = int(argument)
             else:
-                problem = f"max-age {argument!r} is not a number of seconds"
+                problem = f"max-age {quoted(argument)} is not a number of seconds"
         elif name == "includesubdomains":
             include = True
         elif name == "preload":
@@ -152,7 +152,7 @@ def xcto_check(headers: HeaderView) -> Outcome:
     if value[:256].strip().lower() == "nosniff":
         return "x-content-type-options-nosniff", "X-Content-Type-Options is nosniff"
     return "x-content-type-options-header-invalid", (
-        f"X-Content-Type-Options is {value[:80]!r}, not nosniff"
+        f"X-Content-Type-Options is {quoted(value)}, not nosniff"
     )
 
 
@@ -173,7 +173,7 @@ def xfo_check(headers: HeaderView, frame_ancestors: tuple[str, ...] | None) -> O
         return "x-frame-options-allow-from-origin", "X-Frame-Options uses ALLOW-FROM"
     return (
         "x-frame-options-header-invalid",
-        f"X-Frame-Options {value[:80]!r} is not DENY or SAMEORIGIN",
+        f"X-Frame-Options {quoted(value)} is not DENY or SAMEORIGIN",
     )
 
 
@@ -213,7 +213,7 @@ def corp_check(headers: HeaderView) -> Outcome:
     policy = value[:256].strip().lower()
     if policy in ("same-origin", "same-site", "cross-origin"):
         return f"corp-implemented-with-{policy}", f"Cross-Origin-Resource-Policy is {policy}"
-    return "corp-header-invalid", f"Cross-Origin-Resource-Policy {value[:80]!r} is not a policy"
+    return "corp-header-invalid", f"Cross-Origin-Resource-Policy {quoted(value)} is not a policy"
 
 
 COOP_POLICIES = ("same-origin", "same-origin-allow-popups", "noopener-allow-popups", "unsafe-none")
@@ -234,7 +234,7 @@ def policy_token_check(
     token = structured_token(values[0][:1024].strip())
     if token in policies:
         return f"{prefix}-implemented-with-{token}", f"{title} is {token}"
-    return f"{prefix}-header-invalid", f"{title} {values[0][:80]!r} is not a policy token"
+    return f"{prefix}-header-invalid", f"{title} {quoted(values[0])} is not a policy token"
 
 
 @functools.cache

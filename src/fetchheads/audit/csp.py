@@ -16,6 +16,8 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 
+from fetchheads.audit.model import quoted
+
 Sources = tuple[str, ...]
 Policy = dict[str, Sources]
 
@@ -66,7 +68,7 @@ def parse_policy(text: str) -> tuple[Policy, bool]:
     """
     text = text.replace("\r", "").replace("\n", "").strip()
     if len(text) < SHORTEST_POLICY:
-        raise InvalidPolicy(f"policy {text!r} is empty or too short")
+        raise InvalidPolicy(f"policy {quoted(text)} is empty or too short")
     policy: Policy = {}
     duplicate = False
     for entry in text.split(";"):

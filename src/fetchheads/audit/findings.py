@@ -16,7 +16,7 @@ import re
 
 from fetchheads.audit.checks import REDIRECT_STATUSES, parse_hsts, structured_token
 from fetchheads.audit.csp import DANGEROUSLY_BROAD
-from fetchheads.audit.model import Exchange, Finding, HeaderView
+from fetchheads.audit.model import Exchange, Finding, HeaderView, quoted
 from fetchheads.audit.rules import disclosure_headers
 
 DEPRECATED = {
@@ -43,12 +43,6 @@ SINGLE = frozenset(
 result is invalid (or, for Access-Control-Allow-Origin, the CORS check fails)."""
 
 _VERSION = re.compile(r"\d+\.\d+|/\s*v?\d")
-VALUE_SHOWN = 80
-"""How much of a server's value a message quotes: enough to recognise a product and version."""
-
-
-def _quoted(value: str) -> str:
-    return repr(value[:VALUE_SHOWN] + ("…" if len(value) > VALUE_SHOWN else ""))
 
 
 def findings(
@@ -81,7 +75,7 @@ def header_findings(spelled: str, values: tuple[str, ...]) -> list[Finding]:
         name != "server" or any(_VERSION.search(v) for v in values)
     ):
         found.append(
-            Finding("disclosure", spelled, f"{spelled}: {_quoted(values[0])} discloses software")
+            Finding("disclosure", spelled, f"{spelled}: {quoted(values[0])} discloses software")
         )
     if name in DEPRECATED:
         found.append(Finding("deprecated", spelled, f"{spelled} is deprecated: {DEPRECATED[name]}"))
@@ -128,22 +122,20 @@ def _malformed(
             )
         elif xfo not in ("deny", "sameorigin"):
             found.append(
-                _bad(headers, "x-frame-options", f"{_quoted(value)} is not DENY or SAMEORIGIN")
+                _bad(headers, "x-frame-options", f"{quoted(value)} is not DENY or SAMEORIGIN")
             )
     for value in headers.all("x-content-type-options"):
         if value.strip().lower() != "nosniff":
-            found.append(
-                _bad(headers, "x-content-type-options", f"{_quoted(value)} is not nosniff")
-            )
+            found.append(_bad(headers, "x-content-type-options", f"{quoted(value)} is not nosniff"))
     for value in headers.all("cross-origin-resource-policy"):
         if value.strip().lower() not in ("same-origin", "same-site", "cross-origin"):
             found.append(
-                _bad(headers, "cross-origin-resource-policy", f"{_quoted(value)} is not a policy")
+                _bad(headers, "cross-origin-resource-policy", f"{quoted(value)} is not a policy")
             )
     for name in ("cross-origin-opener-policy", "cross-origin-embedder-policy"):
         for value in headers.all(name):
             if structured_token(value.strip()) is None:
-                found.append(_bad(headers, name, f"{_quoted(value)} is not a policy token"))
+                found.append(_bad(headers, name, f"{quoted(value)} is not a policy token"))
     acao = headers.all("access-control-allow-origin")
     credentials = headers.all("access-control-allow-credentials")
     if acao and acao[0].strip() == "*" and any(c.strip().lower() == "true" for c in credentials):

@@ -11,6 +11,17 @@ from typing import Any
 
 from fetchheads.models import Headers, Redirect
 
+VALUE_SHOWN = 80
+"""How much of a server's value a message quotes: enough to recognise a product and version."""
+
+
+def quoted(value: str) -> str:
+    """A server's value as a reason or a finding quotes it: as sent (up to ``VALUE_SHOWN``
+    characters), in single quotes. Not escaped here: plain, pretty and the audit table show
+    what a terminal would obey escaped (``\\x1b``), as for every server text, and JSON keeps
+    the text exact (docs/output.md)."""
+    return "'" + value[:VALUE_SHOWN] + ("…" if len(value) > VALUE_SHOWN else "") + "'"
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Exchange:
