@@ -7,8 +7,10 @@ import ssl
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
+from fetchheads.cli import cli
 from fetchheads.models import Result
 from fetchheads.render.prometheus import PHASES, PrometheusTextfile
 from tests.support.results import BARE, HEAD, fetch_head, fetch_refused, fetch_tls, input_error
@@ -163,3 +165,18 @@ async def test_success_can_be_the_users_own_rule() -> None:
     textfile = PrometheusTextfile(success=lambda result: result.ok)
     textfile.add(missing)
     assert of(parsed(textfile.render()), "probe_success", missing.target) == 1
+
+
+def test_targets_that_differ_by_a_byte_that_is_not_utf8_are_two_series() -> None:
+    """Both are shown with U+FFFD in JSON; as labels they would be one series, the first lost.
+    The byte is written \\xE9 instead (a backslash escaped, as the exposition format wants)."""
+    outcome = CliRunner().invoke(
+        cli, ["--format", "prometheus", "127.0.0.1:9/caf\udce9", "127.0.0.1:9/caf\udcff"]
+    )
+    assert outcome.exit_code == 1
+    assert 'probe_success{target="127.0.0.1:9/caf\\\\xE9"} 0\n' in outcome.stdout
+    families = parsed(outcome.stdout)
+    assert families["probe_success"] == {
+        (("target", "127.0.0.1:9/caf\\xE9"),): 0.0,
+        (("target", "127.0.0.1:9/caf\\xFF"),): 0.0,
+    }

@@ -655,7 +655,32 @@ def test_a_target_that_is_not_utf8_is_a_usage_error(command: str, tmp_path: Path
     stored(db, ("http://a.test/", "2026-11-24T10:00:00.000Z", 1))
     code, out, err = fetchheads(command, "--db", str(db), "caf\udce9.test")
     assert (code, out) == (2, "")
-    assert err.splitlines()[-1] == "Error: Invalid value for TARGET: caf\ufffd.test: not UTF-8 text"
+    assert err.splitlines()[-1] == (
+        "Error: Invalid value for TARGET: caf\ufffd.test: byte 0xE9 in it is not UTF-8"
+    )
+
+
+def test_a_database_named_with_a_byte_that_is_not_utf8_is_read_and_named(tmp_path: Path) -> None:
+    """A file may be named so (Latin-1 ``caf\xe9``): it is read, not an internal error, and a
+    line naming it shows the byte as U+FFFD, valid UTF-8 (the test runner's output is strict)."""
+    db = tmp_path / "caf\udce9.db"
+    stored(db, ("http://a.test/", "2026-11-24T10:00:00.000Z", 1))
+    code, out, err = fetchheads("history", "--db", str(db), "a.test")
+    assert (code, out, err) == (
+        0,
+        "2026-11-24T10:00:00.000Z  200 OK  (snapshot 1, run 1)  first snapshot\n",
+        "",
+    )
+    code, out, err = fetchheads("audit", "--db", str(db), "b.test")
+    assert (code, out) == (1, "")
+    assert err == f"fetchheads: no snapshots of b.test in {tmp_path}/caf\ufffd.db\n"
+    code, out, _ = fetchheads("prune", "--db", str(db), "--keep", "1")
+    assert (code, out) == (0, f"pruned 0 snapshots and 0 runs from {tmp_path}/caf\ufffd.db\n")
+    code, out, _ = fetchheads("db", "copy", str(db), str(tmp_path / "copy\udce9.db"))
+    assert (code, out) == (
+        0,
+        f"copied 1 snapshot and 1 run from {tmp_path}/caf\ufffd.db to {tmp_path}/copy\ufffd.db\n",
+    )
 
 
 def test_diff_at_a_time_before_every_snapshot_says_so(tmp_path: Path) -> None:

@@ -342,7 +342,9 @@ def _utc_second(start: dt.datetime) -> str:
 class Result:
     """Exactly one per target: a head, an error, or (protocol errors) the part of a head received.
 
-    ``target`` is the text the user gave; ``url`` is ``None`` only for input errors.
+    ``target`` is the text the user gave; ``url`` is ``None`` only for input errors. A byte of it
+    that was not UTF-8 is shown as U+FFFD there; ``given`` then keeps it as Python keeps such a
+    byte (a surrogate escape), for a format that must tell two such targets apart (Prometheus).
     """
 
     target: str
@@ -357,6 +359,7 @@ class Result:
     changes: tuple[Change, ...] | None = None  # set under --changes only
     warnings: tuple[Alert, ...] | None = None  # set under --warn-days only
     audit: Graded | None = None  # set under --audit only, for a result with a head to grade
+    given: str | None = dataclasses.field(default=None, repr=False)  # see the docstring
 
     @property
     def ok(self) -> bool:

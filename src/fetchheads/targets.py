@@ -141,6 +141,17 @@ def undecodable_replaced(text: str) -> str:
     return _UNDECODABLE.sub("\ufffd", text)
 
 
+def undecodable_escaped(text: str) -> str:
+    """``text`` with each byte that was not UTF-8 written ``\\xE9``: where U+FFFD would make two
+    texts that differ by such a byte look the same."""
+    return _UNDECODABLE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else "\ufffd"
+
+
 def not_utf8(byte: int, where: str = "it") -> str:
     """How a message names such a byte: ``byte 0xE9 in it is not UTF-8``."""
     return f"byte 0x{byte:02X} in {where} is not UTF-8"

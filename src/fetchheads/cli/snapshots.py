@@ -30,7 +30,7 @@ from fetchheads.errors import StoreError, StoreRefused
 from fetchheads.render.safe import terminal_safe
 from fetchheads.snapshots.changes import ignored_names
 from fetchheads.snapshots.recorder import SnapshotOptions, SnapshotSession
-from fetchheads.targets import SCHEMES, undecodable_replaced
+from fetchheads.targets import SCHEMES, not_utf8, undecodable_byte, undecodable_replaced
 from fetchheads.wording import counted
 
 if TYPE_CHECKING:  # sqlite3 is loaded by runs that use a database, not by every run
@@ -106,7 +106,6 @@ class DatabasePath(click.types.StringParamType):
             not_a_file,
             shown,
         )
-        from fetchheads.targets import not_utf8, undecodable_byte
 
         if is_postgres(str(value)):
             byte = undecodable_byte(str(value))
@@ -423,9 +422,10 @@ def prune_command(db: str, keep_days: float | None, keep: int | None, quiet: boo
 def _keys(store: Store, target: str, scheme: str) -> tuple[list[str], list[str]]:
     from fetchheads.snapshots.lookback import find_keys
 
-    shown = undecodable_replaced(target)
-    if shown != target:  # a byte of the argument that was not UTF-8
-        raise click.BadParameter(f"{terminal_safe(shown)}: not UTF-8 text", param_hint="TARGET")
+    byte = undecodable_byte(target)
+    if byte is not None:  # of the argument: no stored target holds one
+        shown = terminal_safe(undecodable_replaced(target))  # which one, of audit's TARGETs
+        raise click.BadParameter(f"{shown}: {not_utf8(byte)}", param_hint="TARGET")
     try:
         return find_keys(store, target, scheme)
     except StoreError as exc:
@@ -450,8 +450,9 @@ def _shown(location: str) -> str:
 
 
 def _fail(message: str) -> NoReturn:
-    """One line on stderr, terminal-safe (file names and database text are not ours); exit 1."""
-    click.echo(f"fetchheads: {terminal_safe(message)}", err=True)
+    """One line on stderr, terminal-safe (file names and database text are not ours; a file
+    name's byte that is not UTF-8 is shown as U+FFFD); exit 1."""
+    click.echo(f"fetchheads: {terminal_safe(undecodable_replaced(message))}", err=True)
     sys.exit(int(ExitStatus.FAILED))
 
 

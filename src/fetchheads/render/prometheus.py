@@ -40,6 +40,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from fetchheads.models import ResponseHead, Result
+from fetchheads.targets import undecodable_escaped
 
 Success = Callable[[Result], bool]
 
@@ -115,7 +116,10 @@ class PrometheusTextfile:
         return len(self._probes)
 
     def add(self, result: Result) -> None:
-        self._probes[result.target] = _probe(result, self._success(result))
+        # A target with a byte that was not UTF-8 (an input error) is labelled with the byte as
+        # \xE9, not U+FFFD: two such targets are two series, as they are two records.
+        target = result.target if result.given is None else undecodable_escaped(result.given)
+        self._probes[target] = _probe(result, self._success(result))
 
     def render(self) -> str:
         lines: list[str] = []

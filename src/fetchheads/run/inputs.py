@@ -49,10 +49,12 @@ class Source:
 def input_error(text: str, message: str, *, where: str | None = None) -> Result:
     """The record for a target that could not become a request (a password in it shown as
     ``***``: the record is printed and stored)."""
-    text = undecodable_replaced(redact_url(text))
-    shown = text if len(text) <= 200 else text[:200] + "…"
+    given = redact_url(text)
+    given = given if len(given) <= 200 else given[:200] + "…"
+    shown = undecodable_replaced(given)
     prefix = f"{undecodable_replaced(where)}: " if where else ""  # a file's name, too
-    return Result(target=shown, url=None, error=ErrorInfo(ErrorKind.INPUT, prefix + message))
+    error = ErrorInfo(ErrorKind.INPUT, prefix + message)
+    return Result(target=shown, url=None, error=error, given=given if shown != given else None)
 
 
 def to_item(text: str, default_scheme: str, *, where: str | None = None) -> Item:

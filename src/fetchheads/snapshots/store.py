@@ -48,6 +48,7 @@ from fetchheads.models import format_timestamp, utc_now
 from fetchheads.snapshots.changes import Snapshot, known_certificate, wants_last_certificate
 from fetchheads.snapshots.renewals import CERTIFICATE_KEYS
 from fetchheads.snapshots.runs import FINISHED, INTERRUPTED, RUNNING, run_state, this_machine
+from fetchheads.targets import undecodable_replaced
 
 SCHEMA_VERSION = 5
 """Both backends number their migrations alike: version N means the same tables everywhere."""
@@ -110,9 +111,10 @@ def shown(location: str) -> str:
     """``location`` as a message may name it: a URL's password (before the host or as the
     ``password`` parameter) is ``***``. The user information is read as libpq reads it: up to the
     first ``@`` (``?`` and ``#`` may stand in a password). A URL with another ``@``
-    (``has_stray_at``: refused) shows nothing before its last ``@`` but a user name."""
+    (``has_stray_at``: refused) shows nothing before its last ``@`` but a user name. A file
+    name's byte that is not UTF-8 is shown as U+FFFD, so that the message can be written."""
     if not is_postgres(location):
-        return location
+        return undecodable_replaced(location)
     scheme, _, rest = location.partition("://")
     stray = has_stray_at(location)
     at = rest.rfind("@") if stray else rest.find("@")

@@ -172,7 +172,7 @@ class SqliteStore(Store):
 
     @classmethod
     def _open_readonly(cls, path: str, timeout: float) -> SqliteStore:
-        uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+        uri = "file:" + urllib.parse.quote(os.fsencode(os.path.abspath(path)))  # bytes: any name
         # A user who may write there reads through an ordinary connection, which removes the
         # -wal and -shm files when it closes; a read-only one would leave them behind.
         directory = os.path.dirname(os.path.abspath(path))
