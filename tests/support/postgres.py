@@ -18,8 +18,10 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,6 +182,119 @@ class Postgres:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 in front of a server: what a network between fetchheads and its
+    database can do to it, on loopback. It passes the bytes both ways (``restore``) until it is
+    told to cut every connection and then refuse new ones (``refuse``: each is closed at once)
+    or hang them (``hang``: accepted, never answered, as by a host that drops packets), or to
+    let one ``COMMIT`` through and lose its answer (``lose_commit_answer``). ``attempts``
+    counts the connections it accepted."""
+
+    def __init__(self, server_port: int) -> None:
+        self._server_port = server_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.attempts = 0
+        self.lost = threading.Event()
+        """Set once a COMMIT went through with its answer lost."""
+        self._mode = "pass"
+        self._after: bytes | None = None  # lose_commit_answer's marker, until it is seen
+        self._armed = False  # the marker was seen: the next COMMIT's answer is lost
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, database: str) -> str:
+        """``database`` (a URL of the server) through the relay."""
+        return database.replace(f":{self._server_port}/", f":{self.port}/", 1)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._mode = "pass"
+
+    def refuse(self) -> None:
+        self._cut("refuse")
+
+    def hang(self) -> None:
+        self._cut("hang")
+
+    def lose_commit_answer(self, after: bytes) -> None:
+        """Once a client has sent ``after`` (``b"COPY snapshots"``), its next ``COMMIT`` goes
+        through, the server's answer does not come back, and the relay then refuses."""
+        with self._lock:
+            self._after = after
+
+    def close(self) -> None:
+        self._listener.close()
+        self._cut("closed")
+
+    def _cut(self, mode: str) -> None:
+        with self._lock:
+            self._mode = mode
+            cut, self._open = self._open, []
+        for sock in cut:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.attempts += 1
+                mode = self._mode
+                if mode != "refuse":
+                    self._open.append(client)
+            if mode == "refuse":
+                client.close()
+            elif mode == "pass":
+                server = socket.create_connection(("127.0.0.1", self._server_port))
+                with self._lock:
+                    self._open.append(server)
+                dropped = threading.Event()
+                threading.Thread(
+                    target=self._pipe, args=(client, server, dropped, True), daemon=True
+                ).start()
+                threading.Thread(
+                    target=self._pipe, args=(server, client, dropped, False), daemon=True
+                ).start()
+
+    def _pipe(
+        self, source: socket.socket, sink: socket.socket, dropped: threading.Event, up: bool
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if up:
+                    self._watch(data, source, sink, dropped)
+                if not dropped.is_set() or up:
+                    sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _watch(
+        self, data: bytes, client: socket.socket, server: socket.socket, dropped: threading.Event
+    ) -> None:
+        with self._lock:
+            if self._after is not None and self._after in data:
+                self._after, self._armed = None, True
+            elif self._armed and b"COMMIT\x00" in data:
+                self._armed = False
+                dropped.set()  # from now on, nothing comes back to this client
+                self._mode = "refuse"
+                threading.Timer(0.5, self._lose, (client, server)).start()
+
+    def _lose(self, client: socket.socket, server: socket.socket) -> None:
+        """The COMMIT has reached the server (and been done): the connection goes now."""
+        self.lost.set()
+        self._cut("refuse")
+        for sock in (client, server):
+            sock.close()
 
 
 @contextlib.contextmanager
