@@ -96,6 +96,49 @@ def write_lock_held(db: Path) -> Iterator[None]:
         holder.stdout.close()
 
 
+def test_sigterm_while_a_lock_keeps_the_database_from_opening_ends_the_run_saying_so(
+    tmp_path: Path,
+) -> None:
+    """An older schema to migrate, another process holding the write lock: SIGTERM (a cron
+    ``timeout``, systemd) ends the wait with the line every stopped run prints, not in silence.
+    (SQLite waits inside C: the signal is seen when its busy timeout ends, 2 s here.)"""
+    db = tmp_path / "heads.db"
+    old = sqlite3.connect(db)
+    old.executescript(store_module.MIGRATIONS[0])
+    old.execute("PRAGMA journal_mode = WAL")
+    old.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    old.execute("PRAGMA user_version = 1")
+    old.close()
+    waiting = tmp_path / "waiting"
+    setup = (
+        "import pathlib, sys\n"
+        "from fetchheads.snapshots import store_sqlite\n"
+        "store_sqlite.BUSY_TIMEOUT = 2.0\n"
+        "real = store_sqlite.SqliteStore._prepare\n"
+        "def prepare(self, *args):\n"
+        f"    pathlib.Path({str(waiting)!r}).touch()\n"
+        "    return real(self, *args)\n"
+        "store_sqlite.SqliteStore._prepare = prepare\n"
+        "from fetchheads.cli import main\nsys.argv[0] = 'fetchheads'\nmain()\n"
+    )
+    with write_lock_held(db):
+        process = processes.start(
+            [sys.executable, "-c", setup, "--db", str(db), "127.0.0.1:9"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not waiting.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert (process.returncode, out) == (143, "")
+    assert err == (
+        "fetchheads: terminated: 0 done, 0 not finished, the rest of the input not read\n"
+    )
+
+
 def test_a_lock_held_past_the_busy_timeout_loses_no_output_and_says_how_many(
     site: tuple[Site, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

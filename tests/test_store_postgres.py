@@ -253,17 +253,24 @@ INTERRUPTED_BEFORE_FETCHING = (
 )
 
 
-def test_ctrl_c_while_the_server_never_answers_ends_the_run_as_interrupted() -> None:
+@pytest.mark.parametrize(
+    ("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["Ctrl-C", "SIGTERM"]
+)
+def test_a_stop_while_the_server_never_answers_ends_the_run_saying_so(
+    stop: signal.Signals, status: int
+) -> None:
+    """As a stop during the fetch does: ``interrupted: ...`` or ``terminated: ...``, one line."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         url = f"postgresql://u:p@127.0.0.1:{silent.getsockname()[1]}/x"
         process = run_cli("--db", url, "127.0.0.1:9")
         silent.settimeout(30)
         connection, _ = silent.accept()  # fetchheads now waits for an answer that never comes
         with connection:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(stop)
             out, err = process.communicate(timeout=5)  # not the 10 s connect timeout
-    assert (process.returncode, out) == (130, "")
-    assert err.splitlines() == [INTERRUPTED_BEFORE_FETCHING]
+    assert (process.returncode, out) == (status, "")
+    how = "interrupted" if stop == signal.SIGINT else "terminated"
+    assert err.splitlines() == [INTERRUPTED_BEFORE_FETCHING.replace("interrupted", how)]
 
 
 @pytest.mark.parametrize("existing", [True, False])

@@ -61,14 +61,16 @@ def snapshot_session(db: str | None, options: SnapshotOptions) -> SnapshotSessio
     the run ends as interrupted before it fetches."""
     if db is None:
         return SnapshotSession(None, options)
-    from fetchheads.run.process import interruptible
+    from fetchheads.run.process import Terminated, interruptible
     from fetchheads.snapshots.store import shown
 
     try:
         with interruptible():
             return _opened_session(db, options)
-    except KeyboardInterrupt:
-        return SnapshotSession(None, options, path=shown(db), interrupted=True)
+    except KeyboardInterrupt as exc:
+        return SnapshotSession(
+            None, options, path=shown(db), interrupted=True, terminated=isinstance(exc, Terminated)
+        )
 
 
 def _opened_session(db: str, options: SnapshotOptions) -> SnapshotSession:

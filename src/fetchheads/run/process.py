@@ -281,22 +281,34 @@ def accept_stop_signals() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM inside ``interruptible``: it ends the wait as Ctrl-C does (whatever catches a
+    KeyboardInterrupt catches it), and the run as terminated."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt inside the block, as it stops the fetch that follows
-    (``StopSignals``), also in a process started with SIGINT ignored (a script's background
-    job): for the waits on the database before the event loop starts, which a library may
-    spend in its own loop (psycopg's, for a server that never answers or a lock). The handler
-    is as before afterwards."""
+    """Ctrl-C raises KeyboardInterrupt inside the block, and SIGTERM ``Terminated``, as they
+    stop the fetch that follows (``StopSignals``), also in a process started with SIGINT
+    ignored (a script's background job): for the waits on the database before the event loop
+    starts, which a library may spend in its own loop (psycopg's, for a server that never
+    answers or a lock). A wait inside C (SQLite's busy timeout) sees the signal when it ends.
+    The handlers are as before afterwards."""
     try:
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread: signals are not ours to handle
         yield
         return
+    before = signal.signal(signal.SIGTERM, _terminate)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, before)
 
 
 def ignore_interrupts() -> None:

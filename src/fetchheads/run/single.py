@@ -50,8 +50,9 @@ def execute(plan: RunPlan) -> Outcome:
     config = plan.config
     summary = Summary()
     stderr = StderrConsole(**plan.environment.console_options())
-    if not _started(plan.session, config):
-        return _interrupted_before_fetching(plan, summary, stderr)
+    stopped_by = _stopped_first(plan.session, config)
+    if stopped_by is not None:
+        return _stopped_before_fetching(plan, summary, stopped_by)
     if plan.output is not None:
         plan.output.begin()  # the run goes ahead: an existing -o file loses its old content
     sink = make_sink(plan)
@@ -167,26 +168,30 @@ def execute(plan: RunPlan) -> Outcome:
     )
 
 
-def _started(session: SnapshotSession, config: Config) -> bool:
-    """``session.start``; False when Ctrl-C came first: while the database was opened, or while
-    it kept the start waiting (a server that does not answer, a lock held)."""
+def _stopped_first(session: SnapshotSession, config: Config) -> ExitStatus | None:
+    """``session.start``; the status of the Ctrl-C (or SIGTERM) that came first, if one did:
+    while the database was opened, or while it kept the start waiting (a server that does not
+    answer, a lock held)."""
     if session.interrupted:
-        return False
+        return ExitStatus.TERMINATED if session.terminated else ExitStatus.INTERRUPTED
     try:
         with process.interruptible():
             session.start(config)
+    except process.Terminated:
+        return ExitStatus.TERMINATED
     except KeyboardInterrupt:
-        return False
-    return True
+        return ExitStatus.INTERRUPTED
+    return None
 
 
-def _interrupted_before_fetching(plan: RunPlan, summary: Summary, stderr: StderrConsole) -> Outcome:
-    """Ctrl-C before the first fetch: nothing fetched, no ``runs`` row, no ``-o`` file."""
+def _stopped_before_fetching(plan: RunPlan, summary: Summary, status: ExitStatus) -> Outcome:
+    """Ctrl-C or SIGTERM before the first fetch: nothing fetched, no ``runs`` row, no ``-o``
+    file; the run ends saying so, as one stopped later does."""
     started = time.monotonic()
     plan.session.close()
     if plan.output is not None:
         plan.output.abandon()  # a file it created is removed; one that was there is untouched
-    return Outcome(ExitStatus.INTERRUPTED, summary, started, began=False, all_read=False)
+    return Outcome(status, summary, started, began=False, all_read=False)
 
 
 def auditor(options: AuditPlan | None) -> Callable[[Result], Result] | None:

@@ -284,10 +284,14 @@ class SnapshotSession:
         path: str | None = None,
         unavailable: StoreError | None = None,
         interrupted: bool = False,
+        terminated: bool = False,
     ) -> None:
         self.store = store
-        self.interrupted = interrupted
-        """Ctrl-C came while the database was opened: the run ends before it fetches."""
+        self.interrupted = interrupted or terminated
+        """Ctrl-C or SIGTERM came while the database was opened: the run ends before it
+        fetches."""
+        self.terminated = terminated
+        """That was SIGTERM."""
         self.options = options or SnapshotOptions()
         self.path = path if path is not None else (store.path if store is not None else None)
         self.alerts = 0
