@@ -4,12 +4,14 @@ test_store_postgres.py."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import os
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,42 @@ def test_after_stop_waiting_a_write_no_longer_waits_for_a_lock(db: str) -> None:
             assert waits == [(0,)]
         run = store.begin_run("0", {"headers": []})  # still writes when nobody holds the lock
         assert store.record(run, [snap("http://a/", "2026-11-01T00:00:00.000Z")]) == []
+
+
+@contextlib.contextmanager
+def lock_held_for(db: str, seconds: float) -> Iterator[None]:
+    """Another connection holds the lock every write of ``db`` needs, for ``seconds`` from the
+    start of the block (released by a thread meanwhile)."""
+    holder: Any
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        holder = psycopg.connect(db)
+        holder.execute("LOCK TABLE snapshots IN ACCESS EXCLUSIVE MODE")
+    else:
+        holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(seconds, holder.commit)
+    release.start()
+    try:
+        yield
+    finally:
+        release.join()
+        holder.close()
+
+
+def test_once_a_batch_goes_through_after_stop_waiting_writes_wait_for_a_lock_again(
+    db: str,
+) -> None:
+    """The fail-fast mode of a database that stayed locked lasts until it takes a batch again:
+    then a lock another process holds for a moment is waited for, and the batch recorded."""
+    with Store.open(db) as store:
+        run = store.begin_run("0", {})
+        store.stop_waiting()  # as the recorder does after a failed write
+        store.record(run, [snap("http://a/", day(1))])  # nobody holds the lock: it goes through
+        with lock_held_for(db, 0.5):
+            store.record(run, [snap("http://a/", day(2))])
+    assert query(db, "SELECT count(*) FROM snapshots") == [(2,)]
 
 
 def test_a_snapshot_without_a_head_stays_without_one(db: str) -> None:

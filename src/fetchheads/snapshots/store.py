@@ -352,11 +352,18 @@ class Store:
         call from any thread. A backend that never reconnects does nothing."""
 
     def stop_waiting(self) -> None:
-        """From now on, a write that meets another process's lock fails at once instead of
-        waiting the busy timeout. The recorder calls it after a first write failed: a run whose
-        database stays locked would otherwise wait the whole timeout at each of its writes (the
-        run row, every batch, the close: 90 s for three targets), where one timeout says enough.
+        """Until a batch (``record``) goes through again, a write that meets another process's
+        lock fails at once instead of waiting the busy timeout; then the timeout is as before.
+        The recorder calls it after a write failed: a run whose database stays locked would
+        otherwise wait the whole timeout at each of its writes (the run row, every batch, the
+        close: 90 s for three targets), where one timeout says enough; once the database takes
+        batches again, a lock held for a moment by another process is waited for, not a batch
+        lost. (The run row is another table: its write going through says nothing of theirs.)
         Raises StoreError."""
+        raise NotImplementedError
+
+    def _wait_again(self) -> None:
+        """A batch went through: undo ``stop_waiting``, if it was called."""
         raise NotImplementedError
 
     def _translate(self, doing: str) -> contextlib.AbstractContextManager[None]:
@@ -517,6 +524,7 @@ class Store:
                 self._lock_keys(keys)
                 found[:] = self._predecessors(snapshots)
             self._insert_snapshots(rows)
+        self._wait_again()
         return found
 
     def previous(self, snapshots: Sequence[Snapshot]) -> list[Snapshot | None]:

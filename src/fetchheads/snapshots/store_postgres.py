@@ -249,6 +249,8 @@ class PostgresStore(Store):
         """Reconnecting failed for ``RECONNECT_SECONDS``: each later call tries once."""
         self._stopped = threading.Event()
         """Set by ``stop_reconnecting`` (the main thread): the pauses between tries end."""
+        self._patience: str | None = None
+        """The lock timeout ``stop_waiting`` put aside, until a batch goes through."""
 
     @classmethod
     def open(
@@ -304,6 +306,8 @@ class PostgresStore(Store):
         self._stopped.set()
 
     def stop_waiting(self) -> None:
+        if self._patience is None:
+            self._patience = self._settings["lock_timeout"]
         if self._db.closed:  # a connection made again will say it
             self._settings["lock_timeout"] = "1"
             return
@@ -517,6 +521,13 @@ class PostgresStore(Store):
     def _write(self) -> Iterator[None]:
         with self._translate("write"), self._db.transaction():
             yield
+
+    def _wait_again(self) -> None:
+        patience, self._patience = self._patience, None
+        if patience is not None:
+            self._settings["lock_timeout"] = patience
+            with contextlib.suppress(StoreError):  # else a connection made again sets it
+                self._set("lock_timeout", patience)
 
     # -- the primitives ``Store`` builds on -------------------------------------------------------
 

@@ -143,6 +143,8 @@ class SqliteStore(Store):
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
         self._db = connection
         self.path = path
+        self._patience: int | None = None
+        """The busy timeout (ms) ``stop_waiting`` put aside, until a batch goes through."""
 
     @classmethod
     def open(
@@ -231,6 +233,8 @@ class SqliteStore(Store):
 
     def stop_waiting(self) -> None:
         with self._translate("change the busy timeout"):
+            if self._patience is None:
+                self._patience = int(self._db.execute("PRAGMA busy_timeout").fetchone()[0])
             self._db.execute("PRAGMA busy_timeout = 0")  # one try, no busy handler
 
     # -- opening -------------------------------------------------------------------------------
@@ -344,6 +348,12 @@ class SqliteStore(Store):
                     self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _wait_again(self) -> None:
+        patience, self._patience = self._patience, None
+        if patience is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute(f"PRAGMA busy_timeout = {patience}")
 
     # -- the primitives ``Store`` builds on -------------------------------------------------------
 
