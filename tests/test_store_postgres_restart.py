@@ -20,7 +20,7 @@ from fetchheads.errors import StoreError
 from fetchheads.snapshots.store import Store
 from fetchheads.snapshots.store_postgres import PostgresStore
 from tests.support import processes
-from tests.support.postgres import Postgres, running_postgres
+from tests.support.postgres import Postgres, Relay, running_postgres
 from tests.support.servers import ThreadedServer
 from tests.support.snapshots import day, fetchheads, query, snap, start_site
 
@@ -51,12 +51,16 @@ def wait_for_snapshots(url: str, process: subprocess.Popen[str], at_least: int) 
     raise AssertionError("the run recorded nothing")
 
 
-def fetchheads_process(*args: str, reconnect_seconds: float | None = None) -> subprocess.Popen[str]:
-    """A real fetchheads, its reconnect span shortened for a server that stays down."""
-    setup = "import sys\n"
+def fetchheads_process(
+    *args: str, reconnect_seconds: float | None = None, connect_timeout: int | None = None
+) -> subprocess.Popen[str]:
+    """A real fetchheads, its reconnect span (and connect timeout) shortened for a server that
+    stays away."""
+    setup = "import sys\nfrom fetchheads.snapshots import store_postgres\n"
     if reconnect_seconds is not None:
-        setup += "from fetchheads.snapshots import store_postgres\n"
         setup += f"store_postgres.RECONNECT_SECONDS = {reconnect_seconds}\n"
+    if connect_timeout is not None:
+        setup += f"store_postgres.CONNECT_TIMEOUT = {connect_timeout}\n"
     setup += "from fetchheads.cli import main\nsys.argv[0] = 'fetchheads'\nmain()\n"
     return processes.start(
         [sys.executable, "-c", setup, *args],
@@ -64,6 +68,59 @@ def fetchheads_process(*args: str, reconnect_seconds: float | None = None) -> su
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.fixture
+def relay(postgres: Postgres) -> Iterator[Relay]:
+    """The shared server behind a relay that a test can cut."""
+    relayed = Relay(postgres.port)
+    yield relayed
+    relayed.close()
+
+
+NOT_RECORDED = re.compile(
+    r"fetchheads: (?:(\d+) results? not recorded(?:, (\d+) more may not have been)?|"
+    r"(\d+) results? may not have been recorded)(?P<doubt> \(the answer to their COMMIT was "
+    r"lost\))?: lost the connection, and could not make it again in \d+ s: .+ \(--db \S+\)\n"
+)
+
+
+def claims(err: str) -> tuple[int, int]:
+    """What the run's last line says: (results not recorded, results that may not have been)."""
+    match = NOT_RECORDED.fullmatch(err)
+    assert match is not None, err
+    if match[3] is not None:
+        return 0, int(match[3])
+    return int(match[1]), int(match[2] or 0)
+
+
+def test_a_run_row_whose_commit_answer_was_lost_is_not_written_twice(
+    postgres: Postgres,
+    relay: Relay,
+    threaded_server: Callable[..., ThreadedServer],
+    tmp_path: Path,
+) -> None:
+    """The run's first write (its ``runs`` row) committed, its answer lost, the server away for
+    longer than the run waits: when it is back, the run goes on with that row, not a second."""
+    _, target = start_site(threaded_server)
+    url = postgres.new_database()
+    Store.open(url).close()
+    relay.lose_commit_answer(after=b"INSERT INTO runs")
+    list_file = str(hosts(tmp_path, target))
+    args = ["--db", relay.url(url), "--json", "--rate", "10", "-q", "-i", list_file]
+    process = fetchheads_process(*args, reconnect_seconds=1)
+    assert relay.lost.wait(10)
+    time.sleep(1.5)  # the run has given up meanwhile
+    relay.restore()
+    out, err = process.communicate(timeout=60)
+    assert len(out.splitlines()) == TARGETS
+    assert query(url, "SELECT count(*), min(state), min(targets) FROM runs") == [
+        (1, "finished", TARGETS)
+    ]
+    [(stored, runs)] = query(url, "SELECT count(*), count(DISTINCT run_id) FROM snapshots")
+    assert runs == 1
+    if err:
+        assert claims(err) == (TARGETS - stored, 0)
 
 
 @pytest.mark.parametrize("changes", [False, True], ids=["record", "changes"])

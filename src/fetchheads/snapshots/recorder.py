@@ -297,6 +297,7 @@ class SnapshotSession:
         self.alerts = 0
         self._unavailable = unavailable
         self._run_id: int | None = None
+        self._run_uid: str | None = None
         self._run_options: dict[str, Any] = {}
         self._started_at = ""
         self._baseline = False
@@ -339,11 +340,17 @@ class SnapshotSession:
                 self.store.stop_waiting()
 
     def _ensure_run(self) -> int:
-        """The ``runs`` row's id, made on first use (raises StoreError)."""
+        """The ``runs`` row's id, made on first use (raises StoreError). Each try names the row
+        by the same uid: one that failed after its COMMIT reached the database leaves no
+        second row."""
         if self._run_id is None:
             assert self.store is not None
+            if self._run_uid is None:
+                from fetchheads.snapshots.store import new_uid  # loaded with the store
+
+                self._run_uid = new_uid()
             self._run_id = self.store.begin_run(
-                __version__, self._run_options, started_at=self._started_at
+                __version__, self._run_options, started_at=self._started_at, uid=self._run_uid
             )
         return self._run_id
 

@@ -181,12 +181,13 @@ def dumps(value: Any) -> str:
 
 
 def new_run(
-    version: str, options: dict[str, Any], *, started_at: str | None = None
+    version: str, options: dict[str, Any], *, started_at: str | None = None, uid: str | None = None
 ) -> tuple[Any, ...]:
-    """A new ``runs`` row (``RUN_FIELDS``) of this process, running, its uid chosen."""
+    """A new ``runs`` row (``RUN_FIELDS``) of this process, running, its uid chosen (unless
+    given)."""
     host, boot_id = this_machine()
     return (
-        new_uid(),
+        uid or new_uid(),
         started_at or format_timestamp(utc_now()),
         None,
         version,
@@ -442,10 +443,22 @@ class Store:
     # -- runs and snapshots --------------------------------------------------------------------
 
     def begin_run(
-        self, version: str, options: dict[str, Any], *, started_at: str | None = None
+        self,
+        version: str,
+        options: dict[str, Any],
+        *,
+        started_at: str | None = None,
+        uid: str | None = None,
     ) -> int:
+        """The id of a new ``runs`` row. Given its ``uid``, a row that a failed call may have
+        stored all the same (its COMMIT sent, the answer lost) is found and not written twice:
+        a run that tries again with the same uid has one row."""
         with self._write():
-            return self._insert_run(new_run(version, options, started_at=started_at))
+            if uid is not None:
+                done = self._rows("SELECT id FROM runs WHERE uid = ?", (uid,))
+                if done:
+                    return int(done[0][0])
+            return self._insert_run(new_run(version, options, started_at=started_at, uid=uid))
 
     def finish_run(
         self,

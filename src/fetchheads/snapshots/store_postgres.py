@@ -61,7 +61,7 @@ from fetchheads.snapshots.store import (
     decode,
     encode,
     has_stray_at,
-    new_run,
+    new_uid,
     shown,
     with_last_certificate,
 )
@@ -603,23 +603,18 @@ class PostgresStore(Store):
     # -- what a run writes, again after a lost connection -----------------------------------------
 
     def begin_run(
-        self, version: str, options: dict[str, Any], *, started_at: str | None = None
+        self,
+        version: str,
+        options: dict[str, Any],
+        *,
+        started_at: str | None = None,
+        uid: str | None = None,
     ) -> int:
-        values = new_run(version, options, started_at=started_at)
-        tries = 0
-
-        def insert() -> int:
-            nonlocal tries
-            tries += 1
-            if tries > 1:  # the insert whose connection broke may have committed
-                with self._translate("read"):
-                    done = self._rows("SELECT id FROM runs WHERE uid = ?", (values[0],))
-                if done:
-                    return int(done[0][0])
-            with self._write():
-                return self._insert_run(values)
-
-        return self._again(insert)
+        # The insert whose connection broke may have committed: each try looks for its uid.
+        uid = uid or new_uid()
+        return self._again(
+            lambda: Store.begin_run(self, version, options, started_at=started_at, uid=uid)
+        )
 
     def finish_run(
         self,
