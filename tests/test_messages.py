@@ -114,3 +114,20 @@ def test_a_command_group_given_no_command_shows_its_help_as_lines() -> None:
     assert "\\x0a" not in output
     assert "Usage: fetchheads db [OPTIONS] COMMAND [ARGS]..." in output.splitlines()
     assert any(line.lstrip().startswith("copy ") for line in output.splitlines())
+
+
+def test_results_that_may_have_been_recorded_are_counted_apart() -> None:
+    """A batch whose COMMIT's answer was lost (PostgreSQL) is neither lost for sure nor recorded
+    for sure: the line says which is which, and the database as given (password masked)."""
+    from fetchheads.run.summary import not_recorded
+
+    db = "postgresql://u:***@127.0.0.1/heads"
+    assert not_recorded(3, "lost", db) == f"fetchheads: 3 results not recorded: lost (--db {db})"
+    assert not_recorded(28, "lost", db, in_doubt=8) == (
+        "fetchheads: 20 results not recorded, 8 more may not have been "
+        f"(the answer to their COMMIT was lost): lost (--db {db})"
+    )
+    assert not_recorded(1, "lost", db, in_doubt=1) == (
+        "fetchheads: 1 result may not have been recorded "
+        f"(the answer to its COMMIT was lost): lost (--db {db})"
+    )

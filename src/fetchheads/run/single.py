@@ -151,7 +151,9 @@ def execute(plan: RunPlan) -> Outcome:
         stderr.print(message, soft_wrap=True)
         status = ExitStatus.FAILED
     if session.unrecorded and session.error is not None:
-        lost = not_recorded(session.unrecorded, session.error.reason, session.path or "")
+        lost = not_recorded(
+            session.unrecorded, session.error.reason, session.path or "", in_doubt=session.in_doubt
+        )
         stderr.print(lost, soft_wrap=True)  # one line, however narrow the terminal
         if status is ExitStatus.OK:
             status = ExitStatus.FAILED

@@ -13,11 +13,21 @@ from fetchheads.render.safe import terminal_safe
 from fetchheads.wording import counted
 
 
-def not_recorded(count: int, reason: str, path: str) -> str:
+def not_recorded(count: int, reason: str, path: str, *, in_doubt: int = 0) -> str:
     """``fetchheads: 3 results not recorded: database is locked (--db /var/heads.db)``: what a
-    run whose database failed it says on stderr, however quiet (its exit status is then 1)."""
-    lost = counted(count, "result")
-    return f"fetchheads: {lost} not recorded: {terminal_safe(reason)} (--db {terminal_safe(path)})"
+    run whose database failed it says on stderr, however quiet (its exit status is then 1).
+    ``in_doubt`` of the ``count`` may have been recorded: ``2 results not recorded, 3 more may
+    not have been (the answer to their COMMIT was lost): ...``."""
+    sure = count - in_doubt
+    if not in_doubt:
+        lost = f"{counted(count, 'result')} not recorded"
+    elif not sure:
+        lost = f"{counted(in_doubt, 'result')} may not have been recorded"
+    else:
+        lost = f"{counted(sure, 'result')} not recorded, {in_doubt} more may not have been"
+    if in_doubt:
+        lost += f" (the answer to {'its' if in_doubt == 1 else 'their'} COMMIT was lost)"
+    return f"fetchheads: {lost}: {terminal_safe(reason)} (--db {terminal_safe(path)})"
 
 
 def below(grades: collections.Counter[str], floor: str) -> int:

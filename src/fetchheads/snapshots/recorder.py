@@ -19,7 +19,8 @@ run: the batch is counted as not recorded, ``--changes`` compares it with what c
 (or, failing that, prints it whole), and the next batch tries again. The run ends with
 ``N results not recorded: REASON`` and exit status 1. (A PostgreSQL store connects again on its
 own when its connection breaks: here that is a batch that took longer, or, when the server stays
-away, a StoreError like any other.)
+away, a StoreError like any other; a batch whose COMMIT's answer was lost then is counted as not
+recorded, unless a later connection finds it stored: until then the store has it ``in_doubt``.)
 """
 
 from __future__ import annotations
@@ -313,10 +314,21 @@ class SnapshotSession:
 
     @property
     def unrecorded(self) -> int:
-        """How many results the database did not take."""
+        """How many results the database did not take, or may not have (``in_doubt``)."""
         if self._recorder is not None:
-            return self._recorder.unrecorded
+            return self._recorder.unrecorded - self._found_after_all
         return self._targets if self._unavailable is not None else 0
+
+    @property
+    def in_doubt(self) -> int:
+        """How many of ``unrecorded`` may have been recorded all the same: the answer to their
+        COMMIT was lost, and the database could not be reached since to look."""
+        return self.store.in_doubt if self.store is not None else 0
+
+    @property
+    def _found_after_all(self) -> int:
+        """Results counted as not recorded, found stored later (their COMMIT's answer lost)."""
+        return self.store.found_after_all if self.store is not None else 0
 
     @property
     def shown_alerts(self) -> int:
@@ -397,7 +409,8 @@ class SnapshotSession:
             if recorder.alerts_shown:
                 parts.append(counted(recorder.alerts_shown, "certificate warning"))
             shown = f"{' and '.join(parts)} shown" if parts else "none shown"
-            return f"; baseline: {counted(recorder.recorded, 'snapshot')} recorded, {shown}"
+            recorded = recorder.recorded + self._found_after_all
+            return f"; baseline: {counted(recorded, 'snapshot')} recorded, {shown}"
         return f"; {recorder.changed} changed"
 
     async def drain(self) -> None:

@@ -317,6 +317,11 @@ class Store:
     certificate facts and the stored audit of every row was a third of its time."""
 
     path: str
+    in_doubt = 0
+    """Snapshots of failed ``record`` calls that may have been stored all the same: their COMMIT
+    was sent, its answer was lost, and no connection has been made since to look (PostgreSQL)."""
+    found_after_all = 0
+    """Snapshots of such calls that were found stored, on a connection made later."""
 
     @classmethod
     def open(

@@ -23,8 +23,10 @@ run that could record nothing.
 
 A connection that breaks under a run (a restart, a failover) is made again: ``begin_run``,
 ``record``, ``finish_run`` and the reads a run makes are each one transaction, tried again on a new
-connection for up to ``RECONNECT_SECONDS``. Their rows keep their uids from try to try, so a try
-after one whose COMMIT may have gone through looks for them first: nothing is lost or doubled.
+connection for ``RECONNECT_SECONDS``. Their rows keep their uids from try to try, so a try after
+one whose COMMIT may have gone through looks for them first: nothing is lost or doubled. A batch
+whose COMMIT was sent when the store gave up is ``in_doubt`` until a later connection finds it
+stored (``found_after_all``) or not.
 
 ``db copy`` into one database twice at once: each import transaction holds one advisory lock, so
 the second finds what the first added instead of inserting it again.
@@ -81,8 +83,10 @@ RETRIES = 3
 RECONNECT_SECONDS = 60.0
 """How long a write keeps trying to reach the server again after the connection broke: a
 restart takes seconds, a managed database's failover about a minute. Meanwhile the fetch goes
-on (the writes have a thread of their own) and the results wait; once a whole span has failed,
-each later write tries once, so a server that stays down costs a run one span, not one each."""
+on (the writes have a thread of their own) and the results wait. Once a whole span has failed,
+the store tries once more only when another span has passed since its last try, and every call
+before that fails at once: a server that stays down, or drops packets (each try then waits
+``CONNECT_TIMEOUT``), costs a run one span, not one, or two, a batch."""
 KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 15,
@@ -245,12 +249,20 @@ class PostgresStore(Store):
         """The session's SETs, made again on a new connection."""
         self._lost_at: float | None = None
         """When (monotonic) the connection broke, until a new one is made."""
-        self._gave_up = False
-        """Reconnecting failed for ``RECONNECT_SECONDS``: each later call tries once."""
+        self._gave_up: StoreError | None = None
+        """Reconnecting failed for ``RECONNECT_SECONDS``: why, said again by each call until
+        ``_next_try``."""
+        self._next_try = 0.0
         self._stopped = threading.Event()
         """Set by ``stop_reconnecting`` (the main thread): the pauses between tries end."""
         self._patience: str | None = None
         """The lock timeout ``stop_waiting`` put aside, until a batch goes through."""
+        self._committing = False
+        """The last ``_write`` had sent its COMMIT (or was about to) when it failed."""
+        self._unsure: list[tuple[str, int]] = []
+        """The batches ``in_doubt``: the uid of a row of each (stored all or none), its size."""
+        self.in_doubt = 0
+        self.found_after_all = 0
 
     @classmethod
     def open(
@@ -328,49 +340,87 @@ class PostgresStore(Store):
         failover, a network cut), ``operation()`` again on a new connection: each operation
         given here is one transaction that may be run twice (``record`` and ``begin_run`` know
         whether the broken one committed). Raises the StoreError of ``_reconnect`` when the
-        server does not come back in time."""
-        deadline = time.monotonic() + RECONNECT_SECONDS
+        server does not come back in time, and the operation's own when a connection made
+        again keeps breaking under it for ``RECONNECT_SECONDS``."""
+        broke: float | None = None
         while True:
             if self._db.closed:
-                self._reconnect(deadline)
+                self._reconnect()
             try:
                 return operation()
             except StoreError:
-                if not self._db.broken or time.monotonic() > deadline:
+                if not self._db.broken:
+                    raise
+                now = time.monotonic()
+                if broke is None:
+                    broke = now
+                elif now - broke > RECONNECT_SECONDS:
                     raise
                 if self._lost_at is None:
-                    self._lost_at = time.monotonic()
+                    self._lost_at = now
 
-    def _reconnect(self, deadline: float) -> None:
+    def _reconnect(self) -> None:
         """A new connection, with the session's settings; tried again with a growing pause
-        until ``deadline`` (once only after a whole span failed before: the next batch of a
-        run whose server stays down costs one try, not another minute)."""
-        lost_at = self._lost_at if self._lost_at is not None else time.monotonic()
-        self._lost_at = lost_at
+        until ``RECONNECT_SECONDS`` after the connection was lost, the last try at that time.
+        After a whole span failed (or the run was stopped), one try when another span has
+        passed since the last, and before that none: the call fails at once."""
+        now = time.monotonic()
+        if self._gave_up is not None and now < self._next_try:
+            raise StoreError(str(self._gave_up), self._gave_up.reason)
+        if self._lost_at is None:
+            self._lost_at = now
+        deadline = self._lost_at + RECONNECT_SECONDS  # past, once given up: one try
         pause = RECONNECT_FIRST_PAUSE
         while True:
+            connection = None
             try:
                 connection = _connect(self._psycopg, self._location)
                 for name, value in self._settings.items():
                     connection.execute(f"SET {name} = {value}".encode())
             except self._psycopg.Error as exc:
-                why = _error(self.path, "connect", exc).reason
-                stopped = self._stopped.is_set()
-                if stopped or self._gave_up or time.monotonic() + pause > deadline:
-                    self._gave_up = True
-                    waited = time.monotonic() - lost_at
-                    reason = (
-                        f"lost the connection, and could not make it again in {waited:.0f} s: {why}"
-                    )
-                    raise StoreError(f"{self.path}: cannot reconnect: {reason}", reason) from exc
-                self._stopped.wait(pause)  # a stopped run ends the pause: one try more
+                if connection is not None:
+                    connection.close()
+                now = time.monotonic()
+                if self._stopped.is_set() or now >= deadline:
+                    raise self._give_up(exc, now) from exc
+                self._stopped.wait(min(pause, deadline - now))  # a stop ends it: one try more
                 pause = min(pause * 2, RECONNECT_LAST_PAUSE)
                 continue
             self.close()
             self._db = connection
             self._lost_at = None
-            self._gave_up = False
+            self._gave_up = None
+            self._settle()
             return
+
+    def _give_up(self, exc: Exception, now: float) -> StoreError:
+        """Why the connection could not be made again, said with the time really spent trying;
+        the calls that follow say it too, until ``_next_try``."""
+        assert self._lost_at is not None
+        why = _error(self.path, "connect", exc).reason
+        waited = now - self._lost_at
+        reason = f"lost the connection, and could not make it again in {waited:.0f} s: {why}"
+        self._gave_up = StoreError(f"{self.path}: cannot reconnect: {reason}", reason)
+        self._next_try = now + RECONNECT_SECONDS
+        return StoreError(str(self._gave_up), reason)
+
+    def _settle(self) -> None:
+        """On a connection made again, look up the batches ``in_doubt``: each was stored whole
+        (``found_after_all``) or not at all (counted as not recorded already)."""
+        if not self._unsure:
+            return
+        try:
+            with self._translate("read"):
+                rows = self._rows(
+                    "SELECT uid FROM snapshots WHERE uid = ANY(?::text[])",
+                    ([uid for uid, _ in self._unsure],),
+                )
+        except StoreError:
+            return  # looked up on the next connection
+        stored = {row[0] for row in rows}
+        self.found_after_all += sum(size for uid, size in self._unsure if uid in stored)
+        self._unsure.clear()
+        self.in_doubt = 0
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -519,8 +569,10 @@ class PostgresStore(Store):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
+        self._committing = False
         with self._translate("write"), self._db.transaction():
             yield
+            self._committing = True  # what fails now may have been committed
 
     def _wait_again(self) -> None:
         patience, self._patience = self._patience, None
@@ -656,9 +708,10 @@ class PostgresStore(Store):
         uids = [row[1] for row in rows]
         found: list[Snapshot | None] = []
         tries = 0
+        unsure = False  # a try's COMMIT was sent, and no later try has looked since
 
         def write() -> list[Snapshot | None]:
-            nonlocal tries
+            nonlocal tries, unsure
             tries += 1
             if tries > 1:
                 with self._translate("read"):
@@ -667,16 +720,24 @@ class PostgresStore(Store):
                     )[0][0]
                 if stored:  # all of them: one transaction
                     return found
+                unsure = False
             for attempt in range(RETRIES):
                 try:
                     return self._record(rows, snapshots, previous=previous, found=found)
                 except StoreError as exc:
+                    unsure = unsure or (self._committing and self._db.broken)
                     deadlock = isinstance(exc.__cause__, self._psycopg.errors.DeadlockDetected)
                     if not deadlock or attempt == RETRIES - 1:
                         raise
             raise AssertionError("unreachable")
 
-        return self._again(write)
+        try:
+            return self._again(write)
+        except StoreError:
+            if unsure and uids:
+                self._unsure.append((uids[0], len(uids)))
+                self.in_doubt += len(uids)
+            raise
 
 
 def _paramstyle(sql: str) -> bytes:
