@@ -10,8 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -80,7 +81,7 @@ def relay(postgres: Postgres) -> Iterator[Relay]:
 
 NOT_RECORDED = re.compile(
     r"fetchheads: (?:(\d+) results? not recorded(?:, (\d+) more may not have been)?|"
-    r"(\d+) results? may not have been recorded)(?P<doubt> \(the answer to their COMMIT was "
+    r"(\d+) results? may not have been recorded)(?: \(the answer to (?:its|their) COMMIT was "
     r"lost\))?: lost the connection, and could not make it again in \d+ s: .+ \(--db \S+\)\n"
 )
 
@@ -342,6 +343,34 @@ def test_a_server_down_when_a_run_ends_is_said_and_not_waited_on_for_ever(
         assert time.monotonic() - started < 0.5  # gave up before: one try
     own_postgres.resume()
     assert query(url, "SELECT state, targets FROM runs") == [("finished", 1)]
+
+
+def test_a_batch_the_server_ended_before_going_away_is_not_in_doubt(
+    postgres: Postgres, relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server answered the COMMIT by ending the connection (a shutdown, a terminated
+    backend): it rolled the batch back, which is then not recorded for sure, not maybe."""
+    from fetchheads.snapshots import store_postgres
+
+    monkeypatch.setattr(store_postgres, "RECONNECT_SECONDS", 0.5)
+    url = postgres.new_database()
+    with Store.open(relay.url(url)) as store:
+        assert isinstance(store, PostgresStore)
+        run = store.begin_run("0", {})
+        copy = store._insert_snapshots
+
+        def copy_then_end(rows: Sequence[Sequence[Any]]) -> None:
+            copy(rows)
+            with psycopg.connect(url, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (store._db.info.backend_pid,))
+            time.sleep(0.3)  # its FATAL sent
+            relay.refuse()
+
+        monkeypatch.setattr(store, "_insert_snapshots", copy_then_end)
+        with pytest.raises(StoreError, match="could not make it again"):
+            store.record(run, [snap("http://a/", day(1))])
+        assert store.in_doubt == 0
+    assert query(url, "SELECT count(*) FROM snapshots") == [(0,)]
 
 
 def test_the_reconnect_span_lasts_as_long_as_the_message_says(

@@ -574,6 +574,13 @@ class PostgresStore(Store):
             yield
             self._committing = True  # what fails now may have been committed
 
+    def _unanswered(self, exc: StoreError) -> bool:
+        """Whether the write that failed with ``exc`` may have committed: its COMMIT was sent
+        (or about to be), and the connection broke without the server's answer. An error the
+        server sent (its SQLSTATE: shut down, terminated) says the transaction was rolled back."""
+        answered = getattr(exc.__cause__, "sqlstate", None) is not None
+        return self._committing and self._db.broken and not answered
+
     def _wait_again(self) -> None:
         patience, self._patience = self._patience, None
         if patience is not None:
@@ -725,7 +732,7 @@ class PostgresStore(Store):
                 try:
                     return self._record(rows, snapshots, previous=previous, found=found)
                 except StoreError as exc:
-                    unsure = unsure or (self._committing and self._db.broken)
+                    unsure = unsure or self._unanswered(exc)
                     deadlock = isinstance(exc.__cause__, self._psycopg.errors.DeadlockDetected)
                     if not deadlock or attempt == RETRIES - 1:
                         raise
