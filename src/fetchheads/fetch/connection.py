@@ -79,17 +79,17 @@ class HeadReader(asyncio.Protocol):
         "_done",
         "_error",
         "_head",
-        "_loop",
         "_waiter",
         "connected_at",
         "early",
         "first_byte_at",
+        "loop",
         "parser",
         "request",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, request: bytes | None = None) -> None:
-        self._loop = loop
+        self.loop = loop
         # Written the moment the connection is made, in the loop's callback, rather than after
         # the connecting task has been woken and resumed: one turn of a busy loop sooner at the
         # server (``exchange`` then writes nothing more). ``None``: ``exchange`` writes it.
@@ -191,7 +191,7 @@ class HeadReader(asyncio.Protocol):
     def waiter(self) -> asyncio.Future[None]:
         """A future done once the head is complete or the connection has ended (``done``), for a
         caller that awaits it in its own frame rather than through ``read_head``."""
-        self._waiter = self._loop.create_future()
+        self._waiter = self.loop.create_future()
         return self._waiter
 
     def head(self) -> ResponseHead:
@@ -323,7 +323,7 @@ async def start_tls(
 ) -> asyncio.Transport:
     """The TLS handshake on an open transport; returns the TLS transport (``reader`` stays its
     protocol). The caller aborts ``transport`` if this raises."""
-    loop = asyncio.get_running_loop()
+    loop = reader.loop  # the running loop, known without asking (a system call on 3.11)
     state.phase = "TLS handshake"
     # A server that speaks first (an SSH banner, plain HTTP) is not speaking TLS; without this
     # check the handshake would wait for its reply until the deadline.

@@ -82,6 +82,11 @@ class FetchContext:
     ``pace`` is awaited before every attempt, outside its deadline (``--rate``); ``None`` means no
     limit.
     TLS targets use ``tls_context()``.
+
+    ``loop`` is the run's event loop, given by a run that builds its context inside it
+    (``run.single``): on CPython 3.11 every ``asyncio.get_running_loop()`` is a system call
+    (``getpid``, to notice a fork), which a target would otherwise make once or twice. ``None``:
+    each attempt asks for the running loop.
     """
 
     config: Config
@@ -89,6 +94,7 @@ class FetchContext:
     ssl_context: ssl.SSLContext | None = None
     pace: Callable[[], Awaitable[None]] | None = None
     make_ssl_context: Callable[[], ssl.SSLContext] | None = None
+    loop: asyncio.AbstractEventLoop | None = dataclasses.field(default=None, repr=False)
     deadlines: dict[asyncio.AbstractEventLoop, Deadlines] = dataclasses.field(
         default_factory=dict, repr=False
     )
@@ -203,7 +209,9 @@ async def _attempt(
         # covers DNS, connect, TLS and the head) nor to the timings, and fetched_at is when the
         # attempt really began.
         await ctx.pace()
-    loop = asyncio.get_running_loop()
+    loop = ctx.loop
+    if loop is None:
+        loop = asyncio.get_running_loop()
     fetched_at = datetime.now(UTC)  # utc_now(), without the call
     # Timing fields use perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
     state = FetchState(time.perf_counter())  # positional: a keyword costs its matching
@@ -465,6 +473,8 @@ def _open_tcp(
     addresses = _known_addresses(host, port, ctx, state)
     if addresses is None:
         return _resolve_and_connect(host, port, ctx, state, tls=tls, request=request)
+    if loop is None:
+        loop = ctx.loop
     return connect(addresses, port, state, tls=tls, loop=loop, request=request)
 
 
@@ -497,7 +507,7 @@ async def _resolve_and_connect(
 ) -> tuple[asyncio.Transport, HeadReader]:
     addresses = await ctx.resolver.resolve(host, port)
     state.dns = time.perf_counter() - state.start
-    return await connect(addresses, port, state, tls=tls, request=request)
+    return await connect(addresses, port, state, tls=tls, loop=ctx.loop, request=request)
 
 
 async def open_via_proxy(
@@ -528,7 +538,7 @@ async def open_via_proxy(
         if refusal is not None:
             raise ProxyRefusal(f"proxy {proxy.address}: {refusal}")
         # The proxy's answer is done; the origin's bytes go to a reader of their own.
-        tunnel = HeadReader(asyncio.get_running_loop())
+        tunnel = HeadReader(reader.loop)
         transport = await start_tls(transport, tunnel, target.host, ctx.tls_context(), state)
     except BaseException:
         transport.abort()

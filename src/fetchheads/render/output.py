@@ -72,6 +72,10 @@ class Sink:
         """Called before each write to stdout: the progress line erases itself there..."""
         self.after_write: Callable[[], None] = lambda: None
         """...and comes back below what was written."""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The run's event loop, given by the run that emits into this sink, for the flush it
+        schedules once a turn: asking for it is a system call on CPython 3.11 (``getpid``),
+        once a result where every result is a turn of its own (``-c 1``). ``None``: asked."""
 
     def set_on_error(self, on_error: Callable[[], None]) -> None:
         self._on_error = on_error
@@ -138,7 +142,7 @@ class TextSink(Sink):
             self.flush()
         elif not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            (self.loop or asyncio.get_running_loop()).call_soon(self.flush)
 
     def emit_bytes(self, data: bytes) -> None:
         """Output already formatted (a worker's records, ``run.supervisor``), batched alike."""
@@ -150,7 +154,7 @@ class TextSink(Sink):
             self.flush()
         elif not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            (self.loop or asyncio.get_running_loop()).call_soon(self.flush)
 
     def flush(self) -> None:
         self._scheduled = False

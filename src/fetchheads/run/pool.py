@@ -91,7 +91,9 @@ async def run(
 
     While ``throttle`` is paused a worker starts no new target: the results of those in flight
     are still emitted, and their deadlines run as if nothing were amiss."""
-    feed = _Feed(concurrency * 2)
+    # Asked for once: on CPython 3.11 each asyncio.get_running_loop() is a system call (getpid).
+    loop = asyncio.get_running_loop()
+    feed = _Feed(concurrency * 2, loop)
     # In input order, one slow target holds back every later result: the window bounds how many
     # may wait behind it, so memory stays flat however long the list.
     window = asyncio.Semaphore(concurrency * 4)
@@ -120,7 +122,7 @@ async def run(
             if intake is not None:
                 intake.read = seq + held
 
-    ramp = _Ramp(STARTS_PER_TURN)
+    ramp = _Ramp(STARTS_PER_TURN, loop)
 
     async def work() -> None:
         jobs = feed.jobs
@@ -168,9 +170,10 @@ class _Feed:
     own), and the reader sleeps while the deque is full and wakes once it has drained to half.
     """
 
-    __slots__ = ("closed", "idle", "jobs", "limit", "reader_waits")
+    __slots__ = ("closed", "idle", "jobs", "limit", "loop", "reader_waits")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.jobs: collections.deque[tuple[int, Item]] = collections.deque()
         self.closed = False
         self.limit = limit
@@ -192,11 +195,11 @@ class _Feed:
                 space.set_result(None)
 
     async def space(self) -> None:
-        self.reader_waits = asyncio.get_running_loop().create_future()
+        self.reader_waits = self.loop.create_future()
         await self.reader_waits
 
     async def wait(self) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = self.loop.create_future()
         self.idle.append(waiter)
         await waiter
 
@@ -213,9 +216,10 @@ class _Ramp:
     the next turns. ``start`` is the fast path (a count); only a start over the limit waits on a
     future of its own, released ``per_turn`` at a time by a callback once a turn."""
 
-    __slots__ = ("_armed", "_left", "_per_turn", "_waiting")
+    __slots__ = ("_armed", "_left", "_loop", "_per_turn", "_waiting")
 
-    def __init__(self, per_turn: int) -> None:
+    def __init__(self, per_turn: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._per_turn = per_turn
         self._left = per_turn
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -231,7 +235,7 @@ class _Ramp:
         return False
 
     async def turn(self) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = self._loop.create_future()
         self._waiting.append(waiter)
         self._arm()
         await waiter
@@ -239,7 +243,7 @@ class _Ramp:
     def _arm(self) -> None:
         if not self._armed:
             self._armed = True
-            asyncio.get_running_loop().call_soon(self._next_turn)
+            self._loop.call_soon(self._next_turn)
 
     def _next_turn(self) -> None:
         # Run at the start of the next turn, after the loop has looked at its sockets: the

@@ -84,7 +84,7 @@ def execute(plan: RunPlan) -> Outcome:
             task.cancel()
 
         sink.set_on_error(cancel)
-        loop = asyncio.get_running_loop()
+        loop = sink.loop = asyncio.get_running_loop()
         loop.set_exception_handler(process.loop_errors(stderr.print))
         stop.install(loop, task)
         process.accept_stop_signals()  # held while a --workers worker started
@@ -93,7 +93,8 @@ def execute(plan: RunPlan) -> Outcome:
             config=config,
             make_ssl_context=plan.tls,
             resolver=resolver,
-            pace=Pacer(config.rate) if config.rate else None,
+            pace=Pacer(config.rate, clock=loop.time) if config.rate else None,
+            loop=loop,  # not asked for again at each target (a system call on 3.11)
         )
         output = session.attach(sink.emit, cancel)
         items = read_sources(plan.sources, config.default_scheme)

@@ -162,7 +162,7 @@ def supervise(plan: RunPlan) -> Outcome:
 
     async def main() -> None:
         nonlocal all_read
-        loop = asyncio.get_running_loop()
+        loop = sink.loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         loop.set_exception_handler(process.loop_errors(stderr.print))
