@@ -9,7 +9,8 @@ import pytest
 
 from fetchheads import __version__
 from fetchheads.config import Config
-from fetchheads.errors import ErrorKind
+from fetchheads.errors import ErrorKind, FetchError
+from fetchheads.fetch.connection import HeadReader
 from fetchheads.fetch.one import fetch_one
 from fetchheads.models import Result
 from fetchheads.targets import parse_target
@@ -334,3 +335,57 @@ async def test_a_cancellation_from_outside_is_not_turned_into_a_timeout() -> Non
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+class RecordingTransport:
+    """What a ``HeadReader`` does to its connection: the writes, and how often it aborts it."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.aborts = 0
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def abort(self) -> None:
+        self.aborts += 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "ok"),
+    [
+        (b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n<html>", True),
+        (b"HTTP/1.1 200 OK\r\nServer x\r\n\r\n<html>", False),
+    ],
+)
+async def test_a_plain_http_reader_drops_its_connection_where_the_head_ends(
+    answer: bytes, ok: bool
+) -> None:
+    # In the callback that completed (or refused) the head, not a turn later in the fetching
+    # task: uvloop then closes the socket before it polls again, and the body is never read.
+    reader = HeadReader(asyncio.get_running_loop(), b"GET / HTTP/1.0\r\n\r\n")
+    transport = RecordingTransport()
+    reader.connection_made(transport)  # type: ignore[arg-type]
+    assert transport.written == [b"GET / HTTP/1.0\r\n\r\n"]
+    reader.data_received(answer[:10])
+    assert (reader.done, transport.aborts) == (False, 0)
+    reader.data_received(answer[10:])
+    assert (reader.done, transport.aborts) == (True, 1)
+    reader.data_received(b"more of the body")
+    reader.connection_lost(None)  # the abort's own callback, a turn later
+    assert transport.aborts == 1
+    if ok:
+        assert reader.head().headers == (("Server", "x"),)
+    else:
+        with pytest.raises(FetchError, match="header line without a colon"):
+            reader.head()
+
+
+async def test_a_reader_that_did_not_send_the_request_leaves_its_connection_open() -> None:
+    # A proxy's answer to CONNECT is a head too, and the tunnel goes on over the same connection.
+    reader = HeadReader(asyncio.get_running_loop())
+    transport = RecordingTransport()
+    reader.connection_made(transport)  # type: ignore[arg-type]
+    reader.data_received(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    assert reader.head().status == 200
+    assert (transport.written, transport.aborts) == ([], 0)

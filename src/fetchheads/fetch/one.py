@@ -250,7 +250,9 @@ async def _attempt(
                     await reader.waiter()
                 head = reader.head()
             finally:
-                transport.abort()  # never read the body, never wait for a polite close
+                # Never read the body, never wait for a polite close (once the head is complete
+                # the reader has already aborted: a second abort does nothing).
+                transport.abort()
                 if reader.first_byte_at is not None:
                     state.ttfb = reader.first_byte_at - state.start
     except asyncio.CancelledError:
