@@ -30,7 +30,10 @@ The tools:
                the asyncio loop and on uvloop
 
 and prints, per tool, the median wall time, targets/s, peak RSS (``os.wait4``) and CPU time, and
-fetchheads/curl in wall time and CPU. Every tool's output is checked to hold N response heads.
+fetchheads/curl in wall time and CPU. Every tool's output is checked to hold N response heads: a
+tool that got fewer in any round is marked failed in the table, not given a time (a tool that
+skipped work would look fast). A peer whose Python package is not installed (aiohttp: the bench
+extra, ``pip install -e '.[bench]'``) is left out before timing, with one line saying so.
 
 ``--dns`` adds the DNS case: N_DNS names through a loopback DNS server that answers after 100 ms,
 ``--dns-servers`` at ``-c 200``. ``--memory N`` adds two runs of N targets streamed on stdin
@@ -41,6 +44,7 @@ PSS of them all. Loopback only: nothing here leaves 127.0.0.0/8.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import platform
@@ -142,11 +146,12 @@ def measure(
     process tree's summed PSS (sampled every 50 ms) is appended to it: fetchheads with workers is
     several processes."""
     rss_file = stdout.with_suffix(".rss")
+    err_file = stdout.with_suffix(".err")
     if GNU_TIME is not None:
         argv = [GNU_TIME, "-q", "-f", "%M", "-o", str(rss_file), *argv]
-    with open(stdout, "wb") as out:
+    with open(stdout, "wb") as out, open(err_file, "wb") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=subprocess.DEVNULL)  # type: ignore[arg-type]
+        process = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err)  # type: ignore[arg-type]
         sampler = None
         if tree is not None:
             peak = [0.0]
@@ -266,6 +271,37 @@ CURL_PARALLEL_MAX = 300
 """curl clamps ``--parallel-max`` to 300: above that it keeps 300 transfers in flight."""
 
 
+NEEDS = {
+    "aiohttp": ("aiohttp", "pip install -e '.[bench]'"),
+    "streams-uvloop": ("uvloop", "pip install uvloop"),
+    "floor": ("uvloop", "pip install uvloop"),
+}
+"""The peers that need a Python package fetchheads itself may run without: (module, install)."""
+
+
+def runnable(commands: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``commands`` without the peers that cannot run here, each left out with one line that
+    says how to install what it needs (timed, it would fail at once, every round)."""
+    kept = {}
+    for tool, argv in commands.items():
+        need = NEEDS.get(tool)
+        if need is not None and importlib.util.find_spec(need[0]) is None:
+            module, install = need
+            print(f"{tool}: left out, {module} is not installed ({install})", flush=True)
+        else:
+            kept[tool] = argv
+    return kept
+
+
+def last_line(path: Path) -> str:
+    """The last line a tool wrote to stderr (why it failed), or ``""``."""
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:200] if lines else ""
+
+
 def fetchheads_argv(python: str, c: int, urls: Path, *extra: str) -> list[str]:
     return [python, "-m", "fetchheads", "--json", "-q", "-c", str(c), *extra, "-i", str(urls)]
 
@@ -296,10 +332,13 @@ def compare(
 ) -> None:
     """Run every command ``rounds`` times, alternating the order each round; print the medians
     (and, for a latency-bound regime, each tool's ideal time and how far it is from it) and
-    fetchheads/curl per round."""
+    fetchheads/curl per round. A tool that got fewer than ``targets`` heads in any round is
+    marked failed, not timed; a peer that cannot run here is left out before the first round."""
+    print(f"\n## {title}", flush=True)
+    commands = runnable(commands)
     tools = list(commands)
     samples: dict[str, list[tuple[float, float, float]]] = {t: [] for t in tools}
-    print(f"\n## {title}", flush=True)
+    heads: dict[str, list[int]] = {t: [] for t in tools}
     for round_ in range(rounds):
         order = tools[round_ % len(tools) :] + tools[: round_ % len(tools)]
         for tool in order:
@@ -308,8 +347,13 @@ def compare(
             sample = measure(commands[tool], stdout=out)
             overflows = listen_overflows() - overflows
             got = count_heads(out)
+            heads[tool].append(got)
             if got != targets:  # a tool that skipped work would look fast
-                print(f"warning: {tool} got {got} of {targets} heads", flush=True)
+                why = last_line(out.with_suffix(".err"))
+                print(
+                    f"warning: {tool} got {got} of {targets} heads" + (f": {why}" if why else ""),
+                    flush=True,
+                )
             if overflows:
                 print(
                     f"warning: {overflows} connections overflowed an accept queue during "
@@ -319,7 +363,10 @@ def compare(
             samples[tool].append(sample)
         print(
             f"round {round_ + 1}/{rounds}: "
-            + ", ".join(f"{t} {samples[t][-1][0]:.2f}s" for t in tools),
+            + ", ".join(
+                f"{t} {samples[t][-1][0]:.2f}s" if heads[t][-1] == targets else f"{t} failed"
+                for t in tools
+            ),
             flush=True,
         )
     head = "| tool | wall s | targets/s | peak RSS MiB | CPU s |"
@@ -330,6 +377,14 @@ def compare(
     print(f"\n{targets} targets, median of {rounds} rounds\n{head}\n{rule}")
     medians = {}
     for tool in tools:
+        short = [got for got in heads[tool] if got != targets]
+        if short:
+            row = (
+                f"| {tool} | failed: {min(short):,} of {targets:,} heads "
+                f"({len(short)} of {rounds} rounds) | | | |"
+            )
+            print(row + (" | |" if ideal is not None else ""))
+            continue
         wall = statistics.median(s[0] for s in samples[tool])
         rss = max(s[1] for s in samples[tool])
         cpu = statistics.median(s[2] for s in samples[tool])
@@ -402,6 +457,9 @@ def main() -> None:
                         "uvloop",
                     ],
                 }
+                unknown_tools = [t for t in args.tools.split(",") if t and t not in every]
+                if unknown_tools:
+                    parser.error(f"unknown tool {', '.join(unknown_tools)}: choose from {PEERS}")
                 chosen = {t: every[t] for t in args.tools.split(",") if t}
                 compare(
                     f"http: nginx on loopback, -c {c}",
