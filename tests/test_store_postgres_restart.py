@@ -220,6 +220,34 @@ def test_a_server_that_drops_packets_costs_a_run_one_reconnect_span(
     assert waited < 9, err
 
 
+def test_a_server_back_soon_after_the_run_gave_up_gets_the_rest_of_the_run(
+    postgres: Postgres,
+    relay: Relay,
+    threaded_server: Callable[..., ThreadedServer],
+    tmp_path: Path,
+) -> None:
+    """A failover a little longer than the reconnect span: the run gives up, then the server
+    takes connections again before the run ends. A refused try costs nothing, so each batch
+    tries once: the ones after the server's return are recorded, and so is the run's end."""
+    _, target = start_site(threaded_server)
+    url = postgres.new_database()
+    Store.open(url).close()
+    args = ["--db", relay.url(url), "--rate", "8", "-q", "-i", str(hosts(tmp_path, target))]
+    process = fetchheads_process(*args, reconnect_seconds=4)
+    wait_for_snapshots(url, process, 5)  # ~0.7 s into a run of 7.5 s
+    relay.refuse()
+    time.sleep(4.8)  # the span is over: the run has given up on the server
+    [(before,)] = query(url, "SELECT count(*) FROM snapshots")
+    relay.restore()  # ~2 s of targets are left, and the run's end: less than a span
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1  # the batches of the outage are lost, and said to be
+    lost, in_doubt = claims(err)
+    [(stored,)] = query(url, "SELECT count(*) FROM snapshots")
+    assert (lost + stored, in_doubt) == (TARGETS, 0)
+    assert stored >= before + 10, err  # before: the run stopped trying for a span, and lost them
+    assert query(url, "SELECT state, targets FROM runs") == [("finished", TARGETS)]
+
+
 @pytest.mark.parametrize("changes", [False, True], ids=["record", "changes"])
 def test_a_server_restarted_mid_run_gets_every_result_once_and_the_run_finished(
     own_postgres: Postgres,

@@ -84,9 +84,13 @@ RECONNECT_SECONDS = 60.0
 """How long a write keeps trying to reach the server again after the connection broke: a
 restart takes seconds, a managed database's failover about a minute. Meanwhile the fetch goes
 on (the writes have a thread of their own) and the results wait. Once a whole span has failed,
-the store tries once more only when another span has passed since its last try, and every call
-before that fails at once: a server that stays down, or drops packets (each try then waits
-``CONNECT_TIMEOUT``), costs a run one span, not one, or two, a batch."""
+each later call tries once more, at once, while a try is answered quickly (a server that is
+down refuses the connection in a moment, and one back before the run ends gets the batches that
+follow and the run's finish). A try that took ``SLOW_TRY`` or more (a server that drops packets:
+each try waits ``CONNECT_TIMEOUT``) makes the calls of the next span fail at once instead: such a
+server costs a run one span, not one, or two, a batch."""
+SLOW_TRY = 1.0
+"""Seconds a failed try to connect may take and still be made again by the next call."""
 KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 15,
@@ -362,8 +366,8 @@ class PostgresStore(Store):
     def _reconnect(self) -> None:
         """A new connection, with the session's settings; tried again with a growing pause
         until ``RECONNECT_SECONDS`` after the connection was lost, the last try at that time.
-        After a whole span failed (or the run was stopped), one try when another span has
-        passed since the last, and before that none: the call fails at once."""
+        After a whole span failed (or the run was stopped), one try a call; after a try that was
+        slow to fail (``SLOW_TRY``), none until another span has passed: the call fails at once."""
         now = time.monotonic()
         if self._gave_up is not None and now < self._next_try:
             raise StoreError(str(self._gave_up), self._gave_up.reason)
@@ -373,6 +377,7 @@ class PostgresStore(Store):
         pause = RECONNECT_FIRST_PAUSE
         while True:
             connection = None
+            began = time.monotonic()
             try:
                 connection = _connect(self._psycopg, self._location)
                 for name, value in self._settings.items():
@@ -382,7 +387,7 @@ class PostgresStore(Store):
                     connection.close()
                 now = time.monotonic()
                 if self._stopped.is_set() or now >= deadline:
-                    raise self._give_up(exc, now) from exc
+                    raise self._give_up(exc, now, slow=now - began >= SLOW_TRY) from exc
                 self._stopped.wait(min(pause, deadline - now))  # a stop ends it: one try more
                 pause = min(pause * 2, RECONNECT_LAST_PAUSE)
                 continue
@@ -393,15 +398,16 @@ class PostgresStore(Store):
             self._settle()
             return
 
-    def _give_up(self, exc: Exception, now: float) -> StoreError:
+    def _give_up(self, exc: Exception, now: float, *, slow: bool) -> StoreError:
         """Why the connection could not be made again, said with the time really spent trying;
-        the calls that follow say it too, until ``_next_try``."""
+        the calls that follow say it too, until ``_next_try`` (at once unless the try was
+        ``slow``)."""
         assert self._lost_at is not None
         why = _error(self.path, "connect", exc).reason
         waited = now - self._lost_at
         reason = f"lost the connection, and could not make it again in {waited:.0f} s: {why}"
         self._gave_up = StoreError(f"{self.path}: cannot reconnect: {reason}", reason)
-        self._next_try = now + RECONNECT_SECONDS
+        self._next_try = now + RECONNECT_SECONDS if slow else now
         return StoreError(str(self._gave_up), reason)
 
     def _settle(self) -> None:
