@@ -3,16 +3,19 @@ PostgreSQL, and ``db``: a new snapshot database of each backend."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 from hypothesis import settings
 
 from fetchheads.config import Config
+from fetchheads.fetch import one as fetch_one_module
 from fetchheads.fetch.one import FetchContext, make_ssl_context
 from fetchheads.fetch.resolve import Resolver
 from tests.support import processes
@@ -81,6 +84,53 @@ def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_context(config: Config | None = None) -> FetchContext:
     config = config or Config(timeout=5.0)
     return FetchContext(config=config, ssl_context=make_ssl_context(config), resolver=Resolver())
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """The way a plain-http target to an IP literal is fetched, chosen as a user chooses it: by
+    the run's options (``config``, as ``Config`` takes them)."""
+
+    name: str
+    config: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+    def context(self, **config: object) -> FetchContext:
+        """``make_context`` with this route's options; ``config`` as ``Config`` takes it, the
+        timeout 5 s unless given."""
+        return make_context(Config(**{"timeout": 5.0, **self.config, **config}))  # type: ignore[arg-type]
+
+
+ROUTES = {
+    # No option: connect and exchange run inline in fetch.one._attempt (its fast path).
+    "inline": Route("inline"),
+    # --connect-timeout, far beyond any -t of a test: the same target goes through the steps every
+    # other target takes (_fetch_head: open_connection, connect, exchange).
+    "steps": Route("steps", {"connect_timeout": 600.0}),
+}
+
+
+@pytest.fixture(params=list(ROUTES))
+def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Route]:
+    """Each route in turn, for the behaviours both must show alike (errors, partial heads,
+    timings, the abort after the head). An https target has one path whatever the route.
+
+    Checks that each route went where it says: should the inline path come to take
+    ``--connect-timeout`` too, or stop taking IP literals, a test here would cover one path twice,
+    and fails instead."""
+    chosen = ROUTES[request.param]
+    stepped: list[str] = []  # the scheme of each target that went through _fetch_head
+    fetch_head = fetch_one_module._fetch_head
+
+    async def counted(target: Any, *args: Any) -> Any:
+        stepped.append(target.scheme)
+        return await fetch_head(target, *args)
+
+    monkeypatch.setattr(fetch_one_module, "_fetch_head", counted)
+    yield chosen
+    if chosen.name == "steps":
+        assert stepped, "no target took the stepwise path"
+    else:
+        assert "http" not in stepped, "a plain-http target left the inline path"
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from fetchheads.fetch.one import fetch_one
 from fetchheads.http.parse import MAX_HEAD, HeadParser
 from fetchheads.models import Result
 from fetchheads.targets import parse_target
-from tests.conftest import make_context
+from tests.conftest import ROUTES, Route, make_context
 from tests.support.servers import (
     Endless,
     Handler,
@@ -173,14 +173,23 @@ def check(case: Case, result: Result) -> None:
         assert result.head.headers == case.headers
 
 
-@pytest.mark.parametrize("name", CASES)
-async def test_one_misbehaving_server(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "route"),
+    [
+        pytest.param(name, route, id=name if case.scheme == "https" else f"{name}-{route}")
+        for name, case in CASES.items()
+        # https has one path whatever the options: once is enough
+        for route in (ROUTES if case.scheme == "http" else ["inline"])
+    ],
+    indirect=["route"],
+)
+async def test_one_misbehaving_server(name: str, route: Route) -> None:
     case = CASES[name]
     timeout = STALL_TIMEOUT if case.kind == ErrorKind.TIMEOUT else TIMEOUT
     started = time.monotonic()
     async with LoopbackServer(case.handler()) as server:
         target = parse_target(f"{case.scheme}://127.0.0.1:{server.port}/")
-        result = await fetch_one(target, make_context(Config(timeout=timeout)))
+        result = await fetch_one(target, route.context(timeout=timeout))
     check(case, result)
     # One deadline covers every phase: nothing runs past it (a generous margin for a busy box).
     assert time.monotonic() - started < timeout + 1.0
@@ -207,11 +216,13 @@ def counting_parser(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return fed
 
 
-async def test_an_endless_head_stops_being_read_after_max_head(counting_parser: list[int]) -> None:
+async def test_an_endless_head_stops_being_read_after_max_head(
+    counting_parser: list[int], route: Route
+) -> None:
     endless = Endless(b"HTTP/1.1 200 OK\r\n", b"X-Filler: " + b"f" * 2000 + b"\r\n")
     async with LoopbackServer(endless) as server:
         result = await fetch_one(
-            parse_target(f"127.0.0.1:{server.port}"), make_context(Config(timeout=10))
+            parse_target(f"127.0.0.1:{server.port}"), route.context(timeout=10)
         )
         assert result.error is not None
         assert result.error.message == "response head larger than 262144 bytes (MAX_HEAD)"
