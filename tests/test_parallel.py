@@ -364,6 +364,54 @@ def test_ctrl_c_twice_is_still_an_interrupt(
         assert b"Traceback" not in stderr
 
 
+SECOND_CTRL_C = {
+    # The run has ended and handed SIGINT back: the command is returning its exit status.
+    "as the command returns": (
+        "import os, signal, sys\n"
+        "def at_return(frame, event, arg):\n"
+        "    if event == 'return' and frame.f_code.co_name == 'run_plan':\n"
+        "        sys.setprofile(None)\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.setprofile(at_return)\n"
+    ),
+    # The last thing the interpreter runs as the process exits.
+    "as the process exits": (
+        "import atexit, os, signal\natexit.register(os.kill, os.getpid(), signal.SIGINT)\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("when", SECOND_CTRL_C)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_ctrl_c_as_the_interrupted_run_ends_is_still_an_interrupt(
+    threaded_server: StartServer, tmp_path: Path, workers: str, when: str
+) -> None:
+    """The second Ctrl-C of a user who pressed it twice lands after the run has stopped, while
+    the process is on its way out (the process sends it itself, at that moment, every time):
+    exit 130 and the run's one line, not click's "Aborted!" and 1 or a traceback."""
+    stuck = threaded_server(silent())
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"127.0.0.1:{stuck.port}/{n}\n" for n in range(4)))
+    script = SECOND_CTRL_C[when] + "from fetchheads.__main__ import run\nrun()\n"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("FETCHHEADS_DEBUG", None)
+    argv = ["--json", "-t", "60", "--workers", workers, "-i", str(hosts)]
+    process = processes.start(
+        [sys.executable, "-c", script, *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    wait_until(functools.partial(_requests_reach, stuck, 4), "the four requests")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert (process.returncode, stderr.decode()) == (
+        130,
+        "fetchheads: interrupted: 0 done, 4 not finished\n",
+    )
+
+
 def test_a_worker_that_dies_mid_record_leaves_no_broken_line() -> None:
     """Whatever a killed worker wrote of its last record is not a record: stdout keeps only
     whole records (one bad JSON line would stop ``jq`` reading the rest)."""
