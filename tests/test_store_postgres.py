@@ -273,6 +273,20 @@ def test_a_stop_while_the_server_never_answers_ends_the_run_saying_so(
     assert err.splitlines() == [INTERRUPTED_BEFORE_FETCHING.replace("interrupted", how)]
 
 
+def test_ctrl_c_while_history_waits_for_the_server_ends_it_quietly() -> None:
+    """Outside a run (a snapshot command), Ctrl-C ends the process at once: 130 and nothing
+    printed, not click's "Aborted!" and 1."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"postgresql://u:p@127.0.0.1:{silent.getsockname()[1]}/x"
+        process = run_cli("history", "--db", url, "127.0.0.1")
+        silent.settimeout(30)
+        connection, _ = silent.accept()  # history now waits for an answer that never comes
+        with connection:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=5)  # not the 10 s connect timeout
+    assert (process.returncode, out, err) == (130, "", "")
+
+
 @pytest.mark.parametrize("existing", [True, False])
 def test_ctrl_c_while_the_database_is_opened_leaves_the_output_file_as_it_was(
     tmp_path: Path, existing: bool
