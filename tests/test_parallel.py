@@ -371,14 +371,14 @@ SECOND_CTRL_C = {
         "def at_return(frame, event, arg):\n"
         "    if event == 'return' and frame.f_code.co_name == 'run_plan':\n"
         "        sys.setprofile(None)\n"
-        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        second_ctrl_c()\n"
         "sys.setprofile(at_return)\n"
     ),
     # The last thing the interpreter runs as the process exits.
-    "as the process exits": (
-        "import atexit, os, signal\natexit.register(os.kill, os.getpid(), signal.SIGINT)\n"
-    ),
+    "as the process exits": "import atexit\natexit.register(second_ctrl_c)\n",
 }
+SENT = b"the second Ctrl-C\n"
+"""What the process writes to stdout as it sends it: the test sees that it was sent."""
 
 
 @pytest.mark.parametrize("when", SECOND_CTRL_C)
@@ -392,7 +392,14 @@ def test_a_second_ctrl_c_as_the_interrupted_run_ends_is_still_an_interrupt(
     stuck = threaded_server(silent())
     hosts = tmp_path / "hosts.txt"
     hosts.write_text("".join(f"127.0.0.1:{stuck.port}/{n}\n" for n in range(4)))
-    script = SECOND_CTRL_C[when] + "from fetchheads.__main__ import run\nrun()\n"
+    script = (
+        "import os, signal\n"
+        "def second_ctrl_c():\n"
+        f"    os.write(1, {SENT!r})\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        + SECOND_CTRL_C[when]
+        + "from fetchheads.__main__ import run\nrun()\n"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("FETCHHEADS_DEBUG", None)
     argv = ["--json", "-t", "60", "--workers", workers, "-i", str(hosts)]
@@ -405,9 +412,10 @@ def test_a_second_ctrl_c_as_the_interrupted_run_ends_is_still_an_interrupt(
     )
     wait_until(functools.partial(_requests_reach, stuck, 4), "the four requests")
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=20)
-    assert (process.returncode, stderr.decode()) == (
+    stdout, stderr = process.communicate(timeout=20)
+    assert (process.returncode, stdout, stderr.decode()) == (
         130,
+        SENT,
         "fetchheads: interrupted: 0 done, 4 not finished\n",
     )
 
