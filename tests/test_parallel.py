@@ -413,11 +413,12 @@ def test_a_second_ctrl_c_as_the_interrupted_run_ends_is_still_an_interrupt(
     wait_until(functools.partial(_requests_reach, stuck, 4), "the four requests")
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=20)
-    assert (process.returncode, stdout, stderr.decode()) == (
-        130,
-        SENT,
-        "fetchheads: interrupted: 0 done, 4 not finished\n",
+    assert (process.returncode, stdout) == (130, SENT), stderr
+    # Whether the end of the list had been read by then is up to the scheduler.
+    interrupted = (
+        r"fetchheads: interrupted: 0 done, 4 not finished(, the rest of the input not read)?\n"
     )
+    assert re.fullmatch(interrupted, stderr.decode()), stderr
 
 
 def test_a_worker_that_dies_mid_record_leaves_no_broken_line() -> None:
