@@ -307,6 +307,31 @@ def test_a_password_byte_that_is_not_utf8_is_a_usage_error_without_the_password(
 
 
 @pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["--noproxy", "caf\udce9.test"], {}, "'--noproxy'"),
+        ([], {"FETCHHEADS_NOPROXY": "caf\udce9.test"}, "FETCHHEADS_NOPROXY"),
+    ],
+    ids=["option", "variable"],
+)
+def test_a_noproxy_byte_that_is_not_utf8_is_a_usage_error(
+    threaded_server: Callable[..., ThreadedServer],
+    args: list[str],
+    env: dict[str, str],
+    says: str,
+) -> None:
+    """No host name can hold such a byte, so the entry could never match: refused by name, as
+    every other option's text is, rather than silently sending the host through the proxy."""
+    server = threaded_server(reply(HEAD))
+    outcome = CliRunner().invoke(cli, [*args, "-q", f"127.0.0.1:{server.port}"], env=env)
+    assert outcome.exit_code == 2, outcome.output
+    last = outcome.stderr.splitlines()[-1]
+    assert says in last
+    assert "byte 0xE9 in it is not UTF-8" in last
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
     ("encoding", "says"),
     [
         ("utf-16", "UTF-16 (it starts with the byte-order mark FF FE)"),

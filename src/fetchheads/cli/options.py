@@ -250,6 +250,7 @@ route_options = option_group(
     click.option(
         "--noproxy",
         metavar="LIST",
+        type=TEXT,
         default=None,
         help="Hosts that go direct, e.g. 'localhost,.internal,10.0.0.0/8' ('*' for all); "
         "replaces no_proxy/NO_PROXY.",
