@@ -7,6 +7,7 @@ modules, so a pure module cannot reach asyncio by importing a helper that does.
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
 
@@ -32,6 +33,7 @@ PURE = (
     "fetchheads.snapshots.lookback",
     "fetchheads.proxy",
     "fetchheads.connect_to",
+    "fetchheads.credentials",
     "fetchheads.fetch.redirects",
     "fetchheads.run.summary",
     "fetchheads.render.plain",
@@ -225,3 +227,51 @@ def test_only_the_postgresql_backend_imports_psycopg() -> None:
         if any(name.split(".")[0] == "psycopg" for name in direct_imports(module))
     ]
     assert importers == ["fetchheads.snapshots.store_postgres"]
+
+
+ARCHITECTURE = PACKAGE.parent.parent / "docs" / "architecture.md"
+ENTRY = re.compile(r"(?P<indent> {0,8})(?P<name>[a-z_]+)(?P<package>/?) {2,}\S")
+"""A line of the layers tree that names a module: at most four levels in, then two spaces and
+its description (a wrapped description is indented further, an arrow has none)."""
+
+
+def documented_modules() -> dict[str, str]:
+    """The modules the tree of docs/architecture.md's "Layers" names, each with its description
+    (wrapped lines joined); a ``name/`` line stands for the package's ``__init__``, and
+    ``fetchheads/`` for the modules at the top of the package."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    tree = text.split("## Layers\n", 1)[1].split("```", 2)[1]
+    described: dict[str, str] = {}
+    packages: dict[int, str] = {}  # indentation level -> the package named at it
+    current = ""
+    for line in tree.splitlines():
+        entry = ENTRY.match(line)
+        if entry is None:
+            if current and line.strip().lstrip("|").strip():
+                described[current] += " " + line.strip().lstrip("|").strip()
+            continue
+        level = len(entry["indent"]) // 2
+        parent = packages.get(level - 1, "fetchheads") if level else "fetchheads"
+        name = entry["name"]
+        if entry["package"]:
+            package = "fetchheads" if name == "fetchheads" else f"{parent}.{name}"
+            packages[level] = package
+            current = package
+        else:
+            current = f"{parent}.{name}"
+        assert current not in described, f"{current} is listed twice"
+        described[current] = line[entry.end() - 1 :]
+    return described
+
+
+def test_the_architecture_page_lists_every_module_as_it_is() -> None:
+    documented = documented_modules()
+    missing = sorted(set(all_modules()) - set(documented))
+    stale = sorted(set(documented) - set(all_modules()))
+    assert (missing, stale) == ([], []), "docs/architecture.md: (not listed, no such module)"
+    marked_pure = {
+        module
+        for module, description in documented.items()
+        if "(pure)" in description or module.startswith("fetchheads.audit.")
+    }
+    assert sorted(marked_pure) == sorted(set(PURE) - {"fetchheads.audit"})
