@@ -85,6 +85,25 @@ def _default(option: click.Option) -> str:
     return str(default)
 
 
+def _limits(option: click.Option) -> str:
+    """What ``--help`` adds in brackets besides the default and the variable: the range of a
+    number, and whether the option is required, in click's own words (``[1<=x<=100000]``)."""
+    notes = []
+    kind = option.type
+    if isinstance(kind, (click.IntRange, click.FloatRange)):
+        if kind.min is None:
+            notes.append(f"x{'<' if kind.max_open else '<='}{kind.max}")
+        elif kind.max is None:
+            notes.append(f"x{'>' if kind.min_open else '>='}{kind.min}")
+        else:
+            low = "<" if kind.min_open else "<="
+            high = "<" if kind.max_open else "<="
+            notes.append(f"{kind.min}{low}x{high}{kind.max}")
+    if option.required:
+        notes.append("required")
+    return f" [{'; '.join(notes)}]" if notes else ""
+
+
 def _cell(text: str) -> str:
     return " ".join(text.replace("\b", "").split()).replace("|", "\\|")
 
@@ -102,7 +121,7 @@ def _command_section(name: str, command: click.Command) -> list[str]:
             f"`{_cell(_flags(option))}`",
             _envvars(option),
             f"`{_cell(_default(option))}`" if _default(option) else "",
-            _cell(option.help or ""),
+            _cell((option.help or "") + _limits(option)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]

@@ -153,6 +153,38 @@ def test_every_option_has_a_row_with_its_environment_variable(
         assert f"`{option.envvar}`" in row, f"{flags[-1]}: {option.envvar} is not documented"
 
 
+@pytest.mark.parametrize(
+    ("command", "option"),
+    all_options(),
+    ids=lambda value: value.opts[-1] if isinstance(value, click.Option) else value,
+)
+def test_every_option_row_says_what_help_says_of_its_range_and_whether_it_is_required(
+    command: str, option: click.Option
+) -> None:
+    # --help ends an option's text with [default: ...; env var: ...; 1<=x<=100000; required]:
+    # the page has a column for the first two, and must say the others in its row too.
+    group = cli.commands[command]
+    title = "fetchheads" if command == "fetch" else f"fetchheads {command}"
+    with click.Context(group, info_name=title, **group.context_settings) as ctx:
+        record = option.get_help_record(ctx)
+    assert record is not None
+    extra = re.search(r"\s\[([^\[\]]*)\]$", record[1])
+    notes = [
+        note
+        for note in (extra[1].split("; ") if extra else [])
+        if not note.startswith(("default: ", "env var: "))
+    ]
+    rows = section(page("options.md"), f"`{title}`").splitlines()
+    flags = [*option.opts, *option.secondary_opts]
+    row = next(
+        r
+        for r in rows
+        if r.startswith("| ") and set(flags) <= set(re.findall(r"-[-\w]+", r.split("|")[1]))
+    )
+    for note in notes:
+        assert note in row, f"{title} {flags[-1]}: --help says [{note}], docs/options.md does not"
+
+
 def test_every_fetch_option_has_an_environment_variable() -> None:
     # The promise docs/options.md makes: FETCHHEADS_ and the long option name.
     for command, option in all_options():
