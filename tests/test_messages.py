@@ -58,6 +58,13 @@ def test_a_bad_environment_value_names_its_variable() -> None:
     assert "Invalid value for FETCHHEADS_CONCURRENCY (--concurrency): 0 is not in the range" in (
         outcome.stderr
     )
+    # A flag's variable: what it takes, in words (click's list began with a stray comma).
+    outcome = invoke(["127.0.0.1:9"], env={"FETCHHEADS_INSECURE": "maybe"})
+    assert outcome.exit_code == 2
+    assert outcome.stderr.splitlines()[-1] == (
+        "Error: Invalid value for FETCHHEADS_INSECURE (--insecure): 'maybe' is neither on nor "
+        "off: give 1 or 0 (also true/false, yes/no, on/off; empty is off)"
+    )
     # The same value on the command line is named as the option it was given as.
     assert "Invalid value for '-t' / '--timeout'" in invoke(["-t", "abc", "x"]).stderr
 

@@ -63,7 +63,21 @@ class Text(NamesByte, click.types.StringParamType):
 
 
 class Bool(NamesByte, click.types.BoolParamType):
-    pass
+    """A flag's value in its environment variable (``FETCHHEADS_INSECURE=1``). A value it cannot
+    read says which it can: click lists them sorted, with the empty string first as a stray
+    comma (``Recognized values: , 0, 1, f, ...``), or not at all (click 8.1)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        self.refuse_undecodable(value, param, ctx)
+        try:
+            return click.types.BoolParamType.convert(self, value, param, ctx)
+        except click.BadParameter:
+            self.fail(
+                f"{value!r} is neither on nor off: give 1 or 0 (also true/false, yes/no, on/off; "
+                "empty is off)",
+                param,
+                ctx,
+            )
 
 
 class Float(NamesByte, click.types.FloatParamType):
