@@ -31,6 +31,13 @@ REFERRER_VALID = frozenset(REFERRER_PRIVATE + REFERRER_UNSAFE)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
+MAX_AGE_SHOWN = 20
+"""Digits of a max-age a reason shows: a server may send hundreds."""
+
+_ONCE = {"max-age": "max-age", "includesubdomains": "includeSubDomains"}
+"""The directives Chromium and Firefox count: a header that repeats one of them is dropped."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Hsts:
     max_age: int | None
@@ -41,21 +48,28 @@ class Hsts:
 
 def parse_hsts(value: str) -> Hsts:
     """RFC 6797 §6.1, as strict as the Observatory: a comma (the header sent twice) or a missing
-    or non-numeric ``max-age`` make the header invalid. Unlike the Observatory (JavaScript's
-    ``parseInt`` gives NaN, which it then passes), ``max-age=abc`` is invalid here, and the
-    quoted form RFC 6797 allows (``max-age="31536000"``) is read."""
+    or non-numeric ``max-age`` make the header invalid. Unlike the Observatory, the header is
+    also invalid where browsers ignore it: ``max-age=abc`` (JavaScript's ``parseInt`` gives NaN,
+    which the Observatory then passes) and ``max-age`` or ``includeSubDomains`` given twice
+    (Chromium and Firefox drop the header; the Observatory reads the last ``max-age``). The quoted
+    form RFC 6797 allows (``max-age="31536000"``) is read, and so is a max-age of any length
+    (browsers cap it; it is at least six months)."""
     value = value[:1024]
     if "," in value:
         return Hsts(None, False, False, "it holds a comma: the header is sent more than once")
     max_age: int | None = None
     include = preload = False
     problem: str | None = None
+    seen: set[str] = set()
     for directive in value.split(";"):
         name, _, argument = directive.partition("=")
         name = name.strip().lower()
+        if name in seen and name in _ONCE:
+            problem = problem or f"{_ONCE[name]} is given more than once: browsers ignore it"
+        seen.add(name)
         if name == "max-age":
             argument = argument.strip().strip('"')
-            if re.fullmatch(r"\d{1,20}", argument):
+            if argument.isascii() and argument.isdigit():
                 max_age = int(argument)
             else:
                 problem = f"max-age {quoted(argument)} is not a number of seconds"
@@ -87,7 +101,10 @@ def hsts_check(exchange: Exchange, headers: HeaderView) -> Outcome:
         for name, on in (("includeSubDomains", hsts.include_subdomains), ("preload", hsts.preload))
         if on
     )
-    said = f"max-age={hsts.max_age}{extras}"
+    seconds = str(hsts.max_age)
+    if len(seconds) > MAX_AGE_SHOWN:
+        seconds = seconds[:MAX_AGE_SHOWN] + "…"
+    said = f"max-age={seconds}{extras}"
     if hsts.max_age < SIX_MONTHS:
         return "hsts-implemented-max-age-less-than-six-months", f"{said}: less than six months"
     note = " (preload list not consulted: not graded as preloaded)" if hsts.preload else ""
