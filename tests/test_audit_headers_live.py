@@ -16,16 +16,19 @@ from tests.support.servers import ThreadedServer, routes
 from tests.support.snapshots import fetchheads
 
 # Every other test passes: 100, +5 for the CSP when the penalties leave at least 90.
-HARDENED = (
-    b"X-Content-Type-Options: nosniff\r\n"
-    b"X-Frame-Options: DENY\r\n"
-    b"Content-Security-Policy: default-src 'self'\r\n"
-)
+HARDENED = b"X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
 
 
-def head(*lines: bytes, hsts: bytes | None = b"max-age=31536000") -> bytes:
-    sts = b"Strict-Transport-Security: " + hsts + b"\r\n" if hsts is not None else b""
-    return b"HTTP/1.1 200 OK\r\n" + HARDENED + sts + b"".join(lines) + b"\r\n"
+def head(hsts: bytes = b"max-age=31536000", csp: bytes = b"default-src 'self'") -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\n"
+        + HARDENED
+        + b"Strict-Transport-Security: "
+        + hsts
+        + b"\r\nContent-Security-Policy: "
+        + csp
+        + b"\r\n\r\n"
+    )
 
 
 HEADS = {
@@ -35,6 +38,8 @@ HEADS = {
     # A directive given twice: Chromium and Firefox drop the whole header.
     "/hsts-max-age-twice": head(hsts=b"max-age=31536000; includeSubDomains; max-age=10"),
     "/hsts-include-twice": head(hsts=b"max-age=31536000; includeSubDomains; includeSubDomains"),
+    # The Observatory passes images over http: on an https page, at -10.
+    "/csp-images-over-http": head(csp=b"default-src 'self'; img-src 'self' http:"),
 }
 
 
@@ -81,3 +86,22 @@ def test_hsts_giving_a_directive_twice_is_invalid_as_browsers_ignore_it(
         f"fail strict-transport-security -20: {why} browsers ignore it",
         f"malformed: {why} browsers ignore it",
     ]
+
+
+def test_a_passed_test_that_costs_points_is_listed_so_the_score_adds_up(
+    site: str, ca_file: Path
+) -> None:
+    record, lines = audit_of(site, "/csp-images-over-http", ca_file)
+    [csp] = [t for t in record["tests"] if t["name"] == "content-security-policy"]
+    assert (csp["pass"], csp["score_modifier"]) == (True, -10)
+    assert (record["grade"], record["score"]) == ("A", 90)
+    assert lines == [
+        "grade A (score 90, rules observatory-2026.11)",
+        "pass content-security-policy -10: an https page allows images or media over http:",
+    ]
+    code, out, _ = fetchheads(
+        "--audit", "--format", "pretty", "--no-waterfall", "--cacert", str(ca_file),
+        site + "/csp-images-over-http",
+    )  # fmt: skip
+    assert code == 0
+    assert "✓ content-security-policy -10: an https page allows images" in out

@@ -4,11 +4,14 @@ Plain lines (``grep ' audit > '`` finds them all)::
 
     TARGET audit > grade F (score 10, rules observatory-2026.11)
     TARGET audit > fail strict-transport-security -20: no Strict-Transport-Security header
+    TARGET audit > pass content-security-policy -10: an https page allows images or media over http:
     TARGET audit > disclosure: X-Powered-By: 'PHP/5.6' discloses software
     TARGET audit > not graded: status 500 is not graded: ...
 
-Only failing tests are listed (the JSON record has every test, passed or not); a test that could
-not run on a head alone (``pass`` null: subresource integrity) is never listed as failing.
+Only failing tests are listed, and the passed tests that still cost points (the Observatory passes
+``csp-implemented-with-insecure-scheme-in-passive-content-only`` at -10), so that the penalties
+listed are every point the score lost; the JSON record has every test. A test that could not run on a head
+alone (``pass`` null: subresource integrity) is never listed as failing.
 """
 
 from __future__ import annotations
@@ -32,6 +35,16 @@ def failing(audit: Audit) -> list[Check]:
     return [check for check in audit.tests if check.passed is False]
 
 
+def listed(audit: Audit) -> list[tuple[str, Check]]:
+    """``("fail", check)`` for each failing test and ``("pass", check)`` for each passed test
+    that costs points, in the tests' order: what the text formats list under the grade."""
+    return [
+        ("fail" if check.passed is False else "pass", check)
+        for check in audit.tests
+        if check.passed is False or check.score_modifier < 0
+    ]
+
+
 def headline(audit: Audit) -> str:
     """``grade D (score 30, rules observatory-2026.11)`` or ``not graded: why``."""
     if not audit.graded:
@@ -52,9 +65,13 @@ def audit_lines(result: Result) -> list[str]:
 
 
 def lines_of(target: str, audit: Audit) -> list[str]:
-    """``TARGET audit > ...``: the headline, each failing test, each finding."""
+    """``TARGET audit > ...``: the headline, each failing test and each passed one that costs
+    points, each finding."""
     prefix = f"{shown_target(target)} audit > "
     lines = [prefix + terminal_safe(headline(audit))]
-    lines.extend(prefix + "fail " + terminal_safe(describe_check(c)) for c in failing(audit))
+    lines.extend(
+        f"{prefix}{verdict} {terminal_safe(describe_check(check))}"
+        for verdict, check in listed(audit)
+    )
     lines.extend(prefix + terminal_safe(f"{f.kind}: {f.message}") for f in audit.findings)
     return lines

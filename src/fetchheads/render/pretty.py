@@ -14,7 +14,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.text import Text
 
 from fetchheads.models import Alert, Change, Result, Timing, TLSInfo, utc_now
-from fetchheads.render.audit import audit_of, describe_check, failing, headline
+from fetchheads.render.audit import audit_of, describe_check, headline, listed
 from fetchheads.render.changes import change_name, show_values
 from fetchheads.render.safe import cell_safe
 from fetchheads.wording import counted
@@ -355,7 +355,8 @@ GRADE_STYLES = {"A": "bold green", "B": "green", "C": "yellow", "D": "bold yello
 
 
 def audit_block(result: Result) -> list[RenderableType]:
-    """``  audit  B  score 70  ...``, then each failing test and each finding, one line each."""
+    """``  audit  B  score 70  ...``, then each failing test (``✗``), each passed test that costs
+    points (``✓`` with its modifier) and each finding, one line each."""
     audit = audit_of(result)
     if audit is None:
         return []
@@ -367,8 +368,8 @@ def audit_block(result: Result) -> list[RenderableType]:
     else:
         line.append(cell_safe(headline(audit)), style="dim")
     lines: list[RenderableType] = [Hanging(line, 4)]
-    for check in failing(audit):
-        text = Text("    ✗ ", style="red")
+    for verdict, check in listed(audit):
+        text = Text("    ✗ ", style="red") if verdict == "fail" else Text("    ✓ ", style="yellow")
         text.append(cell_safe(describe_check(check)))
         lines.append(Hanging(text, 6))
     for finding in audit.findings:
