@@ -10,6 +10,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trustme
@@ -24,7 +25,7 @@ from fetchheads.models import ErrorInfo, Result
 from fetchheads.render.writeout import compile_write_out
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
-from tests.support.servers import LoopbackServer, reply
+from tests.support.servers import LoopbackServer, ThreadedServer, reply
 
 HEAD = b"HTTP/1.1 200 OK\r\nServer: tls-test\r\n\r\n"
 
@@ -344,3 +345,50 @@ def test_tls_alert_words_drop_pythons_decoration() -> None:
     required = ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert (_ssl.c:1)")
     required.reason = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
     assert describe_tls_alert(required) == "the server requires a client certificate"
+
+
+def _alert_server(description: int) -> Callable[..., Awaitable[None]]:
+    """A server that answers the ClientHello with one fatal TLS alert (RFC 8446 §6)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        writer.write(bytes([21, 3, 1, 0, 2, 2, description]))  # alert record, fatal
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    return handler
+
+
+def test_a_server_without_a_tls_version_in_common_is_said_in_words(
+    threaded_server: Callable[..., ThreadedServer],
+) -> None:
+    """A server speaking only TLS 1.0 or 1.1 answers a TLS 1.2+ hello with protocol_version."""
+    server = threaded_server(_alert_server(70))
+    url = f"https://127.0.0.1:{server.port}/"
+    outcome = CliRunner().invoke(cli, ["-w", "%{errormsg}\\n", url])
+    assert outcome.exit_code == 1
+    assert outcome.stdout == (
+        "handshake failed: TLSV1_ALERT_PROTOCOL_VERSION: no TLS version in common: the server"
+        " may speak only TLS 1.0 or 1.1, which fetchheads does not offer\n"
+    )
+
+
+def test_a_tls_1_2_server_requiring_a_client_certificate_is_said_in_words(
+    ca: trustme.CA, server_cert: trustme.LeafCert, ca_file: Path
+) -> None:
+    """Under TLS 1.2 the refusal comes inside the handshake, as a bare handshake_failure."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    server_cert.configure_cert(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    ca.configure_trust(context)
+    with AfterHandshake(context, "client certificate") as server:
+        url = f"https://127.0.0.1:{server.port}/"
+        outcome = CliRunner().invoke(cli, ["--cacert", str(ca_file), "-w", "%{errormsg}\\n", url])
+    assert outcome.exit_code == 1
+    assert outcome.stdout == (
+        "handshake failed: SSLV3_ALERT_HANDSHAKE_FAILURE: the server refused the handshake: it"
+        " may require a client certificate (fetchheads sends none) or share no cipher with"
+        " fetchheads\n"
+    )
