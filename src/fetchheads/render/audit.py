@@ -10,8 +10,8 @@ Plain lines (``grep ' audit > '`` finds them all)::
 
 Only failing tests are listed, and the passed tests that still cost points (the Observatory passes
 ``csp-implemented-with-insecure-scheme-in-passive-content-only`` at -10), so that the penalties
-listed are every point the score lost; the JSON record has every test. A test that could not run on a head
-alone (``pass`` null: subresource integrity) is never listed as failing.
+listed are every point the score lost; the JSON record has every test. A test that could not run
+on a head alone (``pass`` null: subresource integrity) is never listed as failing.
 """
 
 from __future__ import annotations
