@@ -105,3 +105,19 @@ def test_a_passed_test_that_costs_points_is_listed_so_the_score_adds_up(
     )  # fmt: skip
     assert code == 0
     assert "✓ content-security-policy -10: an https page allows images" in out
+
+
+def test_asking_for_the_grade_in_fields_sort_or_write_out_grades_without_audit(
+    site: str, ca_file: Path
+) -> None:
+    """Without --audit, audit.grade and audit.score were blank columns, without a word."""
+    weak, strong = site + "/hsts-max-age-twice", site + "/hsts-21-digits"
+    cacert = ("--cacert", str(ca_file))
+    code, out, _ = fetchheads(*cacert, "--format", "csv", "--fields", "audit.grade,audit.score",
+                              weak)  # fmt: skip
+    assert (code, out) == (0, "audit.grade,audit.score\nB+,80\n")
+    code, out, _ = fetchheads(*cacert, "-w", "%{audit.grade} %{url}\\n", weak)
+    assert (code, out) == (0, f"B+ {weak}\n")
+    code, out, _ = fetchheads(*cacert, "--format", "tsv", "--fields", "target",
+                              "--sort", "audit.score", strong, weak)  # fmt: skip
+    assert (code, out) == (0, f"target\n{weak}\n{strong}\n")

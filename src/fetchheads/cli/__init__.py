@@ -286,7 +286,12 @@ def fetch_command(
         environment=environment,
         session=session,
         workers=processes,
-        audit=audit_plan(audit, fail_under, insecure=config.insecure, headers=config.headers),
+        audit=audit_plan(
+            audit or answer.shows_audit,
+            fail_under,
+            insecure=config.insecure,
+            headers=config.headers,
+        ),
     )
     sys.exit(int(run_plan(plan)))
 

@@ -142,6 +142,18 @@ class Answer:
     selector: Selector | None = None
     sort: SortOrder | None = None
 
+    @property
+    def shows_audit(self) -> bool:
+        """Whether a column, a -w variable or a sort key is ``audit.grade`` or ``audit.score``:
+        the grade asked for, which ``--audit`` is then implied to give (not left blank)."""
+        names = [field.name for field in self.fields]
+        names += [sort.field.name for sort in self.sort.fields] if self.sort is not None else []
+        names += self.write_out.names if self.write_out is not None else []
+        return any(name.startswith(AUDIT_FIELDS) for name in names)
+
+
+AUDIT_FIELDS = "audit."
+
 
 def compile_answer(
     *,

@@ -287,6 +287,7 @@ class WriteOut:
 
     parts: tuple[Part, ...]
     on_error: tuple[Part, ...] = ()  # what follows %{onerror}: printed for failures only
+    names: frozenset[str] = frozenset()  # the variables it prints, as written (``audit.grade``)
 
     def render(self, result: Result) -> str:
         text = "".join([p if isinstance(p, str) else p(result) for p in self.parts])
@@ -308,6 +309,7 @@ def compile_write_out(template: str, vocabulary: Vocabulary = BUILTIN) -> WriteO
     parts: list[Part] = []
     before_error: list[Part] | None = None
     literal: list[str] = []
+    names: set[str] = set()
     i = 0
     end = len(template)
     while i < end:
@@ -349,11 +351,12 @@ def compile_write_out(template: str, vocabulary: Vocabulary = BUILTIN) -> WriteO
                 parts = []
             continue
         parts.append(_variable(name, vocabulary))
+        names.add(name)
     if literal:
         parts.append("".join(literal))
     if before_error is None:
-        return WriteOut(tuple(parts))
-    return WriteOut(tuple(before_error), tuple(parts))
+        return WriteOut(tuple(parts), names=frozenset(names))
+    return WriteOut(tuple(before_error), tuple(parts), frozenset(names))
 
 
 def _braced(template: str, brace: int) -> tuple[str, int]:
