@@ -337,6 +337,25 @@ def test_a_six_day_certificate_warns_by_fraction_only_when_its_renewal_is_late(
     assert record["tls"]["life_left"] == pytest.approx(0.25, abs=0.002)
 
 
+def test_a_certificate_of_hours_is_said_in_hours_not_as_0_days(
+    serve: Callable[[ssl.SSLContext], str], ca: trustme.CA, ca_file: Path
+) -> None:
+    """A 12-hour certificate with 3 hours to go read "expires in 0 days", "0-day lifetime"."""
+    end = now() + dt.timedelta(hours=3)
+    url = serve(leaf_context(ca.issue_cert("127.0.0.1", not_before=end - days(0.5), not_after=end)))
+    code, out = fetchheads(
+        "--warn-days", "1", "--warn-fraction", "1/3", "--cacert", str(ca_file), "--format",
+        "plain", url,
+    )  # fmt: skip
+    assert code == 3
+    warning = out.splitlines()[-1]
+    assert warning.startswith(f"{url} warning > certificate expires in less than a day (")
+    assert warning.endswith("), 25% of its 12-hour lifetime left")
+    code, out = fetchheads("--cacert", str(ca_file), "--format", "pretty", "--no-waterfall", url)
+    assert code == 0
+    assert "(less than a day; 25% of its 12-hour lifetime left)" in " ".join(out.split())
+
+
 @pytest.mark.parametrize("value", ["0", "1", "4/3", "x", "1/0", "nan", "-25%"])
 def test_a_warn_fraction_that_is_no_fraction_is_a_usage_error(value: str) -> None:
     result = CliRunner().invoke(cli, ["--warn-fraction", value, "https://127.0.0.1:1/"])

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from fetchheads.errors import ErrorKind
 from fetchheads.models import Alert, ChainCert, Result, TLSInfo
+from fetchheads.wording import days_left_words, lifetime_words
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -397,10 +398,11 @@ def certificate_alerts(
     life_left = tls.life_left
     by_fraction = warn_fraction is not None and life_left is not None and life_left < warn_fraction
     if by_days or by_fraction:
-        when = "expired" if days < 0 else f"expires in {days} day{'' if days == 1 else 's'}"
+        when = "expired" if days < 0 else f"expires in {days_left_words(days)}"
         message = f"certificate {when} ({tls.not_after})"
         if by_fraction and days >= 0 and tls.lifetime_days is not None:
-            message += f", {life_left:.0%} of its {tls.lifetime_days:.0f}-day lifetime left"
+            lifetime = lifetime_words(tls.lifetime_days, tls.not_before, tls.not_after)
+            message += f", {life_left:.0%} of its {lifetime} lifetime left"
         alerts.append(Alert("certificate", message))
     leaf_end = tls.not_after
     for cert in (tls.chain or ())[1:]:

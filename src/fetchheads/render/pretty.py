@@ -17,7 +17,7 @@ from fetchheads.models import Alert, Change, Result, Timing, TLSInfo, utc_now
 from fetchheads.render.audit import audit_of, describe_check, headline, listed
 from fetchheads.render.changes import change_name, show_values
 from fetchheads.render.safe import cell_safe
-from fetchheads.wording import counted
+from fetchheads.wording import days_left_words, lifetime_words
 
 NAME_COLUMN_MAX = 32
 """Names longer than this do not widen the column for every other header: such a name has a line
@@ -203,13 +203,14 @@ def tls_lines(
         lines.append(Text("       certificate not readable: no names or dates", style="dim"))
         return lines
     expiry = Text("       expires ", style="dim")
-    days = "?" if tls.days_left is None else counted(tls.days_left, "day")
+    days = "?" if tls.days_left is None else days_left_words(tls.days_left)
     if tls.days_left is not None and tls.days_left < 0:
         from fetchheads.certificates import expired_ago  # an expired certificate only
 
         days = f"EXPIRED {expired_ago(tls.not_after, now or utc_now())}"
     if tls.life_left is not None and tls.lifetime_days is not None:
-        days += f"; {tls.life_left:.0%} of its {tls.lifetime_days:.0f}-day lifetime left"
+        lifetime = lifetime_words(tls.lifetime_days, tls.not_before, tls.not_after)
+        days += f"; {tls.life_left:.0%} of its {lifetime} lifetime left"
     expiry.append(f"{tls.not_after} ({days})", style=_days_style(tls.days_left))
     lines.append(Hanging(expiry, 7))
     issuer = f"{tls.issuer} (self-signed)" if tls.self_signed else tls.issuer
