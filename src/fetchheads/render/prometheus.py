@@ -29,8 +29,9 @@ server-controlled).
   ``fetchheads_audit_score`` (the Observatory score, 0 and up; only for a graded head) and
   ``fetchheads_audit_grade_info{grade="B"}`` 1 (the letter as a label: 13 values at most, none of
   them server text).
-* for https targets: ``probe_ssl_earliest_cert_expiry`` (Unix time of the leaf's ``notAfter``;
-  fetchheads sees the leaf only) and ``probe_tls_version_info{version="TLS 1.3"}`` 1.
+* for https targets: ``probe_ssl_earliest_cert_expiry`` (Unix time of the leaf's ``notAfter``,
+  never an intermediate's: docs/certificates.md on ``chain_earliest_expiry``) and
+  ``probe_tls_version_info{version="TLS 1.3"}`` 1.
 """
 
 from __future__ import annotations
