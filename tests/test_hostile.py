@@ -408,3 +408,38 @@ def test_an_https_server_that_drops_the_handshake_is_retried(how: str) -> None:
     assert error["kind"] == "tls" if how == "close" else error["kind"] in ("tls", "connect")
     assert error["message"].endswith("(after 3 attempts)")
     assert len(accepted) == 3
+
+
+def test_an_https_server_that_closes_amid_the_handshake_is_said_so_not_reset() -> None:
+    """A server that takes the ClientHello and closes (FIN, not RST) read 'connection reset'."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+
+    def close_after_the_hello() -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                connection, _ = listener.accept()
+                with connection:
+                    header = connection.recv(5, socket.MSG_WAITALL)  # the record's header
+                    connection.recv(int.from_bytes(header[3:5]), socket.MSG_WAITALL)
+                    connection.shutdown(socket.SHUT_WR)  # all read: a FIN, no reset
+                    connection.settimeout(5)
+                    while connection.recv(4096):  # until the client leaves
+                        pass
+
+    threading.Thread(target=close_after_the_hello, daemon=True).start()
+    try:
+        port = listener.getsockname()[1]
+        outcomes = [
+            CliRunner().invoke(
+                cli, ["--loop", loop, "-w", "%{errormsg}\\n", f"https://127.0.0.1:{port}/"]
+            )
+            for loop in ("asyncio", "uvloop")
+        ]
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+    for outcome in outcomes:
+        assert (outcome.exit_code, outcome.stdout) == (
+            1,
+            "handshake failed: the server closed the connection midway\n",
+        )

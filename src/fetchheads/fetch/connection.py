@@ -370,7 +370,12 @@ async def start_tls(
     except ssl.SSLError as exc:
         raise TLSError(f"handshake failed: {_describe_ssl_error(exc)}") from exc
     except OSError as exc:
-        error = TLSError(f"handshake failed: {describe_oserror(exc)}")
+        if isinstance(exc, ConnectionResetError) and exc.errno is None:
+            # asyncio's (and uvloop's) word for an end of stream amid the handshake: the server
+            # closed the connection, which a reset (ECONNRESET) is not
+            error = TLSError("handshake failed: the server closed the connection midway")
+        else:
+            error = TLSError(f"handshake failed: {describe_oserror(exc)}")
         raise (_dropped(error) if isinstance(exc, ConnectionError) else error) from exc
     if tls_transport is None:
         raise _dropped(TLSError("handshake failed: the connection closed"))
