@@ -64,7 +64,7 @@ def test_an_hsts_max_age_of_any_length_is_at_least_six_months(site: str, ca_file
     for path in ("/hsts-21-digits", "/hsts-300-digits"):
         record, lines = audit_of(site, path, ca_file)
         assert (record["grade"], record["score"]) == ("A+", 105), path
-        assert lines == ["grade A+ (score 105, rules observatory-2026.11)"], path
+        assert lines == ["grade A+ (score 105, rules observatory-2026.12)"], path
     record, _ = audit_of(site, "/hsts-300-digits", ca_file)
     [hsts] = [t for t in record["tests"] if t["name"] == "strict-transport-security"]
     assert hsts["result"] == "hsts-implemented-max-age-at-least-six-months"
@@ -82,7 +82,7 @@ def test_hsts_giving_a_directive_twice_is_invalid_as_browsers_ignore_it(
     why = f"Strict-Transport-Security is invalid: {directive} is given more than once:"
     assert (record["grade"], record["score"]) == ("B+", 80)
     assert lines == [
-        "grade B+ (score 80, rules observatory-2026.11)",
+        "grade B+ (score 80, rules observatory-2026.12)",
         f"fail strict-transport-security -20: {why} browsers ignore it",
         f"malformed: {why} browsers ignore it",
     ]
@@ -96,7 +96,7 @@ def test_a_passed_test_that_costs_points_is_listed_so_the_score_adds_up(
     assert (csp["pass"], csp["score_modifier"]) == (True, -10)
     assert (record["grade"], record["score"]) == ("A", 90)
     assert lines == [
-        "grade A (score 90, rules observatory-2026.11)",
+        "grade A (score 90, rules observatory-2026.12)",
         "pass content-security-policy -10: an https page allows images or media over http:",
     ]
     code, out, _ = fetchheads(

@@ -2,7 +2,7 @@
 
 Plain lines (``grep ' audit > '`` finds them all)::
 
-    TARGET audit > grade F (score 10, rules observatory-2026.11)
+    TARGET audit > grade F (score 10, rules observatory-2026.12)
     TARGET audit > fail strict-transport-security -20: no Strict-Transport-Security header
     TARGET audit > pass content-security-policy -10: an https page allows images or media over http:
     TARGET audit > disclosure: X-Powered-By: 'PHP/5.6' discloses software
@@ -46,7 +46,7 @@ def listed(audit: Audit) -> list[tuple[str, Check]]:
 
 
 def headline(audit: Audit) -> str:
-    """``grade D (score 30, rules observatory-2026.11)`` or ``not graded: why``."""
+    """``grade D (score 30, rules observatory-2026.12)`` or ``not graded: why``."""
     if not audit.graded:
         return f"not graded: {audit.reason}"
     return f"grade {audit.grade} (score {audit.score}, rules {audit.rules_version})"
