@@ -167,6 +167,20 @@ async def test_success_can_be_the_users_own_rule() -> None:
     assert of(parsed(textfile.render()), "probe_success", missing.target) == 1
 
 
+async def test_http_version_is_the_one_the_server_named_as_blackbox_reads_it() -> None:
+    """``HTTP/1.2`` is an answer (RFC 9112 §2.3: read as 1.1); blackbox's Go client reports it as
+    1.2. Never 0, which says no answer came, beside a status code of 200."""
+    textfile = PrometheusTextfile()
+    minor = await fetch_head(b"HTTP/1.2 200 OK\r\n\r\n")
+    old = await fetch_head(BARE)
+    textfile.add(minor)
+    textfile.add(old)
+    families = parsed(textfile.render())
+    assert of(families, "probe_http_status_code", minor.target) == 200
+    assert of(families, "probe_http_version", minor.target) == 1.2
+    assert of(families, "probe_http_version", old.target) == 1.0
+
+
 def test_targets_that_differ_by_a_byte_that_is_not_utf8_are_two_series() -> None:
     """Both are shown with U+FFFD in JSON; as labels they would be one series, the first lost.
     The byte is written \\xE9 instead (a backslash escaped, as the exposition format wants)."""

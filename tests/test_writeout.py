@@ -258,3 +258,13 @@ async def test_connect_timeout_is_curls_timeout_exit_code() -> None:
         )
     assert curl_out == "000 28"
     assert ours == curl_out
+
+
+async def test_a_minor_version_curl_refuses_is_named_not_printed_as_no_answer() -> None:
+    """``HTTP/1.2 200`` is an answer (RFC 9112 §2.3: read as 1.1); curl refuses it, so there is
+    nothing to copy, but ``0`` (no answer) beside the ``200`` would contradict it."""
+    result = await fetch_head(b"HTTP/1.2 200 OK\r\n\r\n")
+    out = compile_write_out("%{http_code} %{http_version} %{json}").render(result)
+    code, version, as_json = out.split(" ", 2)
+    assert (code, version) == ("200", "1.2")
+    assert json.loads(as_json)["http_version"] == "1.2"

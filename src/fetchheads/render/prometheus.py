@@ -21,7 +21,8 @@ server-controlled).
   the handshake (so it includes the TCP connect), ``processing`` from the connection being ready
   to the first byte, ``transfer`` from there to the end (here: of the head). 0 for a phase that
   did not happen, as blackbox; of the final hop under ``-L``.
-* ``probe_http_status_code`` (0 without a response), ``probe_http_version`` (1.1; 0 without),
+* ``probe_http_status_code`` (0 without a response), ``probe_http_version`` (1.1, or 1.2 for
+  ``HTTP/1.2``; 0 without),
   ``probe_http_redirects``, ``probe_http_ssl`` (1 when the final hop used TLS),
   ``probe_http_content_length`` (only when the head has a valid ``Content-Length``: blackbox
   says -1 for unknown, a value to filter out of every graph),
@@ -79,7 +80,6 @@ _FAMILIES = (
 )
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 
-_HTTP_VERSIONS = {"HTTP/1.0": 1.0, "HTTP/1.1": 1.1, "HTTP/2": 2.0, "HTTP/3": 3.0}
 _TLS_VERSIONS = {
     "TLSv1": "TLS 1.0",
     "TLSv1.1": "TLS 1.1",
@@ -195,7 +195,7 @@ def _probe(result: Result, success: bool) -> _Probe:
         duration=timing.total or 0.0,
         phases=phases,
         status=head.status if head is not None else 0,
-        version=_HTTP_VERSIONS.get(head.http_version, 0.0) if head is not None else 0.0,
+        version=_http_version(head) if head is not None else 0.0,
         redirects=len(result.redirects),
         ssl=int(tls is not None),
         content_length=_content_length(head) if head is not None else None,
@@ -204,6 +204,16 @@ def _probe(result: Result, success: bool) -> _Probe:
         audit_score=audit.score if audit is not None and graded else None,
         audit_grade=audit.grade if audit is not None and graded else None,
     )
+
+
+def _http_version(head: ResponseHead) -> float:
+    """blackbox's number, the version the server named: ``HTTP/1.1`` is 1.1, and a minor version
+    the parser accepts (``HTTP/1.2``, read as 1.1) is 1.2, as blackbox parses it; never the 0 of
+    no answer."""
+    try:
+        return float(head.http_version.removeprefix("HTTP/"))
+    except ValueError:
+        return 0.0
 
 
 def _content_length(head: ResponseHead) -> int | None:

@@ -67,9 +67,13 @@ def _code(result: Result) -> int:
 
 
 def _http_version(result: Result) -> str:
+    """curl's ``1``, ``1.1``; another minor version the parser accepted (``HTTP/1.2``, read as
+    1.1 as RFC 9112 §2.3 says; curl refuses it) as the server named it, ``1.2``, never the ``0``
+    of no answer beside a status code."""
     if result.head is None:
         return "0"
-    return _CURL_VERSIONS.get(result.head.http_version, "0")
+    version = result.head.http_version
+    return _CURL_VERSIONS.get(version) or version.removeprefix("HTTP/")
 
 
 _CURL_VERSIONS = {"HTTP/1.0": "1", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/3": "3"}
