@@ -13,7 +13,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from fetchheads.cli import cli
 from fetchheads.models import Result
 from fetchheads.render.prometheus import PHASES, PrometheusTextfile
-from tests.support.results import BARE, HEAD, fetch_head, fetch_refused, fetch_tls, input_error
+from tests.support.results import (
+    BARE,
+    HEAD,
+    fetch_following,
+    fetch_head,
+    fetch_refused,
+    fetch_tls,
+    input_error,
+)
+from tests.support.servers import LoopbackServer, reply
 
 LENGTH_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nServer: x\r\n\r\n"
 
@@ -179,6 +188,28 @@ async def test_http_version_is_the_one_the_server_named_as_blackbox_reads_it() -
     assert of(families, "probe_http_status_code", minor.target) == 200
     assert of(families, "probe_http_version", minor.target) == 1.2
     assert of(families, "probe_http_version", old.target) == 1.0
+
+
+async def test_under_L_the_probe_lasts_the_whole_chain_and_phases_add_up_the_hops() -> None:
+    """A redirect answered after 0.3 s, then a quick final hop: blackbox's probe_duration_seconds
+    is the whole probe and each phase is "summed over all redirects" (its help text), so the slow
+    hop shows in both; the last hop's times alone would say about a millisecond."""
+    async with LoopbackServer(reply(b"HTTP/1.1 200 OK\r\n\r\n")) as final:
+        moved = b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/\r\n\r\n" % final.port
+        async with LoopbackServer(reply(moved, delay=0.3)) as first:
+            result = await fetch_following(f"http://127.0.0.1:{first.port}/")
+    assert result.ok
+    assert len(result.redirects) == 1
+    textfile = PrometheusTextfile()
+    textfile.add(result)
+    families = parsed(textfile.render())
+    target = result.target
+    assert 0.3 <= of(families, "probe_duration_seconds", target) < 3
+    processing = families["probe_http_duration_seconds"][
+        (("phase", "processing"), ("target", target))
+    ]
+    assert 0.3 <= processing < 3
+    assert of(families, "probe_http_redirects", target) == 1
 
 
 def test_targets_that_differ_by_a_byte_that_is_not_utf8_are_two_series() -> None:

@@ -204,7 +204,12 @@ async def test_only_blank_lines_are_a_protocol_error_not_an_empty_reply() -> Non
 async def _exitcodes(*args: str) -> tuple[str, str]:
     """``-w '%{http_code} %{exitcode}'`` from curl and from fetchheads, given the same ``args``
     (with curl's ``-x`` spelt ``--proxy`` for fetchheads)."""
-    template = "%{http_code} %{exitcode}"
+    return await _write_outs("%{http_code} %{exitcode}", *args)
+
+
+async def _write_outs(template: str, *args: str) -> tuple[str, str]:
+    """``-w template`` from curl and from fetchheads, given the same ``args`` (with curl's
+    ``-x`` spelt ``--proxy`` for fetchheads)."""
     theirs = await asyncio.create_subprocess_exec(
         CURL,  # type: ignore[arg-type]
         *("-s", "--http1.0", "-o", "/dev/null", "-w", template, *args),
@@ -268,3 +273,18 @@ async def test_a_minor_version_curl_refuses_is_named_not_printed_as_no_answer() 
     code, version, as_json = out.split(" ", 2)
     assert (code, version) == ("200", "1.2")
     assert json.loads(as_json)["http_version"] == "1.2"
+
+
+async def test_under_L_the_times_add_up_the_hops_as_curls_do() -> None:
+    """A first hop that answers its redirect after 0.3 s and a quick second one: curl's
+    time_starttransfer and time_total count the wait (it adds every hop's times up), so a slow
+    redirect shows in them; the last hop's own times alone would say about a millisecond."""
+    template = "%{num_redirects} %{time_starttransfer} %{time_total}"
+    async with LoopbackServer(reply(b"HTTP/1.1 200 OK\r\n\r\n")) as final:
+        moved = b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/\r\n\r\n" % final.port
+        async with LoopbackServer(reply(moved, delay=0.3)) as first:
+            curl_out, ours = await _write_outs(template, "-L", f"http://127.0.0.1:{first.port}/")
+    for out in (curl_out, ours):
+        hops, start, total = out.split()
+        assert hops == "1", out
+        assert 0.3 <= float(start) <= float(total) < 3, out

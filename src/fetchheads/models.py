@@ -236,6 +236,10 @@ class Redirect:
     url: str
     status: int
     location: str
+    timing: Timing | None = dataclasses.field(default=None, compare=False)
+    """The timing of the hop that answered with this redirect (its last attempt), for the formats
+    that add up a chain's hops as curl's ``-w`` and blackbox do; not in the record: ``None`` for
+    a hop read back from a snapshot."""
 
     def to_record(self) -> dict[str, Any]:
         return {"url": self.url, "status": self.status, "location": self.location}

@@ -11,6 +11,7 @@ import ssl
 
 from fetchheads.config import Config
 from fetchheads.fetch.one import fetch_one
+from fetchheads.fetch.redirects import follow
 from fetchheads.models import Result
 from fetchheads.run.inputs import to_item
 from fetchheads.targets import parse_target
@@ -58,3 +59,11 @@ def input_error(text: str) -> Result:
     item = to_item(text, "http")
     assert isinstance(item, Result), text
     return item
+
+
+async def fetch_following(url: str) -> Result:
+    """One fetch of ``url`` with ``-L``: its redirects followed as a run follows them."""
+    config = Config(timeout=5.0, location=True)
+    return await follow(
+        parse_target(url), lambda target, hop: fetch_one(target, make_context(hop)), config
+    )

@@ -161,7 +161,7 @@ async def follow(
             many = "redirect" if config.max_redirs == 1 else "redirects"
             message = f"more than {config.max_redirs} {many} (--max-redirs {config.max_redirs})"
             return _chain(result, first, hops, ErrorInfo(ErrorKind.REDIRECT, message))
-        hops.append(Redirect(url=current.url, status=result.head.status, location=following.url))
+        hops.append(Redirect(current.url, result.head.status, following.url, timing=result.timing))
         if following.url in visited:
             message = f"redirect loop: {following.url} was already visited"
             return _chain(result, first, hops, ErrorInfo(ErrorKind.REDIRECT, message))

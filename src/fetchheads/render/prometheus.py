@@ -20,7 +20,8 @@ server-controlled).
   ``transfer``, split as blackbox splits them: its ``tls`` runs from the end of DNS to the end of
   the handshake (so it includes the TCP connect), ``processing`` from the connection being ready
   to the first byte, ``transfer`` from there to the end (here: of the head). 0 for a phase that
-  did not happen, as blackbox; of the final hop under ``-L``.
+  did not happen, as blackbox; under ``-L`` each phase of every hop added up, as blackbox does
+  (and ``probe_duration_seconds`` is the whole chain's).
 * ``probe_http_status_code`` (0 without a response), ``probe_http_version`` (1.1, or 1.2 for
   ``HTTP/1.2``; 0 without),
   ``probe_http_redirects``, ``probe_http_ssl`` (1 when the final hop used TLS),
@@ -41,7 +42,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
-from fetchheads.models import ResponseHead, Result
+from fetchheads.models import ResponseHead, Result, Timing
 from fetchheads.targets import undecodable_escaped
 
 Success = Callable[[Result], bool]
@@ -172,27 +173,35 @@ _VALUES: dict[str, Callable[[_Probe], float | int | None]] = {
 }
 
 
-def _probe(result: Result, success: bool) -> _Probe:
-    head = result.head if result.error is None else None
-    timing = result.timing
+def _phases(timing: Timing) -> tuple[float, float, float, float, float]:
     dns = timing.dns or 0.0  # an IP literal is not resolved
     connect = timing.connect
     handshake = timing.tls
     ready = handshake if handshake is not None else connect  # blackbox's "got connection"
     ttfb = timing.ttfb
-    phases = (
+    return (
         dns,
         connect - dns if connect is not None else 0.0,
         handshake - dns if handshake is not None else 0.0,
         ttfb - ready if ttfb is not None and ready is not None else 0.0,
         timing.total - ttfb if timing.total is not None and ttfb is not None else 0.0,
     )
+
+
+def _probe(result: Result, success: bool) -> _Probe:
+    head = result.head if result.error is None else None
+    # Under -L blackbox adds every hop's phases up, and its probe lasts the whole chain.
+    timings = [hop.timing for hop in result.redirects if hop.timing is not None]
+    timings.append(result.timing)
+    resolve, connect, handshake, processing, transfer = zip(*map(_phases, timings), strict=True)
+    phases = (sum(resolve), sum(connect), sum(handshake), sum(processing), sum(transfer))
+    duration = sum(timing.total or 0.0 for timing in timings)
     tls = result.tls
     audit = result.audit
     graded = audit is not None and audit.graded
     return _Probe(
         success=int(success),
-        duration=timing.total or 0.0,
+        duration=duration,
         phases=phases,
         status=head.status if head is not None else 0,
         version=_http_version(head) if head is not None else 0.0,

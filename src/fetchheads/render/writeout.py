@@ -6,10 +6,12 @@ result is then one join. What a template may hold:
 * curl's variables, printed exactly as curl 7.88+ prints them (checked against curl itself in
   ``tests/test_writeout.py``): ``%{url}``, ``%{url_effective}``, ``%{http_code}`` and
   ``%{response_code}`` (three digits, ``000`` when no response came), ``%{http_version}`` (``1``,
-  ``1.1``, ``2``; ``0`` without a response), ``%{remote_ip}``, ``%{remote_port}``, the times
-  ``%{time_namelookup}``, ``%{time_connect}``, ``%{time_appconnect}``,
+  ``1.1``, ``2``, ``1.2`` for a minor version curl refuses; ``0`` without a response),
+  ``%{remote_ip}``, ``%{remote_port}``, the times ``%{time_namelookup}``, ``%{time_connect}``,
+  ``%{time_appconnect}``,
   ``%{time_starttransfer}``, ``%{time_total}`` (seconds from the start, six decimals, ``0.000000``
-  for a phase that did not happen), ``%{num_headers}``, ``%{num_redirects}``, ``%{content_type}``,
+  for a phase that did not happen; under ``-L`` each adds up the hops, as curl's do),
+  ``%{num_headers}``, ``%{num_redirects}``, ``%{content_type}``,
   ``%{errormsg}``, ``%{exitcode}`` (curl's exit code for the same failure: 6 DNS, 7 connect, 28
   timeout, 35/60 TLS (56 after the handshake), 8 protocol, 52 an empty reply, 47 redirects, 3 a
   bad URL), ``%{json}``, ``%{header_json}``, ``%header{NAME}`` (the *first* value, as curl), and
@@ -58,6 +60,21 @@ LIST_SEPARATOR = " | "
 
 def _seconds(value: float | None) -> str:
     return f"{value or 0.0:.6f}"
+
+
+def _curl_time(phase: str) -> Callable[[Result], float | None]:
+    """curl's ``time_*``: under ``-L`` curl adds each hop's time to the same counter, so
+    ``time_total`` is the whole chain's and ``time_starttransfer`` the hops' first bytes added up;
+    without redirects, the target's own timing."""
+
+    def get(result: Result) -> float | None:
+        own: float | None = getattr(result.timing, phase)
+        hops = [hop.timing for hop in result.redirects if hop.timing is not None]
+        if not hops:
+            return own
+        return sum(getattr(timing, phase) or 0.0 for timing in hops) + (own or 0.0)
+
+    return get
 
 
 def _code(result: Result) -> int:
@@ -169,6 +186,11 @@ def _exitcode(result: Result) -> int:
     return _CURL_EXIT_CODES.get(error.kind, 1)
 
 
+def _time(phase: str) -> tuple[Callable[[Result], str], Callable[[Result], object]]:
+    get = _curl_time(phase)
+    return (lambda r: _seconds(get(r)), lambda r: _Seconds(get(r)))
+
+
 # name -> (text, json value). Kept in curl's (alphabetical) order: %{json} lists them so.
 _CURL: dict[str, tuple[Callable[[Result], str], Callable[[Result], object]]] = {
     "content_type": (lambda r: _content_type(r) or "", _content_type),
@@ -181,11 +203,11 @@ _CURL: dict[str, tuple[Callable[[Result], str], Callable[[Result], object]]] = {
     "remote_ip": (_remote_ip, _remote_ip),
     "remote_port": (lambda r: str(_remote_port(r)), _remote_port),
     "response_code": (lambda r: f"{_code(r):03d}", _code),
-    "time_appconnect": (lambda r: _seconds(r.timing.tls), lambda r: _Seconds(r.timing.tls)),
-    "time_connect": (lambda r: _seconds(r.timing.connect), lambda r: _Seconds(r.timing.connect)),
-    "time_namelookup": (lambda r: _seconds(r.timing.dns), lambda r: _Seconds(r.timing.dns)),
-    "time_starttransfer": (lambda r: _seconds(r.timing.ttfb), lambda r: _Seconds(r.timing.ttfb)),
-    "time_total": (lambda r: _seconds(r.timing.total), lambda r: _Seconds(r.timing.total)),
+    "time_appconnect": _time("tls"),
+    "time_connect": _time("connect"),
+    "time_namelookup": _time("dns"),
+    "time_starttransfer": _time("ttfb"),
+    "time_total": _time("total"),
     "url": (_given, _given),
     "url_effective": (lambda r: r.url or "", lambda r: r.url or ""),
 }
