@@ -607,6 +607,26 @@ def test_bad_answers_are_usage_errors(args: list[str], message: str) -> None:
     assert len(message) < len(last) <= 160  # whole in a cron mail's line, not 35 names long
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("FETCHHEADS_MATCH_STATUS", "2yy", "'2yy' in FETCHHEADS_MATCH_STATUS (--match-status)"),
+        ("FETCHHEADS_HAS_HEADER", "server=(", "'(' in FETCHHEADS_HAS_HEADER (--has-header):"),
+        ("FETCHHEADS_MISSING_HEADER", "a=b", "in FETCHHEADS_MISSING_HEADER (--missing-header)"),
+        ("FETCHHEADS_IGNORE_HEADER", "a=b", "in FETCHHEADS_IGNORE_HEADER (--ignore-header)"),
+    ],
+)
+def test_a_bad_filter_from_the_environment_names_its_variable(
+    variable: str, value: str, message: str, tmp_path: Path
+) -> None:
+    """The command line shows no --match-status to fix: the message names the variable, as a bad
+    value of any other option from the environment does."""
+    db = str(tmp_path / "heads.db")
+    result = CliRunner().invoke(cli, ["-q", "--db", db, "127.0.0.1:1"], env={variable: value})
+    assert result.exit_code == 2
+    assert message in result.stderr.strip().splitlines()[-1]
+
+
 # --- --unique, -o and --workers, streaming -------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fetchheads.cli.common import TEXT, option_group
+from fetchheads.cli.common import TEXT, name_environment, option_group
 from fetchheads.config import WRITE_OUT
 from fetchheads.render.output import OutputFile
 from fetchheads.render.safe import terminal_safe
@@ -225,7 +225,7 @@ def compile_answer(
             missing_headers=missing_header,
         )
     except SpecError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(name_environment(str(exc))) from None
     return Answer(columns, template, None if selector.selects_everything else selector, order)
 
 

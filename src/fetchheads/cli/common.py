@@ -156,6 +156,26 @@ def make_readable(error: click.ClickException) -> None:
     error.param_hint = f"{environment_source(param)} ({shown})"
 
 
+def name_environment(message: str, ctx: click.Context | None = None) -> str:
+    """``message``, a usage error that names an option (``invalid status '2yy' in
+    --match-status``), naming the variable instead where the value came from the environment
+    (``in FETCHHEADS_MATCH_STATUS (--match-status)``): the command line shows no option to fix."""
+    ctx = ctx or click.get_current_context(silent=True)
+    if ctx is None:
+        return message
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) is not click.core.ParameterSource.ENVIRONMENT:
+            continue
+        option = max(param.opts, key=len)
+        if f"in {option}" in message:
+            message = message.replace(
+                f"in {option}", f"in {environment_source(param)} ({option})", 1
+            )
+    return message
+
+
 def _option_named(ctx: click.Context, hint: str | Sequence[str]) -> click.Parameter | None:
     """The option of ``ctx``'s command that a ``param_hint`` such as ``-i/--input`` names."""
     names = set(hint.split("/") if isinstance(hint, str) else hint)

@@ -24,6 +24,7 @@ from fetchheads.cli.common import (
     FloatRange,
     IntRange,
     finite_float,
+    name_environment,
     option_group,
 )
 from fetchheads.errors import StoreError, StoreRefused
@@ -172,7 +173,7 @@ def _header_names(ctx: click.Context, param: click.Parameter, names: tuple[str, 
     try:
         return tuple(header_name(name, "--ignore-header") for name in names)
     except SpecError as exc:
-        raise click.UsageError(str(exc), ctx) from None
+        raise click.UsageError(name_environment(str(exc), ctx), ctx) from None
 
 
 ignore_header_option = click.option(
