@@ -288,3 +288,24 @@ async def test_under_L_the_times_add_up_the_hops_as_curls_do() -> None:
         hops, start, total = out.split()
         assert hops == "1", out
         assert 0.3 <= float(start) <= float(total) < 3, out
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["http://127.0.0.1:{refused}/", "gopher://127.0.0.1/x", "http://[::1"],
+    ids=["next-hop-refused", "another-scheme", "not-a-url"],
+)
+async def test_under_L_a_chain_that_ends_without_an_answer_prints_as_curls(
+    location: str, refused_port: int
+) -> None:
+    """The redirect's status, version and header count, as curl keeps them when the next hop
+    gets no answer, and curl's exit code for it: 7 refused, 1 another scheme, 3 not a URL."""
+    template = "%{http_code} %{http_version} %{num_headers} %{exitcode}"
+    moved = (
+        b"HTTP/1.1 301 Moved\r\nLocation: %s\r\n\r\n"
+        % location.format(refused=refused_port).encode()
+    )
+    async with LoopbackServer(reply(moved)) as server:
+        curl_out, ours = await _write_outs(template, "-L", f"http://127.0.0.1:{server.port}/")
+    assert curl_out.startswith("301 1.1 1 ")
+    assert ours == curl_out

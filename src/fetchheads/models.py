@@ -240,6 +240,9 @@ class Redirect:
     """The timing of the hop that answered with this redirect (its last attempt), for the formats
     that add up a chain's hops as curl's ``-w`` and blackbox do; not in the record: ``None`` for
     a hop read back from a snapshot."""
+    head: ResponseHead | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The redirect response itself, for ``-w`` when a later hop got no answer: curl prints the
+    last answer's status, version and header count then; not in the record either."""
 
     def to_record(self) -> dict[str, Any]:
         return {"url": self.url, "status": self.status, "location": self.location}

@@ -161,7 +161,15 @@ async def follow(
             many = "redirect" if config.max_redirs == 1 else "redirects"
             message = f"more than {config.max_redirs} {many} (--max-redirs {config.max_redirs})"
             return _chain(result, first, hops, ErrorInfo(ErrorKind.REDIRECT, message))
-        hops.append(Redirect(current.url, result.head.status, following.url, timing=result.timing))
+        hops.append(
+            Redirect(
+                current.url,
+                result.head.status,
+                following.url,
+                timing=result.timing,
+                head=result.head,
+            )
+        )
         if following.url in visited:
             message = f"redirect loop: {following.url} was already visited"
             return _chain(result, first, hops, ErrorInfo(ErrorKind.REDIRECT, message))

@@ -13,9 +13,10 @@ result is then one join. What a template may hold:
   for a phase that did not happen; under ``-L`` each adds up the hops, as curl's do),
   ``%{num_headers}``, ``%{num_redirects}``, ``%{content_type}``,
   ``%{errormsg}``, ``%{exitcode}`` (curl's exit code for the same failure: 6 DNS, 7 connect, 28
-  timeout, 35/60 TLS (56 after the handshake), 8 protocol, 52 an empty reply, 47 redirects, 3 a
-  bad URL), ``%{json}``, ``%{header_json}``, ``%header{NAME}`` (the *first* value, as curl), and
-  ``%{onerror}``: the rest of the template is printed only for a target that failed.
+  timeout, 35/60 TLS (56 after the handshake), 8 protocol, 52 an empty reply, 47 redirects (1
+  or 3 a Location it cannot follow), 3 a bad URL), ``%{json}``, ``%{header_json}``,
+  ``%header{NAME}`` (the *first* value, as curl), and ``%{onerror}``: the rest of the template
+  is printed only for a target that failed.
 * every field of ``render.fields`` as ``%{field}``: ``%{status}``, ``%{header:server}`` (all
   values, joined), ``%{cert.days_left}`` ... Where a name is both, curl's meaning wins
   (``%{http_version}`` is ``1.1``, the field ``http_version`` is ``HTTP/1.1`` elsewhere).
@@ -37,7 +38,7 @@ import re
 from collections.abc import Callable
 
 from fetchheads.errors import AFTER_HANDSHAKE, ErrorKind
-from fetchheads.models import DEFAULT_PORTS, Result
+from fetchheads.models import DEFAULT_PORTS, ResponseHead, Result
 from fetchheads.render.fields import (
     BUILTIN,
     SpecError,
@@ -77,19 +78,28 @@ def _curl_time(phase: str) -> Callable[[Result], float | None]:
     return get
 
 
+def _answer(result: Result) -> ResponseHead | None:
+    """The last head received, as curl reads it: a head cut short still had its status line, a
+    chain that could not follow a redirect ends on that redirect, and one whose next hop got no
+    answer (refused, timed out) on the redirect before it (``curl -L`` prints its 301)."""
+    if result.head is not None:
+        return result.head
+    return result.redirects[-1].head if result.redirects else None
+
+
 def _code(result: Result) -> int:
-    """The status of the head received, as curl: a head cut short still had its status line
-    (and with -L a chain that failed after a hop ends on that hop's)."""
-    return result.head.status if result.head is not None else 0
+    head = _answer(result)
+    return head.status if head is not None else 0
 
 
 def _http_version(result: Result) -> str:
     """curl's ``1``, ``1.1``; another minor version the parser accepted (``HTTP/1.2``, read as
     1.1 as RFC 9112 §2.3 says; curl refuses it) as the server named it, ``1.2``, never the ``0``
     of no answer beside a status code."""
-    if result.head is None:
+    head = _answer(result)
+    if head is None:
         return "0"
-    version = result.head.http_version
+    version = head.http_version
     return _CURL_VERSIONS.get(version) or version.removeprefix("HTTP/")
 
 
@@ -120,7 +130,8 @@ def _given(result: Result) -> str:
 
 
 def _num_headers(result: Result) -> int:
-    return len(result.head.headers) if result.head is not None else 0
+    head = _answer(result)
+    return len(head.headers) if head is not None else 0
 
 
 def _content_type(result: Result) -> str | None:
@@ -153,6 +164,11 @@ _PROXY_TUNNEL = re.compile(
     r"proxy \S+: (?:CONNECT answered |no answer to CONNECT: |not an HTTP answer to CONNECT: )"
 )
 _CONNECT_TIMED_OUT = "no connection within --connect-timeout "
+# fetch.redirects' words for a Location it cannot follow: curl's 1 for another scheme
+# (CURLE_UNSUPPORTED_PROTOCOL), 3 for one that is not a URL it can fetch (CURLE_URL_MALFORMAT)
+_CANNOT_FOLLOW = "cannot follow Location "
+_OTHER_SCHEME = re.compile(r": unsupported scheme '[^']*'\Z")
+_CURL_URL_MALFORMAT = _CURL_EXIT_CODES[ErrorKind.INPUT]
 # http.parse's words for those cases
 _NOTHING = "empty reply: the server closed the connection without a byte"
 _NOTHING_AFTER_INTERIM = "closed after an interim (1xx) response"
@@ -178,6 +194,10 @@ def _exitcode(result: Result) -> int:
             return _CURL_RECV_ERROR
         if error.message.startswith(_CONNECT_TIMED_OUT):
             return _CURL_EXIT_CODES[ErrorKind.TIMEOUT]
+    if error.kind is ErrorKind.REDIRECT and error.message.startswith(_CANNOT_FOLLOW):
+        if _OTHER_SCHEME.search(error.message):
+            return _CURL_UNSUPPORTED
+        return _CURL_URL_MALFORMAT
     if error.kind is ErrorKind.PROTOCOL:
         if error.message == _NOTHING or error.message.startswith(_NOTHING_AFTER_INTERIM):
             return _CURL_GOT_NOTHING
