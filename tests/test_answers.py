@@ -608,6 +608,22 @@ def test_bad_answers_are_usage_errors(args: list[str], message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fields", "target", "-o", "{dir}/heads.jsonl"], "not of -o {dir}/heads.jsonl, whose"),
+        (["--sort", "status", "-o", "{dir}/heads.prom"], "not -o {dir}/heads.prom, whose suffix"),
+    ],
+)
+def test_a_format_named_by_the_suffix_of_o_is_called_so(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    """No --format was typed: the message names the -o whose suffix chose the format."""
+    result = run([arg.format(dir=tmp_path) for arg in args] + ["127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert message.format(dir=tmp_path) in result.stderr
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
         ("FETCHHEADS_MATCH_STATUS", "2yy", "'2yy' in FETCHHEADS_MATCH_STATUS (--match-status)"),

@@ -226,8 +226,8 @@ def fetch_command(
         changes=changes,
         sort=answer.sort,
     )
-    check_columns(fields, view.format)
-    check_sort(answer.sort, view.format)
+    check_columns(fields, view.format, output)
+    check_sort(answer.sort, view.format, output)
     if view.format == "table":
         _say_left_out(view)
     tls = _tls(config)

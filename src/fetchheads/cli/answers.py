@@ -229,23 +229,34 @@ def compile_answer(
     return Answer(columns, template, None if selector.selects_everything else selector, order)
 
 
-def check_columns(fields: str | None, chosen: str) -> None:
+def check_columns(fields: str | None, chosen: str, output: str | None = None) -> None:
     """--fields with a format that has no columns is a usage error."""
     if fields is not None and chosen not in ("table", "csv", "tsv"):
-        what = "-w" if chosen == WRITE_OUT else f"--format {chosen}"
+        what = "-w" if chosen == WRITE_OUT else _format_named(chosen, output)
         raise click.UsageError(
             f"--fields chooses the columns of --format table, csv or tsv, not of {what} "
             "(-w takes any field as %{field})"
         )
 
 
-def check_sort(sort: SortOrder | None, chosen: str) -> None:
+def check_sort(sort: SortOrder | None, chosen: str, output: str | None = None) -> None:
     """--sort with a format that is not one line a target is a usage error."""
     if sort is not None and chosen not in LINE_FORMATS:
         raise click.UsageError(
-            f"--sort orders the line formats (table, csv, tsv, plain, jsonl, -w), not --format "
-            f"{chosen}"
+            f"--sort orders the line formats (table, csv, tsv, plain, jsonl, -w), not "
+            f"{_format_named(chosen, output)}"
         )
+
+
+def _format_named(chosen: str, output: str | None) -> str:
+    """How the user chose the format: ``--format jsonl``, or without it ``-o heads.jsonl``,
+    whose suffix named it (the command line then holds no ``--format`` to change)."""
+    if output not in (None, "-") and not _typed("output_format", "json_flag"):
+        assert output is not None
+        if suffix_format(output) == chosen:
+            shown = terminal_safe(undecodable_replaced(output))
+            return f"-o {shown}, whose suffix names --format {chosen}"
+    return f"--format {chosen}"
 
 
 def _template(text: str) -> str:
