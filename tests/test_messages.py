@@ -47,6 +47,18 @@ def test_a_long_summary_is_one_line_in_a_pipe(threaded_server: StartServer) -> N
     assert all(f"{status} x1" in summary for status in statuses)
 
 
+def test_a_format_taken_for_an_option_says_how_to_ask_for_it() -> None:
+    """``--csv`` is no option; click's nearest names (``--failed``, ``--rate`` for ``--table``)
+    would send the reader astray: the message names ``--format csv`` instead."""
+    for name in ("csv", "table", "prometheus"):
+        outcome = invoke([f"--{name}", "127.0.0.1:9"])
+        assert outcome.exit_code == 2
+        last = outcome.stderr.strip().splitlines()[-1]
+        assert last == f"Error: No such option '--{name}': a format is chosen with --format {name}"
+    outcome = invoke(["audit", "--db", "x.db", "--csv"])  # audit has no csv: click's words stay
+    assert outcome.stderr.strip().splitlines()[-1] == "Error: No such option '--csv'."
+
+
 def test_a_bad_environment_value_names_its_variable() -> None:
     outcome = invoke(["127.0.0.1:9"], env={"FETCHHEADS_TIMEOUT": "abc"})
     assert outcome.exit_code == 2

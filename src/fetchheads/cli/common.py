@@ -141,6 +141,8 @@ def make_readable(error: click.ClickException) -> None:
     # click declares ``message`` Final, but reads it back only when the error is shown.
     # A file name's byte that was not UTF-8 is shown as U+FFFD, so that the line can be written.
     error.message = terminal_safe(undecodable_replaced(error.message))  # type: ignore[misc]
+    if isinstance(error, click.NoSuchOption):
+        _format_as_option(error)
     if not isinstance(error, click.BadParameter):
         return
     ctx, hint = error.ctx, error.param_hint
@@ -154,6 +156,20 @@ def make_readable(error: click.ClickException) -> None:
         return
     shown = max(param.opts, key=len) if hint is None else hint
     error.param_hint = f"{environment_source(param)} ({shown})"
+
+
+def _format_as_option(error: click.NoSuchOption) -> None:
+    """``--csv``, ``--table``, ``--prometheus``: a format's name taken for an option. Say how
+    to ask for it, instead of click's nearest options (``--failed``, ``--rate`` for ``--table``)."""
+    name = error.option_name.lstrip("-")
+    for param in error.ctx.command.params if error.ctx is not None else ():
+        if "--format" in param.opts and isinstance(param.type, click.Choice):
+            if name in param.type.choices:
+                error.message = (  # type: ignore[misc]
+                    f"No such option '{error.option_name}': a format is chosen with --format {name}"
+                )
+                error.possibilities = []  # type: ignore[misc]
+            return
 
 
 def name_environment(message: str, ctx: click.Context | None = None) -> str:
