@@ -183,6 +183,13 @@ def test_onerror_given_twice_starts_the_error_part_once() -> None:
         ("a status code below 100", b"HTTP/1.1 099 Low\r\n\r\n", "%{exitcode}"),
         ("blank lines: exit code", b"\r\n\r\n", "%{exitcode}"),
         ("an interim head, then nothing", b"HTTP/1.1 100 Continue\r\n\r\n", "%{exitcode}"),
+        # A status line cut short is no header line to curl: "Empty reply from server", 52.
+        ("a status line cut short", b"HTTP/1.1 20", "%{http_code} %{exitcode}"),
+        (
+            "an interim head, then a status line cut short",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2",
+            "%{exitcode}",
+        ),
         # Escapes: curl takes the character after a backslash or a % with it.
         ("escapes", CLEAN_HEAD, "\\\\n|%\\n|\\\\t|\\\\|\\q|%x|100%%|\\"),
         ("curl's names in capitals", CLEAN_HEAD, "%{HTTP_CODE} %{Num_Headers}"),

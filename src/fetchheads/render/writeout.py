@@ -13,10 +13,10 @@ result is then one join. What a template may hold:
   for a phase that did not happen; under ``-L`` each adds up the hops, as curl's do),
   ``%{num_headers}``, ``%{num_redirects}``, ``%{content_type}``,
   ``%{errormsg}``, ``%{exitcode}`` (curl's exit code for the same failure: 6 DNS, 7 connect, 28
-  timeout, 35/60 TLS (56 after the handshake), 8 protocol, 52 an empty reply, 47 redirects (1
-  or 3 a Location it cannot follow), 3 a bad URL), ``%{json}``, ``%{header_json}``,
-  ``%header{NAME}`` (the *first* value, as curl), and ``%{onerror}``: the rest of the template
-  is printed only for a target that failed.
+  timeout, 35/60 TLS (56 after the handshake), 8 protocol, 52 an empty reply (or a status line cut
+  short), 47 redirects (1 or 3 a Location it cannot follow), 3 a bad URL), ``%{json}``,
+  ``%{header_json}``, ``%header{NAME}`` (the *first* value, as curl), and ``%{onerror}``: the
+  rest of the template is printed only for a target that failed.
 * every field of ``render.fields`` as ``%{field}``: ``%{status}``, ``%{header:server}`` (all
   values, joined), ``%{cert.days_left}`` ... Where a name is both, curl's meaning wins
   (``%{http_version}`` is ``1.1``, the field ``http_version`` is ``HTTP/1.1`` elsewhere).
@@ -172,6 +172,7 @@ _CURL_URL_MALFORMAT = _CURL_EXIT_CODES[ErrorKind.INPUT]
 # http.parse's words for those cases
 _NOTHING = "empty reply: the server closed the connection without a byte"
 _NOTHING_AFTER_INTERIM = "closed after an interim (1xx) response"
+_CUT_SHORT = "closed before the end of the head"  # curl: 52 as well when no status line came
 _NOT_HTTP = (
     "not HTTP",
     "bad status line",
@@ -201,6 +202,8 @@ def _exitcode(result: Result) -> int:
     if error.kind is ErrorKind.PROTOCOL:
         if error.message == _NOTHING or error.message.startswith(_NOTHING_AFTER_INTERIM):
             return _CURL_GOT_NOTHING
+        if result.head is None and error.message.startswith(_CUT_SHORT):
+            return _CURL_GOT_NOTHING  # a status line cut short: curl counts no header line
         if error.message.startswith(_NOT_HTTP):
             return _CURL_UNSUPPORTED
     return _CURL_EXIT_CODES.get(error.kind, 1)
