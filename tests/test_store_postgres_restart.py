@@ -373,6 +373,30 @@ def test_a_server_down_when_a_run_ends_is_said_and_not_waited_on_for_ever(
     assert query(url, "SELECT state, targets FROM runs") == [("finished", 1)]
 
 
+def test_a_server_back_when_the_run_ends_gets_its_end_though_a_slow_try_put_tries_off(
+    postgres: Postgres, relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a try to connect that was slow to fail (a server that drops packets), the writes
+    of the next span fail at once; the run's end is not one of them: a server that answers by
+    then stores it, and history does not show a run that ended as interrupted."""
+    from fetchheads.snapshots import store_postgres
+
+    monkeypatch.setattr(store_postgres, "RECONNECT_SECONDS", 1.0)
+    monkeypatch.setattr(store_postgres, "SLOW_TRY", 0.0)  # every failed try counts as slow
+    url = postgres.new_database()
+    with Store.open(relay.url(url)) as store:
+        run = store.begin_run("0", {})
+        store.record(run, [snap("http://a/", day(1))])
+        relay.refuse()
+        with pytest.raises(StoreError, match="could not make it again"):
+            store.record(run, [snap("http://a/", day(2))])
+        relay.restore()  # back within the span the slow try put further tries off for
+        with pytest.raises(StoreError, match="could not make it again"):
+            store.record(run, [snap("http://a/", day(3))])  # a batch: still put off
+        store.finish_run(run, targets=3, ok=3)
+    assert query(url, "SELECT state, targets FROM runs") == [("finished", 3)]
+
+
 def test_a_batch_the_server_ended_before_going_away_is_not_in_doubt(
     postgres: Postgres, relay: Relay, monkeypatch: pytest.MonkeyPatch
 ) -> None:

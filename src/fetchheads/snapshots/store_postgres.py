@@ -91,6 +91,10 @@ each try waits ``CONNECT_TIMEOUT``) makes the calls of the next span fail at onc
 server costs a run one span, not one, or two, a batch."""
 SLOW_TRY = 1.0
 """Seconds a failed try to connect may take and still be made again by the next call."""
+LAST_TRY_TIMEOUT = 2
+"""Seconds (libpq's least) the run's end waits for a server it had stopped trying after a slow
+try: ``finish_run`` tries once whatever the gate, so a server back by then gets the run's end,
+and one that still drops packets costs the run these seconds, not ``CONNECT_TIMEOUT``."""
 KEEPALIVES = {
     "keepalives": 1,
     "keepalives_idle": 15,
@@ -257,6 +261,8 @@ class PostgresStore(Store):
         """Reconnecting failed for ``RECONNECT_SECONDS``: why, said again by each call until
         ``_next_try``."""
         self._next_try = 0.0
+        self._connect_timeout = CONNECT_TIMEOUT
+        """The next try's; ``LAST_TRY_TIMEOUT`` for ``finish_run``'s try past the gate."""
         self._stopped = threading.Event()
         """Set by ``stop_reconnecting`` (the main thread): the pauses between tries end."""
         self._patience: str | None = None
@@ -379,7 +385,7 @@ class PostgresStore(Store):
             connection = None
             began = time.monotonic()
             try:
-                connection = _connect(self._psycopg, self._location)
+                connection = _connect(self._psycopg, self._location, self._connect_timeout)
                 for name, value in self._settings.items():
                     connection.execute(f"SET {name} = {value}".encode())
             except self._psycopg.Error as exc:
@@ -691,17 +697,27 @@ class PostgresStore(Store):
         warnings: int | None = None,
         interrupted: bool = False,
     ) -> None:
-        self._again(
-            lambda: Store.finish_run(
-                self,
-                run_id,
-                targets=targets,
-                ok=ok,
-                changed=changed,
-                warnings=warnings,
-                interrupted=interrupted,
+        # The run ends: a server it gave up on gets one more try, even when a slow try had put
+        # the next one off (``_next_try``), so a run whose server is back by now does not stay
+        # "running" (and be shown as interrupted) for want of it. That try is bounded by
+        # ``LAST_TRY_TIMEOUT``: a server that still drops packets costs the run two seconds.
+        if self._gave_up is not None and time.monotonic() < self._next_try:
+            self._next_try = 0.0
+            self._connect_timeout = min(CONNECT_TIMEOUT, LAST_TRY_TIMEOUT)
+        try:
+            self._again(
+                lambda: Store.finish_run(
+                    self,
+                    run_id,
+                    targets=targets,
+                    ok=ok,
+                    changed=changed,
+                    warnings=warnings,
+                    interrupted=interrupted,
+                )
             )
-        )
+        finally:
+            self._connect_timeout = CONNECT_TIMEOUT
 
     def has_history(self) -> bool:
         return self._again(lambda: Store.has_history(self))
@@ -763,13 +779,14 @@ def _clean(row: Sequence[Any]) -> list[Any]:
     return [v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v else v for v in row]
 
 
-def _connect(driver: Any, location: str) -> psycopg.Connection[Any]:
+def _connect(driver: Any, location: str, timeout: int | None = None) -> psycopg.Connection[Any]:
     """A new connection to ``location`` (``driver``: psycopg, loaded), as every one is made:
-    autocommit (each transaction is opened explicitly), bounded, named, with ``KEEPALIVES``."""
+    autocommit (each transaction is opened explicitly), bounded (``CONNECT_TIMEOUT`` unless
+    ``timeout``), named, with ``KEEPALIVES``."""
     connection: psycopg.Connection[Any] = driver.connect(
         location,
         autocommit=True,
-        connect_timeout=CONNECT_TIMEOUT,
+        connect_timeout=CONNECT_TIMEOUT if timeout is None else timeout,
         application_name="fetchheads",
         **KEEPALIVES,
     )
