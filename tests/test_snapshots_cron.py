@@ -100,8 +100,8 @@ def test_sigterm_while_a_lock_keeps_the_database_from_opening_ends_the_run_sayin
     tmp_path: Path,
 ) -> None:
     """An older schema to migrate, another process holding the write lock: SIGTERM (a cron
-    ``timeout``, systemd) ends the wait with the line every stopped run prints, not in silence.
-    (SQLite waits inside C: the signal is seen when its busy timeout ends, 2 s here.)"""
+    ``timeout``, systemd) ends the wait with the line every stopped run prints, not in silence,
+    and at once, not when the 30 s busy timeout is over."""
     db = tmp_path / "heads.db"
     old = sqlite3.connect(db)
     old.executescript(store_module.MIGRATIONS[0])
@@ -113,7 +113,6 @@ def test_sigterm_while_a_lock_keeps_the_database_from_opening_ends_the_run_sayin
     setup = (
         "import pathlib, sys\n"
         "from fetchheads.snapshots import store_sqlite\n"
-        "store_sqlite.BUSY_TIMEOUT = 2.0\n"
         "real = store_sqlite.SqliteStore._prepare\n"
         "def prepare(self, *args):\n"
         f"    pathlib.Path({str(waiting)!r}).touch()\n"
@@ -131,12 +130,56 @@ def test_sigterm_while_a_lock_keeps_the_database_from_opening_ends_the_run_sayin
         deadline = time.monotonic() + 30
         while not waiting.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
+        time.sleep(0.5)  # inside the wait for the lock
+        signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        out, err = process.communicate(timeout=60)
+        waited = time.monotonic() - signalled
     assert (process.returncode, out) == (143, "")
     assert err == (
         "fetchheads: terminated: 0 done, 0 not finished, the rest of the input not read\n"
     )
+    assert waited < 5  # the busy timeout is 30 s
+
+
+FETCHHEADS = (sys.executable, "-m", "fetchheads")
+
+
+def test_sigterm_while_a_lock_keeps_the_results_waiting_ends_the_run_at_once_counting_all(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    """``timeout 60 fetchheads --db ...`` whose database another process keeps locked: every
+    result is printed, and waits on the writer thread for the lock (30 s). SIGTERM then ends the
+    run at once, not when the busy timeout is over, and counts every result it could not record,
+    also those still waiting for their batch to be written."""
+    _, target = site
+    db = tmp_path / "heads.db"
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0
+    targets = 40
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"{target}/{n}\n" for n in range(targets)))
+    with write_lock_held(db):
+        process = processes.start(
+            [*FETCHHEADS, "--db", str(db), "--json", "--rate", "20", "-i", str(hosts)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        printed = [process.stdout.readline() for _ in range(targets)]  # the fetch is over
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        rest, err = process.communicate(timeout=60)
+        waited = time.monotonic() - signalled
+    assert rest == ""
+    assert [json.loads(line)["status"] for line in printed] == [200] * targets
+    assert process.returncode == 143
+    assert err == (
+        f"fetchheads: {targets} results not recorded: database is locked (--db {db})\n"
+        f"fetchheads: terminated: {targets} done, 0 not finished\n"
+    )
+    assert waited < 5, err  # the busy timeout is 30 s
+    assert rows(db, "SELECT count(*) FROM snapshots") == [(1,)]  # the first run's only
 
 
 def test_a_lock_held_past_the_busy_timeout_loses_no_output_and_says_how_many(

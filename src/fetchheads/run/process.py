@@ -176,13 +176,23 @@ class StopSignals:
         self._before_exit = before_exit
         self._wakeup: tuple[asyncio.AbstractEventLoop, int, int] | None = None
 
-    def install(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    def install(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any],
+        on_stop: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``on_stop``: called at the first signal, before the task is cancelled, for what waits
+        off the loop (a database write on a thread of its own) and must stop waiting."""
+
         def on_sigterm() -> None:
             self.terminated = True
+            on_stop()
             task.cancel()
 
         def on_sigint() -> None:
             self.interrupted = True
+            on_stop()
             task.cancel()
 
         _on_stop_signal(loop, signal.SIGTERM, on_sigterm, ExitStatus.TERMINATED, self.exit_now)

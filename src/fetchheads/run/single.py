@@ -86,7 +86,9 @@ def execute(plan: RunPlan) -> Outcome:
         sink.set_on_error(cancel)
         loop = sink.loop = asyncio.get_running_loop()
         loop.set_exception_handler(process.loop_errors(stderr.print))
-        stop.install(loop, task)
+        # A write waiting for a lock or a lost server stops waiting at once: also when the
+        # signal comes while the last results are being written (drain, below).
+        stop.install(loop, task, on_stop=session.stop_reconnecting)
         process.accept_stop_signals()  # held while a --workers worker started
         resolver = _resolver(config)
         ctx = FetchContext(
@@ -123,8 +125,10 @@ def execute(plan: RunPlan) -> Outcome:
                 bar.stop()
             if stop.received:  # no minute's wait for a database server that went away
                 session.stop_reconnecting()
-            await session.drain()  # every result is recorded, even after Ctrl-C
-            await resolver.aclose()
+            try:
+                await session.drain()  # every result is recorded, even after Ctrl-C
+            finally:
+                await resolver.aclose()
 
     status: ExitStatus
     try:

@@ -170,20 +170,30 @@ class Recorder:
             self._timer = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._flush)
 
     async def drain(self) -> None:
-        """Write (and under ``--changes`` print) everything still pending; then stop the thread."""
+        """Write (and under ``--changes`` print) everything still pending; then stop the thread.
+        A stop signal that comes meanwhile (the task cancelled) does not cut it short: the
+        results still pending would be neither recorded nor counted as not recorded. The store
+        was told to stop waiting (``stop_reconnecting``), so each write left tries once and is
+        done; the CancelledError is raised when they are."""
+        cancelled = False
         try:
             while self.failure is None and (self._pending or self._writing is not None):
                 self._flush()
                 if self._writing is not None:
-                    # The callback delivering its results runs before the next loop iteration.
-                    await asyncio.wait([self._writing])
-                    await asyncio.sleep(0)
+                    try:
+                        # The callback delivering its results runs before the next iteration.
+                        await asyncio.wait([self._writing])
+                        await asyncio.sleep(0)
+                    except asyncio.CancelledError:
+                        cancelled = True
         finally:
             if self._timer is not None:
                 self._timer.cancel()
             self._thread.shutdown(wait=True)
         if self.failure is not None:
             raise self.failure
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _flush(self) -> None:
         if self._timer is not None:

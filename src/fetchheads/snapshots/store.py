@@ -354,8 +354,8 @@ class Store:
 
     def stop_reconnecting(self) -> None:
         """The run was stopped (Ctrl-C, SIGTERM): a write that is waiting to reach a server that
-        went away tries once more and gives up, instead of for ``RECONNECT_SECONDS``. Safe to
-        call from any thread. A backend that never reconnects does nothing."""
+        went away (PostgreSQL, ``RECONNECT_SECONDS``) or for another process's lock (SQLite, the
+        busy timeout) tries once more and gives up. Safe to call from any thread."""
 
     def stop_waiting(self) -> None:
         """Until a batch (``record``) goes through again, a write that meets another process's

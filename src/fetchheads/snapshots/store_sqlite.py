@@ -28,6 +28,7 @@ import errno
 import os
 import sqlite3
 import stat
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -50,6 +51,10 @@ from fetchheads.snapshots.store import (
 BUSY_TIMEOUT = 30.0
 """Seconds a writer waits for another's lock: far above any one transaction (milliseconds), so six
 overlapping cron runs queue up instead of failing."""
+LOCK_SLICE = 0.25
+"""Seconds SQLite's own busy handler waits at a time for the write lock: it waits inside C,
+where neither a signal nor ``stop_reconnecting`` reaches it, so the busy timeout is waited in
+slices and a run that was stopped (Ctrl-C, SIGTERM) stops waiting after the current one."""
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # Each entry takes the schema from version i to i + 1, in one transaction with the version bump.
@@ -145,6 +150,11 @@ class SqliteStore(Store):
         self.path = path
         self._patience: int | None = None
         """The busy timeout (ms) ``stop_waiting`` put aside, until a batch goes through."""
+        self._busy_ms = int(BUSY_TIMEOUT * 1000)
+        """How long (ms) a write waits for another process's lock: the connection's own busy
+        timeout, waited in ``LOCK_SLICE`` slices at ``BEGIN IMMEDIATE``."""
+        self._stopped = threading.Event()
+        """Set by ``stop_reconnecting`` (the main thread): the wait for a lock ends."""
 
     @classmethod
     def open(
@@ -164,6 +174,7 @@ class SqliteStore(Store):
         if readonly:
             return cls._open_readonly(path, timeout)
         store = cls(_connect(path, path, timeout), path)
+        store._busy_ms = int(timeout * 1000)
         try:
             store._check_identity()  # reads only: a refused file is not written to
             store._prepare(timeout)
@@ -231,11 +242,15 @@ class SqliteStore(Store):
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
 
+    def stop_reconnecting(self) -> None:
+        self._stopped.set()
+
     def stop_waiting(self) -> None:
         with self._translate("change the busy timeout"):
             if self._patience is None:
-                self._patience = int(self._db.execute("PRAGMA busy_timeout").fetchone()[0])
+                self._patience = self._busy_ms
             self._db.execute("PRAGMA busy_timeout = 0")  # one try, no busy handler
+            self._busy_ms = 0
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -340,7 +355,7 @@ class SqliteStore(Store):
     def _write(self) -> Iterator[None]:
         """One short write transaction; the lock is taken at BEGIN (waiting up to the timeout)."""
         with self._translate("write"):
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin_immediate()
             try:
                 yield
             except BaseException:
@@ -349,9 +364,33 @@ class SqliteStore(Store):
                 raise
             self._db.execute("COMMIT")
 
+    def _begin_immediate(self) -> None:
+        """``BEGIN IMMEDIATE``, waiting for another process's lock up to the busy timeout, one
+        ``LOCK_SLICE`` at a time: between two, a Ctrl-C or SIGTERM on the main thread raises
+        (Python runs its handlers there), and a stopped run (``stop_reconnecting``) gives up.
+        Once stopped, one slice: the write still goes through if nobody holds the lock."""
+        slice_ms = int(LOCK_SLICE * 1000)
+        if self._busy_ms <= slice_ms:
+            self._db.execute("BEGIN IMMEDIATE")
+            return
+        deadline = time.monotonic() + self._busy_ms / 1000
+        self._db.execute(f"PRAGMA busy_timeout = {slice_ms}")
+        try:
+            while True:
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    busy = getattr(exc, "sqlite_errorname", "").startswith(_BUSY)
+                    if not busy or self._stopped.is_set() or time.monotonic() >= deadline:
+                        raise
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+
     def _wait_again(self) -> None:
         patience, self._patience = self._patience, None
         if patience is not None:
+            self._busy_ms = patience
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute(f"PRAGMA busy_timeout = {patience}")
 
