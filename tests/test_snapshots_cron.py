@@ -182,6 +182,66 @@ def test_sigterm_while_a_lock_keeps_the_results_waiting_ends_the_run_at_once_cou
     assert rows(db, "SELECT count(*) FROM snapshots") == [(1,)]  # the first run's only
 
 
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (
+            "prune",
+            "prune stopped; what it had deleted is gone, and running it again prunes the rest",
+        ),
+        (
+            "copy",
+            "db copy stopped; what it had copied stays, and running it again copies the rest",
+        ),
+    ],
+)
+def test_sigterm_ends_prune_and_db_copy_with_a_line_saying_so(
+    site: tuple[Site, str], tmp_path: Path, command: str, said: str
+) -> None:
+    """``timeout 10m fetchheads prune ...`` in a crontab, here while another process keeps the
+    database locked: the signal ends the command at once and says so, with 143, not silently
+    (a cron mail that cannot be told from success)."""
+    _, target = site
+    db = tmp_path / "heads.db"
+    other = tmp_path / "other.db"
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0
+    assert fetchheads("--db", str(other), "-q", f"{target}/other")[0] == 0
+    waiting = tmp_path / "waiting"
+    setup = (
+        "import pathlib, sys\n"
+        "from fetchheads.snapshots import store_sqlite\n"
+        "real = store_sqlite.SqliteStore._begin_immediate\n"
+        "def begin(self):\n"
+        f"    pathlib.Path({str(waiting)!r}).touch()\n"
+        "    return real(self)\n"
+        "store_sqlite.SqliteStore._begin_immediate = begin\n"
+        "from fetchheads.cli import main\nsys.argv[0] = 'fetchheads'\nmain()\n"
+    )
+    args = (
+        ["prune", "--db", str(db), "--keep-days", "0"]
+        if command == "prune"
+        else ["db", "copy", str(other), str(db)]
+    )
+    with write_lock_held(db):
+        process = processes.start(
+            [sys.executable, "-c", setup, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not waiting.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # inside the wait for the lock
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        waited = time.monotonic() - signalled
+    assert (process.returncode, out, err) == (143, "", f"fetchheads: terminated: {said}\n")
+    assert waited < 5  # the busy timeout is 30 s
+    assert rows(db, "SELECT count(*) FROM snapshots") == [(1,)]  # as it was
+
+
 def test_a_lock_held_past_the_busy_timeout_loses_no_output_and_says_how_many(
     site: tuple[Site, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,10 +8,11 @@ password is never shown: messages name the database as ``store.shown`` writes it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -410,7 +411,8 @@ def prune_command(db: str, keep_days: float | None, keep: int | None, quiet: boo
         raise click.UsageError("say what to keep: --keep-days N, --keep N, or both")
     from fetchheads.snapshots.store import PRUNE
 
-    with open_store(db, purpose=PRUNE) as store:
+    stopped = "prune stopped; what it had deleted is gone, and running it again prunes the rest"
+    with _stoppable(stopped), open_store(db, purpose=PRUNE) as store:
         try:
             snapshots, runs = store.prune(keep_days=keep_days, keep=keep)
         except StoreError as exc:
@@ -452,6 +454,24 @@ def _shown(location: str) -> str:
     return shown(location)
 
 
+@contextlib.contextmanager
+def _stoppable(stopped: str) -> Iterator[None]:
+    """``prune`` and ``db copy`` write in batches, one transaction each, for as long as a history
+    takes: Ctrl-C or SIGTERM (cron's ``timeout``, systemd) ends them between two, or in a wait
+    for a lock or a server, with one line saying so (``fetchheads: terminated: STOPPED``) and
+    exit status 130 or 143, instead of a silent end a cron mail would not tell from success."""
+    from fetchheads.run.process import Terminated, interruptible
+
+    try:
+        with interruptible():
+            yield
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        word = "terminated" if terminated else "interrupted"
+        click.echo(f"fetchheads: {word}: {stopped}", err=True)
+        sys.exit(int(ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED))
+
+
 def _fail(message: str) -> NoReturn:
     """One line on stderr, terminal-safe (file names and database text are not ours; a file
     name's byte that is not UTF-8 is shown as U+FFFD); exit 1."""
@@ -484,7 +504,9 @@ def copy_command(source: str, destination: str, quiet: bool) -> None:
     snapshot keeps its identity wherever it is copied, so several files merge into one."""
     from fetchheads.snapshots.store import COPY, copy_history
 
+    stopped = "db copy stopped; what it had copied stays, and running it again copies the rest"
     with (
+        _stoppable(stopped),
         open_store(source, readonly=True, param_hint="SOURCE") as old,
         open_store(destination, param_hint="DESTINATION", purpose=COPY) as new,
     ):
