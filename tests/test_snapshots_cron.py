@@ -182,6 +182,46 @@ def test_sigterm_while_a_lock_keeps_the_results_waiting_ends_the_run_at_once_cou
     assert rows(db, "SELECT count(*) FROM snapshots") == [(1,)]  # the first run's only
 
 
+def test_timeouts_sigterm_sent_twice_at_once_ends_the_run_as_one_does(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    """GNU ``timeout`` sends SIGTERM to the process and then to its process group: twice, at
+    once. When the first had been handled before the second came (the process sends the second
+    itself at that moment here, every time), the second ended the process on the spot: no
+    ``terminated:`` line, results lost, the run row left ``running``. It is the same stop."""
+    _, target = site
+    db = tmp_path / "heads.db"
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"{target}/{n}\n" for n in range(100)))
+    setup = (
+        "import os, signal, sys\n"
+        "from fetchheads.run import process\n"
+        "real = process.StopSignals.install\n"
+        "def install(self, loop, task, on_stop=lambda: None):\n"
+        "    def again():\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)  # timeout's kill(0, SIGTERM)\n"
+        "        on_stop()\n"
+        "    return real(self, loop, task, again)\n"
+        "process.StopSignals.install = install\n"
+        "from fetchheads.cli import main\nsys.argv[0] = 'fetchheads'\nmain()\n"
+    )
+    process = processes.start(
+        [sys.executable, "-c", setup, "--db", str(db), "--json", "--rate", "40", "-i", str(hosts)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    printed = [process.stdout.readline() for _ in range(10)]
+    process.send_signal(signal.SIGTERM)
+    rest, err = process.communicate(timeout=30)
+    done = len(printed) + len(rest.splitlines())
+    assert process.returncode == 143
+    assert err == f"fetchheads: terminated: {done} done, {100 - done} not finished\n"
+    assert rows(db, "SELECT state, targets FROM runs") == [("interrupted", done)]
+    assert rows(db, "SELECT count(*) FROM snapshots") == [(done,)]
+
+
 @pytest.mark.parametrize(
     ("command", "said"),
     [

@@ -16,6 +16,7 @@ import gc
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -195,7 +196,14 @@ class StopSignals:
             on_stop()
             task.cancel()
 
-        _on_stop_signal(loop, signal.SIGTERM, on_sigterm, ExitStatus.TERMINATED, self.exit_now)
+        _on_stop_signal(
+            loop,
+            signal.SIGTERM,
+            on_sigterm,
+            ExitStatus.TERMINATED,
+            self.exit_now,
+            same_within=SAME_SIGTERM_SECONDS,
+        )
         _on_stop_signal(loop, signal.SIGINT, on_sigint, ExitStatus.INTERRUPTED, self.exit_now)
         self._wake_on_signals(loop)
 
@@ -255,20 +263,33 @@ def _drain(fd: int) -> None:
             pass
 
 
+SAME_SIGTERM_SECONDS = 0.1
+"""A SIGTERM this soon after the first is the same stop, not a second one: GNU ``timeout`` sends
+its signal twice at once, to the process and then to its process group, and when the first
+had been handled before the second came, the run ended there, silently, nothing more written
+(no ``terminated:`` line, the results not yet recorded lost, the ``runs`` row left running).
+A person's second ``kill`` comes later than this."""
+
+
 def _on_stop_signal(
     loop: asyncio.AbstractEventLoop,
     signum: int,
     callback: Callable[[], None],
     status: ExitStatus,
     force: Callable[[ExitStatus], NoReturn],
+    *,
+    same_within: float = 0.0,
 ) -> None:
-    seen = False
+    first: float | None = None
 
     def handler(signum: int, frame: object) -> None:
-        nonlocal seen
-        if seen or loop.is_closed():
+        nonlocal first
+        now = time.monotonic()
+        if first is not None and now - first < same_within:
+            return  # the same signal, sent twice (timeout): the run is stopping already
+        if first is not None or loop.is_closed():
             force(status)
-        seen = True
+        first = now
         loop.call_soon_threadsafe(callback)
 
     with contextlib.suppress(ValueError):  # not the main thread
