@@ -222,6 +222,55 @@ def test_timeouts_sigterm_sent_twice_at_once_ends_the_run_as_one_does(
     assert rows(db, "SELECT count(*) FROM snapshots") == [(done,)]
 
 
+def test_sigterm_while_the_runs_end_waits_for_a_lock_ends_the_run_saying_so(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    """Every result recorded, and another process takes the lock just as the run writes its
+    end: SIGTERM then (cron's ``timeout``) ends that wait, and the run as terminated, with its
+    lines; it used to end the process on the spot, silently, the row left ``running``."""
+    _, target = site
+    db = tmp_path / "heads.db"
+    finishing, held = tmp_path / "finishing", tmp_path / "held"
+    setup = (
+        "import pathlib, sys, time\n"
+        "from fetchheads.snapshots import store_sqlite\n"
+        "real = store_sqlite.SqliteStore.finish_run\n"
+        "def finish_run(self, *args, **kwargs):\n"
+        f"    pathlib.Path({str(finishing)!r}).touch()\n"
+        f"    while not pathlib.Path({str(held)!r}).exists():\n"
+        "        time.sleep(0.01)\n"
+        "    return real(self, *args, **kwargs)\n"
+        "store_sqlite.SqliteStore.finish_run = finish_run\n"
+        "from fetchheads.cli import main\nsys.argv[0] = 'fetchheads'\nmain()\n"
+    )
+    assert fetchheads("--db", str(db), "-q", target)[0] == 0  # the file, to lock
+    process = processes.start(
+        [sys.executable, "-c", setup, "--db", str(db), "--json", target, f"{target}/b"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not finishing.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with write_lock_held(db):
+        held.touch()
+        time.sleep(0.5)  # inside the wait for the lock
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        waited = time.monotonic() - signalled
+    assert process.returncode == 143
+    assert len(out.splitlines()) == 2
+    assert err == (
+        "fetchheads: the run could not be closed in the database: "
+        f"{db}: cannot write: database is locked\n"
+        "fetchheads: terminated: 2 done, 0 not finished\n"
+    )
+    assert waited < 5  # the busy timeout is 30 s
+    assert rows(db, "SELECT count(*) FROM snapshots") == [(3,)]  # both results recorded
+
+
 @pytest.mark.parametrize(
     ("command", "said"),
     [

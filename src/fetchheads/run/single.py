@@ -150,11 +150,20 @@ def execute(plan: RunPlan) -> Outcome:
     if not finish_output(plan, stopped=stopped, stderr=stderr) and status is ExitStatus.OK:
         status = ExitStatus.FAILED
     try:
-        session.finish(summary.targets, summary.ok, interrupted=stopped)
+        # A signal now, while the run's row waits for the database (a lock, a server that went
+        # away just then), ends that wait and the run as stopped, saying so; it used to end the
+        # process on the spot, silently, the row left running.
+        session.finish(
+            summary.targets, summary.ok, interrupted=stopped, guard=process.interruptible
+        )
     except StoreError as exc:
         message = f"fetchheads: the run could not be closed in the database: {safe(exc)}"
         stderr.print(message, soft_wrap=True)
         status = ExitStatus.FAILED
+    late = session.stopped_finishing
+    if late is not None:
+        terminated = isinstance(late, process.Terminated)
+        status = ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED
     if session.unrecorded and session.error is not None:
         lost = not_recorded(
             session.unrecorded, session.error.reason, session.path or "", in_doubt=session.in_doubt

@@ -30,6 +30,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from fetchheads import __version__
@@ -314,6 +315,9 @@ class SnapshotSession:
         self._baseline = False
         self._recorder: Recorder | None = None
         self._targets = 0
+        self.stopped_finishing: KeyboardInterrupt | None = None
+        """The Ctrl-C (or SIGTERM, as its ``guard`` raises it) that came while ``finish`` waited
+        on the database, if one did."""
 
     @property
     def error(self) -> StoreError | None:
@@ -433,28 +437,48 @@ class SnapshotSession:
         if self.store is not None:
             self.store.stop_reconnecting()
 
-    def finish(self, targets: int, ok: int, *, interrupted: bool = False) -> None:
+    def finish(
+        self,
+        targets: int,
+        ok: int,
+        *,
+        interrupted: bool = False,
+        guard: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
         """After the loop: close the ``runs`` row and the database. Raises StoreError, unless
-        results were not recorded already (that says what the database did)."""
+        results were not recorded already (that says what the database did). Inside ``guard``
+        a signal raises KeyboardInterrupt: when one comes while the row waits for the database
+        (another process's lock, a server that went away just then), the wait ends, the row is
+        tried once more as interrupted, and the signal is kept in ``stopped_finishing``."""
         if self.store is None:
             return
         try:
             if self._unavailable is not None:
                 return
-            recorder = self._recorder
-            self.store.finish_run(
-                self._ensure_run(),
-                targets=targets,
-                ok=ok,
-                changed=recorder.changed if recorder and self.options.changes else None,
-                warnings=self.alerts if self.options.warns else None,
-                interrupted=interrupted,
-            )
+            try:
+                with guard():
+                    self._finish_run(targets, ok, interrupted=interrupted)
+            except KeyboardInterrupt as exc:
+                self.stopped_finishing = exc
+                self.stop_reconnecting()
+                self._finish_run(targets, ok, interrupted=True)
         except StoreError:
             if not self.unrecorded:
                 raise
         finally:
             self.close()
+
+    def _finish_run(self, targets: int, ok: int, *, interrupted: bool) -> None:
+        assert self.store is not None
+        recorder = self._recorder
+        self.store.finish_run(
+            self._ensure_run(),
+            targets=targets,
+            ok=ok,
+            changed=recorder.changed if recorder and self.options.changes else None,
+            warnings=self.alerts if self.options.warns else None,
+            interrupted=interrupted,
+        )
 
     def close(self) -> None:
         if self.store is not None:
