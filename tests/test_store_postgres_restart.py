@@ -493,3 +493,44 @@ def test_a_batch_whose_commit_answer_was_lost_is_stored_once_with_its_predecesso
     [before] = found
     assert before is not None
     assert (before.fetched_at, before.headers) == (first.fetched_at, first.headers)
+
+
+@pytest.mark.parametrize("at", ["first", "last"], ids=["at-begin", "at-commit"])
+def test_a_socket_that_hangs_up_before_libpq_reads_is_a_lost_connection(
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch, at: str
+) -> None:
+    """The server ends the connection (a restart, a terminated backend), and psycopg's wait sees
+    the socket hang up before libpq has read the server's goodbye: it raises
+    ``connection socket closed`` and libpq still calls the connection good. That is a lost
+    connection too: the batch is written on a new one, once, not reported as not recorded."""
+    url = postgres.new_database()
+    with Store.open(url) as store:
+        assert isinstance(store, PostgresStore)
+        run = store.begin_run("0", {})
+        real_wait = psycopg.waiting.wait
+        waits: list[int] = []
+
+        def counting(gen: Any, fileno: int, *args: Any, **kwargs: Any) -> Any:
+            waits.append(fileno)
+            return real_wait(gen, fileno, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.waiting, "wait", counting)
+        store.record(run, [snap("http://a/", day(1), ("X-Version", "1"))])
+        hang_up_at = 1 if at == "first" else len(waits)  # the batch's BEGIN, or its COMMIT
+        seen = 0
+
+        def hanging_up(gen: Any, fileno: int, *args: Any, **kwargs: Any) -> Any:
+            nonlocal seen
+            seen += 1
+            if seen == hang_up_at:
+                pid = store._db.info.backend_pid
+                with psycopg.connect(url, autocommit=True) as other:
+                    other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                raise psycopg.OperationalError("connection socket closed")
+            return real_wait(gen, fileno, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.waiting, "wait", hanging_up)
+        store.record(run, [snap("http://a/", day(2), ("X-Version", "2"))])
+        assert seen > hang_up_at  # the batch was written again, on a new connection
+        assert store.in_doubt == 0
+    assert query(url, "SELECT count(*), count(DISTINCT uid) FROM snapshots") == [(2, 2)]

@@ -263,6 +263,8 @@ class PostgresStore(Store):
         self._next_try = 0.0
         self._connect_timeout = CONNECT_TIMEOUT
         """The next try's; ``LAST_TRY_TIMEOUT`` for ``finish_run``'s try past the gate."""
+        self._hung_up = False
+        """The connection was closed here because its socket hung up under libpq (``_lost``)."""
         self._stopped = threading.Event()
         """Set by ``stop_reconnecting`` (the main thread): the pauses between tries end."""
         self._patience: str | None = None
@@ -358,8 +360,8 @@ class PostgresStore(Store):
                 self._reconnect()
             try:
                 return operation()
-            except StoreError:
-                if not self._db.broken:
+            except StoreError as exc:
+                if not self._lost(exc):
                     raise
                 now = time.monotonic()
                 if broke is None:
@@ -399,6 +401,7 @@ class PostgresStore(Store):
                 continue
             self.close()
             self._db = connection
+            self._hung_up = False
             self._lost_at = None
             self._gave_up = None
             self._settle()
@@ -591,7 +594,25 @@ class PostgresStore(Store):
         (or about to be), and the connection broke without the server's answer. An error the
         server sent (its SQLSTATE: shut down, terminated) says the transaction was rolled back."""
         answered = getattr(exc.__cause__, "sqlstate", None) is not None
-        return self._committing and self._db.broken and not answered
+        return self._committing and self._lost(exc) and not answered
+
+    def _lost(self, exc: StoreError) -> bool:
+        """Whether the connection is gone under ``exc``: libpq says so (psycopg's ``broken``),
+        or psycopg's wait saw the socket hang up before libpq read what the server had said
+        (``connection socket closed``: an OperationalError of the client's, without a SQLSTATE,
+        libpq's status still OK). Such a connection is closed here, so that ``_again`` makes
+        a new one, as it does for a broken one."""
+        if self._db.broken:
+            return True
+        cause = exc.__cause__
+        if (
+            isinstance(cause, self._psycopg.OperationalError)
+            and cause.sqlstate is None
+            and not self._db.closed
+        ):
+            self._db.close()
+            self._hung_up = True
+        return self._hung_up
 
     def _wait_again(self) -> None:
         patience, self._patience = self._patience, None
