@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,29 @@ async def test_under_L_the_probe_lasts_the_whole_chain_and_phases_add_up_the_hop
     ]
     assert 0.3 <= processing < 3
     assert of(families, "probe_http_redirects", target) == 1
+
+
+async def test_under_L_a_loop_is_not_timed_twice() -> None:
+    """A page that redirects to itself after 0.3 s is one request, listed as the chain's redirect
+    and kept as its answer: probe_duration_seconds and the processing phase count it once, never
+    more than the probe took."""
+    async with LoopbackServer(
+        reply(b"HTTP/1.1 301 Moved\r\nLocation: /\r\n\r\n", delay=0.3)
+    ) as server:
+        started = time.monotonic()
+        result = await fetch_following(f"http://127.0.0.1:{server.port}/")
+        took = time.monotonic() - started
+    assert result.error is not None
+    assert result.error.message.startswith("redirect loop")
+    textfile = PrometheusTextfile()
+    textfile.add(result)
+    families = parsed(textfile.render())
+    target = result.target
+    assert 0.3 <= of(families, "probe_duration_seconds", target) <= took
+    processing = families["probe_http_duration_seconds"][
+        (("phase", "processing"), ("target", target))
+    ]
+    assert 0.3 <= processing <= took
 
 
 def test_targets_that_differ_by_a_byte_that_is_not_utf8_are_two_series() -> None:

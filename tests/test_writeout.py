@@ -7,11 +7,19 @@ import json
 import re
 import shutil
 import sys
+import time
 
 import pytest
 
 from fetchheads.render.writeout import compile_write_out
-from tests.support.results import BARE, HEAD, fetch_head, fetch_refused, input_error
+from tests.support.results import (
+    BARE,
+    HEAD,
+    fetch_following,
+    fetch_head,
+    fetch_refused,
+    input_error,
+)
 from tests.support.servers import LoopbackServer, reply, silent
 from tests.support.spec import refusal
 
@@ -316,3 +324,21 @@ async def test_under_L_a_chain_that_ends_without_an_answer_prints_as_curls(
         curl_out, ours = await _write_outs(template, "-L", f"http://127.0.0.1:{server.port}/")
     assert curl_out.startswith("301 1.1 1 ")
     assert ours == curl_out
+
+
+async def test_under_L_a_loop_is_not_timed_twice() -> None:
+    """A page that redirects to itself after 0.3 s: one request, which the chain lists as its
+    redirect and keeps as its answer. Its times are counted once: adding them up as two hops
+    said 0.6 s for a run that took 0.3."""
+    template = "%{num_redirects} %{time_starttransfer} %{time_total}"
+    async with LoopbackServer(
+        reply(b"HTTP/1.1 301 Moved\r\nLocation: /\r\n\r\n", delay=0.3)
+    ) as server:
+        started = time.monotonic()
+        result = await fetch_following(f"http://127.0.0.1:{server.port}/")
+        took = time.monotonic() - started
+    assert result.error is not None
+    assert result.error.message.startswith("redirect loop")
+    hops, start, total = compile_write_out(template).render(result).split()
+    assert hops == "1"
+    assert 0.3 <= float(start) <= float(total) <= took

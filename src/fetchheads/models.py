@@ -239,7 +239,8 @@ class Redirect:
     timing: Timing | None = dataclasses.field(default=None, compare=False)
     """The timing of the hop that answered with this redirect (its last attempt), for the formats
     that add up a chain's hops as curl's ``-w`` and blackbox do; not in the record: ``None`` for
-    a hop read back from a snapshot."""
+    a hop read back from a snapshot, and for the hop that closed a loop (its response is the
+    chain's result, whose timing those formats add already)."""
     head: ResponseHead | None = dataclasses.field(default=None, compare=False, repr=False)
     """The redirect response itself, for ``-w`` when a later hop got no answer: curl prints the
     last answer's status, version and header count then; not in the record either."""

@@ -161,6 +161,12 @@ async def follow(
             many = "redirect" if config.max_redirs == 1 else "redirects"
             message = f"more than {config.max_redirs} {many} (--max-redirs {config.max_redirs})"
             return _chain(result, first, hops, ErrorInfo(ErrorKind.REDIRECT, message))
+        if following.url in visited:
+            # The hop that closes the loop is listed, but its response is the chain's result:
+            # its timing is the result's own, which -w and Prometheus would otherwise add twice.
+            hops.append(Redirect(current.url, result.head.status, following.url, head=result.head))
+            message = f"redirect loop: {following.url} was already visited"
+            return _chain(result, first, hops, ErrorInfo(ErrorKind.REDIRECT, message))
         hops.append(
             Redirect(
                 current.url,
@@ -170,9 +176,6 @@ async def follow(
                 head=result.head,
             )
         )
-        if following.url in visited:
-            message = f"redirect loop: {following.url} was already visited"
-            return _chain(result, first, hops, ErrorInfo(ErrorKind.REDIRECT, message))
         visited.add(following.url)
         current = following
 
