@@ -617,3 +617,28 @@ def test_a_certificate_with_an_empty_subject_that_signs_itself_is_self_signed() 
     assert decoded.self_signed is True
     # Signed by another key under the same (empty) name: not self-signed.
     assert decode(signed_by(ec.generate_private_key(ec.SECP256R1()))).self_signed is False
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "words"),
+    [
+        (dt.timedelta(hours=12), "12-hour"),
+        (dt.timedelta(minutes=59, seconds=45), "1-hour"),
+        (dt.timedelta(minutes=30), "30-minute"),
+        (dt.timedelta(seconds=20), "1-minute"),
+    ],
+)
+def test_a_lifetime_under_a_day_is_said_in_the_unit_it_rounds_to(
+    lifetime: dt.timedelta, words: str
+) -> None:
+    """Just under an hour rounds to 60 minutes: the warning says a 1-hour lifetime, not a
+    60-minute one."""
+    start = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
+    end = start + lifetime
+    tls = TLSInfo(
+        "TLSv1.3", "X", "CN=leaf", "CN=ca", f"{end:%Y-%m-%dT%H:%M:%SZ}", 0,
+        not_before=f"{start:%Y-%m-%dT%H:%M:%SZ}",
+        lifetime_days=round(lifetime.total_seconds() / 86_400, 2), life_left=0.1,
+    )  # fmt: skip
+    [alert] = certificate_alerts(Result(target="t", url="https://t/", tls=tls), None, 0.25) or ()
+    assert alert.message.endswith(f", 10% of its {words} lifetime left"), alert.message

@@ -27,6 +27,7 @@ def lifetime_words(days: float, not_before: str | None, not_after: str | None) -
         seconds = (
             datetime.fromisoformat(not_after) - datetime.fromisoformat(not_before)
         ).total_seconds()
-    if seconds >= 3_600:
+    minutes = max(1, round(seconds / 60))
+    if minutes >= 60:  # 59 min 45 s is a 1-hour lifetime, not a 60-minute one
         return f"{seconds / 3_600:.0f}-hour"
-    return f"{max(1, round(seconds / 60))}-minute"
+    return f"{minutes}-minute"
