@@ -624,6 +624,22 @@ def test_a_format_named_by_the_suffix_of_o_is_called_so(
 
 
 @pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--sort", "status"], {"FETCHHEADS_FORMAT": "prometheus"}, "not --format prometheus (from FETCHHEADS_FORMAT)"),
+        (["--fields", "status"], {"FETCHHEADS_JSON": "1"}, "not of --format jsonl (from FETCHHEADS_JSON)"),
+    ],
+)  # fmt: skip
+def test_a_format_from_the_environment_is_said_to_come_from_it(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    """No --format was typed: the message says which variable chose the format."""
+    result = CliRunner().invoke(cli, [*args, "127.0.0.1:1"], env=env)
+    assert result.exit_code == 2
+    assert message in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
         ("FETCHHEADS_MATCH_STATUS", "2yy", "'2yy' in FETCHHEADS_MATCH_STATUS (--match-status)"),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fetchheads.cli.common import TEXT, name_environment, option_group
+from fetchheads.cli.common import TEXT, environment_source, name_environment, option_group
 from fetchheads.config import WRITE_OUT
 from fetchheads.render.output import OutputFile
 from fetchheads.render.safe import terminal_safe
@@ -250,13 +250,29 @@ def check_sort(sort: SortOrder | None, chosen: str, output: str | None = None) -
 
 def _format_named(chosen: str, output: str | None) -> str:
     """How the user chose the format: ``--format jsonl``, or without it ``-o heads.jsonl``,
-    whose suffix named it (the command line then holds no ``--format`` to change)."""
-    if output not in (None, "-") and not _typed("output_format", "json_flag"):
+    whose suffix named it, or ``FETCHHEADS_FORMAT`` (the command line then holds no ``--format``
+    to change)."""
+    if _typed("output_format", "json_flag"):
+        return f"--format {chosen}"
+    if output not in (None, "-") and suffix_format(output) == chosen:
         assert output is not None
-        if suffix_format(output) == chosen:
-            shown = terminal_safe(undecodable_replaced(output))
-            return f"-o {shown}, whose suffix names --format {chosen}"
-    return f"--format {chosen}"
+        shown = terminal_safe(undecodable_replaced(output))
+        return f"-o {shown}, whose suffix names --format {chosen}"
+    variable = _from_environment("output_format", "json_flag")
+    return f"--format {chosen}" if variable is None else f"--format {chosen} (from {variable})"
+
+
+def _from_environment(*names: str) -> str | None:
+    """The environment variable that gave the first of the parameters ``names`` it gave."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    for param in ctx.command.params:
+        if param.name in names and (
+            ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT
+        ):
+            return environment_source(param)
+    return None
 
 
 def _template(text: str) -> str:
