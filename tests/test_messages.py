@@ -77,6 +77,13 @@ def test_a_bad_environment_value_names_its_variable() -> None:
         "Error: Invalid value for FETCHHEADS_INSECURE (--insecure): 'maybe' is neither on nor "
         "off: give 1 or 0 (also true/false, yes/no, on/off; empty is off)"
     )
+    # --waterfall's own default is on for a few targets: an empty variable leaves it on.
+    outcome = invoke(["127.0.0.1:9"], env={"FETCHHEADS_WATERFALL": "maybe"})
+    assert outcome.exit_code == 2
+    assert outcome.stderr.splitlines()[-1].endswith(
+        "'maybe' is neither on nor off: give 1 or 0 (also true/false, yes/no, on/off; empty "
+        "leaves the default)"
+    )
     # The same value on the command line is named as the option it was given as.
     assert "Invalid value for '-t' / '--timeout'" in invoke(["-t", "abc", "x"]).stderr
 

@@ -72,9 +72,13 @@ class Bool(NamesByte, click.types.BoolParamType):
         try:
             return click.types.BoolParamType.convert(self, value, param, ctx)
         except click.BadParameter:
+            # Empty is no value: the flag's default, which is off but for --waterfall and
+            # --progress (decided by the run: on for a few targets, on a terminal).
+            chosen = param is not None and param.default is None
+            empty = "empty leaves the default" if chosen else "empty is off"
             self.fail(
                 f"{value!r} is neither on nor off: give 1 or 0 (also true/false, yes/no, on/off; "
-                "empty is off)",
+                f"{empty})",
                 param,
                 ctx,
             )
