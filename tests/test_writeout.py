@@ -342,3 +342,20 @@ async def test_under_L_a_loop_is_not_timed_twice() -> None:
     hops, start, total = compile_write_out(template).render(result).split()
     assert hops == "1"
     assert 0.3 <= float(start) <= float(total) <= took
+
+
+async def test_under_L_a_chain_that_ends_without_an_answer_keeps_the_redirects_content_type(
+    refused_port: int,
+) -> None:
+    """curl prints the redirect's Content-Type when the next hop is refused, beside its status:
+    an empty one beside 301 said the redirect had none."""
+    moved = (
+        b"HTTP/1.1 301 Moved\r\nContent-Type: text/html\r\nLocation: http://127.0.0.1:%d/\r\n\r\n"
+        % refused_port
+    )
+    async with LoopbackServer(reply(moved)) as server:
+        curl_out, ours = await _write_outs(
+            "%{http_code} %{content_type}", "-L", f"http://127.0.0.1:{server.port}/"
+        )
+    assert curl_out == "301 text/html"
+    assert ours == curl_out

@@ -135,8 +135,10 @@ def _num_headers(result: Result) -> int:
 
 
 def _content_type(result: Result) -> str | None:
-    """The last Content-Type, as curl takes it (each one it reads replaces the one before)."""
-    values = result.head.get_all("Content-Type") if result.head is not None else []
+    """The last Content-Type, as curl takes it (each one it reads replaces the one before); under
+    ``-L`` the redirect's when the next hop got no answer, as ``%{http_code}``."""
+    head = _answer(result)
+    values = head.get_all("Content-Type") if head is not None else []
     return values[-1] if values else None
 
 
