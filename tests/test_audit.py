@@ -377,6 +377,10 @@ HSTS_CASES = [
         True,
     ),
     (((STS, "max-age=abc"),), HTTPS, True, "hsts-header-invalid", False),
+    # A quote on one side only is not RFC 6797's quoted-string: browsers ignore the header.
+    (((STS, 'max-age="31536000'),), HTTPS, True, "hsts-header-invalid", False),
+    (((STS, 'max-age=31536000"'),), HTTPS, True, "hsts-header-invalid", False),
+    (((STS, 'max-age="'),), HTTPS, True, "hsts-header-invalid", False),
     (((STS, "max-age=31536000"),), HTTPS, None, "hsts-invalid-cert", False),
     (
         ((STS, "max-age=31536000"), (STS, "max-age=31536000")),

@@ -68,7 +68,9 @@ def parse_hsts(value: str) -> Hsts:
             problem = problem or f"{_ONCE[name]} is given more than once: browsers ignore it"
         seen.add(name)
         if name == "max-age":
-            argument = argument.strip().strip('"')
+            argument = argument.strip()
+            if len(argument) > 1 and argument[0] == argument[-1] == '"':  # a quoted-string
+                argument = argument[1:-1]
             if argument.isascii() and argument.isdigit():
                 max_age = int(argument)
             else:
