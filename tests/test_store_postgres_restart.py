@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from fetchheads.errors import StoreError
-from fetchheads.snapshots.store import Store
+from fetchheads.snapshots.store import Store, shown
 from fetchheads.snapshots.store_postgres import PostgresStore
 from tests.support import processes
 from tests.support.postgres import Postgres, Relay, running_postgres
@@ -534,3 +534,53 @@ def test_a_socket_that_hangs_up_before_libpq_reads_is_a_lost_connection(
         assert seen > hang_up_at  # the batch was written again, on a new connection
         assert store.in_doubt == 0
     assert query(url, "SELECT count(*), count(DISTINCT uid) FROM snapshots") == [(2, 2)]
+
+
+def test_sigterm_while_the_runs_end_waits_for_a_row_lock_ends_the_run_at_once(
+    postgres: Postgres, threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    """Every result recorded, and another session holds the ``runs`` row as the run writes its
+    end: SIGTERM (cron's ``timeout``) ends that wait, and the try that follows, as the run's
+    stopped end, waits for no lock: not the 30 s lock timeout again, for the same lock."""
+    _, target = start_site(threaded_server)
+    url = postgres.new_database()
+    Store.open(url).close()
+    finishing, held = tmp_path / "finishing", tmp_path / "held"
+    setup = (
+        "import pathlib, sys, time\n"
+        "from fetchheads.snapshots import store_postgres\n"
+        "real = store_postgres.PostgresStore.finish_run\n"
+        "def finish_run(self, *args, **kwargs):\n"
+        f"    pathlib.Path({str(finishing)!r}).touch()\n"
+        f"    while not pathlib.Path({str(held)!r}).exists():\n"
+        "        time.sleep(0.01)\n"
+        "    return real(self, *args, **kwargs)\n"
+        "store_postgres.PostgresStore.finish_run = finish_run\n"
+        "from fetchheads.cli import main\nsys.argv[0] = 'fetchheads'\nmain()\n"
+    )
+    process = processes.start(
+        [sys.executable, "-c", setup, "--db", url, "--json", target, f"{target}/b"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not finishing.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with psycopg.connect(url) as other:
+        other.execute("SELECT * FROM runs FOR UPDATE")
+        held.touch()
+        time.sleep(1)  # inside the wait for the row
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        waited = time.monotonic() - signalled
+    assert process.returncode == 143
+    assert len(out.splitlines()) == 2
+    assert err == (
+        "fetchheads: the run could not be closed in the database: "
+        f"{shown(url)}: cannot write: canceling statement due to lock timeout\n"
+        "fetchheads: terminated: 2 done, 0 not finished\n"
+    )
+    assert waited < 5, err  # the lock timeout is 30 s
+    assert query(url, "SELECT count(*) FROM snapshots") == [(2,)]  # both results recorded

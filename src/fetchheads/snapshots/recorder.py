@@ -449,7 +449,8 @@ class SnapshotSession:
         results were not recorded already (that says what the database did). Inside ``guard``
         a signal raises KeyboardInterrupt: when one comes while the row waits for the database
         (another process's lock, a server that went away just then), the wait ends, the row is
-        tried once more as interrupted, and the signal is kept in ``stopped_finishing``."""
+        tried once more as interrupted, without waiting for a lock, and the signal is kept in
+        ``stopped_finishing``."""
         if self.store is None:
             return
         try:
@@ -461,6 +462,10 @@ class SnapshotSession:
             except KeyboardInterrupt as exc:
                 self.stopped_finishing = exc
                 self.stop_reconnecting()
+                # The try left waits for no lock: PostgreSQL's lock timeout would otherwise
+                # keep the stopped run waiting its 30 s again, for the lock it was stopped in.
+                with contextlib.suppress(StoreError):
+                    self.store.stop_waiting()
                 self._finish_run(targets, ok, interrupted=True)
         except StoreError:
             if not self.unrecorded:
