@@ -5,6 +5,7 @@ Each test has a server of its own, restarted or stopped under a real fetchheads 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -584,3 +585,50 @@ def test_sigterm_while_the_runs_end_waits_for_a_row_lock_ends_the_run_at_once(
     )
     assert waited < 5, err  # the lock timeout is 30 s
     assert query(url, "SELECT count(*) FROM snapshots") == [(2,)]  # both results recorded
+
+
+def test_a_signal_while_the_server_does_not_answer_the_runs_end_prints_only_our_lines(
+    postgres: Postgres, threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    """The run's end sent to a server process that is frozen (its host still answers TCP):
+    SIGTERM ends the wait, psycopg gives up on cancelling the statement after 5 s and logs so;
+    that warning is not printed among fetchheads' lines, and the run's end is written on a new
+    connection."""
+    _, target = start_site(threaded_server)
+    url = postgres.new_database()
+    Store.open(url).close()
+    finishing, held = tmp_path / "finishing", tmp_path / "held"
+    setup = (
+        "import pathlib, sys, time\n"
+        "from fetchheads.snapshots import store_postgres\n"
+        "real = store_postgres.PostgresStore.finish_run\n"
+        "def finish_run(self, *args, **kwargs):\n"
+        f"    if not pathlib.Path({str(held)!r}).exists():\n"
+        f"        pathlib.Path({str(finishing)!r}).write_text(str(self._db.info.backend_pid))\n"
+        f"    while not pathlib.Path({str(held)!r}).exists():\n"
+        "        time.sleep(0.01)\n"
+        "    return real(self, *args, **kwargs)\n"
+        "store_postgres.PostgresStore.finish_run = finish_run\n"
+        "from fetchheads.cli import main\nsys.argv[0] = 'fetchheads'\nmain()\n"
+    )
+    process = processes.start(
+        [sys.executable, "-c", setup, "--db", url, "--json", target, f"{target}/b"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (finishing.exists() and finishing.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    backend = int(finishing.read_text())
+    os.kill(backend, signal.SIGSTOP)
+    try:
+        held.touch()
+        time.sleep(1)  # the statement sent, no answer
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.kill(backend, signal.SIGCONT)
+    assert (process.returncode, len(out.splitlines())) == (143, 2), err
+    assert err == "fetchheads: terminated: 2 done, 0 not finished\n"
+    assert query(url, "SELECT state, targets FROM runs") == [("interrupted", 2)]

@@ -40,6 +40,7 @@ serialized, as ``store`` requires, and shards (whose keys are disjoint) never wa
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -210,6 +211,13 @@ def _load() -> Any:
         import psycopg
     except ImportError:
         raise StoreRefused(NOT_INSTALLED) from None
+    # psycopg logs a warning when a Ctrl-C or SIGTERM cuts a query short and the server does
+    # not end it in time ("query not terminated after cancellation: closing connection"), and
+    # Python's last-resort handler printed it as a bare line among ours: what the run did is
+    # said by fetchheads' own lines (the connection is made again).
+    psycopg_log = logging.getLogger("psycopg")
+    if not psycopg_log.handlers:
+        psycopg_log.addHandler(logging.NullHandler())
     return psycopg
 
 
