@@ -632,3 +632,30 @@ def test_a_signal_while_the_server_does_not_answer_the_runs_end_prints_only_our_
     assert (process.returncode, len(out.splitlines())) == (143, 2), err
     assert err == "fetchheads: terminated: 2 done, 0 not finished\n"
     assert query(url, "SELECT state, targets FROM runs") == [("interrupted", 2)]
+
+
+def test_sigterm_after_a_ctrl_c_ends_the_process_at_once(
+    postgres: Postgres, threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    """Ctrl-C, and the run waits for a batch another session's lock keeps out (the lock
+    timeout, 30 s): a ``kill`` then is the second signal, and ends the process at once, as a
+    second Ctrl-C does; it used to be taken as a first, and the run waited the lock out."""
+    _, target = start_site(threaded_server)
+    url = postgres.new_database()
+    Store.open(url).close()
+    with psycopg.connect(url) as other:
+        other.execute("LOCK TABLE snapshots IN EXCLUSIVE MODE")
+        args = ["--db", url, "--json", "--rate", "10", "-i", str(hosts(tmp_path, target))]
+        process = fetchheads_process(*args)
+        assert process.stdout is not None
+        for _ in range(5):
+            process.stdout.readline()  # a batch is waiting for the lock
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        waited = time.monotonic() - signalled
+    assert process.returncode == 143
+    assert waited < 5, err  # the lock timeout is 30 s
+    assert err == ""  # ended at once: nothing more written

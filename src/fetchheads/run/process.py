@@ -161,7 +161,8 @@ class StopSignals:
 
     The first of either calls the run task's ``cancel()`` in its loop and is remembered
     (``status``): the run stops and waits for its reader to take the results already finished.
-    The next one, or one after the loop has closed (waiting for the reader to take the last
+    The next one (of either: a ``kill`` after a Ctrl-C too; not a SIGTERM ``SAME_SIGTERM_SECONDS``
+    after a SIGTERM), or one after the loop has closed (waiting for the reader to take the last
     output), ends the process at once with its status (130, 143), after ``before_exit`` (the
     supervisor ends its workers there): when that reader never reads (``fetchheads ... | less``,
     paused), Ctrl-C twice or a second ``kill`` still gets out, until ``ignore_interrupts``.
@@ -196,15 +197,21 @@ class StopSignals:
             on_stop()
             task.cancel()
 
+        # One record for both: a SIGTERM after a Ctrl-C (a person's ``kill`` once Ctrl-C did
+        # not seem to end it) is the second signal too, and ends the process at once.
+        first = _FirstStop()
         _on_stop_signal(
             loop,
             signal.SIGTERM,
             on_sigterm,
             ExitStatus.TERMINATED,
             self.exit_now,
+            first,
             same_within=SAME_SIGTERM_SECONDS,
         )
-        _on_stop_signal(loop, signal.SIGINT, on_sigint, ExitStatus.INTERRUPTED, self.exit_now)
+        _on_stop_signal(
+            loop, signal.SIGINT, on_sigint, ExitStatus.INTERRUPTED, self.exit_now, first
+        )
         self._wake_on_signals(loop)
 
     def _wake_on_signals(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -271,25 +278,31 @@ had been handled before the second came, the run ended there, silently, nothing 
 A person's second ``kill`` comes later than this."""
 
 
+class _FirstStop:
+    """The first stop signal of a run, SIGINT or SIGTERM: which, and when (monotonic)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.at = 0.0
+
+
 def _on_stop_signal(
     loop: asyncio.AbstractEventLoop,
     signum: int,
     callback: Callable[[], None],
     status: ExitStatus,
     force: Callable[[ExitStatus], NoReturn],
+    first: _FirstStop,
     *,
     same_within: float = 0.0,
 ) -> None:
-    first: float | None = None
-
-    def handler(signum: int, frame: object) -> None:
-        nonlocal first
+    def handler(received: int, frame: object) -> None:
         now = time.monotonic()
-        if first is not None and now - first < same_within:
+        if first.signum == signum and now - first.at < same_within:
             return  # the same signal, sent twice (timeout): the run is stopping already
-        if first is not None or loop.is_closed():
+        if first.signum is not None or loop.is_closed():
             force(status)
-        first = now
+        first.signum, first.at = signum, now
         loop.call_soon_threadsafe(callback)
 
     with contextlib.suppress(ValueError):  # not the main thread
