@@ -1018,3 +1018,49 @@ def test_an_old_database_on_a_read_only_file_system_says_it_needs_migrating(
         "first, which this user cannot do (Read-only file system): copy it (with its -wal "
         "file) to a writable directory and read the copy\n"  # not even its owner can migrate it
     )
+
+
+class _SignalJustAfterBegin:
+    """``store._db``, and a Ctrl-C that lands just as ``BEGIN IMMEDIATE`` took the lock (the
+    other process let go in the slice the signal came in): Python raises it at the next call."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._begun = False
+        self.raised = False
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if self._begun and not self.raised:
+            self.raised = True
+            raise KeyboardInterrupt
+        result = self._db.execute(sql, *args)
+        self._begun = sql == "BEGIN IMMEDIATE"
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_signal_just_as_the_lock_is_taken_leaves_no_transaction_holding_it(
+    tmp_path: Path,
+) -> None:
+    """A Ctrl-C or SIGTERM that ends the wait for the lock just as it was taken: the write is
+    not left open holding the lock until the process exits (other cron runs locked out), and
+    the run's end tried after it is written; it failed with ``cannot start a transaction within
+    a transaction``, the row left ``running``."""
+    db = tmp_path / "heads.db"
+    with Store.open(str(db)) as store:
+        assert isinstance(store, store_module.SqliteStore)
+        run = store.begin_run("0", {})
+        real = store._db
+        store._db = _SignalJustAfterBegin(real)  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            store.finish_run(run, targets=1, ok=1)
+        assert store._db.raised  # type: ignore[attr-defined]
+        other = sqlite3.connect(db, timeout=0, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the lock is free
+        other.execute("ROLLBACK")
+        other.close()
+        store._db = real
+        store.finish_run(run, targets=1, ok=1, interrupted=True)
+    assert rows(db, "SELECT state, targets FROM runs") == [("interrupted", 1)]

@@ -368,7 +368,18 @@ class SqliteStore(Store):
         """``BEGIN IMMEDIATE``, waiting for another process's lock up to the busy timeout, one
         ``LOCK_SLICE`` at a time: between two, a Ctrl-C or SIGTERM on the main thread raises
         (Python runs its handlers there), and a stopped run (``stop_reconnecting``) gives up.
-        Once stopped, one slice: the write still goes through if nobody holds the lock."""
+        Once stopped, one slice: the write still goes through if nobody holds the lock. A signal
+        that lands just as the lock was taken rolls the transaction back: it would otherwise stay
+        open, the lock held, until the connection closes, and the next write fail."""
+        try:
+            self._lock()
+        except BaseException:
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise
+
+    def _lock(self) -> None:
         slice_ms = int(LOCK_SLICE * 1000)
         if self._busy_ms <= slice_ms:
             self._db.execute("BEGIN IMMEDIATE")
