@@ -200,6 +200,26 @@ def retry_delay(attempt: int) -> float:
     return delay * random.uniform(0.5, 1.0)
 
 
+def forget_tracebacks(exc: BaseException) -> None:
+    """Drop the tracebacks of a failure whose record is made, and of the errors it came from.
+
+    The connection's reader keeps the error it ended with, and that error's traceback holds the
+    frames it went through, the reader's own among them: a cycle that reference counting cannot
+    free, holding the parser and the up-to-MAX_HEAD bytes a hostile server sent until the cyclic
+    collector happens to run. At thousands of refused heads a second, that was gigabytes. Only
+    the message goes into the record, so nothing is lost."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        error = stack.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        error.__traceback__ = None
+        stack.append(error.__cause__)
+        stack.append(error.__context__)
+
+
 async def _attempt(
     target: Target, ctx: FetchContext, retryable: list[bool] | None = None
 ) -> Result:
@@ -269,6 +289,7 @@ async def _attempt(
     except FetchError as exc:
         error = ErrorInfo(exc.kind, str(exc))
         can_retry = exc.retryable
+        forget_tracebacks(exc)
     finally:
         state.cancel()
     if retryable is not None:
