@@ -191,6 +191,11 @@ class HeadReader(asyncio.Protocol):
             self._finish(None, ProtocolError("closed before the end of the head"))
 
     def _finish(self, head: ResponseHead | None, error: FetchError | None) -> None:
+        if error is not None:
+            # Its traceback holds this reader's frame: kept, it would be a cycle holding the
+            # parser's bytes (up to MAX_HEAD) until the cyclic collector runs. The message is
+            # all the record takes.
+            error.__traceback__ = None
         self._done = True
         self._head = head
         self._error = error
