@@ -285,6 +285,29 @@ def test_a_full_disk_is_a_one_line_error(threaded_server: StartServer, output_fo
     assert process.returncode == 1
 
 
+def test_a_prometheus_file_that_could_not_be_written_whole_leaves_the_old_one(
+    threaded_server: StartServer, tmp_path: Path
+) -> None:
+    """The textfile collector must see the old file or a whole new one: a disk that fills up (here
+    the file-size limit, as a quota does) while the new one is written must not put half of it
+    in place of the old."""
+    server = threaded_server(reply(HEAD))
+    textfile = tmp_path / "heads.prom"
+    textfile.write_text("# the last good run\n")
+    targets = [f"127.0.0.1:{server.port}/{i}" for i in range(200)]  # ~100 KB of metrics
+    process = spawn(
+        "-o",
+        str(textfile),
+        *targets,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)),
+    )
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert stderr == b"fetchheads: cannot write the output: File too large\n"
+    assert textfile.read_text() == "# the last good run\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["heads.prom"]  # no temporary file left
+
+
 # --- the open-file limit -----------------------------------------------------------------------
 
 

@@ -147,7 +147,10 @@ def execute(plan: RunPlan) -> Outcome:
     sink.close()  # waits for the reader to take the rest: Ctrl-C still gets out (StopSignals)
     process.ignore_interrupts()
     stopped = status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
-    if not finish_output(plan, stopped=stopped, stderr=stderr) and status is ExitStatus.OK:
+    # A whole file (prometheus) that could not be written to its end is not put in place: a
+    # full disk must leave the old one, not half of a new one.
+    unfinished = stopped or sink.error is not None
+    if not finish_output(plan, stopped=unfinished, stderr=stderr) and status is ExitStatus.OK:
         status = ExitStatus.FAILED
     try:
         # A signal now, while the run's row waits for the database (a lock, a server that went
