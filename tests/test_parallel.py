@@ -342,6 +342,30 @@ def test_a_worker_stopped_alone_is_named_and_the_run_fails(
     assert "internal error" not in stderr
 
 
+def test_a_worker_killed_outright_says_how_many_targets_have_no_record(
+    threaded_server: StartServer,
+) -> None:
+    """kill -9 to one worker: its counts are lost, but the supervisor knows how many targets it
+    held, and says so, so that the records plus that number make the whole list."""
+    silent_server = threaded_server(silent())
+    process = spawn("--json", "--workers", "2", "-t", "3", stdin=subprocess.PIPE)
+    assert process.stdin is not None
+    for n in range(2):  # one each: the worker with fewer targets in hand gets the next
+        process.stdin.write(f"127.0.0.1:{silent_server.port}/{n}\n".encode())
+    process.stdin.flush()
+    wait_until(lambda: len(silent_server.requests) >= 2, "both targets in flight")
+    workers = children_of(process.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    stdout, stderr = process.communicate(timeout=20)  # and the end of the input
+    assert process.returncode == 1
+    assert len(stdout.decode().splitlines()) == 1  # the other worker's target, timed out
+    assert (
+        "fetchheads: worker 1 ended (signal 9) with 1 target unfinished, before it counted its "
+        "targets; its unfinished targets have no record\n"
+    ) in stderr.decode()
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_twice_is_still_an_interrupt(
     threaded_server: StartServer, tmp_path: Path, workers: str

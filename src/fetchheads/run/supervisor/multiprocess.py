@@ -372,7 +372,13 @@ def _collect(children: list[Worker], summary: Summary, *, stopped: bool) -> list
                 if child.finished
                 else ""
             )
-            failures.append(f"worker {n} ended ({how}) before it counted its targets{printed}")
+            # What it held when it died is known here: said, the records and this number make
+            # the whole list, as after a SIGTERM to it alone.
+            held = child.sent - child.finished
+            lost = f" with {counted(held, 'target')} unfinished," if held else ""
+            failures.append(
+                f"worker {n} ended ({how}){lost} before it counted its targets{printed}"
+            )
             continue
         summary.add_counts(counts)
         if not stopped and child.finished < child.sent:
