@@ -127,14 +127,9 @@ def test_sigterm_while_a_lock_keeps_the_database_from_opening_ends_the_run_sayin
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 30
-        while not waiting.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        processes.wait_for_file(waiting)
         time.sleep(0.5)  # inside the wait for the lock
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-        waited = time.monotonic() - signalled
+        out, err, waited = processes.signal_and_wait(process, signal.SIGTERM)
     assert (process.returncode, out) == (143, "")
     assert err == (
         "fetchheads: terminated: 0 done, 0 not finished, the rest of the input not read\n"
@@ -167,10 +162,7 @@ def test_sigterm_while_a_lock_keeps_the_results_waiting_ends_the_run_at_once_cou
         )
         assert process.stdout is not None
         printed = [process.stdout.readline() for _ in range(targets)]  # the fetch is over
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        rest, err = process.communicate(timeout=60)
-        waited = time.monotonic() - signalled
+        rest, err, waited = processes.signal_and_wait(process, signal.SIGTERM)
     assert rest == ""
     assert [json.loads(line)["status"] for line in printed] == [200] * targets
     assert process.returncode == 143
@@ -250,16 +242,11 @@ def test_sigterm_while_the_runs_end_waits_for_a_lock_ends_the_run_saying_so(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not finishing.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    processes.wait_for_file(finishing)
     with write_lock_held(db):
         held.touch()
         time.sleep(0.5)  # inside the wait for the lock
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-        waited = time.monotonic() - signalled
+        out, err, waited = processes.signal_and_wait(process, signal.SIGTERM)
     assert process.returncode == 143
     assert len(out.splitlines()) == 2
     assert err == (
@@ -318,14 +305,9 @@ def test_sigterm_ends_prune_and_db_copy_with_a_line_saying_so(
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 30
-        while not waiting.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        processes.wait_for_file(waiting)
         time.sleep(0.3)  # inside the wait for the lock
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-        waited = time.monotonic() - signalled
+        out, err, waited = processes.signal_and_wait(process, signal.SIGTERM)
     assert (process.returncode, out, err) == (143, "", f"fetchheads: terminated: {said}\n")
     assert waited < 5  # the busy timeout is 30 s
     assert rows(db, "SELECT count(*) FROM snapshots") == [(1,)]  # as it was

@@ -336,10 +336,7 @@ def test_ctrl_c_while_the_server_is_away_ends_the_run_at_once(
     wait_for_snapshots(url, process, 5)
     own_postgres.stop("fast")
     time.sleep(1.5)  # a batch has met the lost connection and waits to reconnect
-    signalled = time.monotonic()
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    waited = time.monotonic() - signalled
+    _, err, waited = processes.signal_and_wait(process, signal.SIGINT)
     own_postgres.resume()
     assert process.returncode == 130
     assert waited < 5, err  # RECONNECT_SECONDS is 60
@@ -565,17 +562,12 @@ def test_sigterm_while_the_runs_end_waits_for_a_row_lock_ends_the_run_at_once(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not finishing.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    processes.wait_for_file(finishing)
     with psycopg.connect(url) as other:
         other.execute("SELECT * FROM runs FOR UPDATE")
         held.touch()
         time.sleep(1)  # inside the wait for the row
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-        waited = time.monotonic() - signalled
+        out, err, waited = processes.signal_and_wait(process, signal.SIGTERM)
     assert process.returncode == 143
     assert len(out.splitlines()) == 2
     assert err == (
@@ -652,10 +644,7 @@ def test_sigterm_after_a_ctrl_c_ends_the_process_at_once(
             process.stdout.readline()  # a batch is waiting for the lock
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-        waited = time.monotonic() - signalled
+        _, err, waited = processes.signal_and_wait(process, signal.SIGTERM)
     assert process.returncode == 143
     assert waited < 5, err  # the lock timeout is 30 s
     assert err == ""  # ended at once: nothing more written

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 _started: list[subprocess.Popen[Any]] = []
@@ -40,3 +42,22 @@ def reap() -> None:
         for stream in (process.stdin, process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def wait_for_file(path: Path, timeout: float = 30.0) -> None:
+    """Until ``path`` exists (a mark the child makes at a point of its run), ``timeout`` at most:
+    the test's own assertions then say what did not happen."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def signal_and_wait(
+    process: subprocess.Popen[Any], signum: int = signal.SIGTERM
+) -> tuple[Any, Any, float]:
+    """Send ``signum`` to ``process``: the rest of its stdout and stderr, and the seconds it took
+    to end after the signal."""
+    signalled = time.monotonic()
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    return out, err, time.monotonic() - signalled
