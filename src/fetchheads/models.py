@@ -373,6 +373,14 @@ class Result:
     def ok(self) -> bool:
         return self.error is None and self.head is not None
 
+    @property
+    def chain_timings(self) -> list[Timing]:
+        """Under ``-L``, the timing of each redirect hop that has its own, then the result's: what
+        curl's ``-w`` times and blackbox's probe add up. Without redirects, the result's alone."""
+        hops = [hop.timing for hop in self.redirects if hop.timing is not None]
+        hops.append(self.timing)
+        return hops
+
     def to_record(self) -> dict[str, Any]:
         """The JSON Lines object of docs/output.md; every key is always present."""
         head = self.head

@@ -509,14 +509,16 @@ def describe_tls_alert(exc: ssl.SSLError) -> str:
     return words or reason.replace("_", " ").lower() or type(exc).__name__
 
 
+_NO_VERSION_IN_COMMON = (
+    "no TLS version in common: the server may speak only TLS 1.0 or 1.1, which fetchheads does"
+    " not offer"
+)
 _HANDSHAKE_WORDS = {
     # the reply to our ClientHello was not TLS at all
     "WRONG_VERSION_NUMBER": "the server did not answer in TLS (plain HTTP on this port? try http://)",
     # the server (alert) or this client (UNSUPPORTED_PROTOCOL) found no version both speak
-    "TLSV1_ALERT_PROTOCOL_VERSION": "no TLS version in common: the server may speak only TLS 1.0"
-    " or 1.1, which fetchheads does not offer",
-    "UNSUPPORTED_PROTOCOL": "no TLS version in common: the server may speak only TLS 1.0 or 1.1,"
-    " which fetchheads does not offer",
+    "TLSV1_ALERT_PROTOCOL_VERSION": _NO_VERSION_IN_COMMON,
+    "UNSUPPORTED_PROTOCOL": _NO_VERSION_IN_COMMON,
     # TLS 1.2's answer to an empty client certificate, or to no cipher in common
     "SSLV3_ALERT_HANDSHAKE_FAILURE": "the server refused the handshake: it may require a client"
     " certificate (fetchheads sends none) or share no cipher with fetchheads",

@@ -191,8 +191,7 @@ def _phases(timing: Timing) -> tuple[float, float, float, float, float]:
 def _probe(result: Result, success: bool) -> _Probe:
     head = result.head if result.error is None else None
     # Under -L blackbox adds every hop's phases up, and its probe lasts the whole chain.
-    timings = [hop.timing for hop in result.redirects if hop.timing is not None]
-    timings.append(result.timing)
+    timings = result.chain_timings
     resolve, connect, handshake, processing, transfer = zip(*map(_phases, timings), strict=True)
     phases = (sum(resolve), sum(connect), sum(handshake), sum(processing), sum(transfer))
     duration = sum(timing.total or 0.0 for timing in timings)

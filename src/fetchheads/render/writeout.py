@@ -69,11 +69,11 @@ def _curl_time(phase: str) -> Callable[[Result], float | None]:
     without redirects, the target's own timing."""
 
     def get(result: Result) -> float | None:
-        own: float | None = getattr(result.timing, phase)
-        hops = [hop.timing for hop in result.redirects if hop.timing is not None]
-        if not hops:
+        timings = result.chain_timings
+        if len(timings) == 1:
+            own: float | None = getattr(timings[0], phase)
             return own
-        return sum(getattr(timing, phase) or 0.0 for timing in hops) + (own or 0.0)
+        return sum(getattr(timing, phase) or 0.0 for timing in timings)
 
     return get
 

@@ -123,8 +123,6 @@ def execute(plan: RunPlan) -> Outcome:
         finally:
             if bar is not None:
                 bar.stop()
-            if stop.received:  # no minute's wait for a database server that went away
-                session.stop_reconnecting()
             try:
                 await session.drain()  # every result is recorded, even after Ctrl-C
             finally:
