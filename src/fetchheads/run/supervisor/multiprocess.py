@@ -148,6 +148,8 @@ def supervise(plan: RunPlan) -> Outcome:
             f"{exc.strerror or exc}; --workers 1 runs in one process",
             soft_wrap=True,
         )
+        sink.close()
+        finish_output(plan, stopped=True, stderr=stderr)  # -o FILE closed, not left open
         return Outcome(ExitStatus.FAILED, Summary(), started, began=False)
     summary = Summary()
     own = Summary()  # the records of lines that were no target, made here
