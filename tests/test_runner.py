@@ -4,10 +4,13 @@ however long the list (the input-order window)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,8 +20,11 @@ from fetchheads.config import Config
 from fetchheads.errors import ErrorKind
 from fetchheads.fetch.one import fetch_one, retry_delay
 from fetchheads.models import Result, Target
+from fetchheads.run import single
 from fetchheads.run.inputs import Item, in_shard
-from fetchheads.run.pool import Pacer, run
+from fetchheads.run.plan import RunPlan
+from fetchheads.run.pool import STARTS_PER_TURN, STARTS_PER_TURN_ALONE, Pacer, run
+from fetchheads.run.supervisor import multiprocess
 from fetchheads.targets import parse_target
 from tests.conftest import make_context
 from tests.support.servers import (
@@ -228,7 +234,10 @@ def test_a_bad_shard_is_a_usage_error(bad: str) -> None:
 # --- thousands at once ----------------------------------------------------------------------------
 
 
-async def test_a_burst_of_targets_sends_the_first_request_before_the_last_is_started() -> None:
+@pytest.mark.parametrize("per_turn", [STARTS_PER_TURN, STARTS_PER_TURN_ALONE])
+async def test_a_burst_of_targets_sends_the_first_request_before_the_last_is_started(
+    per_turn: int,
+) -> None:
     """At -c 1000 a list at hand would start every target in one turn of the loop, and no
     connection made would be seen (its request sent, its connect time taken) until all were
     started: on a busy client that is most of a second charged to every target's timings."""
@@ -253,10 +262,51 @@ async def test_a_burst_of_targets_sends_the_first_request_before_the_last_is_sta
         return Result(target=target.text, url=target.url)
 
     count_turns()
-    await run(items(), fetch, lambda _result: None, concurrency=1000)
+    await run(items(), fetch, lambda _result: None, concurrency=1000, starts_per_turn=per_turn)
     assert len(started) == len(sent) == 1000
     assert min(sent) < max(started)  # the first request left before the last target started
-    assert max(started.count(t) for t in set(started)) < 1000
+    assert max(started.count(t) for t in set(started)) == per_turn
+
+
+def test_one_process_starts_fewer_a_turn_than_a_worker(
+    threaded_server: Callable[..., ThreadedServer],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A run of one process starts at most STARTS_PER_TURN_ALONE targets a turn (less CPU where
+    answers come back at once); each worker of --workers keeps STARTS_PER_TURN (its cores are
+    shared). Every target is still fetched either way."""
+    server = threaded_server(reply(HEAD))
+    bounds: list[int] = []
+    real_run = run
+
+    async def spy(*args: Any, starts_per_turn: int, **kwargs: Any) -> None:
+        bounds.append(starts_per_turn)
+        await real_run(*args, starts_per_turn=starts_per_turn, **kwargs)
+
+    monkeypatch.setattr(single, "run", spy)
+    targets = [f"127.0.0.1:{server.port}/?{i}" for i in range(40)]
+    result = CliRunner().invoke(cli, ["--json", "-q", "--workers", "1", "-c", "40", *targets])
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) == 40
+    assert bounds == [STARTS_PER_TURN_ALONE]
+    assert STARTS_PER_TURN_ALONE < STARTS_PER_TURN
+
+    # The plans the workers would execute (not forked here: the fork is refused, as by a full
+    # process table) are marked, so their single.execute keeps STARTS_PER_TURN.
+    handed: list[bool] = []
+
+    def no_fork(plan: RunPlan, siblings: list[object]) -> object:
+        handed.append(plan.in_worker)
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocess, "fork_worker", no_fork)
+    out = tmp_path / "out.jsonl"  # workers need real descriptors: a file, not CliRunner's
+    args = ["--json", "-q", "--workers", "2", "-c", "40", "-o", str(out), *targets]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "cannot start worker 1 of 2" in result.output
+    assert handed == [True]
 
 
 class Gate:

@@ -183,6 +183,7 @@ class RunPlan:
     # error. Not itself frozen: it is the run's recording of snapshots.
     session: SnapshotSession = dataclasses.field(default_factory=SnapshotSession)
     workers: int = 1
+    in_worker: bool = False  # executed by a worker of --workers (run.supervisor.worker_plan)
     audit: AuditPlan | None = None  # --audit, --fail-under
     output: OutputFile | None = None  # -o FILE, opened by cli; None: stdout
 

@@ -6,8 +6,9 @@ the moment each target finishes, or in input order with ``ordered`` (a reorder w
 the queue plus the workers). A fixed pool of workers, not a task per target: a million targets
 cost ``concurrency`` tasks, not a million. While the output is behind its reader (``throttle``)
 no new target is started; those in flight finish as usual. At most ``STARTS_PER_TURN`` targets
-are started in one turn of the event loop (``_Ramp``), so a run that opens thousands of
-connections at once still sends each request as its connection is made.
+(``STARTS_PER_TURN_ALONE`` in a run of one process) are started in one turn of the event loop
+(``_Ramp``), so a run that opens thousands of connections at once still sends each request as
+its connection is made.
 
 Also here: ``Pacer`` (``--rate``).
 """
@@ -53,11 +54,22 @@ class Pacer:
 
 
 STARTS_PER_TURN = 64
-"""Targets started in one turn of the event loop, at most. A turn runs every callback that is
-ready before the loop looks at its sockets again: with ``-c 5000`` and a list at hand, 5,000
-connects (~0.5 s of CPU) would be made before the first connection made is seen, so each
-request would leave, and each connect time be measured, only after the whole burst. 64 connects
-are a few milliseconds of work between two looks."""
+"""Targets started in one turn of the event loop, at most, in a worker of ``--workers``. A turn
+runs every callback that is ready before the loop looks at its sockets again: with ``-c 5000``
+and a list at hand, 5,000 connects (~0.5 s of CPU) would be made before the first connection
+made is seen, so each request would leave, and each connect time be measured, only after the
+whole burst. 64 connects are a few milliseconds of work between two looks."""
+
+STARTS_PER_TURN_ALONE = 16
+"""The same bound in a run that keeps one process. Where the loop is busy (answers that come
+back at once), 16 a turn binds: the starts that a turn's answers freed wait, and go out together
+at the start of the next turn, rather than each right after its answer is written. Measured on
+the 2-core machine of docs/performance.md one process took 6-9% less CPU for 10,000 loopback
+targets at ``-c 100`` and ``-c 200`` (medians of 13 to 31 rounds, taken in turns; also with the
+process and the server each pinned to a core of its own), and 2-3% less at ``-c 1000`` and
+``-c 5000`` against a server 200 ms away; https 1.5% more. In workers, which share the cores
+with one another and the supervisor, the same bound took 4% more (8 a turn: 11% more), so they
+keep 64. Where the loop is idle (answers far away) a turn is short and the bound rarely bites."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -86,8 +98,10 @@ async def run(
     ordered: bool = False,
     intake: Intake | None = None,
     throttle: Throttle | None = None,
+    starts_per_turn: int = STARTS_PER_TURN,
 ) -> None:
-    """Fetch every target with ``concurrency`` workers; ``emit`` each result as it is ready.
+    """Fetch every target with ``concurrency`` workers; ``emit`` each result as it is ready, and
+    start at most ``starts_per_turn`` in one turn of the loop.
 
     While ``throttle`` is paused a worker starts no new target: the results of those in flight
     are still emitted, and their deadlines run as if nothing were amiss."""
@@ -122,7 +136,7 @@ async def run(
             if intake is not None:
                 intake.read = seq + held
 
-    ramp = _Ramp(STARTS_PER_TURN, loop)
+    ramp = _Ramp(starts_per_turn, loop)
 
     async def work() -> None:
         jobs = feed.jobs

@@ -38,7 +38,7 @@ from fetchheads.run import process
 from fetchheads.run.inputs import Item, read_sources, select_shard, unique_items
 from fetchheads.run.outcome import Outcome
 from fetchheads.run.plan import AuditPlan, RunPlan
-from fetchheads.run.pool import Intake, Pacer, run
+from fetchheads.run.pool import STARTS_PER_TURN, STARTS_PER_TURN_ALONE, Intake, Pacer, run
 from fetchheads.run.process import ExitStatus, StopSignals
 from fetchheads.run.summary import Summary, not_recorded
 from fetchheads.snapshots.recorder import SnapshotSession
@@ -119,6 +119,7 @@ def execute(plan: RunPlan) -> Outcome:
                 ordered=config.order == "input",
                 intake=intake,
                 throttle=sink.throttle,
+                starts_per_turn=STARTS_PER_TURN if plan.in_worker else STARTS_PER_TURN_ALONE,
             )
         finally:
             if bar is not None:

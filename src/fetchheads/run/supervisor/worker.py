@@ -67,6 +67,7 @@ def worker_plan(plan: RunPlan, concurrency: int) -> RunPlan:
         ),
         session=SnapshotSession(),
         workers=1,
+        in_worker=True,
         output=None,
     )
 
