@@ -4,8 +4,9 @@
 in turn; each connects with a bare ``asyncio.Protocol`` that writes its request the moment the
 connection is made, waits for the blank line ending the head, and aborts. No validation, no
 deadline, no parsing, no record: the heads are printed at the end. The coroutines are started
-``STARTS_PER_TURN`` to a turn of the loop, as fetchheads starts its targets: started all in one
-turn, none of their connections would be seen (their requests sent) until the last connect.
+``STARTS_PER_TURN`` to a turn of the loop, as each worker of fetchheads starts its targets (a
+run of one process starts 16): started all in one turn, none of their connections would be
+seen (their requests sent) until the last connect.
 Whatever time this needs above the ideal (start-up plus ceil(N / C) x delay) is the machine's
 and the server's, not a client's: it is the
 reference against which fetchheads' own distance from the ideal is read.
