@@ -292,12 +292,12 @@ def test_one_process_starts_fewer_a_turn_than_a_worker(
     assert bounds == [STARTS_PER_TURN_ALONE]
     assert STARTS_PER_TURN_ALONE < STARTS_PER_TURN
 
-    # The plans the workers would execute (not forked here: the fork is refused, as by a full
-    # process table) are marked, so their single.execute keeps STARTS_PER_TURN.
-    handed: list[bool] = []
+    # The plan a worker would execute (not forked here: the fork is refused, as by a full
+    # process table) keeps STARTS_PER_TURN.
+    handed: list[RunPlan] = []
 
     def no_fork(plan: RunPlan, siblings: list[object]) -> object:
-        handed.append(plan.in_worker)
+        handed.append(plan)
         raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
 
     monkeypatch.setattr(multiprocess, "fork_worker", no_fork)
@@ -306,7 +306,26 @@ def test_one_process_starts_fewer_a_turn_than_a_worker(
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1
     assert "cannot start worker 1 of 2" in result.output
-    assert handed == [True]
+    assert [single.starts_per_turn(plan) for plan in handed] == [STARTS_PER_TURN]
+
+
+@pytest.mark.parametrize("output_format", ["csv", "tsv", "table"])
+def test_a_run_whose_workers_cannot_start_writes_no_header_row(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, output_format: str
+) -> None:
+    """fork() refused: the run never began, so -o FILE is closed empty, with no header row that
+    a cron job appending the output would find in the middle of its file."""
+
+    def no_fork(plan: RunPlan, siblings: list[object]) -> object:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocess, "fork_worker", no_fork)
+    out = tmp_path / f"out.{output_format}"
+    args = ["--format", output_format, "--fields", "target,status", "--workers", "2"]
+    result = CliRunner().invoke(cli, [*args, "-o", str(out), "127.0.0.1:1", "127.0.0.1:2"])
+    assert result.exit_code == 1
+    assert "cannot start worker 1 of 2" in result.output
+    assert out.read_bytes() == b""
 
 
 class Gate:

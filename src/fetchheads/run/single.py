@@ -1,8 +1,9 @@
 """One process's run of a plan: the event loop, the output sink, the snapshots, the outcome.
 
-``execute`` neither knows nor asks whether it is the whole run or one worker of ``--workers``:
-the supervisor hands each worker a plan of its own (its stdin, its share of ``-c``, its records
-framed) and reads the counts off the outcome.
+``execute`` runs the whole run or one worker of ``--workers`` alike: the supervisor hands each
+worker a plan of its own (its stdin, its share of ``-c``, its records framed) and reads the
+counts off the outcome. The one thing a worker's plan changes beyond those is how many targets
+a turn of the loop may start (``starts_per_turn``).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def execute(plan: RunPlan) -> Outcome:
                 ordered=config.order == "input",
                 intake=intake,
                 throttle=sink.throttle,
-                starts_per_turn=STARTS_PER_TURN if plan.in_worker else STARTS_PER_TURN_ALONE,
+                starts_per_turn=starts_per_turn(plan),
             )
         finally:
             if bar is not None:
@@ -296,6 +297,13 @@ def line_format(plan: RunPlan) -> tuple[Callable[[Result], str], str]:
 
     sheet = CsvFormat(view.fields) if name == "csv" else TsvFormat(view.fields)
     return sheet.row, sheet.header() if view.header else ""
+
+
+def starts_per_turn(plan: RunPlan) -> int:
+    """Targets one turn of the loop may start: fewer in a run that keeps one process, where
+    that costs less CPU; a worker, sharing the cores with its siblings, keeps the wider bound
+    (``run.pool``)."""
+    return STARTS_PER_TURN if plan.in_worker else STARTS_PER_TURN_ALONE
 
 
 def finish_output(plan: RunPlan, *, stopped: bool, stderr: StderrConsole) -> bool:

@@ -148,8 +148,9 @@ def supervise(plan: RunPlan) -> Outcome:
             f"{exc.strerror or exc}; --workers 1 runs in one process",
             soft_wrap=True,
         )
-        sink.close()
-        finish_output(plan, stopped=True, stderr=stderr)  # -o FILE closed, not left open
+        # -o FILE closed, not left open. Not sink.close(): nothing was written, and a flush would
+        # write a csv, tsv or table header row for a run that never began.
+        finish_output(plan, stopped=True, stderr=stderr)
         return Outcome(ExitStatus.FAILED, Summary(), started, began=False)
     summary = Summary()
     own = Summary()  # the records of lines that were no target, made here
