@@ -66,8 +66,8 @@ back at once), 16 a turn binds: the starts that a turn's answers freed wait, and
 at the start of the next turn, rather than each right after its answer is written. Measured on
 the 2-core machine of docs/performance.md one process took 6-9% less CPU for 10,000 loopback
 targets at ``-c 100`` and ``-c 200`` (medians of 13 to 31 rounds, taken in turns; also with the
-process and the server each pinned to a core of its own), and 2-3% less at ``-c 1000`` and
-``-c 5000`` against a server 200 ms away; https 1.5% more. In workers, which share the cores
+process and the server each pinned to a core of its own); against a server 200 ms away
+(``-c 1000``, ``-c 5000``) within the noise; https 1.5% more. In workers, which share the cores
 with one another and the supervisor, the same bound took 4% more (8 a turn: 11% more), so they
 keep 64. Where the loop is idle (answers far away) a turn is short and the bound rarely bites."""
 
