@@ -20,7 +20,7 @@ from fetchheads.cli import cli
 from fetchheads.config import Config
 from fetchheads.errors import ErrorKind
 from fetchheads.fetch.connection import describe_tls_alert
-from fetchheads.fetch.one import fetch_one
+from fetchheads.fetch.one import fetch_one, make_ssl_context
 from fetchheads.models import ErrorInfo, Result
 from fetchheads.render.writeout import compile_write_out
 from fetchheads.targets import parse_target
@@ -392,3 +392,13 @@ def test_a_tls_1_2_server_requiring_a_client_certificate_is_said_in_words(
         " may require a client certificate (fetchheads sends none) or share no cipher with"
         " fetchheads\n"
     )
+
+
+def test_verification_is_the_same_on_every_python() -> None:
+    """Python 3.13's default context adds OpenSSL's strict X.509 checks, which refuse certificates
+    that curl and Python 3.11 and 3.12 accept (the test CA's intermediates have no Authority Key
+    Identifier): fetchheads turns them off, so a site verifies or not whatever Python runs it."""
+    context = make_ssl_context(Config())
+    assert not context.verify_flags & ssl.VERIFY_X509_STRICT
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
