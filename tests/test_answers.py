@@ -4,6 +4,7 @@ headers, a failure, hostile text), through the command line as a user runs it.""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -301,7 +302,8 @@ def test_with_db_every_result_is_recorded_whatever_is_printed(
     db = tmp_path / "heads.db"
     result = run(["--db", str(db), "--failed", "--format", "csv", *targets(site, refused_port)])
     assert len(list(csv.DictReader(io.StringIO(result.stdout)))) == 1
-    with sqlite3.connect(db) as connection:
+    # closing(): sqlite3's own ``with`` ends the transaction but leaves the file open
+    with contextlib.closing(sqlite3.connect(db)) as connection:
         (count,) = connection.execute("SELECT count(*) FROM snapshots").fetchone()
     assert count == 5
 
