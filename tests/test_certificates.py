@@ -270,6 +270,26 @@ def test_the_chain_and_its_earliest_expiry_are_kept_apart_from_the_leaf(
     assert tls["chain_earliest_expiry"] == middle["not_after"] < tls["not_after"]
 
 
+@pytest.mark.parametrize("anchor", [0, 1], ids=["the-leaf", "the-intermediate"])
+def test_a_cacert_of_the_leaf_or_its_intermediate_alone_is_trusted_as_curl_trusts_it(
+    short_intermediate: str, tmp_path: Path, anchor: int
+) -> None:
+    """--cacert holding the server's own certificate, or the intermediate that signed it, and
+    not the root: curl (partial chains, its default since 7.68) and Python 3.13 trust it; so does
+    fetchheads, on 3.11 and 3.12 too."""
+    chain = (tmp_path / "chain.pem").read_text()  # what the server presents: leaf, intermediate
+    blocks = [
+        f"{block}-----END CERTIFICATE-----\n"
+        for block in chain.split("-----END CERTIFICATE-----\n")
+        if block.strip()
+    ]
+    assert len(blocks) == 2
+    (tmp_path / "anchor.pem").write_text(blocks[anchor])
+    code, record = fetch_json("--cacert", str(tmp_path / "anchor.pem"), short_intermediate)
+    assert (code, record["error"]) == (0, None)
+    assert record["tls"]["verified"] is True
+
+
 @pytest.mark.parametrize("trust", [["--cacert", "CA"], ["-k"]])
 def test_an_intermediate_expiring_before_the_leaf_is_a_warning(
     short_intermediate: str, ca_file: Path, trust: list[str]

@@ -44,12 +44,16 @@ HAPPY_EYEBALLS_DELAY = 0.25
 def make_ssl_context(config: Config) -> ssl.SSLContext:
     """Verification on by default (system store, or ``--cacert``); ``-k`` turns it off.
 
-    Python 3.13's default context adds OpenSSL's strict X.509 checks (``VERIFY_X509_STRICT``),
-    which refuse certificates that browsers, curl and Python 3.11 and 3.12 accept (one without
-    an Authority Key Identifier, say): the same site would verify or fail by the Python that
-    runs fetchheads. They are turned off, so that verification is OpenSSL's default everywhere."""
+    The checks are curl's, on every Python: Python 3.13's default context adds OpenSSL's strict
+    X.509 checks (``VERIFY_X509_STRICT``), which refuse certificates that browsers, curl and
+    Python 3.11 and 3.12 accept (one without an Authority Key Identifier, say), so they are
+    turned off; and it trusts any certificate of the store as an anchor, an intermediate or the
+    server's own (``VERIFY_X509_PARTIAL_CHAIN``, curl's default since 7.68), which 3.11 and 3.12
+    do not, so that is turned on. Otherwise the same site would verify or fail by the Python
+    running fetchheads."""
     context = ssl.create_default_context(cafile=config.cacert)
-    context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    flags = context.verify_flags & ~ssl.VERIFY_X509_STRICT
+    context.verify_flags = flags | ssl.VERIFY_X509_PARTIAL_CHAIN
     if config.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
