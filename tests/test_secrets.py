@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from fetchheads.cli import cli
 from fetchheads.credentials import is_secret_header, redact_header, redact_url
 from tests.support.servers import Handler, ThreadedServer, read_request_head, reply
+from tests.test_process import spawn
 
 SECRET = "s3cr3t-Pa55"
 StartServer = Callable[..., ThreadedServer]
@@ -142,6 +144,30 @@ def test_a_target_with_user_and_password_sends_basic_auth_and_shows_stars(
     assert f"user:***@127.0.0.1:{refused_port}" in stdout
     assert_kept_secret(stdout, stderr, stored)
     assert f"user:***@127.0.0.1:{server.port}/x".encode() in stored  # recorded by that name
+
+
+@pytest.mark.parametrize("given", ["file", "arguments"])
+def test_workers_send_a_targets_password_as_given_and_show_it_nowhere(
+    given: str, threaded_server: StartServer, tmp_path: Path
+) -> None:
+    # The supervisor of --workers hands each line to a worker: the line as given, not the
+    # target's own text, which shows the password as ***, and would send "user:***".
+    refusal = b"HTTP/1.1 401 Unauthorized\r\n\r\n"
+    server = threaded_server(gatekeeper(b"Authorization", basic("user", SECRET), refusal=refusal))
+    targets = [f"http://user:{SECRET}@127.0.0.1:{server.port}/{n}" for n in range(20)]
+    targets += [f"user:{SECRET}@127.0.0.1:{server.port}/bare", "bad target"]
+    source = tmp_path / "hosts.txt"
+    source.write_text("\n".join(targets) + "\n")
+    args = ["-i", str(source)] if given == "file" else targets
+    process = spawn("--json", "--progress", "--workers", "2", "-c", "4", *args)
+    stdout, stderr = (stream.decode() for stream in process.communicate(timeout=60))
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert sorted(r["status"] for r in records if r["status"]) == [200] * 21  # none refused
+    assert sum(r["error"] is not None for r in records) == 1  # the bad line, reported
+    assert f"user:***@127.0.0.1:{server.port}/bare" in stdout
+    assert "2 workers" in stderr
+    assert process.returncode == 1
+    assert_kept_secret(stdout, stderr)
 
 
 def test_a_target_with_a_password_that_is_not_valid_is_an_input_record_without_it(

@@ -1,4 +1,5 @@
-"""parse_target's one-match path for the common spellings agrees with the full validator."""
+"""parse_target's one-match path for the common spellings agrees with the full validator, and
+check_target (the supervisor's check of a line it hands to a worker) with parse_target."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 
 from fetchheads.errors import InputError
 from fetchheads.models import Target
-from fetchheads.targets import parse_target, parse_target_full
+from fetchheads.targets import check_target, parse_target, parse_target_full
 
 schemes = st.sampled_from(["", "http://", "https://", "HTTP://", "ftp://", "http:/"])
 labels = st.text(alphabet="abcXYZ019-_é", min_size=0, max_size=8)
@@ -28,7 +29,7 @@ spellings = st.one_of(
 )
 
 
-def outcome(parse: Callable[..., Target], text: str, scheme: str) -> Target | str:
+def outcome(parse: Callable[..., Target | str], text: str, scheme: str) -> Target | str:
     try:
         return parse(text, default_scheme=scheme)
     except InputError as exc:
@@ -48,6 +49,24 @@ def outcome(parse: Callable[..., Target], text: str, scheme: str) -> Target | st
 @example("example.com?q", "http")
 def test_the_fast_path_gives_what_the_full_validator_gives(text: str, scheme: str) -> None:
     assert outcome(parse_target, text, scheme) == outcome(parse_target_full, text, scheme)
+
+
+@given(spellings, st.sampled_from(["http", "https"]))
+@example("example.com:65535", "http")
+@example("example.com:65536", "http")
+@example("example.com:0", "http")
+@example("http://user:pw@example.com/", "http")
+@example("1.2.3.999", "http")
+@example("a" * 254, "http")
+def test_check_target_takes_what_parse_target_takes_and_refuses_alike(
+    text: str, scheme: str
+) -> None:
+    parsed = outcome(parse_target, text, scheme)
+    checked = outcome(check_target, text, scheme)
+    if isinstance(parsed, Target):
+        assert checked == text  # the line as given, for the worker to parse
+    else:
+        assert checked == parsed  # the same error
 
 
 def test_a_long_or_unusual_target_still_parses() -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from fetchheads.run.inputs import in_shard, to_item
 from fetchheads.targets import FirstSeen, canonical_key
+from tests.support.servers import ThreadedServer, reply
+from tests.test_process import spawn
 
 
 @pytest.mark.parametrize(
@@ -62,3 +68,37 @@ def test_first_seen_says_yes_once_per_key() -> None:
     texts = ["a.example", "A.EXAMPLE", "b.example", "http://a.example/", "b.example."]
     assert [first_seen(canonical_key(t)) for t in texts] == [True, False, True, False, False]
     assert len(first_seen) == 2
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_line_the_supervisor_hands_on_is_in_the_shard_of_its_target(scheme: str) -> None:
+    # The supervisor of --workers shards lines it has checked, not parsed (read_lines): each
+    # lands where one process puts the target it becomes.
+    lines = ["example.com", "Example.COM:443", "127.1/a", "[::1]:8080", "bücher.example/x?y"]
+    for line in lines:
+        for shards in (2, 3, 7):
+            as_line = [in_shard(line, k, shards, scheme) for k in range(1, shards + 1)]
+            as_target = [in_shard(to_item(line, scheme), k, shards) for k in range(1, shards + 1)]
+            assert as_line == as_target
+            assert as_line.count(True) == 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_shards_of_a_run_with_workers_split_the_list_and_unique_drops_repeats(
+    workers: str, threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    server = threaded_server(reply(b"HTTP/1.0 200 OK\r\n\r\n"))
+    lines = []
+    for n in range(40):  # each target spelled twice
+        lines += [f"127.0.0.1:{server.port}/{n}", f"HTTP://127.0.0.1:{server.port}/{n}"]
+    lines.append("bad line")
+    source = tmp_path / "hosts.txt"
+    source.write_text("\n".join(lines) + "\n")
+    fetched: list[str] = []
+    for shard in ("1/2", "2/2"):
+        argv = ["--json", "--unique", "--shard", shard, "--workers", workers, "-c", "8"]
+        stdout, _ = spawn(*argv, "-i", str(source)).communicate(timeout=60)
+        records = [json.loads(line) for line in stdout.splitlines()]
+        fetched += [r["url"] for r in records if r["status"] == 200]
+        assert len(fetched) == len(set(fetched))  # each target once in its shard
+    assert sorted(fetched) == sorted(f"http://127.0.0.1:{server.port}/{n}" for n in range(40))

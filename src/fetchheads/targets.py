@@ -82,6 +82,22 @@ def parse_target(text: str, *, default_scheme: str = "http") -> Target:
     return parse_target_full(text, default_scheme=default_scheme)
 
 
+def check_target(text: str, *, default_scheme: str = "http") -> str:
+    """``text`` itself when ``parse_target`` takes it, without building the ``Target``: how the
+    supervisor of ``--workers`` checks each line that a worker then parses. The same decisions
+    as ``parse_target`` (the same match decides its common spellings, the full validator the
+    rest), and the same ``InputError`` for a line that is no target."""
+    match = _SIMPLE.fullmatch(text) if len(text) <= MAX_HOST_CHARS else None
+    if match is not None:
+        _scheme, host, port_text, _path = match.groups()
+        if not port_text or 0 < int(port_text) < 65536:
+            if host[-1].isdigit() or "0x" in host:
+                _ipv4_host(host)  # raises for an address that is not one: 1.2.3.999
+            return text
+    parse_target_full(text, default_scheme=default_scheme)
+    return text
+
+
 def parse_target_full(text: str, *, default_scheme: str = "http") -> Target:
     """``parse_target`` for every form: strips, validates, normalises and words each error."""
     raw = text.strip()

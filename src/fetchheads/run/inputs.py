@@ -18,7 +18,7 @@ import queue
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from fetchheads.credentials import redact_url
 from fetchheads.errors import ErrorKind, InputError
@@ -27,6 +27,8 @@ from fetchheads.targets import (
     MAX_LINE_CHARS,
     LineSplitter,
     OverlongLine,
+    canonical_key,
+    check_target,
     parse_target,
     undecodable_replaced,
 )
@@ -64,14 +66,36 @@ def to_item(text: str, default_scheme: str, *, where: str | None = None) -> Item
         return input_error(text, str(exc), where=where)
 
 
-async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncIterator[Item]:
+def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncIterator[Item]:
     """Every target of every source, in order, streamed: files are read in chunks on a thread."""
+    return _read(sources, default_scheme, parse_target)
+
+
+def read_lines(sources: Sequence[Source], default_scheme: str) -> AsyncIterator[str | Result]:
+    """``read_sources`` for the supervisor of ``--workers``: each line that is a target comes as
+    its text, checked (``check_target``) but not parsed, since the worker it goes to parses it;
+    a line that is not one comes as its error record, as from ``read_sources``. The text is the
+    line as given: a ``Target``'s own text has its password masked."""
+    return _read(sources, default_scheme, check_target)
+
+
+_Taken = TypeVar("_Taken", Target, str)
+
+
+async def _read(
+    sources: Sequence[Source], default_scheme: str, take: Callable[..., _Taken]
+) -> AsyncIterator[_Taken | Result]:
+    """Every line of every source, in order, as ``take`` makes it (raising ``InputError`` for a
+    line that is not a target, which then comes as its error record)."""
     reader = InputThread()
     try:
         for source in sources:
             if source.path is None:
                 for text in source.args:
-                    yield to_item(text, default_scheme)
+                    try:
+                        yield take(text, default_scheme=default_scheme)
+                    except InputError as exc:
+                        yield input_error(text, str(exc))
                 continue
             name = "stdin" if source.path == STDIN else source.path
             try:
@@ -113,9 +137,9 @@ async def read_sources(sources: Sequence[Source], default_scheme: str) -> AsyncI
                                 where=f"{name}:{number}",
                             )
                         elif line and not line.startswith("#"):
-                            # to_item's, with the FILE:LINE of an error written only for one.
+                            # The FILE:LINE of an error is written only for one.
                             try:
-                                item: Item = parse_target(line, default_scheme=default_scheme)
+                                item: _Taken | Result = take(line, default_scheme=default_scheme)
                             except InputError as exc:
                                 item = input_error(line, str(exc), where=f"{name}:{number}")
                             yield item
@@ -225,7 +249,7 @@ def _hand_over(
         loop.call_soon_threadsafe(settle)
 
 
-def in_shard(item: Item, shard: int, shards: int) -> bool:
+def in_shard(item: Item | str, shard: int, shards: int, default_scheme: str = "http") -> bool:
     """Whether ``item`` belongs to shard ``shard`` (1..``shards``) of ``--shard K/N``.
 
     The hash is of the normalised URL (``http://example.com/``: scheme, IDNA host, port and path
@@ -236,18 +260,35 @@ def in_shard(item: Item, shard: int, shards: int) -> bool:
     """
     import hashlib  # only --shard pays for the import
 
-    key = item.url if isinstance(item, Target) else item.target
+    key = _url(item, default_scheme)
     digest = hashlib.blake2b((key or "").encode("utf-8", "surrogateescape"), digest_size=8)
     return int.from_bytes(digest.digest(), "big") % shards == shard - 1
 
 
-async def select_shard(items: AsyncIterator[Item], shard: int, shards: int) -> AsyncIterator[Item]:
+def _url(item: Item | str, default_scheme: str) -> str | None:
+    """What ``--shard`` and ``--unique`` know a target by (a line from ``read_lines`` is one,
+    not yet parsed); for a line that is no target, the text of its record."""
+    if isinstance(item, Target):
+        return item.url
+    if isinstance(item, str):
+        return canonical_key(item, default_scheme=default_scheme)
+    return item.target
+
+
+_Item = TypeVar("_Item", Item, str | Result)
+
+
+async def select_shard(
+    items: AsyncIterator[_Item], shard: int, shards: int, default_scheme: str = "http"
+) -> AsyncIterator[_Item]:
     async for item in items:
-        if in_shard(item, shard, shards):
+        if in_shard(item, shard, shards, default_scheme):
             yield item
 
 
-async def unique_items(items: AsyncIterator[Item]) -> AsyncIterator[Item]:
+async def unique_items(
+    items: AsyncIterator[_Item], default_scheme: str = "http"
+) -> AsyncIterator[_Item]:
     """``--unique``: each target once, the first time it is read. Its identity is the URL it
     is sent to (``targets.canonical_key``, the key ``--shard`` hashes: ``Example.COM:80`` and
     ``http://example.com/`` are one). A line that is no target is always passed on: each is an
@@ -256,7 +297,7 @@ async def unique_items(items: AsyncIterator[Item]) -> AsyncIterator[Item]:
 
     first_seen = FirstSeen()
     async for item in items:
-        if not isinstance(item, Target) or first_seen(item.url):
+        if isinstance(item, Result) or first_seen(_url(item, default_scheme) or ""):
             yield item
 
 

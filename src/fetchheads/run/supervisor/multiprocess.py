@@ -5,12 +5,12 @@ records keeps that core busy while the others idle. With ``--workers N`` (``auto
 core) the command forks N workers after start-up, each an ordinary fetchheads run on its share of
 the list, and the first process becomes their supervisor:
 
-* it reads the sources (files, stdin, arguments), validates and shards every line, and writes each
-  valid target to the stdin pipe of the worker with the fewest targets in hand. Each record a
-  worker sends back is a target it has finished, and it is never given more than its
-  connections plus a small read-ahead (``read_ahead``): a worker whose every connection waits
-  on a slow target is given a handful more, not hundreds, and the others take the rest. A line
-  that is not a target is reported by the supervisor;
+* it reads the sources (files, stdin, arguments), checks and shards every line, and writes each
+  target, as given (the worker parses it), to the stdin pipe of the worker with the fewest
+  targets in hand. Each record a worker sends back is a target it has finished, and it is never
+  given more than its connections plus a small read-ahead (``read_ahead``): a worker whose every
+  connection waits on a slow target is given a handful more, not hundreds, and the others take
+  the rest. A line that is not a target is reported by the supervisor;
 * each worker fetches with ``-c``/N connections, and writes its records to a pipe
   that the supervisor copies to stdout record by record (never a record cut by another's:
   a plain record is several lines), in completion order, as they finish. The supervisor
@@ -40,7 +40,7 @@ from collections.abc import Callable
 from fetchheads.models import Result
 from fetchheads.render.output import StderrConsole, TextSink
 from fetchheads.run import process
-from fetchheads.run.inputs import read_sources, select_shard, unique_items
+from fetchheads.run.inputs import read_lines, select_shard, unique_items
 from fetchheads.run.outcome import Outcome
 from fetchheads.run.plan import RunPlan
 from fetchheads.run.pool import Throttle
@@ -291,11 +291,12 @@ async def _distribute(
     what they have in hand they finish, and their records are still read and kept."""
     loop = asyncio.get_running_loop()
     config = plan.config
-    items = read_sources(plan.sources, config.default_scheme)
+    # Each line checked, not parsed: its worker parses it, from the text as given.
+    items = read_lines(plan.sources, config.default_scheme)
     if config.shard is not None:  # here, not in the workers: a worker's plan has no shard
-        items = select_shard(items, *config.shard)
+        items = select_shard(items, *config.shard, config.default_scheme)
     if config.unique:  # here too: a repeat may be read after its first went to another worker
-        items = unique_items(items)
+        items = unique_items(items, config.default_scheme)
     scheduled = False
 
     def flush_all() -> None:
@@ -319,7 +320,7 @@ async def _distribute(
             credit.clear()
             await credit.wait()
             picked = _pick(children)
-        line = item.text.encode("utf-8", "surrogateescape") + b"\n"
+        line = item.encode("utf-8", "surrogateescape") + b"\n"
         picked.stage.append(line)
         picked.staged += len(line)
         picked.sent += 1
