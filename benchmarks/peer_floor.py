@@ -10,11 +10,16 @@ seen (their requests sent) until the last connect.
 Whatever time this needs above the ideal (start-up plus ceil(N / C) x delay) is the machine's
 and the server's, not a client's: it is the
 reference against which fetchheads' own distance from the ideal is read.
+
+``python benchmarks/peer_floor.py URLS C PROCESSES`` deals the list out over that many processes
+(``floor-2`` in the benchmark, beside fetchheads' two workers), each with C / PROCESSES
+coroutines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -83,5 +88,27 @@ async def main(urls: list[str], concurrency: int) -> None:
     sys.stdout.buffer.write(b"".join(heads))
 
 
+def run_processes(urls: list[str], concurrency: int, processes: int) -> None:
+    """The list dealt out over ``processes`` processes (forked once it is read, as fetchheads
+    forks its workers after start-up), each with its share of the concurrency: the floor for a
+    client of that many processes. Dealt out in advance, not handed out as targets finish, as
+    fetchheads' supervisor does: that costs the floor nothing."""
+    children = []
+    for k in range(1, processes):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                uvloop.run(main(urls[k::processes], concurrency // processes))
+                sys.stdout.buffer.flush()
+            finally:
+                os._exit(0)
+        children.append(pid)
+    uvloop.run(main(urls[0::processes], concurrency // processes))
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
 if __name__ == "__main__":
-    uvloop.run(main(read_urls(sys.argv[1]), int(sys.argv[2])))
+    # URLS C [PROCESSES]
+    count = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    run_processes(read_urls(sys.argv[1]), int(sys.argv[2]), count)

@@ -15,9 +15,11 @@ alternating the order each round, ``--rounds`` times. Regimes (``--regimes http,
             ceil(N / in flight) x delay, is printed beside it; curl keeps at most 300 in flight
             whatever ``--parallel-max`` says. ``floor`` (benchmarks/peer_floor.py: a bare uvloop
             protocol that only connects, writes and waits for the blank line) shows how near the
-            ideal this machine and server let any Python client come. A warning names every run
-            during which the kernel dropped connections from a full accept queue (each then
-            waits a second for its SYN to be retried).
+            ideal this machine and server let any Python client come, and ``floor-2`` the same
+            client in as many processes as fetchheads has workers (2 on 2 cores, the list dealt
+            out between them), the reference for fetchheads with its workers. A warning names
+            every run during which the kernel dropped connections from a full accept queue
+            (each then waits a second for its SYN to be retried).
 
 The tools:
 
@@ -284,7 +286,7 @@ def runnable(commands: dict[str, list[str]]) -> dict[str, list[str]]:
     says how to install what it needs (timed, it would fail at once, every round)."""
     kept = {}
     for tool, argv in commands.items():
-        need = NEEDS.get(tool)
+        need = NEEDS.get(tool) or NEEDS.get(tool.rsplit("-", 1)[0])  # floor-2 needs floor's
         if need is not None and importlib.util.find_spec(need[0]) is None:
             module, install = need
             print(f"{tool}: left out, {module} is not installed ({install})", flush=True)
@@ -565,17 +567,17 @@ def latency_case(work: Path, args: argparse.Namespace) -> None:
             work, "latency", [f"http://127.0.0.1:{port}/?i={i}" for i in range(n)]
         )
         python = sys.executable
+        floor = Path(__file__).with_name("peer_floor.py")
         for c in (int(value) for value in args.latency_concurrency.split(",")):
             commands = {
                 "fetchheads": fetchheads_argv(python, c, urls),
                 "fetchheads-1": fetchheads_argv(python, c, urls, "--workers", "1"),
                 "curl": curl_argv(c, curl_cfg),
-                "floor": [
-                    python,
-                    str(Path(__file__).with_name("peer_floor.py")),
-                    *(str(urls), str(c)),
-                ],
+                "floor": [python, str(floor), str(urls), str(c)],
             }
+            workers = auto_workers(c)
+            if workers > 1:  # the floor with as many processes as fetchheads' workers
+                commands[f"floor-{workers}"] = [*commands["floor"], str(workers)]
             in_flight = {"curl": min(c, CURL_PARALLEL_MAX)}
             ideal = {
                 t: startup(commands[t], urls, curl_cfg, work)
@@ -594,6 +596,15 @@ def latency_case(work: Path, args: argparse.Namespace) -> None:
     finally:
         server.terminate()
         server.wait()
+
+
+def auto_workers(concurrency: int) -> int:
+    """How many workers ``--workers auto`` forks for a list in a file at ``-c concurrency``:
+    one per usable core, at most one per 25 connections (docs/scale.md)."""
+    from fetchheads.run.plan import AUTO_CONNECTIONS_PER_WORKER
+    from fetchheads.run.process import usable_cores
+
+    return max(1, min(usable_cores(), concurrency // AUTO_CONNECTIONS_PER_WORKER))
 
 
 def dns_case(work: Path, port: int, names: int) -> None:

@@ -4,12 +4,18 @@ of tabulated as a (very fast) time."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import re
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.support.servers import ThreadedServer, read_request_head
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,3 +64,42 @@ def test_a_peer_whose_package_is_missing_is_left_out_before_timing(
     assert "| aiohttp |" not in out
     assert "aiohttp: left out, aiohttp is not installed (pip install -e '.[bench]')" in out
     assert "| good | " in out
+
+
+def test_the_floor_in_two_processes_fetches_every_url_once(
+    threaded_server: Callable[..., ThreadedServer], tmp_path: Path
+) -> None:
+    async def echo_path(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        path = (await read_request_head(reader)).split(b" ")[1]
+        writer.write(b"HTTP/1.0 200 OK\r\nX-Path: " + path + b"\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = threaded_server(echo_path)
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(f"http://127.0.0.1:{server.port}/{n}\n" for n in range(30)))
+    floor = ROOT / "benchmarks" / "peer_floor.py"
+    done = subprocess.run(
+        [sys.executable, str(floor), str(urls), "4", "2"], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0
+    paths = [int(n) for n in re.findall(rb"X-Path: /(\d+)\r\n\r\n", done.stdout)]
+    assert sorted(paths) == list(range(30))  # each URL once
+    # Each process prints its heads at its end: one block of the even URLs, one of the odd.
+    blocks = [{n % 2 for n in paths[:15]}, {n % 2 for n in paths[15:]}]
+    assert blocks in ([{0}, {1}], [{1}, {0}])
+
+
+def test_the_floor_in_two_processes_is_left_out_with_the_floor(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = bench_run()
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> object:
+        return None if name == "uvloop" else real(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    kept = run.runnable({"floor-2": ["floor"], "fetchheads-1": ["fetchheads"]})
+    assert list(kept) == ["fetchheads-1"]
+    assert "floor-2: left out, uvloop is not installed" in capsys.readouterr().out
