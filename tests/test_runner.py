@@ -182,7 +182,10 @@ def test_retry_backoff_grows_and_is_jittered() -> None:
 def test_shards_are_disjoint_and_together_are_the_whole_list() -> None:
     items: list[Item] = [parse_target(f"host{i}.example:{8000 + i % 7}/p{i}") for i in range(3000)]
     for shards in (1, 2, 3, 8):
-        owners = [[k for k in range(1, shards + 1) if in_shard(item, k, shards)] for item in items]
+        owners = [
+            [k for k in range(1, shards + 1) if in_shard(item, k, shards, default_scheme="http")]
+            for item in items
+        ]
         assert all(len(owner) == 1 for owner in owners)  # each target in exactly one shard
         sizes = [sum(owner == [k] for owner in owners) for k in range(1, shards + 1)]
         assert min(sizes) > len(items) / shards * 0.8  # and the shards are even
@@ -192,7 +195,11 @@ def test_a_target_lands_in_the_same_shard_however_it_is_spelled() -> None:
     spellings = ["Example.COM", "http://example.com/", "example.com:80", "HTTP://example.com.:80/"]
     for shards in (2, 5, 16):
         homes = {
-            next(k for k in range(1, shards + 1) if in_shard(parse_target(text), k, shards))
+            next(
+                k
+                for k in range(1, shards + 1)
+                if in_shard(parse_target(text), k, shards, default_scheme="http")
+            )
             for text in spellings
         }
         assert len(homes) == 1
@@ -204,7 +211,7 @@ def test_shards_do_not_depend_on_a_seed_or_the_python_version() -> None:
     digest = hashlib.blake2b(b"https://www.example.com/", digest_size=8).digest()
     assert int.from_bytes(digest, "big") % 7 + 1 == 3
     target = parse_target("HTTPS://WWW.example.com:443")
-    assert [k for k in range(1, 8) if in_shard(target, k, 7)] == [3]
+    assert [k for k in range(1, 8) if in_shard(target, k, 7, default_scheme="http")] == [3]
 
 
 def test_cli_shards_concatenate_to_the_unsharded_run(

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from fetchheads.cli import cli
-from fetchheads.credentials import is_secret_header, redact_header, redact_url
+from fetchheads.credentials import is_secret_header, redact_cut_url, redact_header, redact_url
 from tests.support.servers import Handler, ThreadedServer, read_request_head, reply
 from tests.test_process import spawn
 
@@ -158,11 +158,17 @@ def test_workers_send_a_targets_password_as_given_and_show_it_nowhere(
     targets += [f"user:{SECRET}@127.0.0.1:{server.port}/bare", "bad target"]
     source = tmp_path / "hosts.txt"
     source.write_text("\n".join(targets) + "\n")
-    args = ["-i", str(source)] if given == "file" else targets
+    args = ["-i", str(source)]
+    if given == "arguments":
+        # Spaces around an argument are not part of it: the worker is given the line without
+        # them (with them, this one would be longer than the 4096 bytes a line may hold).
+        long = f"http://user:{SECRET}@127.0.0.1:{server.port}/{'é' * 2000}"
+        args = [*targets, f" {long}" + " " * 60]
     process = spawn("--json", "--progress", "--workers", "2", "-c", "4", *args)
     stdout, stderr = (stream.decode() for stream in process.communicate(timeout=60))
     records = [json.loads(line) for line in stdout.splitlines()]
-    assert sorted(r["status"] for r in records if r["status"]) == [200] * 21  # none refused
+    fetched = 21 if given == "file" else 22
+    assert sorted(r["status"] for r in records if r["status"]) == [200] * fetched  # none refused
     assert sum(r["error"] is not None for r in records) == 1  # the bad line, reported
     assert f"user:***@127.0.0.1:{server.port}/bare" in stdout
     assert "2 workers" in stderr
@@ -268,6 +274,37 @@ def test_a_password_holding_a_url_separator_is_hidden_too(separator: str, tmp_pa
 )
 def test_redact_url(text: str, shown: str) -> None:
     assert redact_url(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("start", "shown"),
+    [
+        ("http://user:s3cr3tTTTT", "http://user:***"),  # cut before the @
+        ("user:s3cr3t", "user:***"),
+        ("https://tokentokentoken", "https://***"),  # a user alone is often a token
+        ("http://u:p/w", "http://u:***"),
+        ("http://user:pw@127.0.0.1/aaaa", "http://user:***@127.0.0.1/aaaa"),
+        ("http://127.0.0.1:8080/aaaa", "http://127.0.0.1:8080/aaaa"),
+        ("https://example.social/@na", "https://example.social/@na"),
+        ("xxxxxxxxxxxxxxxx", "xxxxxxxxxxxxxxxx"),  # no scheme, no password: shown
+    ],
+)
+def test_redact_cut_url(start: str, shown: str) -> None:
+    assert redact_cut_url(start) == shown
+
+
+def test_an_overlong_line_cut_inside_its_password_does_not_show_it(tmp_path: Path) -> None:
+    source = tmp_path / "hosts.txt"
+    source.write_text(f"http://user:{SECRET * 10}@127.0.0.1:9/" + "a" * 5000 + "\n")
+    for workers in ("1", "2"):
+        code, stdout, stderr, stored = run(
+            ["--json", "--workers", workers, "-i", str(source)], tmp_path
+        )
+        assert code == 1
+        assert f"{source}:1: line longer than 4096 bytes" in stdout
+        assert '"target": "http://user:***…"' in stdout
+        assert_kept_secret(stdout, stderr, stored)
+        assert SECRET[:4] not in stdout
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,8 @@ def test_the_host_header_authority_omits_default_ports_only() -> None:
         ("under_score-.example", "invalid host name"),
         ("a" * 64 + ".example", "host label longer than 63"),
         ("http://", "no host in target"),
+        # Measured in UTF-8 bytes, as a line of a file is: 2,100 characters here, 4,219 bytes.
+        ("http://example.com/" + "é" * 2100, "target longer than 4096 bytes"),
     ],
 )
 def test_bad_targets_get_a_message_a_user_can_act_on(text: str, message: str) -> None:

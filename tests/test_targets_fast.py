@@ -58,13 +58,16 @@ def test_the_fast_path_gives_what_the_full_validator_gives(text: str, scheme: st
 @example("http://user:pw@example.com/", "http")
 @example("1.2.3.999", "http")
 @example("a" * 254, "http")
+@example("  example.com/a  ", "http")
+@example("http://example.com/" + "é" * 2100, "http")
 def test_check_target_takes_what_parse_target_takes_and_refuses_alike(
     text: str, scheme: str
 ) -> None:
     parsed = outcome(parse_target, text, scheme)
     checked = outcome(check_target, text, scheme)
     if isinstance(parsed, Target):
-        assert checked == text  # the line as given, for the worker to parse
+        assert checked == text.strip()  # the line as given, stripped, for the worker to parse
+        assert outcome(parse_target, checked, scheme) == parsed
     else:
         assert checked == parsed  # the same error
 

@@ -36,7 +36,11 @@ def test_every_spelling_of_one_target_has_one_key(spellings: list[str]) -> None:
     # ... and it is the key --shard hashes, so --unique and --shard agree on what a target is.
     for shards in (2, 3, 7):
         homes = {
-            next(k for k in range(1, shards + 1) if in_shard(to_item(t, "http"), k, shards))
+            next(
+                k
+                for k in range(1, shards + 1)
+                if in_shard(to_item(t, "http"), k, shards, default_scheme="http")
+            )
             for t in spellings
         }
         assert len(homes) == 1
@@ -77,8 +81,13 @@ def test_a_line_the_supervisor_hands_on_is_in_the_shard_of_its_target(scheme: st
     lines = ["example.com", "Example.COM:443", "127.1/a", "[::1]:8080", "bücher.example/x?y"]
     for line in lines:
         for shards in (2, 3, 7):
-            as_line = [in_shard(line, k, shards, scheme) for k in range(1, shards + 1)]
-            as_target = [in_shard(to_item(line, scheme), k, shards) for k in range(1, shards + 1)]
+            as_line = [
+                in_shard(line, k, shards, default_scheme=scheme) for k in range(1, shards + 1)
+            ]
+            as_target = [
+                in_shard(to_item(line, scheme), k, shards, default_scheme=scheme)
+                for k in range(1, shards + 1)
+            ]
             assert as_line == as_target
             assert as_line.count(True) == 1
 

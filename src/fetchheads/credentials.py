@@ -66,6 +66,17 @@ def redact_url(text: str) -> str:
     return text[:start] + shown + text[at:]
 
 
+def redact_cut_url(text: str) -> str:
+    """``redact_url`` of the start of a URL whose rest is cut off (the record of an overlong
+    line). Where the cut may fall inside the user information, before its ``@``
+    (``http://user:secr``, ``https://token``), that is masked all the same (``http://user:***``,
+    ``https://***``): read as if the ``@`` came next. Text without a ``:`` (no scheme, no
+    password) is shown as it is."""
+    if ":" not in text:
+        return redact_url(text)
+    return redact_url(text + "@")[:-1]
+
+
 def has_unencoded_password(text: str) -> bool:
     """Whether ``text`` hides a password that its authority does not hold (``user:pa/ss@host``)."""
     if "@" not in text:

@@ -83,10 +83,10 @@ def parse_target(text: str, *, default_scheme: str = "http") -> Target:
 
 
 def check_target(text: str, *, default_scheme: str = "http") -> str:
-    """``text`` itself when ``parse_target`` takes it, without building the ``Target``: how the
-    supervisor of ``--workers`` checks each line that a worker then parses. The same decisions
-    as ``parse_target`` (the same match decides its common spellings, the full validator the
-    rest), and the same ``InputError`` for a line that is no target."""
+    """``text``, stripped, when ``parse_target`` takes it, without building the ``Target``: how
+    the supervisor of ``--workers`` checks each line that a worker then parses. The same
+    decisions as ``parse_target`` (the same match decides its common spellings, the full
+    validator the rest), and the same ``InputError`` for a line that is no target."""
     match = _SIMPLE.fullmatch(text) if len(text) <= MAX_HOST_CHARS else None
     if match is not None:
         _scheme, host, port_text, _path = match.groups()
@@ -95,7 +95,7 @@ def check_target(text: str, *, default_scheme: str = "http") -> str:
                 _ipv4_host(host)  # raises for an address that is not one: 1.2.3.999
             return text
     parse_target_full(text, default_scheme=default_scheme)
-    return text
+    return text.strip()  # as the full validator reads it: an argument may have spaces around
 
 
 def parse_target_full(text: str, *, default_scheme: str = "http") -> Target:
@@ -103,8 +103,10 @@ def parse_target_full(text: str, *, default_scheme: str = "http") -> Target:
     raw = text.strip()
     if not raw:
         raise InputError("empty target")
-    if len(raw) > MAX_LINE_CHARS:
-        raise InputError(f"target longer than {MAX_LINE_CHARS} characters")
+    # In UTF-8 bytes, as a line of a file is measured (LineSplitter): an argument that a
+    # supervisor of --workers hands on as a line must be one a worker takes.
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_LINE_CHARS:
+        raise InputError(f"target longer than {MAX_LINE_CHARS} bytes")
     bad = _FORBIDDEN_CHARS.search(raw)
     if bad:
         raise InputError(f"control or space character {bad.group()!r} in target")

@@ -3,8 +3,10 @@
 Input is read in chunks on a thread of its own (``InputThread``), so a slow producer upstream of
 a pipe, or a person typing, sees each target fetched at once, and Ctrl-C never waits for a read.
 Each line becomes a ``Target`` or, when it is not one, the record of an input error: a bad line
-is a result like any other. Also here: ``--shard K/N`` (``in_shard``), which picks the lines, and
-``--unique`` (``unique_items``), which drops the repeats.
+is a result like any other (``read_sources``; the supervisor of ``--workers`` takes each good line
+as its checked text instead, which its worker parses: ``read_lines``). Also here: ``--shard
+K/N`` (``in_shard``), which picks the lines, and ``--unique`` (``unique_items``), which drops
+the repeats.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
-from fetchheads.credentials import redact_url
+from fetchheads.credentials import redact_cut_url, redact_url
 from fetchheads.errors import ErrorKind, InputError
 from fetchheads.models import ErrorInfo, Result, Target
 from fetchheads.targets import (
@@ -132,7 +134,7 @@ async def _read(
                     for number, line in lines:
                         if isinstance(line, OverlongLine):
                             yield input_error(
-                                line.start + "…",
+                                redact_cut_url(line.start) + "…",
                                 f"line longer than {MAX_LINE_CHARS} bytes",
                                 where=f"{name}:{number}",
                             )
@@ -249,7 +251,7 @@ def _hand_over(
         loop.call_soon_threadsafe(settle)
 
 
-def in_shard(item: Item | str, shard: int, shards: int, default_scheme: str = "http") -> bool:
+def in_shard(item: Item | str, shard: int, shards: int, *, default_scheme: str) -> bool:
     """Whether ``item`` belongs to shard ``shard`` (1..``shards``) of ``--shard K/N``.
 
     The hash is of the normalised URL (``http://example.com/``: scheme, IDNA host, port and path
@@ -279,16 +281,14 @@ _Item = TypeVar("_Item", Item, str | Result)
 
 
 async def select_shard(
-    items: AsyncIterator[_Item], shard: int, shards: int, default_scheme: str = "http"
+    items: AsyncIterator[_Item], shard: int, shards: int, *, default_scheme: str
 ) -> AsyncIterator[_Item]:
     async for item in items:
-        if in_shard(item, shard, shards, default_scheme):
+        if in_shard(item, shard, shards, default_scheme=default_scheme):
             yield item
 
 
-async def unique_items(
-    items: AsyncIterator[_Item], default_scheme: str = "http"
-) -> AsyncIterator[_Item]:
+async def unique_items(items: AsyncIterator[_Item], *, default_scheme: str) -> AsyncIterator[_Item]:
     """``--unique``: each target once, the first time it is read. Its identity is the URL it
     is sent to (``targets.canonical_key``, the key ``--shard`` hashes: ``Example.COM:80`` and
     ``http://example.com/`` are one). A line that is no target is always passed on: each is an

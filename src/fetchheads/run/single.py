@@ -102,9 +102,9 @@ def execute(plan: RunPlan) -> Outcome:
         output = session.attach(sink.emit, cancel)
         items = read_sources(plan.sources, config.default_scheme)
         if config.shard is not None:
-            items = select_shard(items, *config.shard)
+            items = select_shard(items, *config.shard, default_scheme=config.default_scheme)
         if config.unique:
-            items = unique_items(items)
+            items = unique_items(items, default_scheme=config.default_scheme)
         if bar is not None:
             if plan.output is None:  # else the bar has the terminal to itself
                 sink.before_write = bar.clear

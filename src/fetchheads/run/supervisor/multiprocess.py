@@ -294,9 +294,9 @@ async def _distribute(
     # Each line checked, not parsed: its worker parses it, from the text as given.
     items = read_lines(plan.sources, config.default_scheme)
     if config.shard is not None:  # here, not in the workers: a worker's plan has no shard
-        items = select_shard(items, *config.shard, config.default_scheme)
+        items = select_shard(items, *config.shard, default_scheme=config.default_scheme)
     if config.unique:  # here too: a repeat may be read after its first went to another worker
-        items = unique_items(items, config.default_scheme)
+        items = unique_items(items, default_scheme=config.default_scheme)
     scheduled = False
 
     def flush_all() -> None:
