@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
 
 import uvloop
@@ -88,27 +89,34 @@ async def main(urls: list[str], concurrency: int) -> None:
     sys.stdout.buffer.write(b"".join(heads))
 
 
-def run_processes(urls: list[str], concurrency: int, processes: int) -> None:
+def run_processes(urls: list[str], concurrency: int, processes: int) -> int:
     """The list dealt out over ``processes`` processes (forked once it is read, as fetchheads
-    forks its workers after start-up), each with its share of the concurrency: the floor for a
-    client of that many processes. Dealt out in advance, not handed out as targets finish, as
-    fetchheads' supervisor does: that costs the floor nothing."""
+    forks its workers after start-up), the concurrency split as fetchheads splits ``-c`` (the
+    first take one more where it does not divide): the floor for a client of that many
+    processes. Dealt out in advance, not handed out as targets finish, as fetchheads'
+    supervisor does: that costs the floor nothing. The exit status: 1 if any process failed."""
+    processes = max(1, min(processes, concurrency))  # every process has a connection
+    base, extra = divmod(concurrency, processes)
     children = []
     for k in range(1, processes):
         pid = os.fork()
         if pid == 0:
+            status = 1
             try:
-                uvloop.run(main(urls[k::processes], concurrency // processes))
+                uvloop.run(main(urls[k::processes], base + (k < extra)))
                 sys.stdout.buffer.flush()
+                status = 0
+            except BaseException:
+                traceback.print_exc()
             finally:
-                os._exit(0)
+                os._exit(status)
         children.append(pid)
-    uvloop.run(main(urls[0::processes], concurrency // processes))
-    for pid in children:
-        os.waitpid(pid, 0)
+    uvloop.run(main(urls[0::processes], base + (extra > 0)))
+    failed = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    return 1 if any(failed) else 0
 
 
 if __name__ == "__main__":
     # URLS C [PROCESSES]
     count = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    run_processes(read_urls(sys.argv[1]), int(sys.argv[2]), count)
+    sys.exit(run_processes(read_urls(sys.argv[1]), int(sys.argv[2]), count))
