@@ -12,8 +12,8 @@ and the server's, not a client's: it is the
 reference against which fetchheads' own distance from the ideal is read.
 
 ``python benchmarks/peer_floor.py URLS C PROCESSES`` deals the list out over that many processes
-(``floor-2`` in the benchmark, beside fetchheads' two workers), each with C / PROCESSES
-coroutines.
+(``floor-2`` in the benchmark, beside fetchheads' two workers), C coroutines split among them as
+fetchheads splits ``-c`` among its workers.
 """
 
 from __future__ import annotations
@@ -111,8 +111,10 @@ def run_processes(urls: list[str], concurrency: int, processes: int) -> int:
             finally:
                 os._exit(status)
         children.append(pid)
-    uvloop.run(main(urls[0::processes], base + (extra > 0)))
-    failed = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    try:
+        uvloop.run(main(urls[0::processes], base + (extra > 0)))
+    finally:  # the others are waited for, also when this one failed
+        failed = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
     return 1 if any(failed) else 0
 
 

@@ -270,6 +270,8 @@ def test_a_password_holding_a_url_separator_is_hidden_too(separator: str, tmp_pa
         ("http://127.0.0.1:8080/@name", "http://127.0.0.1:8080/@name"),
         ("@SUM(1)", "@SUM(1)"),  # nothing before the @: nothing to hide
         ("http://@127.0.0.1/", "http://@127.0.0.1/"),
+        ("http:///user:pw@127.0.0.1:9/", "http:///user:***@127.0.0.1:9/"),  # a slash too many
+        ("//user:pw@127.0.0.1", "//user:***@127.0.0.1"),
     ],
 )
 def test_redact_url(text: str, shown: str) -> None:
@@ -286,7 +288,9 @@ def test_redact_url(text: str, shown: str) -> None:
         ("http://user:pw@127.0.0.1/aaaa", "http://user:***@127.0.0.1/aaaa"),
         ("http://127.0.0.1:8080/aaaa", "http://127.0.0.1:8080/aaaa"),
         ("https://example.social/@na", "https://example.social/@na"),
-        ("xxxxxxxxxxxxxxxx", "xxxxxxxxxxxxxxxx"),  # no scheme, no password: shown
+        ("github_pat_11ABCDEFG0123456789", "***"),  # a token before its cut @host
+        ("https://ghp_R3alT0ken@127.0.0.1:9", "https://***@127.0.0.1:9"),  # its @ is in the start
+        ("127.0.0.1:9/x", "127.0.0.1:9/x"),
     ],
 )
 def test_redact_cut_url(start: str, shown: str) -> None:
@@ -295,14 +299,25 @@ def test_redact_cut_url(start: str, shown: str) -> None:
 
 def test_an_overlong_line_cut_inside_its_password_does_not_show_it(tmp_path: Path) -> None:
     source = tmp_path / "hosts.txt"
-    source.write_text(f"http://user:{SECRET * 10}@127.0.0.1:9/" + "a" * 5000 + "\n")
+    lines = [
+        f"http://user:{SECRET * 10}@127.0.0.1:9/" + "a" * 5000,
+        f"# http://user:{SECRET}@127.0.0.1:9/" + "0" * 5000,  # a comment, however long: skipped
+        f"127.0.0.1:9/x # was http://user:{SECRET}@127.0.0.1:9/" + "0" * 5000,
+        f"{SECRET * 10}@127.0.0.1:9/" + "a" * 5000,  # a token as the user, its @ cut off
+    ]
+    source.write_text("\n".join(lines) + "\n")
     for workers in ("1", "2"):
         code, stdout, stderr, stored = run(
             ["--json", "--workers", workers, "-i", str(source)], tmp_path
         )
         assert code == 1
-        assert f"{source}:1: line longer than 4096 bytes" in stdout
-        assert '"target": "http://user:***…"' in stdout
+        records = [json.loads(line) for line in stdout.splitlines()]
+        assert [r["target"] for r in records] == ["http://user:***…", "127.0.0.1:9/x…", "***…"]
+        assert {r["error"]["message"].split(": ")[0] for r in records} == {
+            f"{source}:1",
+            f"{source}:3",
+            f"{source}:4",
+        }
         assert_kept_secret(stdout, stderr, stored)
         assert SECRET[:4] not in stdout
 

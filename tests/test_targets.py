@@ -99,6 +99,8 @@ def test_the_host_header_authority_omits_default_ports_only() -> None:
         ("http://", "no host in target"),
         # Measured in UTF-8 bytes, as a line of a file is: 2,100 characters here, 4,219 bytes.
         ("http://example.com/" + "é" * 2100, "target longer than 4096 bytes"),
+        # A byte that is not UTF-8 is one byte of the line, and named: not counted as three.
+        ("http://example.com/" + "\udce9" * 1100 + "a" * 2900, "byte 0xE9 in target is not UTF-8"),
     ],
 )
 def test_bad_targets_get_a_message_a_user_can_act_on(text: str, message: str) -> None:

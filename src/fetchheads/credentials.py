@@ -43,6 +43,8 @@ def redact_url(text: str) -> str:
         return text  # the common case: nothing to look for
     scheme = _SCHEME.match(text)
     start = scheme.end() if scheme else 0
+    while text.startswith("/", start):  # http:///user:pw@host, //user:pw@host: slashes too many
+        start += 1
     end = len(text)
     for separator in "/?#":
         index = text.find(separator, start)
@@ -68,12 +70,13 @@ def redact_url(text: str) -> str:
 
 def redact_cut_url(text: str) -> str:
     """``redact_url`` of the start of a URL whose rest is cut off (the record of an overlong
-    line). Where the cut may fall inside the user information, before its ``@``
-    (``http://user:secr``, ``https://token``), that is masked all the same (``http://user:***``,
-    ``https://***``): read as if the ``@`` came next. Text without a ``:`` (no scheme, no
-    password) is shown as it is."""
-    if ":" not in text:
-        return redact_url(text)
+    line). An ``@`` beyond the cut may make what is shown user information: read as if that
+    ``@`` came right after the cut, what may be a password or a token is masked all the same
+    (``http://user:secr`` -> ``http://user:***``, ``github_pat_11AB`` -> ``***``). A start whose
+    host has begun (``http://host/pa``, ``127.0.0.1:8080``) is shown as it is."""
+    shown = redact_url(text)
+    if shown != text:
+        return shown  # its own @ is within the start
     return redact_url(text + "@")[:-1]
 
 

@@ -103,15 +103,15 @@ def parse_target_full(text: str, *, default_scheme: str = "http") -> Target:
     raw = text.strip()
     if not raw:
         raise InputError("empty target")
-    # In UTF-8 bytes, as a line of a file is measured (LineSplitter): an argument that a
-    # supervisor of --workers hands on as a line must be one a worker takes.
-    if len(raw.encode("utf-8", "surrogatepass")) > MAX_LINE_CHARS:
-        raise InputError(f"target longer than {MAX_LINE_CHARS} bytes")
     bad = _FORBIDDEN_CHARS.search(raw)
     if bad:
         raise InputError(f"control or space character {bad.group()!r} in target")
     if not raw.isascii():
-        _check_characters(raw)
+        _check_characters(raw)  # no byte that is not UTF-8 is left, no surrogate
+    # In UTF-8 bytes, as a line of a file is measured (LineSplitter): an argument that a
+    # supervisor of --workers hands on as a line must be one a worker takes.
+    if len(raw.encode()) > MAX_LINE_CHARS:
+        raise InputError(f"target longer than {MAX_LINE_CHARS} bytes")
 
     match = _SCHEME_RE.match(raw)
     if match:
@@ -492,5 +492,6 @@ class LineSplitter:
         if not overlong and len(raw) - raw.endswith(b"\r") > MAX_LINE_CHARS:
             overlong = True
             raw = raw[:OVERLONG_SHOWN]
-        text = raw.decode("utf-8", "surrogateescape").strip()
-        return self._number, OverlongLine(text) if overlong else without_comment(text)
+        # An overlong line's start without its comment too: a comment may quote anything.
+        text = without_comment(raw.decode("utf-8", "surrogateescape").strip())
+        return self._number, OverlongLine(text) if overlong else text

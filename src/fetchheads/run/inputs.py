@@ -133,6 +133,8 @@ async def _read(
                         lines += splitter.feed(b"")
                     for number, line in lines:
                         if isinstance(line, OverlongLine):
+                            if line.start.startswith("#"):
+                                continue  # a comment, however long
                             yield input_error(
                                 redact_cut_url(line.start) + "…",
                                 f"line longer than {MAX_LINE_CHARS} bytes",
