@@ -176,6 +176,17 @@ def test_workers_send_a_targets_password_as_given_and_show_it_nowhere(
     assert_kept_secret(stdout, stderr)
 
 
+@pytest.mark.parametrize(
+    "target", [f"http:///user:{SECRET}@127.0.0.1:9/", f"//user:{SECRET}@127.0.0.1:9"]
+)
+def test_a_slash_too_many_is_no_host_and_hides_the_password(target: str, tmp_path: Path) -> None:
+    code, stdout, stderr, stored = run(["--json", target], tmp_path)
+    assert code == 1
+    assert json.loads(stdout)["error"]["message"] == "no host in target"
+    assert "user:***@127.0.0.1:9" in stdout
+    assert_kept_secret(stdout, stderr, stored)
+
+
 def test_a_target_with_a_password_that_is_not_valid_is_an_input_record_without_it(
     tmp_path: Path,
 ) -> None:
@@ -289,7 +300,11 @@ def test_redact_url(text: str, shown: str) -> None:
         ("http://127.0.0.1:8080/aaaa", "http://127.0.0.1:8080/aaaa"),
         ("https://example.social/@na", "https://example.social/@na"),
         ("github_pat_11ABCDEFG0123456789", "***"),  # a token before its cut @host
-        ("https://ghp_R3alT0ken@127.0.0.1:9", "https://***@127.0.0.1:9"),  # its @ is in the start
+        # An @ in the start may be the password's own, the authority's beyond the cut.
+        ("https://ghp_R3alT0ken@127.0.0.1:9", "https://***"),
+        ("https://deploy:P@ssw0rd-Kx9q2L", "https://deploy:***"),
+        ("https://ghp_R3alT0ken@127.0.0.1:9/a", "https://***@127.0.0.1:9/a"),  # it ended: shown
+        ("[::1]:8080", "[::1]:8080"),
         ("127.0.0.1:9/x", "127.0.0.1:9/x"),
     ],
 )
@@ -303,6 +318,7 @@ def test_an_overlong_line_cut_inside_its_password_does_not_show_it(tmp_path: Pat
         f"http://user:{SECRET * 10}@127.0.0.1:9/" + "a" * 5000,
         f"# http://user:{SECRET}@127.0.0.1:9/" + "0" * 5000,  # a comment, however long: skipped
         f"127.0.0.1:9/x # was http://user:{SECRET}@127.0.0.1:9/" + "0" * 5000,
+        "127.0.0.1:8080   # staging " + "0" * 5000,  # cut at its comment: whole, port and all
         f"{SECRET * 10}@127.0.0.1:9/" + "a" * 5000,  # a token as the user, its @ cut off
     ]
     source.write_text("\n".join(lines) + "\n")
@@ -312,12 +328,11 @@ def test_an_overlong_line_cut_inside_its_password_does_not_show_it(tmp_path: Pat
         )
         assert code == 1
         records = [json.loads(line) for line in stdout.splitlines()]
-        assert [r["target"] for r in records] == ["http://user:***…", "127.0.0.1:9/x…", "***…"]
-        assert {r["error"]["message"].split(": ")[0] for r in records} == {
-            f"{source}:1",
-            f"{source}:3",
-            f"{source}:4",
-        }
+        targets = [r["target"] for r in records]
+        assert targets == ["http://user:***…", "127.0.0.1:9/x…", "127.0.0.1:8080…", "***…"]
+        assert [r["error"]["message"].split(": ")[0] for r in records] == [
+            f"{source}:{n}" for n in (1, 3, 4, 5)
+        ]
         assert_kept_secret(stdout, stderr, stored)
         assert SECRET[:4] not in stdout
 

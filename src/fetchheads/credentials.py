@@ -41,10 +41,7 @@ def redact_url(text: str) -> str:
     up to its ``@`` all the same."""
     if "@" not in text:
         return text  # the common case: nothing to look for
-    scheme = _SCHEME.match(text)
-    start = scheme.end() if scheme else 0
-    while text.startswith("/", start):  # http:///user:pw@host, //user:pw@host: slashes too many
-        start += 1
+    start = _authority_start(text)
     end = len(text)
     for separator in "/?#":
         index = text.find(separator, start)
@@ -70,22 +67,36 @@ def redact_url(text: str) -> str:
 
 def redact_cut_url(text: str) -> str:
     """``redact_url`` of the start of a URL whose rest is cut off (the record of an overlong
-    line). An ``@`` beyond the cut may make what is shown user information: read as if that
-    ``@`` came right after the cut, what may be a password or a token is masked all the same
-    (``http://user:secr`` -> ``http://user:***``, ``github_pat_11AB`` -> ``***``). A start whose
-    host has begun (``http://host/pa``, ``127.0.0.1:8080``) is shown as it is."""
-    shown = redact_url(text)
-    if shown != text:
-        return shown  # its own @ is within the start
-    return redact_url(text + "@")[:-1]
+    line). Where the start ends inside the authority (no ``/``, ``?`` or ``#`` in it yet), the
+    authority's ``@`` may lie beyond the cut, and all of what is shown of it may be user
+    information: it is masked, but for a user name before a ``:`` (``http://user:secr`` ->
+    ``http://user:***``, ``github_pat_11AB`` -> ``***``, ``http://u:P@ssw0rd-`` -> ``http://u:***``).
+    A start whose authority has ended (``http://host/pa``) is ``redact_url``'s."""
+    start = _authority_start(text)
+    if text.startswith("[", start):
+        return text  # an IPv6 literal: no user information begins with [
+    if any(separator in text[start:] for separator in "/?#"):
+        return redact_url(text + "@")[:-1]  # also a password with an unencoded / ? or # cut
+    user, colon, _rest = text[start:].partition(":")
+    shown = f"{user}:{MASK}" if colon and "@" not in user else MASK
+    return text[:start] + shown if text[start:] else text
+
+
+def _authority_start(text: str) -> int:
+    """Where the authority of ``text`` (a URL, or a bare ``[userinfo@]host...``) begins: after
+    the scheme, and after any slashes too many (``http:///user:pw@host``, ``//user:pw@host``)."""
+    scheme = _SCHEME.match(text)
+    start = scheme.end() if scheme else 0
+    while text.startswith("/", start):
+        start += 1
+    return start
 
 
 def has_unencoded_password(text: str) -> bool:
     """Whether ``text`` hides a password that its authority does not hold (``user:pa/ss@host``)."""
     if "@" not in text:
         return False
-    scheme = _SCHEME.match(text)
-    start = scheme.end() if scheme else 0
+    start = _authority_start(text)
     authority = re.split(r"[/?#]", text[start:], maxsplit=1)[0]
     return "@" not in authority and redact_url(text) != text
 

@@ -492,6 +492,5 @@ class LineSplitter:
         if not overlong and len(raw) - raw.endswith(b"\r") > MAX_LINE_CHARS:
             overlong = True
             raw = raw[:OVERLONG_SHOWN]
-        # An overlong line's start without its comment too: a comment may quote anything.
-        text = without_comment(raw.decode("utf-8", "surrogateescape").strip())
-        return self._number, OverlongLine(text) if overlong else text
+        text = raw.decode("utf-8", "surrogateescape").strip()
+        return self._number, OverlongLine(text) if overlong else without_comment(text)

@@ -33,6 +33,7 @@ from fetchheads.targets import (
     check_target,
     parse_target,
     undecodable_replaced,
+    without_comment,
 )
 from fetchheads.threads import stop_signals_kept_from_new_threads
 
@@ -133,13 +134,9 @@ async def _read(
                         lines += splitter.feed(b"")
                     for number, line in lines:
                         if isinstance(line, OverlongLine):
-                            if line.start.startswith("#"):
-                                continue  # a comment, however long
-                            yield input_error(
-                                redact_cut_url(line.start) + "…",
-                                f"line longer than {MAX_LINE_CHARS} bytes",
-                                where=f"{name}:{number}",
-                            )
+                            record = _overlong(line, f"{name}:{number}")
+                            if record is not None:  # None: a comment, however long
+                                yield record
                         elif line and not line.startswith("#"):
                             # The FILE:LINE of an error is written only for one.
                             try:
@@ -153,6 +150,18 @@ async def _read(
                 reader.after_reads(close)
     finally:
         reader.close()
+
+
+def _overlong(line: OverlongLine, where: str) -> Result | None:
+    """The record of a line too long to read, showing its start (``None`` for a comment). The
+    start is shown without its comment, which may quote anything; a password or a token in it,
+    or what may be one where the start is cut before the ``@``, is masked."""
+    head = without_comment(line.start)
+    if head.startswith("#"):
+        return None
+    # Cut at its comment, the target in it is whole; else the cut may fall anywhere in it.
+    shown = redact_url(head) if head != line.start else redact_cut_url(head)
+    return input_error(shown + "…", f"line longer than {MAX_LINE_CHARS} bytes", where=where)
 
 
 _MARKS = (
