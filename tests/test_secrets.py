@@ -305,6 +305,10 @@ def test_redact_url(text: str, shown: str) -> None:
         ("https://deploy:P@ssw0rd-Kx9q2L", "https://deploy:***"),
         ("https://ghp_R3alT0ken@127.0.0.1:9/a", "https://***@127.0.0.1:9/a"),  # it ended: shown
         ("[::1]:8080", "[::1]:8080"),
+        ("http://[::1]", "http://[::1]"),
+        ("http://[admin:Xk9Secret", "http://[admin:***"),  # a user name may begin with [
+        ("[ops]:Xk9Secret", "[ops]:***"),
+        ("[dead:beef]:1234x", "[dead:***"),  # not an address and port: masked
         ("127.0.0.1:9/x", "127.0.0.1:9/x"),
     ],
 )

@@ -73,13 +73,28 @@ def redact_cut_url(text: str) -> str:
     ``http://user:***``, ``github_pat_11AB`` -> ``***``, ``http://u:P@ssw0rd-`` -> ``http://u:***``).
     A start whose authority has ended (``http://host/pa``) is ``redact_url``'s."""
     start = _authority_start(text)
-    if text.startswith("[", start):
-        return text  # an IPv6 literal: no user information begins with [
+    if _IPV6_AUTHORITY.fullmatch(text, start) and _is_ipv6(text[start + 1 : text.index("]")]):
+        return text  # [::1] or [::1]:8080 whole: an address, no user information
     if any(separator in text[start:] for separator in "/?#"):
         return redact_url(text + "@")[:-1]  # also a password with an unencoded / ? or # cut
     user, colon, _rest = text[start:].partition(":")
     shown = f"{user}:{MASK}" if colon and "@" not in user else MASK
     return text[:start] + shown if text[start:] else text
+
+
+_IPV6_AUTHORITY = re.compile(r"\[[0-9A-Fa-f:.]+\](?::[0-9]*)?")
+"""A bracketed IPv6 literal and its port, all of a cut start's authority: a user name may also
+begin with ``[`` (``http://[admin:password@host``), which this does not match."""
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress  # only the record of an overlong line pays for the import
+
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _authority_start(text: str) -> int:
