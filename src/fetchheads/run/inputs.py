@@ -62,9 +62,20 @@ def input_error(text: str, message: str, *, where: str | None = None) -> Result:
     return Result(target=shown, url=None, error=error, given=given if shown != given else None)
 
 
-def to_item(text: str, default_scheme: str, *, where: str | None = None) -> Item:
+_Taken = TypeVar("_Taken", Target, str)
+
+
+def to_item(
+    text: str,
+    default_scheme: str,
+    *,
+    where: str | None = None,
+    take: Callable[..., _Taken] = parse_target,  # type: ignore[assignment]  # _Taken = Target
+) -> _Taken | Result:
+    """``take(text)`` (``parse_target``, or the supervisor's ``check_target``), or the record of
+    the input error it raised."""
     try:
-        return parse_target(text, default_scheme=default_scheme)
+        return take(text, default_scheme=default_scheme)
     except InputError as exc:
         return input_error(text, str(exc), where=where)
 
@@ -82,9 +93,6 @@ def read_lines(sources: Sequence[Source], default_scheme: str) -> AsyncIterator[
     return _read(sources, default_scheme, check_target)
 
 
-_Taken = TypeVar("_Taken", Target, str)
-
-
 async def _read(
     sources: Sequence[Source], default_scheme: str, take: Callable[..., _Taken]
 ) -> AsyncIterator[_Taken | Result]:
@@ -95,10 +103,7 @@ async def _read(
         for source in sources:
             if source.path is None:
                 for text in source.args:
-                    try:
-                        yield take(text, default_scheme=default_scheme)
-                    except InputError as exc:
-                        yield input_error(text, str(exc))
+                    yield to_item(text, default_scheme, take=take)
                 continue
             name = "stdin" if source.path == STDIN else source.path
             try:
